@@ -1,0 +1,67 @@
+"""The check pipeline, transport-free: matter → subject → lookup → evaluation.
+
+The gRPC service calls this with an authenticated caller; it returns domain
+objects. ``clock`` is injectable so that tests can check at chosen instants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mustcheck.identifiers import SubjectKind
+
+from . import subjects
+from .callers import Caller
+from .errors import InvalidArgument, UnknownMatter
+from .evaluation import Evaluation, evaluate
+from .policy.model import Matter, PolicySet
+from .store.base import ListStore
+
+Clock = Callable[[], dt.datetime]
+MAX_BATCH = 1000
+_CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    evaluation: Evaluation
+    data_version: int
+    checked_at: dt.datetime
+    legacy_code: bool
+
+
+class CheckEngine:
+    def __init__(self, store: ListStore, policy: PolicySet, *, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+
+    def matter(self, code: str) -> Matter:
+        code = code.strip()
+        if not code:
+            raise InvalidArgument("matter is required: a code from the query catalog", reason="matter.missing")
+        matter = self.policy.matters.get(code) or self.policy.matters.get(code.upper())
+        if matter is None:
+            raise UnknownMatter(f"unknown matter {code!r}: not in the query catalog")
+        return matter
+
+    def check(self, caller: Caller, raw_subject: str, kind: SubjectKind | None, matter: Matter) -> CheckAnswer:
+        at = self.clock()
+        subject = subjects.validate(raw_subject, kind, self.policy, today=at.astimezone(_CHINA_STANDARD_TIME).date())
+        lookup = self.store.lookup(subject.code, person=subject.kind is SubjectKind.PERSON)
+        evaluation = evaluate(
+            subject=subject,
+            own_entries=lookup.own,
+            linked_entries=lookup.linked,
+            matter=matter,
+            department=caller.department,
+            policy=self.policy,
+            at=at,
+        )
+        return CheckAnswer(evaluation, lookup.data_version, at, subject.legacy)

@@ -1,0 +1,5 @@
+"""The ``mustcheck`` command line: one module per command group."""
+
+from .main import main
+
+__all__ = ["main"]

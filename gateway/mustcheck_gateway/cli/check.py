@@ -1,0 +1,79 @@
+"""``mustcheck check SUBJECT --matter CODE``: one check through the SDK.
+
+Exit codes: 0 answered, 2 invalid input, 3 gateway unavailable, 4 permission denied.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mustcheck import (
+    AuthenticationFailed,
+    CheckUnavailable,
+    Client,
+    InvalidRequest,
+    MustCheckError,
+    PermissionDenied,
+    RateLimited,
+    SubjectKind,
+)
+
+from .common import (
+    EXIT_DENIED,
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    Subparsers,
+    add_gateway_option,
+    fail,
+    print_json,
+    render_result,
+    result_as_json,
+)
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="check one subject for one matter",
+        description="Check one subject (unified social credit code or citizen ID) for one approval matter. "
+        "Exit codes: 0 answered, 2 invalid input, 3 gateway unavailable, 4 permission denied.",
+    )
+    parser.add_argument("subject", help="unified social credit code or citizen identity number")
+    parser.add_argument("--matter", required=True, metavar="CODE", help="matter code from the query catalog")
+    parser.add_argument("--purpose", default="", help="business purpose of the lookup")
+    parser.add_argument("--authorization-ref", default="", metavar="REF", help="authorisation reference (persons)")
+    parser.add_argument("--kind", choices=[kind.value for kind in SubjectKind], help="subject kind, if ambiguous")
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="deadline (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_gateway_option(parser)
+    parser.set_defaults(run=run)
+
+
+def run(options: argparse.Namespace) -> int:
+    kind = SubjectKind(options.kind) if options.kind else None
+    try:
+        with Client(options.gateway, timeout=options.timeout) as client:
+            result = client.check(
+                options.subject,
+                options.matter,
+                purpose=options.purpose,
+                authorization_ref=options.authorization_ref,
+                subject_kind=kind,
+            )
+    except InvalidRequest as error:
+        return fail(f"invalid input: {error.message}", EXIT_INVALID)
+    except CheckUnavailable as error:
+        return fail(f"no answer from the gateway at {options.gateway}: {error.message}", EXIT_UNAVAILABLE)
+    except (PermissionDenied, AuthenticationFailed) as error:
+        return fail(f"not allowed: {error.message}", EXIT_DENIED)
+    except RateLimited as error:
+        return fail(f"rate limited: {error.message}", EXIT_UNAVAILABLE)
+    except MustCheckError as error:
+        return fail(error.message, EXIT_FAILURE)
+    if options.json:
+        print_json(result_as_json(result))
+    else:
+        print(render_result(result))
+    return EXIT_OK

@@ -1,0 +1,144 @@
+"""What the commands share: exit codes, options, and printing a check result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mustcheck import CheckResult, Measure, Membership
+from mustcheck._models import BatchResult
+
+from ..server import DEFAULT_LISTEN
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+EXIT_DENIED = 4
+
+Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def add_gateway_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway", default=DEFAULT_LISTEN, metavar="HOST:PORT", help=f"gateway address (default {DEFAULT_LISTEN})"
+    )
+
+
+def add_policies_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policies", type=Path, default=None, metavar="DIR",
+        help="policy folder (default: $MUSTCHECK_POLICIES, else the bundled policies/)",
+    )
+
+
+def fail(message: str, code: int) -> int:
+    print(f"mustcheck: {message}", file=sys.stderr)
+    return code
+
+
+def result_as_json(result: CheckResult) -> dict[str, Any]:
+    return {
+        "subject": result.subject,
+        "subject_kind": result.subject_kind.value,
+        "subject_name": result.subject_name,
+        "matter": result.matter,
+        "outcome": result.outcome.value,
+        "memberships": [_membership_json(m) for m in result.memberships],
+        "measures": [_measure_json(m) for m in result.measures],
+        "green_channel": result.green_channel,
+        "human_review_required": result.human_review_required,
+        "review_notice": result.review_notice,
+        "legacy_code": result.legacy_code,
+        "data_version": result.data_version,
+        "checked_at": result.checked_at.isoformat(),
+    }
+
+
+def batch_as_json(batch: BatchResult) -> dict[str, Any]:
+    items: list[dict[str, Any]] = []
+    for item in batch.items:
+        if item.result is not None:
+            items.append({"index": item.index, "result": result_as_json(item.result)})
+        elif item.error is not None:
+            items.append({"index": item.index, "error": {"message": item.error.message, "reason": item.error.reason}})
+    return {"data_version": batch.data_version, "items": items}
+
+
+def _membership_json(membership: Membership) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "entry_id": membership.entry_id,
+        "list": membership.list.value,
+        "memorandum": membership.memorandum_id,
+        "memorandum_title": membership.memorandum_title,
+        "initiating_department": membership.initiating_department,
+        "status": membership.status.value,
+        "in_force": membership.in_force,
+        "severity": membership.severity,
+        "decision_document": membership.decision_document,
+        "effective_from": membership.effective_from.isoformat(),
+        "punish_until": membership.punish_until.isoformat(),
+        "display_until": membership.display_until.isoformat(),
+    }
+    if membership.via is not None:
+        data["via"] = {
+            "organization_code": membership.via.organization_code,
+            "organization_name": membership.via.organization_name,
+            "role": membership.via.role,
+        }
+    return data
+
+
+def _measure_json(measure: Measure) -> dict[str, Any]:
+    basis = measure.legal_basis
+    return {
+        "id": measure.id,
+        "kind": measure.kind.value,
+        "text": measure.text,
+        "mandatory": measure.mandatory,
+        "legal_basis": {"document": basis.document, "section": basis.section} if basis else None,
+        "memorandum": measure.memorandum_id,
+    }
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+_OUTCOME_LABEL = {
+    "no_record": "no record (无记录)",
+    "incentives": "incentives apply (守信激励)",
+    "restrictions": "restrictions apply (失信惩戒)",
+    "under_objection": "under objection — measures suspended (异议处理中)",
+}
+
+
+def render_result(result: CheckResult) -> str:
+    lines = [
+        f"subject      {result.subject}  {result.subject_name}  ({result.subject_kind.value})"
+        + ("  [legacy code]" if result.legacy_code else ""),
+        f"matter       {result.matter}",
+        f"outcome      {_OUTCOME_LABEL[result.outcome.value]}",
+        f"green channel {'yes — no bad record for three years (33号 §4)' if result.green_channel else 'no'}",
+    ]
+    for membership in result.memberships:
+        state = "in force" if membership.in_force else membership.status.value.replace("_", " ")
+        if membership.in_force and membership.status.value != "active":
+            state = membership.status.value
+        via = ""
+        if membership.via is not None:
+            via = f"  via {membership.via.organization_name} {membership.via.organization_code} ({membership.via.role})"
+        lines.append(
+            f"  {membership.list.value:5} {membership.memorandum_title}  [{state}; until "
+            f"{membership.punish_until.date().isoformat()}]{via}"
+        )
+    for measure in result.measures:
+        tag = "mandatory  " if measure.mandatory else "recommended"
+        lines.append(f"  - {tag} {measure.id}: {measure.text}  ({measure.legal_basis})")
+    if result.human_review_required:
+        lines.append(f"  ! {result.review_notice}")
+    lines.append(f"data version {result.data_version}, checked at {result.checked_at.isoformat()}")
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""``mustcheck demo``: a fresh embedded store with demo data, a short tour, then keep serving."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from mustcheck import Client, InvalidSubject, MustCheckError
+
+from ..demo_data import Showcase, generate_rows, showcase
+from ..list_rows import load_rows
+from ..logs import configure_logging
+from ..policy import PolicyError, PolicySet, default_policy_dir
+from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, GatewayThread
+from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail, render_result
+
+DEMO_STORE = "demo.sqlite3"
+DEMO_SUBJECTS = 2000
+DEMO_SEED = 2016
+DEMO_DEPARTMENT = "approval"  # a consolidated approval bureau (行政审批局) handles many matters
+INVALID_EXAMPLE = "914403001922038217"  # a published code with its check character changed
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "demo", help="run the gateway on demo data and take a short tour",
+        description="Start the gateway on a fresh embedded store loaded with demo data, check a few example "
+        "subjects through the SDK (red list, black list, a person linked to a black-listed company, an entry "
+        "under objection, an invalid ID), then keep serving.",
+    )
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"address to listen on (default {DEFAULT_LISTEN})")
+    parser.add_argument("--data-dir", type=Path, default=Path("mustcheck-demo"), metavar="DIR",
+                        help=f"where the demo store ({DEMO_STORE}) is created afresh (default ./mustcheck-demo)")
+    parser.add_argument("--subjects", type=int, default=DEMO_SUBJECTS, metavar="N",
+                        help=f"demo subjects to load (default {DEMO_SUBJECTS})")
+    parser.add_argument("--exit-after-tour", action="store_true", help="stop after the tour instead of serving")
+    parser.set_defaults(run=run)
+
+
+def run(options: argparse.Namespace) -> int:
+    configure_logging(level="warning", json=False)
+    today = dt.date.today()
+    store_path: Path = options.data_dir / DEMO_STORE
+    for stale in (store_path, store_path.with_name(DEMO_STORE + "-wal"), store_path.with_name(DEMO_STORE + "-shm")):
+        stale.unlink(missing_ok=True)
+    config = GatewayConfig(
+        data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir(),
+        department=DEMO_DEPARTMENT, store_file=DEMO_STORE,
+    )
+    gateway_thread = GatewayThread(config)
+    try:
+        gateway = gateway_thread.start()
+    except PolicyError as error:
+        return fail(f"refusing to start: {error}", EXIT_FAILURE)
+    except ConfigError as error:
+        return fail(str(error), EXIT_INVALID)
+    try:
+        rows = generate_rows(options.subjects, DEMO_SEED, today, gateway.policy)
+        count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
+        host = options.listen.rsplit(":", 1)[0]
+        address = f"{host}:{gateway.port}"
+        print(f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
+              f"(data version {version}) into {store_path}")
+        print(f"Gateway listening on {address}; the caller is department {DEMO_DEPARTMENT!r}.\n")
+        cases = showcase(DEMO_SEED, today, gateway.policy)
+        with Client(address, timeout=5) as client:
+            tour(client, cases, gateway.policy)
+        if options.exit_after_tour:
+            return EXIT_OK
+        print("\nThe gateway keeps serving. From another terminal, try:")
+        print(f"  mustcheck check {cases.black_company} --matter MOF-0001 --gateway {address}")
+        print(f"  mustcheck check {cases.linked_person} --matter ORGANIZATION-0001 --gateway {address} --json")
+        print("  mustcheck policies show            # every matter code")
+        print("Ctrl-C stops it.", flush=True)
+        _wait_for_interrupt()
+        return EXIT_OK
+    finally:
+        gateway_thread.stop()
+
+
+def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
+    steps: list[tuple[str, str, str]] = [
+        ("A red-listed company (A-grade taxpayer) applying through a joint approval", cases.red_company,
+         "APPROVAL-0001"),
+        ("A black-listed company (judgment defaulter) bidding in government procurement", cases.black_company,
+         "MOF-0001"),
+        ("Its legal representative, applying for civil-service recruitment (R7, R13)", cases.linked_person,
+         "ORGANIZATION-0001"),
+        ("A company whose record is under objection: measures suspended (R4)", cases.objection_company, "MOF-0001"),
+        ("A company with no bad record for three years: green channel (R6)", cases.clean_company, "APPROVAL-0001"),
+        ("A government body with a government-integrity record (76号)", cases.government_body, "MOHRSS-0001"),
+        ("An invalid ID: a published code with a wrong check character (R1)", INVALID_EXAMPLE, "MOF-0001"),
+    ]
+    for number, (title, subject, matter) in enumerate(steps, start=1):
+        matter_name = policy.matters[matter].name if matter in policy.matters else matter
+        print(f"[{number}] {title}")
+        print(f"    $ mustcheck check {subject} --matter {matter}   # {matter_name}")
+        try:
+            result = client.check(subject, matter, purpose="demo tour")
+        except InvalidSubject as error:
+            print(f"    rejected: {error.message}  (rule {error.rule})\n")
+            continue
+        except MustCheckError as error:
+            print(f"    error: {error.message}\n")
+            continue
+        print("    " + render_result(result).replace("\n", "\n    ") + "\n")
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handle)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+    print("stopping", file=sys.stderr)

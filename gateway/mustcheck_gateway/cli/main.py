@@ -1,0 +1,43 @@
+"""``mustcheck``: serve the gateway, run the demo, check subjects, inspect policies, make demo data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import check, demo, demo_data, policies, serve
+from .common import EXIT_INVALID
+
+COMMANDS = (serve, demo, check, policies, demo_data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mustcheck",
+        description="Must-check credit lookups for approval workflows (国发〔2016〕33号 §18).",
+    )
+    parser.add_argument("--version", action="version", version=f"mustcheck {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        options = parser.parse_args(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else EXIT_INVALID
+    try:
+        result: int = options.run(options)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""``mustcheck serve``: run the gateway until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from ..logs import configure_logging
+from ..policy import PolicyError, default_policy_dir
+from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, start_gateway
+from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_policies_option, fail
+
+DEFAULT_DATA_DIR = Path("mustcheck-data")
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "serve", help="run the gateway",
+        description="Run the gateway: gRPC check service, health checking and reflection on one port. "
+        "The embedded store is created in the data directory on first run.",
+    )
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
+                        help=f"where the embedded store lives (default ./{DEFAULT_DATA_DIR})")
+    add_policies_option(parser)
+    parser.add_argument("--department", default="ndrc", metavar="CODE",
+                        help="department of the one caller, until authentication lands (default ndrc)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(run=run)
+
+
+def config_from(options: argparse.Namespace, **overrides: object) -> GatewayConfig:
+    settings: dict[str, object] = {
+        "data_dir": options.data_dir,
+        "listen": options.listen,
+        "policy_dir": options.policies or default_policy_dir(),
+        "department": options.department,
+    }
+    settings.update(overrides)
+    return GatewayConfig(**settings)  # type: ignore[arg-type]
+
+
+def run(options: argparse.Namespace) -> int:
+    configure_logging(level=options.log_level)
+    try:
+        asyncio.run(_serve(config_from(options)))
+    except PolicyError as error:
+        print(f"mustcheck: refusing to start: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except ConfigError as error:
+        return fail(f"refusing to start: {error}", EXIT_INVALID)
+    return EXIT_OK
+
+
+async def _serve(config: GatewayConfig) -> None:
+    gateway = await start_gateway(config)
+    print(f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    await gateway.stop()

@@ -1,0 +1,176 @@
+"""List rows: the exchange form of a list entry (close to GB/T 39443-2020's fields).
+
+One row a line in JSON Lines. Dates are calendar dates in China Standard Time
+(``YYYY-MM-DD``, meaning 00:00 UTC+8 of that day) or full ISO 8601 instants.
+``demo-data`` writes this form; the store is loaded from it.
+
+| field | meaning |
+|---|---|
+| source | who supplied the row (with ``decision_document``, the entry's identity) |
+| subject_code, subject_name, subject_kind | the subject (``organization`` or ``person``) |
+| memorandum, list_kind | memorandum id (``policies/memoranda.toml``) and ``red`` / ``black`` |
+| initiating_department | department code |
+| decision_document, decision_date | the decision's document number and date |
+| severity | ``minor``, ``general``, ``serious`` (``none`` for red lists) |
+| reason | why the subject is listed |
+| effective_date, punish_until, display_until | the periods (R3) |
+| status, status_changed | ``active``, ``under_objection``, ``repaired``, ``revoked``; when it last changed |
+| responsible_persons | list of ``{id, name, role}`` (R7) |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from mustcheck.identifiers import IdentifierError, SubjectKind, validate_subject
+
+from .policy.model import ListKind, PolicySet
+from .store.base import EntryStatus, ListEntry, ListStore, PersonRole, ResponsiblePerson
+from .store.codec import entry_key
+
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+ROW_FIELDS = (
+    "source",
+    "subject_code",
+    "subject_name",
+    "subject_kind",
+    "memorandum",
+    "list_kind",
+    "initiating_department",
+    "decision_document",
+    "decision_date",
+    "severity",
+    "reason",
+    "effective_date",
+    "punish_until",
+    "display_until",
+    "status",
+    "status_changed",
+    "responsible_persons",
+)
+_OPTIONAL = frozenset({"status", "status_changed", "responsible_persons", "subject_name", "reason"})
+
+
+class RowError(ValueError):
+    """A row cannot become an entry; the message names the field and the problem."""
+
+
+def parse_instant(text: str, field: str) -> dt.datetime:
+    """A ``YYYY-MM-DD`` date (00:00 China Standard Time) or an ISO 8601 instant with offset."""
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_STANDARD_TIME)
+        instant = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise RowError(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant") from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=CHINA_STANDARD_TIME)
+    return instant
+
+
+def entry_from_row(row: Mapping[str, Any], policy: PolicySet) -> ListEntry:
+    """Validate one row against R1/R3 and the policy set and build its entry."""
+    missing = [field for field in ROW_FIELDS if field not in _OPTIONAL and not row.get(field)]
+    if missing:
+        raise RowError(f"missing field(s): {', '.join(missing)}")
+    try:
+        kind = SubjectKind(row["subject_kind"])
+    except ValueError:
+        raise RowError(f"subject_kind: {row['subject_kind']!r} is not organization or person") from None
+    try:
+        subject = validate_subject(str(row["subject_code"]), kind=kind, legacy_codes=policy.legacy_codes.keys())
+    except IdentifierError as error:
+        raise RowError(f"subject_code: {error.message} [{error.rule}]") from None
+    memorandum = policy.memoranda.get(row["memorandum"])
+    if memorandum is None:
+        raise RowError(f"memorandum: unknown memorandum {row['memorandum']!r}")
+    if row["list_kind"] != memorandum.list_kind.value:
+        raise RowError(f"list_kind: memorandum {memorandum.id} is a {memorandum.list_kind.value} list")
+    if kind not in memorandum.subject_kinds:
+        raise RowError(f"subject_kind: memorandum {memorandum.id} does not cover {kind.value} subjects")
+    dates = {
+        field: parse_instant(str(row[field]), field)
+        for field in ("decision_date", "effective_date", "punish_until", "display_until")
+    }
+    if not dates["effective_date"] < dates["punish_until"] <= dates["display_until"]:
+        raise RowError("dates: need effective_date < punish_until <= display_until")
+    try:
+        status = EntryStatus(row.get("status") or "active")
+    except ValueError:
+        raise RowError(f"status: {row['status']!r} is not a known status") from None
+    changed = row.get("status_changed")
+    return ListEntry(
+        entry_id=entry_key(str(row["source"]), str(row["decision_document"])),
+        source=str(row["source"]),
+        subject_code=subject.code,
+        subject_name=str(row.get("subject_name") or ""),
+        subject_kind=kind,
+        memorandum_id=memorandum.id,
+        list_kind=ListKind(row["list_kind"]),
+        initiating_department=str(row["initiating_department"]),
+        decision_document=str(row["decision_document"]),
+        reason=str(row.get("reason") or ""),
+        severity=str(row["severity"]),
+        decision_date=dates["decision_date"],
+        effective_from=dates["effective_date"],
+        punish_until=dates["punish_until"],
+        display_until=dates["display_until"],
+        status=status,
+        status_changed_at=parse_instant(str(changed), "status_changed") if changed else None,
+        responsible_persons=tuple(_persons(row.get("responsible_persons") or [])),
+    )
+
+
+def _persons(raw: Iterable[Mapping[str, Any]]) -> Iterator[ResponsiblePerson]:
+    for index, person in enumerate(raw):
+        try:
+            number = validate_subject(str(person["id"]), kind=SubjectKind.PERSON).code
+            role = PersonRole(person["role"])
+        except (KeyError, TypeError):
+            raise RowError(f"responsible_persons[{index}]: needs id, name and role") from None
+        except IdentifierError as error:
+            raise RowError(f"responsible_persons[{index}].id: {error.message} [{error.rule}]") from None
+        except ValueError:
+            roles = ", ".join(role.value for role in PersonRole)
+            raise RowError(f"responsible_persons[{index}].role: {person['role']!r} is not one of {roles}") from None
+        yield ResponsiblePerson(number, str(person.get("name") or ""), role)
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) for each non-blank line."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise RowError(f"line {number}: not valid JSON ({error.msg})") from None
+
+
+def write_jsonl(rows: Iterable[Mapping[str, Any]], out: TextIO) -> int:
+    count = 0
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
+        count += 1
+    return count
+
+
+def load_rows(
+    store: ListStore, rows: Iterable[Mapping[str, Any]], policy: PolicySet, *, actor: str, action: str
+) -> tuple[int, int]:
+    """Validate every row and write them in one transaction; returns (entries, data version).
+
+    A bad row raises :class:`RowError` naming its position, and nothing is written.
+    """
+    entries = []
+    for position, row in enumerate(rows, start=1):
+        try:
+            entries.append(entry_from_row(row, policy))
+        except RowError as error:
+            raise RowError(f"row {position}: {error}") from None
+    return len(entries), store.write_entries(entries, actor=actor, action=action)

@@ -1,0 +1,104 @@
+"""Domain answers to protobuf responses. Every personal field passes through the masker (R9)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from mustcheck._generated.v1 import check_pb2 as pb
+from mustcheck.identifiers import SubjectKind
+
+from .checks import CheckAnswer
+from .evaluation import AppliedMeasure, Outcome, ShownMembership
+from .masking import Masker
+from .policy.model import ListKind, MeasureKind
+from .store.base import EntryStatus
+
+_SUBJECT_KIND = {
+    SubjectKind.ORGANIZATION: pb.SUBJECT_KIND_ORGANIZATION,
+    SubjectKind.PERSON: pb.SUBJECT_KIND_PERSON,
+}
+SUBJECT_KIND_FROM_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
+_OUTCOME = {
+    Outcome.NO_RECORD: pb.OUTCOME_NO_RECORD,
+    Outcome.INCENTIVES: pb.OUTCOME_INCENTIVES,
+    Outcome.RESTRICTIONS: pb.OUTCOME_RESTRICTIONS,
+    Outcome.UNDER_OBJECTION: pb.OUTCOME_UNDER_OBJECTION,
+}
+_LIST = {ListKind.RED: pb.LIST_KIND_RED, ListKind.BLACK: pb.LIST_KIND_BLACK}
+_STATUS = {
+    EntryStatus.ACTIVE: pb.ENTRY_STATUS_ACTIVE,
+    EntryStatus.UNDER_OBJECTION: pb.ENTRY_STATUS_UNDER_OBJECTION,
+    EntryStatus.REPAIRED: pb.ENTRY_STATUS_REPAIRED,
+    EntryStatus.REVOKED: pb.ENTRY_STATUS_REVOKED,
+}
+_MEASURE = {MeasureKind.INCENTIVE: pb.MEASURE_KIND_INCENTIVE, MeasureKind.PUNISHMENT: pb.MEASURE_KIND_PUNISHMENT}
+
+
+def timestamp(instant: dt.datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(instant)
+    return stamp
+
+
+def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
+    evaluation = answer.evaluation
+    subject = evaluation.subject
+    person = subject.kind is SubjectKind.PERSON
+    return pb.CheckResponse(
+        subject=masker.person_id(subject.code) if person else subject.code,
+        subject_kind=_SUBJECT_KIND[subject.kind],
+        subject_name=masker.person_name(evaluation.subject_name) if person else evaluation.subject_name,
+        matter=evaluation.matter.code,
+        outcome=_OUTCOME[evaluation.outcome],
+        memberships=[_membership(m, masker) for m in evaluation.memberships],
+        measures=[_measure(m) for m in evaluation.measures],
+        green_channel=evaluation.green_channel,
+        human_review_required=evaluation.human_review_required,
+        review_notice=evaluation.review_notice,
+        legacy_code=answer.legacy_code,
+        data_version=answer.data_version,
+        checked_at=timestamp(answer.checked_at),
+    )
+
+
+def _membership(membership: ShownMembership, masker: Masker) -> pb.Membership:
+    entry = membership.entry
+    message = pb.Membership(
+        entry_id=entry.entry_id,
+        list=_LIST[entry.list_kind],
+        memorandum_id=membership.memorandum.id,
+        memorandum_title=membership.memorandum.title,
+        initiating_department=entry.initiating_department,
+        status=_STATUS[entry.status],
+        severity=entry.severity,
+        decision_document=entry.decision_document,
+        reason=entry.reason,
+        decision_date=timestamp(entry.decision_date),
+        effective_from=timestamp(entry.effective_from),
+        punish_until=timestamp(entry.punish_until),
+        display_until=timestamp(membership.display_until),
+        in_force=membership.in_force,
+    )
+    if membership.via is not None:
+        message.via.organization_code = membership.via.organization_code
+        message.via.organization_name = membership.via.organization_name
+        message.via.role = membership.via.role.value
+    return message
+
+
+def _measure(applied: AppliedMeasure) -> pb.Measure:
+    measure = applied.measure
+    message = pb.Measure(
+        id=measure.id,
+        kind=_MEASURE[measure.kind],
+        text=measure.text,
+        mandatory=measure.mandatory,
+        memorandum_id=applied.memorandum_id,
+        implementing_departments=list(measure.implementing_departments),
+        entry_id=applied.entry_id,
+    )
+    if measure.legal_basis is not None:
+        message.legal_basis.document = measure.legal_basis.document
+        message.legal_basis.section = measure.legal_basis.section
+    return message

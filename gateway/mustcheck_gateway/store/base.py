@@ -1,0 +1,142 @@
+"""The store interface and the list-entry model every backend speaks.
+
+A backend (``sqlite`` embedded by default; PostgreSQL for scale-out) implements
+:class:`ListStore`. Everything above the store sees only these types. Every write
+moves the data version, a counter that only ever grows, and appends the entry's new
+state to its history (who, when, what), so any past state can be replayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mustcheck.identifiers import SubjectKind
+
+from ..policy.model import ListKind
+
+UTC = dt.UTC
+
+
+class EntryStatus(enum.Enum):
+    ACTIVE = "active"
+    UNDER_OBJECTION = "under_objection"
+    REPAIRED = "repaired"
+    REVOKED = "revoked"
+
+
+class PersonRole(enum.Enum):
+    LEGAL_REPRESENTATIVE = "legal_representative"
+    PRINCIPAL = "principal"
+    DIRECTLY_RESPONSIBLE = "directly_responsible"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsiblePerson:
+    """A natural person an organisation's entry reaches (R7, 33号 §14)."""
+
+    person_id: str
+    name: str
+    role: PersonRole
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One red- or black-list record of one subject, as decided by its initiating department.
+
+    ``punish_until`` ends the measures period (for a red list: the incentives);
+    ``display_until`` ends publication. ``status_changed_at`` is when the status last
+    changed (a repair ends the bad record at that instant, R5/R6).
+    """
+
+    entry_id: str
+    source: str
+    subject_code: str
+    subject_name: str
+    subject_kind: SubjectKind
+    memorandum_id: str
+    list_kind: ListKind
+    initiating_department: str
+    decision_document: str
+    reason: str
+    severity: str
+    decision_date: dt.datetime
+    effective_from: dt.datetime
+    punish_until: dt.datetime
+    display_until: dt.datetime
+    status: EntryStatus = EntryStatus.ACTIVE
+    status_changed_at: dt.datetime | None = None
+    responsible_persons: tuple[ResponsiblePerson, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One state an entry has been in: written at ``data_version`` by ``actor``."""
+
+    entry_id: str
+    data_version: int
+    action: str
+    actor: str
+    changed_at: dt.datetime
+    entry: ListEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a check reads, as of one data version: the subject's own entries and, for a
+    person, the organisations' entries that name them (R7)."""
+
+    data_version: int
+    own: list[ListEntry]
+    linked: list[ListEntry]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (the message says what and why)."""
+
+
+class EntryNotFound(StoreError):
+    pass
+
+
+class ListStore(Protocol):
+    """What the gateway needs from a store. Implementations must be thread-safe."""
+
+    def data_version(self) -> int:
+        """The current data version (0 for an empty store)."""
+        ...
+
+    def lookup(self, subject_code: str, *, person: bool) -> Lookup:
+        """The subject's entries and the data version, read in one consistent snapshot."""
+        ...
+
+    def entries_for_subject(self, subject_code: str) -> list[ListEntry]:
+        """Every entry of the subject, in any status, including expired ones (R6 needs history)."""
+        ...
+
+    def entries_naming_person(self, person_id: str) -> list[ListEntry]:
+        """Every entry of an organisation that names ``person_id`` as a responsible person (R7)."""
+        ...
+
+    def write_entries(self, entries: Iterable[ListEntry], *, actor: str, action: str) -> int:
+        """Insert or replace entries in one transaction; the data version moves once. Returns it."""
+        ...
+
+    def set_status(
+        self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
+    ) -> int:
+        """Change one entry's status (objection, repair, revocation); returns the new data version."""
+        ...
+
+    def history(self, entry_id: str) -> Sequence[HistoryRecord]:
+        """Every state the entry has been in, oldest first."""
+        ...
+
+    def count_entries(self) -> int:
+        ...
+
+    def close(self) -> None:
+        ...

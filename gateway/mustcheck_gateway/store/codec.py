@@ -1,0 +1,92 @@
+"""Entries to and from the column values every backend stores (text dates, JSON snapshots)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mustcheck.identifiers import SubjectKind
+
+from ..policy.model import ListKind
+from .base import EntryStatus, ListEntry, PersonRole, ResponsiblePerson
+
+ENTRY_COLUMNS = (
+    "entry_id",
+    "source",
+    "subject_code",
+    "subject_name",
+    "subject_kind",
+    "memorandum_id",
+    "list_kind",
+    "initiating_department",
+    "decision_document",
+    "reason",
+    "severity",
+    "decision_date",
+    "effective_from",
+    "punish_until",
+    "display_until",
+    "status",
+    "status_changed_at",
+)
+_DATE_COLUMNS = frozenset({"decision_date", "effective_from", "punish_until", "display_until", "status_changed_at"})
+
+
+def entry_key(source: str, decision_document: str) -> str:
+    """An entry's identity: its source and decision document number, as a short stable id."""
+    digest = hashlib.sha256(f"{source}\x00{decision_document}".encode()).hexdigest()
+    return f"E{digest[:20]}"
+
+
+def format_instant(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"instant {value!r} has no time zone")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def parse_instant(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def entry_values(entry: ListEntry) -> tuple[Any, ...]:
+    """The entry's values in ``ENTRY_COLUMNS`` order."""
+    values: list[Any] = []
+    for column in ENTRY_COLUMNS:
+        value = getattr(entry, column)
+        if column in _DATE_COLUMNS:
+            values.append(None if value is None else format_instant(value))
+        elif isinstance(value, SubjectKind | ListKind | EntryStatus):
+            values.append(value.value)
+        else:
+            values.append(value)
+    return tuple(values)
+
+
+def entry_from_values(values: Sequence[Any], persons: Sequence[Sequence[Any]] = ()) -> ListEntry:
+    """Rebuild an entry from ``ENTRY_COLUMNS`` values and (person_id, name, role) rows."""
+    row: dict[str, Any] = dict(zip(ENTRY_COLUMNS, values, strict=True))
+    for column in _DATE_COLUMNS:
+        if row[column] is not None:
+            row[column] = parse_instant(row[column])
+    row["subject_kind"] = SubjectKind(row["subject_kind"])
+    row["list_kind"] = ListKind(row["list_kind"])
+    row["status"] = EntryStatus(row["status"])
+    row["responsible_persons"] = tuple(
+        ResponsiblePerson(person_id, name, PersonRole(role)) for person_id, name, role in persons
+    )
+    return ListEntry(**row)
+
+
+def snapshot(entry: ListEntry) -> str:
+    """The entry as one JSON document, for history rows."""
+    data: dict[str, Any] = dict(zip(ENTRY_COLUMNS, entry_values(entry), strict=True))
+    data["responsible_persons"] = [[p.person_id, p.name, p.role.value] for p in entry.responsible_persons]
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def from_snapshot(text: str) -> ListEntry:
+    data: Mapping[str, Any] = json.loads(text)
+    return entry_from_values([data[column] for column in ENTRY_COLUMNS], data["responsible_persons"])

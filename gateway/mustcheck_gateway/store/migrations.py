@@ -1,0 +1,74 @@
+"""Versioned schema migrations, in SQL that SQLite and PostgreSQL both accept.
+
+Each migration is applied once, in order, in its own transaction, and recorded in
+``schema_migrations``. Never edit a released migration: add the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+BOOKKEEPING = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "list entries, responsible persons, history and the data version",
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+            "INSERT INTO meta (key, value) VALUES ('data_version', 0)",
+            """CREATE TABLE entries (
+                entry_id TEXT PRIMARY KEY,
+                source TEXT NOT NULL,
+                subject_code TEXT NOT NULL,
+                subject_name TEXT NOT NULL,
+                subject_kind TEXT NOT NULL,
+                memorandum_id TEXT NOT NULL,
+                list_kind TEXT NOT NULL,
+                initiating_department TEXT NOT NULL,
+                decision_document TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                decision_date TEXT NOT NULL,
+                effective_from TEXT NOT NULL,
+                punish_until TEXT NOT NULL,
+                display_until TEXT NOT NULL,
+                status TEXT NOT NULL,
+                status_changed_at TEXT,
+                data_version BIGINT NOT NULL
+            )""",
+            "CREATE INDEX entries_subject ON entries (subject_code)",
+            "CREATE UNIQUE INDEX entries_source_document ON entries (source, decision_document)",
+            """CREATE TABLE entry_persons (
+                entry_id TEXT NOT NULL REFERENCES entries (entry_id),
+                person_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                PRIMARY KEY (entry_id, person_id, role)
+            )""",
+            "CREATE INDEX entry_persons_person ON entry_persons (person_id)",
+            """CREATE TABLE entry_history (
+                entry_id TEXT NOT NULL,
+                data_version BIGINT NOT NULL,
+                action TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                changed_at TEXT NOT NULL,
+                snapshot TEXT NOT NULL,
+                PRIMARY KEY (entry_id, data_version)
+            )""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,210 @@
+"""The embedded store: one SQLite file in WAL mode (the default backend).
+
+Reads use one connection per thread; writes are serialised by a lock and run in
+one ``BEGIN IMMEDIATE`` transaction each, so a write is all or nothing and the
+data version moves exactly once per write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from .base import EntryNotFound, EntryStatus, HistoryRecord, ListEntry, Lookup, StoreError
+from .codec import ENTRY_COLUMNS, entry_from_values, entry_values, format_instant, from_snapshot, snapshot
+from .migrations import BOOKKEEPING, MIGRATIONS
+
+_COLUMNS = ", ".join(ENTRY_COLUMNS)
+_PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
+_SELECT_ENTRIES = f"SELECT {_COLUMNS} FROM entries"
+
+
+class SqliteStore:
+    """A :class:`~mustcheck_gateway.store.base.ListStore` on one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.migrate()
+
+    # -- connections -------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            else:
+                connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- schema ------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        with self._transaction() as connection:
+            connection.execute(BOOKKEEPING)
+            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+            for migration in MIGRATIONS:
+                if migration.version in applied:
+                    continue
+                for statement in migration.statements:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, format_instant(dt.datetime.now(dt.UTC))),
+                )
+            return max(applied | {m.version for m in MIGRATIONS})
+
+    def schema_version(self) -> int:
+        row = self._connection().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- reads -------------------------------------------------------------------
+
+    def data_version(self) -> int:
+        row = self._connection().execute("SELECT value FROM meta WHERE key = 'data_version'").fetchone()
+        return int(row[0])
+
+    def count_entries(self) -> int:
+        return int(self._connection().execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def lookup(self, subject_code: str, *, person: bool) -> Lookup:
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            return Lookup(
+                data_version=self.data_version(),
+                own=self.entries_for_subject(subject_code),
+                linked=self.entries_naming_person(subject_code) if person else [],
+            )
+        finally:
+            connection.execute("COMMIT")
+
+    def entries_for_subject(self, subject_code: str) -> list[ListEntry]:
+        return self._entries(f"{_SELECT_ENTRIES} WHERE subject_code = ? ORDER BY entry_id", (subject_code,))
+
+    def entries_naming_person(self, person_id: str) -> list[ListEntry]:
+        return self._entries(
+            f"{_SELECT_ENTRIES} WHERE entry_id IN "
+            "(SELECT entry_id FROM entry_persons WHERE person_id = ?) ORDER BY entry_id",
+            (person_id,),
+        )
+
+    def get_entry(self, entry_id: str) -> ListEntry:
+        found = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry_id,))
+        if not found:
+            raise EntryNotFound(f"no list entry {entry_id!r}")
+        return found[0]
+
+    def _entries(self, query: str, parameters: Sequence[object]) -> list[ListEntry]:
+        connection = self._connection()
+        rows = connection.execute(query, parameters).fetchall()
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        persons: dict[str, list[tuple[str, str, str]]] = {entry_id: [] for entry_id in ids}
+        marks = ", ".join("?" for _ in ids)
+        for entry_id, person_id, name, role in connection.execute(
+            f"SELECT entry_id, person_id, name, role FROM entry_persons WHERE entry_id IN ({marks}) "
+            "ORDER BY entry_id, role, person_id",
+            ids,
+        ):
+            persons[entry_id].append((person_id, name, role))
+        return [entry_from_values(row, persons[row[0]]) for row in rows]
+
+    def history(self, entry_id: str) -> list[HistoryRecord]:
+        rows = self._connection().execute(
+            "SELECT entry_id, data_version, action, actor, changed_at, snapshot FROM entry_history "
+            "WHERE entry_id = ? ORDER BY data_version",
+            (entry_id,),
+        )
+        return [
+            HistoryRecord(entry, version, action, actor, dt.datetime.fromisoformat(at), from_snapshot(state))
+            for entry, version, action, actor, at, state in rows
+        ]
+
+    # -- writes ------------------------------------------------------------------
+
+    def write_entries(self, entries: Iterable[ListEntry], *, actor: str, action: str) -> int:
+        now = format_instant(dt.datetime.now(dt.UTC))
+        with self._transaction() as connection:
+            version = self._bump(connection)
+            for entry in entries:
+                self._put(connection, entry, version)
+                self._record(connection, entry, version, action, actor, now)
+            return version
+
+    def set_status(
+        self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
+    ) -> int:
+        with self._transaction() as connection:
+            current = self.get_entry(entry_id)
+            updated = replace(current, status=status, status_changed_at=at)
+            version = self._bump(connection)
+            self._put(connection, updated, version)
+            self._record(connection, updated, version, action, actor, format_instant(at))
+            return version
+
+    @staticmethod
+    def _bump(connection: sqlite3.Connection) -> int:
+        row = connection.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'data_version' RETURNING value"
+        ).fetchone()
+        if row is None:
+            raise StoreError("store has no data version; was it migrated?")
+        return int(row[0])
+
+    @staticmethod
+    def _put(connection: sqlite3.Connection, entry: ListEntry, version: int) -> None:
+        connection.execute("DELETE FROM entry_persons WHERE entry_id = ?", (entry.entry_id,))
+        connection.execute(
+            f"INSERT OR REPLACE INTO entries ({_COLUMNS}, data_version) VALUES ({_PLACEHOLDERS}, ?)",
+            (*entry_values(entry), version),
+        )
+        connection.executemany(
+            "INSERT INTO entry_persons (entry_id, person_id, name, role) VALUES (?, ?, ?, ?)",
+            [(entry.entry_id, p.person_id, p.name, p.role.value) for p in entry.responsible_persons],
+        )
+
+    @staticmethod
+    def _record(
+        connection: sqlite3.Connection, entry: ListEntry, version: int, action: str, actor: str, at: str
+    ) -> None:
+        connection.execute(
+            "INSERT INTO entry_history (entry_id, data_version, action, actor, changed_at, snapshot) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.entry_id, version, action, actor, at, snapshot(entry)),
+        )

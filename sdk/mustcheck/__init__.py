@@ -1,0 +1,70 @@
+"""MustCheck SDK: must-check credit lookups for approval systems, inline and fail-closed.
+
+>>> from mustcheck import Client                       # doctest: +SKIP
+>>> with Client("127.0.0.1:50051") as client:
+...     result = client.check("91350100M000100Y43", "MOHURD-0001", purpose="施工许可审批")
+...     if result.restricted:
+...         for measure in result.mandatory_measures:
+...             print(measure.text, measure.legal_basis)
+"""
+
+from ._client import DEFAULT_TIMEOUT, AsyncClient, Client
+from ._errors import (
+    AuthenticationFailed,
+    CheckUnavailable,
+    DeadlineExceeded,
+    GatewayFault,
+    GatewayUnreachable,
+    InvalidRequest,
+    InvalidSubject,
+    MustCheckError,
+    PermissionDenied,
+    RateLimited,
+    UnknownMatter,
+)
+from ._models import (
+    BatchItem,
+    BatchResult,
+    CheckResult,
+    EntryStatus,
+    LegalBasis,
+    Link,
+    ListKind,
+    Measure,
+    MeasureKind,
+    Membership,
+    Outcome,
+)
+from .identifiers import SubjectKind
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AsyncClient",
+    "AuthenticationFailed",
+    "BatchItem",
+    "BatchResult",
+    "CheckResult",
+    "CheckUnavailable",
+    "Client",
+    "DeadlineExceeded",
+    "EntryStatus",
+    "GatewayFault",
+    "GatewayUnreachable",
+    "InvalidRequest",
+    "InvalidSubject",
+    "LegalBasis",
+    "Link",
+    "ListKind",
+    "Measure",
+    "MeasureKind",
+    "Membership",
+    "MustCheckError",
+    "Outcome",
+    "PermissionDenied",
+    "RateLimited",
+    "SubjectKind",
+    "UnknownMatter",
+    "__version__",
+]

@@ -1,0 +1,122 @@
+"""Protobuf messages to the SDK's typed results: the one place that knows both."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ._errors import error_for
+from ._generated.v1 import check_pb2 as pb
+from ._models import (
+    BatchItem,
+    BatchResult,
+    CheckResult,
+    EntryStatus,
+    LegalBasis,
+    Link,
+    ListKind,
+    Measure,
+    MeasureKind,
+    Membership,
+    Outcome,
+)
+from .identifiers import SubjectKind
+
+_SUBJECT_KIND = {pb.SUBJECT_KIND_ORGANIZATION: SubjectKind.ORGANIZATION, pb.SUBJECT_KIND_PERSON: SubjectKind.PERSON}
+SUBJECT_KIND_TO_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
+_OUTCOME = {
+    pb.OUTCOME_NO_RECORD: Outcome.NO_RECORD,
+    pb.OUTCOME_INCENTIVES: Outcome.INCENTIVES,
+    pb.OUTCOME_RESTRICTIONS: Outcome.RESTRICTIONS,
+    pb.OUTCOME_UNDER_OBJECTION: Outcome.UNDER_OBJECTION,
+}
+_LIST = {pb.LIST_KIND_RED: ListKind.RED, pb.LIST_KIND_BLACK: ListKind.BLACK}
+_STATUS = {
+    pb.ENTRY_STATUS_ACTIVE: EntryStatus.ACTIVE,
+    pb.ENTRY_STATUS_UNDER_OBJECTION: EntryStatus.UNDER_OBJECTION,
+    pb.ENTRY_STATUS_REPAIRED: EntryStatus.REPAIRED,
+    pb.ENTRY_STATUS_REVOKED: EntryStatus.REVOKED,
+}
+_MEASURE = {pb.MEASURE_KIND_INCENTIVE: MeasureKind.INCENTIVE, pb.MEASURE_KIND_PUNISHMENT: MeasureKind.PUNISHMENT}
+
+
+def _instant(stamp: Timestamp) -> dt.datetime:
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def check_result(message: pb.CheckResponse) -> CheckResult:
+    return CheckResult(
+        subject=message.subject,
+        subject_kind=_SUBJECT_KIND[message.subject_kind],
+        subject_name=message.subject_name,
+        matter=message.matter,
+        outcome=_OUTCOME[message.outcome],
+        memberships=tuple(_membership(m) for m in message.memberships),
+        measures=tuple(_measure(m) for m in message.measures),
+        green_channel=message.green_channel,
+        human_review_required=message.human_review_required,
+        review_notice=message.review_notice,
+        legacy_code=message.legacy_code,
+        data_version=message.data_version,
+        checked_at=_instant(message.checked_at),
+    )
+
+
+def _membership(message: pb.Membership) -> Membership:
+    via = None
+    if message.HasField("via"):
+        via = Link(message.via.organization_code, message.via.organization_name, message.via.role)
+    return Membership(
+        entry_id=message.entry_id,
+        list=_LIST[message.list],
+        memorandum_id=message.memorandum_id,
+        memorandum_title=message.memorandum_title,
+        initiating_department=message.initiating_department,
+        status=_STATUS[message.status],
+        severity=message.severity,
+        decision_document=message.decision_document,
+        reason=message.reason,
+        decision_date=_instant(message.decision_date),
+        effective_from=_instant(message.effective_from),
+        punish_until=_instant(message.punish_until),
+        display_until=_instant(message.display_until),
+        in_force=message.in_force,
+        via=via,
+    )
+
+
+def _measure(message: pb.Measure) -> Measure:
+    basis = None
+    if message.HasField("legal_basis"):
+        basis = LegalBasis(message.legal_basis.document, message.legal_basis.section)
+    return Measure(
+        id=message.id,
+        kind=_MEASURE[message.kind],
+        text=message.text,
+        mandatory=message.mandatory,
+        legal_basis=basis,
+        memorandum_id=message.memorandum_id,
+        implementing_departments=tuple(message.implementing_departments),
+        entry_id=message.entry_id,
+    )
+
+
+def batch_result(message: pb.BatchCheckResponse, subjects: list[str]) -> BatchResult:
+    items = []
+    for item in message.items:
+        subject = subjects[item.index] if 0 <= item.index < len(subjects) else ""
+        if item.HasField("result"):
+            items.append(BatchItem(item.index, subject, check_result(item.result), None))
+        else:
+            code = _status_code(item.error.code)
+            items.append(BatchItem(item.index, subject, None, error_for(code, item.error.message, item.error.reason)))
+    return BatchResult(tuple(items), message.data_version)
+
+
+def _status_code(value: int) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN

@@ -1,0 +1,123 @@
+"""The SDK's one exception tree. Callers never see a raw ``grpc.RpcError``.
+
+::
+
+    MustCheckError
+    ├── InvalidRequest            INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE, FAILED_PRECONDITION
+    │   ├── InvalidSubject        the identifier broke an R1 rule (also raised before sending)
+    │   └── UnknownMatter         the matter code is not in the query catalog
+    ├── AuthenticationFailed      UNAUTHENTICATED
+    ├── PermissionDenied          PERMISSION_DENIED
+    ├── RateLimited               RESOURCE_EXHAUSTED          (retryable, later)
+    └── CheckUnavailable          no trustworthy answer could be had: fail closed (R12)
+        ├── GatewayUnreachable    UNAVAILABLE, CANCELLED      (retryable)
+        ├── DeadlineExceeded      DEADLINE_EXCEEDED           (retryable)
+        └── GatewayFault          INTERNAL, UNKNOWN, DATA_LOSS, UNIMPLEMENTED, …
+
+``CheckUnavailable`` is never a "no record": an approval flow that must check stops
+(or escalates to a person) when it sees one. Each error says whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+REASON_METADATA_KEY = "mustcheck-reason"
+
+
+class MustCheckError(Exception):
+    """Root of every error the SDK raises."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, code: grpc.StatusCode | None = None, reason: str = "", rule: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.rule = rule
+
+
+class InvalidRequest(MustCheckError):
+    """The request itself is wrong; sending it again will not help."""
+
+
+class InvalidSubject(InvalidRequest):
+    """The identifier broke an R1 rule; ``rule`` names it (e.g. ``uscc.check_character``)."""
+
+
+class UnknownMatter(InvalidRequest):
+    """The matter code is not in the gateway's query catalog."""
+
+
+class AuthenticationFailed(MustCheckError):
+    """Missing, wrong, expired or revoked credentials."""
+
+
+class PermissionDenied(MustCheckError):
+    """The caller's grant does not cover this matter, subject kind or purpose."""
+
+
+class RateLimited(MustCheckError):
+    """The caller's rate limit or quota is exhausted; retry later."""
+
+    retryable = True
+
+
+class CheckUnavailable(MustCheckError):
+    """No trustworthy answer could be had. Fail closed: never treat this as "no record" (R12)."""
+
+
+class GatewayUnreachable(CheckUnavailable):
+    retryable = True
+
+
+class DeadlineExceeded(CheckUnavailable):
+    retryable = True
+
+
+class GatewayFault(CheckUnavailable):
+    """The gateway failed internally; the message carries a reference for its operators."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[MustCheckError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
+    grpc.StatusCode.NOT_FOUND: InvalidRequest,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidRequest,
+    grpc.StatusCode.FAILED_PRECONDITION: InvalidRequest,
+    grpc.StatusCode.ALREADY_EXISTS: InvalidRequest,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationFailed,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
+    grpc.StatusCode.UNAVAILABLE: GatewayUnreachable,
+    grpc.StatusCode.CANCELLED: GatewayUnreachable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+}
+
+
+def error_for(code: grpc.StatusCode, message: str, reason: str = "") -> MustCheckError:
+    """The most specific SDK error for a status code and the gateway's reason."""
+    if reason == "matter.unknown":
+        cls: type[MustCheckError] = UnknownMatter
+    elif reason.startswith(("uscc.", "id.", "subject.")):
+        cls = InvalidSubject
+    else:
+        cls = _BY_CODE.get(code, GatewayFault)
+    rule = reason if cls is InvalidSubject else ""
+    return cls(message, code=code, reason=reason, rule=rule)
+
+
+def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
+    """Map a ``grpc.RpcError`` (sync or aio) to the SDK's tree."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    details = (error.details() if hasattr(error, "details") else None) or str(code)
+    reason = ""
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == REASON_METADATA_KEY:
+            reason = value if isinstance(value, str) else value.decode()
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN
+    return error_for(code, details, reason)

@@ -1,0 +1,277 @@
+"""Subject identifiers (R1): unified social credit codes and citizen identity numbers.
+
+One module, used by the SDK to reject bad input before it leaves the process and by
+the gateway, which is authoritative. Every failure names the rule it breaks:
+
+* ``USCC`` — GB 32100-2015: 18 characters from ``0-9A-Z`` without I, O, S, V, Z; a
+  known registration-authority / organisation-type pair in positions 1–2; a 6-digit
+  administrative division code in positions 3–8; an organisation code in positions
+  9–17 with its own GB 11714 check character; the mod-31 check character last.
+* ``citizen ID`` — GB 11643-1999: a 6-digit region code with a known province
+  prefix, a valid birth date not in the future, a 3-digit sequence, and the
+  ISO 7064 MOD 11-2 check character (``X`` for 10).
+
+Pilot-era codes that are legal yet fail a checksum are admitted only through an
+allow-list (``legacy_codes``); such an identifier comes back marked ``legacy``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+
+__all__ = [
+    "IdentifierError",
+    "SubjectKind",
+    "ValidSubject",
+    "normalise",
+    "validate_citizen_id",
+    "validate_subject",
+    "validate_uscc",
+]
+
+USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_VALUES = {char: value for value, char in enumerate(USCC_CHARSET)}
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_FORBIDDEN_LETTERS = frozenset("IOSVZ")
+_ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+# GB 32100-2015 appendix: registration authority -> organisation types it issues.
+REGISTRATION_AUTHORITIES: dict[str, tuple[str, frozenset[str]]] = {
+    "1": ("机构编制", frozenset("1239")),
+    "2": ("外交", frozenset("19")),
+    "3": ("司法行政", frozenset("123459")),
+    "4": ("文化", frozenset("19")),
+    "5": ("民政", frozenset("1239")),
+    "6": ("旅游", frozenset("129")),
+    "7": ("宗教", frozenset("129")),
+    "8": ("工会", frozenset("19")),
+    "9": ("工商", frozenset("123")),
+    "A": ("中央军委改革和编制办公室", frozenset("19")),
+    "N": ("农业", frozenset("1239")),
+    "Y": ("其他", frozenset("1")),
+}
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+# GB/T 2260 province-level prefixes (first two digits of a region code).
+PROVINCE_PREFIXES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
+    "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
+)
+_EARLIEST_BIRTH_YEAR = 1800
+
+
+class SubjectKind(enum.Enum):
+    ORGANIZATION = "organization"
+    PERSON = "person"
+
+
+class IdentifierError(ValueError):
+    """An identifier broke a rule; ``rule`` names it (e.g. ``uscc.check_character``).
+
+    ``stage`` orders the rules in the sequence they are applied, so that when a
+    string fails as both kinds the error of the kind it resembles more is reported.
+    ``checksum_only`` is true when everything but a check character holds: only the
+    gateway, which holds the legacy allow-list, may decide such a case.
+    """
+
+    def __init__(self, rule: str, message: str, *, stage: int = 0, checksum_only: bool = False) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+        self.stage = stage
+        self.checksum_only = checksum_only
+
+
+@dataclass(frozen=True, slots=True)
+class ValidSubject:
+    """A normalised identifier and its kind; ``legacy`` marks an allow-listed code."""
+
+    code: str
+    kind: SubjectKind
+    legacy: bool = False
+
+
+def normalise(raw: str) -> str:
+    """Upper-case and strip surrounding white space (R1)."""
+    return raw.strip().upper()
+
+
+def uscc_check_character(first17: str) -> str:
+    total = sum(_USCC_VALUES[char] * weight for char, weight in zip(first17, _USCC_WEIGHTS, strict=True))
+    return USCC_CHARSET[(31 - total % 31) % 31]
+
+
+def organization_code_check_character(body8: str) -> str:
+    total = sum(_org_code_value(char) * weight for char, weight in zip(body8, _ORG_CODE_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return {10: "X", 11: "0"}.get(check, str(check))
+
+
+def _org_code_value(char: str) -> int:
+    return int(char) if char.isdigit() else ord(char) - ord("A") + 10
+
+
+def citizen_id_check_character(first17: str) -> str:
+    total = sum(int(digit) * weight for digit, weight in zip(first17, _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11]
+
+
+def validate_uscc(raw: str) -> str:
+    """Return the normalised code, or raise :class:`IdentifierError` naming the rule."""
+    code = normalise(raw)
+    if len(code) != 18:
+        raise IdentifierError(
+            "uscc.length", f"unified social credit code must have 18 characters, got {len(code)}", stage=0
+        )
+    for position, char in enumerate(code, start=1):
+        if char in _FORBIDDEN_LETTERS:
+            raise IdentifierError(
+                "uscc.forbidden_letter",
+                f"unified social credit code has the letter {char!r} at position {position}; "
+                "GB 32100-2015 never uses I, O, S, V or Z",
+                stage=1,
+            )
+        if char not in _USCC_VALUES:
+            raise IdentifierError(
+                "uscc.charset",
+                f"unified social credit code has {char!r} at position {position}; "
+                "only digits and upper-case letters are allowed",
+                stage=1,
+            )
+    authority = REGISTRATION_AUTHORITIES.get(code[0])
+    if authority is None:
+        raise IdentifierError(
+            "uscc.registration_authority",
+            f"unified social credit code starts with unknown registration authority {code[0]!r}",
+            stage=2,
+        )
+    authority_name, types = authority
+    if code[1] not in types:
+        raise IdentifierError(
+            "uscc.organization_type",
+            f"organisation type {code[1]!r} (position 2) is not issued by registration authority "
+            f"{code[0]!r} ({authority_name}); allowed: {', '.join(sorted(types))}",
+            stage=2,
+        )
+    if not code[2:8].isdigit():
+        raise IdentifierError(
+            "uscc.division_code",
+            f"positions 3-8 must be a 6-digit administrative division code, got {code[2:8]!r}",
+            stage=3,
+        )
+    org_code = code[8:17]
+    expected_inner = organization_code_check_character(org_code[:8])
+    if org_code[8] != expected_inner:
+        raise IdentifierError(
+            "uscc.organization_code_check",
+            f"embedded organisation code {org_code} fails its GB 11714 check: "
+            f"position 17 should be {expected_inner!r}, got {org_code[8]!r}",
+            stage=4,
+            checksum_only=True,
+        )
+    expected = uscc_check_character(code[:17])
+    if code[17] != expected:
+        raise IdentifierError(
+            "uscc.check_character",
+            f"check character (position 18) should be {expected!r}, got {code[17]!r}",
+            stage=5,
+            checksum_only=True,
+        )
+    return code
+
+
+def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:
+    """Return the normalised number, or raise :class:`IdentifierError` naming the rule."""
+    number = normalise(raw)
+    if len(number) != 18:
+        hint = " (15-digit numbers from before 1999 must be converted)" if len(number) == 15 else ""
+        raise IdentifierError(
+            "id.length", f"citizen identity number must have 18 characters, got {len(number)}{hint}", stage=0
+        )
+    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+        raise IdentifierError(
+            "id.charset",
+            "citizen identity number must be 17 digits followed by a digit or X",
+            stage=1,
+        )
+    if number[:2] not in PROVINCE_PREFIXES:
+        raise IdentifierError(
+            "id.region_code",
+            f"region code {number[:6]} does not start with a known province code ({number[:2]})",
+            stage=2,
+        )
+    birth = number[6:14]
+    try:
+        born = _dt.date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
+    except ValueError:
+        raise IdentifierError("id.birth_date", f"birth date {birth} is not a calendar date", stage=3) from None
+    if born > (today or _dt.date.today()):
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is in the future", stage=3)
+    if born.year < _EARLIEST_BIRTH_YEAR:
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is impossibly early", stage=3)
+    expected = citizen_id_check_character(number[:17])
+    if number[17] != expected:
+        raise IdentifierError(
+            "id.check_character",
+            f"check character (position 18) should be {expected!r}, got {number[17]!r}",
+            stage=5,
+            checksum_only=True,
+        )
+    return number
+
+
+def validate_subject(
+    raw: str,
+    *,
+    kind: SubjectKind | None = None,
+    legacy_codes: Collection[str] = (),
+    today: _dt.date | None = None,
+) -> ValidSubject:
+    """Validate ``raw`` as ``kind`` (or infer the kind), admitting allow-listed legacy codes.
+
+    A string valid as both kinds is ambiguous and must name its kind.
+    """
+    if not isinstance(raw, str):
+        raise IdentifierError("subject.type", f"subject must be a string, got {type(raw).__name__}")
+    if not raw.strip():
+        raise IdentifierError("subject.empty", "subject is empty")
+    if kind is SubjectKind.ORGANIZATION:
+        return _as_organization(raw, legacy_codes)
+    if kind is SubjectKind.PERSON:
+        return ValidSubject(validate_citizen_id(raw, today=today), SubjectKind.PERSON)
+    as_org: ValidSubject | IdentifierError
+    as_person: ValidSubject | IdentifierError
+    try:
+        as_org = _as_organization(raw, legacy_codes)
+    except IdentifierError as error:
+        as_org = error
+    try:
+        as_person = ValidSubject(validate_citizen_id(raw, today=today), SubjectKind.PERSON)
+    except IdentifierError as error:
+        as_person = error
+    if isinstance(as_org, ValidSubject) and isinstance(as_person, ValidSubject):
+        raise IdentifierError(
+            "subject.ambiguous",
+            f"{as_org.code} is valid both as a unified social credit code and as a citizen identity "
+            "number; state the subject kind",
+        )
+    if isinstance(as_org, ValidSubject):
+        return as_org
+    if isinstance(as_person, ValidSubject):
+        return as_person
+    # Report the kind the string got further with; ties go to the credit code.
+    raise as_person if as_person.stage > as_org.stage else as_org
+
+
+def _as_organization(raw: str, legacy_codes: Collection[str]) -> ValidSubject:
+    try:
+        return ValidSubject(validate_uscc(raw), SubjectKind.ORGANIZATION)
+    except IdentifierError as error:
+        code = normalise(raw)
+        if error.checksum_only and code in legacy_codes:
+            return ValidSubject(code, SubjectKind.ORGANIZATION, legacy=True)
+        raise
