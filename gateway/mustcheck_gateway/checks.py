@@ -45,15 +45,21 @@ class CheckEngine:
     def matter(self, code: str) -> Matter:
         code = code.strip()
         if not code:
-            raise InvalidArgument("matter is required: a code from the query catalog", reason="matter.missing")
+            raise InvalidArgument(
+                "matter is required: a code from the query catalog", reason="matter.missing"
+            )
         matter = self.policy.matters.get(code) or self.policy.matters.get(code.upper())
         if matter is None:
             raise UnknownMatter(f"unknown matter {code!r}: not in the query catalog")
         return matter
 
-    def check(self, caller: Caller, raw_subject: str, kind: SubjectKind | None, matter: Matter) -> CheckAnswer:
+    def check(
+        self, caller: Caller, raw_subject: str, kind: SubjectKind | None, matter: Matter
+    ) -> CheckAnswer:
         at = self.clock()
-        subject = subjects.validate(raw_subject, kind, self.policy, today=at.astimezone(_CHINA_STANDARD_TIME).date())
+        subject = subjects.validate(
+            raw_subject, kind, self.policy, today=at.astimezone(_CHINA_STANDARD_TIME).date()
+        )
         lookup = self.store.lookup(subject.code, person=subject.kind is SubjectKind.PERSON)
         evaluation = evaluate(
             subject=subject,

@@ -31,13 +31,30 @@ from .policy.model import ListKind, Memorandum, PolicySet
 
 SOURCE = "demo"
 GOVERNMENT_INTEGRITY = "government-integrity"
-_DIVISIONS = ("110108", "310115", "440305", "350203", "330106", "510107", "420106", "610113", "320508", "370202")
+_DIVISIONS = (
+    "110108",
+    "310115",
+    "440305",
+    "350203",
+    "330106",
+    "510107",
+    "420106",
+    "610113",
+    "320508",
+    "370202",
+)
 _BODY_CHARS = USCC_CHARSET[:-1].replace("X", "")  # keep organisation-code bodies plain
+_FIRST_BIRTH_DAY = dt.date(1955, 1, 1)
+_DAYS = 365 * 45
+_PERSON_SPACE = len(_DIVISIONS) * _DAYS * 1000  # 7919 is prime and does not divide it: a permutation
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾"
 _GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华建国志红文斌宇浩凯欣怡晨"
 _CITIES = ("北京", "上海", "深圳", "厦门", "杭州", "成都", "武汉", "西安", "苏州", "青岛")
 _TRADES = ("科技", "建设工程", "食品", "医药", "物流", "环保", "农业发展", "电子商务", "投资", "制造")
 _AGENCIES = ("市场监督管理局", "生态环境局", "住房和城乡建设局", "交通运输局", "自然资源局")
+
+
+_SHOWCASE_LISTED = 6  # showcase subjects with rows of their own (the linked person has none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +76,13 @@ class _Generator:
         self.today = dt.datetime(today.year, today.month, today.day, tzinfo=CHINA_STANDARD_TIME)
         self.policy = policy
         self.rows = 0
+        self.persons = 0
         memoranda = sorted(policy.memoranda.values(), key=lambda memo: (memo.number, memo.id))
-        self.for_companies = [m for m in memoranda if SubjectKind.ORGANIZATION in m.subject_kinds
-                              and m.id != GOVERNMENT_INTEGRITY]
+        self.for_companies = [
+            m
+            for m in memoranda
+            if SubjectKind.ORGANIZATION in m.subject_kinds and m.id != GOVERNMENT_INTEGRITY
+        ]
         self.for_persons = [m for m in memoranda if SubjectKind.PERSON in m.subject_kinds]
         self.government = policy.memoranda.get(GOVERNMENT_INTEGRITY)
 
@@ -69,16 +90,25 @@ class _Generator:
 
     def uscc(self, authority_and_type: str) -> str:
         body = "".join(self.rng.choice(_BODY_CHARS) for _ in range(8))
-        first17 = authority_and_type + self.rng.choice(_DIVISIONS) + body + organization_code_check_character(body)
+        first17 = (
+            authority_and_type + self.rng.choice(_DIVISIONS) + body + organization_code_check_character(body)
+        )
         return first17 + uscc_check_character(first17)
 
     def citizen_id(self) -> str:
-        born = dt.date(1955, 1, 1) + dt.timedelta(days=self.rng.randrange(0, 365 * 45))
-        first17 = f"{self.rng.choice(_DIVISIONS)}{born:%Y%m%d}{self.rng.randrange(1000):03d}"
+        """A fresh number each call: region, birth day and sequence are spread from a counter
+        (unique for the first 164 million persons), so no two persons collide."""
+        self.persons += 1
+        region, rest = divmod(self.persons * 7919 % _PERSON_SPACE, _DAYS * 1000)
+        day, sequence = divmod(rest, 1000)
+        born = _FIRST_BIRTH_DAY + dt.timedelta(days=day)
+        first17 = f"{_DIVISIONS[region]}{born:%Y%m%d}{sequence:03d}"
         return first17 + citizen_id_check_character(first17)
 
     def person_name(self) -> str:
-        return self.rng.choice(_SURNAMES) + "".join(self.rng.choice(_GIVEN) for _ in range(self.rng.choice((1, 2))))
+        return self.rng.choice(_SURNAMES) + "".join(
+            self.rng.choice(_GIVEN) for _ in range(self.rng.choice((1, 2)))
+        )
 
     def company(self) -> tuple[str, str]:
         return self.uscc("91"), f"{self.rng.choice(_CITIES)}示例{self.rng.choice(_TRADES)}有限公司"
@@ -138,8 +168,13 @@ class _Generator:
         }
 
     def responsible(self, person_id: str = "", name: str = "") -> list[dict[str, str]]:
-        persons = [{"id": person_id or self.citizen_id(), "name": name or self.person_name(),
-                    "role": "legal_representative"}]
+        persons = [
+            {
+                "id": person_id or self.citizen_id(),
+                "name": name or self.person_name(),
+                "role": "legal_representative",
+            }
+        ]
         if self.rng.random() < 0.5:
             role = self.rng.choice(("principal", "directly_responsible"))
             persons.append({"id": self.citizen_id(), "name": self.person_name(), "role": role})
@@ -149,8 +184,13 @@ class _Generator:
         draw = self.rng.random()
         if memo.list_kind is ListKind.RED:
             return "active" if draw < 0.8 else "expired"
-        for state, threshold in (("active", 0.55), ("under_objection", 0.65), ("repaired", 0.73),
-                                 ("revoked", 0.77), ("expired", 0.90)):
+        for state, threshold in (
+            ("active", 0.55),
+            ("under_objection", 0.65),
+            ("repaired", 0.73),
+            ("revoked", 0.77),
+            ("expired", 0.90),
+        ):
             if draw < threshold:
                 return state
         return "clean"
@@ -163,7 +203,7 @@ def generate_rows(subjects: int, seed: int, today: dt.date, policy: PolicySet) -
     yield from rows
     companies = iter(_cycle(gen.for_companies))
     persons = iter(_cycle(gen.for_persons))
-    for _ in range(max(0, subjects - len(Showcase.__slots__))):
+    for _ in range(max(0, subjects - _SHOWCASE_LISTED)):
         draw = gen.rng.random()
         if draw < 0.5:
             code, name = gen.company()
@@ -172,8 +212,14 @@ def generate_rows(subjects: int, seed: int, today: dt.date, policy: PolicySet) -
                 yield gen.row(code, name, SubjectKind.ORGANIZATION, memo, gen.random_state(memo), owners)
         elif draw < 0.6 and gen.government is not None:
             code, name = gen.government_body()
-            yield gen.row(code, name, SubjectKind.ORGANIZATION, gen.government, gen.random_state(gen.government),
-                          gen.responsible())
+            yield gen.row(
+                code,
+                name,
+                SubjectKind.ORGANIZATION,
+                gen.government,
+                gen.random_state(gen.government),
+                gen.responsible(),
+            )
         else:
             code, name = gen.citizen_id(), gen.person_name()
             for memo in _some(gen, persons):

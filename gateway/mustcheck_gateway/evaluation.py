@@ -106,9 +106,8 @@ def is_shown(entry: ListEntry, policy: PolicySet, at: dt.datetime) -> bool:
 
 
 def is_in_force(entry: ListEntry, policy: PolicySet, at: dt.datetime) -> bool:
-    return (
-        entry.status is EntryStatus.ACTIVE
-        and entry.effective_from <= at < min(entry.punish_until, display_end(entry, policy))
+    return entry.status is EntryStatus.ACTIVE and entry.effective_from <= at < min(
+        entry.punish_until, display_end(entry, policy)
     )
 
 
@@ -147,8 +146,12 @@ def evaluate(
 ) -> Evaluation:
     """The answer to one check. ``linked_entries`` are organisations' entries naming a person subject."""
     memberships = [
-        ShownMembership(entry, policy.memoranda[entry.memorandum_id], display_end(entry, policy),
-                        is_in_force(entry, policy, at))
+        ShownMembership(
+            entry,
+            policy.memoranda[entry.memorandum_id],
+            display_end(entry, policy),
+            is_in_force(entry, policy, at),
+        )
         for entry in own_entries
         if is_shown(entry, policy, at) and entry.memorandum_id in policy.memoranda
     ]
@@ -187,8 +190,13 @@ def _linked_memberships(
             if person.person_id == person_id:
                 link = Link(entry.subject_code, entry.subject_name, person.role)
                 found.append(
-                    ShownMembership(entry, policy.memoranda[entry.memorandum_id], display_end(entry, policy),
-                                    is_in_force(entry, policy, at), via=link)
+                    ShownMembership(
+                        entry,
+                        policy.memoranda[entry.memorandum_id],
+                        display_end(entry, policy),
+                        is_in_force(entry, policy, at),
+                        via=link,
+                    )
                 )
                 break
     return found
@@ -219,7 +227,9 @@ def _select_measures(
                     continue
             elif not measure.reaches_responsible_persons:
                 continue
-            selected[measure.id] = AppliedMeasure(measure, membership.memorandum.id, membership.entry.entry_id)
+            selected[measure.id] = AppliedMeasure(
+                measure, membership.memorandum.id, membership.entry.entry_id
+            )
     return sorted(selected.values(), key=lambda applied: (not applied.measure.mandatory, applied.measure.id))
 
 

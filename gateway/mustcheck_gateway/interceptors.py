@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import structlog
@@ -13,19 +13,20 @@ from .errors import REASON_METADATA_KEY, GatewayError
 
 log = structlog.get_logger("mustcheck.gateway")
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 
 
-class ErrorMapping(grpc.aio.ServerInterceptor):
+class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Turns :class:`GatewayError` into its status and reason; anything else into INTERNAL."""
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
+        inner: Callable[[Any, Any], Awaitable[Any]] = handler.unary_unary
         method = handler_call_details.method
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -83,7 +83,9 @@ def entry_from_row(row: Mapping[str, Any], policy: PolicySet) -> ListEntry:
     except ValueError:
         raise RowError(f"subject_kind: {row['subject_kind']!r} is not organization or person") from None
     try:
-        subject = validate_subject(str(row["subject_code"]), kind=kind, legacy_codes=policy.legacy_codes.keys())
+        subject = validate_subject(
+            str(row["subject_code"]), kind=kind, legacy_codes=policy.legacy_codes.keys()
+        )
     except IdentifierError as error:
         raise RowError(f"subject_code: {error.message} [{error.rule}]") from None
     memorandum = policy.memoranda.get(row["memorandum"])
@@ -137,7 +139,9 @@ def _persons(raw: Iterable[Mapping[str, Any]]) -> Iterator[ResponsiblePerson]:
             raise RowError(f"responsible_persons[{index}].id: {error.message} [{error.rule}]") from None
         except ValueError:
             roles = ", ".join(role.value for role in PersonRole)
-            raise RowError(f"responsible_persons[{index}].role: {person['role']!r} is not one of {roles}") from None
+            raise RowError(
+                f"responsible_persons[{index}].role: {person['role']!r} is not one of {roles}"
+            ) from None
         yield ResponsiblePerson(number, str(person.get("name") or ""), role)
 
 

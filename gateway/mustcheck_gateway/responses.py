@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck.identifiers import SubjectKind
 
@@ -32,7 +33,10 @@ _STATUS = {
     EntryStatus.REPAIRED: pb.ENTRY_STATUS_REPAIRED,
     EntryStatus.REVOKED: pb.ENTRY_STATUS_REVOKED,
 }
-_MEASURE = {MeasureKind.INCENTIVE: pb.MEASURE_KIND_INCENTIVE, MeasureKind.PUNISHMENT: pb.MEASURE_KIND_PUNISHMENT}
+_MEASURE = {
+    MeasureKind.INCENTIVE: pb.MEASURE_KIND_INCENTIVE,
+    MeasureKind.PUNISHMENT: pb.MEASURE_KIND_PUNISHMENT,
+}
 
 
 def timestamp(instant: dt.datetime) -> Timestamp:

@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
 
 from .callers import Caller, StaticAuthenticator
@@ -69,11 +70,17 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     caller = Caller(config.caller_id, config.department)
 
     server = grpc.aio.server(interceptors=[ErrorMapping()])
-    check_pb2_grpc.add_CheckServiceServicer_to_server(CheckService(engine, StaticAuthenticator(caller)), server)
+    check_pb2_grpc.add_CheckServiceServicer_to_server(
+        CheckService(engine, StaticAuthenticator(caller)), server
+    )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (CHECK_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            CHECK_SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     try:

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import structlog
+
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
 
@@ -25,7 +26,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self.engine = engine
         self.authenticator = authenticator
 
-    async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:  # noqa: N802
+    async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
         started = time.perf_counter()
         status = "OK"
         caller = None
@@ -47,14 +48,15 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
             )
 
-    async def BatchCheck(self, request: pb.BatchCheckRequest, context: Context) -> pb.BatchCheckResponse:  # noqa: N802
+    async def BatchCheck(self, request: pb.BatchCheckRequest, context: Context) -> pb.BatchCheckResponse:
         started = time.perf_counter()
         caller = self.authenticator.authenticate(context)
         if not request.subjects:
             raise InvalidArgument("subjects is empty: a batch needs 1 to 1000 subjects", reason="batch.empty")
         if len(request.subjects) > MAX_BATCH:
             raise InvalidArgument(
-                f"a batch takes at most {MAX_BATCH} subjects, got {len(request.subjects)}", reason="batch.too_large"
+                f"a batch takes at most {MAX_BATCH} subjects, got {len(request.subjects)}",
+                reason="batch.too_large",
             )
         matter = self.engine.matter(request.matter)
         masker = Masker()
@@ -69,7 +71,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 items.append(
                     pb.BatchCheckItem(
                         index=index,
-                        error=pb.ItemError(code=error.status.value[0], message=error.message, reason=error.reason),
+                        error=pb.ItemError(
+                            code=error.status.value[0], message=error.message, reason=error.reason
+                        ),
                     )
                 )
                 continue

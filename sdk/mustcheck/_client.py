@@ -29,7 +29,9 @@ MAX_BATCH = 1000
 
 
 class _BaseClient:
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True) -> None:
+    def __init__(
+        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+    ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.target = target
@@ -96,7 +98,9 @@ class Client(_BaseClient):
     ...     result = client.check("91350100M000100Y43", "MOHURD-0001", purpose="施工许可审批")
     """
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True) -> None:
+    def __init__(
+        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+    ) -> None:
         super().__init__(target, timeout=timeout, validate_locally=validate_locally)
         self._channel = grpc.insecure_channel(target)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
@@ -149,7 +153,9 @@ class Client(_BaseClient):
 class AsyncClient(_BaseClient):
     """Asyncio client with the same methods as :class:`Client`; use ``async with``."""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True) -> None:
+    def __init__(
+        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+    ) -> None:
         super().__init__(target, timeout=timeout, validate_locally=validate_locally)
         self._channel = grpc.aio.insecure_channel(target)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
@@ -188,7 +194,7 @@ class AsyncClient(_BaseClient):
         return batch_result(response, listed)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(grace=None)
 
     async def __aenter__(self) -> Self:
         return self

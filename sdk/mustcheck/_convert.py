@@ -24,7 +24,10 @@ from ._models import (
 )
 from .identifiers import SubjectKind
 
-_SUBJECT_KIND = {pb.SUBJECT_KIND_ORGANIZATION: SubjectKind.ORGANIZATION, pb.SUBJECT_KIND_PERSON: SubjectKind.PERSON}
+_SUBJECT_KIND = {
+    pb.SUBJECT_KIND_ORGANIZATION: SubjectKind.ORGANIZATION,
+    pb.SUBJECT_KIND_PERSON: SubjectKind.PERSON,
+}
 SUBJECT_KIND_TO_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
 _OUTCOME = {
     pb.OUTCOME_NO_RECORD: Outcome.NO_RECORD,
@@ -39,7 +42,10 @@ _STATUS = {
     pb.ENTRY_STATUS_REPAIRED: EntryStatus.REPAIRED,
     pb.ENTRY_STATUS_REVOKED: EntryStatus.REVOKED,
 }
-_MEASURE = {pb.MEASURE_KIND_INCENTIVE: MeasureKind.INCENTIVE, pb.MEASURE_KIND_PUNISHMENT: MeasureKind.PUNISHMENT}
+_MEASURE = {
+    pb.MEASURE_KIND_INCENTIVE: MeasureKind.INCENTIVE,
+    pb.MEASURE_KIND_PUNISHMENT: MeasureKind.PUNISHMENT,
+}
 
 
 def _instant(stamp: Timestamp) -> dt.datetime:
@@ -111,7 +117,9 @@ def batch_result(message: pb.BatchCheckResponse, subjects: list[str]) -> BatchRe
             items.append(BatchItem(item.index, subject, check_result(item.result), None))
         else:
             code = _status_code(item.error.code)
-            items.append(BatchItem(item.index, subject, None, error_for(code, item.error.message, item.error.reason)))
+            items.append(
+                BatchItem(item.index, subject, None, error_for(code, item.error.message, item.error.reason))
+            )
     return BatchResult(tuple(items), message.data_version)
 
 

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 REASON_METADATA_KEY = "mustcheck-reason"
@@ -114,10 +116,10 @@ def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(code)
     reason = ""
-    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    trailing: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     for key, value in trailing or ():
         if key == REASON_METADATA_KEY:
-            reason = value if isinstance(value, str) else value.decode()
+            reason = value if isinstance(value, str) else bytes(value).decode()
     if code is None:
         code = grpc.StatusCode.UNKNOWN
     return error_for(code, details, reason)

@@ -58,8 +58,11 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 # GB/T 2260 province-level prefixes (first two digits of a region code).
 PROVINCE_PREFIXES = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
-    "50 51 52 53 54 61 62 63 64 65 71 81 82 83".split()
+    {
+        *("11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37"),
+        *("41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64"),
+        *("65", "71", "81", "82", "83"),
+    }
 )
 _EARLIEST_BIRTH_YEAR = 1800
 
@@ -208,17 +211,21 @@ def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:
     try:
         born = _dt.date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
     except ValueError:
-        raise IdentifierError("id.birth_date", f"birth date {birth} is not a calendar date", stage=3) from None
+        raise IdentifierError(
+            "id.birth_date", f"birth date {birth} is not a calendar date", stage=3
+        ) from None
+    # A known region and a calendar date make the string look more like a citizen ID than a
+    # credit code: from here on, its errors outrank a credit code's checksum errors.
     if born > (today or _dt.date.today()):
-        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is in the future", stage=3)
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is in the future", stage=5)
     if born.year < _EARLIEST_BIRTH_YEAR:
-        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is impossibly early", stage=3)
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is impossibly early", stage=5)
     expected = citizen_id_check_character(number[:17])
     if number[17] != expected:
         raise IdentifierError(
             "id.check_character",
             f"check character (position 18) should be {expected!r}, got {number[17]!r}",
-            stage=5,
+            stage=6,
             checksum_only=True,
         )
     return number

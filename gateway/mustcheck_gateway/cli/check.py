@@ -43,8 +43,12 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("subject", help="unified social credit code or citizen identity number")
     parser.add_argument("--matter", required=True, metavar="CODE", help="matter code from the query catalog")
     parser.add_argument("--purpose", default="", help="business purpose of the lookup")
-    parser.add_argument("--authorization-ref", default="", metavar="REF", help="authorisation reference (persons)")
-    parser.add_argument("--kind", choices=[kind.value for kind in SubjectKind], help="subject kind, if ambiguous")
+    parser.add_argument(
+        "--authorization-ref", default="", metavar="REF", help="authorisation reference (persons)"
+    )
+    parser.add_argument(
+        "--kind", choices=[kind.value for kind in SubjectKind], help="subject kind, if ambiguous"
+    )
     parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="deadline (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     add_gateway_option(parser)

@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from mustcheck import CheckResult, Measure, Membership
+from mustcheck import CheckResult, EntryStatus, Measure, Membership
 from mustcheck._models import BatchResult
 
 from ..server import DEFAULT_LISTEN
@@ -19,18 +19,24 @@ EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
 EXIT_DENIED = 4
 
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_gateway_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--gateway", default=DEFAULT_LISTEN, metavar="HOST:PORT", help=f"gateway address (default {DEFAULT_LISTEN})"
+        "--gateway",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"gateway address (default {DEFAULT_LISTEN})",
     )
 
 
 def add_policies_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--policies", type=Path, default=None, metavar="DIR",
+        "--policies",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="policy folder (default: $MUSTCHECK_POLICIES, else the bundled policies/)",
     )
 
@@ -64,7 +70,9 @@ def batch_as_json(batch: BatchResult) -> dict[str, Any]:
         if item.result is not None:
             items.append({"index": item.index, "result": result_as_json(item.result)})
         elif item.error is not None:
-            items.append({"index": item.index, "error": {"message": item.error.message, "reason": item.error.reason}})
+            items.append(
+                {"index": item.index, "error": {"message": item.error.message, "reason": item.error.reason}}
+            )
     return {"data_version": batch.data_version, "items": items}
 
 
@@ -125,12 +133,16 @@ def render_result(result: CheckResult) -> str:
         f"green channel {'yes — no bad record for three years (33号 §4)' if result.green_channel else 'no'}",
     ]
     for membership in result.memberships:
-        state = "in force" if membership.in_force else membership.status.value.replace("_", " ")
-        if membership.in_force and membership.status.value != "active":
-            state = membership.status.value
+        if membership.in_force:
+            state = "in force"
+        elif membership.status is EntryStatus.ACTIVE:
+            state = "measures period ended"
+        else:
+            state = membership.status.value.replace("_", " ")
         via = ""
         if membership.via is not None:
-            via = f"  via {membership.via.organization_name} {membership.via.organization_code} ({membership.via.role})"
+            link = membership.via
+            via = f"  via {link.organization_name} {link.organization_code} ({link.role})"
         lines.append(
             f"  {membership.list.value:5} {membership.memorandum_title}  [{state}; until "
             f"{membership.punish_until.date().isoformat()}]{via}"

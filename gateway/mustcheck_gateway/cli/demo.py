@@ -7,9 +7,9 @@ import datetime as dt
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from mustcheck import Client, InvalidSubject, MustCheckError
 
@@ -29,18 +29,35 @@ INVALID_EXAMPLE = "914403001922038217"  # a published code with its check charac
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
-        "demo", help="run the gateway on demo data and take a short tour",
+        "demo",
+        help="run the gateway on demo data and take a short tour",
         description="Start the gateway on a fresh embedded store loaded with demo data, check a few example "
         "subjects through the SDK (red list, black list, a person linked to a black-listed company, an entry "
         "under objection, an invalid ID), then keep serving.",
     )
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                        help=f"address to listen on (default {DEFAULT_LISTEN})")
-    parser.add_argument("--data-dir", type=Path, default=Path("mustcheck-demo"), metavar="DIR",
-                        help=f"where the demo store ({DEMO_STORE}) is created afresh (default ./mustcheck-demo)")
-    parser.add_argument("--subjects", type=int, default=DEMO_SUBJECTS, metavar="N",
-                        help=f"demo subjects to load (default {DEMO_SUBJECTS})")
-    parser.add_argument("--exit-after-tour", action="store_true", help="stop after the tour instead of serving")
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("mustcheck-demo"),
+        metavar="DIR",
+        help=f"where the demo store ({DEMO_STORE}) is created afresh (default ./mustcheck-demo)",
+    )
+    parser.add_argument(
+        "--subjects",
+        type=int,
+        default=DEMO_SUBJECTS,
+        metavar="N",
+        help=f"demo subjects to load (default {DEMO_SUBJECTS})",
+    )
+    parser.add_argument(
+        "--exit-after-tour", action="store_true", help="stop after the tour instead of serving"
+    )
     parser.set_defaults(run=run)
 
 
@@ -48,11 +65,18 @@ def run(options: argparse.Namespace) -> int:
     configure_logging(level="warning", json=False)
     today = dt.date.today()
     store_path: Path = options.data_dir / DEMO_STORE
-    for stale in (store_path, store_path.with_name(DEMO_STORE + "-wal"), store_path.with_name(DEMO_STORE + "-shm")):
+    for stale in (
+        store_path,
+        store_path.with_name(DEMO_STORE + "-wal"),
+        store_path.with_name(DEMO_STORE + "-shm"),
+    ):
         stale.unlink(missing_ok=True)
     config = GatewayConfig(
-        data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir(),
-        department=DEMO_DEPARTMENT, store_file=DEMO_STORE,
+        data_dir=options.data_dir,
+        listen=options.listen,
+        policy_dir=default_policy_dir(),
+        department=DEMO_DEPARTMENT,
+        store_file=DEMO_STORE,
     )
     gateway_thread = GatewayThread(config)
     try:
@@ -66,8 +90,10 @@ def run(options: argparse.Namespace) -> int:
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
         host = options.listen.rsplit(":", 1)[0]
         address = f"{host}:{gateway.port}"
-        print(f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
-              f"(data version {version}) into {store_path}")
+        print(
+            f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
+            f"(data version {version}) into {store_path}"
+        )
         print(f"Gateway listening on {address}; the caller is department {DEMO_DEPARTMENT!r}.\n")
         cases = showcase(DEMO_SEED, today, gateway.policy)
         with Client(address, timeout=5) as client:
@@ -76,7 +102,9 @@ def run(options: argparse.Namespace) -> int:
             return EXIT_OK
         print("\nThe gateway keeps serving. From another terminal, try:")
         print(f"  mustcheck check {cases.black_company} --matter MOF-0001 --gateway {address}")
-        print(f"  mustcheck check {cases.linked_person} --matter ORGANIZATION-0001 --gateway {address} --json")
+        print(
+            f"  mustcheck check {cases.linked_person} --matter ORGANIZATION-0001 --gateway {address} --json"
+        )
         print("  mustcheck policies show            # every matter code")
         print("Ctrl-C stops it.", flush=True)
         _wait_for_interrupt()
@@ -87,14 +115,31 @@ def run(options: argparse.Namespace) -> int:
 
 def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
     steps: list[tuple[str, str, str]] = [
-        ("A red-listed company (A-grade taxpayer) applying through a joint approval", cases.red_company,
-         "APPROVAL-0001"),
-        ("A black-listed company (judgment defaulter) bidding in government procurement", cases.black_company,
-         "MOF-0001"),
-        ("Its legal representative, applying for civil-service recruitment (R7, R13)", cases.linked_person,
-         "ORGANIZATION-0001"),
-        ("A company whose record is under objection: measures suspended (R4)", cases.objection_company, "MOF-0001"),
-        ("A company with no bad record for three years: green channel (R6)", cases.clean_company, "APPROVAL-0001"),
+        (
+            "A red-listed company (A-grade taxpayer) applying through a joint approval",
+            cases.red_company,
+            "APPROVAL-0001",
+        ),
+        (
+            "A black-listed company (judgment defaulter) bidding in government procurement",
+            cases.black_company,
+            "MOF-0001",
+        ),
+        (
+            "Its legal representative, applying for civil-service recruitment (R7, R13)",
+            cases.linked_person,
+            "ORGANIZATION-0001",
+        ),
+        (
+            "A company whose record is under objection: measures suspended (R4)",
+            cases.objection_company,
+            "MOF-0001",
+        ),
+        (
+            "A company with no bad record for three years: green channel (R6)",
+            cases.clean_company,
+            "APPROVAL-0001",
+        ),
         ("A government body with a government-integrity record (76号)", cases.government_body, "MOHRSS-0001"),
         ("An invalid ID: a published code with a wrong check character (R1)", INVALID_EXAMPLE, "MOF-0001"),
     ]
@@ -115,7 +160,7 @@ def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
 
 def _wait_for_interrupt() -> None:
     stop = threading.Event()
-    previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
+    previous: dict[signal.Signals, Any] = {}
 
     def handle(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -127,5 +172,5 @@ def _wait_for_interrupt() -> None:
             pass
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            signal.signal(signum, handler)
     print("stopping", file=sys.stderr)

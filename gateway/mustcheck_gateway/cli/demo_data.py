@@ -15,15 +15,25 @@ from .common import EXIT_FAILURE, EXIT_OK, Subparsers, add_policies_option
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
-        "demo-data", help="write a deterministic demo data set",
+        "demo-data",
+        help="write a deterministic demo data set",
         description="Write synthetic list rows (JSON Lines) with valid identifiers. The same --subjects, "
         "--seed and --today always give the same file.",
     )
-    parser.add_argument("--subjects", type=int, default=1000, metavar="N", help="number of subjects (default 1000)")
+    parser.add_argument(
+        "--subjects", type=int, default=1000, metavar="N", help="number of subjects (default 1000)"
+    )
     parser.add_argument("--seed", type=int, default=2016, metavar="S", help="random seed (default 2016)")
-    parser.add_argument("--today", type=dt.date.fromisoformat, default=None, metavar="YYYY-MM-DD",
-                        help="the day the periods are laid around (default: today)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file ('-' for stdout)")
+    parser.add_argument(
+        "--today",
+        type=dt.date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the day the periods are laid around (default: today)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="output file ('-' for stdout)"
+    )
     add_policies_option(parser)
     parser.set_defaults(run=run)
 

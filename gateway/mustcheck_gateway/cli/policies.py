@@ -12,17 +12,30 @@ from .common import EXIT_FAILURE, EXIT_OK, Subparsers, print_json
 
 
 def register(commands: Subparsers) -> None:
-    parser = commands.add_parser("policies", help="validate or list the policy set",
-                                 description="Validate or list a policy folder (memoranda, measures, catalog).")
+    parser = commands.add_parser(
+        "policies",
+        help="validate or list the policy set",
+        description="Validate or list a policy folder (memoranda, measures, catalog).",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a policy folder; exit 1 listing every problem",
-                               description="Validate a policy folder: exit 0 if valid, 1 listing every problem "
-                               "(file, key, problem).")
-    check.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)")
+    check = actions.add_parser(
+        "check",
+        help="validate a policy folder; exit 1 listing every problem",
+        description="Validate a policy folder: exit 0 if valid, 1 listing every problem "
+        "(file, key, problem).",
+    )
+    check.add_argument(
+        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+    )
     check.set_defaults(run=run_check)
-    show = actions.add_parser("show", help="list memoranda, measures and matters",
-                              description="List memoranda, measures and matters with their codes.")
-    show.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)")
+    show = actions.add_parser(
+        "show",
+        help="list memoranda, measures and matters",
+        description="List memoranda, measures and matters with their codes.",
+    )
+    show.add_argument(
+        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+    )
     show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(run=run_show)
 
@@ -71,25 +84,48 @@ def run_show(options: argparse.Namespace) -> int:
 def policy_as_json(policy: PolicySet) -> dict[str, Any]:
     return {
         "memoranda": [
-            {"id": m.id, "number": m.number, "title": m.title, "list": m.list_kind.value,
-             "initiating_department": m.initiating_department, "severity": m.severity,
-             "subject_kinds": sorted(k.value for k in m.subject_kinds), "punish_months": m.punish_months,
-             "display_months": m.display_months, "measures": list(m.measures)}
+            {
+                "id": m.id,
+                "number": m.number,
+                "title": m.title,
+                "list": m.list_kind.value,
+                "initiating_department": m.initiating_department,
+                "severity": m.severity,
+                "subject_kinds": sorted(k.value for k in m.subject_kinds),
+                "punish_months": m.punish_months,
+                "display_months": m.display_months,
+                "measures": list(m.measures),
+            }
             for m in sorted(policy.memoranda.values(), key=lambda m: (m.number, m.id))
         ],
         "measures": [
-            {"id": m.id, "kind": m.kind.value, "text": m.text, "mandatory": m.mandatory,
-             "matter_kinds": sorted(m.matter_kinds), "implementing_departments": list(m.implementing_departments),
-             "subject_kinds": sorted(k.value for k in m.subject_kinds),
-             "reaches_responsible_persons": m.reaches_responsible_persons, "issuer": m.issuer.value,
-             "legal_basis": {"document": m.legal_basis.document, "section": m.legal_basis.section}
-             if m.legal_basis else None}
+            {
+                "id": m.id,
+                "kind": m.kind.value,
+                "text": m.text,
+                "mandatory": m.mandatory,
+                "matter_kinds": sorted(m.matter_kinds),
+                "implementing_departments": list(m.implementing_departments),
+                "subject_kinds": sorted(k.value for k in m.subject_kinds),
+                "reaches_responsible_persons": m.reaches_responsible_persons,
+                "issuer": m.issuer.value,
+                "legal_basis": {"document": m.legal_basis.document, "section": m.legal_basis.section}
+                if m.legal_basis
+                else None,
+            }
             for m in policy.measures.values()
         ],
         "matters": [
-            {"code": m.code, "name": m.name, "department": m.department, "matter_kinds": sorted(m.matter_kinds),
-             "must_check": m.must_check, "freshness_tolerance_s": m.freshness_tolerance_s,
-             "fail_mode": m.fail_mode.value, "decision_tolerance_s": m.decision_tolerance_s}
+            {
+                "code": m.code,
+                "name": m.name,
+                "department": m.department,
+                "matter_kinds": sorted(m.matter_kinds),
+                "must_check": m.must_check,
+                "freshness_tolerance_s": m.freshness_tolerance_s,
+                "fail_mode": m.fail_mode.value,
+                "decision_tolerance_s": m.decision_tolerance_s,
+            }
             for m in policy.matters.values()
         ],
     }

@@ -18,17 +18,31 @@ DEFAULT_DATA_DIR = Path("mustcheck-data")
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
-        "serve", help="run the gateway",
+        "serve",
+        help="run the gateway",
         description="Run the gateway: gRPC check service, health checking and reflection on one port. "
         "The embedded store is created in the data directory on first run.",
     )
-    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
-                        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
-                        help=f"where the embedded store lives (default ./{DEFAULT_DATA_DIR})")
+    parser.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"where the embedded store lives (default ./{DEFAULT_DATA_DIR})",
+    )
     add_policies_option(parser)
-    parser.add_argument("--department", default="ndrc", metavar="CODE",
-                        help="department of the one caller, until authentication lands (default ndrc)")
+    parser.add_argument(
+        "--department",
+        default="ndrc",
+        metavar="CODE",
+        help="department of the one caller, until authentication lands (default ndrc)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -58,7 +72,9 @@ def run(options: argparse.Namespace) -> int:
 
 async def _serve(config: GatewayConfig) -> None:
     gateway = await start_gateway(config)
-    print(f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(
+        f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -33,5 +33,3 @@ class PolicyError(Exception):
         self.problems = problems
         lines = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"{len(problems)} problem(s) in the policy set:\n{lines}")
-
-

@@ -36,6 +36,7 @@ from .validate import validate
 E = TypeVar("E", bound=enum.Enum)
 T = TypeVar("T")
 
+
 class _Row:
     """One ``[[table]]`` item being read; missing or mistyped keys become problems."""
 
@@ -56,7 +57,7 @@ class _Row:
         if value is None:
             self.problem(key, "missing")
             return kind()
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             self.problem(key, f"must be {kind.__name__}, got {type(value).__name__}")
             return kind()
         return value
@@ -114,7 +115,9 @@ class _Row:
             self.problem(key, "must be a table { document = …, section = … }")
             return None
         document, section = value.get("document"), value.get("section")
-        if not (isinstance(document, str) and document.strip() and isinstance(section, str) and section.strip()):
+        if not (
+            isinstance(document, str) and document.strip() and isinstance(section, str) and section.strip()
+        ):
             self.problem(key, "needs a non-empty document and section")
             return None
         return LegalBasis(document.strip(), section.strip())
@@ -171,7 +174,9 @@ def _rows(directory: Path, file: str, table: str, problems: list[Problem]) -> It
         return
     unknown_tables = sorted(set(document) - {table})
     if unknown_tables:
-        problems.append(Problem(file, "", f"unknown table(s) {', '.join(unknown_tables)}; expected [[{table}]]"))
+        problems.append(
+            Problem(file, "", f"unknown table(s) {', '.join(unknown_tables)}; expected [[{table}]]")
+        )
     raw_rows = document.get(table, [])
     if not isinstance(raw_rows, list) or not (raw_rows or file in OPTIONAL_TABLES):
         problems.append(Problem(file, table, f"expected one or more [[{table}]] entries"))

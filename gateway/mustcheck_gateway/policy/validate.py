@@ -38,7 +38,9 @@ def _check_measures(policy: PolicySet) -> list[Problem]:
     for measure in policy.measures.values():
         file, key = _where("measures", measure.id)
         if measure.kind is MeasureKind.PUNISHMENT and measure.legal_basis is None:
-            problems.append(Problem(file, f"{key}.legal_basis", "punishment measure has no legal basis (R13)"))
+            problems.append(
+                Problem(file, f"{key}.legal_basis", "punishment measure has no legal basis (R13)")
+            )
         if measure.issuer is not Issuer.GOVERNMENT and measure.mandatory:
             problems.append(
                 Problem(
@@ -63,14 +65,20 @@ def _check_memoranda(policy: PolicySet) -> list[Problem]:
     for memo in policy.memoranda.values():
         file, key = _where("memoranda", memo.id)
         if memo.number and memo.number in numbers:
-            problems.append(Problem(file, f"{key}.number", f"number {memo.number} also used by {numbers[memo.number]}"))
+            problems.append(
+                Problem(file, f"{key}.number", f"number {memo.number} also used by {numbers[memo.number]}")
+            )
         numbers.setdefault(memo.number, memo.id)
         if memo.initiating_department not in policy.departments:
             problems.append(
-                Problem(file, f"{key}.initiating_department", f"unknown department {memo.initiating_department!r}")
+                Problem(
+                    file, f"{key}.initiating_department", f"unknown department {memo.initiating_department!r}"
+                )
             )
         if memo.list_kind is ListKind.RED and memo.severity != NO_SEVERITY:
-            problems.append(Problem(file, f"{key}.severity", f"a red list has no severity class; use {NO_SEVERITY!r}"))
+            problems.append(
+                Problem(file, f"{key}.severity", f"a red list has no severity class; use {NO_SEVERITY!r}")
+            )
         if memo.list_kind is ListKind.BLACK and memo.severity not in policy.severities:
             problems.append(Problem(file, f"{key}.severity", f"unknown severity class {memo.severity!r}"))
         wanted = MeasureKind.INCENTIVE if memo.list_kind is ListKind.RED else MeasureKind.PUNISHMENT
@@ -83,12 +91,17 @@ def _check_memoranda(policy: PolicySet) -> list[Problem]:
                     Problem(
                         file,
                         f"{key}.measures",
-                        f"{memo.list_kind.value} list cannot carry {measure.kind.value} measure {measure_id!r}",
+                        f"{memo.list_kind.value} list cannot carry "
+                        f"{measure.kind.value} measure {measure_id!r}",
                     )
                 )
             elif not measure.subject_kinds & memo.subject_kinds:
                 problems.append(
-                    Problem(file, f"{key}.measures", f"measure {measure_id!r} applies to none of its subject kinds")
+                    Problem(
+                        file,
+                        f"{key}.measures",
+                        f"measure {measure_id!r} applies to none of its subject kinds",
+                    )
                 )
     return problems
 
@@ -112,7 +125,11 @@ def _check_legacy_codes(policy: PolicySet) -> list[Problem]:
             validate_uscc(legacy.code)
         except IdentifierError as error:
             if not error.checksum_only:
-                problems.append(Problem(file, f"{key}.code", f"not a well-formed credit code: {error.message}"))
+                problems.append(
+                    Problem(file, f"{key}.code", f"not a well-formed credit code: {error.message}")
+                )
         else:
-            problems.append(Problem(file, f"{key}.code", "passes every checksum; it needs no allow-list entry"))
+            problems.append(
+                Problem(file, f"{key}.code", "passes every checksum; it needs no allow-list entry")
+            )
     return problems

@@ -32,7 +32,9 @@ ENTRY_COLUMNS = (
     "status",
     "status_changed_at",
 )
-_DATE_COLUMNS = frozenset({"decision_date", "effective_from", "punish_until", "display_until", "status_changed_at"})
+_DATE_COLUMNS = frozenset(
+    {"decision_date", "effective_from", "punish_until", "display_until", "status_changed_at"}
+)
 
 
 def entry_key(source: str, decision_document: str) -> str:

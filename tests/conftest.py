@@ -1,0 +1,47 @@
+"""Fixtures that start the real thing: the gateway on 127.0.0.1:0 with the real policies/ folder
+and a temporary SQLite file; tests talk to it through the SDK over the network."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mustcheck_gateway.logs import configure_logging
+from mustcheck_gateway.policy import PolicySet, load_policies
+from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY_DIR = REPO / "policies"
+TEST_DEPARTMENT = "approval"
+
+configure_logging(level="warning")  # operational logs go to stderr, never into a command's stdout
+
+
+@pytest.fixture(scope="session")
+def policy() -> PolicySet:
+    return load_policies(POLICY_DIR)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    config = GatewayConfig(
+        data_dir=tmp_path_factory.mktemp("gateway"),
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        department=TEST_DEPARTMENT,
+    )
+    with GatewayThread(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def target(gateway: Gateway) -> str:
+    return f"127.0.0.1:{gateway.port}"
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

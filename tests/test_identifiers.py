@@ -1,0 +1,186 @@
+"""R1: identifiers are validated before anything else, each failure naming its rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mustcheck.identifiers import (
+    REGISTRATION_AUTHORITIES,
+    USCC_CHARSET,
+    IdentifierError,
+    SubjectKind,
+    citizen_id_check_character,
+    organization_code_check_character,
+    uscc_check_character,
+    validate_citizen_id,
+    validate_subject,
+    validate_uscc,
+)
+
+PUBLISHED_CODES = ["914403001922038216", "91110108551385082Q", "91440300192317458F", "91100000100003962T"]
+STANDARD_IDS = ["11010519491231002X", "440524188001010014"]
+PILOT_CODE = "91350203M0001QAY9B"
+TODAY = dt.date(2026, 11, 22)
+
+
+@pytest.mark.parametrize("code", PUBLISHED_CODES)
+def test_published_credit_codes_are_organisations(code: str) -> None:
+    assert validate_subject(code, today=TODAY).kind is SubjectKind.ORGANIZATION
+
+
+@pytest.mark.parametrize("number", STANDARD_IDS)
+def test_standard_examples_are_persons(number: str) -> None:
+    assert validate_subject(number, today=TODAY).kind is SubjectKind.PERSON
+
+
+def test_lower_case_and_spaces_are_normalised() -> None:
+    assert validate_subject("  91110108551385082q\t", today=TODAY).code == "91110108551385082Q"
+    assert validate_subject(" 11010519491231002x ", today=TODAY).code == "11010519491231002X"
+
+
+@pytest.mark.parametrize(
+    ("raw", "rule", "words"),
+    [
+        ("914403001922038217", "uscc.check_character", "check character"),
+        ("91440300192203821", "uscc.length", "18 characters"),
+        ("9144030019220382I6", "uscc.forbidden_letter", "'I'"),
+        ("91440300192O038216", "uscc.forbidden_letter", "'O'"),
+        ("94440300192203821Z", "uscc.forbidden_letter", "'Z'"),
+        ("914403001922038-16", "uscc.charset", "'-'"),
+        ("B14403001922038216", "uscc.registration_authority", "'B'"),
+        ("97440300192203821X", "uscc.organization_type", "'7'"),
+        ("9144A3001922038216", "uscc.division_code", "division"),
+        ("914403001922038306", "uscc.organization_code_check", "GB 11714"),
+    ],
+)
+def test_bad_credit_codes_name_the_rule(raw: str, rule: str, words: str) -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(raw, kind=SubjectKind.ORGANIZATION, today=TODAY)
+    assert caught.value.rule == rule
+    assert words in caught.value.message
+
+
+def test_inferred_kind_reports_the_credit_code_error_for_a_corrupted_code() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject("914403001922038217", today=TODAY)
+    assert caught.value.rule == "uscc.check_character"
+
+
+@pytest.mark.parametrize(
+    ("raw", "rule"),
+    [
+        ("11010519491231002", "id.length"),
+        ("110105194912310021", "id.check_character"),
+        ("99010519491231002X", "id.region_code"),
+        ("110105194902300020", "id.birth_date"),  # 30 February
+        ("110105209901010010", "id.birth_date"),  # the future
+        ("11010517000101001X", "id.birth_date"),  # impossibly early
+        ("1101051949123100A2", "id.charset"),
+    ],
+)
+def test_bad_citizen_ids_name_the_rule(raw: str, rule: str) -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(raw, kind=SubjectKind.PERSON, today=TODAY)
+    assert caught.value.rule == rule
+
+
+def test_fifteen_digit_ids_get_a_conversion_hint() -> None:
+    with pytest.raises(IdentifierError, match="15-digit"):
+        validate_citizen_id("110105491231002", today=TODAY)
+
+
+def test_legacy_pilot_code_needs_the_allow_list() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(PILOT_CODE, today=TODAY)
+    assert caught.value.checksum_only
+    admitted = validate_subject(PILOT_CODE, legacy_codes={PILOT_CODE}, today=TODAY)
+    assert admitted.legacy and admitted.kind is SubjectKind.ORGANIZATION
+
+
+def test_allow_list_does_not_admit_structural_errors() -> None:
+    broken = "9I350203M0001QAY9B"
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(broken, legacy_codes={broken}, today=TODAY)
+    assert caught.value.rule == "uscc.forbidden_letter"
+
+
+def test_a_string_valid_as_both_kinds_must_name_its_kind() -> None:
+    # Search a valid citizen ID whose digits also make a valid credit code (authority 1, type 1).
+    for sequence in range(1000):
+        for day in range(1, 29):
+            first17 = f"110101199001{day:02d}{sequence:03d}"
+            number = first17 + citizen_id_check_character(first17)
+            try:
+                validate_uscc(number)
+            except IdentifierError:
+                continue
+            with pytest.raises(IdentifierError) as caught:
+                validate_subject(number, today=TODAY)
+            assert caught.value.rule == "subject.ambiguous"
+            assert validate_subject(number, kind=SubjectKind.PERSON, today=TODAY).kind is SubjectKind.PERSON
+            return
+    pytest.fail("no ambiguous identifier found")
+
+
+# -- property tests -------------------------------------------------------------------
+
+BODY = st.text(alphabet=USCC_CHARSET, min_size=8, max_size=8)
+PAIRS = st.sampled_from([(a, t) for a, (_, types) in REGISTRATION_AUTHORITIES.items() for t in sorted(types)])
+DIVISION = st.text(alphabet="0123456789", min_size=6, max_size=6)
+
+
+@st.composite
+def valid_uscc(draw: st.DrawFn) -> str:
+    authority, org_type = draw(PAIRS)
+    body = draw(BODY)
+    first17 = authority + org_type + draw(DIVISION) + body + organization_code_check_character(body)
+    return first17 + uscc_check_character(first17)
+
+
+@st.composite
+def valid_citizen_id(draw: st.DrawFn) -> str:
+    born = draw(st.dates(min_value=dt.date(1900, 1, 1), max_value=TODAY))
+    region = draw(st.sampled_from(["110105", "310115", "440305", "650102", "820000"]))
+    first17 = f"{region}{born:%Y%m%d}{draw(st.integers(0, 999)):03d}"
+    return first17 + citizen_id_check_character(first17)
+
+
+@given(valid_uscc())
+def test_generated_credit_codes_validate(code: str) -> None:
+    assert validate_uscc(code.lower()) == code
+
+
+@given(valid_citizen_id())
+def test_generated_citizen_ids_validate(number: str) -> None:
+    assert validate_citizen_id(f" {number} ", today=TODAY) == number
+
+
+@given(valid_uscc(), st.integers(0, 17), st.sampled_from(USCC_CHARSET + "IOSVZa-"))
+def test_any_single_substitution_in_a_credit_code_is_rejected(code: str, position: int, char: str) -> None:
+    corrupted = code[:position] + char + code[position + 1 :]
+    if corrupted.upper() == code:
+        return
+    with pytest.raises(IdentifierError):
+        validate_uscc(corrupted)
+
+
+@given(valid_uscc(), st.integers(0, 15))
+def test_adjacent_transpositions_in_a_credit_code_are_rejected(code: str, position: int) -> None:
+    if code[position] == code[position + 1]:
+        return
+    swapped = code[:position] + code[position + 1] + code[position] + code[position + 2 :]
+    with pytest.raises(IdentifierError):
+        validate_uscc(swapped)
+
+
+@given(valid_citizen_id(), st.integers(0, 17), st.sampled_from("0123456789X"))
+def test_any_single_substitution_in_a_citizen_id_is_rejected(number: str, position: int, char: str) -> None:
+    corrupted = number[:position] + char + number[position + 1 :]
+    if corrupted == number:
+        return
+    with pytest.raises(IdentifierError):
+        validate_citizen_id(corrupted, today=TODAY)
