@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.cli.main import COMMANDS, build_parser
+from mustcheck_gateway.policy import PolicySet
 from mustcheck_gateway.server import Gateway
 
 from factories import days, make_entry, new_uscc
@@ -46,6 +49,20 @@ def test_check_exits_2_naming_the_check_character(target: str, capsys: pytest.Ca
     assert "check character" in capsys.readouterr().err
 
 
+def test_check_exits_2_on_a_bad_check_character_even_without_a_gateway(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
+    assert (
+        main(["check", "914403001922038217", "--matter", "MOF-0001", "--gateway", nowhere, "--timeout", "1"])
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert "check character" in error and "uscc.check_character" in error
+
+
 def test_check_exits_2_on_unknown_matter(target: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", new_uscc(), "--matter", "NOPE", "--gateway", target]) == 2
     assert "unknown matter" in capsys.readouterr().err
@@ -64,7 +81,7 @@ def test_check_exits_3_when_the_gateway_is_unreachable(capsys: pytest.CaptureFix
     assert "no answer from the gateway" in capsys.readouterr().err
 
 
-def _all_parsers():
+def _all_parsers() -> Iterator[argparse.ArgumentParser]:
     parser = build_parser()
     stack = [parser]
     while stack:
@@ -121,7 +138,7 @@ def test_demo_data_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_demo_data_covers_every_memorandum(policy, tmp_path: Path) -> None:
+def test_demo_data_covers_every_memorandum(policy: PolicySet, tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
     assert main(["demo-data", "--subjects", "400", "--seed", "1", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

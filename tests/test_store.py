@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from factories import days, make_entry, new_citizen_id, new_uscc
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     opened = open_store(tmp_path)
     yield opened
     opened.close()

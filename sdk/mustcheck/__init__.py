@@ -2,7 +2,7 @@
 
 >>> from mustcheck import Client                       # doctest: +SKIP
 >>> with Client("127.0.0.1:50051") as client:
-...     result = client.check("91350100M000100Y43", "MOHURD-0001", purpose="施工许可审批")
+...     result = client.check("91110108551385082Q", "MOHURD-0001", purpose="施工许可审批")
 ...     if result.restricted:
 ...         for measure in result.mandatory_measures:
 ...             print(measure.text, measure.legal_basis)

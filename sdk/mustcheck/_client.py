@@ -95,7 +95,7 @@ class Client(_BaseClient):
     """Blocking client. Use as a context manager, or call :meth:`close`.
 
     >>> with Client("127.0.0.1:50051") as client:          # doctest: +SKIP
-    ...     result = client.check("91350100M000100Y43", "MOHURD-0001", purpose="施工许可审批")
+    ...     result = client.check("91110108551385082Q", "MOHURD-0001", purpose="施工许可审批")
     """
 
     def __init__(

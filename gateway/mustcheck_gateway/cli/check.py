@@ -17,6 +17,7 @@ from mustcheck import (
     RateLimited,
     SubjectKind,
 )
+from mustcheck.identifiers import IdentifierError, validate_subject
 
 from .common import (
     EXIT_DENIED,
@@ -57,6 +58,7 @@ def register(commands: Subparsers) -> None:
 
 def run(options: argparse.Namespace) -> int:
     kind = SubjectKind(options.kind) if options.kind else None
+    checksum_error = _checksum_error(options.subject, kind)
     try:
         with Client(options.gateway, timeout=options.timeout) as client:
             result = client.check(
@@ -69,6 +71,13 @@ def run(options: argparse.Namespace) -> int:
     except InvalidRequest as error:
         return fail(f"invalid input: {error.message}", EXIT_INVALID)
     except CheckUnavailable as error:
+        if checksum_error is not None:
+            # Only the gateway's legacy allow-list could have admitted this identifier.
+            return fail(
+                f"invalid input: {checksum_error.message} [{checksum_error.rule}] "
+                f"(the gateway at {options.gateway}, which keeps the legacy allow-list, gave no answer)",
+                EXIT_INVALID,
+            )
         return fail(f"no answer from the gateway at {options.gateway}: {error.message}", EXIT_UNAVAILABLE)
     except (PermissionDenied, AuthenticationFailed) as error:
         return fail(f"not allowed: {error.message}", EXIT_DENIED)
@@ -81,3 +90,12 @@ def run(options: argparse.Namespace) -> int:
     else:
         print(render_result(result))
     return EXIT_OK
+
+
+def _checksum_error(subject: str, kind: SubjectKind | None) -> IdentifierError | None:
+    """The local checksum failure the SDK leaves to the gateway, if any."""
+    try:
+        validate_subject(subject, kind=kind)
+    except IdentifierError as error:
+        return error if error.checksum_only else None
+    return None
