@@ -29,9 +29,7 @@ from mustcheck import (
     UnknownMatter,
 )
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
-from mustcheck_gateway.policy.model import ListKind as PolicyListKind
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
-from mustcheck_gateway.store import EntryStatus as StoreStatus
 from mustcheck_gateway.store import PersonRole
 
 from conftest import POLICY_DIR
@@ -103,7 +101,7 @@ def test_red_listed_company_gets_incentives(client: Any, gateway: Gateway, now: 
     entry = make_entry(
         new_uscc(),
         memorandum="a-grade-taxpayers",
-        list_kind=PolicyListKind.RED,
+        list_kind=ListKind.RED,
         effective=now - days(10),
         department="sat",
     )
@@ -126,7 +124,7 @@ def test_entry_under_objection(client: Any, gateway: Gateway, now: dt.datetime) 
     gateway.store.write_entries([entry], actor="test", action="add")
     assert client.check(entry.subject_code, "MOF-0001").outcome is Outcome.RESTRICTIONS
     gateway.store.set_status(
-        entry.entry_id, StoreStatus.UNDER_OBJECTION, actor="t", action="objection", at=now
+        entry.entry_id, EntryStatus.UNDER_OBJECTION, actor="t", action="objection", at=now
     )
     result = client.check(entry.subject_code, "MOF-0001")
     assert result.outcome is Outcome.UNDER_OBJECTION

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mustcheck import Outcome as Outcome  # one definition, shared with the SDK
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from .policy.model import ListKind, Matter, Measure, MeasureKind, Memorandum, PolicySet
@@ -38,13 +38,6 @@ REVIEW_NOTICE = (
     "（《个人信息保护法》第二十四条）。"
 )
 _SHOWN_STATUSES = frozenset({EntryStatus.ACTIVE, EntryStatus.UNDER_OBJECTION})
-
-
-class Outcome(enum.Enum):
-    NO_RECORD = "no_record"
-    INCENTIVES = "incentives"
-    RESTRICTIONS = "restrictions"
-    UNDER_OBJECTION = "under_objection"
 
 
 @dataclass(frozen=True, slots=True)

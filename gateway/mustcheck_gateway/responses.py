@@ -6,37 +6,21 @@ import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mustcheck._convert import (
+    LIST_KIND_TO_PROTO,
+    MEASURE_KIND_TO_PROTO,
+    OUTCOME_TO_PROTO,
+    STATUS_TO_PROTO,
+    SUBJECT_KIND_TO_PROTO,
+)
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck.identifiers import SubjectKind
 
 from .checks import CheckAnswer
-from .evaluation import AppliedMeasure, Outcome, ShownMembership
+from .evaluation import AppliedMeasure, ShownMembership
 from .masking import Masker
-from .policy.model import ListKind, MeasureKind
-from .store.base import EntryStatus
 
-_SUBJECT_KIND = {
-    SubjectKind.ORGANIZATION: pb.SUBJECT_KIND_ORGANIZATION,
-    SubjectKind.PERSON: pb.SUBJECT_KIND_PERSON,
-}
-SUBJECT_KIND_FROM_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
-_OUTCOME = {
-    Outcome.NO_RECORD: pb.OUTCOME_NO_RECORD,
-    Outcome.INCENTIVES: pb.OUTCOME_INCENTIVES,
-    Outcome.RESTRICTIONS: pb.OUTCOME_RESTRICTIONS,
-    Outcome.UNDER_OBJECTION: pb.OUTCOME_UNDER_OBJECTION,
-}
-_LIST = {ListKind.RED: pb.LIST_KIND_RED, ListKind.BLACK: pb.LIST_KIND_BLACK}
-_STATUS = {
-    EntryStatus.ACTIVE: pb.ENTRY_STATUS_ACTIVE,
-    EntryStatus.UNDER_OBJECTION: pb.ENTRY_STATUS_UNDER_OBJECTION,
-    EntryStatus.REPAIRED: pb.ENTRY_STATUS_REPAIRED,
-    EntryStatus.REVOKED: pb.ENTRY_STATUS_REVOKED,
-}
-_MEASURE = {
-    MeasureKind.INCENTIVE: pb.MEASURE_KIND_INCENTIVE,
-    MeasureKind.PUNISHMENT: pb.MEASURE_KIND_PUNISHMENT,
-}
+SUBJECT_KIND_FROM_PROTO = {value: key for key, value in SUBJECT_KIND_TO_PROTO.items()}
 
 
 def timestamp(instant: dt.datetime) -> Timestamp:
@@ -51,10 +35,10 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
     person = subject.kind is SubjectKind.PERSON
     return pb.CheckResponse(
         subject=masker.person_id(subject.code) if person else subject.code,
-        subject_kind=_SUBJECT_KIND[subject.kind],
+        subject_kind=SUBJECT_KIND_TO_PROTO[subject.kind],
         subject_name=masker.person_name(evaluation.subject_name) if person else evaluation.subject_name,
         matter=evaluation.matter.code,
-        outcome=_OUTCOME[evaluation.outcome],
+        outcome=OUTCOME_TO_PROTO[evaluation.outcome],
         memberships=[_membership(m, masker) for m in evaluation.memberships],
         measures=[_measure(m) for m in evaluation.measures],
         green_channel=evaluation.green_channel,
@@ -70,11 +54,11 @@ def _membership(membership: ShownMembership, masker: Masker) -> pb.Membership:
     entry = membership.entry
     message = pb.Membership(
         entry_id=entry.entry_id,
-        list=_LIST[entry.list_kind],
+        list=LIST_KIND_TO_PROTO[entry.list_kind],
         memorandum_id=membership.memorandum.id,
         memorandum_title=membership.memorandum.title,
         initiating_department=entry.initiating_department,
-        status=_STATUS[entry.status],
+        status=STATUS_TO_PROTO[entry.status],
         severity=entry.severity,
         decision_document=entry.decision_document,
         reason=entry.reason,
@@ -95,7 +79,7 @@ def _measure(applied: AppliedMeasure) -> pb.Measure:
     measure = applied.measure
     message = pb.Measure(
         id=measure.id,
-        kind=_MEASURE[measure.kind],
+        kind=MEASURE_KIND_TO_PROTO[measure.kind],
         text=measure.text,
         mandatory=measure.mandatory,
         memorandum_id=applied.memorandum_id,

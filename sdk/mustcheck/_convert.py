@@ -24,11 +24,12 @@ from ._models import (
 )
 from .identifiers import SubjectKind
 
+# The one mapping between protobuf enum numbers and the SDK's enums. The gateway uses the
+# *_TO_PROTO directions, so both ends of the wire agree by construction.
 _SUBJECT_KIND = {
     pb.SUBJECT_KIND_ORGANIZATION: SubjectKind.ORGANIZATION,
     pb.SUBJECT_KIND_PERSON: SubjectKind.PERSON,
 }
-SUBJECT_KIND_TO_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
 _OUTCOME = {
     pb.OUTCOME_NO_RECORD: Outcome.NO_RECORD,
     pb.OUTCOME_INCENTIVES: Outcome.INCENTIVES,
@@ -46,6 +47,11 @@ _MEASURE = {
     pb.MEASURE_KIND_INCENTIVE: MeasureKind.INCENTIVE,
     pb.MEASURE_KIND_PUNISHMENT: MeasureKind.PUNISHMENT,
 }
+SUBJECT_KIND_TO_PROTO = {value: key for key, value in _SUBJECT_KIND.items()}
+OUTCOME_TO_PROTO = {value: key for key, value in _OUTCOME.items()}
+LIST_KIND_TO_PROTO = {value: key for key, value in _LIST.items()}
+STATUS_TO_PROTO = {value: key for key, value in _STATUS.items()}
+MEASURE_KIND_TO_PROTO = {value: key for key, value in _MEASURE.items()}
 
 
 def _instant(stamp: Timestamp) -> dt.datetime:

@@ -6,19 +6,27 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mustcheck import ListKind, MeasureKind
 from mustcheck.identifiers import SubjectKind
 
+__all__ = [
+    "ALL_DEPARTMENTS",
+    "Department",
+    "FailMode",
+    "Issuer",
+    "LegacyCode",
+    "LegalBasis",
+    "ListKind",
+    "Matter",
+    "MatterKind",
+    "Measure",
+    "MeasureKind",
+    "Memorandum",
+    "PolicySet",
+    "SeverityClass",
+]
+
 ALL_DEPARTMENTS = "*"
-
-
-class ListKind(enum.Enum):
-    RED = "red"
-    BLACK = "black"
-
-
-class MeasureKind(enum.Enum):
-    INCENTIVE = "incentive"
-    PUNISHMENT = "punishment"
 
 
 class Issuer(enum.Enum):

@@ -14,18 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mustcheck import EntryStatus as EntryStatus  # one definition, shared with the SDK
 from mustcheck.identifiers import SubjectKind
 
 from ..policy.model import ListKind
 
 UTC = dt.UTC
-
-
-class EntryStatus(enum.Enum):
-    ACTIVE = "active"
-    UNDER_OBJECTION = "under_objection"
-    REPAIRED = "repaired"
-    REVOKED = "revoked"
 
 
 class PersonRole(enum.Enum):
