@@ -6,7 +6,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mustcheck import ListKind, MeasureKind
+from mustcheck import LegalBasis, ListKind, MeasureKind  # shared with the SDK
 from mustcheck.identifiers import SubjectKind
 
 __all__ = [
@@ -38,15 +38,6 @@ class Issuer(enum.Enum):
 class FailMode(enum.Enum):
     CLOSED = "closed"
     SERVE_STALE = "serve_stale"
-
-
-@dataclass(frozen=True, slots=True)
-class LegalBasis:
-    document: str
-    section: str
-
-    def __str__(self) -> str:
-        return f"{self.document} {self.section}".strip()
 
 
 @dataclass(frozen=True, slots=True)
