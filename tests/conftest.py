@@ -13,9 +13,12 @@ from mustcheck_gateway.logs import configure_logging
 from mustcheck_gateway.policy import PolicySet, load_policies
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
+from provision import provision
+
 REPO = Path(__file__).resolve().parents[1]
 POLICY_DIR = REPO / "policies"
 TEST_DEPARTMENT = "approval"
+TEST_CALLER = "tester"
 
 configure_logging(level="warning")  # operational logs go to stderr, never into a command's stdout
 
@@ -28,10 +31,7 @@ def policy() -> PolicySet:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = GatewayConfig(
-        data_dir=tmp_path_factory.mktemp("gateway"),
-        listen="127.0.0.1:0",
-        policy_dir=POLICY_DIR,
-        department=TEST_DEPARTMENT,
+        data_dir=tmp_path_factory.mktemp("gateway"), listen="127.0.0.1:0", policy_dir=POLICY_DIR
     )
     with GatewayThread(config) as running:
         yield running
@@ -40,6 +40,18 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 @pytest.fixture(scope="session")
 def target(gateway: Gateway) -> str:
     return f"127.0.0.1:{gateway.port}"
+
+
+@pytest.fixture(scope="session")
+def admin_token(gateway: Gateway) -> str:
+    assert gateway.admin_token_file is not None
+    return gateway.admin_token_file.read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def token(target: str, admin_token: str) -> str:
+    """A caller of department ``approval`` granted every matter and both subject kinds, unmasked nothing."""
+    return provision(target, admin_token, TEST_CALLER, department=TEST_DEPARTMENT)
 
 
 @pytest.fixture

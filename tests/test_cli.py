@@ -22,12 +22,34 @@ from mustcheck_gateway.server import Gateway
 from factories import days, make_entry, new_uscc
 
 
+@pytest.fixture(scope="module")
+def token_file(token: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("cli") / "tester.token"
+    path.write_text(token + "\n")
+    return str(path)
+
+
 def test_check_prints_json(
-    gateway: Gateway, target: str, now: dt.datetime, capsys: pytest.CaptureFixture[str]
+    gateway: Gateway, target: str, token_file: str, now: dt.datetime, capsys: pytest.CaptureFixture[str]
 ) -> None:
     entry = make_entry(new_uscc(), effective=now - days(3))
     gateway.store.write_entries([entry], actor="test", action="add")
-    assert main(["check", entry.subject_code, "--matter", "MOF-0001", "--gateway", target, "--json"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                entry.subject_code,
+                "--matter",
+                "MOF-0001",
+                "--gateway",
+                target,
+                "--token-file",
+                token_file,
+                "--json",
+            ]
+        )
+        == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["outcome"] == "restrictions"
     assert answer["memberships"][0]["list"] == "black"
@@ -39,13 +61,34 @@ def test_check_prints_json(
     assert answer["data_version"] >= 1
 
 
-def test_check_prints_text(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", new_uscc(), "--matter", "MOHURD-0001", "--gateway", target]) == 0
+def test_check_prints_text(target: str, token_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["check", new_uscc(), "--matter", "MOHURD-0001", "--gateway", target, "--token-file", token_file]
+        )
+        == 0
+    )
     assert "no record" in capsys.readouterr().out
 
 
-def test_check_exits_2_naming_the_check_character(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "914403001922038217", "--matter", "MOF-0001", "--gateway", target]) == 2
+def test_check_exits_2_naming_the_check_character(
+    target: str, token_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "check",
+                "914403001922038217",
+                "--matter",
+                "MOF-0001",
+                "--gateway",
+                target,
+                "--token-file",
+                token_file,
+            ]
+        )
+        == 2
+    )
     assert "check character" in capsys.readouterr().err
 
 
@@ -63,8 +106,12 @@ def test_check_exits_2_on_a_bad_check_character_even_without_a_gateway(
     assert "check character" in error and "uscc.check_character" in error
 
 
-def test_check_exits_2_on_unknown_matter(target: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", new_uscc(), "--matter", "NOPE", "--gateway", target]) == 2
+def test_check_exits_2_on_unknown_matter(
+    target: str, token_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["check", new_uscc(), "--matter", "NOPE", "--gateway", target, "--token-file", token_file]) == 2
+    )
     assert "unknown matter" in capsys.readouterr().err
 
 
@@ -174,6 +221,8 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         "via ",
         "rule uscc.check_character",
         "须经工作人员人工确认",
+        "demo.token",
     ):
         assert shown in out, f"{shown!r} missing from the tour:\n{out}"
-    assert (tmp_path / "demo.sqlite3").is_file()
+    assert (tmp_path / "mustcheck.sqlite3").is_file() and (tmp_path / "audit.sqlite3").is_file()
+    assert (tmp_path / "demo.token").stat().st_mode & 0o777 == 0o600

@@ -28,12 +28,14 @@ from mustcheck import (
     SubjectKind,
     UnknownMatter,
 )
+from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import PersonRole
 
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_citizen_id, new_uscc
+from provision import provision
 
 PILOT_CODE = "91350203M0001QAY9B"
 
@@ -61,10 +63,11 @@ class AsyncFacade:
 
 
 @pytest.fixture(params=["sync", "async"])
-def make_client(request: pytest.FixtureRequest) -> Iterator[Any]:
+def make_client(request: pytest.FixtureRequest, token: str) -> Iterator[Any]:
     opened: list[Any] = []
 
     def make(target: str, **options: Any) -> Any:
+        options.setdefault("token", token)
         client = Client(target, **options) if request.param == "sync" else AsyncFacade(target, **options)
         opened.append(client)
         return client
@@ -208,7 +211,7 @@ def test_batch_check_fails_only_the_bad_item(client: Any, gateway: Gateway, now:
     assert batch.data_version >= 1
 
 
-def test_batch_limits(client: Any, target: str) -> None:
+def test_batch_limits(client: Any, target: str, token: str) -> None:
     with pytest.raises(InvalidRequest):
         client.batch_check([], "MOF-0001")
     with pytest.raises(InvalidRequest):
@@ -218,7 +221,9 @@ def test_batch_limits(client: Any, target: str) -> None:
         stub = check_pb2_grpc.CheckServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             stub.BatchCheck(
-                check_pb2.BatchCheckRequest(subjects=[new_uscc()] * 1001, matter="MOF-0001"), timeout=10
+                check_pb2.BatchCheckRequest(subjects=[new_uscc()] * 1001, matter="MOF-0001"),
+                timeout=10,
+                metadata=auth_metadata(token),
             )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 1000" in (caught.value.details() or "")
@@ -263,19 +268,19 @@ def test_effective_instant_over_the_network(tmp_path: Any) -> None:
     instant = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
     clock = [instant - dt.timedelta(microseconds=1)]
     config = GatewayConfig(
-        data_dir=tmp_path,
-        listen="127.0.0.1:0",
-        policy_dir=POLICY_DIR,
-        department="approval",
-        clock=lambda: clock[0],
+        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, clock=lambda: clock[0]
     )
-    with GatewayThread(config) as gateway, Client(f"127.0.0.1:{gateway.port}") as client:
-        entry = make_entry(new_uscc(), effective=instant)
-        gateway.store.write_entries([entry], actor="test", action="add")
-        assert client.check(entry.subject_code, "MOF-0001").outcome is Outcome.NO_RECORD
-        clock[0] = instant
-        after = client.check(entry.subject_code, "MOF-0001")
-        assert after.outcome is Outcome.RESTRICTIONS and after.checked_at == instant
+    with GatewayThread(config) as gateway:
+        target = f"127.0.0.1:{gateway.port}"
+        assert gateway.admin_token_file is not None
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "clocked")
+        with Client(target, token=token) as client:
+            entry = make_entry(new_uscc(), effective=instant)
+            gateway.store.write_entries([entry], actor="test", action="add")
+            assert client.check(entry.subject_code, "MOF-0001").outcome is Outcome.NO_RECORD
+            clock[0] = instant
+            after = client.check(entry.subject_code, "MOF-0001")
+            assert after.outcome is Outcome.RESTRICTIONS and after.checked_at == instant
 
 
 def _free_port() -> int:

@@ -37,6 +37,7 @@ EXPECTED_ALL = {
     "PermissionDenied",
     "RateLimited",
     "SubjectKind",
+    "TLSConfig",
     "UnknownMatter",
     "__version__",
 }

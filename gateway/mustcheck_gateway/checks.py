@@ -1,7 +1,7 @@
 """The check pipeline, transport-free: matter → subject → lookup → evaluation.
 
-The gRPC service calls this with an authenticated caller; it returns domain
-objects. ``clock`` is injectable so that tests can check at chosen instants.
+The gRPC service calls these steps around access control and auditing; they return
+domain objects. ``clock`` is injectable so that tests can check at chosen instants.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mustcheck.identifiers import SubjectKind
+from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from . import subjects
-from .callers import Caller
 from .errors import InvalidArgument, UnknownMatter
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
@@ -21,7 +20,7 @@ from .store.base import ListStore
 
 Clock = Callable[[], dt.datetime]
 MAX_BATCH = 1000
-_CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 
 
 def utc_now() -> dt.datetime:
@@ -53,20 +52,17 @@ class CheckEngine:
             raise UnknownMatter(f"unknown matter {code!r}: not in the query catalog")
         return matter
 
-    def check(
-        self, caller: Caller, raw_subject: str, kind: SubjectKind | None, matter: Matter
-    ) -> CheckAnswer:
-        at = self.clock()
-        subject = subjects.validate(
-            raw_subject, kind, self.policy, today=at.astimezone(_CHINA_STANDARD_TIME).date()
-        )
+    def subject(self, raw: str, kind: SubjectKind | None, at: dt.datetime) -> ValidSubject:
+        return subjects.validate(raw, kind, self.policy, today=at.astimezone(CHINA_STANDARD_TIME).date())
+
+    def answer(self, subject: ValidSubject, matter: Matter, department: str, at: dt.datetime) -> CheckAnswer:
         lookup = self.store.lookup(subject.code, person=subject.kind is SubjectKind.PERSON)
         evaluation = evaluate(
             subject=subject,
             own_entries=lookup.own,
             linked_entries=lookup.linked,
             matter=matter,
-            department=caller.department,
+            department=department,
             policy=self.policy,
             at=at,
         )

@@ -55,3 +55,19 @@ class PermissionDenied(GatewayError):
 class Unavailable(GatewayError):
     status = grpc.StatusCode.UNAVAILABLE
     default_reason = "unavailable"
+
+
+class ResourceExhausted(GatewayError):
+    """A rate limit or quota; ``retry_after_s`` is sent as ``retry-after-ms`` trailing metadata."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "rate_limited"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s
+
+
+RETRY_AFTER_METADATA_KEY = "retry-after-ms"

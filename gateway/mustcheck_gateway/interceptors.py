@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import structlog
 
-from .errors import REASON_METADATA_KEY, GatewayError
+from .errors import REASON_METADATA_KEY, RETRY_AFTER_METADATA_KEY, GatewayError, ResourceExhausted
 
 log = structlog.get_logger("mustcheck.gateway")
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
+    """Abort the call with the status ``error`` carries, or INTERNAL with a reference for operators."""
+    if isinstance(error, GatewayError):
+        trailers = [(REASON_METADATA_KEY, error.reason)]
+        if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
+            trailers.append((RETRY_AFTER_METADATA_KEY, str(max(1, round(error.retry_after_s * 1000)))))
+        context.set_trailing_metadata(tuple(trailers))
+        await context.abort(error.status, error.message)
+    reference = uuid.uuid4().hex[:12]
+    log.error("unhandled_error", method=method, reference=reference, exc_info=error)
+    context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 
 class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -24,27 +40,40 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        inner: Callable[[Any, Any], Awaitable[Any]] = handler.unary_unary
         method = handler_call_details.method
+        if handler.unary_unary is not None:
+            unary: Callable[[Any, Context], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
 
-        async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            try:
-                return await inner(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except GatewayError as error:
-                context.set_trailing_metadata(((REASON_METADATA_KEY, error.reason),))
-                await context.abort(error.status, error.message)
-            except Exception:
-                reference = uuid.uuid4().hex[:12]
-                log.exception("unhandled_error", method=method, reference=reference)
-                context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
+            async def guarded_unary(request: Any, context: Context) -> Any:
+                try:
+                    return await unary(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await _abort(error, context, method)
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                guarded_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            streaming: Callable[[Any, Context], AsyncIterator[Any]] = handler.unary_stream  # type: ignore[assignment]
+
+            async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                try:
+                    async for item in streaming(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await _abort(error, context, method)
+
+            return grpc.unary_stream_rpc_method_handler(
+                guarded_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

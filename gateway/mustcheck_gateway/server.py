@@ -2,11 +2,13 @@
 
 ``start_gateway`` runs inside an asyncio loop; ``GatewayThread`` runs a gateway on its
 own loop in a background thread (for the demo and for tests that use the sync SDK).
+Stopping flushes the audit log and writes a final signed checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +19,50 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
-from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
+from mustcheck._generated.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    check_pb2,
+    check_pb2_grpc,
+)
 
-from .callers import Caller, StaticAuthenticator
+from .admin_service import AdminService
+from .audit import AuditEvent, AuditLog
+from .audit_service import AuditService
+from .auth.access import AccessControl
+from .auth.authenticate import Authenticator
+from .auth.registry import AuthRegistry
+from .bootstrap import bootstrap_admin
 from .checks import CheckEngine, Clock, utc_now
 from .interceptors import ErrorMapping
 from .policy import PolicySet, default_policy_dir, load_policies
-from .service import CheckService
-from .store import DEFAULT_FILE_NAME, ListStore, open_store
+from .quota_seed import seed_person_quota
+from .service import AuditSink, CheckService
+from .store import ListStore, open_store
 
 log = structlog.get_logger("mustcheck.gateway")
-CHECK_SERVICE_NAME = check_pb2.DESCRIPTOR.services_by_name["CheckService"].full_name
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (check_pb2, "CheckService"),
+        (admin_pb2, "AdminService"),
+        (audit_pb2, "AuditService"),
+    )
+)
+CHECK_SERVICE_NAME = SERVICE_NAMES[0]
 DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_ADMIN_DEPARTMENT = "ndrc"
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The server's certificate and key; ``client_ca`` turns on mutual TLS (client certificates required)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -36,15 +70,33 @@ class GatewayConfig:
     data_dir: Path
     listen: str = DEFAULT_LISTEN
     policy_dir: Path = field(default_factory=default_policy_dir)
-    # Until authentication lands, the one caller and its department (R2 filters by it).
-    department: str = "ndrc"
-    caller_id: str = "local"
-    store_file: str = DEFAULT_FILE_NAME
+    tls: TLSFiles | None = None
+    # Plaintext on a non-loopback address needs this, and is warned about on every start.
+    insecure: bool = False
+    # Department of the first admin caller created on an empty store.
+    admin_department: str = DEFAULT_ADMIN_DEPARTMENT
     clock: Clock = utc_now
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 10.0
+    # Only benchmarks turn auditing off, to measure what it costs (R10 wants it on).
+    audit_enabled: bool = True
 
 
 class ConfigError(Exception):
     """The gateway cannot start with this configuration (the message says why)."""
+
+
+class NoAudit:
+    """The benchmark baseline: records nothing."""
+
+    async def append(self, event: AuditEvent) -> int:
+        return 0
+
+    async def append_many(self, events: list[AuditEvent]) -> list[int]:
+        return [0] * len(events)
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -54,57 +106,123 @@ class Gateway:
     store: ListStore
     policy: PolicySet
     engine: CheckEngine
+    audit: AuditLog | NoAudit
+    access: AccessControl
+    admin_token_file: Path | None
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.server.stop(grace)
+        await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
         log.info("gateway_stopped", port=self.port)
 
 
+def is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listener(config: GatewayConfig) -> None:
+    """Refuse plaintext on a non-loopback address unless ``insecure``; then warn on every start."""
+    if config.tls is not None or is_loopback(config.listen):
+        return
+    if not config.insecure:
+        raise ConfigError(
+            f"refusing a plaintext listener on non-loopback address {config.listen}: "
+            "give --tls-cert/--tls-key, or --insecure to accept the risk"
+        )
+    log.warning(
+        "insecure_listener",
+        listen=config.listen,
+        message="plaintext gRPC on a non-loopback address: tokens and answers travel in clear",
+    )
+
+
+def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
+    if config.tls is None:
+        return server.add_insecure_port(config.listen)
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls.key.read_bytes(), config.tls.cert.read_bytes())],
+        root_certificates=config.tls.client_ca.read_bytes() if config.tls.client_ca else None,
+        require_client_auth=config.tls.client_ca is not None,
+    )
+    return server.add_secure_port(config.listen, credentials)
+
+
 async def start_gateway(config: GatewayConfig) -> Gateway:
     policy = load_policies(config.policy_dir)  # raises PolicyError: refuse to start on bad policies
-    if config.department not in policy.departments:
-        raise ConfigError(f"unknown department {config.department!r}; see departments.toml")
-    store = open_store(config.data_dir, file_name=config.store_file)
-    engine = CheckEngine(store, policy, clock=config.clock)
-    caller = Caller(config.caller_id, config.department)
-
-    server = grpc.aio.server(interceptors=[ErrorMapping()])
-    check_pb2_grpc.add_CheckServiceServicer_to_server(
-        CheckService(engine, StaticAuthenticator(caller)), server
+    if config.admin_department not in policy.departments:
+        raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
+    check_listener(config)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.data_dir)
+    audit: AuditLog | NoAudit = (
+        AuditLog.open(
+            config.data_dir,
+            checkpoint_every=config.checkpoint_every,
+            checkpoint_interval_s=config.checkpoint_interval_s,
+        )
+        if config.audit_enabled
+        else NoAudit()
     )
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            CHECK_SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    sink: AuditSink = audit
     try:
-        port = server.add_insecure_port(config.listen)
-    except RuntimeError as error:
+        admin_token_file = await bootstrap_admin(
+            store, sink, config.data_dir, config.admin_department, config.clock()
+        )
+        registry = AuthRegistry(store)
+        access = AccessControl(registry, Authenticator(registry, config.clock))
+        if isinstance(audit, AuditLog):
+            seed_person_quota(access.person_quota, audit, config.clock())
+        engine = CheckEngine(store, policy, clock=config.clock)
+        server = grpc.aio.server(interceptors=[ErrorMapping()])
+        check_pb2_grpc.add_CheckServiceServicer_to_server(CheckService(engine, access, sink), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminService(store, policy, access, sink, config.clock), server
+        )
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(audit, access, sink), server)
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        try:
+            port = _add_port(server, config)
+        except RuntimeError as error:
+            raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
+        await server.start()
+    except BaseException:
+        audit.close()
         store.close()
-        raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
-    await server.start()
-    for service in ("", CHECK_SERVICE_NAME):
+        raise
+    for service in ("", *SERVICE_NAMES):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "gateway_started",
         listen=config.listen,
         port=port,
-        store=str(config.data_dir / config.store_file),
+        tls=config.tls is not None,
+        mutual_tls=bool(config.tls and config.tls.client_ca),
+        data_dir=str(config.data_dir),
         policies=str(config.policy_dir),
-        department=config.department,
         data_version=store.data_version(),
+        audit=config.audit_enabled,
     )
-    return Gateway(server, port, store, policy, engine)
+    return Gateway(server, port, store, policy, engine, audit, access, admin_token_file)
 
 
 class GatewayThread:
-    """A gateway on its own event loop in a daemon thread: ``start()`` returns its port."""
+    """A gateway on its own event loop in a daemon thread: ``start()`` returns it."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -125,7 +243,7 @@ class GatewayThread:
 
     def stop(self, grace: float = 2.0) -> None:
         if self.gateway is not None:
-            asyncio.run_coroutine_threadsafe(self.gateway.stop(grace), self.loop).result(timeout=grace + 10)
+            asyncio.run_coroutine_threadsafe(self.gateway.stop(grace), self.loop).result(timeout=grace + 30)
             self.gateway = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)

@@ -1,9 +1,15 @@
-"""The gRPC check service: authenticate, run the check pipeline, mask, answer."""
+"""The gRPC check service: authenticate, grant, validate, look up, evaluate, mask, audit, answer.
+
+Every checked subject — allowed, denied or invalid, and each batch item — leaves one
+audit record, durably written before the answer is sent (R10). A failure is audited
+with its status and then raised for the interceptor to map.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -11,63 +17,139 @@ import structlog
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
 
-from .callers import Authenticator
-from .checks import MAX_BATCH, CheckEngine
-from .errors import GatewayError, InvalidArgument, InvalidSubject
+from .audit import AuditEvent
+from .auth.access import AccessControl
+from .auth.model import Caller
+from .checks import MAX_BATCH, CheckAnswer, CheckEngine
+from .errors import GatewayError, InvalidArgument, InvalidSubject, PermissionDenied, ResourceExhausted
 from .masking import Masker
 from .responses import SUBJECT_KIND_FROM_PROTO, check_response
 
 log = structlog.get_logger("mustcheck.gateway")
 Context = grpc.aio.ServicerContext[Any, Any]
+_PER_ITEM_ERRORS = (InvalidSubject, PermissionDenied, ResourceExhausted)
+
+
+class AuditSink(Protocol):
+    async def append(self, event: AuditEvent) -> int: ...
+
+    async def append_many(self, events: list[AuditEvent]) -> list[int]: ...
+
+
+@dataclass
+class _Draft:
+    """What is known about one checked subject so far; becomes one audit record."""
+
+    kind: str
+    matter: str
+    purpose: str
+    authorization_ref: str
+    subject: str
+    started: float = field(default_factory=time.perf_counter)
+    caller: Caller | None = None
+
+    def event(
+        self, *, status: str, outcome: str, answer: CheckAnswer | None = None, reason: str = ""
+    ) -> AuditEvent:
+        evaluation = answer.evaluation if answer else None
+        return AuditEvent(
+            kind=self.kind,
+            caller_id=self.caller.caller_id if self.caller else "",
+            department=self.caller.department if self.caller else "",
+            matter=self.matter,
+            purpose=self.purpose,
+            authorization_ref=self.authorization_ref,
+            subject=self.subject or None,
+            subject_kind=evaluation.subject.kind.value if evaluation else "",
+            outcome=outcome,
+            measure_ids=tuple(m.measure.id for m in evaluation.measures) if evaluation else (),
+            data_version=answer.data_version if answer else 0,
+            status=status,
+            latency_us=round((time.perf_counter() - self.started) * 1_000_000),
+            detail={"reason": reason} if reason else {},
+        )
+
+
+def failure_outcome(error: GatewayError) -> str:
+    if error.status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+        return "invalid_input"
+    if error.status is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return "limited"
+    return "denied"
 
 
 class CheckService(pb_grpc.CheckServiceServicer):
-    def __init__(self, engine: CheckEngine, authenticator: Authenticator) -> None:
+    def __init__(self, engine: CheckEngine, access: AccessControl, audit: AuditSink) -> None:
         self.engine = engine
-        self.authenticator = authenticator
+        self.access = access
+        self.audit = audit
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
-        started = time.perf_counter()
-        status = "OK"
-        caller = None
+        draft = _Draft("check", request.matter, request.purpose, request.authorization_ref, request.subject)
         try:
-            caller = self.authenticator.authenticate(context)
+            draft.caller = self.access.caller(context)
             matter = self.engine.matter(request.matter)
-            kind = SUBJECT_KIND_FROM_PROTO.get(request.subject_kind)
-            answer = self.engine.check(caller, request.subject, kind, matter)
-            return check_response(answer, Masker())
-        except GatewayError as error:
-            status = error.status.name
-            raise
-        finally:
-            log.info(
-                "check",
-                caller=caller.caller_id if caller else None,
-                matter=request.matter,
-                status=status,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            at = self.engine.clock()
+            grant = self.access.grant(draft.caller, matter, request.purpose, at)
+            self.access.throttle(draft.caller, grant)
+            subject = self.engine.subject(
+                request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at
             )
+            self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+            answer = self.engine.answer(subject, matter, draft.caller.department, at)
+            response = check_response(answer, Masker(grant.visible_fields))
+        except GatewayError as error:
+            await self._audit_failure(draft, error)
+            raise
+        except Exception:
+            await self.audit.append(draft.event(status="INTERNAL", outcome="error", reason="internal"))
+            raise
+        await self.audit.append(
+            draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)
+        )
+        self._log("check", draft, "OK")
+        return response
 
     async def BatchCheck(self, request: pb.BatchCheckRequest, context: Context) -> pb.BatchCheckResponse:
-        started = time.perf_counter()
-        caller = self.authenticator.authenticate(context)
-        if not request.subjects:
-            raise InvalidArgument("subjects is empty: a batch needs 1 to 1000 subjects", reason="batch.empty")
-        if len(request.subjects) > MAX_BATCH:
-            raise InvalidArgument(
-                f"a batch takes at most {MAX_BATCH} subjects, got {len(request.subjects)}",
-                reason="batch.too_large",
-            )
-        matter = self.engine.matter(request.matter)
-        masker = Masker()
-        items = []
+        drafts = [
+            _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, subject)
+            for subject in request.subjects
+        ]
+        try:
+            caller = self.access.caller(context)
+            for draft in drafts:
+                draft.caller = caller
+            if not request.subjects:
+                raise InvalidArgument(
+                    "subjects is empty: a batch needs 1 to 1000 subjects", reason="batch.empty"
+                )
+            if len(request.subjects) > MAX_BATCH:
+                raise InvalidArgument(
+                    f"a batch takes at most {MAX_BATCH} subjects, got {len(request.subjects)}",
+                    reason="batch.too_large",
+                )
+            matter = self.engine.matter(request.matter)
+            at = self.engine.clock()
+            grant = self.access.grant(caller, matter, request.purpose, at)
+            self.access.throttle(caller, grant, len(request.subjects))
+        except GatewayError as error:
+            audited = drafts or [
+                _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, "")
+            ]
+            await self.audit.append_many([self._failure_event(d, error) for d in audited])
+            self._log("batch_check", drafts[0] if drafts else None, error.status.name)
+            raise
+        masker = Masker(grant.visible_fields)
+        items: list[pb.BatchCheckItem] = []
+        events: list[AuditEvent] = []
         version = 0
-        failed = 0
-        for index, subject in enumerate(request.subjects):
+        for index, draft in enumerate(drafts):
             try:
-                answer = self.engine.check(caller, subject, None, matter)
-            except InvalidSubject as error:
-                failed += 1
+                subject = self.engine.subject(draft.subject, None, at)
+                self.access.subject(caller, grant, subject, request.authorization_ref, at)
+                answer = self.engine.answer(subject, matter, caller.department, at)
+            except _PER_ITEM_ERRORS as error:
+                events.extend(self._failure_events(draft, error))
                 items.append(
                     pb.BatchCheckItem(
                         index=index,
@@ -78,14 +160,35 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 )
                 continue
             version = max(version, answer.data_version)
+            events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
             items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
-        log.info(
-            "batch_check",
-            caller=caller.caller_id,
-            matter=matter.code,
-            subjects=len(items),
-            failed_items=failed,
-            status="OK",
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        await self.audit.append_many(events)
+        self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
+
+    async def _audit_failure(self, draft: _Draft, error: GatewayError) -> None:
+        await self.audit.append_many(self._failure_events(draft, error))
+        self._log(draft.kind, draft, error.status.name)
+
+    def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
+        events = [self._failure_event(draft, error)]
+        if error.reason == "quota.persons":
+            # Bulk enumeration of ID numbers is the abuse to stop: raise an alert for auditors.
+            alert = draft.event(status=error.status.name, outcome="alert", reason=error.reason)
+            events.append(replace(alert, kind="alert"))
+        return events
+
+    @staticmethod
+    def _failure_event(draft: _Draft, error: GatewayError) -> AuditEvent:
+        return draft.event(status=error.status.name, outcome=failure_outcome(error), reason=error.reason)
+
+    @staticmethod
+    def _log(event: str, draft: _Draft | None, status: str, **extra: Any) -> None:
+        log.info(
+            event,
+            caller=draft.caller.caller_id if draft and draft.caller else None,
+            matter=draft.matter if draft else None,
+            status=status,
+            latency_ms=round((time.perf_counter() - draft.started) * 1000, 3) if draft else None,
+            **extra,
+        )

@@ -1,13 +1,14 @@
 """MustCheck SDK: must-check credit lookups for approval systems, inline and fail-closed.
 
 >>> from mustcheck import Client                       # doctest: +SKIP
->>> with Client("127.0.0.1:50051") as client:
+>>> with Client("127.0.0.1:50051", token=open("demo.token").read().strip()) as client:
 ...     result = client.check("91110108551385082Q", "MOHURD-0001", purpose="施工许可审批")
 ...     if result.restricted:
 ...         for measure in result.mandatory_measures:
 ...             print(measure.text, measure.legal_basis)
 """
 
+from ._channel import TLSConfig
 from ._client import DEFAULT_TIMEOUT, AsyncClient, Client
 from ._errors import (
     AuthenticationFailed,
@@ -65,6 +66,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "SubjectKind",
+    "TLSConfig",
     "UnknownMatter",
     "__version__",
 ]

@@ -17,6 +17,7 @@ from typing import Self
 
 import grpc
 
+from ._channel import TLSConfig, async_channel, auth_metadata, sync_channel
 from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result
 from ._errors import InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
 from ._generated.v1 import check_pb2 as pb
@@ -30,13 +31,21 @@ MAX_BATCH = 1000
 
 class _BaseClient:
     def __init__(
-        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        validate_locally: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.target = target
+        self.tls = tls
         self.timeout = timeout
         self.validate_locally = validate_locally
+        self._metadata = auth_metadata(token)
 
     def _deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
@@ -94,15 +103,21 @@ class _BaseClient:
 class Client(_BaseClient):
     """Blocking client. Use as a context manager, or call :meth:`close`.
 
-    >>> with Client("127.0.0.1:50051") as client:          # doctest: +SKIP
+    >>> with Client("127.0.0.1:50051", token=token) as client:          # doctest: +SKIP
     ...     result = client.check("91110108551385082Q", "MOHURD-0001", purpose="施工许可审批")
     """
 
     def __init__(
-        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        validate_locally: bool = True,
     ) -> None:
-        super().__init__(target, timeout=timeout, validate_locally=validate_locally)
-        self._channel = grpc.insecure_channel(target)
+        super().__init__(target, token=token, tls=tls, timeout=timeout, validate_locally=validate_locally)
+        self._channel = sync_channel(target, tls)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
 
     def check(
@@ -117,7 +132,7 @@ class Client(_BaseClient):
     ) -> CheckResult:
         request = self._check_request(subject, matter, purpose, authorization_ref, subject_kind)
         try:
-            response = self._stub.Check(request, timeout=self._deadline(timeout))
+            response = self._stub.Check(request, timeout=self._deadline(timeout), metadata=self._metadata)
         except grpc.RpcError as error:
             raise self._error(error) from error
         return check_result(response)
@@ -133,7 +148,9 @@ class Client(_BaseClient):
     ) -> BatchResult:
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
         try:
-            response = self._stub.BatchCheck(request, timeout=self._deadline(timeout))
+            response = self._stub.BatchCheck(
+                request, timeout=self._deadline(timeout), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise self._error(error) from error
         return batch_result(response, listed)
@@ -154,10 +171,16 @@ class AsyncClient(_BaseClient):
     """Asyncio client with the same methods as :class:`Client`; use ``async with``."""
 
     def __init__(
-        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, validate_locally: bool = True
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: TLSConfig | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        validate_locally: bool = True,
     ) -> None:
-        super().__init__(target, timeout=timeout, validate_locally=validate_locally)
-        self._channel = grpc.aio.insecure_channel(target)
+        super().__init__(target, token=token, tls=tls, timeout=timeout, validate_locally=validate_locally)
+        self._channel = async_channel(target, tls)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
 
     async def check(
@@ -172,7 +195,9 @@ class AsyncClient(_BaseClient):
     ) -> CheckResult:
         request = self._check_request(subject, matter, purpose, authorization_ref, subject_kind)
         try:
-            response = await self._stub.Check(request, timeout=self._deadline(timeout))
+            response = await self._stub.Check(
+                request, timeout=self._deadline(timeout), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise self._error(error) from error
         return check_result(response)
@@ -188,7 +213,9 @@ class AsyncClient(_BaseClient):
     ) -> BatchResult:
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
         try:
-            response = await self._stub.BatchCheck(request, timeout=self._deadline(timeout))
+            response = await self._stub.BatchCheck(
+                request, timeout=self._deadline(timeout), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise self._error(error) from error
         return batch_result(response, listed)

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 
 REASON_METADATA_KEY = "mustcheck-reason"
+RETRY_AFTER_METADATA_KEY = "retry-after-ms"
 
 
 class MustCheckError(Exception):
@@ -63,9 +64,11 @@ class PermissionDenied(MustCheckError):
 
 
 class RateLimited(MustCheckError):
-    """The caller's rate limit or quota is exhausted; retry later."""
+    """The caller's rate limit or quota is exhausted; ``retry_after`` (seconds) says when to retry,
+    when the gateway knows (a daily quota has no such advice)."""
 
     retryable = True
+    retry_after: float | None = None
 
 
 class CheckUnavailable(MustCheckError):
@@ -115,11 +118,14 @@ def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
     """Map a ``grpc.RpcError`` (sync or aio) to the SDK's tree."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(code)
-    reason = ""
+    trailers: dict[str, str] = {}
     trailing: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
     for key, value in trailing or ():
-        if key == REASON_METADATA_KEY:
-            reason = value if isinstance(value, str) else bytes(value).decode()
+        trailers[key] = value if isinstance(value, str) else bytes(value).decode()
     if code is None:
         code = grpc.StatusCode.UNKNOWN
-    return error_for(code, details, reason)
+    mapped = error_for(code, details, trailers.get(REASON_METADATA_KEY, ""))
+    retry_ms = trailers.get(RETRY_AFTER_METADATA_KEY, "")
+    if isinstance(mapped, RateLimited) and retry_ms.isdigit():
+        mapped.retry_after = int(retry_ms) / 1000
+    return mapped

@@ -26,7 +26,9 @@ from .common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     Subparsers,
+    UsageError,
     add_gateway_option,
+    connection_from,
     fail,
     print_json,
     render_result,
@@ -60,7 +62,13 @@ def run(options: argparse.Namespace) -> int:
     kind = SubjectKind(options.kind) if options.kind else None
     checksum_error = _checksum_error(options.subject, kind)
     try:
-        with Client(options.gateway, timeout=options.timeout) as client:
+        connection = connection_from(options)
+    except UsageError as error:
+        return fail(str(error), EXIT_INVALID)
+    try:
+        with Client(
+            connection.target, token=connection.token, tls=connection.tls, timeout=options.timeout
+        ) as client:
             result = client.check(
                 options.subject,
                 options.matter,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from mustcheck import CheckResult, EntryStatus, Measure, Membership
+from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 from mustcheck._models import BatchResult
 
 from ..server import DEFAULT_LISTEN
@@ -22,13 +24,62 @@ EXIT_DENIED = 4
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+TOKEN_FILE_VARIABLE = "MUSTCHECK_TOKEN_FILE"
+
+
 def add_gateway_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    """How a client command reaches the gateway: address, token, TLS."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
         "--gateway",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
         help=f"gateway address (default {DEFAULT_LISTEN})",
     )
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"file holding the bearer token (default: ${TOKEN_FILE_VARIABLE})",
+    )
+    group.add_argument(
+        "--ca", type=Path, default=None, metavar="FILE", help="CA certificate: connect with TLS"
+    )
+    group.add_argument(
+        "--cert", type=Path, default=None, metavar="FILE", help="client certificate (mutual TLS)"
+    )
+    group.add_argument("--key", type=Path, default=None, metavar="FILE", help="client certificate's key")
+
+
+@dataclass(frozen=True)
+class Connection:
+    target: str
+    token: str | None
+    tls: TLSConfig | None
+
+
+class UsageError(Exception):
+    """A command-line option is wrong (exit 2)."""
+
+
+def connection_from(options: argparse.Namespace) -> Connection:
+    token_file = options.token_file
+    if token_file is None and os.environ.get(TOKEN_FILE_VARIABLE):
+        token_file = Path(os.environ[TOKEN_FILE_VARIABLE])
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise UsageError(f"cannot read the token file {token_file}: {error.strerror}") from None
+    tls = None
+    if options.ca or options.cert or options.key:
+        try:
+            tls = TLSConfig.from_files(options.ca, options.cert, options.key)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"TLS files: {error}") from None
+    return Connection(options.gateway, token, tls)
 
 
 def add_policies_option(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import signal
 import sys
 import threading
@@ -12,15 +13,21 @@ from types import FrameType
 from typing import Any
 
 from mustcheck import Client, InvalidSubject, MustCheckError
+from mustcheck._channel import auth_metadata, sync_channel
+from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
+from ..bootstrap import write_secret
 from ..demo_data import Showcase, generate_rows, showcase
 from ..list_rows import load_rows
 from ..logs import configure_logging
 from ..policy import PolicyError, PolicySet, default_policy_dir
 from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, GatewayThread
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail, render_result
+from .rpc import CallOptions
 
-DEMO_STORE = "demo.sqlite3"
+DEMO_MARKER = ".mustcheck-demo"
+DEMO_TOKEN_FILE = "demo.token"
+DEMO_CALLER = "demo"
 DEMO_SUBJECTS = 2000
 DEMO_SEED = 2016
 DEMO_DEPARTMENT = "approval"  # a consolidated approval bureau (行政审批局) handles many matters
@@ -46,7 +53,7 @@ def register(commands: Subparsers) -> None:
         type=Path,
         default=Path("mustcheck-demo"),
         metavar="DIR",
-        help=f"where the demo store ({DEMO_STORE}) is created afresh (default ./mustcheck-demo)",
+        help="where the demo's store, audit log and tokens are created afresh (default ./mustcheck-demo)",
     )
     parser.add_argument(
         "--subjects",
@@ -61,23 +68,26 @@ def register(commands: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def fresh_demo_dir(directory: Path) -> None:
+    """Empty ``directory`` for a new demo, refusing one that holds anything but an earlier demo."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / DEMO_MARKER).is_file():
+            raise ConfigError(
+                f"{directory} is not empty and holds no earlier demo; choose another --data-dir"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text("a mustcheck demo data directory: `mustcheck demo` empties it\n")
+
+
 def run(options: argparse.Namespace) -> int:
     configure_logging(level="warning", json=False)
     today = dt.date.today()
-    store_path: Path = options.data_dir / DEMO_STORE
-    for stale in (
-        store_path,
-        store_path.with_name(DEMO_STORE + "-wal"),
-        store_path.with_name(DEMO_STORE + "-shm"),
-    ):
-        stale.unlink(missing_ok=True)
-    config = GatewayConfig(
-        data_dir=options.data_dir,
-        listen=options.listen,
-        policy_dir=default_policy_dir(),
-        department=DEMO_DEPARTMENT,
-        store_file=DEMO_STORE,
-    )
+    try:
+        fresh_demo_dir(options.data_dir)
+    except ConfigError as error:
+        return fail(str(error), EXIT_INVALID)
+    config = GatewayConfig(data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir())
     gateway_thread = GatewayThread(config)
     try:
         gateway = gateway_thread.start()
@@ -90,27 +100,67 @@ def run(options: argparse.Namespace) -> int:
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
         host = options.listen.rsplit(":", 1)[0]
         address = f"{host}:{gateway.port}"
+        token_file = options.data_dir / DEMO_TOKEN_FILE
+        admin_token_file = gateway.admin_token_file
+        if admin_token_file is None:
+            return fail("the demo store already had callers; no admin token was bootstrapped", EXIT_FAILURE)
+        write_secret(token_file, provision_demo_caller(address, admin_token_file.read_text().strip()))
         print(
             f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
-            f"(data version {version}) into {store_path}"
+            f"(data version {version}) into {options.data_dir}"
         )
-        print(f"Gateway listening on {address}; the caller is department {DEMO_DEPARTMENT!r}.\n")
+        print(
+            f"Gateway listening on {address}. The demo caller {DEMO_CALLER!r} "
+            f"(department {DEMO_DEPARTMENT!r}, granted every matter) has its token in {token_file};"
+        )
+        print(f"the first admin's token is in {admin_token_file}.\n")
         cases = showcase(DEMO_SEED, today, gateway.policy)
-        with Client(address, timeout=5) as client:
+        with Client(address, token=token_file.read_text().strip(), timeout=5) as client:
             tour(client, cases, gateway.policy)
         if options.exit_after_tour:
             return EXIT_OK
         print("\nThe gateway keeps serving. From another terminal, try:")
-        print(f"  mustcheck check {cases.black_company} --matter MOF-0001 --gateway {address}")
         print(
-            f"  mustcheck check {cases.linked_person} --matter ORGANIZATION-0001 --gateway {address} --json"
+            f"  mustcheck check {cases.black_company} --matter MOF-0001 --purpose 供应商资格审查 "
+            f"--gateway {address} --token-file {token_file}"
         )
+        print(
+            f"  mustcheck check {cases.linked_person} --matter ORGANIZATION-0001 --purpose 录用考察 "
+            f"--authorization-ref 授权-0001 --gateway {address} --token-file {token_file} --json"
+        )
+        print(f"  mustcheck admin callers list --gateway {address} --token-file {admin_token_file}")
         print("  mustcheck policies show            # every matter code")
         print("Ctrl-C stops it.", flush=True)
         _wait_for_interrupt()
         return EXIT_OK
     finally:
         gateway_thread.stop()
+
+
+def provision_demo_caller(address: str, admin_token: str) -> str:
+    """Through the admin API: a caller granted every matter and both subject kinds; returns its token."""
+    call = CallOptions(timeout=10.0, metadata=auth_metadata(admin_token))
+    with sync_channel(address, None) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        admin.CreateCaller(
+            admin_pb2.CreateCallerRequest(
+                caller_id=DEMO_CALLER, name="demo approval system", department=DEMO_DEPARTMENT
+            ),
+            **call,
+        )
+        grant = admin_pb2.Grant(
+            caller_id=DEMO_CALLER,
+            matters=["*"],
+            subject_kinds=["organization", "person"],
+            purpose_required=True,
+            authorization_ref_required_for_persons=True,
+            rate_per_second=500,
+            burst=1000,
+            daily_person_quota=1000,
+        )
+        admin.SetGrant(admin_pb2.SetGrantRequest(grant=grant), **call)
+        issued = admin.IssueToken(admin_pb2.IssueTokenRequest(caller_id=DEMO_CALLER, label="demo"), **call)
+    return issued.token
 
 
 def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
@@ -148,7 +198,7 @@ def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
         print(f"[{number}] {title}")
         print(f"    $ mustcheck check {subject} --matter {matter}   # {matter_name}")
         try:
-            result = client.check(subject, matter, purpose="demo tour")
+            result = client.check(subject, matter, purpose="demo tour", authorization_ref="DEMO-AUTH-0001")
         except InvalidSubject as error:
             print(f"    rejected: {error.message}  (rule {error.rule})\n")
             continue

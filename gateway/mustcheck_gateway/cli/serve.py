@@ -10,7 +10,13 @@ from pathlib import Path
 
 from ..logs import configure_logging
 from ..policy import PolicyError, default_policy_dir
-from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, start_gateway
+from ..server import (
+    DEFAULT_LISTEN,
+    ConfigError,
+    GatewayConfig,
+    TLSFiles,
+    start_gateway,
+)
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_policies_option, fail
 
 DEFAULT_DATA_DIR = Path("mustcheck-data")
@@ -47,15 +53,20 @@ def register(commands: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def config_from(options: argparse.Namespace, **overrides: object) -> GatewayConfig:
-    settings: dict[str, object] = {
-        "data_dir": options.data_dir,
-        "listen": options.listen,
-        "policy_dir": options.policies or default_policy_dir(),
-        "department": options.department,
-    }
-    settings.update(overrides)
-    return GatewayConfig(**settings)  # type: ignore[arg-type]
+def config_from(options: argparse.Namespace) -> GatewayConfig:
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if options.client_ca and not options.tls_cert:
+        raise ConfigError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    tls = TLSFiles(options.tls_cert, options.tls_key, options.client_ca) if options.tls_cert else None
+    return GatewayConfig(
+        data_dir=options.data_dir,
+        listen=options.listen,
+        policy_dir=options.policies or default_policy_dir(),
+        tls=tls,
+        insecure=options.insecure,
+        admin_department=options.admin_department,
+    )
 
 
 def run(options: argparse.Namespace) -> int:

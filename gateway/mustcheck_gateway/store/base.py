@@ -17,6 +17,7 @@ from typing import Protocol
 from mustcheck import EntryStatus as EntryStatus  # one definition, shared with the SDK
 from mustcheck.identifiers import SubjectKind
 
+from ..auth.model import Caller, Grant, TokenRecord
 from ..policy.model import ListKind
 
 UTC = dt.UTC
@@ -88,6 +89,16 @@ class Lookup:
     linked: list[ListEntry]
 
 
+@dataclass(frozen=True, slots=True)
+class AuthData:
+    """Every caller, grant and token, read at one ``auth_version``."""
+
+    version: int
+    callers: list[Caller]
+    grants: list[Grant]
+    tokens: list[TokenRecord]
+
+
 class StoreError(Exception):
     """The store could not do what was asked (the message says what and why)."""
 
@@ -132,3 +143,25 @@ class ListStore(Protocol):
     def count_entries(self) -> int: ...
 
     def close(self) -> None: ...
+
+    # -- callers, grants, tokens (R8); every write moves the auth version ----------------
+
+    def auth_version(self) -> int: ...
+
+    def load_auth(self) -> AuthData:
+        """Every caller, grant and token, read in one consistent snapshot."""
+        ...
+
+    def put_caller(self, caller: Caller) -> int: ...
+
+    def put_grant(self, grant: Grant) -> int: ...
+
+    def delete_grant(self, caller_id: str) -> bool:
+        """Remove the caller's grant; false if it had none."""
+        ...
+
+    def put_token(self, token: TokenRecord) -> int: ...
+
+    def revoke_token(self, token_id: str, at: dt.datetime) -> TokenRecord:
+        """Mark a token revoked; ``StoreError`` if there is no such token."""
+        ...

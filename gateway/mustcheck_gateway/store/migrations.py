@@ -69,6 +69,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "callers, grants and bearer tokens",
+        (
+            "INSERT INTO meta (key, value) VALUES ('auth_version', 0)",
+            """CREATE TABLE callers (
+                caller_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                department TEXT NOT NULL,
+                roles TEXT NOT NULL,
+                tls_identity TEXT,
+                disabled INTEGER NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE UNIQUE INDEX callers_tls_identity ON callers (tls_identity)",
+            """CREATE TABLE grants (
+                caller_id TEXT PRIMARY KEY REFERENCES callers (caller_id),
+                spec TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE tokens (
+                token_id TEXT PRIMARY KEY,
+                caller_id TEXT NOT NULL REFERENCES callers (caller_id),
+                token_hash TEXT NOT NULL UNIQUE,
+                label TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                revoked_at TEXT
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -15,7 +15,18 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from .base import EntryNotFound, EntryStatus, HistoryRecord, ListEntry, Lookup, StoreError
+from ..auth.codec import (
+    CALLER_COLUMNS,
+    TOKEN_COLUMNS,
+    caller_from_values,
+    caller_values,
+    grant_from_json,
+    grant_to_json,
+    token_from_values,
+    token_values,
+)
+from ..auth.model import Caller, Grant, TokenRecord
+from .base import AuthData, EntryNotFound, EntryStatus, HistoryRecord, ListEntry, Lookup, StoreError
 from .codec import ENTRY_COLUMNS, entry_from_values, entry_values, format_instant, from_snapshot, snapshot
 from .migrations import BOOKKEEPING, MIGRATIONS
 
@@ -208,3 +219,91 @@ class SqliteStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (entry.entry_id, version, action, actor, at, snapshot(entry)),
         )
+
+    # -- callers, grants, tokens -----------------------------------------------------
+
+    def auth_version(self) -> int:
+        row = self._connection().execute("SELECT value FROM meta WHERE key = 'auth_version'").fetchone()
+        return int(row[0])
+
+    def load_auth(self) -> AuthData:
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            version = self.auth_version()
+            callers = [
+                caller_from_values(row)
+                for row in connection.execute(
+                    f"SELECT {', '.join(CALLER_COLUMNS)} FROM callers ORDER BY caller_id"
+                )
+            ]
+            grants = [
+                grant_from_json(caller_id, spec)
+                for caller_id, spec in connection.execute(
+                    "SELECT caller_id, spec FROM grants ORDER BY caller_id"
+                )
+            ]
+            tokens = [
+                token_from_values(row)
+                for row in connection.execute(
+                    f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY created_at"
+                )
+            ]
+        finally:
+            connection.execute("COMMIT")
+        return AuthData(version, callers, grants, tokens)
+
+    def put_caller(self, caller: Caller) -> int:
+        marks = ", ".join("?" for _ in CALLER_COLUMNS)
+        with self._transaction() as connection:
+            connection.execute(
+                f"INSERT OR REPLACE INTO callers ({', '.join(CALLER_COLUMNS)}) VALUES ({marks})",
+                caller_values(caller),
+            )
+            return self._bump_auth(connection)
+
+    def put_grant(self, grant: Grant) -> int:
+        now = format_instant(dt.datetime.now(dt.UTC))
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO grants (caller_id, spec, updated_at) VALUES (?, ?, ?)",
+                (grant.caller_id, grant_to_json(grant), now),
+            )
+            return self._bump_auth(connection)
+
+    def delete_grant(self, caller_id: str) -> bool:
+        with self._transaction() as connection:
+            deleted = connection.execute("DELETE FROM grants WHERE caller_id = ?", (caller_id,)).rowcount
+            self._bump_auth(connection)
+            return bool(deleted)
+
+    def put_token(self, token: TokenRecord) -> int:
+        marks = ", ".join("?" for _ in TOKEN_COLUMNS)
+        with self._transaction() as connection:
+            connection.execute(
+                f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({marks})", token_values(token)
+            )
+            return self._bump_auth(connection)
+
+    def revoke_token(self, token_id: str, at: dt.datetime) -> TokenRecord:
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE token_id = ?", (token_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no token {token_id!r}")
+            token = token_from_values(row)
+            if token.revoked_at is None:
+                connection.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE token_id = ?", (format_instant(at), token_id)
+                )
+                token = replace(token, revoked_at=at)
+            self._bump_auth(connection)
+            return token
+
+    @staticmethod
+    def _bump_auth(connection: sqlite3.Connection) -> int:
+        row = connection.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'auth_version' RETURNING value"
+        ).fetchone()
+        return int(row[0])

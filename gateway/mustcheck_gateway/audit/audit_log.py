@@ -1,0 +1,333 @@
+"""The audit log facade: append (durably, group-committed), read, reveal, export, verify, prune.
+
+``AuditLog.open(DATA_DIR)`` uses ``DATA_DIR/audit.sqlite3``, ``DATA_DIR/checkpoints.jsonl`` and the
+key ring ``DATA_DIR/keys/`` (created on first use). Appends return once the record is on disk; the
+raw subject of an event is protected before it is queued and never stored in clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TextIO
+
+import structlog
+
+from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
+from .exclusive import WriterLock
+from .export import ExportFormat, export_records
+from .keys import KeyKind, KeyRing
+from .mirror import CheckpointMirror, mirror_path_for
+from .protect import SubjectProtector
+from .query import AuditFilter
+from .record import AuditEvent, AuditRecord, PendingRecord, format_instant
+from .retention import check_prune_allowed
+from .sqlite_log import SqliteAuditStore
+from .verify import VerifyReport, verify_log
+from .writer import GroupCommitWriter
+
+log = structlog.get_logger("mustcheck.audit")
+
+DEFAULT_FILE_NAME = "audit.sqlite3"
+KEYS_DIR_NAME = "keys"
+
+
+class AuditLog:
+    """The tamper-evident audit log of one gateway (one writer thread; safe to share across threads)."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        keyring: KeyRing,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 10.0,
+    ) -> None:
+        self.path = db_path
+        self.keyring = keyring
+        self.mirror_path = mirror_path_for(db_path)
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = WriterLock(db_path)
+        try:
+            self._store = SqliteAuditStore(db_path)
+            self._mirror = CheckpointMirror(self.mirror_path)
+            self._protector = SubjectProtector(keyring)
+            self._restore_mirror()
+            self._writer = GroupCommitWriter(
+                self._store,
+                keyring,
+                self._mirror,
+                checkpoint_every=checkpoint_every,
+                checkpoint_interval_s=checkpoint_interval_s,
+            )
+        except BaseException:
+            store: SqliteAuditStore | None = getattr(self, "_store", None)
+            if store is not None:
+                store.close()
+            self._lock.release()
+            raise
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 10.0,
+        file_name: str = DEFAULT_FILE_NAME,
+        keys_dir: Path | None = None,
+    ) -> AuditLog:
+        """Open (creating the database and the keys on first use) the audit log in ``data_dir``."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME)
+        return cls(
+            data_dir / file_name,
+            keyring,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval_s=checkpoint_interval_s,
+        )
+
+    def _restore_mirror(self) -> None:
+        """Copy checkpoints committed to the database but not yet mirrored (a crash in between)."""
+        mirrored = self._mirror.identities()
+        missing = [c for c in self._store.checkpoints() if c.identity not in mirrored]
+        if missing:
+            missing.sort(key=lambda checkpoint: checkpoint.at)
+            self._mirror.append(missing)
+            log.warning("audit_mirror_restored", checkpoints=len(missing))
+
+    # -- appending -------------------------------------------------------------------
+
+    def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
+        now = dt.datetime.now(dt.UTC)
+        return [PendingRecord.from_event(event, self._protector, now) for event in events]
+
+    async def append(self, event: AuditEvent) -> int:
+        """Log one event; resolves to its seq once it is on disk."""
+        return (await self.append_many([event]))[0]
+
+    async def append_many(self, events: Iterable[AuditEvent]) -> list[int]:
+        """Log several events (e.g. a batch's items) in one commit; resolves to their seqs, in order."""
+        pending = self._prepare(events)
+        if not pending:
+            return []
+        future = self._writer.submit(pending)
+        # Shielded: a cancelled request must not cancel its audit record.
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    def append_sync(self, event: AuditEvent) -> int:
+        """Log one event, blocking until it is on disk; return its seq."""
+        return self.append_many_sync([event])[0]
+
+    def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
+        pending = self._prepare(events)
+        if not pending:
+            return []
+        return self._writer.submit(pending).result()
+
+    # -- metrics ---------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Events waiting to be committed."""
+        return self._writer.queue_depth
+
+    @property
+    def last_commit_latency_s(self) -> float:
+        return self._writer.last_commit_latency_s
+
+    @property
+    def commits(self) -> int:
+        """Transactions that wrote records (each holds every event pending when it started)."""
+        return self._writer.commits
+
+    @property
+    def checkpoints_written(self) -> int:
+        return self._writer.checkpoints_written
+
+    @property
+    def last_seq(self) -> int:
+        return self._writer.last_seq
+
+    # -- reading ---------------------------------------------------------------------
+
+    def records(self, *, since_seq: int | None = None, until_seq: int | None = None) -> Iterator[AuditRecord]:
+        """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive."""
+        return self._store.records(since_seq=since_seq, until_seq=until_seq)
+
+    def _filter(
+        self,
+        *,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        caller_id: str | None,
+        department: str | None,
+        matter: str | None,
+        outcome: str | None,
+        kind: str | None,
+        subject: str | None,
+    ) -> AuditFilter:
+        return AuditFilter(
+            since=since,
+            until=until,
+            caller_id=caller_id,
+            department=department,
+            matter=matter,
+            outcome=outcome,
+            kind=kind,
+            subject_hashes=None if subject is None else tuple(self._protector.search_hashes(subject)),
+        )
+
+    def query(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        caller_id: str | None = None,
+        department: str | None = None,
+        matter: str | None = None,
+        outcome: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """The newest ``limit`` records matching every given filter, oldest first (newest last).
+
+        ``subject`` is the raw identifier; it is hashed under every HMAC key id (old ones too) and
+        never stored or returned. ``since`` is inclusive, ``until`` exclusive.
+        """
+        criteria = self._filter(
+            since=since,
+            until=until,
+            caller_id=caller_id,
+            department=department,
+            matter=matter,
+            outcome=outcome,
+            kind=kind,
+            subject=subject,
+        )
+        return self._store.query(criteria, limit=limit)
+
+    def export(
+        self,
+        out: TextIO,
+        format: ExportFormat = "jsonl",
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        caller_id: str | None = None,
+        department: str | None = None,
+        matter: str | None = None,
+        outcome: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
+        include_ciphertext: bool = False,
+    ) -> int:
+        """Write every matching record (seq order) as JSON Lines or CSV; return how many.
+
+        The subject is exported as its keyed hash only; ``include_ciphertext`` adds ``subject_enc``
+        (needed to re-hash the exported records against the chain, useless without the AES key).
+        """
+        criteria = self._filter(
+            since=since,
+            until=until,
+            caller_id=caller_id,
+            department=department,
+            matter=matter,
+            outcome=outcome,
+            kind=kind,
+            subject=subject,
+        )
+        return export_records(
+            self._store.matching(criteria), out, format, include_ciphertext=include_ciphertext
+        )
+
+    def reveal(
+        self, seqs: Sequence[int], *, by: str = "unspecified", purpose: str = ""
+    ) -> list[tuple[int, str | None]]:
+        """The clear subject of each record (None: no such record, or no subject), in ``seqs`` order.
+
+        The reveal itself is logged first (kind ``reveal``, caller ``by``, the seqs in its detail).
+        Raises :class:`~.errors.AuditIntegrityError` if a ciphertext was altered.
+        """
+        seqs = [int(seq) for seq in seqs]
+        self.append_sync(AuditEvent(kind="reveal", caller_id=by, purpose=purpose, detail={"seqs": seqs}))
+        found = self._store.records_by_seq(seqs)
+        revealed: list[tuple[int, str | None]] = []
+        for seq in seqs:
+            record = found.get(seq)
+            protected = record.protected_subject if record else None
+            revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
+        return revealed
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return self._store.checkpoints()
+
+    def count(self) -> int:
+        return self._store.count()
+
+    def verify(self) -> VerifyReport:
+        """Verify this log as an outsider would: the file read-only, with the public keys only."""
+        return verify_log(self.path, self.keyring.public_dir, mirror_path=self.mirror_path)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def prune(self, before: dt.datetime, now: dt.datetime | None = None, *, by: str = "system") -> int:
+        """Delete the records older than ``before`` (R14: only if ``before`` ≤ now − 3 years).
+
+        Raises :class:`~.errors.RetentionError` (deleting nothing) otherwise. ``now`` may move the
+        limit earlier than the clock, never later. Deletes the longest run of oldest records with
+        ``at < before`` in one transaction, after checking it is intact, and leaves a signed prune
+        checkpoint and an anchor so the remaining chain still verifies. Returns how many were deleted;
+        the prune is itself logged (kind ``admin``).
+        """
+        clock = dt.datetime.now(dt.UTC)
+        if before.tzinfo is None or (now is not None and now.tzinfo is None):
+            raise ValueError("prune needs timezone-aware instants")
+        check_prune_allowed(before, clock if now is None else min(now, clock))
+
+        def sign(seq: int, record_hash: str) -> Checkpoint:
+            key_id = self.keyring.current_id(KeyKind.SIGN)
+            signer = self.keyring.signer(key_id)
+            return sign_checkpoint(
+                CheckpointKind.PRUNE, seq, record_hash, key_id=key_id, signer=signer, at=clock
+            )
+
+        result = self._store.prune(before, sign=sign, now=clock)
+        if result is None:
+            return 0
+        self._mirror.append([result.checkpoint])
+        log.info("audit_pruned", through_seq=result.through_seq, records=result.records_deleted)
+        self.append_sync(
+            AuditEvent(
+                kind="admin",
+                caller_id=by,
+                outcome="audit.pruned",
+                detail={
+                    "action": "audit.prune",
+                    "cut_off": format_instant(before),
+                    "through_seq": result.through_seq,
+                    "records_deleted": result.records_deleted,
+                },
+            )
+        )
+        return result.records_deleted
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit everything queued, write a final checkpoint, stop the writer, close the file."""
+        self._writer.close()
+        self._store.close()
+        self._lock.release()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

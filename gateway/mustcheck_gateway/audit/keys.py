@@ -1,0 +1,233 @@
+"""The audit key ring: HMAC, AES and Ed25519 keys in one directory, each file named by its key id.
+
+Layout of the directory (``DATA_DIR/keys`` by default)::
+
+    hmac-0001-3f9a0c1e.key     32 random bytes, hex; keys the subject hash (search)
+    enc-0001-77b2d410.key      32 random bytes, hex; AES-256-GCM key (authorised reveal)
+    sign-0001-c0ffee12.pem     Ed25519 private key, PKCS#8 PEM; signs checkpoints
+    public/sign-0001-c0ffee12.pem   its public key (SubjectPublicKeyInfo PEM), for offline verification
+
+A key id is ``<kind>-<number>-<random>``; the current key of a kind is the one with the highest
+number. Rotation adds a new current key and keeps the old ones, so records and checkpoints written
+under an old key id still search, decrypt and verify. Secret files are created with mode 0600 (the
+directory 0700); public key files may be copied anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import stat
+import threading
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import KeyRingError
+
+log = structlog.get_logger("mustcheck.audit")
+
+PUBLIC_DIR_NAME = "public"
+SECRET_KEY_BYTES = 32
+_KEY_ID = re.compile(r"^(?P<kind>hmac|enc|sign)-(?P<number>\d{4,})-(?P<token>[0-9a-f]{8})$")
+
+
+class KeyKind(StrEnum):
+    HMAC = "hmac"  # keyed subject hash
+    ENC = "enc"  # subject encryption
+    SIGN = "sign"  # checkpoint signatures
+
+
+def _suffix(kind: KeyKind) -> str:
+    return ".pem" if kind is KeyKind.SIGN else ".key"
+
+
+def _number(key_id: str) -> int:
+    match = _KEY_ID.match(key_id)
+    if match is None:
+        raise KeyRingError(f"not a key id: {key_id!r}")
+    return int(match["number"])
+
+
+def _write_new(path: Path, content: bytes, mode: int) -> None:
+    """Create ``path`` (never overwrite) with ``mode``, durably."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(descriptor, content)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _public_pem(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def load_public_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
+    """The Ed25519 public keys in ``directory`` (``<key id>.pem``), by key id: all verification needs."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    if not directory.is_dir():
+        return keys
+    for path in sorted(directory.glob("sign-*.pem")):
+        if _KEY_ID.match(path.stem) is None:
+            continue
+        loaded = serialization.load_pem_public_key(path.read_bytes())
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise KeyRingError(f"{path.name} is not an Ed25519 public key")
+        keys[path.stem] = loaded
+    return keys
+
+
+class KeyRing:
+    """All audit keys of one directory, by kind and key id; thread-safe; rotation keeps old keys."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._secrets: dict[KeyKind, dict[str, bytes]] = {KeyKind.HMAC: {}, KeyKind.ENC: {}}
+        self._signers: dict[str, Ed25519PrivateKey] = {}
+        self._load()
+
+    @property
+    def public_dir(self) -> Path:
+        return self.directory / PUBLIC_DIR_NAME
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> KeyRing:
+        """Open the key ring in ``directory``, creating it and a first key of every missing kind."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (directory / PUBLIC_DIR_NAME).mkdir(mode=0o755, exist_ok=True)
+        ring = cls(directory)
+        for kind in KeyKind:
+            if not ring.key_ids(kind):
+                ring.rotate(kind)
+        return ring
+
+    def _load(self) -> None:
+        if not self.directory.is_dir():
+            raise KeyRingError(f"key directory {self.directory} does not exist")
+        for path in sorted(self.directory.iterdir()):
+            match = _KEY_ID.match(path.stem)
+            if match is None or not path.is_file():
+                continue
+            kind = KeyKind(match["kind"])
+            if path.suffix != _suffix(kind):
+                continue
+            if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                log.warning(
+                    "audit_key_file_too_open", key_id=path.stem, mode=oct(path.stat().st_mode & 0o777)
+                )
+            if kind is KeyKind.SIGN:
+                self._signers[path.stem] = self._read_signer(path)
+            else:
+                self._secrets[kind][path.stem] = self._read_secret(path)
+        self._repair_public_keys()
+
+    @staticmethod
+    def _read_secret(path: Path) -> bytes:
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+        except ValueError as error:
+            raise KeyRingError(f"{path.name} is not a hex-encoded key") from error
+        if len(key) != SECRET_KEY_BYTES:
+            raise KeyRingError(f"{path.name} holds {len(key)} bytes, expected {SECRET_KEY_BYTES}")
+        return key
+
+    @staticmethod
+    def _read_signer(path: Path) -> Ed25519PrivateKey:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise KeyRingError(f"{path.name} is not an Ed25519 private key")
+        return loaded
+
+    def _repair_public_keys(self) -> None:
+        """Every signing key has its public key in ``public/`` (rewritten if someone removed it)."""
+        if not self._signers:
+            return
+        self.public_dir.mkdir(mode=0o755, exist_ok=True)
+        for key_id, signer in self._signers.items():
+            public_path = self.public_dir / f"{key_id}.pem"
+            if not public_path.exists():
+                _write_new(public_path, _public_pem(signer.public_key()), 0o644)
+
+    # -- rotation ----------------------------------------------------------------
+
+    def rotate(self, kind: KeyKind | str) -> str:
+        """Add a new current key of ``kind`` (old keys stay usable for reading); return its key id."""
+        kind = KeyKind(kind)
+        with self._lock:
+            existing = self._ids(kind)
+            number = max((_number(key_id) for key_id in existing), default=0) + 1
+            key_id = f"{kind.value}-{number:04d}-{secrets.token_hex(4)}"
+            path = self.directory / f"{key_id}{_suffix(kind)}"
+            if kind is KeyKind.SIGN:
+                signer = Ed25519PrivateKey.generate()
+                pem = signer.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+                _write_new(path, pem, 0o600)
+                self.public_dir.mkdir(mode=0o755, exist_ok=True)
+                _write_new(self.public_dir / f"{key_id}.pem", _public_pem(signer.public_key()), 0o644)
+                self._signers[key_id] = signer
+            else:
+                secret = secrets.token_bytes(SECRET_KEY_BYTES)
+                _write_new(path, (secret.hex() + "\n").encode(), 0o600)
+                self._secrets[kind][key_id] = secret
+        log.info("audit_key_created", kind=kind.value, key_id=key_id)
+        return key_id
+
+    # -- lookups -----------------------------------------------------------------
+
+    def _ids(self, kind: KeyKind) -> list[str]:
+        ids = list(self._signers) if kind is KeyKind.SIGN else list(self._secrets[kind])
+        return sorted(ids, key=_number)
+
+    def key_ids(self, kind: KeyKind | str) -> list[str]:
+        """The key ids of ``kind``, oldest first (the last is current)."""
+        with self._lock:
+            return self._ids(KeyKind(kind))
+
+    def current_id(self, kind: KeyKind | str) -> str:
+        ids = self.key_ids(kind)
+        if not ids:
+            raise KeyRingError(f"no {KeyKind(kind).value} key in {self.directory}")
+        return ids[-1]
+
+    def secret(self, kind: KeyKind | str, key_id: str) -> bytes:
+        """The HMAC or AES key ``key_id``."""
+        kind = KeyKind(kind)
+        if kind is KeyKind.SIGN:
+            raise KeyRingError("signing keys are not secrets of fixed length; use signer()")
+        with self._lock:
+            try:
+                return self._secrets[kind][key_id]
+            except KeyError:
+                raise KeyRingError(f"no {kind.value} key {key_id!r} in {self.directory}") from None
+
+    def secret_keys(self, kind: KeyKind | str) -> Mapping[str, bytes]:
+        """Every HMAC or AES key of ``kind``, by key id (a copy)."""
+        kind = KeyKind(kind)
+        with self._lock:
+            return dict(self._secrets[kind])
+
+    def signer(self, key_id: str) -> Ed25519PrivateKey:
+        with self._lock:
+            try:
+                return self._signers[key_id]
+            except KeyError:
+                raise KeyRingError(f"no signing key {key_id!r} in {self.directory}") from None
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        with self._lock:
+            return {key_id: signer.public_key() for key_id, signer in self._signers.items()}

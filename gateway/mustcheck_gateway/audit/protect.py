@@ -1,0 +1,83 @@
+"""Protecting a subject identifier: a keyed hash for search and AES-256-GCM for authorised reveal.
+
+The hash is HMAC-SHA256 over the normalised identifier (NFKC, trimmed, upper case, so ``…002x`` and
+``…002X`` match); the ciphertext keeps the identifier exactly as given. The ciphertext is bound (as
+associated data) to the key ids and the hash, so it cannot be moved to a record about someone else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import AuditIntegrityError
+from .keys import KeyKind, KeyRing
+
+NONCE_BYTES = 12
+_AAD_PREFIX = "mustcheck.audit.subject.v1"
+
+
+def normalise_subject(subject: str) -> str:
+    return unicodedata.normalize("NFKC", subject).strip().upper()
+
+
+def subject_hash(key: bytes, subject: str) -> str:
+    """HMAC-SHA256 of the normalised identifier, hex."""
+    return hmac.new(key, normalise_subject(subject).encode(), hashlib.sha256).hexdigest()
+
+
+def associated_data(enc_key_id: str, hmac_key_id: str, hashed: str) -> bytes:
+    return f"{_AAD_PREFIX}\n{enc_key_id}\n{hmac_key_id}\n{hashed}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedSubject:
+    subject_hash: str
+    hmac_key_id: str
+    subject_enc: str  # base64 of nonce + ciphertext
+    enc_key_id: str
+
+
+class SubjectProtector:
+    """Hashes, encrypts and decrypts subjects with the keys of one :class:`KeyRing`."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+
+    def protect(self, subject: str) -> ProtectedSubject:
+        hmac_key_id = self.keyring.current_id(KeyKind.HMAC)
+        enc_key_id = self.keyring.current_id(KeyKind.ENC)
+        hashed = subject_hash(self.keyring.secret(KeyKind.HMAC, hmac_key_id), subject)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(self.keyring.secret(KeyKind.ENC, enc_key_id)).encrypt(
+            nonce, subject.encode(), associated_data(enc_key_id, hmac_key_id, hashed)
+        )
+        return ProtectedSubject(hashed, hmac_key_id, base64.b64encode(nonce + sealed).decode(), enc_key_id)
+
+    def search_hashes(self, subject: str) -> list[tuple[str, str]]:
+        """(hmac key id, hash) of ``subject`` under every HMAC key, old and current."""
+        return [
+            (key_id, subject_hash(key, subject))
+            for key_id, key in self.keyring.secret_keys(KeyKind.HMAC).items()
+        ]
+
+    def reveal(self, protected: ProtectedSubject, *, seq: int) -> str:
+        """The identifier in clear; raises :class:`AuditIntegrityError` if the ciphertext was altered."""
+        key = self.keyring.secret(KeyKind.ENC, protected.enc_key_id)
+        try:
+            blob = base64.b64decode(protected.subject_enc, validate=True)
+            clear = AESGCM(key).decrypt(
+                blob[:NONCE_BYTES],
+                blob[NONCE_BYTES:],
+                associated_data(protected.enc_key_id, protected.hmac_key_id, protected.subject_hash),
+            )
+        except (InvalidTag, ValueError) as error:
+            raise AuditIntegrityError(f"record {seq}: the encrypted subject fails authentication") from error
+        return clear.decode()

@@ -1,0 +1,258 @@
+"""What is logged: the event a caller hands in, the record that is stored, and the record's hash.
+
+An :class:`AuditEvent` carries the raw subject identifier; it never reaches storage. Protecting it
+(:mod:`.protect`) turns the event into a :class:`PendingRecord` (hash + ciphertext instead of the
+subject); the writer then gives it a sequence number and the previous record's hash, which makes the
+stored :class:`AuditRecord`.
+
+A record's hash is SHA-256 over a domain tag, the previous record's hash and the canonical encoding
+of every stored column except ``record_hash`` itself (JSON, keys sorted, no spaces, UTF-8). Changing
+any stored value, or the order of records, changes a hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protect import ProtectedSubject, SubjectProtector
+
+GENESIS_HASH = "0" * 64
+_HASH_DOMAIN = b"mustcheck.audit.record.v1\n"
+
+# Stored columns, in table order; ``record_hash`` (last) is the only one its hash does not cover.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "seq",
+    "at",
+    "kind",
+    "caller_id",
+    "department",
+    "matter",
+    "purpose",
+    "authorization_ref",
+    "subject_kind",
+    "subject_hash",
+    "hmac_key_id",
+    "subject_enc",
+    "enc_key_id",
+    "outcome",
+    "measure_ids",
+    "data_version",
+    "status",
+    "latency_us",
+    "detail",
+    "prev_hash",
+    "record_hash",
+)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def format_instant(value: dt.datetime) -> str:
+    """One text form for every stored instant (UTC, microseconds), so text order is time order."""
+    if value.tzinfo is None:
+        raise ValueError(f"instant {value!r} has no time zone")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def parse_instant(text: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"stored instant {text!r} has no time zone")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One thing to log, as the gateway knows it (``subject`` is the raw identifier, or None).
+
+    ``caller_id`` may be empty: a request refused before its caller was known is audited too.
+    """
+
+    kind: str
+    caller_id: str
+    department: str = ""
+    matter: str = ""
+    purpose: str = ""
+    authorization_ref: str = ""
+    subject: str | None = None
+    subject_kind: str = ""
+    outcome: str = ""
+    measure_ids: tuple[str, ...] = ()
+    data_version: int = 0
+    status: str = "OK"
+    latency_us: int = 0
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    at: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            raise ValueError("an audit event needs a kind")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ValueError("an audit event's time must be timezone-aware")
+        object.__setattr__(self, "measure_ids", tuple(self.measure_ids))
+        try:
+            detail_text = canonical_json(dict(self.detail))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
+        needle = (self.subject or "").strip()
+        if needle:
+            for name, text in (
+                ("detail", detail_text),
+                ("purpose", self.purpose),
+                ("authorization_ref", self.authorization_ref),
+            ):
+                if needle in text:
+                    raise ValueError(f"the raw subject must not appear in the audit event's {name}")
+
+    def __repr__(self) -> str:  # the raw subject never goes into a log line or traceback
+        subject = "None" if self.subject is None else "'<redacted>'"
+        return f"AuditEvent(kind={self.kind!r}, caller_id={self.caller_id!r}, subject={subject}, ...)"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRecord:
+    """An event with its subject protected and its time fixed, waiting for a sequence number."""
+
+    at: dt.datetime
+    kind: str
+    caller_id: str
+    department: str
+    matter: str
+    purpose: str
+    authorization_ref: str
+    subject_kind: str
+    subject_hash: str | None
+    hmac_key_id: str | None
+    subject_enc: str | None
+    enc_key_id: str | None
+    outcome: str
+    measure_ids: tuple[str, ...]
+    data_version: int
+    status: str
+    latency_us: int
+    detail: Mapping[str, Any]
+
+    @classmethod
+    def from_event(cls, event: AuditEvent, protector: SubjectProtector, now: dt.datetime) -> PendingRecord:
+        protected = protector.protect(event.subject) if event.subject is not None else None
+        return cls(
+            at=(event.at or now).astimezone(dt.UTC),
+            kind=event.kind,
+            caller_id=event.caller_id,
+            department=event.department,
+            matter=event.matter,
+            purpose=event.purpose,
+            authorization_ref=event.authorization_ref,
+            subject_kind=event.subject_kind,
+            subject_hash=protected.subject_hash if protected else None,
+            hmac_key_id=protected.hmac_key_id if protected else None,
+            subject_enc=protected.subject_enc if protected else None,
+            enc_key_id=protected.enc_key_id if protected else None,
+            outcome=event.outcome,
+            measure_ids=event.measure_ids,
+            data_version=int(event.data_version),
+            status=event.status,
+            latency_us=int(event.latency_us),
+            detail=json.loads(canonical_json(dict(event.detail))),
+        )
+
+    def chain(self, seq: int, prev_hash: str) -> AuditRecord:
+        """The stored record at ``seq`` after ``prev_hash``, with its own hash."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        unsealed = AuditRecord(seq=seq, prev_hash=prev_hash, record_hash="", **values)
+        return dataclasses.replace(unsealed, record_hash=compute_record_hash(unsealed))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One stored record: everything of the event except the raw subject, plus its chain links."""
+
+    seq: int
+    at: dt.datetime
+    kind: str
+    caller_id: str
+    department: str
+    matter: str
+    purpose: str
+    authorization_ref: str
+    subject_kind: str
+    subject_hash: str | None
+    hmac_key_id: str | None
+    subject_enc: str | None
+    enc_key_id: str | None
+    outcome: str
+    measure_ids: tuple[str, ...]
+    data_version: int
+    status: str
+    latency_us: int
+    detail: Mapping[str, Any]
+    prev_hash: str
+    record_hash: str
+
+    @property
+    def protected_subject(self) -> ProtectedSubject | None:
+        if self.subject_hash is None or self.hmac_key_id is None:
+            return None
+        if self.subject_enc is None or self.enc_key_id is None:
+            return None
+        return ProtectedSubject(self.subject_hash, self.hmac_key_id, self.subject_enc, self.enc_key_id)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The values stored for this record, in :data:`RECORD_COLUMNS` order."""
+        columns = stored_columns(self)
+        return tuple(columns[name] for name in RECORD_COLUMNS)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> AuditRecord:
+        """Rebuild a record from stored values; raises ValueError/TypeError if they are unreadable."""
+        values: dict[str, Any] = dict(zip(RECORD_COLUMNS, row, strict=True))
+        values["seq"] = int(values["seq"])
+        values["at"] = parse_instant(values["at"])
+        values["measure_ids"] = tuple(json.loads(values["measure_ids"]))
+        values["detail"] = json.loads(values["detail"])
+        values["data_version"] = int(values["data_version"])
+        values["latency_us"] = int(values["latency_us"])
+        if not isinstance(values["detail"], dict):
+            raise ValueError("detail is not a JSON object")
+        return cls(**values)
+
+    def as_export(self) -> dict[str, Any]:
+        """The record as plain JSON values (the subject only as hash and ciphertext)."""
+        exported: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dt.datetime):
+                value = format_instant(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            exported[f.name] = value
+        return exported
+
+
+def stored_columns(record: AuditRecord) -> dict[str, Any]:
+    """Column name → stored value (text instants, JSON text for lists and detail)."""
+    columns = record.as_export()
+    columns["measure_ids"] = canonical_json(list(record.measure_ids))
+    columns["detail"] = canonical_json(dict(record.detail))
+    return columns
+
+
+def compute_record_hash(record: AuditRecord) -> str:
+    """SHA-256 over the previous hash and every stored column but ``record_hash``, hex."""
+    covered = stored_columns(record)
+    del covered["record_hash"]
+    digest = hashlib.sha256(_HASH_DOMAIN)
+    digest.update(record.prev_hash.encode("ascii", "replace"))
+    digest.update(b"\n")
+    digest.update(canonical_json(covered).encode())
+    return digest.hexdigest()

@@ -1,0 +1,355 @@
+"""The audit log on one SQLite file (``DATA_DIR/audit.sqlite3``), separate from the list store.
+
+WAL mode with ``PRAGMA synchronous=FULL``: a commit is on disk when it returns. Reads use one
+connection per thread; the group-commit writer owns its own connection; every write runs in one
+``BEGIN IMMEDIATE`` transaction. Everything SQLite-specific about the audit log lives here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .chain import ChainWalker
+from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint
+from .errors import AuditIntegrityError
+from .query import AuditFilter
+from .record import GENESIS_HASH, RECORD_COLUMNS, AuditRecord, format_instant, parse_instant
+from .schema import BOOKKEEPING, MIGRATIONS
+
+PAGE_SIZE = 500
+_RECORD_SELECT = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records"
+_MARKS = ", ".join("?" for _ in RECORD_COLUMNS)
+_RECORD_INSERT = f"INSERT INTO audit_records ({', '.join(RECORD_COLUMNS)}) VALUES ({_MARKS})"
+_CHECKPOINT_SELECT = f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM audit_checkpoints"
+_CHECKPOINT_INSERT = (
+    f"INSERT INTO audit_checkpoints ({', '.join(CHECKPOINT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in CHECKPOINT_COLUMNS)})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneAnchor:
+    """Where the remaining chain starts after a prune: the last deleted record's seq and hash."""
+
+    seq: int
+    record_hash: str
+    cut_off: dt.datetime
+    pruned_at: dt.datetime
+    records_deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTail:
+    """What a writer continues from: the last record (or anchor, or genesis) and checkpoint coverage."""
+
+    last_seq: int
+    last_hash: str
+    covered_seq: int  # highest seq a checkpoint (or prune) covers
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    through_seq: int
+    records_deleted: int
+    checkpoint: Checkpoint
+
+
+# -- connections -----------------------------------------------------------------
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A writable connection: WAL, synchronous=FULL, autocommit (transactions are explicit)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    return connection
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``): verification never writes to the file it checks."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no audit database at {path}")
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+
+
+@contextmanager
+def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    else:
+        connection.execute("COMMIT")
+
+
+@contextmanager
+def snapshot(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One consistent read across several statements."""
+    connection.execute("BEGIN")
+    try:
+        yield connection
+    finally:
+        connection.execute("COMMIT")
+
+
+# -- reads on any connection -------------------------------------------------------
+
+
+def read_checkpoints(connection: sqlite3.Connection) -> list[Checkpoint]:
+    rows = connection.execute(f"{_CHECKPOINT_SELECT} ORDER BY seq, kind").fetchall()
+    return [Checkpoint.from_row(tuple(row)) for row in rows]
+
+
+def read_prune_anchors(connection: sqlite3.Connection) -> list[PruneAnchor]:
+    rows = connection.execute(
+        "SELECT seq, record_hash, cut_off, pruned_at, records_deleted FROM audit_prune_anchors ORDER BY seq"
+    ).fetchall()
+    return [
+        PruneAnchor(int(seq), str(hashed), parse_instant(cut_off), parse_instant(pruned_at), int(deleted))
+        for seq, hashed, cut_off, pruned_at, deleted in rows
+    ]
+
+
+def iter_rows(
+    connection: sqlite3.Connection, *, after_seq: int = 0, until_seq: int | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Raw record rows in seq order, a page at a time (callers decide how to read a bad row)."""
+    last = after_seq
+    while True:
+        if until_seq is None:
+            rows = connection.execute(
+                f"{_RECORD_SELECT} WHERE seq > ? ORDER BY seq LIMIT ?", (last, PAGE_SIZE)
+            ).fetchall()
+        else:
+            rows = connection.execute(
+                f"{_RECORD_SELECT} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (last, until_seq, PAGE_SIZE),
+            ).fetchall()
+        yield from rows
+        if len(rows) < PAGE_SIZE:
+            return
+        last = int(rows[-1][0])
+
+
+def count_records(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT COUNT(*) FROM audit_records").fetchone()[0])
+
+
+def read_tail(connection: sqlite3.Connection) -> ChainTail:
+    row = connection.execute(
+        "SELECT seq, record_hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    anchors = read_prune_anchors(connection)
+    anchor = anchors[-1] if anchors else None
+    if row is not None:
+        last_seq, last_hash = int(row[0]), str(row[1])
+    elif anchor is not None:
+        last_seq, last_hash = anchor.seq, anchor.record_hash
+    else:
+        last_seq, last_hash = 0, GENESIS_HASH
+    covered = connection.execute("SELECT MAX(seq) FROM audit_checkpoints").fetchone()[0]
+    return ChainTail(last_seq, last_hash, max(int(covered or 0), anchor.seq if anchor else 0))
+
+
+def _where(criteria: AuditFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    parameters: list[Any] = []
+    if criteria.since is not None:
+        clauses.append("at >= ?")
+        parameters.append(format_instant(criteria.since))
+    if criteria.until is not None:
+        clauses.append("at < ?")
+        parameters.append(format_instant(criteria.until))
+    for column in ("caller_id", "department", "matter", "outcome", "kind"):
+        value = getattr(criteria, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
+    if criteria.subject_hashes is not None:
+        if not criteria.subject_hashes:
+            clauses.append("1 = 0")
+        else:
+            clauses.append(
+                "("
+                + " OR ".join("(subject_hash = ? AND hmac_key_id = ?)" for _ in criteria.subject_hashes)
+                + ")"
+            )
+            for key_id, hashed in criteria.subject_hashes:
+                parameters.extend((hashed, key_id))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", parameters
+
+
+# -- the store ---------------------------------------------------------------------
+
+
+class SqliteAuditStore:
+    """Storage of the audit log: schema, reads for auditors, and the prune transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self.migrate()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new writable connection of the caller's own (the writer thread keeps one)."""
+        connection = connect(self.path)
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.connect()
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- schema ------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with transaction(self._reader()) as connection:
+            connection.execute(BOOKKEEPING)
+            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+            for migration in MIGRATIONS:
+                if migration.version in applied:
+                    continue
+                for statement in migration.statements:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, format_instant(dt.datetime.now(dt.UTC))),
+                )
+            return max(applied | {m.version for m in MIGRATIONS})
+
+    def schema_version(self) -> int:
+        row = self._reader().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- writes (the writer's connection) -----------------------------------------
+
+    @staticmethod
+    def insert(
+        connection: sqlite3.Connection, records: Iterable[AuditRecord], checkpoints: Iterable[Checkpoint]
+    ) -> None:
+        """Insert within the caller's transaction."""
+        connection.executemany(_RECORD_INSERT, [record.to_row() for record in records])
+        connection.executemany(_CHECKPOINT_INSERT, [checkpoint.to_row() for checkpoint in checkpoints])
+
+    def tail(self) -> ChainTail:
+        with snapshot(self._reader()) as connection:
+            return read_tail(connection)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def records(self, *, since_seq: int | None = None, until_seq: int | None = None) -> Iterator[AuditRecord]:
+        after = 0 if since_seq is None else since_seq - 1
+        for row in iter_rows(self._reader(), after_seq=after, until_seq=until_seq):
+            yield AuditRecord.from_row(row)
+
+    def query(self, criteria: AuditFilter, *, limit: int) -> list[AuditRecord]:
+        """The newest ``limit`` matching records, oldest first."""
+        where, parameters = _where(criteria)
+        rows = (
+            self._reader()
+            .execute(f"{_RECORD_SELECT}{where} ORDER BY seq DESC LIMIT ?", (*parameters, limit))
+            .fetchall()
+        )
+        return [AuditRecord.from_row(row) for row in reversed(rows)]
+
+    def matching(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
+        """Every matching record in seq order, a page at a time."""
+        where, parameters = _where(criteria)
+        joiner = " AND " if where else " WHERE "
+        last = 0
+        while True:
+            rows = (
+                self._reader()
+                .execute(
+                    f"{_RECORD_SELECT}{where}{joiner}seq > ? ORDER BY seq LIMIT ?",
+                    (*parameters, last, PAGE_SIZE),
+                )
+                .fetchall()
+            )
+            for row in rows:
+                yield AuditRecord.from_row(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            last = int(rows[-1][0])
+
+    def records_by_seq(self, seqs: Sequence[int]) -> dict[int, AuditRecord]:
+        found: dict[int, AuditRecord] = {}
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), PAGE_SIZE):
+            chunk = wanted[start : start + PAGE_SIZE]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._reader().execute(f"{_RECORD_SELECT} WHERE seq IN ({marks})", chunk):
+                record = AuditRecord.from_row(row)
+                found[record.seq] = record
+        return found
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return read_checkpoints(self._reader())
+
+    def prune_anchors(self) -> list[PruneAnchor]:
+        return read_prune_anchors(self._reader())
+
+    def count(self) -> int:
+        return count_records(self._reader())
+
+    # -- pruning -------------------------------------------------------------------
+
+    def prune(
+        self, cut_off: dt.datetime, *, sign: Callable[[int, str], Checkpoint], now: dt.datetime
+    ) -> PruneResult | None:
+        """Delete, in one transaction, the longest prefix of the chain whose records are all older than
+        ``cut_off``, after checking that prefix is intact; sign a prune checkpoint for its last record and
+        store a prune anchor there. Retention must have been checked by the caller. None if nothing to do.
+        """
+        with transaction(self._reader()) as connection:
+            anchors = read_prune_anchors(connection)
+            anchor = anchors[-1] if anchors else None
+            start_seq, start_hash = (anchor.seq, anchor.record_hash) if anchor else (0, GENESIS_HASH)
+            first_young = connection.execute(
+                "SELECT MIN(seq) FROM audit_records WHERE at >= ?", (format_instant(cut_off),)
+            ).fetchone()[0]
+            if first_young is not None:
+                through = int(first_young) - 1
+            else:
+                through = int(connection.execute("SELECT MAX(seq) FROM audit_records").fetchone()[0] or 0)
+            if through <= start_seq:
+                return None
+            walker = ChainWalker(after_seq=start_seq, after_hash=start_hash)
+            for row in iter_rows(connection, after_seq=start_seq, until_seq=through):
+                problem = walker.step(AuditRecord.from_row(row))
+                if problem is not None:
+                    raise AuditIntegrityError(f"refusing to prune a log that does not verify: {problem}")
+            if walker.last_seq != through:
+                raise AuditIntegrityError(f"refusing to prune: records up to {through} are missing")
+            checkpoint = sign(through, walker.last_hash)
+            self.insert(connection, (), (checkpoint,))
+            connection.execute(
+                "INSERT INTO audit_prune_anchors (seq, record_hash, cut_off, pruned_at, records_deleted) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (through, walker.last_hash, format_instant(cut_off), format_instant(now), walker.checked),
+            )
+            connection.execute("DELETE FROM audit_records WHERE seq <= ?", (through,))
+            return PruneResult(through, walker.checked, checkpoint)

@@ -1,0 +1,167 @@
+"""The audit gRPC service (auditor role): verify the chain, query, reveal (reveal role), export.
+
+Auditors see subjects only as keyed hashes; searching takes the raw identifier and the
+gateway hashes it under every key. Reveal decrypts, needs the reveal role too, and is
+itself audited. Auditors' queries are audited as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import grpc
+
+from mustcheck._generated.v1 import audit_pb2 as pb
+from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
+
+from .audit import AuditEvent, AuditIntegrityError, AuditLog, AuditRecord
+from .auth.access import AccessControl
+from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
+from .errors import GatewayError, InvalidArgument
+from .responses import timestamp
+from .service import AuditSink
+
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+MAX_REVEAL = 100
+EXPORT_CHUNK = 64 * 1024
+
+
+class AuditingOff(GatewayError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "audit.off"
+
+
+def record_message(record: AuditRecord) -> pb.AuditRecord:
+    return pb.AuditRecord(
+        seq=record.seq,
+        at=timestamp(record.at),
+        kind=record.kind,
+        caller_id=record.caller_id,
+        department=record.department,
+        matter=record.matter,
+        purpose=record.purpose,
+        authorization_ref=record.authorization_ref,
+        subject_kind=record.subject_kind,
+        subject_hash=record.subject_hash or "",
+        outcome=record.outcome,
+        measure_ids=list(record.measure_ids),
+        data_version=record.data_version,
+        status=record.status,
+        latency_us=record.latency_us,
+        detail_json=json.dumps(dict(record.detail), ensure_ascii=False, sort_keys=True),
+    )
+
+
+def filters(query: pb.AuditQuery) -> dict[str, Any]:
+    """The query's filters as keyword arguments of ``AuditLog.query`` / ``export``."""
+
+    def text(value: str) -> str | None:
+        return value.strip() or None
+
+    return {
+        "since": query.since.ToDatetime(tzinfo=dt.UTC) if query.HasField("since") else None,
+        "until": query.until.ToDatetime(tzinfo=dt.UTC) if query.HasField("until") else None,
+        "caller_id": text(query.caller_id),
+        "department": text(query.department),
+        "matter": text(query.matter),
+        "outcome": text(query.outcome),
+        "kind": text(query.kind),
+        "subject": text(query.subject),
+    }
+
+
+class AuditService(pb_grpc.AuditServiceServicer):
+    def __init__(self, log: AuditLog | object, access: AccessControl, sink: AuditSink) -> None:
+        self.log = log if isinstance(log, AuditLog) else None
+        self.access = access
+        self.sink = sink
+
+    async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AuditLog]:
+        caller = self.access.caller(context)
+        for role in (ROLE_AUDITOR, *roles):
+            self.access.require_role(caller, role)
+        if self.log is None:
+            raise AuditingOff("auditing is off on this gateway")
+        return caller, self.log
+
+    @staticmethod
+    async def _run(function: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(None, function)
+
+    async def _note(
+        self, caller: Caller, action: str, query: pb.AuditQuery | None = None, **detail: Any
+    ) -> None:
+        subject = query.subject.strip() if query is not None and query.subject.strip() else None
+        shown = {
+            key: str(value)
+            for key, value in (filters(query) if query else {}).items()
+            if value is not None and key != "subject"
+        }
+        await self.sink.append(
+            AuditEvent(
+                kind="audit",
+                caller_id=caller.caller_id,
+                department=caller.department,
+                subject=subject,
+                outcome=action,
+                detail={**shown, **detail},
+            )
+        )
+
+    async def Verify(self, request: pb.VerifyRequest, context: Context) -> pb.VerifyResponse:
+        caller, log = await self._auditor(context)
+        report = await self._run(log.verify)
+        await self._note(caller, "verify", ok=report.ok)
+        return pb.VerifyResponse(
+            ok=report.ok,
+            records=report.records_checked,
+            checkpoints=report.checkpoints_checked,
+            first_bad_seq=report.problem_seq or 0,
+            reason=report.reason or "",
+        )
+
+    async def Query(self, request: pb.AuditQuery, context: Context) -> pb.AuditRecords:
+        caller, log = await self._auditor(context)
+        limit = request.limit or DEFAULT_LIMIT
+        if not 0 < limit <= MAX_LIMIT:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}", reason="audit.limit")
+        await self._note(caller, "query", request)
+        records = await self._run(partial(log.query, limit=limit, **filters(request)))
+        return pb.AuditRecords(records=[record_message(record) for record in records])
+
+    async def Reveal(self, request: pb.RevealRequest, context: Context) -> pb.RevealResponse:
+        caller, log = await self._auditor(context, ROLE_REVEAL)
+        if not request.seqs or len(request.seqs) > MAX_REVEAL:
+            raise InvalidArgument(f"reveal takes 1 to {MAX_REVEAL} sequence numbers", reason="audit.reveal")
+        if not request.purpose.strip():
+            raise InvalidArgument("a reveal needs a stated purpose", reason="audit.purpose")
+        try:
+            revealed = await self._run(
+                partial(log.reveal, list(request.seqs), by=caller.caller_id, purpose=request.purpose)
+            )
+        except AuditIntegrityError as error:
+            raise GatewayError(f"cannot reveal: {error}", reason="audit.integrity") from None
+        return pb.RevealResponse(
+            subjects=[pb.RevealedSubject(seq=seq, subject=subject or "") for seq, subject in revealed]
+        )
+
+    async def Export(self, request: pb.ExportRequest, context: Context) -> AsyncIterator[pb.ExportChunk]:
+        caller, log = await self._auditor(context)
+        export_format = request.format or "jsonl"
+        if export_format not in ("jsonl", "csv"):
+            raise InvalidArgument("format must be jsonl or csv", reason="audit.format")
+        await self._note(caller, "export", request.filter, format=export_format)
+        buffer = io.StringIO()
+        await self._run(partial(log.export, buffer, export_format, **filters(request.filter)))  # type: ignore[arg-type]
+        text = buffer.getvalue()
+        for start in range(0, len(text), EXPORT_CHUNK):
+            yield pb.ExportChunk(data=text[start : start + EXPORT_CHUNK])

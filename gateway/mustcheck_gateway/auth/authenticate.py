@@ -1,0 +1,81 @@
+"""Who is calling: a bearer token in the ``authorization`` metadata, or the client certificate.
+
+The caller's identity — and so its department — comes only from here, never from a
+request field. Failures raise ``Unauthenticated`` with a message that says what is
+missing or wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ..errors import Unauthenticated
+from .model import Caller
+from .registry import AuthRegistry
+from .tokens import token_hash, well_formed
+
+AUTHORIZATION_KEY = "authorization"
+BEARER = "bearer "
+
+
+def bearer_token(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == AUTHORIZATION_KEY:
+            text = value if isinstance(value, str) else bytes(value).decode()
+            if text.lower().startswith(BEARER):
+                return text[len(BEARER) :].strip()
+            raise Unauthenticated("the authorization metadata must be 'Bearer <token>'")
+    return None
+
+
+def certificate_identity(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The verified client certificate's common name (mutual TLS), if any."""
+    names = list(context.auth_context().get("x509_common_name") or ())
+    if not names:
+        return None
+    name = names[0]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+class Authenticator:
+    def __init__(self, registry: AuthRegistry, clock: Callable[[], dt.datetime]) -> None:
+        self.registry = registry
+        self.clock = clock
+
+    def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        snapshot = self.registry.snapshot()
+        token = bearer_token(context)
+        if token is not None:
+            record = snapshot.tokens_by_hash.get(token_hash(token)) if well_formed(token) else None
+            if record is None:
+                raise Unauthenticated("the bearer token is not known to this gateway", reason="token.unknown")
+            if record.revoked_at is not None:
+                raise Unauthenticated(f"token {record.token_id} was revoked", reason="token.revoked")
+            if not record.active_at(self.clock()):
+                raise Unauthenticated(
+                    f"token {record.token_id} expired at {record.expires_at.isoformat()}",
+                    reason="token.expired",
+                )
+            caller = snapshot.callers.get(record.caller_id)
+        else:
+            identity = certificate_identity(context)
+            if identity is None:
+                raise Unauthenticated(
+                    "no credentials: send 'authorization: Bearer <token>' "
+                    "or connect with a client certificate",
+                    reason="credentials.missing",
+                )
+            caller = snapshot.by_tls_identity.get(identity)
+            if caller is None:
+                raise Unauthenticated(
+                    f"client certificate {identity!r} is not mapped to a caller", reason="certificate.unknown"
+                )
+        if caller is None:
+            raise Unauthenticated("the token's caller no longer exists", reason="caller.unknown")
+        if caller.disabled:
+            raise Unauthenticated(f"caller {caller.caller_id} is disabled", reason="caller.disabled")
+        return caller

@@ -1,0 +1,312 @@
+"""``mustcheck audit verify|query|reveal|export|prune|rotate-key``: who queried whom, was the log altered.
+
+``verify`` runs against a gateway (auditor role) or offline on a copy of the data
+directory with only the public keys (``--data-dir``). ``prune`` and ``rotate-key`` work
+on a data directory whose gateway is stopped (the log has one writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mustcheck._generated.v1 import audit_pb2 as pb
+from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
+
+from ..audit import (
+    DEFAULT_FILE_NAME,
+    KEYS_DIR_NAME,
+    MIRROR_FILE_NAME,
+    AuditError,
+    AuditLog,
+    KeyRing,
+    verify_log,
+)
+from ..audit import RetentionError as _RetentionError
+from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
+from .rpc import CallOptions, CommandFailed, as_dict, stub
+
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
+EXIT_TAMPERED = 1
+Handler = Callable[[argparse.Namespace, pb_grpc.AuditServiceStub, CallOptions], int]
+QUERY_COLUMNS = (
+    "seq",
+    "at",
+    "kind",
+    "caller_id",
+    "department",
+    "matter",
+    "subject_kind",
+    "subject_hash",
+    "outcome",
+    "status",
+    "data_version",
+)
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "audit",
+        help="verify, query, reveal, export, prune the audit log",
+        description="Auditor tools: verify the tamper-evident log, query who checked whom, reveal subjects "
+        "(reveal role), export, prune past retention (3 years).",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    verify = actions.add_parser(
+        "verify",
+        help="walk the chain and checkpoints; exit 0 intact, 1 tampered",
+        description="Walk the hash chain and the signed checkpoints and report the first bad record. "
+        "With --data-dir it runs offline on a (copy of a) data directory, needing only the public keys.",
+    )
+    verify.add_argument("--data-dir", type=Path, metavar="DIR", help="verify offline, without a gateway")
+    verify.add_argument(
+        "--public-keys",
+        type=Path,
+        metavar="DIR",
+        help=f"public verification keys (default DIR/{KEYS_DIR_NAME}/public)",
+    )
+    verify.add_argument("--json", action="store_true")
+    add_gateway_option(verify)
+    verify.set_defaults(run=run_verify)
+
+    query = actions.add_parser(
+        "query", help="search records", description="Search audit records (auditor role)."
+    )
+    _add_filters(query)
+    query.add_argument("--limit", type=int, default=100)
+    output = query.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--csv", action="store_true")
+    add_gateway_option(query)
+    query.set_defaults(run=lambda options: _online(options, _query))
+
+    reveal = actions.add_parser(
+        "reveal",
+        help="decrypt the subjects of records (reveal role; audited)",
+        description="Decrypt the subjects of the given records. Needs the auditor and reveal roles; "
+        "the reveal is itself audited.",
+    )
+    reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
+    reveal.add_argument("--purpose", required=True, help="why the subjects are needed")
+    reveal.add_argument("--json", action="store_true")
+    add_gateway_option(reveal)
+    reveal.set_defaults(run=lambda options: _online(options, _reveal))
+
+    export = actions.add_parser(
+        "export",
+        help="export records as JSON Lines or CSV",
+        description="Export audit records (subjects as keyed hashes).",
+    )
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--out", type=Path, metavar="FILE", help="write to FILE (default stdout)")
+    _add_filters(export)
+    add_gateway_option(export)
+    export.set_defaults(run=lambda options: _online(options, _export))
+
+    prune = actions.add_parser(
+        "prune",
+        help="delete records older than a date, never inside the 3-year retention",
+        description="Delete records older than --before. Refused when --before is less than three years ago "
+        "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped.",
+    )
+    prune.add_argument("--before", type=dt.date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    prune.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    prune.set_defaults(run=run_prune)
+
+    rotate = actions.add_parser(
+        "rotate-key",
+        help="add a new current key (hmac, enc or sign); old records stay verifiable",
+        description="Rotate one of the audit keys. Older records keep their key ids and stay searchable, "
+        "decryptable and verifiable. Run it on a data directory whose gateway is stopped.",
+    )
+    rotate.add_argument("kind", choices=["hmac", "enc", "sign"])
+    rotate.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    rotate.set_defaults(run=run_rotate)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters")
+    group.add_argument("--since", type=_instant, metavar="DATE|INSTANT", help="from (inclusive)")
+    group.add_argument("--until", type=_instant, metavar="DATE|INSTANT", help="until (exclusive)")
+    group.add_argument("--caller", default="", metavar="CALLER_ID")
+    group.add_argument("--department", default="", metavar="CODE")
+    group.add_argument("--matter", default="", metavar="CODE")
+    group.add_argument(
+        "--outcome", default="", help="e.g. restrictions, no_record, denied, invalid_input, alert"
+    )
+    group.add_argument("--kind", default="", help="check, batch_item, admin, audit, reveal, alert")
+    group.add_argument(
+        "--subject",
+        default="",
+        metavar="ID",
+        help="raw identifier: the gateway computes its keyed hash (never stored in clear)",
+    )
+
+
+def _instant(text: str) -> dt.datetime:
+    if len(text) == 10:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), CHINA_STANDARD_TIME)
+    instant = dt.datetime.fromisoformat(text)
+    return instant if instant.tzinfo else instant.replace(tzinfo=CHINA_STANDARD_TIME)
+
+
+def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
+    query = pb.AuditQuery(
+        caller_id=options.caller,
+        department=options.department,
+        matter=options.matter,
+        outcome=options.outcome,
+        kind=options.kind,
+        subject=options.subject,
+        limit=getattr(options, "limit", 0),
+    )
+    for name in ("since", "until"):
+        value = getattr(options, name)
+        if value is not None:
+            stamp = Timestamp()
+            stamp.FromDatetime(value)
+            getattr(query, name).CopyFrom(stamp)
+    return query
+
+
+def _online(options: argparse.Namespace, handler: Handler) -> int:
+    try:
+        with stub(options, pb_grpc.AuditServiceStub) as (audit, call):
+            return handler(options, audit, call)
+    except CommandFailed as failed:
+        return failed.code
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def run_verify(options: argparse.Namespace) -> int:
+    if options.data_dir is None:
+        return _online(options, _verify_online)
+    database = options.data_dir / DEFAULT_FILE_NAME
+    if not database.is_file():
+        return fail(f"no audit log at {database}", EXIT_INVALID)
+    public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
+    report = verify_log(database, public_keys, mirror_path=options.data_dir / MIRROR_FILE_NAME)
+    return _print_verdict(
+        options,
+        report.ok,
+        report.records_checked,
+        report.checkpoints_checked,
+        report.problem_seq,
+        report.reason,
+    )
+
+
+def _verify_online(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    report = audit.Verify(pb.VerifyRequest(), **call)
+    return _print_verdict(
+        options,
+        report.ok,
+        report.records,
+        report.checkpoints,
+        report.first_bad_seq or None,
+        report.reason or None,
+    )
+
+
+def _print_verdict(
+    options: argparse.Namespace, ok: bool, records: int, checkpoints: int, seq: int | None, reason: str | None
+) -> int:
+    if options.json:
+        print_json(
+            {"ok": ok, "records": records, "checkpoints": checkpoints, "first_bad_seq": seq, "reason": reason}
+        )
+    elif ok:
+        print(f"intact: {records} records and {checkpoints} signed checkpoints verified")
+    else:
+        print(f"TAMPERED: {reason}")
+        print(f"(first bad record: {seq}; {records} records checked before it)")
+    return EXIT_OK if ok else EXIT_TAMPERED
+
+
+# -- query, reveal, export ---------------------------------------------------------------------
+
+
+def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    response = audit.Query(_query_message(options), **call)
+    rows = [as_dict(record) for record in response.records]
+    if options.json:
+        print_json(rows)
+    elif options.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(pb.AuditRecord.DESCRIPTOR.fields_by_name))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "|".join(v) if isinstance(v, list) else v for key, v in row.items()})
+    else:
+        print("  ".join(f"{column:>8}" if column == "seq" else column for column in QUERY_COLUMNS))
+        for record in response.records:
+            at = (
+                record.at.ToDatetime(tzinfo=dt.UTC)
+                .astimezone(CHINA_STANDARD_TIME)
+                .isoformat(timespec="seconds")
+            )
+            print(
+                f"{record.seq:>8}  {at}  {record.kind}  {record.caller_id or '-'}  "
+                f"{record.department or '-'}  "
+                f"{record.matter or '-'}  {record.subject_kind or '-'}  {record.subject_hash[:16] or '-'}  "
+                f"{record.outcome}  {record.status}  {record.data_version}"
+            )
+    return EXIT_OK
+
+
+def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    response = audit.Reveal(pb.RevealRequest(seqs=options.seqs, purpose=options.purpose), **call)
+    if options.json:
+        print_json([{"seq": item.seq, "subject": item.subject or None} for item in response.subjects])
+    else:
+        for item in response.subjects:
+            print(f"{item.seq:>8}  {item.subject or '(no subject)'}")
+    return EXIT_OK
+
+
+def _export(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    chunks = audit.Export(pb.ExportRequest(format=options.format, filter=_query_message(options)), **call)
+    if options.out is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk.data)
+        return EXIT_OK
+    temporary = options.out.with_name(options.out.name + ".partial")
+    with temporary.open("w", encoding="utf-8", newline="") as out:
+        for chunk in chunks:
+            out.write(chunk.data)
+    temporary.replace(options.out)
+    print(f"exported to {options.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- offline maintenance -------------------------------------------------------------------------
+
+
+def run_prune(options: argparse.Namespace) -> int:
+    before = dt.datetime.combine(options.before, dt.time(), CHINA_STANDARD_TIME)
+    try:
+        with AuditLog.open(options.data_dir) as log:
+            deleted = log.prune(before, by="cli")
+    except _RetentionError as error:
+        return fail(f"refused: {error}", EXIT_INVALID)
+    except AuditError as error:
+        return fail(str(error), EXIT_FAILURE)
+    print(f"pruned {deleted} records older than {options.before}")
+    return EXIT_OK
+
+
+def run_rotate(options: argparse.Namespace) -> int:
+    try:
+        key_id = KeyRing.load_or_create(options.data_dir / KEYS_DIR_NAME).rotate(options.kind)
+    except AuditError as error:
+        return fail(str(error), EXIT_FAILURE)
+    print(f"new current {options.kind} key: {key_id} (the gateway uses it from its next start)")
+    return EXIT_OK

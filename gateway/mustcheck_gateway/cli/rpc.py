@@ -1,0 +1,80 @@
+"""Calling the admin and audit services from the command line: one channel, one error mapping."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypedDict, TypeVar
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from mustcheck import (
+    AuthenticationFailed,
+    CheckUnavailable,
+    InvalidRequest,
+    MustCheckError,
+    PermissionDenied,
+    RateLimited,
+)
+from mustcheck._channel import auth_metadata, sync_channel
+from mustcheck._errors import from_rpc_error
+
+from .common import (
+    EXIT_DENIED,
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    UsageError,
+    connection_from,
+    fail,
+)
+
+T = TypeVar("T")
+RPC_TIMEOUT = 30.0
+
+
+class CallOptions(TypedDict):
+    timeout: float
+    metadata: tuple[tuple[str, str], ...]
+
+
+class CommandFailed(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def exit_code_for(error: MustCheckError) -> int:
+    if isinstance(error, InvalidRequest):
+        return EXIT_INVALID
+    if isinstance(error, PermissionDenied | AuthenticationFailed):
+        return EXIT_DENIED
+    if isinstance(error, CheckUnavailable | RateLimited):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILURE
+
+
+@contextmanager
+def stub(
+    options: argparse.Namespace, factory: Callable[[grpc.Channel], T]
+) -> Iterator[tuple[T, CallOptions]]:
+    """A stub and the call keywords (deadline, token) for one command; errors become exit codes."""
+    try:
+        connection = connection_from(options)
+    except UsageError as error:
+        raise CommandFailed(fail(str(error), EXIT_INVALID)) from None
+    channel = sync_channel(connection.target, connection.tls)
+    try:
+        yield factory(channel), CallOptions(timeout=RPC_TIMEOUT, metadata=auth_metadata(connection.token))
+    except grpc.RpcError as raw:
+        mapped = from_rpc_error(raw)
+        raise CommandFailed(fail(mapped.message, exit_code_for(mapped))) from None
+    finally:
+        channel.close()
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
