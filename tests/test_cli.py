@@ -197,7 +197,7 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "mustcheck_gateway.cli.main",
+        "mustcheck_gateway",
         "demo",
         "--listen",
         "127.0.0.1:0",

@@ -134,8 +134,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
         limit = request.limit or DEFAULT_LIMIT
         if not 0 < limit <= MAX_LIMIT:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}", reason="audit.limit")
-        await self._note(caller, "query", request)
         records = await self._run(partial(log.query, limit=limit, **filters(request)))
+        await self._note(caller, "query", request)  # after the search, which must not find itself
         return pb.AuditRecords(records=[record_message(record) for record in records])
 
     async def Reveal(self, request: pb.RevealRequest, context: Context) -> pb.RevealResponse:

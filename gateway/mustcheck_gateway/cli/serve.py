@@ -11,6 +11,7 @@ from pathlib import Path
 from ..logs import configure_logging
 from ..policy import PolicyError, default_policy_dir
 from ..server import (
+    DEFAULT_ADMIN_DEPARTMENT,
     DEFAULT_LISTEN,
     ConfigError,
     GatewayConfig,
@@ -26,8 +27,9 @@ def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "serve",
         help="run the gateway",
-        description="Run the gateway: gRPC check service, health checking and reflection on one port. "
-        "The embedded store is created in the data directory on first run.",
+        description="Run the gateway: check, admin and audit services, health checking and reflection on one "
+        "port. The embedded store and the audit log are created in the data directory on first run, with a "
+        "first admin caller whose token is written to DATA_DIR/admin.token (mode 0600).",
     )
     parser.add_argument(
         "--listen",
@@ -43,11 +45,21 @@ def register(commands: Subparsers) -> None:
         help=f"where the embedded store lives (default ./{DEFAULT_DATA_DIR})",
     )
     add_policies_option(parser)
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM): serve TLS")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="the server certificate's key (PEM)")
     parser.add_argument(
-        "--department",
-        default="ndrc",
+        "--client-ca", type=Path, metavar="FILE", help="CA of client certificates: require mutual TLS"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plaintext on a non-loopback address (warned about on every start)",
+    )
+    parser.add_argument(
+        "--admin-department",
+        default=DEFAULT_ADMIN_DEPARTMENT,
         metavar="CODE",
-        help="department of the one caller, until authentication lands (default ndrc)",
+        help=f"department of the first admin caller of an empty store (default {DEFAULT_ADMIN_DEPARTMENT})",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
@@ -82,13 +94,18 @@ def run(options: argparse.Namespace) -> int:
 
 
 async def _serve(config: GatewayConfig) -> None:
-    gateway = await start_gateway(config)
-    print(
-        f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True
-    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    gateway = await start_gateway(config)
+    if gateway.admin_token_file is not None:
+        print(
+            f"first start: the admin caller's token is in {gateway.admin_token_file} (mode 0600)",
+            file=sys.stderr,
+        )
+    print(
+        f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True
+    )
     await stopping.wait()
     await gateway.stop()

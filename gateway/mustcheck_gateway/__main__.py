@@ -1,0 +1,7 @@
+"""``python -m mustcheck_gateway`` runs the ``mustcheck`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
