@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -46,12 +47,11 @@ def audit_stub(target: str) -> tuple[audit_pb2_grpc.AuditServiceStub, grpc.Chann
     return audit_pb2_grpc.AuditServiceStub(channel), channel
 
 
-def query(target: str, token: str, **filters: object) -> list[audit_pb2.AuditRecord]:
+def query(target: str, token: str, **filters: Any) -> list[audit_pb2.AuditRecord]:
     stub, channel = audit_stub(target)
     with channel:
-        return list(
-            stub.Query(audit_pb2.AuditQuery(**filters), metadata=auth_metadata(token), timeout=10).records
-        )  # type: ignore[arg-type]
+        request = audit_pb2.AuditQuery(**filters)
+        return list(stub.Query(request, metadata=auth_metadata(token), timeout=10).records)
 
 
 def test_allowed_denied_and_invalid_checks_are_all_audited(
