@@ -356,3 +356,42 @@ def test_serve_prints_the_token_path_never_the_token(tmp_path: Path) -> None:
     output = "".join(server.lines)
     assert str(tmp_path / "admin.token") in output and token not in output
     assert server.process.returncode == 0
+
+
+def test_records_only_in_the_journal_survive_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mustcheck_gateway.audit import AuditEvent, verify_log
+    from mustcheck_gateway.audit import writer as audit_writer
+
+    # Index nothing while running: every acknowledged record is in the journal only.
+    monkeypatch.setattr(audit_writer, "INDEX_EVERY", 10**9)
+    monkeypatch.setattr(audit_writer, "INDEX_INTERVAL_S", 3600.0)
+    live = tmp_path / "live"
+    log = AuditLog.open(live, checkpoint_interval_s=3600.0)
+    subjects = [new_uscc() for _ in range(12)]
+    for subject in subjects:
+        log.append_sync(AuditEvent(kind="check", caller_id="c", subject=subject, outcome="no_record"))
+    # A crash now: copy the files as a power cut would leave them, without closing the log.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for path in live.iterdir():
+        if path.is_file() and not path.name.endswith(".lock"):
+            (crashed / path.name).write_bytes(path.read_bytes())
+    (crashed / "keys").mkdir()
+    for key in (live / "keys").rglob("*"):
+        target = crashed / "keys" / key.relative_to(live / "keys")
+        if key.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            target.write_bytes(key.read_bytes())
+    log.close()
+    assert (crashed / "audit.journal").stat().st_size > 0
+    offline = verify_log(crashed / "audit.sqlite3", crashed / "keys" / "public")
+    assert offline.ok and offline.records_checked == len(subjects)
+    reopened = AuditLog.open(crashed)  # replays the journal into the database
+    try:
+        assert reopened.count() == len(subjects)
+        assert all(reopened.query(subject=subject) for subject in subjects)
+        assert reopened.verify().ok
+    finally:
+        reopened.close()
+    assert (crashed / "audit.journal").stat().st_size == 0

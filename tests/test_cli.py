@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mustcheck.identifiers import validate_subject
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.cli.main import COMMANDS, build_parser
 from mustcheck_gateway.policy import PolicySet
@@ -183,6 +184,9 @@ def test_demo_data_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any(row["subject_code"].startswith("11") for row in rows)  # government bodies
     assert any(p["role"] == "legal_representative" for row in rows for p in row["responsible_persons"])
     assert not list(tmp_path.glob("*.partial"))
+    for row in rows:  # every identifier is valid as exactly its own kind, so checks need not name it
+        kind = validate_subject(row["subject_code"]).kind.value
+        assert kind == row["subject_kind"]
 
 
 def test_demo_data_covers_every_memorandum(policy: PolicySet, tmp_path: Path) -> None:

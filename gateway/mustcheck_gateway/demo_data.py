@@ -19,10 +19,12 @@ from typing import Any
 
 from mustcheck.identifiers import (
     USCC_CHARSET,
+    IdentifierError,
     SubjectKind,
     citizen_id_check_character,
     organization_code_check_character,
     uscc_check_character,
+    validate_uscc,
 )
 
 from .evaluation import add_months
@@ -55,6 +57,14 @@ _AGENCIES = ("市场监督管理局", "生态环境局", "住房和城乡建设�
 
 
 _SHOWCASE_LISTED = 6  # showcase subjects with rows of their own (the linked person has none)
+
+
+def _is_credit_code(text: str) -> bool:
+    try:
+        validate_uscc(text)
+    except IdentifierError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +107,17 @@ class _Generator:
 
     def citizen_id(self) -> str:
         """A fresh number each call: region, birth day and sequence are spread from a counter
-        (unique for the first 164 million persons), so no two persons collide."""
-        self.persons += 1
-        region, rest = divmod(self.persons * 7919 % _PERSON_SPACE, _DAYS * 1000)
-        day, sequence = divmod(rest, 1000)
-        born = _FIRST_BIRTH_DAY + dt.timedelta(days=day)
-        first17 = f"{_DIVISIONS[region]}{born:%Y%m%d}{sequence:03d}"
-        return first17 + citizen_id_check_character(first17)
+        (unique for the first 164 million persons), so no two persons collide. Numbers that are
+        also valid credit codes are skipped: a check of one would have to name its kind."""
+        while True:
+            self.persons += 1
+            region, rest = divmod(self.persons * 7919 % _PERSON_SPACE, _DAYS * 1000)
+            day, sequence = divmod(rest, 1000)
+            born = _FIRST_BIRTH_DAY + dt.timedelta(days=day)
+            first17 = f"{_DIVISIONS[region]}{born:%Y%m%d}{sequence:03d}"
+            number = first17 + citizen_id_check_character(first17)
+            if not _is_credit_code(number):
+                return number
 
     def person_name(self) -> str:
         return self.rng.choice(_SURNAMES) + "".join(

@@ -12,6 +12,7 @@ import ipaddress
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import structlog
@@ -86,13 +87,27 @@ class ConfigError(Exception):
     """The gateway cannot start with this configuration (the message says why)."""
 
 
+class _NoAnnouncement:
+    def release(self) -> None:
+        return None
+
+    def __enter__(self) -> _NoAnnouncement:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 class NoAudit:
     """The benchmark baseline: records nothing."""
 
-    async def append(self, event: AuditEvent) -> int:
+    def announce(self) -> Any:
+        return _NoAnnouncement()
+
+    async def append(self, event: AuditEvent, *, announcement: Any = None) -> int:
         return 0
 
-    async def append_many(self, events: list[AuditEvent]) -> list[int]:
+    async def append_many(self, events: list[AuditEvent], *, announcement: Any = None) -> list[int]:
         return [0] * len(events)
 
     def close(self) -> None:

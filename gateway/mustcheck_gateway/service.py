@@ -17,7 +17,7 @@ import structlog
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
 
-from .audit import AuditEvent
+from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
 from .auth.model import Caller
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
@@ -31,9 +31,13 @@ _PER_ITEM_ERRORS = (InvalidSubject, PermissionDenied, ResourceExhausted)
 
 
 class AuditSink(Protocol):
-    async def append(self, event: AuditEvent) -> int: ...
+    def announce(self) -> Announcement: ...
 
-    async def append_many(self, events: list[AuditEvent]) -> list[int]: ...
+    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int: ...
+
+    async def append_many(
+        self, events: list[AuditEvent], *, announcement: Announcement | None = None
+    ) -> list[int]: ...
 
 
 @dataclass
@@ -70,6 +74,10 @@ class _Draft:
         )
 
 
+def _internal_error(draft: _Draft) -> AuditEvent:
+    return draft.event(status="INTERNAL", outcome="error", reason="internal")
+
+
 def failure_outcome(error: GatewayError) -> str:
     if error.status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
         return "invalid_input"
@@ -85,6 +93,17 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self.audit = audit
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
+        # Announced, so that group commit can wait for this record and write it with others.
+        with self.audit.announce() as announcement:
+            return await self._check(request, context, announcement)
+
+    async def BatchCheck(self, request: pb.BatchCheckRequest, context: Context) -> pb.BatchCheckResponse:
+        with self.audit.announce() as announcement:
+            return await self._batch_check(request, context, announcement)
+
+    async def _check(
+        self, request: pb.CheckRequest, context: Context, announcement: Announcement
+    ) -> pb.CheckResponse:
         draft = _Draft("check", request.matter, request.purpose, request.authorization_ref, request.subject)
         try:
             draft.caller = self.access.caller(context)
@@ -99,18 +118,22 @@ class CheckService(pb_grpc.CheckServiceServicer):
             answer = self.engine.answer(subject, matter, draft.caller.department, at)
             response = check_response(answer, Masker(grant.visible_fields))
         except GatewayError as error:
-            await self._audit_failure(draft, error)
+            await self.audit.append_many(self._failure_events(draft, error), announcement=announcement)
+            self._log(draft.kind, draft, error.status.name)
             raise
         except Exception:
-            await self.audit.append(draft.event(status="INTERNAL", outcome="error", reason="internal"))
+            await self.audit.append(_internal_error(draft), announcement=announcement)
             raise
         await self.audit.append(
-            draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)
+            draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer),
+            announcement=announcement,
         )
         self._log("check", draft, "OK")
         return response
 
-    async def BatchCheck(self, request: pb.BatchCheckRequest, context: Context) -> pb.BatchCheckResponse:
+    async def _batch_check(
+        self, request: pb.BatchCheckRequest, context: Context, announcement: Announcement
+    ) -> pb.BatchCheckResponse:
         drafts = [
             _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, subject)
             for subject in request.subjects
@@ -136,7 +159,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
             audited = drafts or [
                 _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, "")
             ]
-            await self.audit.append_many([self._failure_event(d, error) for d in audited])
+            await self.audit.append_many(
+                [self._failure_event(d, error) for d in audited], announcement=announcement
+            )
             self._log("batch_check", drafts[0] if drafts else None, error.status.name)
             raise
         masker = Masker(grant.visible_fields)
@@ -148,7 +173,11 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 subject = self.engine.subject(draft.subject, None, at)
                 self.access.subject(caller, grant, subject, request.authorization_ref, at)
                 answer = self.engine.answer(subject, matter, caller.department, at)
-            except _PER_ITEM_ERRORS as error:
+            except Exception as error:
+                if not isinstance(error, _PER_ITEM_ERRORS):
+                    # Everything checked so far, and this item, is audited before the call fails.
+                    await self.audit.append_many([*events, _internal_error(draft)], announcement=announcement)
+                    raise
                 events.extend(self._failure_events(draft, error))
                 items.append(
                     pb.BatchCheckItem(
@@ -162,13 +191,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
             version = max(version, answer.data_version)
             events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
             items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
-        await self.audit.append_many(events)
+        await self.audit.append_many(events, announcement=announcement)
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
-
-    async def _audit_failure(self, draft: _Draft, error: GatewayError) -> None:
-        await self.audit.append_many(self._failure_events(draft, error))
-        self._log(draft.kind, draft, error.status.name)
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]

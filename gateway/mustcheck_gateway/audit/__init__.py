@@ -20,12 +20,14 @@ from .mirror import MIRROR_FILE_NAME
 from .record import AuditEvent, AuditRecord
 from .retention import RETENTION_YEARS, retention_limit
 from .verify import VerifyReport, verify_log
+from .writer import Announcement
 
 __all__ = [
     "DEFAULT_FILE_NAME",
     "KEYS_DIR_NAME",
     "MIRROR_FILE_NAME",
     "RETENTION_YEARS",
+    "Announcement",
     "AuditError",
     "AuditEvent",
     "AuditIntegrityError",

@@ -19,6 +19,7 @@ import structlog
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .exclusive import WriterLock
 from .export import ExportFormat, export_records
+from .journal import journal_path_for
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror, mirror_path_for
 from .protect import SubjectProtector
@@ -27,7 +28,7 @@ from .record import AuditEvent, AuditRecord, PendingRecord, format_instant
 from .retention import check_prune_allowed
 from .sqlite_log import SqliteAuditStore
 from .verify import VerifyReport, verify_log
-from .writer import GroupCommitWriter
+from .writer import Announcement, GroupCommitWriter
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -49,6 +50,7 @@ class AuditLog:
         self.path = db_path
         self.keyring = keyring
         self.mirror_path = mirror_path_for(db_path)
+        self.journal_path = journal_path_for(db_path)
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = WriterLock(db_path)
         try:
@@ -62,6 +64,7 @@ class AuditLog:
                 self._mirror,
                 checkpoint_every=checkpoint_every,
                 checkpoint_interval_s=checkpoint_interval_s,
+                journal_path=self.journal_path,
             )
         except BaseException:
             store: SqliteAuditStore | None = getattr(self, "_store", None)
@@ -105,16 +108,24 @@ class AuditLog:
         now = dt.datetime.now(dt.UTC)
         return [PendingRecord.from_event(event, self._protector, now) for event in events]
 
-    async def append(self, event: AuditEvent) -> int:
-        """Log one event; resolves to its seq once it is on disk."""
-        return (await self.append_many([event]))[0]
+    def announce(self) -> Announcement:
+        """A request that will append is under way: group commit may wait for it (use ``with``)."""
+        return self._writer.announce()
 
-    async def append_many(self, events: Iterable[AuditEvent]) -> list[int]:
+    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
+        """Log one event; resolves to its seq once it is on disk."""
+        return (await self.append_many([event], announcement=announcement))[0]
+
+    async def append_many(
+        self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
+    ) -> list[int]:
         """Log several events (e.g. a batch's items) in one commit; resolves to their seqs, in order."""
         pending = self._prepare(events)
         if not pending:
+            if announcement is not None:
+                announcement.release()
             return []
-        future = self._writer.submit(pending)
+        future = self._writer.submit(pending, announcement)
         # Shielded: a cancelled request must not cancel its audit record.
         return await asyncio.shield(asyncio.wrap_future(future))
 
@@ -156,6 +167,7 @@ class AuditLog:
 
     def records(self, *, since_seq: int | None = None, until_seq: int | None = None) -> Iterator[AuditRecord]:
         """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive."""
+        self._writer.flush()
         return self._store.records(since_seq=since_seq, until_seq=until_seq)
 
     def _filter(
@@ -209,6 +221,7 @@ class AuditLog:
             kind=kind,
             subject=subject,
         )
+        self._writer.flush()
         return self._store.query(criteria, limit=limit)
 
     def export(
@@ -241,6 +254,7 @@ class AuditLog:
             kind=kind,
             subject=subject,
         )
+        self._writer.flush()
         return export_records(
             self._store.matching(criteria), out, format, include_ciphertext=include_ciphertext
         )
@@ -255,6 +269,7 @@ class AuditLog:
         """
         seqs = [int(seq) for seq in seqs]
         self.append_sync(AuditEvent(kind="reveal", caller_id=by, purpose=purpose, detail={"seqs": seqs}))
+        self._writer.flush()
         found = self._store.records_by_seq(seqs)
         revealed: list[tuple[int, str | None]] = []
         for seq in seqs:
@@ -264,13 +279,16 @@ class AuditLog:
         return revealed
 
     def checkpoints(self) -> list[Checkpoint]:
+        self._writer.flush()
         return self._store.checkpoints()
 
     def count(self) -> int:
+        self._writer.flush()
         return self._store.count()
 
     def verify(self) -> VerifyReport:
         """Verify this log as an outsider would: the file read-only, with the public keys only."""
+        self._writer.flush()
         return verify_log(self.path, self.keyring.public_dir, mirror_path=self.mirror_path)
 
     # -- retention ---------------------------------------------------------------------
@@ -296,6 +314,7 @@ class AuditLog:
                 CheckpointKind.PRUNE, seq, record_hash, key_id=key_id, signer=signer, at=clock
             )
 
+        self._writer.flush()
         result = self._store.prune(before, sign=sign, now=clock)
         if result is None:
             return 0

@@ -93,6 +93,8 @@ class KeyRing:
         self._lock = threading.Lock()
         self._secrets: dict[KeyKind, dict[str, bytes]] = {KeyKind.HMAC: {}, KeyKind.ENC: {}}
         self._signers: dict[str, Ed25519PrivateKey] = {}
+        # Moves on every rotation, so users may cache the current keys until it changes.
+        self.generation = 0
         self._load()
 
     @property
@@ -184,6 +186,7 @@ class KeyRing:
                 secret = secrets.token_bytes(SECRET_KEY_BYTES)
                 _write_new(path, (secret.hex() + "\n").encode(), 0o600)
                 self._secrets[kind][key_id] = secret
+            self.generation += 1
         log.info("audit_key_created", kind=kind.value, key_id=key_id)
         return key_id
 

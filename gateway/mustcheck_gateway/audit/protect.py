@@ -38,6 +38,15 @@ def associated_data(enc_key_id: str, hmac_key_id: str, hashed: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class _CurrentKeys:
+    generation: int
+    hmac_key_id: str
+    hmac_key: bytes
+    enc_key_id: str
+    cipher: AESGCM
+
+
+@dataclass(frozen=True, slots=True)
 class ProtectedSubject:
     subject_hash: str
     hmac_key_id: str
@@ -50,16 +59,35 @@ class SubjectProtector:
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
+        self._current: _CurrentKeys | None = None
+
+    def _keys(self) -> _CurrentKeys:
+        """The current keys, looked up again only after a rotation (this is on every request's path)."""
+        current = self._current
+        if current is None or current.generation != self.keyring.generation:
+            generation = self.keyring.generation
+            hmac_key_id = self.keyring.current_id(KeyKind.HMAC)
+            enc_key_id = self.keyring.current_id(KeyKind.ENC)
+            current = _CurrentKeys(
+                generation,
+                hmac_key_id,
+                self.keyring.secret(KeyKind.HMAC, hmac_key_id),
+                enc_key_id,
+                AESGCM(self.keyring.secret(KeyKind.ENC, enc_key_id)),
+            )
+            self._current = current
+        return current
 
     def protect(self, subject: str) -> ProtectedSubject:
-        hmac_key_id = self.keyring.current_id(KeyKind.HMAC)
-        enc_key_id = self.keyring.current_id(KeyKind.ENC)
-        hashed = subject_hash(self.keyring.secret(KeyKind.HMAC, hmac_key_id), subject)
+        keys = self._keys()
+        hashed = subject_hash(keys.hmac_key, subject)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self.keyring.secret(KeyKind.ENC, enc_key_id)).encrypt(
-            nonce, subject.encode(), associated_data(enc_key_id, hmac_key_id, hashed)
+        sealed = keys.cipher.encrypt(
+            nonce, subject.encode(), associated_data(keys.enc_key_id, keys.hmac_key_id, hashed)
         )
-        return ProtectedSubject(hashed, hmac_key_id, base64.b64encode(nonce + sealed).decode(), enc_key_id)
+        return ProtectedSubject(
+            hashed, keys.hmac_key_id, base64.b64encode(nonce + sealed).decode(), keys.enc_key_id
+        )
 
     def search_hashes(self, subject: str) -> list[tuple[str, str]]:
         """(hmac key id, hash) of ``subject`` under every HMAC key, old and current."""

@@ -161,14 +161,23 @@ class PendingRecord:
             data_version=int(event.data_version),
             status=event.status,
             latency_us=int(event.latency_us),
-            detail=json.loads(canonical_json(dict(event.detail))),
+            detail=json.loads(canonical_json(dict(event.detail))) if event.detail else {},
         )
 
-    def chain(self, seq: int, prev_hash: str) -> AuditRecord:
-        """The stored record at ``seq`` after ``prev_hash``, with its own hash."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        unsealed = AuditRecord(seq=seq, prev_hash=prev_hash, record_hash="", **values)
-        return dataclasses.replace(unsealed, record_hash=compute_record_hash(unsealed))
+    def chain(self, seq: int, prev_hash: str) -> tuple[AuditRecord, tuple[Any, ...]]:
+        """The stored record at ``seq`` after ``prev_hash``, with its own hash, and its row.
+
+        The columns are encoded once and serve both the hash and the row (this is the writer's hot path).
+        """
+        values = {name: getattr(self, name) for name in _PENDING_FIELDS}
+        columns = stored_columns(AuditRecord(seq=seq, prev_hash=prev_hash, record_hash="", **values))
+        record_hash = _hash_columns(prev_hash, columns)
+        columns["record_hash"] = record_hash
+        record = AuditRecord(seq=seq, prev_hash=prev_hash, record_hash=record_hash, **values)
+        return record, tuple(columns[name] for name in RECORD_COLUMNS)
+
+
+_PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(PendingRecord))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,19 +249,44 @@ class AuditRecord:
 
 
 def stored_columns(record: AuditRecord) -> dict[str, Any]:
-    """Column name → stored value (text instants, JSON text for lists and detail)."""
-    columns = record.as_export()
-    columns["measure_ids"] = canonical_json(list(record.measure_ids))
-    columns["detail"] = canonical_json(dict(record.detail))
-    return columns
+    """Column name → stored value (text instants, JSON text for lists and detail).
+
+    Written out field by field: this runs twice for every record written (hash and row).
+    """
+    return {
+        "seq": record.seq,
+        "at": format_instant(record.at),
+        "kind": record.kind,
+        "caller_id": record.caller_id,
+        "department": record.department,
+        "matter": record.matter,
+        "purpose": record.purpose,
+        "authorization_ref": record.authorization_ref,
+        "subject_kind": record.subject_kind,
+        "subject_hash": record.subject_hash,
+        "hmac_key_id": record.hmac_key_id,
+        "subject_enc": record.subject_enc,
+        "enc_key_id": record.enc_key_id,
+        "outcome": record.outcome,
+        "measure_ids": canonical_json(list(record.measure_ids)),
+        "data_version": record.data_version,
+        "status": record.status,
+        "latency_us": record.latency_us,
+        "detail": canonical_json(dict(record.detail)),
+        "prev_hash": record.prev_hash,
+        "record_hash": record.record_hash,
+    }
 
 
 def compute_record_hash(record: AuditRecord) -> str:
     """SHA-256 over the previous hash and every stored column but ``record_hash``, hex."""
-    covered = stored_columns(record)
-    del covered["record_hash"]
+    return _hash_columns(record.prev_hash, stored_columns(record))
+
+
+def _hash_columns(prev_hash: str, columns: dict[str, Any]) -> str:
+    covered = {name: value for name, value in columns.items() if name != "record_hash"}
     digest = hashlib.sha256(_HASH_DOMAIN)
-    digest.update(record.prev_hash.encode("ascii", "replace"))
+    digest.update(prev_hash.encode("ascii", "replace"))
     digest.update(b"\n")
     digest.update(canonical_json(covered).encode())
     return digest.hexdigest()

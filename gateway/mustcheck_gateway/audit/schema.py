@@ -51,8 +51,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX audit_records_at ON audit_records (at)",
             "CREATE INDEX audit_records_subject ON audit_records (subject_hash)",
-            "CREATE INDEX audit_records_caller ON audit_records (caller_id, at)",
-            "CREATE INDEX audit_records_matter ON audit_records (matter, at)",
             """CREATE TABLE audit_checkpoints (
                 kind TEXT NOT NULL,
                 seq BIGINT NOT NULL,

@@ -251,8 +251,17 @@ class SqliteAuditStore:
         connection: sqlite3.Connection, records: Iterable[AuditRecord], checkpoints: Iterable[Checkpoint]
     ) -> None:
         """Insert within the caller's transaction."""
-        connection.executemany(_RECORD_INSERT, [record.to_row() for record in records])
-        connection.executemany(_CHECKPOINT_INSERT, [checkpoint.to_row() for checkpoint in checkpoints])
+        SqliteAuditStore.insert_rows(connection, [record.to_row() for record in records], checkpoints)
+
+    @staticmethod
+    def insert_rows(
+        connection: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], checkpoints: Iterable[Checkpoint]
+    ) -> None:
+        """Insert rows already in :data:`RECORD_COLUMNS` order, within the caller's transaction."""
+        if rows:
+            connection.executemany(_RECORD_INSERT, rows)
+        for checkpoint in checkpoints:
+            connection.execute(_CHECKPOINT_INSERT, checkpoint.to_row())
 
     def tail(self) -> ChainTail:
         with snapshot(self._reader()) as connection:

@@ -16,16 +16,19 @@ the first problem, which it names with a seq and a plain reason:
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, signature_problem
-from .errors import KeyRingError
+from .errors import AuditIntegrityError, KeyRingError
+from .journal import JournalContents, journal_path_for, read_journal
 from .keys import load_public_keys
 from .mirror import MIRROR_FILE_NAME, MirrorLine, mirror_path_for, read_mirror
 from .record import GENESIS_HASH, AuditRecord
@@ -74,9 +77,15 @@ class _Problem(Exception):
 
 
 class _Verification:
-    def __init__(self, public_keys: Mapping[str, Ed25519PublicKey], mirror: list[MirrorLine] | None) -> None:
+    def __init__(
+        self,
+        public_keys: Mapping[str, Ed25519PublicKey],
+        mirror: list[MirrorLine] | None,
+        journal: JournalContents | None = None,
+    ) -> None:
         self.public_keys = public_keys
         self.mirror = mirror
+        self.journal = journal
         self.walker = ChainWalker()
         self.checkpoints_checked = 0
         self.mirror_checked = 0
@@ -143,7 +152,7 @@ class _Verification:
                 )
         self.walker = ChainWalker(after_seq=start_seq, after_hash=start_hash)
         seen: dict[int, str] = {}
-        for row in iter_rows(connection, after_seq=start_seq):
+        for row in itertools.chain(iter_rows(connection, after_seq=start_seq), self._journal_rows()):
             try:
                 record = AuditRecord.from_row(row)
             except (ValueError, TypeError, KeyError) as error:
@@ -158,6 +167,13 @@ class _Verification:
             if record.seq in signed:
                 seen[record.seq] = record.record_hash
         return seen
+
+    def _journal_rows(self) -> Iterator[tuple[Any, ...]]:
+        """Records a running or crashed gateway had made durable but not yet indexed: they continue
+        the chain after the database's last record."""
+        for row in self.journal.rows if self.journal else ():
+            if int(row[0]) > self.walker.last_seq:
+                yield row
 
     # 4
     def _coverage(self, signed: Mapping[int, str], seen: Mapping[int, str]) -> None:
@@ -220,7 +236,11 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
         mirror = read_mirror(mirror_file) if mirror_file.exists() else None
     except (OSError, KeyRingError, ValueError) as error:
         return VerifyReport(False, 0, 0, 0, reason=f"cannot read the keys or the mirror file: {error}")
-    verification = _Verification(public_keys, mirror)
+    try:
+        journal = read_journal(journal_path_for(db_path))
+    except AuditIntegrityError as error:
+        return VerifyReport(False, 0, 0, 0, reason=str(error))
+    verification = _Verification(public_keys, mirror, journal)
     try:
         connection = connect_read_only(db_path)
     except (OSError, sqlite3.Error) as error:

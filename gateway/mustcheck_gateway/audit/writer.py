@@ -1,14 +1,19 @@
-"""Group commit: one writer thread turns every pending event into records in ONE transaction.
+"""Group commit: one writer thread makes every pending event durable with ONE journal sync.
 
 Callers put submissions (a list of protected records and a future) on a queue. The writer takes
-everything that is waiting, assigns consecutive sequence numbers, links each record to the previous
-one's hash, inserts them with any checkpoints that fall due, commits once (one fsync), and resolves
-every future with its seqs. So requests wait for at most one commit in flight plus their own, never
-for one fsync each.
+everything that is waiting (and, while announced requests are still on their way, waits up to the
+group window for them), assigns consecutive sequence numbers, links each record to the previous
+one's hash, appends them with any checkpoints that fall due to the journal, syncs it once, and
+resolves every future with its seqs. So requests never wait for one sync each.
 
-A ``chain`` checkpoint is signed for every ``checkpoint_every``-th record (inside the same
-transaction), and for the last record when ``checkpoint_interval_s`` has passed with records not
-yet covered, and on close. Checkpoints go to the mirror file after their transaction commits.
+The records then go to the SQLite database (the index that queries and verification read) in larger
+transactions: every ``INDEX_EVERY`` records, every ``INDEX_INTERVAL_S`` seconds, whenever a reader
+asks (:meth:`flush`) and on close; after each, the journal is emptied. A SQLite transaction costs far
+more than a journal sync, so this keeps the cost per record low when requests come one by one.
+
+A ``chain`` checkpoint is signed for every ``checkpoint_every``-th record, and for the last record when
+``checkpoint_interval_s`` has passed with records not yet covered, and on close. Checkpoints go to the
+mirror file after the database transaction that stores them commits.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import structlog
 
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
-from .errors import AuditError, AuditLogClosed
+from .errors import AuditError, AuditIntegrityError, AuditLogClosed
+from .journal import Journal, read_journal
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror
 from .record import AuditRecord, PendingRecord
@@ -33,6 +41,10 @@ from .sqlite_log import SqliteAuditStore, transaction
 log = structlog.get_logger("mustcheck.audit")
 
 MAX_RECORDS_PER_COMMIT = 5000
+INDEX_EVERY = 1000
+INDEX_INTERVAL_S = 0.05
+# A sync this recent means requests keep coming: gather them for up to the group window.
+BUSY_AFTER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -41,7 +53,37 @@ class _Submission:
     future: Future[list[int]] = field(default_factory=Future)
 
 
+@dataclass(slots=True)
+class _Flush:
+    """A reader's request: index everything durable so far, then resolve."""
+
+    future: Future[None] = field(default_factory=Future)
+
+
 _STOP = object()
+# How long a commit may wait for records that requests in progress have announced.
+DEFAULT_GROUP_WINDOW_S = 0.002
+
+
+class Announcement:
+    """A record on its way; ``release`` (idempotent) withdraws it, as submitting does."""
+
+    __slots__ = ("_open", "_writer")
+
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        self._writer = writer
+        self._open = True
+
+    def release(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer._release()
+
+    def __enter__(self) -> Announcement:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 class GroupCommitWriter:
@@ -55,6 +97,8 @@ class GroupCommitWriter:
         *,
         checkpoint_every: int,
         checkpoint_interval_s: float,
+        group_window_s: float = DEFAULT_GROUP_WINDOW_S,
+        journal_path: Path,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -67,6 +111,14 @@ class GroupCommitWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._pending_records = 0
+        self._window = group_window_s
+        self._announced = 0
+        self._replay_journal(journal_path)
+        self._journal = Journal(journal_path)
+        self._unindexed_rows: list[tuple[Any, ...]] = []
+        self._unindexed_checkpoints: list[Checkpoint] = []
+        self._last_index_time = time.monotonic()
+        self._last_sync_end = 0.0
         tail = store.tail()
         self._last_seq = tail.last_seq
         self._last_hash = tail.last_hash
@@ -92,15 +144,40 @@ class GroupCommitWriter:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def submit(self, records: list[PendingRecord]) -> Future[list[int]]:
+    def announce(self) -> Announcement:
+        """Say that a record is on its way (a request is being processed): the writer may wait for it."""
+        with self._lock:
+            self._announced += 1
+        return Announcement(self)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._announced -= 1
+
+    def submit(
+        self, records: list[PendingRecord], announcement: Announcement | None = None
+    ) -> Future[list[int]]:
         """Queue records for the next commit; the future resolves to their seqs once durable."""
         submission = _Submission(records)
+        try:
+            with self._lock:
+                if self._closed:
+                    raise AuditLogClosed("the audit log is closed")
+                self._pending_records += len(records)
+                self._queue.put(submission)
+        finally:
+            if announcement is not None:
+                announcement.release()
+        return submission.future
+
+    def flush(self) -> None:
+        """Return once everything acknowledged so far is in the database (readers call this first)."""
+        flush = _Flush()
         with self._lock:
             if self._closed:
-                raise AuditLogClosed("the audit log is closed")
-            self._pending_records += len(records)
-            self._queue.put(submission)
-        return submission.future
+                return  # close() indexed everything
+            self._queue.put(flush)
+        flush.future.result()
 
     def close(self) -> None:
         """Commit everything queued, write a final checkpoint, stop the thread."""
@@ -122,11 +199,16 @@ class GroupCommitWriter:
         try:
             stopping = False
             while not stopping:
-                batch, stopping = self._take()
+                batch, flushes, stopping = self._take()
                 if batch:
                     self._commit(batch)
+                if self._unindexed_rows and (flushes or stopping or self._index_due()):
+                    self._index()
                 if self._uncovered and (stopping or self._checkpoint_due()):
                     self._write_checkpoint()
+                for flush in flushes:
+                    flush.future.set_result(None)
+            self._journal.close()
         except BaseException:  # never leave a waiter hanging
             log.exception("audit_writer_crashed")
             with self._lock:
@@ -137,40 +219,66 @@ class GroupCommitWriter:
     def _checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint_time >= self._interval
 
-    def _take(self) -> tuple[list[_Submission], bool]:
-        """Block for the first submission (or until a checkpoint falls due), then drain the queue."""
-        timeout = None
+    def _index_due(self) -> bool:
+        return (
+            len(self._unindexed_rows) >= INDEX_EVERY
+            or time.monotonic() - self._last_index_time >= INDEX_INTERVAL_S
+        )
+
+    def _wait_limit(self) -> float | None:
+        """How long the writer may sleep: until a checkpoint or an index transaction falls due."""
+        limits = []
         if self._uncovered:
-            timeout = max(0.0, self._interval - (time.monotonic() - self._last_checkpoint_time))
-        try:
-            first = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return [], False
+            limits.append(self._interval - (time.monotonic() - self._last_checkpoint_time))
+        if self._unindexed_rows:
+            limits.append(INDEX_INTERVAL_S - (time.monotonic() - self._last_index_time))
+        return max(0.0, min(limits)) if limits else None
+
+    def _take(self) -> tuple[list[_Submission], list[_Flush], bool]:
+        """Block for the first submission (or until a checkpoint or an index falls due), then drain.
+
+        While requests that announced a record are still being processed, wait for them too, up to
+        the group window: one sync for many records instead of one each (group commit).
+        """
         batch: list[_Submission] = []
-        stopping = False
-        item: object = first
+        flushes: list[_Flush] = []
+        try:
+            item: object = self._queue.get(timeout=self._wait_limit())
+        except queue.Empty:
+            return batch, flushes, False
         count = 0
+        deadline = time.monotonic() + self._window
         while True:
             if item is _STOP:
-                stopping = True  # everything submitted before close() is already queued ahead of it
+                return batch, flushes, True  # everything submitted before close() is queued ahead of it
+            if isinstance(item, _Flush):
+                flushes.append(item)
             elif isinstance(item, _Submission):
                 batch.append(item)
                 count += len(item.records)
-            if count >= MAX_RECORDS_PER_COMMIT and not stopping:
-                break
+            if count >= MAX_RECORDS_PER_COMMIT:
+                return batch, flushes, False
             try:
                 item = self._queue.get_nowait()
+                continue
             except queue.Empty:
-                break
-        return batch, stopping
+                pass
+            now = time.monotonic()
+            remaining = deadline - now
+            busy = self._announced > 0 or now - self._last_sync_end < BUSY_AFTER_S
+            if flushes or not busy or remaining <= 0:
+                return batch, flushes, False
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return batch, flushes, False
 
     def _commit(self, batch: list[_Submission]) -> None:
-        assert self._connection is not None
         for submission in batch:
             submission.future.set_running_or_notify_cancel()  # audit is written even if nobody waits
         started = time.perf_counter()
         seq, prev_hash, covered = self._last_seq, self._last_hash, self._covered_seq
-        records: list[AuditRecord] = []
+        rows: list[tuple[Any, ...]] = []
         checkpoints: list[Checkpoint] = []
         seqs: list[list[int]] = []
         try:
@@ -178,27 +286,73 @@ class GroupCommitWriter:
                 assigned = []
                 for pending in submission.records:
                     seq += 1
-                    record = pending.chain(seq, prev_hash)
+                    record, row = pending.chain(seq, prev_hash)
                     prev_hash = record.record_hash
-                    records.append(record)
+                    rows.append(row)
                     assigned.append(seq)
                     if seq - covered >= self._every:
                         checkpoints.append(self._sign(seq, prev_hash))
                         covered = seq
                 seqs.append(assigned)
-            with transaction(self._connection) as connection:
-                self._store.insert(connection, records, checkpoints)
+            self._journal.append(rows, checkpoints)
+            self._last_sync_end = time.monotonic()
         except Exception as error:
-            log.error("audit_commit_failed", records=len(records), error=repr(error))
+            log.error("audit_commit_failed", records=len(rows), error=repr(error))
             self._settle(batch, error=error)
             return
         self._last_seq, self._last_hash, self._covered_seq = seq, prev_hash, covered
+        self._unindexed_rows.extend(rows)
+        self._unindexed_checkpoints.extend(checkpoints)
         self.last_commit_latency_s = time.perf_counter() - started
         self.commits += 1
         self._settle(batch, seqs=seqs)
         if checkpoints:
             self._last_checkpoint_time = time.monotonic()
+
+    def _index(self) -> None:
+        """Copy the journaled records into the database in one transaction, then empty the journal."""
+        assert self._connection is not None
+        rows, checkpoints = self._unindexed_rows, self._unindexed_checkpoints
+        with transaction(self._connection) as connection:
+            self._store.insert_rows(connection, rows, checkpoints)
+        self._unindexed_rows, self._unindexed_checkpoints = [], []
+        self._last_index_time = time.monotonic()
+        self._journal.clear()
+        if checkpoints:
             self._publish(checkpoints)
+
+    def _replay_journal(self, path: Path) -> None:
+        """Copy into the database what a crash left only in the journal, then empty the journal."""
+        contents = read_journal(path)
+        if not contents.rows and not contents.checkpoints:
+            return
+        tail = self._store.tail()
+        rows = [row for row in contents.rows if int(row[0]) > tail.last_seq]
+        expected_seq, expected_hash = tail.last_seq + 1, tail.last_hash
+        for row in rows:
+            record = AuditRecord.from_row(row)
+            if record.seq != expected_seq or record.prev_hash != expected_hash:
+                raise AuditIntegrityError(
+                    f"{path.name}: record {record.seq} does not continue the database (last record "
+                    f"{tail.last_seq}): the journal or the database was altered"
+                )
+            expected_seq, expected_hash = record.seq + 1, record.record_hash
+        known = {checkpoint.identity for checkpoint in self._store.checkpoints()}
+        checkpoints = [
+            checkpoint
+            for checkpoint in (Checkpoint.from_row(row) for row in contents.checkpoints)
+            if checkpoint.identity not in known
+        ]
+        connection = self._store.connect()
+        try:
+            with transaction(connection) as writing:
+                self._store.insert_rows(writing, rows, checkpoints)
+        finally:
+            connection.close()
+        if checkpoints:
+            self._publish(checkpoints)
+        Journal(path).clear()
+        log.warning("audit_journal_replayed", records=len(rows), checkpoints=len(checkpoints))
 
     def _settle(
         self, batch: list[_Submission], *, seqs: list[list[int]] | None = None, error: Exception | None = None
@@ -227,6 +381,8 @@ class GroupCommitWriter:
 
     def _write_checkpoint(self) -> None:
         assert self._connection is not None
+        if self._unindexed_rows:
+            self._index()  # the checkpoint's record must be in the database with it
         checkpoint = self._sign(self._last_seq, self._last_hash)
         try:
             with transaction(self._connection) as connection:
@@ -254,5 +410,8 @@ class GroupCommitWriter:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            if isinstance(item, _Flush):
+                item.future.set_exception(error)
+                continue
             if isinstance(item, _Submission) and item.future.set_running_or_notify_cancel():
                 item.future.set_exception(error)

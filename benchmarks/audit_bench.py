@@ -1,0 +1,72 @@
+"""Check throughput with auditing on versus off: same run, same load (target: ratio >= 0.8).
+
+Two gateways (one with the audit log, one without) run in child processes on the same data;
+the same closed-loop load (SDK, concurrency 32) is sent to each in alternating rounds, and the
+medians are compared. Its last line is one JSON object.
+
+    python benchmarks/audit_bench.py [--rounds 3] [--seconds 5] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+
+from load import closed_loop, gateway_process, median
+
+TARGET_RATIO = 0.8
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s each")
+    options = parser.parse_args()
+    if options.quick:
+        options.rounds, options.seconds = 1, 2.0
+    print(
+        f"# {dt.datetime.now().isoformat(timespec='seconds')} {platform.python_version()} "
+        f"{os.cpu_count()} cores; {options.rounds} rounds x {options.seconds:g} s, "
+        f"concurrency {options.concurrency}"
+    )
+    on_qps: list[float] = []
+    off_qps: list[float] = []
+    with gateway_process() as audited, gateway_process("--no-audit") as unaudited:
+        for round_number in range(1, options.rounds + 1):
+            for label, gateway, sink in (("audit on ", audited, on_qps), ("audit off", unaudited, off_qps)):
+                result = asyncio.run(
+                    closed_loop(
+                        gateway, concurrency=options.concurrency, seconds=options.seconds, seed=round_number
+                    )
+                )
+                sink.append(result.qps)
+                print(f"round {round_number} {label}: {result.summary()}", flush=True)
+    ratio = median(on_qps) / median(off_qps)
+    verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+    print(
+        f"median audit on {median(on_qps):.0f} checks/s, off {median(off_qps):.0f} checks/s: "
+        f"ratio {ratio:.3f} (target >= {TARGET_RATIO}: {verdict})"
+    )
+    print(
+        json.dumps(
+            {
+                "audit_on_qps": round(median(on_qps), 1),
+                "audit_off_qps": round(median(off_qps), 1),
+                "ratio": round(ratio, 3),
+                "target": TARGET_RATIO,
+                "concurrency": options.concurrency,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
