@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -65,10 +66,15 @@ async def serve(options: argparse.Namespace) -> None:
         admin_token = gateway.admin_token_file.read_text().strip()
         token = await asyncio.get_running_loop().run_in_executor(None, provision, target, admin_token)
     subjects = sorted({row["subject_code"] for row in rows})
+    cpu_at_ready = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     print(json.dumps({"port": gateway.port, "token": token, "subjects": subjects}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"# gateway cpu: user {usage.ru_utime:.2f} s, system {usage.ru_stime:.2f} s", file=sys.stderr)
+    print(
+        f"# gateway cpu: user {usage.ru_utime:.2f} s, system {usage.ru_stime:.2f} s "
+        f"(loading {cpu_at_ready:.2f} s); threads: {thread_cpu()}",
+        file=sys.stderr,
+    )
     audit = gateway.audit
     if isinstance(audit, AuditLog) and audit.commits:
         print(
@@ -77,6 +83,20 @@ async def serve(options: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     await gateway.stop()
+
+
+def thread_cpu() -> str:
+    """CPU seconds by thread name (Linux /proc), to see where a gateway's time goes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in sorted(totals.items(), key=lambda i: -i[1]))
 
 
 def main() -> None:

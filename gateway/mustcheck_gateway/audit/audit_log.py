@@ -125,9 +125,10 @@ class AuditLog:
             if announcement is not None:
                 announcement.release()
             return []
-        future = self._writer.submit(pending, announcement)
-        # Shielded: a cancelled request must not cancel its audit record.
-        return await asyncio.shield(asyncio.wrap_future(future))
+        waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._writer.submit(pending, announcement, waiter=waiter)
+        # Shielded: a cancelled request must not cancel its audit record (the writer holds it anyway).
+        return await asyncio.shield(waiter)
 
     def append_sync(self, event: AuditEvent) -> int:
         """Log one event, blocking until it is on disk; return its seq."""
