@@ -106,10 +106,6 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2000)
     options = parser.parse_args()
     configure_logging(level="warning")
-    import os
-
-    if os.environ.get("SWITCH"):
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
     asyncio.run(serve(options))
 
 
