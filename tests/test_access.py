@@ -397,3 +397,16 @@ def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:
     assert gateway.admin_token_file is not None
     assert gateway.admin_token_file.stat().st_mode & 0o777 == 0o600
     assert gateway.admin_token_file.read_text().startswith("mct_")
+
+
+def test_person_quota_survives_a_restart(tmp_path: Path) -> None:
+    config = GatewayConfig(data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        target = f"127.0.0.1:{gateway.port}"
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "quota", daily_person_quota=2)
+        for _ in range(2):
+            check(target, token, new_citizen_id())
+    # The count comes back from the audit log.
+    with GatewayThread(config) as gateway, pytest.raises(RateLimited, match="daily quota"):
+        check(f"127.0.0.1:{gateway.port}", token, new_citizen_id())

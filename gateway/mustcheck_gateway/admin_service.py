@@ -32,7 +32,7 @@ from .auth.model import (
 )
 from .auth.tokens import new_token, token_hash
 from .checks import Clock
-from .errors import InvalidArgument, NotFound
+from .errors import GatewayError, InvalidArgument, NotFound
 from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
@@ -111,24 +111,22 @@ class AdminService(pb_grpc.AdminServiceServicer):
     # -- helpers -----------------------------------------------------------------------
 
     async def _admin(self, context: Context, action: str, target: str) -> Caller:
+        """The authenticated admin making this call; anyone else is refused, and the refusal audited."""
         started = time.perf_counter()
+        caller: Caller | None = None
         try:
             caller = self.access.caller(context)
             self.access.require_role(caller, ROLE_ADMIN)
-        except Exception as error:
-            status = getattr(error, "status", grpc.StatusCode.INTERNAL).name
+        except GatewayError as error:
             await self.audit.append(
                 AuditEvent(
                     kind="admin",
-                    caller_id="",
+                    caller_id=caller.caller_id if caller else "",
+                    department=caller.department if caller else "",
                     outcome="denied",
-                    status=status,
+                    status=error.status.name,
                     latency_us=round((time.perf_counter() - started) * 1e6),
-                    detail={
-                        "action": action,
-                        "target": target,
-                        "reason": getattr(error, "reason", "internal"),
-                    },
+                    detail={"action": action, "target": target, "reason": error.reason},
                 )
             )
             raise

@@ -279,6 +279,13 @@ class AuditLog:
             revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
         return revealed
 
+    def count_by_caller(
+        self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str
+    ) -> dict[str, int]:
+        """Successful records of ``kinds`` about ``subject_kind`` subjects since ``since``, by caller."""
+        self._writer.flush()
+        return self._store.count_by_caller(since, kinds=kinds, subject_kind=subject_kind)
+
     def checkpoints(self) -> list[Checkpoint]:
         self._writer.flush()
         return self._store.checkpoints()

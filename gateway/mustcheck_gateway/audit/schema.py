@@ -6,20 +6,7 @@ store). Never edit a released migration: add the next one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-BOOKKEEPING = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-)
+from ..store.migrations import Migration
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(

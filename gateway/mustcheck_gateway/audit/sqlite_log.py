@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..store.migrations import apply_migrations
 from .chain import ChainWalker
 from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint
 from .errors import AuditIntegrityError
 from .query import AuditFilter
 from .record import GENESIS_HASH, RECORD_COLUMNS, AuditRecord, format_instant, parse_instant
-from .schema import BOOKKEEPING, MIGRATIONS
+from .schema import MIGRATIONS
 
 PAGE_SIZE = 500
 _RECORD_SELECT = f"SELECT {', '.join(RECORD_COLUMNS)} FROM audit_records"
@@ -227,18 +228,7 @@ class SqliteAuditStore:
 
     def migrate(self) -> int:
         with transaction(self._reader()) as connection:
-            connection.execute(BOOKKEEPING)
-            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-            for migration in MIGRATIONS:
-                if migration.version in applied:
-                    continue
-                for statement in migration.statements:
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, format_instant(dt.datetime.now(dt.UTC))),
-                )
-            return max(applied | {m.version for m in MIGRATIONS})
+            return apply_migrations(connection, MIGRATIONS)
 
     def schema_version(self) -> int:
         row = self._reader().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
@@ -303,6 +293,18 @@ class SqliteAuditStore:
             if len(rows) < PAGE_SIZE:
                 return
             last = int(rows[-1][0])
+
+    def count_by_caller(
+        self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str
+    ) -> dict[str, int]:
+        """Successful records of ``kinds`` about ``subject_kind`` subjects since ``since``, by caller."""
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._reader().execute(
+            f"SELECT caller_id, COUNT(*) FROM audit_records WHERE at >= ? AND kind IN ({marks}) "
+            "AND subject_kind = ? AND status = 'OK' GROUP BY caller_id",
+            (format_instant(since), *kinds, subject_kind),
+        )
+        return {caller_id: int(count) for caller_id, count in rows}
 
     def records_by_seq(self, seqs: Sequence[int]) -> dict[int, AuditRecord]:
         found: dict[int, AuditRecord] = {}

@@ -13,7 +13,7 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 from ..auth.model import ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
 from .common import EXIT_OK, Subparsers, add_gateway_option, print_json
-from .rpc import CallOptions, CommandFailed, as_dict, stub
+from .rpc import CallOptions, as_dict, run_with_stub
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
 
@@ -52,16 +52,8 @@ def register(commands: Subparsers) -> None:
 def _command(actions: Subparsers, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
     parser = actions.add_parser(name, help=help_text, description=help_text)
     add_gateway_option(parser)
-    parser.set_defaults(run=lambda options: _run(options, handler))
+    parser.set_defaults(run=lambda options: run_with_stub(options, pb_grpc.AdminServiceStub, handler))
     return parser
-
-
-def _run(options: argparse.Namespace, handler: Handler) -> int:
-    try:
-        with stub(options, pb_grpc.AdminServiceStub) as (admin, call):
-            return handler(options, admin, call)
-    except CommandFailed as failed:
-        return failed.code
 
 
 # -- callers ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..audit import (
 )
 from ..audit import RetentionError as _RetentionError
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
-from .rpc import CallOptions, CommandFailed, as_dict, stub
+from .rpc import CallOptions, as_dict, run_with_stub
 
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 EXIT_TAMPERED = 1
@@ -177,11 +177,7 @@ def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
 
 
 def _online(options: argparse.Namespace, handler: Handler) -> int:
-    try:
-        with stub(options, pb_grpc.AuditServiceStub) as (audit, call):
-            return handler(options, audit, call)
-    except CommandFailed as failed:
-        return failed.code
+    return run_with_stub(options, pb_grpc.AuditServiceStub, handler)
 
 
 # -- verify ----------------------------------------------------------------------------------

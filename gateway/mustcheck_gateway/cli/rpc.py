@@ -76,5 +76,18 @@ def stub(
         channel.close()
 
 
+def run_with_stub(
+    options: argparse.Namespace,
+    factory: Callable[[grpc.Channel], T],
+    handler: Callable[[argparse.Namespace, T, CallOptions], int],
+) -> int:
+    """Run one command's ``handler`` with a stub; a failed call becomes its exit code."""
+    try:
+        with stub(options, factory) as (service, call):
+            return handler(options, service, call)
+    except CommandFailed as failed:
+        return failed.code
+
+
 def as_dict(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)

@@ -6,7 +6,10 @@ Each migration is applied once, in order, in its own transaction, and recorded i
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +106,27 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
+
+
+class Executes(Protocol):
+    """A DB-API connection inside a transaction (SQLite's and PostgreSQL's both fit)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
+def apply_migrations(connection: Executes, migrations: Sequence[Migration], *, placeholder: str = "?") -> int:
+    """Apply the migrations not yet recorded, in order, within the caller's transaction; return the
+    schema version."""
+    connection.execute(BOOKKEEPING)
+    applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations").fetchall()}
+    marks = ", ".join([placeholder] * 3)
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        for statement in migration.statements:
+            connection.execute(statement)
+        connection.execute(
+            f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({marks})",
+            (migration.version, migration.name, dt.datetime.now(dt.UTC).isoformat()),
+        )
+    return max(applied | {m.version for m in migrations})

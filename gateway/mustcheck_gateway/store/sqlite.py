@@ -28,7 +28,7 @@ from ..auth.codec import (
 from ..auth.model import Caller, Grant, TokenRecord
 from .base import AuthData, EntryNotFound, EntryStatus, HistoryRecord, ListEntry, Lookup, StoreError
 from .codec import ENTRY_COLUMNS, entry_from_values, entry_values, format_instant, from_snapshot, snapshot
-from .migrations import BOOKKEEPING, MIGRATIONS
+from .migrations import MIGRATIONS, apply_migrations
 
 _COLUMNS = ", ".join(ENTRY_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
@@ -86,18 +86,7 @@ class SqliteStore:
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
         with self._transaction() as connection:
-            connection.execute(BOOKKEEPING)
-            applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-            for migration in MIGRATIONS:
-                if migration.version in applied:
-                    continue
-                for statement in migration.statements:
-                    connection.execute(statement)
-                connection.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, format_instant(dt.datetime.now(dt.UTC))),
-                )
-            return max(applied | {m.version for m in MIGRATIONS})
+            return apply_migrations(connection, MIGRATIONS)
 
     def schema_version(self) -> int:
         row = self._connection().execute("SELECT MAX(version) FROM schema_migrations").fetchone()
