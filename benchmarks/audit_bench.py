@@ -16,7 +16,7 @@ import json
 import os
 import platform
 
-from load import closed_loop, gateway_process, median
+from load import closed_loop, gateway_process, median, open_loop
 
 TARGET_RATIO = 0.8
 
@@ -28,6 +28,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="fixed open-loop rate for the CPU-per-check phase (default 500/s)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 2 s each")
     options = parser.parse_args()
     if options.quick:
@@ -49,6 +55,16 @@ def main() -> None:
                 )
                 sink.append(result.qps)
                 print(f"round {round_number} {label}: {result.summary()}", flush=True)
+        cpu_per_check = {}
+        for label, gateway in (("audit on", audited), ("audit off", unaudited)):
+            before = gateway.cpu_seconds()
+            fixed = asyncio.run(open_loop(gateway, rate=options.rate, seconds=options.seconds))
+            cpu_per_check[label] = (gateway.cpu_seconds() - before) / fixed.requests * 1e6
+            print(
+                f"fixed {options.rate:g}/s {label}: gateway CPU {cpu_per_check[label]:.0f} us a check; "
+                f"{fixed.summary()}",
+                flush=True,
+            )
     ratio = median(on_qps) / median(off_qps)
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(
@@ -63,6 +79,9 @@ def main() -> None:
                 "ratio": round(ratio, 3),
                 "target": TARGET_RATIO,
                 "concurrency": options.concurrency,
+                "fixed_rate": options.rate,
+                "cpu_us_per_check_on": round(cpu_per_check["audit on"]),
+                "cpu_us_per_check_off": round(cpu_per_check["audit off"]),
             }
         )
     )

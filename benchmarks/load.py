@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -26,6 +27,12 @@ class RunningGateway:
     target: str
     token: str
     subjects: list[str]
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU the gateway process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -49,7 +56,7 @@ def gateway_process(*extra: str, subjects: int = 2000) -> Iterator[RunningGatewa
         try:
             assert process.stdout is not None
             ready = json.loads(process.stdout.readline())
-            yield RunningGateway(f"127.0.0.1:{ready['port']}", ready["token"], ready["subjects"])
+            yield RunningGateway(f"127.0.0.1:{ready['port']}", ready["token"], ready["subjects"], process.pid)
         finally:
             assert process.stdin is not None
             process.stdin.close()
@@ -103,3 +110,28 @@ async def closed_loop(
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+async def open_loop(gateway: RunningGateway, *, rate: float, seconds: float, seed: int = 1) -> LoadResult:
+    """Checks sent at a fixed rate whatever the answers' latency (no coordinated omission)."""
+    rng = random.Random(seed)
+    latencies: list[float] = []
+
+    async def one(client: AsyncClient, subject: str, matter: str) -> None:
+        started = time.perf_counter()
+        await client.check(subject, matter, purpose="benchmark", authorization_ref="bench")
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    async with AsyncClient(gateway.target, token=gateway.token, timeout=10, validate_locally=False) as client:
+        await client.check(gateway.subjects[0], MATTERS[0])
+        count = int(rate * seconds)
+        started = time.perf_counter()
+        tasks = []
+        for index in range(count):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, rng.choice(gateway.subjects), rng.choice(MATTERS))))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return LoadResult(count, elapsed, latencies)

@@ -46,8 +46,6 @@ log = structlog.get_logger("mustcheck.audit")
 MAX_RECORDS_PER_COMMIT = 5000
 INDEX_EVERY = 1000
 INDEX_INTERVAL_S = 0.05
-# A sync this recent means requests keep coming: gather them for up to the group window.
-BUSY_AFTER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -141,7 +139,6 @@ class GroupCommitWriter:
         self._unindexed_rows: list[tuple[Any, ...]] = []
         self._unindexed_checkpoints: list[Checkpoint] = []
         self._last_index_time = time.monotonic()
-        self._last_sync_end = 0.0
         tail = store.tail()
         self._last_seq = tail.last_seq
         self._last_hash = tail.last_hash
@@ -294,10 +291,8 @@ class GroupCommitWriter:
                 continue
             except queue.Empty:
                 pass
-            now = time.monotonic()
-            remaining = deadline - now
-            busy = self._announced > 0 or now - self._last_sync_end < BUSY_AFTER_S
-            if flushes or not busy or remaining <= 0:
+            remaining = deadline - time.monotonic()
+            if flushes or self._announced <= 0 or remaining <= 0:
                 return batch, flushes, False
             try:
                 item = self._queue.get(timeout=remaining)
@@ -326,7 +321,6 @@ class GroupCommitWriter:
                         covered = seq
                 seqs.append(assigned)
             self._journal.append(rows, checkpoints)
-            self._last_sync_end = time.monotonic()
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
             self._settle(batch, error=error)
