@@ -196,7 +196,7 @@ def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
     for number, (title, subject, matter) in enumerate(steps, start=1):
         matter_name = policy.matters[matter].name if matter in policy.matters else matter
         print(f"[{number}] {title}")
-        print(f"    $ mustcheck check {subject} --matter {matter}   # {matter_name}")
+        print(f"    checking {subject} for matter {matter} ({matter_name})")
         try:
             result = client.check(subject, matter, purpose="demo tour", authorization_ref="DEMO-AUTH-0001")
         except InvalidSubject as error:
