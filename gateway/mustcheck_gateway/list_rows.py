@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, validate_subject
 
+from .evaluation import add_months
 from .policy.model import ListKind, PolicySet
 from .store.base import EntryStatus, ListEntry, ListStore, PersonRole, ResponsiblePerson
 from .store.codec import entry_key
@@ -73,8 +74,12 @@ def parse_instant(text: str, field: str) -> dt.datetime:
     return instant
 
 
-def entry_from_row(row: Mapping[str, Any], policy: PolicySet) -> ListEntry:
+def entry_from_row(
+    row: Mapping[str, Any], policy: PolicySet, *, legacy_codes: Collection[str] | None = None
+) -> ListEntry:
     """Validate one row against R1/R3 and the policy set and build its entry."""
+    if not isinstance(row, Mapping):
+        raise RowError("a row must be an object of fields")
     missing = [field for field in ROW_FIELDS if field not in _OPTIONAL and not row.get(field)]
     if missing:
         raise RowError(f"missing field(s): {', '.join(missing)}")
@@ -99,8 +104,14 @@ def entry_from_row(row: Mapping[str, Any], policy: PolicySet) -> ListEntry:
         field: parse_instant(str(row[field]), field)
         for field in ("decision_date", "effective_date", "punish_until", "display_until")
     }
-    if not dates["effective_date"] < dates["punish_until"] <= dates["display_until"]:
-        raise RowError("dates: need effective_date < punish_until <= display_until")
+    if (
+        not dates["decision_date"]
+        <= dates["effective_date"]
+        < dates["punish_until"]
+        <= dates["display_until"]
+    ):
+        raise RowError("dates: need decision_date <= effective_date < punish_until <= display_until")
+    _check_severity(str(row["severity"]), memorandum.list_kind, dates, policy)
     try:
         status = EntryStatus(row.get("status") or "active")
     except ValueError:
@@ -126,6 +137,25 @@ def entry_from_row(row: Mapping[str, Any], policy: PolicySet) -> ListEntry:
         status_changed_at=parse_instant(str(changed), "status_changed") if changed else None,
         responsible_persons=tuple(_persons(row.get("responsible_persons") or [])),
     )
+
+
+def _check_severity(
+    severity: str, list_kind: ListKind, dates: Mapping[str, dt.datetime], policy: PolicySet
+) -> None:
+    """R3: a black record's class is known and its measures period within the class's maximum."""
+    if list_kind is ListKind.RED:
+        if severity not in ("none", ""):
+            raise RowError(f"severity: a red-list entry has no severity class, got {severity!r}")
+        return
+    bounds = policy.severities.get(severity)
+    if bounds is None:
+        raise RowError(f"severity: {severity!r} is not one of {', '.join(sorted(policy.severities))}")
+    latest = add_months(dates["decision_date"], bounds.max_months)
+    if dates["punish_until"] > latest:
+        raise RowError(
+            f"punish_until: a {severity} record lasts at most {bounds.max_months} months from its decision "
+            f"date, so until {latest.date().isoformat()} at the latest (NDRC order No. 36)"
+        )
 
 
 def _persons(raw: Iterable[Mapping[str, Any]]) -> Iterator[ResponsiblePerson]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -90,6 +90,15 @@ class Lookup:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    inserted: int
+    updated: int
+    unchanged: int
+    data_version: int
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
 class AuthData:
     """Every caller, grant and token, read at one ``auth_version``."""
 
@@ -135,6 +144,26 @@ class ListStore(Protocol):
     ) -> int:
         """Change one entry's status (objection, repair, revocation); returns the new data version."""
         ...
+
+    def get_entry(self, entry_id: str) -> ListEntry:
+        """The entry, or ``EntryNotFound``."""
+        ...
+
+    def import_entries(
+        self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
+    ) -> ImportOutcome:
+        """Insert or update entries in one transaction; ``keep()`` decides commit or rollback at the end."""
+        ...
+
+    def replace_entry(self, entry: ListEntry, *, actor: str, action: str, at: dt.datetime) -> int: ...
+
+    def history_of_subject(self, subject_code: str) -> Sequence[HistoryRecord]: ...
+
+    def all_entries(self, *, list_kind: str | None = None) -> Iterator[ListEntry]: ...
+
+    def legacy_codes(self) -> dict[str, str]: ...
+
+    def allow_legacy_code(self, code: str, reason: str, *, actor: str, at: dt.datetime) -> int: ...
 
     def history(self, entry_id: str) -> Sequence[HistoryRecord]:
         """Every state the entry has been in, oldest first."""

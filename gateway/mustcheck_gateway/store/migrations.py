@@ -103,6 +103,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "the legacy code allow-list kept by administrators (R1)",
+        (
+            """CREATE TABLE legacy_codes (
+                code TEXT PRIMARY KEY,
+                reason TEXT NOT NULL,
+                added_by TEXT NOT NULL,
+                added_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +26,16 @@ from ..auth.codec import (
     token_values,
 )
 from ..auth.model import Caller, Grant, TokenRecord
-from .base import AuthData, EntryNotFound, EntryStatus, HistoryRecord, ListEntry, Lookup, StoreError
+from .base import (
+    AuthData,
+    EntryNotFound,
+    EntryStatus,
+    HistoryRecord,
+    ImportOutcome,
+    ListEntry,
+    Lookup,
+    StoreError,
+)
 from .codec import ENTRY_COLUMNS, entry_from_values, entry_values, format_instant, from_snapshot, snapshot
 from .migrations import MIGRATIONS, apply_migrations
 
@@ -166,6 +175,92 @@ class SqliteStore:
                 self._put(connection, entry, version)
                 self._record(connection, entry, version, action, actor, now)
             return version
+
+    def import_entries(
+        self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
+    ) -> ImportOutcome:
+        """Insert new entries and update changed ones in ONE transaction; unchanged ones are left alone.
+
+        ``entries`` is consumed inside the transaction (streaming: memory stays flat); afterwards
+        ``keep()`` decides whether to commit or roll everything back. The data version moves once, and
+        only if something changed.
+        """
+        now = format_instant(dt.datetime.now(dt.UTC))
+        inserted = updated = unchanged = 0
+        version: int | None = None
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for entry in entries:
+                    current = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry.entry_id,))
+                    if current and current[0] == entry:
+                        unchanged += 1
+                        continue
+                    if version is None:
+                        version = self._bump(connection)
+                    self._put(connection, entry, version)
+                    self._record(connection, entry, version, action if current else "import", actor, now)
+                    if current:
+                        updated += 1
+                    else:
+                        inserted += 1
+                applied = keep()
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT" if applied else "ROLLBACK")
+        data_version = version if applied and version is not None else self.data_version()
+        return ImportOutcome(inserted, updated, unchanged, data_version, applied)
+
+    def history_of_subject(self, subject_code: str) -> list[HistoryRecord]:
+        """Every state of every entry of ``subject_code``, oldest first."""
+        rows = self._connection().execute(
+            "SELECT h.entry_id, h.data_version, h.action, h.actor, h.changed_at, h.snapshot "
+            "FROM entry_history h WHERE h.entry_id IN "
+            "(SELECT entry_id FROM entries WHERE subject_code = ?) ORDER BY h.data_version",
+            (subject_code,),
+        )
+        return [
+            HistoryRecord(entry, version, action, actor, dt.datetime.fromisoformat(at), from_snapshot(state))
+            for entry, version, action, actor, at, state in rows
+        ]
+
+    def all_entries(self, *, list_kind: str | None = None) -> Iterator[ListEntry]:
+        """Every entry (optionally of one list), in key order, read in pages (export streams this)."""
+        after = ""
+        kind_filter = " AND list_kind = ?" if list_kind else ""
+        while True:
+            parameters: list[object] = [after, *([list_kind] if list_kind else [])]
+            page = self._entries(
+                f"{_SELECT_ENTRIES} WHERE entry_id > ?{kind_filter} ORDER BY entry_id LIMIT 1000", parameters
+            )
+            if not page:
+                return
+            yield from page
+            after = page[-1].entry_id
+
+    def replace_entry(self, entry: ListEntry, *, actor: str, action: str, at: dt.datetime) -> int:
+        """Write one changed entry (its history keeps the previous state); returns the data version."""
+        with self._transaction() as connection:
+            version = self._bump(connection)
+            self._put(connection, entry, version)
+            self._record(connection, entry, version, action, actor, format_instant(at))
+            return version
+
+    # -- the legacy code allow-list (R1), kept beside the policy file's ----------------
+
+    def legacy_codes(self) -> dict[str, str]:
+        rows = self._connection().execute("SELECT code, reason FROM legacy_codes ORDER BY code")
+        return {code: reason for code, reason in rows}
+
+    def allow_legacy_code(self, code: str, reason: str, *, actor: str, at: dt.datetime) -> int:
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO legacy_codes (code, reason, added_by, added_at) VALUES (?, ?, ?, ?)",
+                (code, reason, actor, format_instant(at)),
+            )
+            return self._bump(connection)
 
     def set_status(
         self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
