@@ -7,7 +7,7 @@ domain objects. ``clock`` is injectable so that tests can check at chosen instan
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from mustcheck.identifiers import SubjectKind, ValidSubject
@@ -36,10 +36,19 @@ class CheckAnswer:
 
 
 class CheckEngine:
-    def __init__(self, store: ListStore, policy: PolicySet, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: ListStore,
+        policy: PolicySet,
+        *,
+        clock: Clock = utc_now,
+        legacy_codes: Callable[[], Collection[str]] | None = None,
+    ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
+        # The allow-list in force (R1): the policy file's codes, and those administrators add.
+        self.legacy_codes = legacy_codes or (lambda: policy.legacy_codes.keys())
 
     def matter(self, code: str) -> Matter:
         code = code.strip()
@@ -53,7 +62,9 @@ class CheckEngine:
         return matter
 
     def subject(self, raw: str, kind: SubjectKind | None, at: dt.datetime) -> ValidSubject:
-        return subjects.validate(raw, kind, self.policy, today=at.astimezone(CHINA_STANDARD_TIME).date())
+        return subjects.validate(
+            raw, kind, self.legacy_codes(), today=at.astimezone(CHINA_STANDARD_TIME).date()
+        )
 
     def answer(self, subject: ValidSubject, matter: Matter, department: str, at: dt.datetime) -> CheckAnswer:
         lookup = self.store.lookup(subject.code, person=subject.kind is SubjectKind.PERSON)

@@ -71,3 +71,10 @@ class ResourceExhausted(GatewayError):
 
 
 RETRY_AFTER_METADATA_KEY = "retry-after-ms"
+
+
+class FailedPrecondition(GatewayError):
+    """The request is well-formed but the state does not allow it (e.g. repair too early)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "failed_precondition"

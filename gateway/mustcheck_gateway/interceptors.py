@@ -59,6 +59,22 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            consuming: Callable[[Any, Context], Awaitable[Any]] = handler.stream_unary  # type: ignore[assignment]
+
+            async def guarded_stream_unary(requests: Any, context: Context) -> Any:
+                try:
+                    return await consuming(requests, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await _abort(error, context, method)
+
+            return grpc.stream_unary_rpc_method_handler(
+                guarded_stream_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             streaming: Callable[[Any, Context], AsyncIterator[Any]] = handler.unary_stream  # type: ignore[assignment]
 

@@ -27,6 +27,8 @@ from mustcheck._generated.v1 import (
     audit_pb2_grpc,
     check_pb2,
     check_pb2_grpc,
+    lists_pb2,
+    lists_pb2_grpc,
 )
 
 from .admin_service import AdminService
@@ -38,6 +40,7 @@ from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
 from .checks import CheckEngine, Clock, utc_now
 from .interceptors import ErrorMapping
+from .lists_service import LegacyCodes, ListsService
 from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
 from .service import AuditSink, CheckService
@@ -50,6 +53,7 @@ SERVICE_NAMES = tuple(
         (check_pb2, "CheckService"),
         (admin_pb2, "AdminService"),
         (audit_pb2, "AuditService"),
+        (lists_pb2, "ListsService"),
     )
 )
 CHECK_SERVICE_NAME = SERVICE_NAMES[0]
@@ -194,13 +198,17 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         access = AccessControl(registry, Authenticator(registry, config.clock))
         if isinstance(audit, AuditLog):
             seed_person_quota(access.person_quota, audit, config.clock())
-        engine = CheckEngine(store, policy, clock=config.clock)
+        legacy = LegacyCodes(policy, store)
+        engine = CheckEngine(store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
         check_pb2_grpc.add_CheckServiceServicer_to_server(CheckService(engine, access, sink), server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(store, policy, access, sink, config.clock), server
         )
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(audit, access, sink), server)
+        lists_pb2_grpc.add_ListsServiceServicer_to_server(
+            ListsService(store, policy, access, sink, config.clock, legacy), server
+        )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(

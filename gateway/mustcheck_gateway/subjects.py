@@ -7,15 +7,17 @@ with the policy's legacy allow-list, turning failures into ``InvalidSubject``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, ValidSubject, validate_subject
 
 from .errors import InvalidSubject
-from .policy.model import PolicySet
 
 
-def validate(raw: str, kind: SubjectKind | None, policy: PolicySet, *, today: dt.date) -> ValidSubject:
+def validate(
+    raw: str, kind: SubjectKind | None, legacy_codes: Collection[str], *, today: dt.date
+) -> ValidSubject:
     try:
-        return validate_subject(raw, kind=kind, legacy_codes=policy.legacy_codes.keys(), today=today)
+        return validate_subject(raw, kind=kind, legacy_codes=legacy_codes, today=today)
     except IdentifierError as error:
         raise InvalidSubject(f"invalid subject: {error.message} [{error.rule}]", reason=error.rule) from None

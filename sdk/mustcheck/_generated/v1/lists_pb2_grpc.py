@@ -90,8 +90,9 @@ class ListsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Import(self, request_iterator, context):
-        """The first chunk carries the header; the rest carry list rows (JSON Lines, each
-        {"line": N, "row": {...}}). Nothing is applied if any row is bad, unless skip_invalid.
+        """The first chunk carries the header, the last one `end`; between them, list rows
+        (JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is bad
+        (unless skip_invalid), nor if the stream stops before `end`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,279 @@
+"""``mustcheck lists …``: import list files, change entries one by one, history, legacy codes, export.
+
+All through the gateway's lists service (admin role): every change is audited and moves the data
+version. Exit codes: 0 done, 2 invalid input (nothing applied), 3 gateway unavailable, 4 not allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mustcheck._generated.v1 import lists_pb2 as pb
+from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
+
+from .common import EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
+from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items
+from .rpc import CallOptions, as_dict, run_with_stub
+
+CHUNK_ROWS = 2000
+SHOWN_PROBLEMS = 20
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "lists",
+        help="import and change red/black list entries (admin role)",
+        description="List data: bulk import, one-by-one changes, objections (33号 §22), repair (33号 §21, "
+        "NDRC order No. 36), revocation, history, the legacy code allow-list and export. Every change is "
+        "audited.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    imports = _command(actions, "import", "import a CSV or JSON Lines file", _import)
+    imports.add_argument("file", type=Path, metavar="FILE")
+    imports.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+    imports.add_argument("--source", default="", help="the supplier, for rows without a source column")
+    imports.add_argument(
+        "--skip-invalid", action="store_true", help="apply the valid rows and write the bad ones to --rejects"
+    )
+    imports.add_argument("--rejects", type=Path, metavar="FILE", help="where --skip-invalid writes bad rows")
+
+    for name, handler, text in (("add", _add, "add one entry"), ("update", _update, "change one entry")):
+        command = _command(actions, name, text + " (a row as JSON, or @FILE)", handler)
+        command.add_argument("row", metavar="ROW_JSON|@FILE")
+
+    objection = actions.add_parser(
+        "objection",
+        help="open or resolve an objection (33号 §22)",
+        description="Open or resolve an objection: while open, the measures are suspended (R4).",
+    )
+    objection_actions = objection.add_subparsers(dest="objection_action", metavar="ACTION", required=True)
+    opened = _command(objection_actions, "open", "open an objection: measures suspended at once", _open)
+    _entry_arguments(opened)
+    resolved = _command(objection_actions, "resolve", "resolve an objection", _resolve)
+    _entry_arguments(resolved)
+    outcome = resolved.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--upheld", action="store_true", help="the record stands: measures apply again")
+    outcome.add_argument(
+        "--corrected", metavar="FIELDS_JSON", help="the record is corrected: these fields change"
+    )
+    outcome.add_argument("--revoked", action="store_true", help="the record was wrong: it is revoked")
+
+    repair = _command(
+        actions, "repair", "repair an entry (refused before the class's minimum period)", _repair
+    )
+    _entry_arguments(repair)
+    revoke = _command(actions, "revoke", "revoke an entry", _revoke)
+    _entry_arguments(revoke)
+
+    history = _command(actions, "history", "every state a subject's entries have been in", _history)
+    history.add_argument("subject", metavar="SUBJECT")
+    history.add_argument("--json", action="store_true")
+
+    legacy = _command(actions, "allow-legacy", "admit a pilot-era code that fails its checksum (R1)", _legacy)
+    legacy.add_argument("code", metavar="CODE")
+    legacy.add_argument("--reason", required=True)
+
+    export = _command(actions, "export", "export the entries in force, persons masked", _export)
+    export.add_argument("--list", choices=["red", "black"])
+    export.add_argument("--as-of", default="", metavar="DATE", help="YYYY-MM-DD or an ISO 8601 instant")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+
+
+def _command(actions: Subparsers, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=text, description=text)
+    add_gateway_option(parser)
+    parser.set_defaults(run=lambda options: run_with_stub(options, pb_grpc.ListsServiceStub, handler))
+    return parser
+
+
+def _entry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("entry", nargs="?", default="", metavar="ENTRY_ID")
+    parser.add_argument("--source", default="", help="with --document: the entry's key instead of its id")
+    parser.add_argument("--document", default="", help="decision document number")
+    parser.add_argument("--note", default="")
+
+
+def _ref(options: argparse.Namespace) -> pb.EntryRef:
+    return pb.EntryRef(entry_id=options.entry, source=options.source, decision_document=options.document)
+
+
+def _print_change(change: pb.EntryChange) -> int:
+    print(f"{change.entry_id}: {change.status} (data version {change.data_version})")
+    return EXIT_OK
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    if options.skip_invalid and options.rejects is None:
+        return fail("--skip-invalid needs --rejects FILE for the rows it leaves out", EXIT_INVALID)
+    try:
+        file_format = guess_format(options.file, options.format)
+        encoding = detect_encoding(options.file)
+    except (ListFileError, OSError) as error:
+        return fail(f"{options.file}: {error}", EXIT_INVALID)
+    if encoding == GBK:
+        print(f"reading {options.file} as GBK (GB 18030)", file=sys.stderr)
+    reader = _Chunks(options, file_format, encoding)
+    try:
+        report = lists.Import(reader.chunks(), **call)
+    except grpc.RpcError:
+        if reader.error is None:
+            raise
+    if reader.error is not None:
+        return fail(f"{options.file}: {reader.error}; nothing was applied", EXIT_INVALID)
+    reader.finish_progress()
+    if not report.applied:
+        print(f"nothing applied: {report.rejected} of {report.rows} rows are bad", file=sys.stderr)
+        for problem in report.problems[:SHOWN_PROBLEMS]:
+            print(f"  line {problem.line}: {problem.reason}", file=sys.stderr)
+        if report.rejected > SHOWN_PROBLEMS:
+            print(f"  … and {report.rejected - SHOWN_PROBLEMS} more", file=sys.stderr)
+        return EXIT_INVALID
+    print(
+        f"imported {report.rows} rows: {report.inserted} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.rejected} rejected; data version {report.data_version}"
+    )
+    if report.rejected:
+        _write_rejects(options.file, options.rejects, encoding, report.problems)
+        print(f"the {report.rejected} rejected rows are in {options.rejects}", file=sys.stderr)
+    return EXIT_OK
+
+
+class _Chunks:
+    """The import stream: the header, then rows in chunks; a file-level problem stops it."""
+
+    def __init__(self, options: argparse.Namespace, file_format: str, encoding: str) -> None:
+        self.options = options
+        self.file_format = file_format
+        self.encoding = encoding
+        self.error: str | None = None
+        self.sent = 0
+        self.progress = sys.stderr.isatty()
+
+    def chunks(self) -> Iterator[pb.ImportChunk]:
+        yield pb.ImportChunk(
+            header=pb.ImportHeader(
+                source=self.options.source or self.options.file.stem,
+                skip_invalid=self.options.skip_invalid,
+                file_name=self.options.file.name,
+            )
+        )
+        batch: list[str] = []
+        try:
+            for item in read_items(self.options.file, self.file_format, self.encoding):
+                batch.append(json.dumps(item, ensure_ascii=False))
+                if len(batch) >= CHUNK_ROWS:
+                    yield self._send(batch)
+                    batch = []
+        except ListFileError as error:
+            self.error = str(error)
+            return  # the gateway sees too few rows or none: nothing is applied
+        if batch:
+            yield self._send(batch)
+        yield pb.ImportChunk(end=True)
+
+    def _send(self, batch: list[str]) -> pb.ImportChunk:
+        self.sent += len(batch)
+        if self.progress:
+            print(f"\r{self.sent:,} rows sent", end="", file=sys.stderr, flush=True)
+        return pb.ImportChunk(rows=("\n".join(batch) + "\n").encode())
+
+    def finish_progress(self) -> None:
+        if self.progress:
+            print(file=sys.stderr)
+
+
+def _write_rejects(source: Path, target: Path, encoding: str, problems: Any) -> None:
+    wanted = {problem.line: problem.reason for problem in problems}
+    with source.open("r", encoding=encoding, newline="") as lines, target.open("w", encoding="utf-8") as out:
+        for number, text in enumerate(lines, start=1):
+            if number in wanted:
+                out.write(
+                    json.dumps(
+                        {"line": number, "reason": wanted[number], "text": text.rstrip("\r\n")},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+
+
+# -- one by one --------------------------------------------------------------------------------
+
+
+def _row_text(argument: str) -> str:
+    return Path(argument[1:]).read_text(encoding="utf-8") if argument.startswith("@") else argument
+
+
+def _add(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    return _print_change(lists.AddEntry(pb.EntryRow(row_json=_row_text(options.row)), **call))
+
+
+def _update(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    return _print_change(lists.UpdateEntry(pb.EntryRow(row_json=_row_text(options.row)), **call))
+
+
+def _open(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    return _print_change(lists.OpenObjection(pb.EntryAction(entry=_ref(options), note=options.note), **call))
+
+
+def _resolve(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    resolution = "upheld" if options.upheld else "revoked" if options.revoked else "corrected"
+    request = pb.ObjectionResolution(
+        entry=_ref(options), resolution=resolution, corrected_json=options.corrected or "", note=options.note
+    )
+    return _print_change(lists.ResolveObjection(request, **call))
+
+
+def _repair(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    return _print_change(lists.Repair(pb.EntryAction(entry=_ref(options), note=options.note), **call))
+
+
+def _revoke(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    return _print_change(lists.Revoke(pb.EntryAction(entry=_ref(options), note=options.note), **call))
+
+
+def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    response = lists.History(pb.SubjectRef(subject=options.subject), **call)
+    if options.json:
+        print_json([as_dict(item) for item in response.items])
+        return EXIT_OK
+    if not response.items:
+        print("no entries")
+    for item in response.items:
+        print(
+            f"v{item.data_version:<8} {item.changed_at[:19]}  {item.entry_id}  {item.memorandum:32} "
+            f"{item.status:16} {item.action} by {item.actor}"
+        )
+    return EXIT_OK
+
+
+def _legacy(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    response = lists.AllowLegacy(pb.LegacyCode(code=options.code, reason=options.reason), **call)
+    print(f"{response.code} admitted as a legacy code (data version {response.data_version})")
+    return EXIT_OK
+
+
+def _export(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    request = pb.ExportListsRequest(list=options.list or "", as_of=options.as_of, format=options.format)
+    chunks = lists.Export(request, **call)
+    if options.out is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk.data)
+        return EXIT_OK
+    temporary = options.out.with_name(options.out.name + ".partial")
+    with temporary.open("w", encoding="utf-8", newline="") as out:
+        for chunk in chunks:
+            out.write(chunk.data)
+    temporary.replace(options.out)
+    return EXIT_OK

@@ -1,0 +1,538 @@
+"""The lists gRPC service (admin role): import, one-by-one changes, objections, repair, history, export.
+
+Every change is audited before it is applied, moves the data version, and keeps the entry's history.
+An import streams: rows are validated as they arrive and written in one transaction that is rolled
+back at the end if any row was bad (unless ``skip_invalid``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import queue
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import grpc
+
+from mustcheck._generated.v1 import lists_pb2 as pb
+from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
+from mustcheck.identifiers import IdentifierError, SubjectKind, normalise, validate_uscc
+
+from .audit import AuditEvent
+from .auth.access import AccessControl
+from .auth.model import ROLE_ADMIN, Caller
+from .checks import Clock
+from .errors import FailedPrecondition, GatewayError, InvalidArgument, NotFound
+from .evaluation import add_months, display_end, is_in_force
+from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
+from .masking import mask_id, mask_name
+from .policy.model import PolicySet
+from .service import AuditSink
+from .store.base import EntryNotFound, EntryStatus, ListEntry, ListStore
+from .store.codec import entry_key
+
+Context = grpc.aio.ServicerContext[Any, Any]
+MAX_PROBLEMS = 10_000
+_END = object()
+RESOLUTIONS = ("upheld", "corrected", "revoked")
+EXPORT_FIELDS = tuple(field for field in ROW_FIELDS if field not in ("status", "status_changed"))
+
+
+class LegacyCodes:
+    """The allow-list in force: the policy file's codes and those administrators added to the store."""
+
+    def __init__(self, policy: PolicySet, store: ListStore) -> None:
+        self._policy = frozenset(policy.legacy_codes)
+        self._store = store
+        self.codes = self._policy | frozenset(store.legacy_codes())
+
+    def reload(self) -> None:
+        self.codes = self._policy | frozenset(self._store.legacy_codes())
+
+
+class ListsService(pb_grpc.ListsServiceServicer):
+    def __init__(
+        self,
+        store: ListStore,
+        policy: PolicySet,
+        access: AccessControl,
+        audit: AuditSink,
+        clock: Clock,
+        legacy: LegacyCodes,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.access = access
+        self.audit = audit
+        self.clock = clock
+        self.legacy = legacy
+
+    async def _authorised(self, context: Context, action: str) -> Caller:
+        """The admin making this call; anyone else is refused, and the refusal audited."""
+        caller: Caller | None = None
+        try:
+            caller = self.access.caller(context)
+            self.access.require_role(caller, ROLE_ADMIN)
+        except GatewayError as error:
+            await self._note(caller, action, {"reason": error.reason}, status=error.status.name)
+            raise
+        return caller
+
+    async def _admin(self, context: Context, action: str, detail: dict[str, Any]) -> Caller:
+        caller = await self._authorised(context, action)
+        await self._note(caller, action, detail)
+        return caller
+
+    async def _apply(
+        self, context: Context, action: str, prepare: Callable[[], tuple[ListEntry, str, dict[str, Any]]]
+    ) -> pb.EntryChange:
+        """Authorise, validate (a refusal is audited too), audit the change, then write it."""
+        caller = await self._authorised(context, action)
+        try:
+            entry, history_action, detail = prepare()
+        except GatewayError as error:
+            await self._note(
+                caller, action, {"reason": error.reason, "message": error.message}, status=error.status.name
+            )
+            raise
+        await self._note(caller, action, detail)
+        return await self._write(entry, caller, history_action)
+
+    async def _note(
+        self, caller: Caller | None, action: str, detail: dict[str, Any], *, status: str = "OK"
+    ) -> None:
+        await self.audit.append(
+            AuditEvent(
+                kind="admin",
+                caller_id=caller.caller_id if caller else "",
+                department=caller.department if caller else "",
+                outcome="changed" if status == "OK" else "denied",
+                status=status,
+                detail={"action": action, **detail},
+            )
+        )
+
+    async def _run(self, function: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, function)
+
+    # -- import ------------------------------------------------------------------------
+
+    async def Import(
+        self, request_iterator: AsyncIterator[pb.ImportChunk], context: Context
+    ) -> pb.ImportReport:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument(
+                "an import starts with its header (source, skip_invalid)", reason="import.header"
+            )
+        header = first.header
+        source = header.source.strip()
+        if not source:
+            raise InvalidArgument("an import needs a source (who supplied the rows)", reason="import.source")
+        caller = await self._admin(context, "lists.import", {"source": source, "file": header.file_name})
+        chunks: queue.Queue[object] = queue.Queue(maxsize=64)
+        importer = _Import(self.policy, self.legacy.codes, source, header.skip_invalid)
+
+        async def pump() -> None:
+            try:
+                async for chunk in request_iterator:
+                    if chunk.HasField("end"):
+                        importer.complete = True
+                    elif chunk.HasField("rows"):
+                        await asyncio.to_thread(chunks.put, chunk.rows)
+            except BaseException:
+                importer.fatal = "the import stream broke off: nothing was applied"
+                raise
+            finally:
+                await asyncio.to_thread(chunks.put, _END)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            outcome = await self._run(
+                lambda: self.store.import_entries(
+                    importer.entries(chunks),
+                    actor=caller.caller_id,
+                    action="import-update",
+                    keep=importer.keep,
+                )
+            )
+        finally:
+            await pumping
+        if importer.fatal:
+            raise InvalidArgument(importer.fatal, reason="import.input")
+        report = pb.ImportReport(
+            rows=importer.rows,
+            inserted=outcome.inserted if outcome.applied else 0,
+            updated=outcome.updated if outcome.applied else 0,
+            unchanged=outcome.unchanged,
+            rejected=importer.rejected,
+            applied=outcome.applied,
+            data_version=outcome.data_version,
+            problems=[pb.RowProblem(line=line, reason=reason) for line, reason in importer.problems],
+        )
+        await self._note(
+            caller,
+            "lists.import.result",
+            {
+                "source": source,
+                "rows": importer.rows,
+                "inserted": report.inserted,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "rejected": importer.rejected,
+                "applied": outcome.applied,
+                "data_version": outcome.data_version,
+            },
+        )
+        return report
+
+    # -- one-by-one changes ------------------------------------------------------------
+
+    def _row(self, text: str) -> dict[str, Any]:
+        try:
+            row = json.loads(text)
+        except ValueError as error:
+            raise InvalidArgument(f"the row is not valid JSON: {error}", reason="row.json") from None
+        if not isinstance(row, dict):
+            raise InvalidArgument("the row must be a JSON object", reason="row.json")
+        return row
+
+    def _entry(self, row: dict[str, Any]) -> ListEntry:
+        try:
+            return entry_from_row(row, self.policy, legacy_codes=self.legacy.codes)
+        except RowError as error:
+            raise InvalidArgument(f"invalid row: {error}", reason="row.invalid") from None
+
+    def _find(self, ref: pb.EntryRef) -> ListEntry:
+        entry_id = ref.entry_id.strip() or (
+            entry_key(ref.source.strip(), ref.decision_document.strip())
+            if ref.source and ref.decision_document
+            else ""
+        )
+        if not entry_id:
+            raise InvalidArgument(
+                "name the entry: its id, or its source and decision document", reason="entry.ref"
+            )
+        try:
+            return self.store.get_entry(entry_id)
+        except EntryNotFound:
+            raise NotFound(f"no list entry {entry_id}", reason="entry.unknown") from None
+
+    async def _write(self, entry: ListEntry, caller: Caller, action: str) -> pb.EntryChange:
+        version = await self._run(
+            lambda: self.store.replace_entry(entry, actor=caller.caller_id, action=action, at=self.clock())
+        )
+        return pb.EntryChange(entry_id=entry.entry_id, status=entry.status.value, data_version=version)
+
+    async def AddEntry(self, request: pb.EntryRow, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            entry = self._entry(self._row(request.row_json))
+            try:
+                self.store.get_entry(entry.entry_id)
+            except EntryNotFound:
+                return entry, "add", {"entry_id": entry.entry_id}
+            raise FailedPrecondition(
+                f"entry {entry.entry_id} ({entry.source}, {entry.decision_document}) exists; use update",
+                reason="entry.exists",
+            )
+
+        return await self._apply(context, "lists.add", prepare)
+
+    async def UpdateEntry(self, request: pb.EntryRow, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            row = self._row(request.row_json)
+            entry = self._entry(row)
+            current = self._find(pb.EntryRef(entry_id=entry.entry_id))
+            if "status" not in row:
+                entry = replace(entry, status=current.status, status_changed_at=current.status_changed_at)
+            return entry, "update", {"entry_id": entry.entry_id}
+
+        return await self._apply(context, "lists.update", prepare)
+
+    async def OpenObjection(self, request: pb.EntryAction, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            entry = self._find(request.entry)
+            if entry.status is not EntryStatus.ACTIVE:
+                raise FailedPrecondition(
+                    f"entry {entry.entry_id} is {entry.status.value}, not active", reason="entry.status"
+                )
+            opened = replace(entry, status=EntryStatus.UNDER_OBJECTION, status_changed_at=self.clock())
+            return opened, "objection open", {"entry_id": entry.entry_id, "note": request.note}
+
+        return await self._apply(context, "lists.objection.open", prepare)
+
+    async def ResolveObjection(self, request: pb.ObjectionResolution, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            entry = self._find(request.entry)
+            if entry.status is not EntryStatus.UNDER_OBJECTION:
+                raise FailedPrecondition(
+                    f"entry {entry.entry_id} is not under objection", reason="entry.status"
+                )
+            resolution = request.resolution.strip()
+            if resolution not in RESOLUTIONS:
+                raise InvalidArgument(
+                    f"resolution must be one of {', '.join(RESOLUTIONS)}", reason="objection.resolution"
+                )
+            at = self.clock()
+            if resolution == "revoked":
+                resolved = replace(entry, status=EntryStatus.REVOKED, status_changed_at=at)
+            elif resolution == "upheld":
+                resolved = replace(entry, status=EntryStatus.ACTIVE, status_changed_at=at)
+            else:
+                corrections = self._row(request.corrected_json or "{}")
+                unknown = sorted(set(corrections) - set(ROW_FIELDS))
+                if not corrections or unknown or {"source", "decision_document", "status"} & set(corrections):
+                    raise InvalidArgument(
+                        "corrected needs the corrected fields (not source, decision_document or status)"
+                        + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+                        reason="objection.corrected",
+                    )
+                row = {**_row_of(entry), **corrections, "status": "active"}
+                resolved = replace(self._entry(row), status_changed_at=at)
+            detail = {"entry_id": entry.entry_id, "resolution": resolution, "note": request.note}
+            return resolved, f"objection {resolution}", detail
+
+        return await self._apply(context, "lists.objection.resolve", prepare)
+
+    async def Repair(self, request: pb.EntryAction, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            entry = self._find(request.entry)
+            if entry.status not in (EntryStatus.ACTIVE, EntryStatus.UNDER_OBJECTION):
+                raise FailedPrecondition(
+                    f"entry {entry.entry_id} is {entry.status.value}", reason="entry.status"
+                )
+            severity = self.policy.severities.get(entry.severity)
+            at = self.clock()
+            if severity is not None:
+                earliest = add_months(entry.decision_date, severity.min_months)
+                if at < earliest:
+                    raise FailedPrecondition(
+                        f"a {entry.severity} record can be repaired {severity.min_months} months after its "
+                        f"decision at the earliest: not before {_date(earliest)} (NDRC order No. 36)",
+                        reason="repair.too_early",
+                    )
+            repaired = replace(entry, status=EntryStatus.REPAIRED, status_changed_at=at)
+            return repaired, "repair", {"entry_id": entry.entry_id, "note": request.note}
+
+        return await self._apply(context, "lists.repair", prepare)
+
+    async def Revoke(self, request: pb.EntryAction, context: Context) -> pb.EntryChange:
+        def prepare() -> tuple[ListEntry, str, dict[str, Any]]:
+            entry = self._find(request.entry)
+            if entry.status is EntryStatus.REVOKED:
+                raise FailedPrecondition(f"entry {entry.entry_id} is already revoked", reason="entry.status")
+            revoked = replace(entry, status=EntryStatus.REVOKED, status_changed_at=self.clock())
+            return revoked, "revoke", {"entry_id": entry.entry_id, "note": request.note}
+
+        return await self._apply(context, "lists.revoke", prepare)
+
+    async def History(self, request: pb.SubjectRef, context: Context) -> pb.HistoryResponse:
+        subject = normalise(request.subject)
+        await self._admin(context, "lists.history", {})
+        records = await self._run(lambda: self.store.history_of_subject(subject))
+        return pb.HistoryResponse(
+            items=[
+                pb.HistoryItem(
+                    entry_id=record.entry_id,
+                    data_version=record.data_version,
+                    action=record.action,
+                    actor=record.actor,
+                    changed_at=record.changed_at.isoformat(),
+                    status=record.entry.status.value,
+                    memorandum=record.entry.memorandum_id,
+                    decision_document=record.entry.decision_document,
+                )
+                for record in records
+            ]
+        )
+
+    async def AllowLegacy(self, request: pb.LegacyCode, context: Context) -> pb.LegacyCodeResponse:
+        code = normalise(request.code)
+        reason = request.reason.strip()
+        if not reason:
+            raise InvalidArgument("say why the code is allowed (--reason)", reason="legacy.reason")
+        try:
+            validate_uscc(code)
+        except IdentifierError as error:
+            if not error.checksum_only:
+                raise InvalidArgument(
+                    f"not a well-formed credit code: {error.message}", reason=error.rule
+                ) from None
+        else:
+            raise InvalidArgument(
+                f"{code} passes every checksum; it needs no allow-list entry", reason="legacy.valid"
+            )
+        caller = await self._admin(context, "lists.allow-legacy", {"code": code, "reason": reason})
+        version = await self._run(
+            lambda: self.store.allow_legacy_code(code, reason, actor=caller.caller_id, at=self.clock())
+        )
+        self.legacy.reload()
+        return pb.LegacyCodeResponse(code=code, data_version=version)
+
+    # -- export ------------------------------------------------------------------------
+
+    async def Export(self, request: pb.ExportListsRequest, context: Context) -> AsyncIterator[pb.ListsChunk]:
+        export_format = request.format or "jsonl"
+        if export_format not in ("jsonl", "csv"):
+            raise InvalidArgument("format must be csv or jsonl", reason="export.format")
+        if request.list not in ("", "red", "black"):
+            raise InvalidArgument("list must be red or black", reason="export.list")
+        try:
+            at = parse_instant(request.as_of, "as_of") if request.as_of else self.clock()
+        except RowError as error:
+            raise InvalidArgument(str(error), reason="export.as_of") from None
+        await self._admin(context, "lists.export", {"list": request.list, "as_of": at.isoformat()})
+        rows = await self._run(lambda: list(self._published(request.list or None, at)))
+        buffer = io.StringIO()
+        if export_format == "csv":
+            writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "responsible_persons": _persons_cell(row["responsible_persons"])})
+        else:
+            for row in rows:
+                buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
+        text = buffer.getvalue()
+        for start in range(0, len(text), 64 * 1024):
+            yield pb.ListsChunk(data=text[start : start + 64 * 1024])
+
+    def _published(self, list_kind: str | None, at: dt.datetime) -> Iterator[dict[str, Any]]:
+        """Entries in force at ``at``, persons masked (R9); minor records are never published."""
+        for entry in self.store.all_entries(list_kind=list_kind):
+            severity = self.policy.severities.get(entry.severity)
+            if severity is not None and not severity.published:
+                continue
+            if entry.memorandum_id not in self.policy.memoranda or not is_in_force(entry, self.policy, at):
+                continue
+            row = _row_of(entry)
+            row["display_until"] = _date(display_end(entry, self.policy))
+            if entry.subject_kind is SubjectKind.PERSON:
+                row["subject_code"] = mask_id(entry.subject_code)
+                row["subject_name"] = mask_name(entry.subject_name)
+            row["responsible_persons"] = [
+                {"id": mask_id(person["id"]), "name": mask_name(person["name"]), "role": person["role"]}
+                for person in row["responsible_persons"]
+            ]
+            for private in ("status", "status_changed"):
+                row.pop(private, None)
+            yield row
+
+
+class _Import:
+    """One import's validation state; runs in the store's transaction thread."""
+
+    def __init__(self, policy: PolicySet, legacy: frozenset[str], source: str, skip_invalid: bool) -> None:
+        self.policy = policy
+        self.legacy = legacy
+        self.source = source
+        self.skip_invalid = skip_invalid
+        self.rows = 0
+        self.rejected = 0
+        self.problems: list[tuple[int, str]] = []
+        self.fatal = ""
+        self.complete = False
+        self._seen: set[bytes] = set()
+
+    def keep(self) -> bool:
+        """Commit? Only a complete stream whose rows are all valid (or, with skip_invalid, some)."""
+        if not self.complete and not self.fatal:
+            self.fatal = "the import stream ended before the end of the file: nothing was applied"
+        if self.fatal:
+            return False
+        if self.rows == 0:
+            self.fatal = "the file holds no rows"
+            return False
+        if self.rejected == self.rows:
+            return False  # no valid row: the report lists why
+        return self.rejected == 0 or self.skip_invalid
+
+    def _problem(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append((line, reason))
+
+    def _entry(self, row: Any) -> ListEntry:
+        if isinstance(row, dict) and not row.get("source"):
+            row["source"] = self.source
+        return entry_from_row(row, self.policy, legacy_codes=self.legacy)
+
+    def entries(self, chunks: queue.Queue[object]) -> Iterator[ListEntry]:
+        while True:
+            chunk = chunks.get()
+            if chunk is _END:
+                return
+            if self.fatal:
+                continue  # drain the stream
+            assert isinstance(chunk, bytes)
+            for text in chunk.decode("utf-8").splitlines():
+                if not text.strip():
+                    continue
+                try:
+                    item = json.loads(text)
+                    line, row = int(item["line"]), item["row"]
+                except (ValueError, KeyError, TypeError):
+                    self.fatal = 'the import stream is malformed (expected {"line": N, "row": {...}} lines)'
+                    break
+                self.rows += 1
+                error = item.get("error")
+                if error is None:
+                    try:
+                        entry = self._entry(row)
+                    except RowError as invalid:
+                        error = str(invalid)
+                if error is not None:
+                    if item.get("unterminated"):
+                        self.fatal = f"line {line} is cut short: the file's last line is truncated"
+                        break
+                    self._problem(line, str(error))
+                    continue
+                key = hashlib.blake2b(entry.entry_id.encode(), digest_size=8).digest()
+                if key in self._seen:
+                    self._problem(
+                        line,
+                        f"duplicate key: source {entry.source!r} and decision document "
+                        f"{entry.decision_document!r} appear earlier in the file",
+                    )
+                    continue
+                self._seen.add(key)
+                yield entry
+
+
+def _date(instant: dt.datetime) -> str:
+    return instant.astimezone(CHINA_STANDARD_TIME).date().isoformat()
+
+
+def _row_of(entry: ListEntry) -> dict[str, Any]:
+    """An entry back in list-row form (dates as China Standard Time days)."""
+    return {
+        "source": entry.source,
+        "subject_code": entry.subject_code,
+        "subject_name": entry.subject_name,
+        "subject_kind": entry.subject_kind.value,
+        "memorandum": entry.memorandum_id,
+        "list_kind": entry.list_kind.value,
+        "initiating_department": entry.initiating_department,
+        "decision_document": entry.decision_document,
+        "decision_date": _date(entry.decision_date),
+        "severity": entry.severity,
+        "reason": entry.reason,
+        "effective_date": _date(entry.effective_from),
+        "punish_until": _date(entry.punish_until),
+        "display_until": _date(entry.display_until),
+        "status": entry.status.value,
+        "status_changed": entry.status_changed_at.isoformat() if entry.status_changed_at else "",
+        "responsible_persons": [
+            {"id": person.person_id, "name": person.name, "role": person.role.value}
+            for person in entry.responsible_persons
+        ],
+    }
+
+
+def _persons_cell(persons: list[dict[str, str]]) -> str:
+    return ";".join(f"{p['id']}|{p['name']}|{p['role']}" for p in persons)
