@@ -21,6 +21,7 @@ One row a line in JSON Lines. Dates are calendar dates in China Standard Time
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -63,15 +64,18 @@ class RowError(ValueError):
 def parse_instant(text: str, field: str) -> dt.datetime:
     """A ``YYYY-MM-DD`` date (00:00 China Standard Time) or an ISO 8601 instant with offset."""
     try:
-        if len(text) == 10:
-            day = dt.date.fromisoformat(text)
-            return dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_STANDARD_TIME)
-        instant = dt.datetime.fromisoformat(text)
+        return _parse_instant(text)
     except (TypeError, ValueError):
         raise RowError(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant") from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=CHINA_STANDARD_TIME)
-    return instant
+
+
+@functools.lru_cache(maxsize=65536)  # an import parses the same days again and again
+def _parse_instant(text: str) -> dt.datetime:
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        return dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_STANDARD_TIME)
+    instant = dt.datetime.fromisoformat(text)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=CHINA_STANDARD_TIME)
 
 
 def entry_from_row(

@@ -136,7 +136,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         if not source:
             raise InvalidArgument("an import needs a source (who supplied the rows)", reason="import.source")
         caller = await self._admin(context, "lists.import", {"source": source, "file": header.file_name})
-        chunks: queue.Queue[object] = queue.Queue(maxsize=64)
+        chunks: queue.Queue[object] = queue.Queue(maxsize=4)  # bounded: the import streams
         importer = _Import(self.policy, self.legacy.codes, source, header.skip_invalid)
 
         async def pump() -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import operator
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -104,12 +105,12 @@ def normalise(raw: str) -> str:
 
 
 def uscc_check_character(first17: str) -> str:
-    total = sum(_USCC_VALUES[char] * weight for char, weight in zip(first17, _USCC_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(_USCC_VALUES.__getitem__, first17), _USCC_WEIGHTS))
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
 def organization_code_check_character(body8: str) -> str:
-    total = sum(_org_code_value(char) * weight for char, weight in zip(body8, _ORG_CODE_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(_org_code_value, body8), _ORG_CODE_WEIGHTS))
     check = 11 - total % 11
     return {10: "X", 11: "0"}.get(check, str(check))
 
@@ -119,7 +120,7 @@ def _org_code_value(char: str) -> int:
 
 
 def citizen_id_check_character(first17: str) -> str:
-    total = sum(int(digit) * weight for digit, weight in zip(first17, _ID_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), _ID_WEIGHTS))
     return _ID_CHECK[total % 11]
 
 
@@ -130,21 +131,8 @@ def validate_uscc(raw: str) -> str:
         raise IdentifierError(
             "uscc.length", f"unified social credit code must have 18 characters, got {len(code)}", stage=0
         )
-    for position, char in enumerate(code, start=1):
-        if char in _FORBIDDEN_LETTERS:
-            raise IdentifierError(
-                "uscc.forbidden_letter",
-                f"unified social credit code has the letter {char!r} at position {position}; "
-                "GB 32100-2015 never uses I, O, S, V or Z",
-                stage=1,
-            )
-        if char not in _USCC_VALUES:
-            raise IdentifierError(
-                "uscc.charset",
-                f"unified social credit code has {char!r} at position {position}; "
-                "only digits and upper-case letters are allowed",
-                stage=1,
-            )
+    if not _USCC_VALUES.keys() >= set(code):
+        raise _charset_error(code)
     authority = REGISTRATION_AUTHORITIES.get(code[0])
     if authority is None:
         raise IdentifierError(
@@ -185,6 +173,26 @@ def validate_uscc(raw: str) -> str:
             checksum_only=True,
         )
     return code
+
+
+def _charset_error(code: str) -> IdentifierError:
+    """The first character a credit code may not contain, named with its position."""
+    for position, char in enumerate(code, start=1):
+        if char in _FORBIDDEN_LETTERS:
+            return IdentifierError(
+                "uscc.forbidden_letter",
+                f"unified social credit code has the letter {char!r} at position {position}; "
+                "GB 32100-2015 never uses I, O, S, V or Z",
+                stage=1,
+            )
+        if char not in _USCC_VALUES:
+            return IdentifierError(
+                "uscc.charset",
+                f"unified social credit code has {char!r} at position {position}; "
+                "only digits and upper-case letters are allowed",
+                stage=1,
+            )
+    raise AssertionError("called for a code with a bad character")
 
 
 def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -43,10 +44,12 @@ def entry_key(source: str, decision_document: str) -> str:
     return f"E{digest[:20]}"
 
 
+@functools.lru_cache(maxsize=65536)  # list dates repeat: an import formats the same days again and again
 def format_instant(value: dt.datetime) -> str:
+    """One fixed-width UTC text form, so that text order is time order."""
     if value.tzinfo is None:
         raise ValueError(f"instant {value!r} has no time zone")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def parse_instant(text: str) -> dt.datetime:
@@ -82,9 +85,9 @@ def entry_from_values(values: Sequence[Any], persons: Sequence[Sequence[Any]] = 
     return ListEntry(**row)
 
 
-def snapshot(entry: ListEntry) -> str:
-    """The entry as one JSON document, for history rows."""
-    data: dict[str, Any] = dict(zip(ENTRY_COLUMNS, entry_values(entry), strict=True))
+def snapshot(entry: ListEntry, values: Sequence[Any] | None = None) -> str:
+    """The entry as one JSON document, for history rows (``values``: its ``entry_values``, if known)."""
+    data: dict[str, Any] = dict(zip(ENTRY_COLUMNS, values or entry_values(entry), strict=True))
     data["responsible_persons"] = [[p.person_id, p.name, p.role.value] for p in entry.responsible_persons]
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
 

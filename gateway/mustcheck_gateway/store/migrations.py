@@ -52,7 +52,6 @@ MIGRATIONS: tuple[Migration, ...] = (
                 data_version BIGINT NOT NULL
             )""",
             "CREATE INDEX entries_subject ON entries (subject_code)",
-            "CREATE UNIQUE INDEX entries_source_document ON entries (source, decision_document)",
             """CREATE TABLE entry_persons (
                 entry_id TEXT NOT NULL REFERENCES entries (entry_id),
                 person_id TEXT NOT NULL,

@@ -42,6 +42,7 @@ from .migrations import MIGRATIONS, apply_migrations
 _COLUMNS = ", ".join(ENTRY_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
 _SELECT_ENTRIES = f"SELECT {_COLUMNS} FROM entries"
+_IMPORT_BATCH = 500
 
 
 class SqliteStore:
@@ -186,32 +187,85 @@ class SqliteStore:
         only if something changed.
         """
         now = format_instant(dt.datetime.now(dt.UTC))
-        inserted = updated = unchanged = 0
-        version: int | None = None
+        counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+        version: list[int] = []  # the data version, taken at the first change only
         connection = self._connection()
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                batch: list[ListEntry] = []
                 for entry in entries:
-                    current = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry.entry_id,))
-                    if current and current[0] == entry:
-                        unchanged += 1
-                        continue
-                    if version is None:
-                        version = self._bump(connection)
-                    self._put(connection, entry, version)
-                    self._record(connection, entry, version, action if current else "import", actor, now)
-                    if current:
-                        updated += 1
-                    else:
-                        inserted += 1
+                    batch.append(entry)
+                    if len(batch) >= _IMPORT_BATCH:
+                        self._import_batch(connection, batch, version, counts, actor, action, now)
+                        batch = []
+                if batch:
+                    self._import_batch(connection, batch, version, counts, actor, action, now)
                 applied = keep()
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT" if applied else "ROLLBACK")
-        data_version = version if applied and version is not None else self.data_version()
-        return ImportOutcome(inserted, updated, unchanged, data_version, applied)
+        data_version = version[0] if applied and version else self.data_version()
+        return ImportOutcome(
+            counts["inserted"], counts["updated"], counts["unchanged"], data_version, applied
+        )
+
+    def _import_batch(
+        self,
+        connection: sqlite3.Connection,
+        batch: list[ListEntry],
+        version: list[int],
+        counts: dict[str, int],
+        actor: str,
+        action: str,
+        now: str,
+    ) -> None:
+        """Write a batch of imported entries with a few statements: existing ones are looked up at once."""
+        marks = ", ".join("?" for _ in batch)
+        existing = {
+            entry.entry_id: entry
+            for entry in self._entries(
+                f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", [e.entry_id for e in batch]
+            )
+        }
+        changed = []
+        for entry in batch:
+            current = existing.get(entry.entry_id)
+            if current == entry:
+                counts["unchanged"] += 1
+                continue
+            counts["updated" if current else "inserted"] += 1
+            changed.append((entry, current is not None))
+        if not changed:
+            return
+        if not version:
+            version.append(self._bump(connection))
+        values = [entry_values(entry) for entry, _ in changed]
+        connection.executemany(
+            "DELETE FROM entry_persons WHERE entry_id = ?",
+            [(entry.entry_id,) for entry, known in changed if known],
+        )
+        connection.executemany(
+            f"INSERT OR REPLACE INTO entries ({_COLUMNS}, data_version) VALUES ({_PLACEHOLDERS}, ?)",
+            [(*row, version[0]) for row in values],
+        )
+        connection.executemany(
+            "INSERT INTO entry_persons (entry_id, person_id, name, role) VALUES (?, ?, ?, ?)",
+            [
+                (entry.entry_id, p.person_id, p.name, p.role.value)
+                for entry, _ in changed
+                for p in entry.responsible_persons
+            ],
+        )
+        connection.executemany(
+            "INSERT INTO entry_history (entry_id, data_version, action, actor, changed_at, snapshot) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (entry.entry_id, version[0], action if known else "import", actor, now, snapshot(entry, row))
+                for (entry, known), row in zip(changed, values, strict=True)
+            ],
+        )
 
     def history_of_subject(self, subject_code: str) -> list[HistoryRecord]:
         """Every state of every entry of ``subject_code``, oldest first."""

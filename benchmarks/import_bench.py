@@ -1,0 +1,136 @@
+"""Import N list rows through the gateway: time and peak memory (target: 1,000,000 rows in ≤ 60 s, ≤ 300 MB).
+
+Writes N rows of the deterministic demo data set (as ``mustcheck demo-data`` does), starts a gateway
+on a fresh store in a child process, provisions nothing but its first admin, and runs
+``mustcheck lists import`` in another child process, timing it. The peak resident memory of both
+processes is read from the kernel. The last line is one JSON object: rows, seconds, peak_rss_mb.
+
+    python benchmarks/import_bench.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from mustcheck_gateway.demo_data import generate_rows
+from mustcheck_gateway.list_rows import write_jsonl
+from mustcheck_gateway.policy import default_policy_dir, load_policies
+
+TARGET_SECONDS = 60.0
+TARGET_RSS_MB = 300.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), while it still runs."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mustcheck-import-"))
+    rows_file = work / "rows.jsonl"
+    policy = load_policies(default_policy_dir())
+    started = time.perf_counter()
+    with rows_file.open("w", encoding="utf-8") as out:
+        written = write_jsonl(
+            itertools.islice(generate_rows(options.rows, 2016, dt.date.today(), policy), options.rows), out
+        )
+    print(
+        f"# generated {written} rows ({rows_file.stat().st_size / 1e6:.0f} MB) in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+
+    data_dir = work / "data"
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mustcheck_gateway",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    port = None
+    assert gateway.stderr is not None
+    for line in gateway.stderr:
+        found = re.search(r"listening on port (\d+)", line)
+        if found:
+            port = int(found.group(1))
+            break
+    threading.Thread(target=lambda: [None for _ in gateway.stderr], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "mustcheck_gateway",
+            "lists",
+            "import",
+            str(rows_file),
+            "--source",
+            "bench",
+            "--gateway",
+            f"127.0.0.1:{port}",
+            "--token-file",
+            str(data_dir / "admin.token"),
+        ]
+        started = time.perf_counter()
+        importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        importer_peak = 0.0
+        while importer.poll() is None:
+            importer_peak = max(importer_peak, peak_rss_mb(importer.pid))
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        out, err = importer.communicate()
+        gateway_peak = peak_rss_mb(gateway.pid)
+    finally:
+        gateway.terminate()
+        gateway.wait(60)
+    print(out.strip() or err.strip())
+    if importer.returncode != 0:
+        raise SystemExit(f"import failed ({importer.returncode}): {err}")
+    peak = max(importer_peak, gateway_peak)
+    print(
+        f"# {written} rows in {seconds:.1f} s ({written / seconds:,.0f} rows/s); peak RSS gateway "
+        f"{gateway_peak:.0f} MB, importer {importer_peak:.0f} MB (targets: <= {TARGET_SECONDS:.0f} s, "
+        f"<= {TARGET_RSS_MB:.0f} MB)"
+    )
+    print(
+        json.dumps(
+            {
+                "rows": written,
+                "seconds": round(seconds, 1),
+                "peak_rss_mb": round(peak, 1),
+                "gateway_peak_rss_mb": round(gateway_peak, 1),
+                "importer_peak_rss_mb": round(importer_peak, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
