@@ -44,6 +44,13 @@ def register(commands: Subparsers) -> None:
         "--skip-invalid", action="store_true", help="apply the valid rows and write the bad ones to --rejects"
     )
     imports.add_argument("--rejects", type=Path, metavar="FILE", help="where --skip-invalid writes bad rows")
+    imports.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="deadline for the whole import (default 3600)",
+    )
 
     for name, handler, text in (("add", _add, "add one entry"), ("update", _update, "change one entry")):
         command = _command(actions, name, text + " (a row as JSON, or @FILE)", handler)
@@ -126,7 +133,7 @@ def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: 
         print(f"reading {options.file} as GBK (GB 18030)", file=sys.stderr)
     reader = _Chunks(options, file_format, encoding)
     try:
-        report = lists.Import(reader.chunks(), **call)
+        report = lists.Import(reader.chunks(), timeout=options.timeout, metadata=call["metadata"])
     except grpc.RpcError:
         if reader.error is None:
             raise
