@@ -30,7 +30,7 @@ from ..audit import (
 )
 from ..audit import RetentionError as _RetentionError
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
-from .rpc import CallOptions, as_dict, run_with_stub
+from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 EXIT_TAMPERED = 1
@@ -270,16 +270,7 @@ def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
 
 def _export(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
     chunks = audit.Export(pb.ExportRequest(format=options.format, filter=_query_message(options)), **call)
-    if options.out is None:
-        for chunk in chunks:
-            sys.stdout.write(chunk.data)
-        return EXIT_OK
-    temporary = options.out.with_name(options.out.name + ".partial")
-    with temporary.open("w", encoding="utf-8", newline="") as out:
-        for chunk in chunks:
-            out.write(chunk.data)
-    temporary.replace(options.out)
-    print(f"exported to {options.out}", file=sys.stderr)
+    write_text_chunks(chunks, options.out)
     return EXIT_OK
 
 

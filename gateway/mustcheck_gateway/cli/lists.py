@@ -20,7 +20,7 @@ from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items
-from .rpc import CallOptions, as_dict, run_with_stub
+from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 CHUNK_ROWS = 2000
 SHOWN_PROBLEMS = 20
@@ -273,14 +273,5 @@ def _legacy(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: 
 
 def _export(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     request = pb.ExportListsRequest(list=options.list or "", as_of=options.as_of, format=options.format)
-    chunks = lists.Export(request, **call)
-    if options.out is None:
-        for chunk in chunks:
-            sys.stdout.write(chunk.data)
-        return EXIT_OK
-    temporary = options.out.with_name(options.out.name + ".partial")
-    with temporary.open("w", encoding="utf-8", newline="") as out:
-        for chunk in chunks:
-            out.write(chunk.data)
-    temporary.replace(options.out)
+    write_text_chunks(lists.Export(request, **call), options.out)
     return EXIT_OK

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 import grpc
@@ -87,6 +89,20 @@ def run_with_stub(
             return handler(options, service, call)
     except CommandFailed as failed:
         return failed.code
+
+
+def write_text_chunks(chunks: Iterable[Any], out: Path | None) -> None:
+    """Stream ``chunk.data`` to standard output, or to ``out`` whole or not at all (via a .partial file)."""
+    if out is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk.data)
+        return
+    temporary = out.with_name(out.name + ".partial")
+    with temporary.open("w", encoding="utf-8", newline="") as handle:
+        for chunk in chunks:
+            handle.write(chunk.data)
+    temporary.replace(out)
+    print(f"exported to {out}", file=sys.stderr)
 
 
 def as_dict(message: Message) -> dict[str, Any]:
