@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mustcheck import Client, Outcome
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway
 
@@ -112,6 +113,17 @@ def test_changed_row_updates_its_entry_and_keeps_history(
     assert lists(admin_args, "history", original["subject_code"], "--json") == 0
     history = json.loads(capsys.readouterr().out)
     assert [item["action"] for item in history] == ["import", "import-update"]
+
+
+def test_history_views_are_audited_with_the_subject_protected(
+    gateway: Gateway, admin_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = new_citizen_id()
+    assert lists(admin_args, "history", subject) == 0
+    assert "no entries" in capsys.readouterr().out
+    assert isinstance(gateway.audit, AuditLog)
+    (record,) = gateway.audit.query(subject=subject, kind="admin")
+    assert record.detail["action"] == "lists.history" and subject not in json.dumps(record.as_export())
 
 
 def test_csv_in_gbk_is_read(

@@ -105,13 +105,20 @@ class ListsService(pb_grpc.ListsServiceServicer):
         return await self._write(entry, caller, history_action)
 
     async def _note(
-        self, caller: Caller | None, action: str, detail: dict[str, Any], *, status: str = "OK"
+        self,
+        caller: Caller | None,
+        action: str,
+        detail: dict[str, Any],
+        *,
+        status: str = "OK",
+        subject: str | None = None,
     ) -> None:
         await self.audit.append(
             AuditEvent(
                 kind="admin",
                 caller_id=caller.caller_id if caller else "",
                 department=caller.department if caller else "",
+                subject=subject,  # protected by the log: keyed hash and ciphertext, never in clear
                 outcome="changed" if status == "OK" else "denied",
                 status=status,
                 detail={"action": action, **detail},
@@ -334,7 +341,8 @@ class ListsService(pb_grpc.ListsServiceServicer):
 
     async def History(self, request: pb.SubjectRef, context: Context) -> pb.HistoryResponse:
         subject = normalise(request.subject)
-        await self._admin(context, "lists.history", {})
+        caller = await self._authorised(context, "lists.history")
+        await self._note(caller, "lists.history", {}, subject=subject or None)
         records = await self._run(lambda: self.store.history_of_subject(subject))
         return pb.HistoryResponse(
             items=[
