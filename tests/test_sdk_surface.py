@@ -24,6 +24,7 @@ EXPECTED_ALL = {
     "EntryStatus",
     "GatewayFault",
     "GatewayUnreachable",
+    "InvalidReceipt",
     "InvalidRequest",
     "InvalidSubject",
     "LegalBasis",
@@ -36,16 +37,18 @@ EXPECTED_ALL = {
     "Outcome",
     "PermissionDenied",
     "RateLimited",
+    "Receipt",
     "SubjectKind",
     "TLSConfig",
     "UnknownMatter",
     "__version__",
+    "verify_receipt",
 }
 
 
 def test_public_surface_is_pinned() -> None:
     assert set(mustcheck.__all__) == EXPECTED_ALL
-    public = {name for name in vars(mustcheck) if not name.startswith("_")} - {"identifiers"}
+    public = {name for name in vars(mustcheck) if not name.startswith("_")} - {"identifiers", "receipts"}
     assert public <= EXPECTED_ALL, f"exported but not in __all__: {public - EXPECTED_ALL}"
     for name in mustcheck.__all__:
         assert hasattr(mustcheck, name)

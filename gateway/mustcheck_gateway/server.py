@@ -43,6 +43,7 @@ from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
 from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
+from .receipts import ReceiptSigner
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store
 
@@ -201,7 +202,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         legacy = LegacyCodes(policy, store)
         engine = CheckEngine(store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
-        check_pb2_grpc.add_CheckServiceServicer_to_server(CheckService(engine, access, sink), server)
+        receipts = ReceiptSigner(audit) if isinstance(audit, AuditLog) else None
+        check_pb2_grpc.add_CheckServiceServicer_to_server(
+            CheckService(engine, access, sink, receipts), server
+        )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(store, policy, access, sink, config.clock), server
         )

@@ -21,8 +21,16 @@ from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
 from .auth.model import Caller
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
-from .errors import GatewayError, InvalidArgument, InvalidSubject, PermissionDenied, ResourceExhausted
+from .errors import (
+    FailedPrecondition,
+    GatewayError,
+    InvalidArgument,
+    InvalidSubject,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from .masking import Masker
+from .receipts import ReceiptSigner
 from .responses import SUBJECT_KIND_FROM_PROTO, check_response
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -87,10 +95,34 @@ def failure_outcome(error: GatewayError) -> str:
 
 
 class CheckService(pb_grpc.CheckServiceServicer):
-    def __init__(self, engine: CheckEngine, access: AccessControl, audit: AuditSink) -> None:
+    def __init__(
+        self, engine: CheckEngine, access: AccessControl, audit: AuditSink, receipts: ReceiptSigner | None
+    ) -> None:
         self.engine = engine
         self.access = access
         self.audit = audit
+        self.receipts = receipts
+
+    def _receipt(self, caller: Caller, answer: CheckAnswer, audit_seq: int) -> str:
+        if self.receipts is None:
+            return ""
+        evaluation = answer.evaluation
+        return self.receipts.sign(
+            caller=caller.caller_id,
+            matter=evaluation.matter.code,
+            subject=evaluation.subject.code,
+            outcome=evaluation.outcome.value,
+            measure_ids=[m.measure.id for m in evaluation.measures],
+            data_version=answer.data_version,
+            issued_at=answer.checked_at,
+            audit_seq=audit_seq,
+        )
+
+    async def ReceiptKeys(self, request: pb.ReceiptKeysRequest, context: Context) -> pb.ReceiptKeysResponse:
+        self.access.caller(context)
+        if self.receipts is None:
+            raise FailedPrecondition("this gateway issues no receipts (it runs without its audit log)")
+        return pb.ReceiptKeysResponse(public_keys_pem=self.receipts.public_keys_pem())
 
     async def Check(self, request: pb.CheckRequest, context: Context) -> pb.CheckResponse:
         # Announced, so that group commit can wait for this record and write it with others.
@@ -124,10 +156,11 @@ class CheckService(pb_grpc.CheckServiceServicer):
         except Exception:
             await self.audit.append(_internal_error(draft), announcement=announcement)
             raise
-        await self.audit.append(
+        seq = await self.audit.append(
             draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer),
             announcement=announcement,
         )
+        response.receipt = self._receipt(draft.caller, answer, seq)
         self._log("check", draft, "OK")
         return response
 
@@ -167,6 +200,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         masker = Masker(grant.visible_fields)
         items: list[pb.BatchCheckItem] = []
         events: list[AuditEvent] = []
+        answered: list[tuple[int, int, CheckAnswer]] = []  # (item, its audit event, answer)
         version = 0
         for index, draft in enumerate(drafts):
             try:
@@ -189,9 +223,12 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 )
                 continue
             version = max(version, answer.data_version)
+            answered.append((len(items), len(events), answer))
             events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
             items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
-        await self.audit.append_many(events, announcement=announcement)
+        seqs = await self.audit.append_many(events, announcement=announcement)
+        for item_index, event_index, answer in answered:
+            items[item_index].result.receipt = self._receipt(caller, answer, seqs[event_index])
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
 

@@ -37,6 +37,7 @@ from ._models import (
     Outcome,
 )
 from .identifiers import SubjectKind
+from .receipts import InvalidReceipt, Receipt, verify_receipt
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "EntryStatus",
     "GatewayFault",
     "GatewayUnreachable",
+    "InvalidReceipt",
     "InvalidRequest",
     "InvalidSubject",
     "LegalBasis",
@@ -65,8 +67,10 @@ __all__ = [
     "Outcome",
     "PermissionDenied",
     "RateLimited",
+    "Receipt",
     "SubjectKind",
     "TLSConfig",
     "UnknownMatter",
     "__version__",
+    "verify_receipt",
 ]

@@ -155,6 +155,16 @@ class Client(_BaseClient):
             raise self._error(error) from error
         return batch_result(response, listed)
 
+    def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
+        """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
+        try:
+            response = self._stub.ReceiptKeys(
+                pb.ReceiptKeysRequest(), timeout=self._deadline(timeout), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
+
     def close(self) -> None:
         self._channel.close()
 
@@ -219,6 +229,16 @@ class AsyncClient(_BaseClient):
         except grpc.RpcError as error:
             raise self._error(error) from error
         return batch_result(response, listed)
+
+    async def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
+        """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
+        try:
+            response = await self._stub.ReceiptKeys(
+                pb.ReceiptKeysRequest(), timeout=self._deadline(timeout), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
 
     async def close(self) -> None:
         await self._channel.close(grace=None)

@@ -23,6 +23,7 @@ from ._models import (
     Outcome,
 )
 from .identifiers import SubjectKind
+from .receipts import parse_receipt
 
 # The one mapping between protobuf enum numbers and the SDK's enums. The gateway uses the
 # *_TO_PROTO directions, so both ends of the wire agree by construction.
@@ -73,6 +74,7 @@ def check_result(message: pb.CheckResponse) -> CheckResult:
         legacy_code=message.legacy_code,
         data_version=message.data_version,
         checked_at=_instant(message.checked_at),
+        receipt=parse_receipt(message.receipt) if message.receipt else None,
     )
 
 

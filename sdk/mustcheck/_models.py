@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ._errors import MustCheckError
 from .identifiers import SubjectKind
+from .receipts import Receipt
 
 
 class Outcome(enum.Enum):
@@ -100,6 +101,8 @@ class CheckResult:
     legacy_code: bool
     data_version: int
     checked_at: dt.datetime
+    # The gateway's signed receipt (R11): keep ``receipt.compact`` with the approval decision.
+    receipt: Receipt | None = None
 
     @property
     def restricted(self) -> bool:

@@ -78,6 +78,11 @@ class SubjectProtector:
             self._current = current
         return current
 
+    def keyed_hash(self, subject: str) -> tuple[str, str]:
+        """(current HMAC key id, keyed hash) of ``subject``: what receipts carry instead of the subject."""
+        keys = self._keys()
+        return keys.hmac_key_id, subject_hash(keys.hmac_key, subject)
+
     def protect(self, subject: str) -> ProtectedSubject:
         keys = self._keys()
         hashed = subject_hash(keys.hmac_key, subject)

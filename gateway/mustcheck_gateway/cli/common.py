@@ -112,6 +112,7 @@ def result_as_json(result: CheckResult) -> dict[str, Any]:
         "legacy_code": result.legacy_code,
         "data_version": result.data_version,
         "checked_at": result.checked_at.isoformat(),
+        "receipt": result.receipt.compact if result.receipt else None,
     }
 
 
@@ -204,4 +205,6 @@ def render_result(result: CheckResult) -> str:
     if result.human_review_required:
         lines.append(f"  ! {result.review_notice}")
     lines.append(f"data version {result.data_version}, checked at {result.checked_at.isoformat()}")
+    if result.receipt is not None:
+        lines.append(f"receipt      {result.receipt.receipt_id} (audit record {result.receipt.audit_seq})")
     return "\n".join(lines)

@@ -25,23 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\x9f\x03\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\x88\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xa1\x01\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\xb0\x03\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07receipt\x18\x0e \x01(\t\"a\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"\x14\n\x12ReceiptKeysRequest\"\x9a\x01\n\x13ReceiptKeysResponse\x12M\n\x0fpublic_keys_pem\x18\x01 \x03(\x0b\x32\x34.mustcheck.v1.ReceiptKeysResponse.PublicKeysPemEntry\x1a\x34\n\x12PublicKeysPemEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\x88\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xf5\x01\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponse\x12R\n\x0bReceiptKeys\x12 .mustcheck.v1.ReceiptKeysRequest\x1a!.mustcheck.v1.ReceiptKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mustcheck.v1.check_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBJECTKIND']._serialized_start=1872
-  _globals['_SUBJECTKIND']._serialized_end=1971
-  _globals['_OUTCOME']._serialized_start=1974
-  _globals['_OUTCOME']._serialized_end=2110
-  _globals['_LISTKIND']._serialized_start=2112
-  _globals['_LISTKIND']._serialized_end=2189
-  _globals['_ENTRYSTATUS']._serialized_start=2192
-  _globals['_ENTRYSTATUS']._serialized_end=2347
-  _globals['_MEASUREKIND']._serialized_start=2349
-  _globals['_MEASUREKIND']._serialized_end=2449
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._loaded_options = None
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_options = b'8\001'
+  _globals['_SUBJECTKIND']._serialized_start=2068
+  _globals['_SUBJECTKIND']._serialized_end=2167
+  _globals['_OUTCOME']._serialized_start=2170
+  _globals['_OUTCOME']._serialized_end=2306
+  _globals['_LISTKIND']._serialized_start=2308
+  _globals['_LISTKIND']._serialized_end=2385
+  _globals['_ENTRYSTATUS']._serialized_start=2388
+  _globals['_ENTRYSTATUS']._serialized_end=2543
+  _globals['_MEASUREKIND']._serialized_start=2545
+  _globals['_MEASUREKIND']._serialized_end=2645
   _globals['_CHECKREQUEST']._serialized_start=76
   _globals['_CHECKREQUEST']._serialized_end=216
   _globals['_LINK']._serialized_start=218
@@ -53,15 +55,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASURE']._serialized_start=854
   _globals['_MEASURE']._serialized_end=1071
   _globals['_CHECKRESPONSE']._serialized_start=1074
-  _globals['_CHECKRESPONSE']._serialized_end=1489
-  _globals['_BATCHCHECKREQUEST']._serialized_start=1491
-  _globals['_BATCHCHECKREQUEST']._serialized_end=1588
-  _globals['_ITEMERROR']._serialized_start=1590
-  _globals['_ITEMERROR']._serialized_end=1648
-  _globals['_BATCHCHECKITEM']._serialized_start=1651
-  _globals['_BATCHCHECKITEM']._serialized_end=1781
-  _globals['_BATCHCHECKRESPONSE']._serialized_start=1783
-  _globals['_BATCHCHECKRESPONSE']._serialized_end=1870
-  _globals['_CHECKSERVICE']._serialized_start=2452
-  _globals['_CHECKSERVICE']._serialized_end=2613
+  _globals['_CHECKRESPONSE']._serialized_end=1506
+  _globals['_BATCHCHECKREQUEST']._serialized_start=1508
+  _globals['_BATCHCHECKREQUEST']._serialized_end=1605
+  _globals['_ITEMERROR']._serialized_start=1607
+  _globals['_ITEMERROR']._serialized_end=1665
+  _globals['_BATCHCHECKITEM']._serialized_start=1668
+  _globals['_BATCHCHECKITEM']._serialized_end=1798
+  _globals['_BATCHCHECKRESPONSE']._serialized_start=1800
+  _globals['_BATCHCHECKRESPONSE']._serialized_end=1887
+  _globals['_RECEIPTKEYSREQUEST']._serialized_start=1889
+  _globals['_RECEIPTKEYSREQUEST']._serialized_end=1909
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_start=1912
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_end=2066
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_start=2014
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_end=2066
+  _globals['_CHECKSERVICE']._serialized_start=2648
+  _globals['_CHECKSERVICE']._serialized_end=2893
 # @@protoc_insertion_point(module_scope)

@@ -342,6 +342,7 @@ class CheckResponse(_message.Message):
     LEGACY_CODE_FIELD_NUMBER: _builtins.int
     DATA_VERSION_FIELD_NUMBER: _builtins.int
     CHECKED_AT_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """The subject as normalised; persons' numbers are masked."""
     subject_kind: Global___SubjectKind.ValueType
@@ -356,6 +357,10 @@ class CheckResponse(_message.Message):
     legacy_code: _builtins.bool
     """The identifier fails a checksum but is on the legacy allow-list (R1)."""
     data_version: _builtins.int
+    receipt: _builtins.str
+    """The signed receipt (R11), compact form mcr1.<payload>.<signature>; empty only when the
+    gateway runs without its audit log (benchmarks).
+    """
     @_builtins.property
     def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Membership]: ...
     @_builtins.property
@@ -378,10 +383,11 @@ class CheckResponse(_message.Message):
         legacy_code: _builtins.bool = ...,
         data_version: _builtins.int = ...,
         checked_at: _timestamp_pb2.Timestamp | None = ...,
+        receipt: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_version", b"data_version", "green_channel", b"green_channel", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_version", b"data_version", "green_channel", b"green_channel", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -495,3 +501,58 @@ class BatchCheckResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchCheckResponse: _TypeAlias = BatchCheckResponse  # noqa: Y015
+
+@_typing.final
+class ReceiptKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptKeysRequest: _TypeAlias = ReceiptKeysRequest  # noqa: Y015
+
+@_typing.final
+class ReceiptKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class PublicKeysPemEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PUBLIC_KEYS_PEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def public_keys_pem(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        public_keys_pem: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_keys_pem", b"public_keys_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptKeysResponse: _TypeAlias = ReceiptKeysResponse  # noqa: Y015

@@ -44,6 +44,11 @@ class CheckServiceStub:
                 request_serializer=mustcheck_dot_v1_dot_check__pb2.BatchCheckRequest.SerializeToString,
                 response_deserializer=mustcheck_dot_v1_dot_check__pb2.BatchCheckResponse.FromString,
                 _registered_method=True)
+        self.ReceiptKeys = channel.unary_unary(
+                '/mustcheck.v1.CheckService/ReceiptKeys',
+                request_serializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.FromString,
+                _registered_method=True)
 
 
 class CheckServiceServicer:
@@ -64,6 +69,13 @@ class CheckServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReceiptKeys(self, request, context):
+        """The public keys that receipts are signed with, current and past (PEM by key id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +88,11 @@ def add_CheckServiceServicer_to_server(servicer, server):
                     servicer.BatchCheck,
                     request_deserializer=mustcheck_dot_v1_dot_check__pb2.BatchCheckRequest.FromString,
                     response_serializer=mustcheck_dot_v1_dot_check__pb2.BatchCheckResponse.SerializeToString,
+            ),
+            'ReceiptKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiptKeys,
+                    request_deserializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class CheckService:
             '/mustcheck.v1.CheckService/BatchCheck',
             mustcheck_dot_v1_dot_check__pb2.BatchCheckRequest.SerializeToString,
             mustcheck_dot_v1_dot_check__pb2.BatchCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiptKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.CheckService/ReceiptKeys',
+            mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.SerializeToString,
+            mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,8 @@ class CheckServiceStub:
     """Checks up to 1,000 subjects for one matter. A bad identifier fails only
     its own item, which carries its own status.
     """
+    ReceiptKeys: _grpc.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]
+    """The public keys that receipts are signed with, current and past (PEM by key id)."""
 
 @_typing.type_check_only
 class CheckServiceAsyncStub(CheckServiceStub):
@@ -52,6 +54,8 @@ class CheckServiceAsyncStub(CheckServiceStub):
     """Checks up to 1,000 subjects for one matter. A bad identifier fails only
     its own item, which carries its own status.
     """
+    ReceiptKeys: _aio.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]  # type: ignore[assignment]
+    """The public keys that receipts are signed with, current and past (PEM by key id)."""
 
 class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -71,5 +75,13 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         """Checks up to 1,000 subjects for one matter. A bad identifier fails only
         its own item, which carries its own status.
         """
+
+    @_abc_1.abstractmethod
+    def ReceiptKeys(
+        self,
+        request: _check_pb2.ReceiptKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.ReceiptKeysResponse, _abc.Awaitable[_check_pb2.ReceiptKeysResponse]]:
+        """The public keys that receipts are signed with, current and past (PEM by key id)."""
 
 def add_CheckServiceServicer_to_server(servicer: CheckServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,117 @@
+"""``mustcheck receipts verify|keys``: check a receipt offline; fetch the gateway's receipt keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mustcheck import Client, InvalidReceipt, MustCheckError, verify_receipt
+from mustcheck.receipts import load_public_keys
+
+from .common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subparsers,
+    UsageError,
+    add_gateway_option,
+    connection_from,
+    fail,
+    print_json,
+)
+from .rpc import exit_code_for
+
+EXIT_BAD_RECEIPT = 1
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "receipts",
+        help="verify receipts offline; fetch the gateway's receipt keys",
+        description="Receipts (R11) are the gateway's signed word that a check happened. They verify offline "
+        "with the gateway's public keys.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="verify a receipt: exit 0 valid, 1 invalid (saying why)",
+        description="Verify a receipt with no gateway: exit 0 valid, 1 invalid (saying why).",
+    )
+    verify.add_argument("receipt", metavar="RECEIPT", help="the compact receipt (mcr1.…), or @FILE")
+    verify.add_argument(
+        "--public-keys",
+        type=Path,
+        required=True,
+        metavar="FILE|DIR",
+        help="JSON {key_id: PEM} (from `receipts keys`) or a directory of <key_id>.pem",
+    )
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(run=run_verify)
+    keys = actions.add_parser(
+        "keys",
+        help="fetch the gateway's receipt keys (current and past)",
+        description="Fetch the gateway's receipt verification keys as JSON {key_id: PEM}.",
+    )
+    keys.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    add_gateway_option(keys)
+    keys.set_defaults(run=run_keys)
+
+
+def run_verify(options: argparse.Namespace) -> int:
+    text = options.receipt
+    try:
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        public_keys = load_public_keys(options.public_keys)
+    except (OSError, ValueError) as error:
+        return fail(f"cannot read: {error}", EXIT_INVALID)
+    try:
+        receipt = verify_receipt(text, public_keys)
+    except InvalidReceipt as error:
+        if options.json:
+            print_json({"valid": False, "reason": error.message})
+        else:
+            print(f"INVALID: {error.message}")
+        return EXIT_BAD_RECEIPT
+    if options.json:
+        print_json(
+            {
+                "valid": True,
+                "receipt_id": receipt.receipt_id,
+                "caller": receipt.caller,
+                "matter": receipt.matter,
+                "subject_hash": receipt.subject_hash,
+                "outcome": receipt.outcome,
+                "measures": list(receipt.measure_ids),
+                "data_version": receipt.data_version,
+                "issued_at": receipt.issued_at.isoformat(),
+                "audit_seq": receipt.audit_seq,
+                "key_id": receipt.key_id,
+            }
+        )
+    else:
+        print(
+            f"valid: receipt {receipt.receipt_id} — caller {receipt.caller}, matter {receipt.matter}, "
+            f"outcome {receipt.outcome}, data version {receipt.data_version}, "
+            f"issued {receipt.issued_at.isoformat()}, audit record {receipt.audit_seq}, key {receipt.key_id}"
+        )
+    return EXIT_OK
+
+
+def run_keys(options: argparse.Namespace) -> int:
+    try:
+        connection = connection_from(options)
+        with Client(connection.target, token=connection.token, tls=connection.tls) as client:
+            keys = {key_id: pem.decode() for key_id, pem in client.receipt_keys().items()}
+    except UsageError as error:
+        return fail(str(error), EXIT_INVALID)
+    except MustCheckError as error:
+        return fail(error.message, exit_code_for(error))
+    text = json.dumps(keys, indent=2, sort_keys=True)
+    if options.out:
+        options.out.write_text(text + "\n", encoding="utf-8")
+        print(f"{len(keys)} key(s) written to {options.out}")
+    else:
+        print(text)
+    return EXIT_OK if keys else EXIT_FAILURE

@@ -1,0 +1,152 @@
+"""Receipts (R11): the gateway's signed word that a check happened, verifiable offline.
+
+Every allowed check answer carries a receipt that the approval system keeps with its decision. Its
+compact form is ``mcr1.<payload>.<signature>`` (base64url): the payload is canonical JSON naming the
+receipt id, caller, matter, the subject as a keyed hash (never in clear), outcome, measure ids, data
+version, the time of issue, the audit record's sequence number and the signing key's id; the signature
+is Ed25519 over a domain tag and the payload. :func:`verify_receipt` needs only the gateway's public
+keys (current and past: a receipt signed before a key rotation still verifies).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ._errors import MustCheckError
+
+__all__ = ["InvalidReceipt", "Receipt", "load_public_keys", "parse_receipt", "sign_receipt", "verify_receipt"]
+
+PREFIX = "mcr1"
+DOMAIN = b"mustcheck.receipt.v1\n"
+_FIELDS = (
+    "id",
+    "caller",
+    "matter",
+    "subject",
+    "subject_key",
+    "outcome",
+    "measures",
+    "data_version",
+    "issued_at",
+    "audit_seq",
+    "kid",
+)
+
+
+class InvalidReceipt(MustCheckError):
+    """The receipt is malformed, altered, or signed by a key the verifier does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    receipt_id: str
+    caller: str
+    matter: str
+    subject_hash: str
+    subject_key_id: str
+    outcome: str
+    measure_ids: tuple[str, ...]
+    data_version: int
+    issued_at: dt.datetime
+    audit_seq: int
+    key_id: str
+    compact: str
+
+    def __str__(self) -> str:
+        return self.compact
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_receipt(fields: Mapping[str, Any], key_id: str, signer: Ed25519PrivateKey) -> str:
+    """The compact receipt for ``fields`` (the gateway's side)."""
+    payload = json.dumps({**fields, "kid": key_id}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signature = signer.sign(DOMAIN + payload.encode())
+    return f"{PREFIX}.{_b64(payload.encode())}.{_b64(signature)}"
+
+
+def _split(compact: str) -> tuple[bytes, bytes, dict[str, Any]]:
+    parts = compact.strip().split(".")
+    if len(parts) != 3 or parts[0] != PREFIX:
+        raise InvalidReceipt(f"not a receipt: expected {PREFIX}.<payload>.<signature>")
+    try:
+        payload, signature = _unb64(parts[1]), _unb64(parts[2])
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidReceipt("the receipt's payload or signature is not readable") from None
+    missing = [name for name in _FIELDS if name not in data]
+    if missing:
+        raise InvalidReceipt(f"the receipt lacks {', '.join(missing)}")
+    return payload, signature, data
+
+
+def parse_receipt(compact: str) -> Receipt:
+    """Read a receipt without verifying it (use :func:`verify_receipt` to trust it)."""
+    _, _, data = _split(compact)
+    try:
+        return Receipt(
+            receipt_id=str(data["id"]),
+            caller=str(data["caller"]),
+            matter=str(data["matter"]),
+            subject_hash=str(data["subject"]),
+            subject_key_id=str(data["subject_key"]),
+            outcome=str(data["outcome"]),
+            measure_ids=tuple(str(m) for m in data["measures"]),
+            data_version=int(data["data_version"]),
+            issued_at=dt.datetime.fromisoformat(data["issued_at"]),
+            audit_seq=int(data["audit_seq"]),
+            key_id=str(data["kid"]),
+            compact=compact.strip(),
+        )
+    except (TypeError, ValueError):
+        raise InvalidReceipt("the receipt's fields are not readable") from None
+
+
+def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
+    """The receipt, if its signature is valid under the named key; else :class:`InvalidReceipt` saying why."""
+    payload, signature, data = _split(compact)
+    key_id = str(data["kid"])
+    key = public_keys.get(key_id)
+    if key is None:
+        raise InvalidReceipt(
+            f"signed with key {key_id}, which is not among the {len(public_keys)} known keys"
+        )
+    if isinstance(key, bytes):
+        loaded = serialization.load_pem_public_key(key)
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise InvalidReceipt(f"key {key_id} is not an Ed25519 public key")
+        key = loaded
+    try:
+        key.verify(signature, DOMAIN + payload)
+    except InvalidSignature:
+        raise InvalidReceipt(
+            "the signature does not match: the receipt was altered or signed by another key"
+        ) from None
+    return parse_receipt(compact)
+
+
+def load_public_keys(path: str | Path) -> dict[str, bytes]:
+    """Public keys by key id: a JSON file ``{key_id: PEM}`` or a directory of ``<key_id>.pem`` files."""
+    location = Path(path)
+    if location.is_dir():
+        return {pem.stem: pem.read_bytes() for pem in sorted(location.glob("*.pem"))}
+    data = json.loads(location.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{location} does not hold a JSON object of key id to PEM")
+    return {str(key_id): str(pem).encode() for key_id, pem in data.items()}

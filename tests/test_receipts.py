@@ -1,0 +1,142 @@
+"""R11 receipts: on every allowed answer, verifiable offline, refused when altered or unknown."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mustcheck import Client, InvalidReceipt, verify_receipt
+from mustcheck.receipts import sign_receipt
+from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.cli import main
+from mustcheck_gateway.server import Gateway
+
+from factories import new_citizen_id, new_uscc
+
+
+def test_every_allowed_answer_carries_a_verifiable_receipt(target: str, token: str, gateway: Gateway) -> None:
+    subject = new_uscc()
+    with Client(target, token=token) as client:
+        result = client.check(subject, "MOF-0001", purpose="资格审查")
+        batch = client.batch_check([new_citizen_id(), "914403001922038217", new_uscc()], "MOF-0001")
+        keys = client.receipt_keys()
+    assert result.receipt is not None
+    receipt = verify_receipt(result.receipt.compact, keys)
+    assert (receipt.caller, receipt.matter, receipt.outcome) == ("tester", "MOF-0001", result.outcome.value)
+    assert receipt.data_version == result.data_version and subject not in receipt.compact
+    assert isinstance(gateway.audit, AuditLog)
+    (record,) = gateway.audit.query(subject=subject, kind="check")
+    assert record.seq == receipt.audit_seq and record.subject_hash == receipt.subject_hash
+    assert [item.result.receipt is not None for item in batch.items if item.result] == [True, True]
+    assert batch.items[1].error is not None  # a bad item gets no receipt
+    seqs = {
+        verify_receipt(item.result.receipt.compact, keys).audit_seq
+        for item in batch.items
+        if item.result and item.result.receipt
+    }
+    assert len(seqs) == 2
+
+
+def _tamper(compact: str, **changes: object) -> str:
+    prefix, payload, signature = compact.split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data.update(changes)
+    forged = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+    return f"{prefix}.{forged.rstrip(b'=').decode()}.{signature}"
+
+
+def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> None:
+    with Client(target, token=token) as client:
+        result = client.check(new_uscc(), "MOF-0001")
+        keys = client.receipt_keys()
+    assert result.receipt is not None
+    compact = result.receipt.compact
+    with pytest.raises(InvalidReceipt, match="signature does not match"):
+        verify_receipt(
+            _tamper(compact, outcome="no_record" if result.outcome.value != "no_record" else "restrictions"),
+            keys,
+        )
+    with pytest.raises(InvalidReceipt, match="signature does not match"):
+        verify_receipt(_tamper(compact, caller="someone-else"), keys)
+    stranger = Ed25519PrivateKey.generate()
+    fields = {
+        "id": "x",
+        "caller": "tester",
+        "matter": "MOF-0001",
+        "subject": "00",
+        "subject_key": "k",
+        "outcome": "no_record",
+        "measures": [],
+        "data_version": 1,
+        "issued_at": "2026-01-01T00:00:00+00:00",
+        "audit_seq": 1,
+    }
+    own_kid = next(iter(keys))
+    with pytest.raises(InvalidReceipt, match="signature does not match"):
+        verify_receipt(sign_receipt(fields, own_kid, stranger), keys)  # right key id, wrong key
+    with pytest.raises(InvalidReceipt, match="not among"):
+        verify_receipt(sign_receipt(fields, "sign-9999-unknown", stranger), keys)
+    with pytest.raises(InvalidReceipt, match="not a receipt"):
+        verify_receipt("hello", keys)
+
+
+def test_receipts_verify_offline_from_the_command_line(
+    target: str, token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_file = tmp_path / "t"
+    token_file.write_text(token)
+    keys_file = tmp_path / "keys.json"
+    assert (
+        main(
+            [
+                "receipts",
+                "keys",
+                "--out",
+                str(keys_file),
+                "--gateway",
+                target,
+                "--token-file",
+                str(token_file),
+            ]
+        )
+        == 0
+    )
+    with Client(target, token=token) as client:
+        result = client.check(new_uscc(), "MOHURD-0001")
+    assert result.receipt is not None
+    capsys.readouterr()
+    assert (
+        main(["receipts", "verify", result.receipt.compact, "--public-keys", str(keys_file), "--json"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is True and report["matter"] == "MOHURD-0001"
+    forged = _tamper(result.receipt.compact, matter="MOF-0001")
+    assert main(["receipts", "verify", forged, "--public-keys", str(keys_file)]) == 1
+    assert "INVALID" in capsys.readouterr().out
+
+
+def test_a_receipt_signed_before_a_key_rotation_still_verifies(tmp_path: Path) -> None:
+    from mustcheck_gateway.server import GatewayConfig, GatewayThread
+
+    from conftest import POLICY_DIR
+    from provision import provision
+
+    config = GatewayConfig(data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        target = f"127.0.0.1:{gateway.port}"
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "rotating")
+        with Client(target, token=token) as client:
+            before = client.check(new_uscc(), "MOF-0001").receipt
+    assert main(["audit", "rotate-key", "sign", "--data-dir", str(tmp_path)]) == 0
+    with GatewayThread(config) as gateway, Client(f"127.0.0.1:{gateway.port}", token=token) as client:
+        after = client.check(new_uscc(), "MOF-0001").receipt
+        keys = client.receipt_keys()
+    assert before is not None and after is not None and before.key_id != after.key_id
+    assert len(keys) == 2
+    assert verify_receipt(before.compact, keys).key_id == before.key_id
+    assert verify_receipt(after.compact, keys).key_id == after.key_id
