@@ -66,8 +66,21 @@ class CheckEngine:
             raw, kind, self.legacy_codes(), today=at.astimezone(CHINA_STANDARD_TIME).date()
         )
 
-    def answer(self, subject: ValidSubject, matter: Matter, department: str, at: dt.datetime) -> CheckAnswer:
-        lookup = self.store.lookup(subject.code, person=subject.kind is SubjectKind.PERSON)
+    def answer(
+        self,
+        subject: ValidSubject,
+        matter: Matter,
+        department: str,
+        at: dt.datetime,
+        *,
+        as_of_version: int | None = None,
+    ) -> CheckAnswer:
+        """The answer now, or — replay — with the list data as it was at ``as_of_version``."""
+        person = subject.kind is SubjectKind.PERSON
+        if as_of_version is None:
+            lookup = self.store.lookup(subject.code, person=person)
+        else:
+            lookup = self.store.lookup_as_of(subject.code, person=person, data_version=as_of_version)
         evaluation = evaluate(
             subject=subject,
             own_entries=lookup.own,

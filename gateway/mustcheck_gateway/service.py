@@ -7,6 +7,7 @@ with its status and then raised for the interceptor to map.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -16,10 +17,11 @@ import structlog
 
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
+from mustcheck.identifiers import SubjectKind
 
 from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
-from .auth.model import Caller
+from .auth.model import ROLE_AUDITOR, Caller, Grant
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
 from .errors import (
     FailedPrecondition,
@@ -30,12 +32,21 @@ from .errors import (
     ResourceExhausted,
 )
 from .masking import Masker
+from .policy.model import Matter
 from .receipts import ReceiptSigner
 from .responses import SUBJECT_KIND_FROM_PROTO, check_response
 
 log = structlog.get_logger("mustcheck.gateway")
 Context = grpc.aio.ServicerContext[Any, Any]
 _PER_ITEM_ERRORS = (InvalidSubject, PermissionDenied, ResourceExhausted)
+# What an auditor without a grant of its own sees in a replay: every matter, personal data masked.
+AUDITOR_VIEW = Grant(
+    caller_id="",
+    matters=("*",),
+    subject_kinds=frozenset(SubjectKind),
+    purpose_required=False,
+    authorization_ref_required_for_persons=False,
+)
 
 
 class AuditSink(Protocol):
@@ -136,18 +147,28 @@ class CheckService(pb_grpc.CheckServiceServicer):
     async def _check(
         self, request: pb.CheckRequest, context: Context, announcement: Announcement
     ) -> pb.CheckResponse:
-        draft = _Draft("check", request.matter, request.purpose, request.authorization_ref, request.subject)
+        replay = request.as_of_version > 0 or request.HasField("as_of_time")
+        draft = _Draft(
+            "replay" if replay else "check",
+            request.matter,
+            request.purpose,
+            request.authorization_ref,
+            request.subject,
+        )
         try:
             draft.caller = self.access.caller(context)
             matter = self.engine.matter(request.matter)
-            at = self.engine.clock()
-            grant = self.access.grant(draft.caller, matter, request.purpose, at)
-            self.access.throttle(draft.caller, grant)
-            subject = self.engine.subject(
-                request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at
-            )
-            self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
-            answer = self.engine.answer(subject, matter, draft.caller.department, at)
+            if replay:
+                answer, grant = self._replay(draft.caller, request, matter)
+            else:
+                at = self.engine.clock()
+                grant = self.access.grant(draft.caller, matter, request.purpose, at)
+                self.access.throttle(draft.caller, grant)
+                subject = self.engine.subject(
+                    request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at
+                )
+                self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+                answer = self.engine.answer(subject, matter, draft.caller.department, at)
             response = check_response(answer, Masker(grant.visible_fields))
         except GatewayError as error:
             await self.audit.append_many(self._failure_events(draft, error), announcement=announcement)
@@ -160,9 +181,23 @@ class CheckService(pb_grpc.CheckServiceServicer):
             draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer),
             announcement=announcement,
         )
-        response.receipt = self._receipt(draft.caller, answer, seq)
-        self._log("check", draft, "OK")
+        if not replay:  # a replay shows the past; it is no check an approval could rest on
+            response.receipt = self._receipt(draft.caller, answer, seq)
+        self._log(draft.kind, draft, "OK")
         return response
+
+    def _replay(self, caller: Caller, request: pb.CheckRequest, matter: Matter) -> tuple[CheckAnswer, Grant]:
+        """Point-in-time replay (auditor role): the answer as it was at a data version and instant."""
+        self.access.require_role(caller, ROLE_AUDITOR)
+        at = (
+            request.as_of_time.ToDatetime(tzinfo=dt.UTC)
+            if request.HasField("as_of_time")
+            else self.engine.clock()
+        )
+        version = request.as_of_version or self.engine.store.data_version_at(at)
+        grant = self.access.registry.snapshot().grants.get(caller.caller_id) or AUDITOR_VIEW
+        subject = self.engine.subject(request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at)
+        return self.engine.answer(subject, matter, caller.department, at, as_of_version=version), grant
 
     async def _batch_check(
         self, request: pb.BatchCheckRequest, context: Context, announcement: Announcement

@@ -11,6 +11,7 @@ deadline raises :class:`~mustcheck.CheckUnavailable`, never a "no record" result
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
@@ -57,10 +58,12 @@ class _BaseClient:
         purpose: str,
         authorization_ref: str,
         subject_kind: SubjectKind | None,
+        as_of_version: int | None = None,
+        as_of_time: dt.datetime | None = None,
     ) -> pb.CheckRequest:
         if self.validate_locally:
             self._reject_malformed(subject, subject_kind)
-        return pb.CheckRequest(
+        request = pb.CheckRequest(
             subject=subject,
             matter=matter,
             purpose=purpose,
@@ -68,7 +71,11 @@ class _BaseClient:
             subject_kind=SUBJECT_KIND_TO_PROTO.get(subject_kind, pb.SUBJECT_KIND_UNSPECIFIED)
             if subject_kind
             else pb.SUBJECT_KIND_UNSPECIFIED,
+            as_of_version=as_of_version or 0,
         )
+        if as_of_time is not None:
+            request.as_of_time.FromDatetime(as_of_time.astimezone(dt.UTC))
+        return request
 
     @staticmethod
     def _batch_request(
@@ -129,8 +136,14 @@ class Client(_BaseClient):
         authorization_ref: str = "",
         subject_kind: SubjectKind | None = None,
         timeout: float | None = None,
+        as_of_version: int | None = None,
+        as_of_time: dt.datetime | None = None,
     ) -> CheckResult:
-        request = self._check_request(subject, matter, purpose, authorization_ref, subject_kind)
+        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
+        then (auditor role only)."""
+        request = self._check_request(
+            subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
+        )
         try:
             response = self._stub.Check(request, timeout=self._deadline(timeout), metadata=self._metadata)
         except grpc.RpcError as error:
@@ -202,8 +215,14 @@ class AsyncClient(_BaseClient):
         authorization_ref: str = "",
         subject_kind: SubjectKind | None = None,
         timeout: float | None = None,
+        as_of_version: int | None = None,
+        as_of_time: dt.datetime | None = None,
     ) -> CheckResult:
-        request = self._check_request(subject, matter, purpose, authorization_ref, subject_kind)
+        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
+        then (auditor role only)."""
+        request = self._check_request(
+            subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
+        )
         try:
             response = await self._stub.Check(
                 request, timeout=self._deadline(timeout), metadata=self._metadata

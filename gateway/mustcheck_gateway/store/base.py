@@ -127,6 +127,14 @@ class ListStore(Protocol):
         """The subject's entries and the data version, read in one consistent snapshot."""
         ...
 
+    def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
+        """The subject's entries as they were at ``data_version`` (point-in-time replay)."""
+        ...
+
+    def data_version_at(self, instant: dt.datetime) -> int:
+        """The data version in force at ``instant``."""
+        ...
+
     def entries_for_subject(self, subject_code: str) -> list[ListEntry]:
         """Every entry of the subject, in any status, including expired ones (R6 needs history)."""
         ...

@@ -127,6 +127,51 @@ class SqliteStore:
         finally:
             connection.execute("COMMIT")
 
+    def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
+        """The subject's entries as they were at ``data_version``, rebuilt from their history."""
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            latest = min(data_version, self.data_version())
+            own = self._entries_at(
+                "SELECT entry_id FROM entries WHERE subject_code = ?", (subject_code,), latest
+            )
+            linked = (
+                self._entries_at(
+                    "SELECT DISTINCT entry_id FROM entry_history WHERE entry_id IN "
+                    "(SELECT entry_id FROM entry_persons WHERE person_id = ?)",
+                    (subject_code,),
+                    latest,
+                )
+                if person
+                else []
+            )
+            return Lookup(data_version=latest, own=own, linked=linked)
+        finally:
+            connection.execute("COMMIT")
+
+    def _entries_at(self, ids_query: str, parameters: Sequence[object], data_version: int) -> list[ListEntry]:
+        rows = self._connection().execute(
+            "SELECT h.snapshot FROM entry_history h JOIN "
+            "(SELECT entry_id, MAX(data_version) AS version FROM entry_history "
+            f"WHERE data_version <= ? AND entry_id IN ({ids_query}) GROUP BY entry_id) latest "
+            "ON h.entry_id = latest.entry_id AND h.data_version = latest.version ORDER BY h.entry_id",
+            (data_version, *parameters),
+        )
+        return [from_snapshot(snapshot_text) for (snapshot_text,) in rows]
+
+    def data_version_at(self, instant: dt.datetime) -> int:
+        """The data version in force at ``instant`` (the last change made at or before it)."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT MAX(data_version) FROM entry_history WHERE changed_at <= ?",
+                (format_instant(instant),),
+            )
+            .fetchone()
+        )
+        return int(row[0] or 0)
+
     def entries_for_subject(self, subject_code: str) -> list[ListEntry]:
         return self._entries(f"{_SELECT_ENTRIES} WHERE subject_code = ? ORDER BY entry_id", (subject_code,))
 

@@ -133,6 +133,8 @@ class CheckRequest(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_REF_FIELD_NUMBER: _builtins.int
     SUBJECT_KIND_FIELD_NUMBER: _builtins.int
+    AS_OF_VERSION_FIELD_NUMBER: _builtins.int
+    AS_OF_TIME_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """Unified social credit code or citizen identity number. Case and
     surrounding spaces are normalised.
@@ -145,6 +147,12 @@ class CheckRequest(_message.Message):
     """Authorisation reference for personal lookups (98号 §4(1))."""
     subject_kind: Global___SubjectKind.ValueType
     """Optional: disambiguates an identifier valid as both kinds."""
+    as_of_version: _builtins.int
+    """Point-in-time replay (auditor role only): the list data as of this data version
+    (0: now), evaluated at this instant (unset: now).
+    """
+    @_builtins.property
+    def as_of_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -153,10 +161,12 @@ class CheckRequest(_message.Message):
         purpose: _builtins.str = ...,
         authorization_ref: _builtins.str = ...,
         subject_kind: Global___SubjectKind.ValueType = ...,
+        as_of_version: _builtins.int = ...,
+        as_of_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "subject", b"subject", "subject_kind", b"subject_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "as_of_version", b"as_of_version", "authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "subject", b"subject", "subject_kind", b"subject_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
