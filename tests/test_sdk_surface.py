@@ -35,6 +35,7 @@ EXPECTED_ALL = {
     "Membership",
     "MustCheckError",
     "Outcome",
+    "OutcomeAck",
     "PermissionDenied",
     "RateLimited",
     "Receipt",

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
@@ -23,9 +24,12 @@ from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 from .audit import AuditEvent, AuditIntegrityError, AuditLog, AuditRecord
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
+from .coverage import BUCKETS, STATS_KEYS, MatterCoverage, coverage, stats
 from .errors import GatewayError, InvalidArgument
+from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
+from .store.base import ListStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
 T = TypeVar("T")
@@ -80,10 +84,19 @@ def filters(query: pb.AuditQuery) -> dict[str, Any]:
 
 
 class AuditService(pb_grpc.AuditServiceServicer):
-    def __init__(self, log: AuditLog | object, access: AccessControl, sink: AuditSink) -> None:
+    def __init__(
+        self,
+        log: AuditLog | object,
+        access: AccessControl,
+        sink: AuditSink,
+        policy: PolicySet,
+        store: ListStore,
+    ) -> None:
         self.log = log if isinstance(log, AuditLog) else None
         self.access = access
         self.sink = sink
+        self.policy = policy
+        self.store = store
 
     async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AuditLog]:
         caller = self.access.caller(context)
@@ -154,6 +167,58 @@ class AuditService(pb_grpc.AuditServiceServicer):
             subjects=[pb.RevealedSubject(seq=seq, subject=subject or "") for seq, subject in revealed]
         )
 
+    async def Coverage(self, request: pb.CoverageRequest, context: Context) -> pb.CoverageReport:
+        caller, log = await self._auditor(context)
+        since, until = _period(
+            request.since, request.until, request.HasField("since"), request.HasField("until")
+        )
+        await self._note(caller, "coverage", department=request.department, matter=request.matter)
+
+        def compute() -> list[MatterCoverage]:
+            return coverage(
+                self.policy,
+                self.store.feedback_between(since, until),
+                log.query(since=since, until=until, limit=10**9),
+                self.store.feedback_check_seqs(),
+                department=request.department or None,
+                matter=request.matter or None,
+            )
+
+        rows = await self._run(compute)
+        return pb.CoverageReport(
+            matters=[
+                pb.MatterCoverage(
+                    matter=row.matter,
+                    department=row.department,
+                    approvals_reported=row.approvals_reported,
+                    approvals_backed=row.approvals_backed,
+                    approvals_without_check=row.approvals_without_check,
+                    mandatory_not_applied=[
+                        pb.MissedMeasure(approval_id=a, measure_id=m) for a, m in row.mandatory_not_applied
+                    ],
+                    restricted_checks_without_feedback=len(row.restricted_check_seqs),
+                    restricted_check_seqs=row.restricted_check_seqs[:1000],
+                )
+                for row in rows
+            ]
+        )
+
+    async def Stats(self, request: pb.StatsRequest, context: Context) -> pb.StatsReport:
+        caller, log = await self._auditor(context)
+        by, bucket = request.by or "matter", request.bucket or "day"
+        if by not in STATS_KEYS:
+            raise InvalidArgument(f"by must be one of {', '.join(STATS_KEYS)}", reason="stats.by")
+        if bucket not in BUCKETS:
+            raise InvalidArgument("bucket must be day or month", reason="stats.bucket")
+        since, until = _period(
+            request.since, request.until, request.HasField("since"), request.HasField("until")
+        )
+        await self._note(caller, "stats", by=by, bucket=bucket)
+        rows = await self._run(
+            lambda: stats(log.query(since=since, until=until, limit=10**9), by=by, bucket=bucket)
+        )
+        return pb.StatsReport(rows=[pb.StatsRow(bucket=b, key=k, checks=n) for b, k, n in rows])
+
     async def Export(self, request: pb.ExportRequest, context: Context) -> AsyncIterator[pb.ExportChunk]:
         caller, log = await self._auditor(context)
         export_format = request.format or "jsonl"
@@ -165,3 +230,12 @@ class AuditService(pb_grpc.AuditServiceServicer):
         text = buffer.getvalue()
         for start in range(0, len(text), EXPORT_CHUNK):
             yield pb.ExportChunk(data=text[start : start + EXPORT_CHUNK])
+
+
+def _period(
+    since: Timestamp, until: Timestamp, has_since: bool, has_until: bool
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    return (
+        since.ToDatetime(tzinfo=dt.UTC) if has_since else None,
+        until.ToDatetime(tzinfo=dt.UTC) if has_until else None,
+    )

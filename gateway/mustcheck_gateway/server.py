@@ -209,7 +209,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(store, policy, access, sink, config.clock), server
         )
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(audit, access, sink), server)
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(
+            AuditService(audit, access, sink, policy, store), server
+        )
         lists_pb2_grpc.add_ListsServiceServicer_to_server(
             ListsService(store, policy, access, sink, config.clock, legacy), server
         )

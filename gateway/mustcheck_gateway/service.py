@@ -31,6 +31,8 @@ from .errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from .evaluation import Evaluation
+from .feedback import Feedback, from_receipt, validate_decision
 from .masking import Masker
 from .policy.model import Matter
 from .receipts import ReceiptSigner
@@ -89,8 +91,54 @@ class _Draft:
             data_version=answer.data_version if answer else 0,
             status=status,
             latency_us=round((time.perf_counter() - self.started) * 1_000_000),
-            detail={"reason": reason} if reason else {},
+            detail=_detail(evaluation, reason),
         )
+
+
+def _detail(evaluation: Evaluation | None, reason: str) -> dict[str, Any]:
+    detail: dict[str, Any] = {"reason": reason} if reason else {}
+    if evaluation is not None:
+        # For statistics by memorandum (跟踪问效): the memoranda whose entries counted.
+        detail["memoranda"] = sorted({m.memorandum.id for m in evaluation.memberships if m.in_force})
+    return detail
+
+
+def _ack(feedback: Feedback, *, duplicate: bool) -> pb.OutcomeAck:
+    ack = pb.OutcomeAck(
+        approval_id=feedback.approval_id, backed_by_check=feedback.backed, duplicate=duplicate
+    )
+    ack.reported_at.FromDatetime(feedback.reported_at.astimezone(dt.UTC))
+    return ack
+
+
+def _feedback_event(
+    caller: Caller | None,
+    request: pb.OutcomeReport,
+    status: str,
+    reason: str,
+    feedback: Feedback | None = None,
+) -> AuditEvent:
+    detail: dict[str, Any] = {"approval_id": request.approval_id[:128], "decision": request.decision}
+    if feedback is not None:
+        detail.update(
+            receipt_id=feedback.receipt_id,
+            check_seq=feedback.check_seq,
+            applied=list(feedback.applied),
+            subject_hash=feedback.subject_hash,
+        )
+    if reason:
+        detail["reason"] = reason
+    return AuditEvent(
+        kind="feedback",
+        caller_id=caller.caller_id if caller else "",
+        department=caller.department if caller else "",
+        matter=feedback.matter if feedback else request.matter,
+        subject=request.subject or None,  # only for approvals without a receipt; protected by the log
+        outcome=request.decision if status == "OK" else "refused",
+        measure_ids=feedback.applied if feedback else (),
+        status=status,
+        detail=detail,
+    )
 
 
 def _internal_error(draft: _Draft) -> AuditEvent:
@@ -127,6 +175,72 @@ class CheckService(pb_grpc.CheckServiceServicer):
             data_version=answer.data_version,
             issued_at=answer.checked_at,
             audit_seq=audit_seq,
+        )
+
+    async def ReportOutcome(self, request: pb.OutcomeReport, context: Context) -> pb.OutcomeAck:
+        caller: Caller | None = None
+        try:
+            caller = self.access.caller(context)
+            feedback = self._feedback(caller, request)
+            existing = self.engine.store.get_feedback(caller.caller_id, feedback.approval_id)
+            if existing is not None and not existing.same_report(feedback):
+                raise FailedPrecondition(
+                    f"approval {feedback.approval_id} was already reported with other content",
+                    reason="feedback.conflict",
+                )
+        except GatewayError as error:
+            await self.audit.append(_feedback_event(caller, request, error.status.name, error.reason))
+            raise
+        if existing is not None:
+            return _ack(existing, duplicate=True)
+        await self.audit.append(_feedback_event(caller, request, "OK", "", feedback))
+        self.engine.store.add_feedback(feedback)
+        return _ack(feedback, duplicate=False)
+
+    def _feedback(self, caller: Caller, request: pb.OutcomeReport) -> Feedback:
+        approval_id = request.approval_id.strip()
+        validate_decision(approval_id, request.decision)
+        applied = tuple(dict.fromkeys(m.strip() for m in request.applied_measures if m.strip()))
+        at = self.engine.clock()
+        if request.receipt.strip():
+            if self.receipts is None:
+                raise FailedPrecondition("this gateway issues no receipts", reason="feedback.no_receipts")
+            keys = {kid: pem.encode() for kid, pem in self.receipts.public_keys_pem().items()}
+            return from_receipt(
+                compact=request.receipt,
+                caller_id=caller.caller_id,
+                department=caller.department,
+                approval_id=approval_id,
+                decision=request.decision,
+                applied=applied,
+                note=request.note,
+                public_keys=keys,
+                policy=self.engine.policy,
+                at=at,
+            )
+        # An approval made without a check: declared, and listed as unbacked by coverage.
+        matter = self.engine.matter(request.matter)
+        subject = self.engine.subject(request.subject, None, at)
+        if applied:
+            raise InvalidArgument(
+                "without a receipt no measure can be reported as applied", reason="feedback.measures"
+            )
+        subject_hash = self.receipts.protector.keyed_hash(subject.code)[1] if self.receipts else ""
+        return Feedback(
+            caller_id=caller.caller_id,
+            approval_id=approval_id,
+            matter=matter.code,
+            department=caller.department,
+            subject_hash=subject_hash,
+            decision=request.decision,
+            applied=(),
+            note=request.note,
+            receipt_id="",
+            check_seq=0,
+            check_outcome="",
+            check_measures=(),
+            checked_at=None,
+            reported_at=at,
         )
 
     async def ReceiptKeys(self, request: pb.ReceiptKeysRequest, context: Context) -> pb.ReceiptKeysResponse:

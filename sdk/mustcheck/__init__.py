@@ -35,6 +35,7 @@ from ._models import (
     MeasureKind,
     Membership,
     Outcome,
+    OutcomeAck,
 )
 from .identifiers import SubjectKind
 from .receipts import InvalidReceipt, Receipt, verify_receipt
@@ -65,6 +66,7 @@ __all__ = [
     "Membership",
     "MustCheckError",
     "Outcome",
+    "OutcomeAck",
     "PermissionDenied",
     "RateLimited",
     "Receipt",

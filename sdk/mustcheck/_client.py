@@ -23,8 +23,9 @@ from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result
 from ._errors import InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
 from ._generated.v1 import check_pb2 as pb
 from ._generated.v1 import check_pb2_grpc as pb_grpc
-from ._models import BatchResult, CheckResult
+from ._models import BatchResult, CheckResult, OutcomeAck
 from .identifiers import IdentifierError, SubjectKind, validate_subject
+from .receipts import Receipt
 
 DEFAULT_TIMEOUT = 3.0
 MAX_BATCH = 1000
@@ -91,6 +92,36 @@ class _BaseClient:
             subjects=listed, matter=matter, purpose=purpose, authorization_ref=authorization_ref
         )
         return request, listed
+
+    @staticmethod
+    def _outcome_request(
+        receipt: Receipt | str | None,
+        approval_id: str,
+        decision: str,
+        applied_measures: Iterable[str],
+        note: str,
+        matter: str,
+        subject: str,
+    ) -> pb.OutcomeReport:
+        compact = receipt.compact if isinstance(receipt, Receipt) else (receipt or "")
+        return pb.OutcomeReport(
+            receipt=compact,
+            approval_id=approval_id,
+            decision=decision,
+            applied_measures=list(applied_measures),
+            note=note,
+            matter=matter,
+            subject=subject,
+        )
+
+    @staticmethod
+    def _ack(message: pb.OutcomeAck) -> OutcomeAck:
+        return OutcomeAck(
+            message.approval_id,
+            message.backed_by_check,
+            message.duplicate,
+            message.reported_at.ToDatetime(tzinfo=dt.UTC),
+        )
 
     @staticmethod
     def _reject_malformed(subject: str, kind: SubjectKind | None) -> None:
@@ -167,6 +198,34 @@ class Client(_BaseClient):
         except grpc.RpcError as error:
             raise self._error(error) from error
         return batch_result(response, listed)
+
+    def report_outcome(
+        self,
+        receipt: Receipt | str | None,
+        approval_id: str,
+        decision: str,
+        applied_measures: Iterable[str] = (),
+        *,
+        note: str = "",
+        matter: str = "",
+        subject: str = "",
+        timeout: float | None = None,
+    ) -> OutcomeAck:
+        """Report what the approval decided (approved, rejected, deferred) and which measures it applied.
+
+        Idempotent per ``approval_id``. Without a receipt, give ``matter`` and ``subject``: the approval is
+        recorded as resting on no check.
+        """
+        request = self._outcome_request(
+            receipt, approval_id, decision, applied_measures, note, matter, subject
+        )
+        try:
+            response = self._stub.ReportOutcome(
+                request, timeout=self._deadline(timeout), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return self._ack(response)
 
     def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
@@ -248,6 +307,34 @@ class AsyncClient(_BaseClient):
         except grpc.RpcError as error:
             raise self._error(error) from error
         return batch_result(response, listed)
+
+    async def report_outcome(
+        self,
+        receipt: Receipt | str | None,
+        approval_id: str,
+        decision: str,
+        applied_measures: Iterable[str] = (),
+        *,
+        note: str = "",
+        matter: str = "",
+        subject: str = "",
+        timeout: float | None = None,
+    ) -> OutcomeAck:
+        """Report what the approval decided (approved, rejected, deferred) and which measures it applied.
+
+        Idempotent per ``approval_id``. Without a receipt, give ``matter`` and ``subject``: the approval is
+        recorded as resting on no check.
+        """
+        request = self._outcome_request(
+            receipt, approval_id, decision, applied_measures, note, matter, subject
+        )
+        try:
+            response = await self._stub.ReportOutcome(
+                request, timeout=self._deadline(timeout), metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return self._ack(response)
 
     async def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""

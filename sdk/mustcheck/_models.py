@@ -139,3 +139,13 @@ class BatchResult:
     @property
     def errors(self) -> tuple[BatchItem, ...]:
         return tuple(item for item in self.items if item.error is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeAck:
+    """The gateway's acknowledgement of execution feedback (执行反馈)."""
+
+    approval_id: str
+    backed_by_check: bool
+    duplicate: bool
+    reported_at: dt.datetime

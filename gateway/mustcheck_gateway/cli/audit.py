@@ -13,6 +13,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -109,6 +110,40 @@ def register(commands: Subparsers) -> None:
     _add_filters(export)
     add_gateway_option(export)
     export.set_defaults(run=lambda options: _online(options, _export))
+
+    coverage = actions.add_parser(
+        "coverage",
+        help="应查必查 / 奖惩到位: were approvals backed by checks, were measures applied",
+        description="Per must-check matter: approvals reported; approvals backed by an earlier check of the "
+        "same subject and matter; approvals without one; mandatory measures that applied but were reported "
+        "as not applied; checks with restrictions never followed by feedback. Auditor role.",
+    )
+    coverage.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
+    coverage.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    coverage.add_argument("--department", default="", metavar="CODE")
+    coverage.add_argument("--matter", default="", metavar="CODE")
+    coverage_output = coverage.add_mutually_exclusive_group()
+    coverage_output.add_argument("--json", action="store_true")
+    coverage_output.add_argument("--csv", action="store_true")
+    add_gateway_option(coverage)
+    coverage.set_defaults(run=lambda options: _online(options, _coverage))
+
+    statistics = actions.add_parser(
+        "stats",
+        help="跟踪问效: checks by department, matter, memorandum, measure or outcome",
+        description="Successful checks counted per day or month (China Standard Time). Auditor role.",
+    )
+    statistics.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
+    statistics.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    statistics.add_argument(
+        "--by", choices=["department", "matter", "memorandum", "measure", "outcome"], default="matter"
+    )
+    statistics.add_argument("--bucket", choices=["day", "month"], default="day")
+    stats_output = statistics.add_mutually_exclusive_group()
+    stats_output.add_argument("--json", action="store_true")
+    stats_output.add_argument("--csv", action="store_true")
+    add_gateway_option(statistics)
+    statistics.set_defaults(run=lambda options: _online(options, _stats))
 
     prune = actions.add_parser(
         "prune",
@@ -271,6 +306,91 @@ def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
 def _export(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
     chunks = audit.Export(pb.ExportRequest(format=options.format, filter=_query_message(options)), **call)
     write_text_chunks(chunks, options.out)
+    return EXIT_OK
+
+
+def _set_period(message: Any, options: argparse.Namespace) -> None:
+    for name in ("since", "until"):
+        value = getattr(options, name)
+        if value is not None:
+            getattr(message, name).FromDatetime(value.astimezone(dt.UTC))
+
+
+def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    request = pb.CoverageRequest(department=options.department, matter=options.matter)
+    _set_period(request, options)
+    report = audit.Coverage(request, **call)
+    rows: list[dict[str, Any]] = [
+        {
+            "matter": row.matter,
+            "department": row.department,
+            "approvals_reported": row.approvals_reported,
+            "approvals_backed": row.approvals_backed,
+            "approvals_without_check": list(row.approvals_without_check),
+            "mandatory_not_applied": [
+                {"approval_id": m.approval_id, "measure_id": m.measure_id} for m in row.mandatory_not_applied
+            ],
+            "restricted_checks_without_feedback": row.restricted_checks_without_feedback,
+        }
+        for row in report.matters
+    ]
+    if options.json:
+        print_json(rows)
+    elif options.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(
+            [
+                "matter",
+                "department",
+                "approvals_reported",
+                "approvals_backed",
+                "approvals_without_check",
+                "mandatory_not_applied",
+                "restricted_checks_without_feedback",
+            ]
+        )
+        for row in rows:
+            missed = ";".join(f"{m['approval_id']}:{m['measure_id']}" for m in row["mandatory_not_applied"])
+            writer.writerow(
+                [
+                    row["matter"],
+                    row["department"],
+                    row["approvals_reported"],
+                    row["approvals_backed"],
+                    ";".join(row["approvals_without_check"]),
+                    missed,
+                    row["restricted_checks_without_feedback"],
+                ]
+            )
+    else:
+        print(
+            f"{'matter':24} {'department':16} {'reported':>8} {'backed':>7} {'unbacked':>8} "
+            f"{'measures missed':>15} {'restricted, no feedback':>24}"
+        )
+        for row in rows:
+            print(
+                f"{row['matter']:24} {row['department']:16} {row['approvals_reported']:>8} "
+                f"{row['approvals_backed']:>7} {len(row['approvals_without_check']):>8} "
+                f"{len(row['mandatory_not_applied']):>15} {row['restricted_checks_without_feedback']:>24}"
+            )
+    return EXIT_OK
+
+
+def _stats(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    request = pb.StatsRequest(by=options.by, bucket=options.bucket)
+    _set_period(request, options)
+    report = audit.Stats(request, **call)
+    rows = [{"bucket": r.bucket, options.by: r.key, "checks": r.checks} for r in report.rows]
+    if options.json:
+        print_json(rows)
+    elif options.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["bucket", options.by, "checks"])
+        for r in report.rows:
+            writer.writerow([r.bucket, r.key, r.checks])
+    else:
+        for r in report.rows:
+            print(f"{r.bucket:10} {r.key:36} {r.checks:>8}")
     return EXIT_OK
 
 

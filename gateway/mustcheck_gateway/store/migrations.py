@@ -114,6 +114,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "execution feedback: what approvals decided and applied",
+        (
+            """CREATE TABLE feedback (
+                caller_id TEXT NOT NULL,
+                approval_id TEXT NOT NULL,
+                matter TEXT NOT NULL,
+                department TEXT NOT NULL,
+                subject_hash TEXT NOT NULL,
+                decision TEXT NOT NULL,
+                applied TEXT NOT NULL,
+                note TEXT NOT NULL,
+                receipt_id TEXT NOT NULL,
+                check_seq BIGINT NOT NULL,
+                check_outcome TEXT NOT NULL,
+                check_measures TEXT NOT NULL,
+                checked_at TEXT,
+                reported_at TEXT NOT NULL,
+                PRIMARY KEY (caller_id, approval_id)
+            )""",
+            "CREATE INDEX feedback_reported ON feedback (reported_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

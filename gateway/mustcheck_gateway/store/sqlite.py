@@ -8,6 +8,7 @@ data version moves exactly once per write.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +27,7 @@ from ..auth.codec import (
     token_values,
 )
 from ..auth.model import Caller, Grant, TokenRecord
+from ..feedback import Feedback
 from .base import (
     AuthData,
     EntryNotFound,
@@ -36,13 +38,25 @@ from .base import (
     Lookup,
     StoreError,
 )
-from .codec import ENTRY_COLUMNS, entry_from_values, entry_values, format_instant, from_snapshot, snapshot
+from .codec import (
+    ENTRY_COLUMNS,
+    entry_from_values,
+    entry_values,
+    format_instant,
+    from_snapshot,
+    parse_instant,
+    snapshot,
+)
 from .migrations import MIGRATIONS, apply_migrations
 
 _COLUMNS = ", ".join(ENTRY_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
 _SELECT_ENTRIES = f"SELECT {_COLUMNS} FROM entries"
 _IMPORT_BATCH = 2000
+_FEEDBACK_COLUMNS = (
+    "caller_id, approval_id, matter, department, subject_hash, decision, applied, note, receipt_id, "
+    "check_seq, check_outcome, check_measures, checked_at, reported_at"
+)
 # Page cache per connection: list keys are hashes, so inserts land all over the B-trees; a cache that
 # holds them keeps a million-row import from re-reading pages it has just written.
 CACHE_KIB = 32 * 1024
@@ -351,6 +365,80 @@ class SqliteStore:
             self._put(connection, entry, version)
             self._record(connection, entry, version, action, actor, format_instant(at))
             return version
+
+    # -- execution feedback ------------------------------------------------------------
+
+    def get_feedback(self, caller_id: str, approval_id: str) -> Feedback | None:
+        rows = self._feedback("WHERE caller_id = ? AND approval_id = ?", (caller_id, approval_id))
+        return rows[0] if rows else None
+
+    def add_feedback(self, feedback: Feedback) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                f"INSERT INTO feedback ({_FEEDBACK_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                (
+                    feedback.caller_id,
+                    feedback.approval_id,
+                    feedback.matter,
+                    feedback.department,
+                    feedback.subject_hash,
+                    feedback.decision,
+                    json.dumps(list(feedback.applied)),
+                    feedback.note,
+                    feedback.receipt_id,
+                    feedback.check_seq,
+                    feedback.check_outcome,
+                    json.dumps(list(feedback.check_measures)),
+                    format_instant(feedback.checked_at) if feedback.checked_at else None,
+                    format_instant(feedback.reported_at),
+                ),
+            )
+
+    def feedback_between(self, since: dt.datetime | None, until: dt.datetime | None) -> list[Feedback]:
+        return self._feedback(
+            "WHERE reported_at >= ? AND reported_at < ? ORDER BY reported_at",
+            (format_instant(since) if since else "", format_instant(until) if until else "9999"),
+        )
+
+    def feedback_check_seqs(self) -> set[int]:
+        return {int(seq) for (seq,) in self._connection().execute("SELECT check_seq FROM feedback")}
+
+    def _feedback(self, where: str, parameters: Sequence[object]) -> list[Feedback]:
+        rows = self._connection().execute(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where}", parameters)
+        return [
+            Feedback(
+                caller_id=caller_id,
+                approval_id=approval_id,
+                matter=matter,
+                department=department,
+                subject_hash=subject_hash,
+                decision=decision,
+                applied=tuple(json.loads(applied)),
+                note=note,
+                receipt_id=receipt_id,
+                check_seq=int(check_seq),
+                check_outcome=check_outcome,
+                check_measures=tuple(json.loads(check_measures)),
+                checked_at=parse_instant(checked_at) if checked_at else None,
+                reported_at=parse_instant(reported_at),
+            )
+            for (
+                caller_id,
+                approval_id,
+                matter,
+                department,
+                subject_hash,
+                decision,
+                applied,
+                note,
+                receipt_id,
+                check_seq,
+                check_outcome,
+                check_measures,
+                checked_at,
+                reported_at,
+            ) in rows
+        ]
 
     # -- the legacy code allow-list (R1), kept beside the policy file's ----------------
 

@@ -308,3 +308,195 @@ class ExportChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportChunk: _TypeAlias = ExportChunk  # noqa: Y015
+
+@_typing.final
+class CoverageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    MATTER_FIELD_NUMBER: _builtins.int
+    department: _builtins.str
+    matter: _builtins.str
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        department: _builtins.str = ...,
+        matter: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "matter", b"matter", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageRequest: _TypeAlias = CoverageRequest  # noqa: Y015
+
+@_typing.final
+class MissedMeasure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    MEASURE_ID_FIELD_NUMBER: _builtins.int
+    approval_id: _builtins.str
+    measure_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        approval_id: _builtins.str = ...,
+        measure_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "measure_id", b"measure_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissedMeasure: _TypeAlias = MissedMeasure  # noqa: Y015
+
+@_typing.final
+class MatterCoverage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATTER_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    APPROVALS_REPORTED_FIELD_NUMBER: _builtins.int
+    APPROVALS_BACKED_FIELD_NUMBER: _builtins.int
+    APPROVALS_WITHOUT_CHECK_FIELD_NUMBER: _builtins.int
+    MANDATORY_NOT_APPLIED_FIELD_NUMBER: _builtins.int
+    RESTRICTED_CHECKS_WITHOUT_FEEDBACK_FIELD_NUMBER: _builtins.int
+    RESTRICTED_CHECK_SEQS_FIELD_NUMBER: _builtins.int
+    matter: _builtins.str
+    department: _builtins.str
+    approvals_reported: _builtins.int
+    approvals_backed: _builtins.int
+    restricted_checks_without_feedback: _builtins.int
+    @_builtins.property
+    def approvals_without_check(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def mandatory_not_applied(self) -> _containers.RepeatedCompositeFieldContainer[Global___MissedMeasure]: ...
+    @_builtins.property
+    def restricted_check_seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        matter: _builtins.str = ...,
+        department: _builtins.str = ...,
+        approvals_reported: _builtins.int = ...,
+        approvals_backed: _builtins.int = ...,
+        approvals_without_check: _abc.Iterable[_builtins.str] | None = ...,
+        mandatory_not_applied: _abc.Iterable[Global___MissedMeasure] | None = ...,
+        restricted_checks_without_feedback: _builtins.int = ...,
+        restricted_check_seqs: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_backed", b"approvals_backed", "approvals_reported", b"approvals_reported", "approvals_without_check", b"approvals_without_check", "department", b"department", "mandatory_not_applied", b"mandatory_not_applied", "matter", b"matter", "restricted_check_seqs", b"restricted_check_seqs", "restricted_checks_without_feedback", b"restricted_checks_without_feedback"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MatterCoverage: _TypeAlias = MatterCoverage  # noqa: Y015
+
+@_typing.final
+class CoverageReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def matters(self) -> _containers.RepeatedCompositeFieldContainer[Global___MatterCoverage]: ...
+    def __init__(
+        self,
+        *,
+        matters: _abc.Iterable[Global___MatterCoverage] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matters", b"matters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CoverageReport: _TypeAlias = CoverageReport  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    BY_FIELD_NUMBER: _builtins.int
+    BUCKET_FIELD_NUMBER: _builtins.int
+    by: _builtins.str
+    """department, matter, memorandum, measure or outcome."""
+    bucket: _builtins.str
+    """day or month (China Standard Time)."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        by: _builtins.str = ...,
+        bucket: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "by", b"by", "since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class StatsRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    key: _builtins.str
+    checks: _builtins.int
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        checks: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "checks", b"checks", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRow: _TypeAlias = StatsRow  # noqa: Y015
+
+@_typing.final
+class StatsReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatsRow]: ...
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___StatsRow] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsReport: _TypeAlias = StatsReport  # noqa: Y015

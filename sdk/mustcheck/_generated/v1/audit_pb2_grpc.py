@@ -54,6 +54,16 @@ class AuditServiceStub:
                 request_serializer=mustcheck_dot_v1_dot_audit__pb2.ExportRequest.SerializeToString,
                 response_deserializer=mustcheck_dot_v1_dot_audit__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.Coverage = channel.unary_unary(
+                '/mustcheck.v1.AuditService/Coverage',
+                request_serializer=mustcheck_dot_v1_dot_audit__pb2.CoverageRequest.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_audit__pb2.CoverageReport.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/mustcheck.v1.AuditService/Stats',
+                request_serializer=mustcheck_dot_v1_dot_audit__pb2.StatsRequest.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_audit__pb2.StatsReport.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -83,6 +93,21 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Coverage(self, request, context):
+        """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
+        mandatory measures applied?
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +130,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=mustcheck_dot_v1_dot_audit__pb2.ExportRequest.FromString,
                     response_serializer=mustcheck_dot_v1_dot_audit__pb2.ExportChunk.SerializeToString,
+            ),
+            'Coverage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Coverage,
+                    request_deserializer=mustcheck_dot_v1_dot_audit__pb2.CoverageRequest.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_audit__pb2.CoverageReport.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=mustcheck_dot_v1_dot_audit__pb2.StatsRequest.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_audit__pb2.StatsReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +250,60 @@ class AuditService:
             '/mustcheck.v1.AuditService/Export',
             mustcheck_dot_v1_dot_audit__pb2.ExportRequest.SerializeToString,
             mustcheck_dot_v1_dot_audit__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Coverage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.AuditService/Coverage',
+            mustcheck_dot_v1_dot_audit__pb2.CoverageRequest.SerializeToString,
+            mustcheck_dot_v1_dot_audit__pb2.CoverageReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.AuditService/Stats',
+            mustcheck_dot_v1_dot_audit__pb2.StatsRequest.SerializeToString,
+            mustcheck_dot_v1_dot_audit__pb2.StatsReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,12 @@ class AuditServiceStub:
     Query: _grpc.UnaryUnaryMultiCallable[_audit_pb2.AuditQuery, _audit_pb2.AuditRecords]
     Reveal: _grpc.UnaryUnaryMultiCallable[_audit_pb2.RevealRequest, _audit_pb2.RevealResponse]
     Export: _grpc.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]
+    Coverage: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]
+    """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
+    mandatory measures applied?
+    """
+    Stats: _grpc.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsReport]
+    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -45,6 +51,12 @@ class AuditServiceAsyncStub(AuditServiceStub):
     Query: _aio.UnaryUnaryMultiCallable[_audit_pb2.AuditQuery, _audit_pb2.AuditRecords]  # type: ignore[assignment]
     Reveal: _aio.UnaryUnaryMultiCallable[_audit_pb2.RevealRequest, _audit_pb2.RevealResponse]  # type: ignore[assignment]
     Export: _aio.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]  # type: ignore[assignment]
+    Coverage: _aio.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]  # type: ignore[assignment]
+    """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
+    mandatory measures applied?
+    """
+    Stats: _aio.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsReport]  # type: ignore[assignment]
+    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -74,5 +86,23 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.ExportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_pb2.ExportChunk], _abc.AsyncIterator[_audit_pb2.ExportChunk]]: ...
+
+    @_abc_1.abstractmethod
+    def Coverage(
+        self,
+        request: _audit_pb2.CoverageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.CoverageReport, _abc.Awaitable[_audit_pb2.CoverageReport]]:
+        """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
+        mandatory measures applied?
+        """
+
+    @_abc_1.abstractmethod
+    def Stats(
+        self,
+        request: _audit_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.StatsReport, _abc.Awaitable[_audit_pb2.StatsReport]]:
+        """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

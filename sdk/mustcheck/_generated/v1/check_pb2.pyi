@@ -566,3 +566,75 @@ class ReceiptKeysResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReceiptKeysResponse: _TypeAlias = ReceiptKeysResponse  # noqa: Y015
+
+@_typing.final
+class OutcomeReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    APPLIED_MEASURES_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    MATTER_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    receipt: _builtins.str
+    """The receipt of the check the decision rests on. Empty for an approval made without a check:
+    then matter and subject say what was approved (coverage lists it as unbacked).
+    """
+    approval_id: _builtins.str
+    decision: _builtins.str
+    """approved, rejected or deferred."""
+    note: _builtins.str
+    matter: _builtins.str
+    subject: _builtins.str
+    @_builtins.property
+    def applied_measures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        receipt: _builtins.str = ...,
+        approval_id: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        applied_measures: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+        matter: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_measures", b"applied_measures", "approval_id", b"approval_id", "decision", b"decision", "matter", b"matter", "note", b"note", "receipt", b"receipt", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeReport: _TypeAlias = OutcomeReport  # noqa: Y015
+
+@_typing.final
+class OutcomeAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPROVAL_ID_FIELD_NUMBER: _builtins.int
+    BACKED_BY_CHECK_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    REPORTED_AT_FIELD_NUMBER: _builtins.int
+    approval_id: _builtins.str
+    backed_by_check: _builtins.bool
+    duplicate: _builtins.bool
+    """True when this exact report had been received before (nothing changed)."""
+    @_builtins.property
+    def reported_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        approval_id: _builtins.str = ...,
+        backed_by_check: _builtins.bool = ...,
+        duplicate: _builtins.bool = ...,
+        reported_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reported_at", b"reported_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval_id", b"approval_id", "backed_by_check", b"backed_by_check", "duplicate", b"duplicate", "reported_at", b"reported_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutcomeAck: _TypeAlias = OutcomeAck  # noqa: Y015

@@ -49,6 +49,11 @@ class CheckServiceStub:
                 request_serializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.SerializeToString,
                 response_deserializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcome = channel.unary_unary(
+                '/mustcheck.v1.CheckService/ReportOutcome',
+                request_serializer=mustcheck_dot_v1_dot_check__pb2.OutcomeReport.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_check__pb2.OutcomeAck.FromString,
+                _registered_method=True)
 
 
 class CheckServiceServicer:
@@ -76,6 +81,14 @@ class CheckServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcome(self, request, context):
+        """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
+        applied. Idempotent per approval id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_CheckServiceServicer_to_server(servicer, server):
                     servicer.ReceiptKeys,
                     request_deserializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.FromString,
                     response_serializer=mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.SerializeToString,
+            ),
+            'ReportOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportOutcome,
+                    request_deserializer=mustcheck_dot_v1_dot_check__pb2.OutcomeReport.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_check__pb2.OutcomeAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class CheckService:
             '/mustcheck.v1.CheckService/ReceiptKeys',
             mustcheck_dot_v1_dot_check__pb2.ReceiptKeysRequest.SerializeToString,
             mustcheck_dot_v1_dot_check__pb2.ReceiptKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.CheckService/ReportOutcome',
+            mustcheck_dot_v1_dot_check__pb2.OutcomeReport.SerializeToString,
+            mustcheck_dot_v1_dot_check__pb2.OutcomeAck.FromString,
             options,
             channel_credentials,
             insecure,

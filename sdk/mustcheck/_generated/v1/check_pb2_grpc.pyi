@@ -44,6 +44,10 @@ class CheckServiceStub:
     """
     ReceiptKeys: _grpc.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]
     """The public keys that receipts are signed with, current and past (PEM by key id)."""
+    ReportOutcome: _grpc.UnaryUnaryMultiCallable[_check_pb2.OutcomeReport, _check_pb2.OutcomeAck]
+    """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
+    applied. Idempotent per approval id.
+    """
 
 @_typing.type_check_only
 class CheckServiceAsyncStub(CheckServiceStub):
@@ -56,6 +60,10 @@ class CheckServiceAsyncStub(CheckServiceStub):
     """
     ReceiptKeys: _aio.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]  # type: ignore[assignment]
     """The public keys that receipts are signed with, current and past (PEM by key id)."""
+    ReportOutcome: _aio.UnaryUnaryMultiCallable[_check_pb2.OutcomeReport, _check_pb2.OutcomeAck]  # type: ignore[assignment]
+    """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
+    applied. Idempotent per approval id.
+    """
 
 class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +91,15 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_check_pb2.ReceiptKeysResponse, _abc.Awaitable[_check_pb2.ReceiptKeysResponse]]:
         """The public keys that receipts are signed with, current and past (PEM by key id)."""
+
+    @_abc_1.abstractmethod
+    def ReportOutcome(
+        self,
+        request: _check_pb2.OutcomeReport,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.OutcomeAck, _abc.Awaitable[_check_pb2.OutcomeAck]]:
+        """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
+        applied. Idempotent per approval id.
+        """
 
 def add_CheckServiceServicer_to_server(servicer: CheckServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

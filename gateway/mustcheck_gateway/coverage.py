@@ -1,0 +1,97 @@
+"""应查必查 and 奖惩到位, counted: coverage of must-check matters, and statistics of checks (跟踪问效).
+
+Coverage, per must-check matter, over the approvals reported in a period: how many were reported; how
+many rest on a check of the same subject and matter (a genuine receipt, checked before the decision);
+which did not; which mandatory measures applied to an approved subject yet were not reported as
+applied; and which checks that found restrictions were never followed by any feedback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .audit import AuditRecord
+from .feedback import Feedback
+from .policy.model import PolicySet
+
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
+CHECK_KINDS = frozenset({"check", "batch_item"})
+STATS_KEYS = ("department", "matter", "memorandum", "measure", "outcome")
+BUCKETS = ("day", "month")
+
+
+@dataclass
+class MatterCoverage:
+    matter: str
+    department: str
+    approvals_reported: int = 0
+    approvals_backed: int = 0
+    approvals_without_check: list[str] = field(default_factory=list)
+    mandatory_not_applied: list[tuple[str, str]] = field(default_factory=list)
+    restricted_check_seqs: list[int] = field(default_factory=list)
+
+
+def coverage(
+    policy: PolicySet,
+    feedback: Iterable[Feedback],
+    checks: Iterable[AuditRecord],
+    followed_seqs: set[int],
+    *,
+    department: str | None = None,
+    matter: str | None = None,
+) -> list[MatterCoverage]:
+    rows = {
+        code: MatterCoverage(code, m.department)
+        for code, m in sorted(policy.matters.items())
+        if m.must_check and (department is None or m.department == department) and (matter in (None, code))
+    }
+    for report in feedback:
+        row = rows.get(report.matter)
+        if row is None:
+            continue
+        row.approvals_reported += 1
+        if report.backed and report.checked_at is not None and report.checked_at <= report.reported_at:
+            row.approvals_backed += 1
+        else:
+            row.approvals_without_check.append(report.approval_id)
+        if report.decision == "approved":
+            for measure_id in report.check_measures:
+                measure = policy.measures.get(measure_id)
+                if measure is not None and measure.mandatory and measure_id not in report.applied:
+                    row.mandatory_not_applied.append((report.approval_id, measure_id))
+    for record in checks:
+        row = rows.get(record.matter)
+        if (
+            row is not None
+            and record.kind in CHECK_KINDS
+            and record.status == "OK"
+            and record.outcome == "restrictions"
+            and record.seq not in followed_seqs
+        ):
+            row.restricted_check_seqs.append(record.seq)
+    return list(rows.values())
+
+
+def stats(records: Iterable[AuditRecord], *, by: str, bucket: str) -> list[tuple[str, str, int]]:
+    """(bucket, key, checks) for successful checks, ``by`` one of :data:`STATS_KEYS`."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for record in records:
+        if record.kind not in CHECK_KINDS or record.status != "OK":
+            continue
+        local = record.at.astimezone(CHINA_STANDARD_TIME)
+        period = local.strftime("%Y-%m-%d" if bucket == "day" else "%Y-%m")
+        for key in _keys(record, by):
+            counts[(period, key)] += 1
+    return [(period, key, count) for (period, key), count in sorted(counts.items())]
+
+
+def _keys(record: AuditRecord, by: str) -> list[str]:
+    if by == "measure":
+        return list(record.measure_ids) or ["(none)"]
+    if by == "memorandum":
+        memoranda = record.detail.get("memoranda") or []
+        return [str(m) for m in memoranda] or ["(none)"]
+    return [str(getattr(record, by)) or "(none)"]
