@@ -92,6 +92,9 @@ class _Draft:
             status=status,
             latency_us=round((time.perf_counter() - self.started) * 1_000_000),
             detail=_detail(evaluation, reason),
+            # The gateway's own clock (the instant the answer is for), so that coverage and statistics
+            # count a check when it happened.
+            at=answer.checked_at if answer else None,
         )
 
 
@@ -138,6 +141,7 @@ def _feedback_event(
         measure_ids=feedback.applied if feedback else (),
         status=status,
         detail=detail,
+        at=feedback.reported_at if feedback else None,
     )
 
 
