@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from mustcheck import Client, InvalidRequest, Outcome, PermissionDenied
 from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import audit_pb2, audit_pb2_grpc
+from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import GatewayConfig, GatewayThread
 from mustcheck_gateway.store import ListEntry
 
@@ -140,3 +143,74 @@ def test_coverage_and_stats_need_the_auditor_role(month: Month) -> None:
                 audit_pb2.CoverageRequest(), metadata=auth_metadata("mct_000000000000_" + "A" * 43), timeout=5
             )
     assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def render_in_chromium(page: Path, profile: Path, screenshot: Path) -> str:
+    """The page's DOM as headless Chromium (from Debian's packages) renders it; a screenshot beside it."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is needed (.ci/run installs Debian's package)"
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
+    subprocess.run(
+        [*base, f"--screenshot={screenshot}", "--window-size=1100,1300", page.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    done = subprocess.run(
+        [*base, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    )
+    return done.stdout
+
+
+def test_the_report_renders_in_a_browser(
+    month: Month, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listed = new_uscc()
+    month.listed(listed)
+    month.day(2)
+    checked = month.approver.check(listed, "MOF-0001")
+    month.approver.report_outcome(checked.receipt, "APP-R1", "approved", [])
+    month.day(3)
+    month.approver.report_outcome(None, "APP-R2", "approved", matter="MOF-0001", subject=new_uscc())
+    token = tmp_path / "auditor.token"
+    token.write_text(month.auditor)
+    page = tmp_path / "report.html"
+    assert (
+        main(
+            [
+                "audit",
+                "report",
+                "--since",
+                "2026-10-01",
+                "--until",
+                "2026-11-01",
+                "--out",
+                str(page),
+                "--gateway",
+                month.target,
+                "--token-file",
+                str(token),
+            ]
+        )
+        == 0
+    )
+    text = page.read_text(encoding="utf-8")
+    assert "http" not in text.replace("http-equiv", "")  # self-contained: nothing fetched
+    dom = render_in_chromium(page, tmp_path / "profile", tmp_path / "report.png")
+    assert "Audit chain intact" in dom
+    assert "APP-R2" in dom  # the approval without a check
+    assert "APP-R1: P-PUBLIC-RESOURCE" in dom  # a mandatory measure not applied
+    assert dom.count("<svg") >= 3 and "2026-10-02" in dom
+    assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -198,6 +198,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     ],
                     restricted_checks_without_feedback=len(row.restricted_check_seqs),
                     restricted_check_seqs=row.restricted_check_seqs[:1000],
+                    mandatory_due=row.mandatory_due,
+                    mandatory_applied=row.mandatory_applied,
                 )
                 for row in rows
             ]

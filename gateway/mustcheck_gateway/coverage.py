@@ -31,6 +31,8 @@ class MatterCoverage:
     approvals_backed: int = 0
     approvals_without_check: list[str] = field(default_factory=list)
     mandatory_not_applied: list[tuple[str, str]] = field(default_factory=list)
+    mandatory_due: int = 0
+    mandatory_applied: int = 0
     restricted_check_seqs: list[int] = field(default_factory=list)
 
 
@@ -60,7 +62,12 @@ def coverage(
         if report.decision == "approved":
             for measure_id in report.check_measures:
                 measure = policy.measures.get(measure_id)
-                if measure is not None and measure.mandatory and measure_id not in report.applied:
+                if measure is None or not measure.mandatory:
+                    continue
+                row.mandatory_due += 1
+                if measure_id in report.applied:
+                    row.mandatory_applied += 1
+                else:
                     row.mandatory_not_applied.append((report.approval_id, measure_id))
     for record in checks:
         row = rows.get(record.matter)

@@ -30,6 +30,7 @@ from ..audit import (
     verify_log,
 )
 from ..audit import RetentionError as _RetentionError
+from ..report import CoverageRow, Verification, render
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
@@ -144,6 +145,19 @@ def register(commands: Subparsers) -> None:
     stats_output.add_argument("--csv", action="store_true")
     add_gateway_option(statistics)
     statistics.set_defaults(run=lambda options: _online(options, _stats))
+
+    report = actions.add_parser(
+        "report",
+        help="write a self-contained HTML report (coverage, measures, checks over time, chain)",
+        description="Write one self-contained HTML file (no network; charts as inline SVG): coverage per "
+        "department and matter, restrictions mandated versus applied, checks over time and the audit chain's "
+        "verification status. Auditor role.",
+    )
+    report.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
+    report.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    report.add_argument("--out", type=Path, required=True, metavar="FILE")
+    add_gateway_option(report)
+    report.set_defaults(run=lambda options: _online(options, _report))
 
     prune = actions.add_parser(
         "prune",
@@ -391,6 +405,42 @@ def _stats(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
     else:
         for r in report.rows:
             print(f"{r.bucket:10} {r.key:36} {r.checks:>8}")
+    return EXIT_OK
+
+
+def _report(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
+    coverage_request = pb.CoverageRequest()
+    _set_period(coverage_request, options)
+    stats_request = pb.StatsRequest(by="outcome", bucket="day")
+    _set_period(stats_request, options)
+    rows = [
+        CoverageRow(
+            matter=row.matter,
+            department=row.department,
+            reported=row.approvals_reported,
+            backed=row.approvals_backed,
+            without_check=tuple(row.approvals_without_check),
+            mandatory_due=row.mandatory_due,
+            mandatory_applied=row.mandatory_applied,
+            mandatory_missed=tuple((m.approval_id, m.measure_id) for m in row.mandatory_not_applied),
+            restricted_without_feedback=row.restricted_checks_without_feedback,
+        )
+        for row in audit.Coverage(coverage_request, **call).matters
+    ]
+    daily = [(r.bucket, r.key, r.checks) for r in audit.Stats(stats_request, **call).rows]
+    verdict = audit.Verify(pb.VerifyRequest(), **call)
+    page = render(
+        since=options.since,
+        until=options.until,
+        coverage=rows,
+        daily=daily,
+        verification=Verification(verdict.ok, verdict.records, verdict.checkpoints, verdict.reason),
+        generated_at=dt.datetime.now(CHINA_STANDARD_TIME),
+    )
+    temporary = options.out.with_name(options.out.name + ".partial")
+    temporary.write_text(page, encoding="utf-8")
+    temporary.replace(options.out)
+    print(f"report written to {options.out}")
     return EXIT_OK
 
 

@@ -373,11 +373,16 @@ class MatterCoverage(_message.Message):
     MANDATORY_NOT_APPLIED_FIELD_NUMBER: _builtins.int
     RESTRICTED_CHECKS_WITHOUT_FEEDBACK_FIELD_NUMBER: _builtins.int
     RESTRICTED_CHECK_SEQS_FIELD_NUMBER: _builtins.int
+    MANDATORY_DUE_FIELD_NUMBER: _builtins.int
+    MANDATORY_APPLIED_FIELD_NUMBER: _builtins.int
     matter: _builtins.str
     department: _builtins.str
     approvals_reported: _builtins.int
     approvals_backed: _builtins.int
     restricted_checks_without_feedback: _builtins.int
+    mandatory_due: _builtins.int
+    """Mandatory measures on approved, check-backed approvals, and how many were applied."""
+    mandatory_applied: _builtins.int
     @_builtins.property
     def approvals_without_check(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -395,10 +400,12 @@ class MatterCoverage(_message.Message):
         mandatory_not_applied: _abc.Iterable[Global___MissedMeasure] | None = ...,
         restricted_checks_without_feedback: _builtins.int = ...,
         restricted_check_seqs: _abc.Iterable[_builtins.int] | None = ...,
+        mandatory_due: _builtins.int = ...,
+        mandatory_applied: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_backed", b"approvals_backed", "approvals_reported", b"approvals_reported", "approvals_without_check", b"approvals_without_check", "department", b"department", "mandatory_not_applied", b"mandatory_not_applied", "matter", b"matter", "restricted_check_seqs", b"restricted_check_seqs", "restricted_checks_without_feedback", b"restricted_checks_without_feedback"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_backed", b"approvals_backed", "approvals_reported", b"approvals_reported", "approvals_without_check", b"approvals_without_check", "department", b"department", "mandatory_applied", b"mandatory_applied", "mandatory_due", b"mandatory_due", "mandatory_not_applied", b"mandatory_not_applied", "matter", b"matter", "restricted_check_seqs", b"restricted_check_seqs", "restricted_checks_without_feedback", b"restricted_checks_without_feedback"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
