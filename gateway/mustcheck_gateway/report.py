@@ -132,7 +132,8 @@ def render(
 <html lang="zh-CN"><head><meta charset="utf-8">
 <title>MustCheck audit report {_e(period)}</title>
 <style>
-body {{ font-family: "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", sans-serif; margin: 2em; color: #1c2833; }}
+body {{ font-family: "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", sans-serif;
+  margin: 2em; color: #1c2833; }}
 h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border-bottom: 1px solid #d5d8dc; padding: 4px 10px; text-align: left; }}
