@@ -105,12 +105,12 @@ def main() -> None:
             importer_peak = max(importer_peak, peak_rss_mb(importer.pid))
             time.sleep(0.2)
         seconds = time.perf_counter() - started
-        out, err = importer.communicate()
+        report, err = importer.communicate()
         gateway_peak = peak_rss_mb(gateway.pid)
     finally:
         gateway.terminate()
         gateway.wait(60)
-    print(out.strip() or err.strip())
+    print(report.strip() or err.strip())
     if importer.returncode != 0:
         raise SystemExit(f"import failed ({importer.returncode}): {err}")
     peak = max(importer_peak, gateway_peak)
