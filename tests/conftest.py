@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from mustcheck_gateway.logs import configure_logging
 from mustcheck_gateway.policy import PolicySet, load_policies
@@ -20,7 +21,10 @@ POLICY_DIR = REPO / "policies"
 TEST_DEPARTMENT = "approval"
 TEST_CALLER = "tester"
 
-configure_logging(level="warning")  # operational logs go to stderr, never into a command's stdout
+configure_logging(level="warning")
+# Property tests must not fail on a slow example when the machine is busy (2 cores, gateways running).
+settings.register_profile("mustcheck", deadline=None)
+settings.load_profile("mustcheck")  # operational logs go to stderr, never into a command's stdout
 
 
 @pytest.fixture(scope="session")
