@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -214,3 +215,14 @@ def test_the_report_renders_in_a_browser(
     assert "APP-R1: P-PUBLIC-RESOURCE" in dom  # a mandatory measure not applied
     assert dom.count("<svg") >= 3 and "2026-10-02" in dom
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+    conn = ["--gateway", month.target, "--token-file", str(token)]
+    capsys.readouterr()
+    assert main(["audit", "coverage", "--matter", "MOF-0001", "--json", *conn]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["approvals_reported"] == 2 and row["approvals_without_check"] == ["APP-R2"]
+    assert main(["audit", "coverage", "--csv", *conn]) == 0
+    assert "MOF-0001,mof,2,1,APP-R2" in capsys.readouterr().out
+    assert main(["audit", "stats", "--by", "matter", "--bucket", "month", "--json", *conn]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"bucket": "2026-10", "matter": "MOF-0001", "checks": 1}]
+    assert main(["audit", "coverage", *conn]) == 0 and "MOF-0001" in capsys.readouterr().out
