@@ -14,13 +14,17 @@ from cryptography.hazmat.primitives import serialization
 
 from mustcheck.receipts import sign_receipt
 
-from .audit import AuditLog, KeyKind
+from .audit import KeyKind, KeyRing
+from .audit.protect import SubjectProtector
 
 
 class ReceiptSigner:
-    def __init__(self, log: AuditLog) -> None:
-        self.keyring = log.keyring
-        self.protector = log.protector
+    """Signs with the key ring's current signing key; hashes subjects with its current HMAC key, so that
+    a receipt's subject hash matches the audit record's."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self.protector = SubjectProtector(keyring)
 
     def sign(
         self,

@@ -108,10 +108,6 @@ class AuditLog:
         now = dt.datetime.now(dt.UTC)
         return [PendingRecord.from_event(event, self._protector, now) for event in events]
 
-    @property
-    def protector(self) -> SubjectProtector:
-        return self._protector
-
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""
         return self._writer.announce()
