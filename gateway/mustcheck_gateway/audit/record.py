@@ -251,7 +251,7 @@ class AuditRecord:
 def stored_columns(record: AuditRecord) -> dict[str, Any]:
     """Column name → stored value (text instants, JSON text for lists and detail).
 
-    Written out field by field: this runs twice for every record written (hash and row).
+    Written out field by field: this runs for every record written (its hash and its row).
     """
     return {
         "seq": record.seq,

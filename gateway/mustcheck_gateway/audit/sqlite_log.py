@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..store.migrations import apply_migrations
+from ..store.sqlite_connections import ThreadConnections, consistent_read, transaction
 from .chain import ChainWalker
 from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint
 from .errors import AuditIntegrityError
@@ -78,28 +77,6 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise FileNotFoundError(f"no audit database at {path}")
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
-
-
-@contextmanager
-def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    else:
-        connection.execute("COMMIT")
-
-
-@contextmanager
-def snapshot(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One consistent read across several statements."""
-    connection.execute("BEGIN")
-    try:
-        yield connection
-    finally:
-        connection.execute("COMMIT")
 
 
 # -- reads on any connection -------------------------------------------------------
@@ -198,31 +175,18 @@ class SqliteAuditStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._connections = ThreadConnections(lambda: connect(self.path))
         self.migrate()
 
     def connect(self) -> sqlite3.Connection:
         """A new writable connection of the caller's own (the writer thread keeps one)."""
-        connection = connect(self.path)
-        with self._connections_lock:
-            self._connections.append(connection)
-        return connection
+        return self._connections.open()
 
     def _reader(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self.connect()
-            self._local.connection = connection
-        return connection
+        return self._connections.current()
 
     def close(self) -> None:
-        with self._connections_lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     # -- schema ------------------------------------------------------------------
 
@@ -254,7 +218,7 @@ class SqliteAuditStore:
             connection.execute(_CHECKPOINT_INSERT, checkpoint.to_row())
 
     def tail(self) -> ChainTail:
-        with snapshot(self._reader()) as connection:
+        with consistent_read(self._reader()) as connection:
             return read_tail(connection)
 
     # -- reads ---------------------------------------------------------------------

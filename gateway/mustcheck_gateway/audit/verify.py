@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..store.sqlite_connections import consistent_read
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, signature_problem
 from .errors import AuditIntegrityError, KeyRingError
@@ -38,7 +39,6 @@ from .sqlite_log import (
     iter_rows,
     read_checkpoints,
     read_prune_anchors,
-    snapshot,
 )
 
 
@@ -247,7 +247,7 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
         return VerifyReport(False, 0, 0, 0, reason=f"cannot open the audit database: {error}")
     problem: _Problem | None = None
     try:
-        with snapshot(connection):
+        with consistent_read(connection):
             verification.run(connection)
     except _Problem as found:
         problem = found

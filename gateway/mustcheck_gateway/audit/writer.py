@@ -33,13 +33,14 @@ from typing import Any
 
 import structlog
 
+from ..store.sqlite_connections import transaction
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditLogClosed
 from .journal import Journal, read_journal
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror
 from .record import AuditRecord, PendingRecord
-from .sqlite_log import SqliteAuditStore, transaction
+from .sqlite_log import SqliteAuditStore
 
 log = structlog.get_logger("mustcheck.audit")
 

@@ -48,6 +48,7 @@ from .codec import (
     snapshot,
 )
 from .migrations import MIGRATIONS, apply_migrations
+from .sqlite_connections import ThreadConnections, consistent_read, transaction
 
 _COLUMNS = ", ".join(ENTRY_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
@@ -68,46 +69,30 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._connections = ThreadConnections(self._open_connection)
         self.migrate()
 
     # -- connections -------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            connection.execute("PRAGMA foreign_keys=ON")
-            self._local.connection = connection
-            with self._connections_lock:
-                self._connections.append(connection)
+    def _open_connection(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        connection.execute("PRAGMA foreign_keys=ON")
         return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._connections.current()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connection()
-        with self._write_lock:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            else:
-                connection.execute("COMMIT")
+        with self._write_lock, transaction(self._connection()) as connection:
+            yield connection
 
     def close(self) -> None:
-        with self._connections_lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     # -- schema ------------------------------------------------------------------
 
@@ -130,22 +115,16 @@ class SqliteStore:
         return int(self._connection().execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
     def lookup(self, subject_code: str, *, person: bool) -> Lookup:
-        connection = self._connection()
-        connection.execute("BEGIN")
-        try:
+        with consistent_read(self._connection()):
             return Lookup(
                 data_version=self.data_version(),
                 own=self.entries_for_subject(subject_code),
                 linked=self.entries_naming_person(subject_code) if person else [],
             )
-        finally:
-            connection.execute("COMMIT")
 
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
         """The subject's entries as they were at ``data_version``, rebuilt from their history."""
-        connection = self._connection()
-        connection.execute("BEGIN")
-        try:
+        with consistent_read(self._connection()):
             latest = min(data_version, self.data_version())
             own = self._entries_at(
                 "SELECT entry_id FROM entries WHERE subject_code = ?", (subject_code,), latest
@@ -161,8 +140,6 @@ class SqliteStore:
                 else []
             )
             return Lookup(data_version=latest, own=own, linked=linked)
-        finally:
-            connection.execute("COMMIT")
 
     def _entries_at(self, ids_query: str, parameters: Sequence[object], data_version: int) -> list[ListEntry]:
         rows = self._connection().execute(
@@ -503,9 +480,7 @@ class SqliteStore:
         return int(row[0])
 
     def load_auth(self) -> AuthData:
-        connection = self._connection()
-        connection.execute("BEGIN")
-        try:
+        with consistent_read(self._connection()) as connection:
             version = self.auth_version()
             callers = [
                 caller_from_values(row)
@@ -525,8 +500,6 @@ class SqliteStore:
                     f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY created_at"
                 )
             ]
-        finally:
-            connection.execute("COMMIT")
         return AuthData(version, callers, grants, tokens)
 
     def put_caller(self, caller: Caller) -> int:
