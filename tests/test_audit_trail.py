@@ -102,6 +102,7 @@ def test_administrative_changes_are_audited(target: str, admin_token: str, audit
     ]
     assert [c["action"] for c in changes] == ["callers.add", "grants.set", "tokens.issue"]
     assert changes[1]["change"]["matters"] == ["MOF-0001"]
+    assert {"valid_from", "valid_until", "daily_person_quota"} <= changes[1]["change"].keys()
 
 
 def test_reveal_needs_the_reveal_role_and_is_audited(

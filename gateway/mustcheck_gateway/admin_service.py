@@ -20,6 +20,7 @@ from mustcheck.identifiers import SubjectKind
 
 from .audit import AuditEvent
 from .auth.access import AccessControl
+from .auth.codec import grant_fields
 from .auth.model import (
     ALL_MATTERS,
     MATTER_KIND_PREFIX,
@@ -235,16 +236,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
             admin,
             "grants.set",
             grant.caller_id,
-            {
-                "matters": list(grant.matters),
-                "subject_kinds": sorted(k.value for k in grant.subject_kinds),
-                "visible_fields": sorted(grant.visible_fields),
-                "purpose_required": grant.purpose_required,
-                "authorization_ref_required_for_persons": grant.authorization_ref_required_for_persons,
-                "rate_per_second": grant.rate_per_second,
-                "burst": grant.burst,
-                "daily_person_quota": grant.daily_person_quota,
-            },
+            grant_fields(grant),
         )
         self.store.put_grant(grant)
         self._applied()

@@ -49,22 +49,24 @@ def caller_from_values(values: Sequence[Any]) -> Caller:
     )
 
 
+def grant_fields(grant: Grant) -> dict[str, Any]:
+    """Everything a grant says but its caller, as JSON values (stored, and recorded when it changes)."""
+    return {
+        "matters": list(grant.matters),
+        "subject_kinds": sorted(kind.value for kind in grant.subject_kinds),
+        "visible_fields": sorted(grant.visible_fields),
+        "purpose_required": grant.purpose_required,
+        "authorization_ref_required_for_persons": grant.authorization_ref_required_for_persons,
+        "rate_per_second": grant.rate_per_second,
+        "burst": grant.burst,
+        "daily_person_quota": grant.daily_person_quota,
+        "valid_from": _instant(grant.valid_from),
+        "valid_until": _instant(grant.valid_until),
+    }
+
+
 def grant_to_json(grant: Grant) -> str:
-    return json.dumps(
-        {
-            "matters": list(grant.matters),
-            "subject_kinds": sorted(kind.value for kind in grant.subject_kinds),
-            "visible_fields": sorted(grant.visible_fields),
-            "purpose_required": grant.purpose_required,
-            "authorization_ref_required_for_persons": grant.authorization_ref_required_for_persons,
-            "rate_per_second": grant.rate_per_second,
-            "burst": grant.burst,
-            "daily_person_quota": grant.daily_person_quota,
-            "valid_from": _instant(grant.valid_from),
-            "valid_until": _instant(grant.valid_until),
-        },
-        sort_keys=True,
-    )
+    return json.dumps(grant_fields(grant), sort_keys=True)
 
 
 def grant_from_json(caller_id: str, text: str) -> Grant:
