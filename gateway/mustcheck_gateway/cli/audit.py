@@ -83,9 +83,7 @@ def register(commands: Subparsers) -> None:
     )
     _add_filters(query)
     query.add_argument("--limit", type=int, default=100)
-    output = query.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_true")
-    output.add_argument("--csv", action="store_true")
+    _add_table_output(query)
     add_gateway_option(query)
     query.set_defaults(run=lambda options: _online(options, _query))
 
@@ -119,13 +117,10 @@ def register(commands: Subparsers) -> None:
         "same subject and matter; approvals without one; mandatory measures that applied but were reported "
         "as not applied; checks with restrictions never followed by feedback. Auditor role.",
     )
-    coverage.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
-    coverage.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    _add_window(coverage)
     coverage.add_argument("--department", default="", metavar="CODE")
     coverage.add_argument("--matter", default="", metavar="CODE")
-    coverage_output = coverage.add_mutually_exclusive_group()
-    coverage_output.add_argument("--json", action="store_true")
-    coverage_output.add_argument("--csv", action="store_true")
+    _add_table_output(coverage)
     add_gateway_option(coverage)
     coverage.set_defaults(run=lambda options: _online(options, _coverage))
 
@@ -134,15 +129,12 @@ def register(commands: Subparsers) -> None:
         help="跟踪问效: checks by department, matter, memorandum, measure or outcome",
         description="Successful checks counted per day or month (China Standard Time). Auditor role.",
     )
-    statistics.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
-    statistics.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    _add_window(statistics)
     statistics.add_argument(
         "--by", choices=["department", "matter", "memorandum", "measure", "outcome"], default="matter"
     )
     statistics.add_argument("--bucket", choices=["day", "month"], default="day")
-    stats_output = statistics.add_mutually_exclusive_group()
-    stats_output.add_argument("--json", action="store_true")
-    stats_output.add_argument("--csv", action="store_true")
+    _add_table_output(statistics)
     add_gateway_option(statistics)
     statistics.set_defaults(run=lambda options: _online(options, _stats))
 
@@ -153,8 +145,7 @@ def register(commands: Subparsers) -> None:
         "department and matter, restrictions mandated versus applied, checks over time and the audit chain's "
         "verification status. Auditor role.",
     )
-    report.add_argument("--since", type=_instant, metavar="DATE|INSTANT")
-    report.add_argument("--until", type=_instant, metavar="DATE|INSTANT")
+    _add_window(report)
     report.add_argument("--out", type=Path, required=True, metavar="FILE")
     add_gateway_option(report)
     report.set_defaults(run=lambda options: _online(options, _report))
@@ -180,10 +171,20 @@ def register(commands: Subparsers) -> None:
     rotate.set_defaults(run=run_rotate)
 
 
+def _add_window(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--since", type=_instant, metavar="DATE|INSTANT", help="from (inclusive)")
+    parser.add_argument("--until", type=_instant, metavar="DATE|INSTANT", help="until (exclusive)")
+
+
+def _add_table_output(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true")
+    output.add_argument("--csv", action="store_true")
+
+
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
-    group.add_argument("--since", type=_instant, metavar="DATE|INSTANT", help="from (inclusive)")
-    group.add_argument("--until", type=_instant, metavar="DATE|INSTANT", help="until (exclusive)")
+    _add_window(group)
     group.add_argument("--caller", default="", metavar="CALLER_ID")
     group.add_argument("--department", default="", metavar="CODE")
     group.add_argument("--matter", default="", metavar="CODE")
