@@ -16,6 +16,7 @@ from typing import TextIO
 
 import structlog
 
+from ..store.codec import format_instant
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .exclusive import WriterLock
 from .export import ExportFormat, export_records
@@ -24,7 +25,7 @@ from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror, mirror_path_for
 from .protect import SubjectProtector
 from .query import AuditFilter
-from .record import AuditEvent, AuditRecord, PendingRecord, format_instant
+from .record import AuditEvent, AuditRecord, PendingRecord
 from .retention import check_prune_allowed
 from .sqlite_log import SqliteAuditStore
 from .verify import VerifyReport, verify_log

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .record import format_instant, parse_instant
+from ..store.codec import format_instant, parse_instant
 
 _SIGNING_DOMAIN = "mustcheck.audit.checkpoint.v1"
 CHECKPOINT_COLUMNS: tuple[str, ...] = ("kind", "seq", "record_hash", "at", "key_id", "signature")

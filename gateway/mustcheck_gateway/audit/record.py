@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..store.codec import format_instant, parse_instant
 from .protect import ProtectedSubject, SubjectProtector
 
 GENESIS_HASH = "0" * 64
@@ -53,20 +54,6 @@ RECORD_COLUMNS: tuple[str, ...] = (
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def format_instant(value: dt.datetime) -> str:
-    """One text form for every stored instant (UTC, microseconds), so text order is time order."""
-    if value.tzinfo is None:
-        raise ValueError(f"instant {value!r} has no time zone")
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def parse_instant(text: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        raise ValueError(f"stored instant {text!r} has no time zone")
-    return parsed
 
 
 @dataclass(frozen=True, slots=True)

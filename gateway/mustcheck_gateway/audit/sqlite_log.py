@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..store.codec import format_instant, parse_instant
 from ..store.migrations import apply_migrations
 from ..store.sqlite_connections import ThreadConnections, consistent_read, transaction
 from .chain import ChainWalker
 from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint
 from .errors import AuditIntegrityError
 from .query import AuditFilter
-from .record import GENESIS_HASH, RECORD_COLUMNS, AuditRecord, format_instant, parse_instant
+from .record import GENESIS_HASH, RECORD_COLUMNS, AuditRecord
 from .schema import MIGRATIONS
 
 PAGE_SIZE = 500

@@ -44,16 +44,23 @@ def entry_key(source: str, decision_document: str) -> str:
     return f"E{digest[:20]}"
 
 
-@functools.lru_cache(maxsize=65536)  # list dates repeat: an import formats the same days again and again
 def format_instant(value: dt.datetime) -> str:
-    """One fixed-width UTC text form, so that text order is time order."""
+    """One fixed-width UTC text form for every stored instant (lists, callers, audit), so text order is
+    time order."""
     if value.tzinfo is None:
         raise ValueError(f"instant {value!r} has no time zone")
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+# List dates repeat: an import formats the same few thousand days again and again.
+_format_list_date = functools.lru_cache(maxsize=65536)(format_instant)
+
+
 def parse_instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise ValueError(f"stored instant {text!r} has no time zone")
+    return parsed
 
 
 def entry_values(entry: ListEntry) -> tuple[Any, ...]:
@@ -62,7 +69,7 @@ def entry_values(entry: ListEntry) -> tuple[Any, ...]:
     for column in ENTRY_COLUMNS:
         value = getattr(entry, column)
         if column in _DATE_COLUMNS:
-            values.append(None if value is None else format_instant(value))
+            values.append(None if value is None else _format_list_date(value))
         elif isinstance(value, SubjectKind | ListKind | EntryStatus):
             values.append(value.value)
         else:
