@@ -12,8 +12,8 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
 from ..auth.model import ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
-from .common import EXIT_OK, Subparsers, add_gateway_option, print_json
-from .rpc import CallOptions, as_dict, run_with_stub
+from .common import EXIT_OK, Subparsers, print_json
+from .rpc import CallOptions, as_dict, stub_command
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
 
@@ -50,10 +50,7 @@ def register(commands: Subparsers) -> None:
 
 
 def _command(actions: Subparsers, name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
-    parser = actions.add_parser(name, help=help_text, description=help_text)
-    add_gateway_option(parser)
-    parser.set_defaults(run=lambda options: run_with_stub(options, pb_grpc.AdminServiceStub, handler))
-    return parser
+    return stub_command(actions, name, help_text, pb_grpc.AdminServiceStub, handler)
 
 
 # -- callers ---------------------------------------------------------------------------

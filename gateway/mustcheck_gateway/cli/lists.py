@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ import grpc
 from mustcheck._generated.v1 import lists_pb2 as pb
 from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 
-from .common import EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
+from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items
-from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
+from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
+
+Handler = Callable[[argparse.Namespace, pb_grpc.ListsServiceStub, CallOptions], int]
 
 CHUNK_ROWS = 2000
 SHOWN_PROBLEMS = 20
@@ -95,11 +97,8 @@ def register(commands: Subparsers) -> None:
     export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
 
 
-def _command(actions: Subparsers, name: str, text: str, handler: Any) -> argparse.ArgumentParser:
-    parser = actions.add_parser(name, help=text, description=text)
-    add_gateway_option(parser)
-    parser.set_defaults(run=lambda options: run_with_stub(options, pb_grpc.ListsServiceStub, handler))
-    return parser
+def _command(actions: Subparsers, name: str, text: str, handler: Handler) -> argparse.ArgumentParser:
+    return stub_command(actions, name, text, pb_grpc.ListsServiceStub, handler)
 
 
 def _entry_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,9 @@ from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
+    Subparsers,
     UsageError,
+    add_gateway_option,
     connection_from,
     fail,
 )
@@ -89,6 +91,20 @@ def run_with_stub(
             return handler(options, service, call)
     except CommandFailed as failed:
         return failed.code
+
+
+def stub_command(
+    actions: Subparsers,
+    name: str,
+    text: str,
+    factory: Callable[[grpc.Channel], T],
+    handler: Callable[[argparse.Namespace, T, CallOptions], int],
+) -> argparse.ArgumentParser:
+    """A sub-command that takes the gateway options and runs ``handler`` with a stub made by ``factory``."""
+    parser = actions.add_parser(name, help=text, description=text)
+    add_gateway_option(parser)
+    parser.set_defaults(run=lambda options: run_with_stub(options, factory, handler))
+    return parser
 
 
 def write_text_chunks(chunks: Iterable[Any], out: Path | None) -> None:
