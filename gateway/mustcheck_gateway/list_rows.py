@@ -24,7 +24,6 @@ import datetime as dt
 import functools
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, validate_subject
@@ -177,17 +176,6 @@ def _persons(raw: Iterable[Mapping[str, Any]]) -> Iterator[ResponsiblePerson]:
                 f"responsible_persons[{index}].role: {person['role']!r} is not one of {roles}"
             ) from None
         yield ResponsiblePerson(number, str(person.get("name") or ""), role)
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) for each non-blank line."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise RowError(f"line {number}: not valid JSON ({error.msg})") from None
 
 
 def write_jsonl(rows: Iterable[Mapping[str, Any]], out: TextIO) -> int:

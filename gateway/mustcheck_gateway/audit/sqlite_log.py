@@ -285,9 +285,6 @@ class SqliteAuditStore:
     def checkpoints(self) -> list[Checkpoint]:
         return read_checkpoints(self._reader())
 
-    def prune_anchors(self) -> list[PruneAnchor]:
-        return read_prune_anchors(self._reader())
-
     def count(self) -> int:
         return count_records(self._reader())
 

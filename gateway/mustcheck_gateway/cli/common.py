@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
-from mustcheck._models import BatchResult
 
 from ..server import DEFAULT_LISTEN
 
@@ -114,18 +113,6 @@ def result_as_json(result: CheckResult) -> dict[str, Any]:
         "checked_at": result.checked_at.isoformat(),
         "receipt": result.receipt.compact if result.receipt else None,
     }
-
-
-def batch_as_json(batch: BatchResult) -> dict[str, Any]:
-    items: list[dict[str, Any]] = []
-    for item in batch.items:
-        if item.result is not None:
-            items.append({"index": item.index, "result": result_as_json(item.result)})
-        elif item.error is not None:
-            items.append(
-                {"index": item.index, "error": {"message": item.error.message, "reason": item.error.reason}}
-            )
-    return {"data_version": batch.data_version, "items": items}
 
 
 def _membership_json(membership: Membership) -> dict[str, Any]:
