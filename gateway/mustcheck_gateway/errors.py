@@ -52,11 +52,6 @@ class PermissionDenied(GatewayError):
     default_reason = "permission_denied"
 
 
-class Unavailable(GatewayError):
-    status = grpc.StatusCode.UNAVAILABLE
-    default_reason = "unavailable"
-
-
 class ResourceExhausted(GatewayError):
     """A rate limit or quota; ``retry_after_s`` is sent as ``retry-after-ms`` trailing metadata."""
 

@@ -57,7 +57,6 @@ SERVICE_NAMES = tuple(
         (lists_pb2, "ListsService"),
     )
 )
-CHECK_SERVICE_NAME = SERVICE_NAMES[0]
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_ADMIN_DEPARTMENT = "ndrc"
 
