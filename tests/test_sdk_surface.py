@@ -39,6 +39,7 @@ EXPECTED_ALL = {
     "PermissionDenied",
     "RateLimited",
     "Receipt",
+    "RetryPolicy",
     "SubjectKind",
     "TLSConfig",
     "UnknownMatter",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
@@ -16,7 +17,7 @@ from . import subjects
 from .errors import InvalidArgument, UnknownMatter
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
-from .store.base import ListStore
+from .store.base import ListStore, Lookup
 
 Clock = Callable[[], dt.datetime]
 MAX_BATCH = 1000
@@ -35,6 +36,12 @@ class CheckAnswer:
     legacy_code: bool
 
 
+class Lookups(Protocol):
+    """Where current lookups come from: the store itself, or the gateway's cache in front of it."""
+
+    def lookup(self, subject_code: str, *, person: bool) -> Lookup: ...
+
+
 class CheckEngine:
     def __init__(
         self,
@@ -43,8 +50,10 @@ class CheckEngine:
         *,
         clock: Clock = utc_now,
         legacy_codes: Callable[[], Collection[str]] | None = None,
+        lookups: Lookups | None = None,
     ) -> None:
         self.store = store
+        self.lookups: Lookups = store if lookups is None else lookups
         self.policy = policy
         self.clock = clock
         # The allow-list in force (R1): the policy file's codes, and those administrators add.
@@ -78,7 +87,7 @@ class CheckEngine:
         """The answer now, or — replay — with the list data as it was at ``as_of_version``."""
         person = subject.kind is SubjectKind.PERSON
         if as_of_version is None:
-            lookup = self.store.lookup(subject.code, person=person)
+            lookup = self.lookups.lookup(subject.code, person=person)
         else:
             lookup = self.store.lookup_as_of(subject.code, person=person, data_version=as_of_version)
         evaluation = evaluate(

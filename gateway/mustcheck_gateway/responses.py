@@ -19,6 +19,9 @@ from mustcheck.identifiers import SubjectKind
 from .checks import CheckAnswer
 from .evaluation import AppliedMeasure, ShownMembership
 from .masking import Masker
+from .policy.model import FailMode
+
+FAIL_MODE_TO_PROTO = {FailMode.CLOSED: pb.FAIL_MODE_CLOSED, FailMode.SERVE_STALE: pb.FAIL_MODE_SERVE_STALE}
 
 SUBJECT_KIND_FROM_PROTO = {value: key for key, value in SUBJECT_KIND_TO_PROTO.items()}
 
@@ -47,6 +50,8 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
         legacy_code=answer.legacy_code,
         data_version=answer.data_version,
         checked_at=timestamp(answer.checked_at),
+        freshness_tolerance_s=evaluation.matter.freshness_tolerance_s,
+        fail_mode=FAIL_MODE_TO_PROTO[evaluation.matter.fail_mode],
     )
 
 

@@ -38,14 +38,18 @@ from .auth.access import AccessControl
 from .auth.authenticate import Authenticator
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
+from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
+from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
+from .metrics import GatewayMetrics, MeteredAudit
 from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store
+from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
 
 log = structlog.get_logger("mustcheck.gateway")
 SERVICE_NAMES = tuple(
@@ -85,6 +89,13 @@ class GatewayConfig:
     checkpoint_interval_s: float = 10.0
     # Only benchmarks turn auditing off, to measure what it costs (R10 wants it on).
     audit_enabled: bool = True
+    # Subject data kept in memory until a write touches it (0 turns the cache off).
+    lookup_cache_entries: int = DEFAULT_CACHE_ENTRIES
+    # How often the change feed looks for writes made by other processes, and Watch's heartbeat.
+    change_poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    watch_heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    # Prometheus metrics over HTTP on HOST:PORT (None: not served; still collected).
+    metrics_listen: str | None = None
 
 
 class ConfigError(Exception):
@@ -128,9 +139,15 @@ class Gateway:
     audit: AuditLog | NoAudit
     access: AccessControl
     admin_token_file: Path | None
+    feed: ChangeFeed
+    lookup_cache: LookupCache
+    metrics: GatewayMetrics
+    metrics_port: int | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.server.stop(grace)
+        await self.feed.stop()
+        self.metrics.close()
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
         log.info("gateway_stopped", port=self.port)
@@ -189,7 +206,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         if config.audit_enabled
         else NoAudit()
     )
-    sink: AuditSink = audit
+    metrics = GatewayMetrics()
+    metered = MeteredAudit(audit, metrics)
+    sink: AuditSink = metered
     try:
         admin_token_file = await bootstrap_admin(
             store, sink, config.data_dir, config.admin_department, config.clock()
@@ -199,7 +218,13 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         if isinstance(audit, AuditLog):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
-        engine = CheckEngine(store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes)
+        feed = ChangeFeed(store, poll_interval_s=config.change_poll_interval_s)
+        lookup_cache = LookupCache(store, feed, max_entries=config.lookup_cache_entries)
+        engine = CheckEngine(
+            store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes, lookups=lookup_cache
+        )
+        watch = WatchStreams(feed, access, sink, heartbeat_s=config.watch_heartbeat_s)
+        _register_gauges(metrics, audit, lookup_cache, watch, metered)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike).
         receipts = ReceiptSigner(
@@ -208,7 +233,15 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             else KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)
         )
         check_pb2_grpc.add_CheckServiceServicer_to_server(
-            CheckService(engine, access, sink, receipts), server
+            CheckService(
+                engine,
+                access,
+                sink,
+                receipts,
+                watch,
+                lambda method, seconds: metrics.latency.labels(method).observe(seconds),
+            ),
+            server,
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(store, policy, access, sink, config.clock), server
@@ -234,7 +267,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         except RuntimeError as error:
             raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
         await server.start()
+        feed.start()
+        metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
     except BaseException:
+        metrics.close()
         audit.close()
         store.close()
         raise
@@ -250,8 +286,51 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         policies=str(config.policy_dir),
         data_version=store.data_version(),
         audit=config.audit_enabled,
+        metrics_port=metrics_port,
     )
-    return Gateway(server, port, store, policy, engine, audit, access, admin_token_file)
+    return Gateway(
+        server,
+        port,
+        store,
+        policy,
+        engine,
+        audit,
+        access,
+        admin_token_file,
+        feed,
+        lookup_cache,
+        metrics,
+        metrics_port,
+    )
+
+
+def _register_gauges(
+    metrics: GatewayMetrics,
+    audit: AuditLog | NoAudit,
+    cache: LookupCache,
+    watch: WatchStreams,
+    metered: MeteredAudit,
+) -> None:
+    metrics.gauge(
+        "mustcheck_lookup_cache_hits", "Lookups answered from the gateway cache", lambda: cache.hits
+    )
+    metrics.gauge("mustcheck_lookup_cache_misses", "Lookups read from the store", lambda: cache.misses)
+    metrics.gauge("mustcheck_lookup_cache_hit_ratio", "Hits over all lookups since start", cache.hit_ratio)
+    metrics.gauge("mustcheck_lookup_cache_entries", "Subjects held in the gateway cache", lambda: len(cache))
+    metrics.gauge("mustcheck_watch_subscribers", "Open Watch streams", lambda: watch.subscribers)
+    metrics.gauge(
+        "mustcheck_audit_waiting_records", "Audit records requests are waiting on", lambda: metered.waiting
+    )
+    if isinstance(audit, AuditLog):
+        log_ = audit
+        metrics.gauge(
+            "mustcheck_audit_queue_depth", "Audit records queued for commit", lambda: log_.queue_depth
+        )
+        metrics.gauge(
+            "mustcheck_audit_last_commit_seconds",
+            "Duration of the audit writer's last commit",
+            lambda: log_.last_commit_latency_s,
+        )
 
 
 class GatewayThread:

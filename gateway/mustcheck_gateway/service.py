@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -157,14 +158,36 @@ def failure_outcome(error: GatewayError) -> str:
     return "denied"
 
 
+class WatchSource(Protocol):
+    def stream(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]: ...
+
+
+def _no_observer(method: str, seconds: float) -> None:
+    return None
+
+
 class CheckService(pb_grpc.CheckServiceServicer):
     def __init__(
-        self, engine: CheckEngine, access: AccessControl, audit: AuditSink, receipts: ReceiptSigner | None
+        self,
+        engine: CheckEngine,
+        access: AccessControl,
+        audit: AuditSink,
+        receipts: ReceiptSigner | None,
+        watch: WatchSource | None = None,
+        observe_latency: Callable[[str, float], None] = _no_observer,
     ) -> None:
         self.engine = engine
         self.access = access
         self.audit = audit
         self.receipts = receipts
+        self.watch = watch
+        self.observe_latency = observe_latency
+
+    async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]:
+        if self.watch is None:
+            raise FailedPrecondition("this gateway has no change stream", reason="watch.unavailable")
+        async for event in self.watch.stream(request, context):
+            yield event
 
     def _receipt(self, caller: Caller, answer: CheckAnswer, audit_seq: int) -> str:
         if self.receipts is None:
@@ -397,8 +420,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
     def _failure_event(draft: _Draft, error: GatewayError) -> AuditEvent:
         return draft.event(status=error.status.name, outcome=failure_outcome(error), reason=error.reason)
 
-    @staticmethod
-    def _log(event: str, draft: _Draft | None, status: str, **extra: Any) -> None:
+    def _log(self, event: str, draft: _Draft | None, status: str, **extra: Any) -> None:
+        if draft is not None:
+            self.observe_latency(event, time.perf_counter() - draft.started)
         log.info(
             event,
             caller=draft.caller.caller_id if draft and draft.caller else None,

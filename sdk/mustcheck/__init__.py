@@ -37,6 +37,7 @@ from ._models import (
     Outcome,
     OutcomeAck,
 )
+from ._retry import RetryPolicy
 from .identifiers import SubjectKind
 from .receipts import InvalidReceipt, Receipt, verify_receipt
 
@@ -70,6 +71,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "Receipt",
+    "RetryPolicy",
     "SubjectKind",
     "TLSConfig",
     "UnknownMatter",

@@ -5,30 +5,46 @@ process, converts responses into typed results and maps every ``grpc.RpcError`` 
 the SDK's exception tree. The twins differ only in how they wait.
 
 Every call has a deadline (``timeout``, default :data:`DEFAULT_TIMEOUT` seconds,
-overridable per call). Must-check semantics: an unreachable gateway or a passed
-deadline raises :class:`~mustcheck.CheckUnavailable`, never a "no record" result.
+overridable per call); an UNAVAILABLE gateway is retried with backoff within it. Must-check
+semantics: an unreachable gateway or a passed deadline raises :class:`~mustcheck.CheckUnavailable`,
+never a "no record" result — unless the matter allows a stale answer and the cache holds one within
+the matter's freshness tolerance (R12).
+
+``cache_size`` > 0 turns on the answer cache (see ``_cache``): the client then follows the
+gateway's ``Watch`` stream in the background (a thread for ``Client``, a task for ``AsyncClient``)
+so that a list change reaches the cache within a second.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, TypeVar
 
 import grpc
 
+from ._cache import AnswerCache
 from ._channel import TLSConfig, async_channel, auth_metadata, sync_channel
 from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result
-from ._errors import InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
+from ._errors import CheckUnavailable, InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
 from ._generated.v1 import check_pb2 as pb
 from ._generated.v1 import check_pb2_grpc as pb_grpc
 from ._models import BatchResult, CheckResult, OutcomeAck
-from .identifiers import IdentifierError, SubjectKind, validate_subject
+from ._retry import Attempts, RetryPolicy
+from .identifiers import IdentifierError, SubjectKind, normalise, validate_subject
 from .receipts import Receipt
 
 DEFAULT_TIMEOUT = 3.0
 MAX_BATCH = 1000
+# Waits between attempts to re-open a broken change stream.
+_WATCH_BACKOFF = (0.05, 2.0)
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 
 
 class _BaseClient:
@@ -40,6 +56,8 @@ class _BaseClient:
         tls: TLSConfig | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         validate_locally: bool = True,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -47,10 +65,36 @@ class _BaseClient:
         self.tls = tls
         self.timeout = timeout
         self.validate_locally = validate_locally
+        self.retry = retry or RetryPolicy()
+        self.cache = AnswerCache(cache_size) if cache_size > 0 else None
         self._metadata = auth_metadata(token)
 
     def _deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else timeout
+
+    def _attempts(self, timeout: float | None) -> Attempts:
+        return Attempts(self.retry, self._deadline(timeout))
+
+    # -- the cache, shared by both clients ------------------------------------------------
+
+    @staticmethod
+    def _cache_key(
+        subject: str, matter: str, purpose: str, authorization_ref: str, kind: SubjectKind | None
+    ) -> Hashable:
+        return (subject, matter, purpose, authorization_ref, kind)
+
+    def _remember(self, key: Hashable, subject: str, response: pb.CheckResponse) -> CheckResult:
+        result = check_result(response)
+        if self.cache is not None:
+            self.cache.remember(key, normalise(subject), response, result)
+        return result
+
+    def _stale_or_raise(self, key: Hashable | None, error: MustCheckError) -> CheckResult:
+        if key is not None and self.cache is not None and isinstance(error, CheckUnavailable):
+            stale = self.cache.stale(key)
+            if stale is not None:
+                return stale
+        raise error
 
     def _check_request(
         self,
@@ -153,10 +197,56 @@ class Client(_BaseClient):
         tls: TLSConfig | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         validate_locally: bool = True,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(target, token=token, tls=tls, timeout=timeout, validate_locally=validate_locally)
+        super().__init__(
+            target,
+            token=token,
+            tls=tls,
+            timeout=timeout,
+            validate_locally=validate_locally,
+            cache_size=cache_size,
+            retry=retry,
+        )
         self._channel = sync_channel(target, tls)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
+        self._closed = threading.Event()
+        self._watch_call: Any = None
+        self._watcher: threading.Thread | None = None
+        if self.cache is not None:
+            self._watcher = threading.Thread(target=self._watch, name="mustcheck-watch", daemon=True)
+            self._watcher.start()
+
+    def _call(self, method: Callable[..., Response], request: Any, timeout: float | None) -> Response:
+        """One RPC with its deadline; UNAVAILABLE is retried with backoff while time is left."""
+        attempts = self._attempts(timeout)
+        while True:
+            try:
+                return method(request, timeout=attempts.timeout(), metadata=self._metadata)
+            except grpc.RpcError as rpc_error:
+                error = self._error(rpc_error)
+            delay = attempts.backoff(error)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+
+    def _watch(self) -> None:
+        """Follow the change stream until closed, re-opening it (resumed) whenever it breaks."""
+        assert self.cache is not None
+        delay = _WATCH_BACKOFF[0]
+        while not self._closed.is_set():
+            call: Any = self._stub.Watch(self.cache.watch_request(), metadata=self._metadata)
+            self._watch_call = call
+            if self._closed.is_set():
+                call.cancel()
+            with contextlib.suppress(grpc.RpcError):
+                for event in call:
+                    self.cache.apply(event)
+                    delay = _WATCH_BACKOFF[0]
+            self.cache.stream_lost()
+            self._closed.wait(delay)
+            delay = min(delay * 2, _WATCH_BACKOFF[1])
 
     def check(
         self,
@@ -171,15 +261,21 @@ class Client(_BaseClient):
         as_of_time: dt.datetime | None = None,
     ) -> CheckResult:
         """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
-        then (auditor role only)."""
+        then (auditor role only; never cached)."""
+        key = None
+        if self.cache is not None and as_of_version is None and as_of_time is None:
+            key = self._cache_key(subject, matter, purpose, authorization_ref, subject_kind)
+            cached = self.cache.fresh(key)
+            if cached is not None:
+                return cached
         request = self._check_request(
             subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
         )
         try:
-            response = self._stub.Check(request, timeout=self._deadline(timeout), metadata=self._metadata)
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return check_result(response)
+            response = self._call(self._stub.Check, request, timeout)
+        except MustCheckError as error:
+            return self._stale_or_raise(key, error)
+        return self._remember(key, subject, response) if key is not None else check_result(response)
 
     def batch_check(
         self,
@@ -191,13 +287,7 @@ class Client(_BaseClient):
         timeout: float | None = None,
     ) -> BatchResult:
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
-        try:
-            response = self._stub.BatchCheck(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return batch_result(response, listed)
+        return batch_result(self._call(self._stub.BatchCheck, request, timeout), listed)
 
     def report_outcome(
         self,
@@ -219,25 +309,19 @@ class Client(_BaseClient):
         request = self._outcome_request(
             receipt, approval_id, decision, applied_measures, note, matter, subject
         )
-        try:
-            response = self._stub.ReportOutcome(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return self._ack(response)
+        return self._ack(self._call(self._stub.ReportOutcome, request, timeout))
 
     def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
-        try:
-            response = self._stub.ReceiptKeys(
-                pb.ReceiptKeysRequest(), timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
+        response = self._call(self._stub.ReceiptKeys, pb.ReceiptKeysRequest(), timeout)
         return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
 
     def close(self) -> None:
+        self._closed.set()
+        if self._watch_call is not None:
+            self._watch_call.cancel()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         self._channel.close()
 
     def __enter__(self) -> Self:
@@ -260,10 +344,58 @@ class AsyncClient(_BaseClient):
         tls: TLSConfig | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         validate_locally: bool = True,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(target, token=token, tls=tls, timeout=timeout, validate_locally=validate_locally)
+        super().__init__(
+            target,
+            token=token,
+            tls=tls,
+            timeout=timeout,
+            validate_locally=validate_locally,
+            cache_size=cache_size,
+            retry=retry,
+        )
         self._channel = async_channel(target, tls)
         self._stub = pb_grpc.CheckServiceStub(self._channel)
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def _call(
+        self, method: Callable[..., Awaitable[Response]], request: Any, timeout: float | None
+    ) -> Response:
+        """One RPC with its deadline; UNAVAILABLE is retried with backoff while time is left."""
+        attempts = self._attempts(timeout)
+        while True:
+            try:
+                return await method(request, timeout=attempts.timeout(), metadata=self._metadata)
+            except grpc.RpcError as rpc_error:
+                error = self._error(rpc_error)
+            delay = attempts.backoff(error)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+
+    def _ensure_watching(self) -> None:
+        if self.cache is not None and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="mustcheck-watch")
+
+    async def _watch(self) -> None:
+        """Follow the change stream until closed, re-opening it (resumed) whenever it breaks."""
+        assert self.cache is not None
+        delay = _WATCH_BACKOFF[0]
+        while True:
+            call = self._stub.Watch(self.cache.watch_request(), metadata=self._metadata)
+            try:
+                async for event in call:
+                    self.cache.apply(event)
+                    delay = _WATCH_BACKOFF[0]
+            except grpc.RpcError:
+                pass
+            finally:
+                call.cancel()
+            self.cache.stream_lost()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _WATCH_BACKOFF[1])
 
     async def check(
         self,
@@ -278,17 +410,22 @@ class AsyncClient(_BaseClient):
         as_of_time: dt.datetime | None = None,
     ) -> CheckResult:
         """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
-        then (auditor role only)."""
+        then (auditor role only; never cached)."""
+        key = None
+        if self.cache is not None and as_of_version is None and as_of_time is None:
+            self._ensure_watching()
+            key = self._cache_key(subject, matter, purpose, authorization_ref, subject_kind)
+            cached = self.cache.fresh(key)
+            if cached is not None:
+                return cached
         request = self._check_request(
             subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
         )
         try:
-            response = await self._stub.Check(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return check_result(response)
+            response = await self._call(self._stub.Check, request, timeout)
+        except MustCheckError as error:
+            return self._stale_or_raise(key, error)
+        return self._remember(key, subject, response) if key is not None else check_result(response)
 
     async def batch_check(
         self,
@@ -300,13 +437,7 @@ class AsyncClient(_BaseClient):
         timeout: float | None = None,
     ) -> BatchResult:
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
-        try:
-            response = await self._stub.BatchCheck(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return batch_result(response, listed)
+        return batch_result(await self._call(self._stub.BatchCheck, request, timeout), listed)
 
     async def report_outcome(
         self,
@@ -328,25 +459,19 @@ class AsyncClient(_BaseClient):
         request = self._outcome_request(
             receipt, approval_id, decision, applied_measures, note, matter, subject
         )
-        try:
-            response = await self._stub.ReportOutcome(
-                request, timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
-        return self._ack(response)
+        return self._ack(await self._call(self._stub.ReportOutcome, request, timeout))
 
     async def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
-        try:
-            response = await self._stub.ReceiptKeys(
-                pb.ReceiptKeysRequest(), timeout=self._deadline(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise self._error(error) from error
+        response = await self._call(self._stub.ReceiptKeys, pb.ReceiptKeysRequest(), timeout)
         return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
         await self._channel.close(grace=None)
 
     async def __aenter__(self) -> Self:

@@ -103,6 +103,16 @@ class CheckResult:
     checked_at: dt.datetime
     # The gateway's signed receipt (R11): keep ``receipt.compact`` with the approval decision.
     receipt: Receipt | None = None
+    # Served from the SDK's cache (the receipt is the original check's); ``as_of`` says when the
+    # gateway gave the answer.
+    from_cache: bool = False
+    # Served from the cache because the gateway could not answer, for a matter that allows it (R12).
+    stale: bool = False
+
+    @property
+    def as_of(self) -> dt.datetime:
+        """When the gateway gave this answer (for a cached answer: when it was first given)."""
+        return self.checked_at
 
     @property
     def restricted(self) -> bool:

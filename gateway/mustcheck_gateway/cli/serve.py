@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..logs import configure_logging
+from ..lookup_cache import DEFAULT_CACHE_ENTRIES
 from ..policy import PolicyError, default_policy_dir
 from ..server import (
     DEFAULT_ADMIN_DEPARTMENT,
@@ -61,6 +62,19 @@ def register(commands: Subparsers) -> None:
         metavar="CODE",
         help=f"department of the first admin caller of an empty store (default {DEFAULT_ADMIN_DEPARTMENT})",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics over HTTP at /metrics on this address",
+    )
+    parser.add_argument(
+        "--cache-entries",
+        type=int,
+        default=DEFAULT_CACHE_ENTRIES,
+        metavar="N",
+        help="subjects the gateway keeps in memory until a write touches them "
+        f"(default {DEFAULT_CACHE_ENTRIES}; 0: off)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -78,6 +92,8 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         tls=tls,
         insecure=options.insecure,
         admin_department=options.admin_department,
+        metrics_listen=options.metrics,
+        lookup_cache_entries=max(0, options.cache_entries),
     )
 
 

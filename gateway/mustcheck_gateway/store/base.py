@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mustcheck import EntryStatus as EntryStatus  # one definition, shared with the SDK
 from mustcheck.identifiers import SubjectKind
@@ -20,6 +20,9 @@ from mustcheck.identifiers import SubjectKind
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
 from ..policy.model import ListKind
+
+if TYPE_CHECKING:
+    from .changes import SubjectChange
 
 UTC = dt.UTC
 
@@ -187,6 +190,10 @@ class ListStore(Protocol):
         ...
 
     def count_entries(self) -> int: ...
+
+    def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
+        """What each data version after ``after`` touched, oldest first, at most ``limit`` versions."""
+        ...
 
     def close(self) -> None: ...
 

@@ -138,6 +138,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX feedback_reported ON feedback (reported_at)",
         ),
     ),
+    Migration(
+        5,
+        "the subjects each data version touched, for the change stream and caches",
+        (
+            """CREATE TABLE subject_changes (
+                data_version BIGINT NOT NULL,
+                subject_code TEXT NOT NULL,
+                PRIMARY KEY (data_version, subject_code)
+            )""",
+            # Versions written before this table existed are not itemised: resuming from one drops
+            # everything cached.
+            "INSERT INTO subject_changes (data_version, subject_code) "
+            "SELECT value, '*' FROM meta WHERE key = 'data_version' AND value > 0",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -38,6 +38,7 @@ from .base import (
     Lookup,
     StoreError,
 )
+from .changes import EVERYTHING, SubjectChange, group_changes, touched_subjects
 from .codec import (
     ENTRY_COLUMNS,
     entry_from_values,
@@ -174,10 +175,10 @@ class SqliteStore:
         )
 
     def get_entry(self, entry_id: str) -> ListEntry:
-        found = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry_id,))
-        if not found:
+        found = self._existing(entry_id)
+        if found is None:
             raise EntryNotFound(f"no list entry {entry_id!r}")
-        return found[0]
+        return found
 
     def _entries(self, query: str, parameters: Sequence[object]) -> list[ListEntry]:
         connection = self._connection()
@@ -212,10 +213,33 @@ class SqliteStore:
         now = format_instant(dt.datetime.now(dt.UTC))
         with self._transaction() as connection:
             version = self._bump(connection)
+            touched: set[str] = set()
             for entry in entries:
+                touched |= touched_subjects(entry, self._existing(entry.entry_id))
                 self._put(connection, entry, version)
                 self._record(connection, entry, version, action, actor, now)
+            self._record_changes(connection, version, touched)
             return version
+
+    def _existing(self, entry_id: str) -> ListEntry | None:
+        found = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry_id,))
+        return found[0] if found else None
+
+    def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
+        rows = self._connection().execute(
+            "SELECT data_version, subject_code FROM subject_changes WHERE data_version IN "
+            "(SELECT DISTINCT data_version FROM subject_changes WHERE data_version > ? "
+            "ORDER BY data_version LIMIT ?) ORDER BY data_version",
+            (after, limit),
+        )
+        return group_changes(rows)
+
+    @staticmethod
+    def _record_changes(connection: sqlite3.Connection, version: int, subjects: Iterable[str]) -> None:
+        connection.executemany(
+            "INSERT OR IGNORE INTO subject_changes (data_version, subject_code) VALUES (?, ?)",
+            [(version, subject) for subject in subjects],
+        )
 
     def import_entries(
         self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
@@ -241,6 +265,8 @@ class SqliteStore:
                         batch = []
                 if batch:
                     self._import_batch(connection, batch, version, counts, actor, action, now)
+                if version:  # a bulk change: caches drop everything rather than read a million codes
+                    self._record_changes(connection, version[0], [EVERYTHING])
                 applied = keep()
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -338,9 +364,11 @@ class SqliteStore:
     def replace_entry(self, entry: ListEntry, *, actor: str, action: str, at: dt.datetime) -> int:
         """Write one changed entry (its history keeps the previous state); returns the data version."""
         with self._transaction() as connection:
+            previous = self._existing(entry.entry_id)
             version = self._bump(connection)
             self._put(connection, entry, version)
             self._record(connection, entry, version, action, actor, format_instant(at))
+            self._record_changes(connection, version, touched_subjects(entry, previous))
             return version
 
     # -- execution feedback ------------------------------------------------------------
@@ -429,7 +457,9 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO legacy_codes (code, reason, added_by, added_at) VALUES (?, ?, ?, ?)",
                 (code, reason, actor, format_instant(at)),
             )
-            return self._bump(connection)
+            version = self._bump(connection)
+            self._record_changes(connection, version, [code])
+            return version
 
     def set_status(
         self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
@@ -440,6 +470,7 @@ class SqliteStore:
             version = self._bump(connection)
             self._put(connection, updated, version)
             self._record(connection, updated, version, action, actor, format_instant(at))
+            self._record_changes(connection, version, touched_subjects(updated))
             return version
 
     @staticmethod

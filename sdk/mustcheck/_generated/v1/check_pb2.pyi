@@ -107,6 +107,28 @@ ENTRY_STATUS_REPAIRED: EntryStatus.ValueType  # 3
 ENTRY_STATUS_REVOKED: EntryStatus.ValueType  # 4
 Global___EntryStatus: _TypeAlias = EntryStatus  # noqa: Y015
 
+class _FailMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FailModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FailMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FAIL_MODE_UNSPECIFIED: _FailMode.ValueType  # 0
+    FAIL_MODE_CLOSED: _FailMode.ValueType  # 1
+    """Raise CheckUnavailable: every must-check matter."""
+    FAIL_MODE_SERVE_STALE: _FailMode.ValueType  # 2
+    """Serve a cached answer no older than the matter's freshness tolerance, marked stale."""
+
+class FailMode(_FailMode, metaclass=_FailModeEnumTypeWrapper):
+    """What the SDK may do for a matter when no fresh answer can be had (R12, query catalog)."""
+
+FAIL_MODE_UNSPECIFIED: FailMode.ValueType  # 0
+FAIL_MODE_CLOSED: FailMode.ValueType  # 1
+"""Raise CheckUnavailable: every must-check matter."""
+FAIL_MODE_SERVE_STALE: FailMode.ValueType  # 2
+"""Serve a cached answer no older than the matter's freshness tolerance, marked stale."""
+Global___FailMode: _TypeAlias = FailMode  # noqa: Y015
+
 class _MeasureKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -353,6 +375,8 @@ class CheckResponse(_message.Message):
     DATA_VERSION_FIELD_NUMBER: _builtins.int
     CHECKED_AT_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    FRESHNESS_TOLERANCE_S_FIELD_NUMBER: _builtins.int
+    FAIL_MODE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """The subject as normalised; persons' numbers are masked."""
     subject_kind: Global___SubjectKind.ValueType
@@ -371,6 +395,11 @@ class CheckResponse(_message.Message):
     """The signed receipt (R11), compact form mcr1.<payload>.<signature>; empty only when the
     gateway runs without its audit log (benchmarks).
     """
+    freshness_tolerance_s: _builtins.int
+    """How stale list data may be for this matter (query catalog): no cached copy of this answer may be
+    served once its data is older than this.
+    """
+    fail_mode: Global___FailMode.ValueType
     @_builtins.property
     def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Membership]: ...
     @_builtins.property
@@ -394,10 +423,12 @@ class CheckResponse(_message.Message):
         data_version: _builtins.int = ...,
         checked_at: _timestamp_pb2.Timestamp | None = ...,
         receipt: _builtins.str = ...,
+        freshness_tolerance_s: _builtins.int = ...,
+        fail_mode: Global___FailMode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_version", b"data_version", "green_channel", b"green_channel", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_version", b"data_version", "fail_mode", b"fail_mode", "freshness_tolerance_s", b"freshness_tolerance_s", "green_channel", b"green_channel", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -638,3 +669,77 @@ class OutcomeAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutcomeAck: _TypeAlias = OutcomeAck  # noqa: Y015
+
+@_typing.final
+class WatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_VERSION_FIELD_NUMBER: _builtins.int
+    HASH_KEY_FIELD_NUMBER: _builtins.int
+    after_version: _builtins.int
+    """Resume after this data version: every change after it is sent first (unset: from now on)."""
+    hash_key: _builtins.bytes
+    """16 to 64 random bytes chosen by the subscriber: subjects are sent as
+    HMAC-SHA256(hash_key, subject), which only the subscriber can match against what it holds.
+    """
+    def __init__(
+        self,
+        *,
+        after_version: _builtins.int | None = ...,
+        hash_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_version", b"_after_version", "after_version", b"after_version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_version", b"_after_version", "after_version", b"after_version", "hash_key", b"hash_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_version: _TypeAlias = _typing.Literal["after_version"]  # noqa: Y015
+    _WhichOneofArgType__after_version: _TypeAlias = _typing.Literal["_after_version", b"_after_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_version) -> _WhichOneofReturnType__after_version | None: ...
+
+Global___WatchRequest: _TypeAlias = WatchRequest  # noqa: Y015
+
+@_typing.final
+class WatchEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    SUBJECT_HASHES_FIELD_NUMBER: _builtins.int
+    EVERYTHING_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    data_version: _builtins.int
+    """The data version this event brings the subscriber to."""
+    everything: _builtins.bool
+    """Too many subjects to list (a bulk import) or changes the gateway no longer itemises: drop
+    everything cached.
+    """
+    heartbeat: _builtins.bool
+    """Nothing changed; sent every heartbeat_interval_ms so that a silent stream is noticed."""
+    heartbeat_interval_ms: _builtins.int
+    """How often the gateway sends heartbeats."""
+    @_builtins.property
+    def subject_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """HMAC-SHA256(hash_key, subject) of every subject whose answer may have changed: the subjects of
+        changed entries and the responsible persons they name (R7).
+        """
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        data_version: _builtins.int = ...,
+        subject_hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+        everything: _builtins.bool = ...,
+        heartbeat: _builtins.bool = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_interval_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "everything", b"everything", "heartbeat", b"heartbeat", "heartbeat_interval_ms", b"heartbeat_interval_ms", "sent_at", b"sent_at", "subject_hashes", b"subject_hashes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015

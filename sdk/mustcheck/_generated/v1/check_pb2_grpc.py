@@ -54,6 +54,11 @@ class CheckServiceStub:
                 request_serializer=mustcheck_dot_v1_dot_check__pb2.OutcomeReport.SerializeToString,
                 response_deserializer=mustcheck_dot_v1_dot_check__pb2.OutcomeAck.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/mustcheck.v1.CheckService/Watch',
+                request_serializer=mustcheck_dot_v1_dot_check__pb2.WatchRequest.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_check__pb2.WatchEvent.FromString,
+                _registered_method=True)
 
 
 class CheckServiceServicer:
@@ -89,6 +94,15 @@ class CheckServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """The change stream: one event for each data version with the keyed hashes of the subjects it
+        touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
+        changes so that a silent stream is detected. Caches drop what an event names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +125,11 @@ def add_CheckServiceServicer_to_server(servicer, server):
                     servicer.ReportOutcome,
                     request_deserializer=mustcheck_dot_v1_dot_check__pb2.OutcomeReport.FromString,
                     response_serializer=mustcheck_dot_v1_dot_check__pb2.OutcomeAck.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=mustcheck_dot_v1_dot_check__pb2.WatchRequest.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_check__pb2.WatchEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class CheckService:
             '/mustcheck.v1.CheckService/ReportOutcome',
             mustcheck_dot_v1_dot_check__pb2.OutcomeReport.SerializeToString,
             mustcheck_dot_v1_dot_check__pb2.OutcomeAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mustcheck.v1.CheckService/Watch',
+            mustcheck_dot_v1_dot_check__pb2.WatchRequest.SerializeToString,
+            mustcheck_dot_v1_dot_check__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

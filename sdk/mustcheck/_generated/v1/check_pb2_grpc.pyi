@@ -48,6 +48,11 @@ class CheckServiceStub:
     """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
     applied. Idempotent per approval id.
     """
+    Watch: _grpc.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]
+    """The change stream: one event for each data version with the keyed hashes of the subjects it
+    touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
+    changes so that a silent stream is detected. Caches drop what an event names.
+    """
 
 @_typing.type_check_only
 class CheckServiceAsyncStub(CheckServiceStub):
@@ -63,6 +68,11 @@ class CheckServiceAsyncStub(CheckServiceStub):
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_check_pb2.OutcomeReport, _check_pb2.OutcomeAck]  # type: ignore[assignment]
     """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
     applied. Idempotent per approval id.
+    """
+    Watch: _aio.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]  # type: ignore[assignment]
+    """The change stream: one event for each data version with the keyed hashes of the subjects it
+    touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
+    changes so that a silent stream is detected. Caches drop what an event names.
     """
 
 class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -100,6 +110,17 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_check_pb2.OutcomeAck, _abc.Awaitable[_check_pb2.OutcomeAck]]:
         """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
         applied. Idempotent per approval id.
+        """
+
+    @_abc_1.abstractmethod
+    def Watch(
+        self,
+        request: _check_pb2.WatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_check_pb2.WatchEvent], _abc.AsyncIterator[_check_pb2.WatchEvent]]:
+        """The change stream: one event for each data version with the keyed hashes of the subjects it
+        touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
+        changes so that a silent stream is detected. Caches drop what an event names.
         """
 
 def add_CheckServiceServicer_to_server(servicer: CheckServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

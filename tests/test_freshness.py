@@ -1,0 +1,371 @@
+"""Speed and freshness (R12): the gateway's cache, the Watch stream, the SDK's cache and fail modes.
+
+Every test runs real gateways on loopback and talks to them through the SDK or the generated stub.
+Time bounds below are generous correctness bounds (a change must arrive at all, through the stream),
+not performance assertions; the benchmarks measure how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from mustcheck import AsyncClient, CheckResult, CheckUnavailable, Client, Outcome, RetryPolicy
+from mustcheck._channel import auth_metadata
+from mustcheck._errors import GatewayUnreachable, PermissionDenied
+from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
+from mustcheck._retry import Attempts
+from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
+from mustcheck_gateway.store import EntryStatus, PersonRole
+from mustcheck_gateway.store.changes import EVERYTHING
+
+from conftest import POLICY_DIR, TEST_DEPARTMENT
+from factories import days, make_entry, new_citizen_id, new_uscc
+from provision import provision
+
+FAIL_CLOSED_MATTER = "MOF-0001"
+SERVE_STALE_MATTER = "SAMR-0004"  # not must-check: the catalog lets it serve stale answers
+BOUND_S = 5.0  # the stream delivers within 1 s; allow for a busy 2-core machine
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = BOUND_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def own_gateway(tmp_path: Path) -> Iterator[tuple[GatewayThread, Gateway, str]]:
+    """A gateway of the test's own (it may be stopped), with quick heartbeats and metrics served."""
+    config = GatewayConfig(
+        data_dir=tmp_path / "gateway",
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        watch_heartbeat_s=0.2,
+        metrics_listen="127.0.0.1:0",
+    )
+    thread = GatewayThread(config)
+    gateway = thread.start()
+    assert gateway.admin_token_file is not None
+    token = provision(
+        f"127.0.0.1:{gateway.port}",
+        gateway.admin_token_file.read_text().strip(),
+        "fresh",
+        department=TEST_DEPARTMENT,
+    )
+    try:
+        yield thread, gateway, token
+    finally:
+        if thread.gateway is not None:
+            thread.stop()
+
+
+def blacklist(gateway: Gateway, subject: str, **options: Any) -> int:
+    now = gateway.engine.clock()
+    entry = make_entry(subject, effective=now - days(1), **options)
+    return gateway.store.write_entries([entry], actor="test", action="add")
+
+
+# -- the store records what each version touched -----------------------------------------
+
+
+def test_each_write_records_the_subjects_it_touched(gateway: Gateway) -> None:
+    store = gateway.store
+    organisation, person, new_person = new_uscc(), new_citizen_id(), new_citizen_id()
+    now = gateway.engine.clock()
+    entry = make_entry(
+        organisation, effective=now - days(1), persons=((person, "张三", PersonRole.LEGAL_REPRESENTATIVE),)
+    )
+    before = store.data_version()
+    added = store.write_entries([entry], actor="test", action="add")
+    moved = store.set_status(
+        entry.entry_id, EntryStatus.UNDER_OBJECTION, actor="t", action="objection", at=now
+    )
+    from dataclasses import replace
+
+    replaced = store.replace_entry(
+        replace(entry, responsible_persons=(replace(entry.responsible_persons[0], person_id=new_person),)),
+        actor="t",
+        action="correct",
+        at=now,
+    )
+    imported = store.import_entries(
+        [make_entry(new_uscc(), effective=now)], actor="t", action="import", keep=lambda: True
+    )
+    changes = {change.data_version: change.subjects for change in store.subject_changes(before)}
+    assert changes[added] == {organisation, person}
+    assert changes[moved] == {organisation, person}
+    # A correction reaches the person it names now and the one it named before (R7).
+    assert changes[replaced] == {organisation, person, new_person}
+    assert changes[imported.data_version] == {EVERYTHING}
+    assert list(changes) == sorted(changes)
+    assert [c.data_version for c in store.subject_changes(before, limit=2)] == [added, moved]
+
+
+# -- the gateway's cache --------------------------------------------------------------------
+
+
+def test_gateway_cache_answers_repeat_lookups_and_never_hides_a_write(
+    gateway: Gateway, target: str, token: str
+) -> None:
+    subject = new_uscc()
+    cache = gateway.lookup_cache
+    with Client(target, token=token) as client:
+        assert client.check(subject, FAIL_CLOSED_MATTER).outcome is Outcome.NO_RECORD
+        hits = cache.hits
+        second = client.check(subject, FAIL_CLOSED_MATTER)
+        assert second.outcome is Outcome.NO_RECORD
+        assert cache.hits == hits + 1
+        version = blacklist(gateway, subject)
+        # No wait: the very next check sees the blacklisting, at the version that wrote it.
+        after = client.check(subject, FAIL_CLOSED_MATTER)
+        assert after.outcome is Outcome.RESTRICTIONS
+        assert after.data_version >= version
+        assert gateway.lookup_cache.hit_ratio() > 0
+
+
+# -- Watch -------------------------------------------------------------------------------------
+
+
+def keyed(key: bytes, subject: str) -> bytes:
+    return hmac.new(key, subject.encode(), hashlib.sha256).digest()
+
+
+def test_watch_streams_keyed_hashes_heartbeats_and_resumes(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, token = own_gateway
+    key = b"k" * 32
+    organisation, person = new_uscc(), new_citizen_id()
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        metadata = auth_metadata(token)
+        start = gateway.store.data_version()
+        stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=key), metadata=metadata, timeout=30)
+        hello = next(stream)
+        assert hello.heartbeat and hello.data_version == start and hello.heartbeat_interval_ms == 200
+        quiet = next(stream)  # nothing changed: a heartbeat within the interval
+        assert quiet.heartbeat and quiet.data_version == start
+        version = blacklist(
+            gateway, organisation, persons=((person, "李四", PersonRole.LEGAL_REPRESENTATIVE),)
+        )
+        event = next(e for e in stream if not e.heartbeat)
+        assert event.data_version == version and not event.everything
+        assert set(event.subject_hashes) == {keyed(key, organisation), keyed(key, person)}
+        raw = event.SerializeToString()
+        assert organisation.encode() not in raw and person.encode() not in raw
+        stream.cancel()
+
+        # Resumed from before the change: the change comes again, then the stream goes on.
+        resumed: Any = stub.Watch(
+            check_pb2.WatchRequest(after_version=start, hash_key=key), metadata=metadata, timeout=30
+        )
+        assert next(resumed).data_version == start
+        again = next(resumed)
+        assert again.data_version == version and keyed(key, organisation) in again.subject_hashes
+        resumed.cancel()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key", "code"),
+    [
+        ((), b"k" * 32, grpc.StatusCode.UNAUTHENTICATED),
+        (None, b"short", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_watch_refuses_strangers_and_weak_keys(
+    target: str, token: str, gateway: Gateway, metadata: Any, key: bytes, code: grpc.StatusCode
+) -> None:
+    with grpc.insecure_channel(target) as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        stream: Any = stub.Watch(
+            check_pb2.WatchRequest(hash_key=key),
+            metadata=auth_metadata(token) if metadata is None else metadata,
+            timeout=10,
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            next(stream)
+    assert raised.value.code() is code
+    assert raised.value.details()  # names what was wrong
+
+
+# -- the SDK's cache ---------------------------------------------------------------------------
+
+
+def test_sdk_cache_serves_repeats_and_drops_a_blacklisted_subject_through_the_stream(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, token = own_gateway
+    subject = new_uscc()
+    with Client(f"127.0.0.1:{gateway.port}", token=token, cache_size=100) as client:
+        cache = client.cache
+        assert cache is not None
+        assert wait_until(cache.alive)
+        first = client.check(subject, FAIL_CLOSED_MATTER)
+        assert first.outcome is Outcome.NO_RECORD and not first.from_cache
+        cached = client.check(subject, FAIL_CLOSED_MATTER)
+        assert cached.from_cache and cached.outcome is Outcome.NO_RECORD  # negative answers are cached
+        assert cached.as_of == first.checked_at and cached.receipt == first.receipt
+        # Another matter, purpose or subject is another key.
+        assert not client.check(subject, SERVE_STALE_MATTER).from_cache
+
+        blacklist(gateway, subject)
+        assert len(cache) == 2
+        # The stream drops the subject's answers, for every matter.
+        assert wait_until(lambda: len(cache) == 0)
+        fresh = client.check(subject, FAIL_CLOSED_MATTER)
+        assert not fresh.from_cache and fresh.outcome is Outcome.RESTRICTIONS
+
+
+def test_async_sdk_cache_follows_the_stream_too(own_gateway: tuple[GatewayThread, Gateway, str]) -> None:
+    _, gateway, token = own_gateway
+    subject = new_uscc()
+
+    async def scenario() -> tuple[CheckResult, CheckResult, CheckResult]:
+        async with AsyncClient(f"127.0.0.1:{gateway.port}", token=token, cache_size=100) as client:
+            assert client.cache is not None
+            first = await client.check(subject, FAIL_CLOSED_MATTER)
+            for _ in range(250):
+                if client.cache.alive():
+                    break
+                await asyncio.sleep(0.02)
+            await client.check(subject, FAIL_CLOSED_MATTER)  # stored now that the stream is up
+            cached = await client.check(subject, FAIL_CLOSED_MATTER)
+            await asyncio.get_running_loop().run_in_executor(None, blacklist, gateway, subject)
+            for _ in range(250):
+                if len(client.cache) == 0:
+                    break
+                await asyncio.sleep(0.02)
+            return first, cached, await client.check(subject, FAIL_CLOSED_MATTER)
+
+    first, cached, after = asyncio.run(scenario())
+    assert not first.from_cache and cached.from_cache
+    assert after.outcome is Outcome.RESTRICTIONS and not after.from_cache
+
+
+def test_with_the_stream_cut_fail_modes_decide_and_tolerance_bounds_stale_answers(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    thread, gateway, token = own_gateway
+    subject = new_uscc()
+    client = Client(
+        f"127.0.0.1:{gateway.port}", token=token, cache_size=100, timeout=1.0, retry=RetryPolicy(attempts=2)
+    )
+    try:
+        assert client.cache is not None
+        assert wait_until(client.cache.alive)
+        client.check(subject, FAIL_CLOSED_MATTER)
+        stale_matter = client.check(subject, SERVE_STALE_MATTER)
+        assert client.check(subject, SERVE_STALE_MATTER).from_cache
+
+        thread.stop()  # the gateway and its stream are gone
+        assert wait_until(lambda: not client.cache.alive())  # type: ignore[union-attr]
+        # A must-check matter fails closed, although an answer is cached.
+        with pytest.raises(CheckUnavailable):
+            client.check(subject, FAIL_CLOSED_MATTER)
+        # A serve-stale matter gets its cached answer, marked stale.
+        stale = client.check(subject, SERVE_STALE_MATTER)
+        assert stale.stale and stale.from_cache and stale.outcome is stale_matter.outcome
+        # Past the matter's tolerance (86,400 s) nothing is served.
+        real_clock = client.cache.clock
+        client.cache.clock = lambda: real_clock() + 86_401
+        with pytest.raises(CheckUnavailable):
+            client.check(subject, SERVE_STALE_MATTER)
+    finally:
+        client.close()
+
+
+def test_a_cached_answer_never_outlives_its_tolerance_even_with_the_stream_up(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, token = own_gateway
+    subject = new_uscc()
+    with Client(f"127.0.0.1:{gateway.port}", token=token, cache_size=10) as client:
+        assert client.cache is not None
+        assert wait_until(client.cache.alive)
+        client.check(subject, FAIL_CLOSED_MATTER)
+        assert client.check(subject, FAIL_CLOSED_MATTER).from_cache
+        offset = [0.0]
+        real_clock = client.cache.clock
+        client.cache.clock = lambda: real_clock() + offset[0]
+        offset[0] = 3_601  # MOF-0001 allows 3,600 s
+        client.cache.apply(check_pb2.WatchEvent(heartbeat=True, heartbeat_interval_ms=200))  # stream alive
+        assert not client.check(subject, FAIL_CLOSED_MATTER).from_cache
+
+
+# -- retries ---------------------------------------------------------------------------------
+
+
+def test_only_unavailable_is_retried_and_only_within_the_deadline() -> None:
+    policy = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02)
+    unavailable = GatewayUnreachable("down", code=grpc.StatusCode.UNAVAILABLE)
+    denied = PermissionDenied("no", code=grpc.StatusCode.PERMISSION_DENIED)
+    attempts = Attempts(policy, timeout=10)
+    attempts.timeout()
+    assert attempts.backoff(denied) is None
+    first = attempts.backoff(unavailable)
+    assert first is not None and 0 < first <= 0.01
+    attempts.timeout()
+    attempts.timeout()
+    assert attempts.backoff(unavailable) is None  # three attempts made
+    short = Attempts(RetryPolicy(initial_backoff=0.5, max_backoff=0.5), timeout=0.1)
+    short.timeout()
+    assert short.backoff(unavailable) is None  # the wait would pass the deadline
+
+
+def test_an_unreachable_gateway_fails_closed_within_the_deadline(tmp_path: Path) -> None:
+    with Client("127.0.0.1:9", timeout=0.5, retry=RetryPolicy(attempts=3, initial_backoff=0.05)) as client:
+        started = time.monotonic()
+        with pytest.raises(CheckUnavailable):
+            client.check(new_uscc(), FAIL_CLOSED_MATTER)
+    assert time.monotonic() - started < 5  # bounded by the deadline, not hanging
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def test_metrics_count_checks_and_show_caches_audit_and_subscribers(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, token = own_gateway
+    assert gateway.metrics_port is not None
+    subject = new_uscc()
+    with Client(f"127.0.0.1:{gateway.port}", token=token, cache_size=10) as client:
+        assert client.cache is not None
+        assert wait_until(client.cache.alive)
+        client.check(subject, FAIL_CLOSED_MATTER)
+        client.check(new_uscc(), "MOF-0001")
+        client.batch_check([subject, "914403001922038217"], FAIL_CLOSED_MATTER)
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"
+    }
+    ok = 'mustcheck_checks_total{caller="fresh",kind="check",outcome="no_record",status="OK"}'
+    assert lines[ok] == 2
+    assert (
+        lines[
+            'mustcheck_checks_total{caller="fresh",kind="batch_item",outcome="invalid_input",'
+            'status="INVALID_ARGUMENT"}'
+        ]
+        == 1
+    )
+    assert lines['mustcheck_request_latency_seconds_count{method="check"}'] == 2
+    assert lines["mustcheck_watch_subscribers"] == 1
+    assert lines["mustcheck_lookup_cache_hits"] + lines["mustcheck_lookup_cache_misses"] >= 3
+    assert "mustcheck_lookup_cache_hit_ratio" in lines
+    assert lines["mustcheck_audit_commit_seconds_count"] >= 3
+    assert "mustcheck_audit_queue_depth" in lines
+    assert subject not in text
