@@ -141,10 +141,12 @@ class Gateway:
     admin_token_file: Path | None
     feed: ChangeFeed
     lookup_cache: LookupCache
+    watch: WatchStreams
     metrics: GatewayMetrics
     metrics_port: int | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
+        self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
         await self.server.stop(grace)
         await self.feed.stop()
         self.metrics.close()
@@ -299,6 +301,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         admin_token_file,
         feed,
         lookup_cache,
+        watch,
         metrics,
         metrics_port,
     )

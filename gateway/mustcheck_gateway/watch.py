@@ -7,6 +7,7 @@ or not.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -31,6 +32,8 @@ MIN_HASH_KEY, MAX_HASH_KEY = 16, 64
 MAX_LISTED_SUBJECTS = 10_000
 DEFAULT_HEARTBEAT_S = 1.0
 _PAGE = 100
+# How often an idle stream looks whether the gateway is stopping.
+_CLOSING_CHECK_S = 0.25
 
 
 class WatchStreams:
@@ -47,6 +50,11 @@ class WatchStreams:
         self.audit = audit
         self.heartbeat_s = heartbeat_s
         self.subscribers = 0
+        self._closing = False
+
+    def close(self) -> None:
+        """End every stream at its next wake-up (the gateway is stopping; subscribers reconnect)."""
+        self._closing = True
 
     async def stream(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]:
         caller: Caller | None = None
@@ -81,13 +89,24 @@ class WatchStreams:
         else:  # the hello: where the stream starts
             yield _heartbeat(after, interval_ms)
         key = hmac.new(request.hash_key, digestmod=hashlib.sha256)
-        while True:
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        while not self._closing:
+            seen = self.feed.version  # before reading: every change up to it is visible to the read
             changes = self.feed.store.subject_changes(after, limit=_PAGE)
             for change in changes:
                 yield _change_event(change, key, interval_ms)
                 after = change.data_version
-            if not changes and not await self.feed.wait_beyond(after, self.heartbeat_s):
+            if changes:
+                last_sent = loop.time()
+                continue
+            after = max(after, seen)  # versions that touched no subject
+            due = last_sent + self.heartbeat_s - loop.time()
+            if due <= 0:
                 yield _heartbeat(after, interval_ms)
+                last_sent = loop.time()
+                continue
+            await self.feed.wait_beyond(after, min(due, _CLOSING_CHECK_S))
 
 
 def _heartbeat(version: int, interval_ms: int) -> pb.WatchEvent:
