@@ -1,7 +1,16 @@
-"""Channels and credentials: TLS (optionally mutual) and the bearer token sent with every call."""
+"""Channels and credentials: TLS (optionally mutual), the bearer token sent with every call, and
+balancing across gateway replicas.
+
+A target is one ``HOST:PORT``, a DNS name (every address it resolves to is used), or several
+``IP:PORT`` addresses (a list, or one string separated by commas). Calls are spread across the
+addresses with gRPC's ``round_robin`` policy; an address that stops answering is left out until it
+answers again.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +53,53 @@ class TLSConfig:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
 
 
-def sync_channel(target: str, tls: TLSConfig | None) -> grpc.Channel:
-    if tls is None:
-        return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, tls.credentials(), options=tls.options())
+Target = str | Sequence[str]
+_BALANCED = [("grpc.lb_policy_name", "round_robin")]
 
 
-def async_channel(target: str, tls: TLSConfig | None) -> grpc.aio.Channel:
+def resolve_target(target: Target) -> str:
+    """The gRPC target for one address, a DNS name, or several ``IP:PORT`` addresses."""
+    addresses = [a.strip() for a in (target.split(",") if isinstance(target, str) else target) if a.strip()]
+    if not addresses:
+        raise ValueError("no gateway address given")
+    if len(addresses) == 1:
+        return addresses[0]
+    addresses = [
+        "127.0.0.1:" + a.rpartition(":")[2] if a.rpartition(":")[0] == "localhost" else a for a in addresses
+    ]
+    families = {_family(address) for address in addresses}
+    if len(families) != 1:
+        raise ValueError("several gateway addresses must all be IPv4 or all IPv6")
+    return f"{families.pop()}:{','.join(addresses)}"
+
+
+def _family(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        raise ValueError(
+            f"{address!r}: several addresses must be IP:PORT; for host names give one DNS name that "
+            "resolves to every replica"
+        ) from None
+    if not port.isdigit():
+        raise ValueError(f"{address!r}: no port")
+    return "ipv4" if version == 4 else "ipv6"
+
+
+def sync_channel(target: Target, tls: TLSConfig | None) -> grpc.Channel:
+    resolved = resolve_target(target)
     if tls is None:
-        return grpc.aio.insecure_channel(target)
-    return grpc.aio.secure_channel(target, tls.credentials(), options=tls.options())
+        return grpc.insecure_channel(resolved, options=_BALANCED)
+    return grpc.secure_channel(resolved, tls.credentials(), options=_BALANCED + tls.options())
+
+
+def async_channel(target: Target, tls: TLSConfig | None) -> grpc.aio.Channel:
+    resolved = resolve_target(target)
+    if tls is None:
+        return grpc.aio.insecure_channel(resolved, options=_BALANCED)
+    return grpc.aio.secure_channel(resolved, tls.credentials(), options=_BALANCED + tls.options())
 
 
 def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:

@@ -29,7 +29,7 @@ from typing import Any, Self, TypeVar
 import grpc
 
 from ._cache import AnswerCache
-from ._channel import TLSConfig, async_channel, auth_metadata, sync_channel
+from ._channel import Target, TLSConfig, async_channel, auth_metadata, sync_channel
 from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result
 from ._errors import CheckUnavailable, InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
 from ._generated.v1 import check_pb2 as pb
@@ -50,7 +50,7 @@ Response = TypeVar("Response")
 class _BaseClient:
     def __init__(
         self,
-        target: str,
+        target: Target,
         *,
         token: str | None = None,
         tls: TLSConfig | None = None,
@@ -191,7 +191,7 @@ class Client(_BaseClient):
 
     def __init__(
         self,
-        target: str,
+        target: Target,
         *,
         token: str | None = None,
         tls: TLSConfig | None = None,
@@ -338,7 +338,7 @@ class AsyncClient(_BaseClient):
 
     def __init__(
         self,
-        target: str,
+        target: Target,
         *,
         token: str | None = None,
         tls: TLSConfig | None = None,
