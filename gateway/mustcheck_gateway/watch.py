@@ -24,6 +24,7 @@ from .auth.model import Caller
 from .change_feed import ChangeFeed
 from .errors import GatewayError, InvalidArgument
 from .responses import timestamp
+from .service import AuditSink
 from .store.changes import SubjectChange
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -41,7 +42,7 @@ class WatchStreams:
         self,
         feed: ChangeFeed,
         access: AccessControl,
-        audit: Any,
+        audit: AuditSink,
         *,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ) -> None:
