@@ -1,5 +1,6 @@
 """Fixtures that start the real thing: the gateway on 127.0.0.1:0 with the real policies/ folder
-and a temporary SQLite file; tests talk to it through the SDK over the network."""
+and a temporary SQLite file; tests talk to it through the SDK over the network. Store tests run on
+every backend (``store_location``): SQLite, and PostgreSQL when ``MUSTCHECK_TEST_POSTGRES`` is set."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from hypothesis import settings
 from mustcheck_gateway.logs import configure_logging
 from mustcheck_gateway.policy import PolicySet, load_policies
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
+from mustcheck_gateway.store import SqliteStore
+from mustcheck_gateway.store.postgres import PostgresStore
 
+from backends import BACKENDS, StoreAt, store_at
 from provision import provision
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +34,20 @@ settings.load_profile("mustcheck")  # operational logs go to stderr, never into 
 @pytest.fixture(scope="session")
 def policy() -> PolicySet:
     return load_policies(POLICY_DIR)
+
+
+@pytest.fixture(params=BACKENDS)
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreAt]:
+    """A fresh, empty store location on each backend (PostgreSQL: a schema of its own)."""
+    with store_at(request.param, tmp_path) as location:
+        yield location
+
+
+@pytest.fixture
+def store(store_location: StoreAt) -> Iterator[SqliteStore | PostgresStore]:
+    opened = store_location.open()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(scope="session")

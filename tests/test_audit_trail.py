@@ -25,8 +25,8 @@ from mustcheck_gateway.server import GatewayConfig, GatewayThread
 
 from conftest import POLICY_DIR
 from factories import new_citizen_id, new_uscc
+from processes import ServeProcess
 from provision import provision
-from serve_process import ServeProcess
 
 
 @pytest.fixture(scope="module")

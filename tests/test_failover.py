@@ -24,8 +24,8 @@ from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.store import SqliteStore
 
 from factories import days, make_entry, new_uscc
+from processes import ServeProcess
 from provision import provision
-from serve_process import ServeProcess
 
 MATTER = "MOF-0001"
 

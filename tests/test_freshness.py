@@ -8,11 +8,13 @@ not performance assertions; the benchmarks measure how fast.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from mustcheck._errors import GatewayUnreachable, PermissionDenied
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
 from mustcheck._retry import Attempts
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
-from mustcheck_gateway.store import EntryStatus, PersonRole
+from mustcheck_gateway.store import EntryStatus, ListStore, PersonRole
 from mustcheck_gateway.store.changes import EVERYTHING
 
 from conftest import POLICY_DIR, TEST_DEPARTMENT
@@ -81,10 +83,9 @@ def blacklist(gateway: Gateway, subject: str, **options: Any) -> int:
 # -- the store records what each version touched -----------------------------------------
 
 
-def test_each_write_records_the_subjects_it_touched(gateway: Gateway) -> None:
-    store = gateway.store
+def test_each_write_records_the_subjects_it_touched(store: ListStore) -> None:
     organisation, person, new_person = new_uscc(), new_citizen_id(), new_citizen_id()
-    now = gateway.engine.clock()
+    now = dt.datetime.now(dt.UTC)
     entry = make_entry(
         organisation, effective=now - days(1), persons=((person, "张三", PersonRole.LEGAL_REPRESENTATIVE),)
     )
@@ -93,8 +94,6 @@ def test_each_write_records_the_subjects_it_touched(gateway: Gateway) -> None:
     moved = store.set_status(
         entry.entry_id, EntryStatus.UNDER_OBJECTION, actor="t", action="objection", at=now
     )
-    from dataclasses import replace
-
     replaced = store.replace_entry(
         replace(entry, responsible_persons=(replace(entry.responsible_persons[0], person_id=new_person),)),
         actor="t",
@@ -104,12 +103,14 @@ def test_each_write_records_the_subjects_it_touched(gateway: Gateway) -> None:
     imported = store.import_entries(
         [make_entry(new_uscc(), effective=now)], actor="t", action="import", keep=lambda: True
     )
+    legacy = store.allow_legacy_code("91350203M0001QAY9B", "pilot", actor="t", at=now)
     changes = {change.data_version: change.subjects for change in store.subject_changes(before)}
     assert changes[added] == {organisation, person}
     assert changes[moved] == {organisation, person}
     # A correction reaches the person it names now and the one it named before (R7).
     assert changes[replaced] == {organisation, person, new_person}
     assert changes[imported.data_version] == {EVERYTHING}
+    assert changes[legacy] == {"91350203M0001QAY9B"}
     assert list(changes) == sorted(changes)
     assert [c.data_version for c in store.subject_changes(before, limit=2)] == [added, moved]
 

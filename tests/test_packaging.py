@@ -21,6 +21,18 @@ def test_sdk_imports_no_server_dependency() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_gateway_needs_psycopg_only_for_a_postgresql_store() -> None:
+    probe = (
+        "import sys, tempfile, pathlib\n"
+        "from mustcheck_gateway.server import start_gateway\n"
+        "from mustcheck_gateway.store import open_store\n"
+        "open_store(pathlib.Path(tempfile.mkdtemp())).close()\n"
+        "print(sorted({'psycopg', 'psycopg_pool'} & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_declared_packages_match_the_tree() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = set(config["packages"])

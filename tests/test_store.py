@@ -1,44 +1,52 @@
-"""The embedded store: migrations, round trips, history, the data version."""
+"""The store, on every backend (SQLite, and PostgreSQL when MUSTCHECK_TEST_POSTGRES is set):
+migrations, round trips, history, the data version."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mustcheck.identifiers import SubjectKind
-from mustcheck_gateway.store import EntryNotFound, EntryStatus, PersonRole, SqliteStore, open_store
+from mustcheck_gateway.policy.model import ListKind
+from mustcheck_gateway.store import DEFAULT_FILE_NAME, EntryNotFound, EntryStatus, PersonRole, open_store
 from mustcheck_gateway.store.migrations import LATEST_VERSION
+from mustcheck_gateway.store.postgres import PostgresStore
+from mustcheck_gateway.store.sqlite import SqliteStore
 
+from backends import StoreAt
 from factories import days, make_entry, new_citizen_id, new_uscc
+from threads import together
+
+Store = SqliteStore | PostgresStore
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = open_store(tmp_path)
-    yield opened
-    opened.close()
-
-
-def test_first_open_creates_and_migrates_the_file(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "fresh")
-    assert (tmp_path / "fresh" / "mustcheck.sqlite3").is_file()
+def test_first_open_creates_and_migrates(store_location: StoreAt) -> None:
+    store = store_location.open()
     assert store.schema_version() == LATEST_VERSION
     assert store.data_version() == 0
-    journal = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert journal == "wal"
+    assert store.auth_version() == 0
     store.close()
-    again = open_store(tmp_path / "fresh")  # migrating twice is a no-op
+    again = store_location.open()  # migrating twice is a no-op
     assert again.schema_version() == LATEST_VERSION
+    assert again.migrate() == LATEST_VERSION
     again.close()
 
 
-def test_entries_round_trip_with_persons(store: SqliteStore, now: dt.datetime) -> None:
+def test_the_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "fresh")
+    path = tmp_path / "fresh" / DEFAULT_FILE_NAME
+    assert path.is_file()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_entries_round_trip_with_persons(store: Store, now: dt.datetime) -> None:
     person = new_citizen_id()
     entry = make_entry(
         new_uscc(), effective=now, persons=((person, "张三", PersonRole.LEGAL_REPRESENTATIVE),)
@@ -46,11 +54,12 @@ def test_entries_round_trip_with_persons(store: SqliteStore, now: dt.datetime) -
     store.write_entries([entry], actor="test", action="add")
     assert store.entries_for_subject(entry.subject_code) == [entry]
     assert store.entries_naming_person(person) == [entry]
+    assert store.get_entry(entry.entry_id) == entry
     lookup = store.lookup(person, person=True)
     assert lookup.own == [] and lookup.linked == [entry] and lookup.data_version == 1
 
 
-def test_every_write_moves_the_data_version_once(store: SqliteStore, now: dt.datetime) -> None:
+def test_every_write_moves_the_data_version_once(store: Store, now: dt.datetime) -> None:
     versions = [store.data_version()]
     batch = [make_entry(new_uscc(), effective=now) for _ in range(5)]
     versions.append(store.write_entries(batch, actor="test", action="import"))
@@ -62,7 +71,7 @@ def test_every_write_moves_the_data_version_once(store: SqliteStore, now: dt.dat
     assert store.count_entries() == 5
 
 
-def test_concurrent_writers_never_reuse_a_version(store: SqliteStore, now: dt.datetime) -> None:
+def test_concurrent_writers_never_reuse_a_version(store: Store, now: dt.datetime) -> None:
     seen: list[int] = []
     lock = threading.Lock()
 
@@ -72,15 +81,30 @@ def test_concurrent_writers_never_reuse_a_version(store: SqliteStore, now: dt.da
             with lock:
                 seen.append(version)
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    together(*[write] * 4)
     assert sorted(seen) == list(range(1, 41))
 
 
-def test_history_keeps_every_state(store: SqliteStore, now: dt.datetime) -> None:
+def test_two_handles_on_one_store_take_turns(store_location: StoreAt, now: dt.datetime) -> None:
+    """Two gateways on one store (two handles here) never hand out the same version."""
+    handles = [store_location.open(), store_location.open()]
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def write(store: Store) -> None:
+        for _ in range(10):
+            version = store.write_entries([make_entry(new_uscc(), effective=now)], actor="t", action="add")
+            with lock:
+                seen.append(version)
+
+    together(*[functools.partial(write, handle) for handle in handles for _ in range(2)])
+    assert sorted(seen) == list(range(1, 41))
+    assert [handle.count_entries() for handle in handles] == [40, 40]
+    for handle in handles:
+        handle.close()
+
+
+def test_history_keeps_every_state(store: Store, now: dt.datetime) -> None:
     entry = make_entry(new_uscc(), effective=now - days(400), kind=SubjectKind.ORGANIZATION)
     store.write_entries([entry], actor="importer", action="import")
     store.set_status(
@@ -96,9 +120,11 @@ def test_history_keeps_every_state(store: SqliteStore, now: dt.datetime) -> None
         (3, "objection upheld", "clerk", EntryStatus.ACTIVE),
     ]
     assert history[0].entry == entry
+    assert history[1].changed_at == now
+    assert store.history_of_subject(entry.subject_code) == history
 
 
-def test_failed_write_changes_nothing(store: SqliteStore, now: dt.datetime) -> None:
+def test_failed_write_changes_nothing(store: Store, now: dt.datetime) -> None:
     bad = dataclasses.replace(make_entry(new_uscc(), effective=now), decision_date=now.replace(tzinfo=None))
     with pytest.raises(ValueError):
         store.write_entries([make_entry(new_uscc(), effective=now), bad], actor="t", action="import")
@@ -106,18 +132,101 @@ def test_failed_write_changes_nothing(store: SqliteStore, now: dt.datetime) -> N
     assert store.count_entries() == 0
 
 
-def test_status_change_of_unknown_entry(store: SqliteStore, now: dt.datetime) -> None:
+def test_status_change_of_unknown_entry(store: Store, now: dt.datetime) -> None:
     with pytest.raises(EntryNotFound):
         store.set_status("E-missing", EntryStatus.REVOKED, actor="t", action="revoke", at=now)
+    with pytest.raises(EntryNotFound):
+        store.get_entry("E-missing")
     assert store.data_version() == 0
 
 
-def test_data_survives_reopening(tmp_path: Path, now: dt.datetime) -> None:
-    store = open_store(tmp_path)
+def test_data_survives_reopening(store_location: StoreAt, now: dt.datetime) -> None:
+    store = store_location.open()
     entry = make_entry(new_uscc(), effective=now)
     store.write_entries([entry], actor="t", action="add")
     store.close()
-    reopened = open_store(tmp_path)
+    reopened = store_location.open()
     assert reopened.entries_for_subject(entry.subject_code) == [entry]
     assert reopened.data_version() == 1
     reopened.close()
+
+
+def test_replay_sees_each_version(store: Store, now: dt.datetime) -> None:
+    person = new_citizen_id()
+    first = make_entry(new_uscc(), effective=now, persons=((person, "李四", PersonRole.PRINCIPAL),))
+    store.write_entries([first], actor="t", action="add")
+    revoked = dataclasses.replace(first, status=EntryStatus.REVOKED, status_changed_at=now + days(1))
+    store.replace_entry(revoked, actor="t", action="revoke", at=now + days(1))
+    at_one = store.lookup_as_of(first.subject_code, person=False, data_version=1)
+    assert at_one.data_version == 1 and at_one.own == [first] and at_one.linked == []
+    assert store.lookup_as_of(person, person=True, data_version=1).linked == [first]
+    later = store.lookup_as_of(first.subject_code, person=False, data_version=99)
+    assert later.data_version == 2 and later.own == [revoked]
+    assert store.lookup_as_of(first.subject_code, person=False, data_version=0).own == []
+    assert store.data_version_at(now - days(1)) == 0
+    assert store.data_version_at(now + days(2)) == 2
+
+
+def test_a_lookup_reads_one_snapshot(store: Store, now: dt.datetime) -> None:
+    """While a writer moves an entry on, every lookup sees the entry as of the version it reports."""
+    entry = make_entry(new_uscc(), effective=now)
+    store.write_entries([dataclasses.replace(entry, reason="v1")], actor="t", action="add")
+    done = threading.Event()
+
+    def writer() -> None:
+        for version in range(2, 60):
+            store.replace_entry(
+                dataclasses.replace(entry, reason=f"v{version}"), actor="t", action="e", at=now
+            )
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    looked = 0
+    while not done.is_set() or looked == 0:
+        lookup = store.lookup(entry.subject_code, person=False)
+        assert [own.reason for own in lookup.own] == [f"v{lookup.data_version}"]
+        looked += 1
+    thread.join()
+
+
+def test_import_counts_and_moves_the_version_once(store: Store, now: dt.datetime) -> None:
+    entries = [make_entry(new_uscc(), effective=now) for _ in range(2100)]  # more than one batch
+    outcome = store.import_entries(iter(entries), actor="admin", action="import-update", keep=lambda: True)
+    assert (outcome.inserted, outcome.updated, outcome.unchanged) == (2100, 0, 0)
+    assert outcome.applied and outcome.data_version == 1 == store.data_version()
+    assert store.history(entries[0].entry_id)[0].action == "import"
+    changed = dataclasses.replace(entries[5], reason="更正")
+    again = store.import_entries(
+        iter([*entries[:5], changed]), actor="admin", action="import-update", keep=lambda: True
+    )
+    assert (again.inserted, again.updated, again.unchanged, again.data_version) == (0, 1, 5, 2)
+    assert [h.action for h in store.history(changed.entry_id)] == ["import", "import-update"]
+    same = store.import_entries(iter(entries[:3]), actor="admin", action="import-update", keep=lambda: True)
+    assert (same.unchanged, same.data_version, store.data_version()) == (3, 2, 2)
+    assert store.count_entries() == 2100
+
+
+def test_an_import_not_kept_changes_nothing(store: Store, now: dt.datetime) -> None:
+    entries = [make_entry(new_uscc(), effective=now) for _ in range(3)]
+    outcome = store.import_entries(iter(entries), actor="admin", action="import-update", keep=lambda: False)
+    assert not outcome.applied and outcome.inserted == 3 and outcome.data_version == 0
+    assert store.count_entries() == 0 and store.data_version() == 0
+
+    def broken() -> bool:
+        raise RuntimeError("the stream broke off")
+
+    with pytest.raises(RuntimeError):
+        store.import_entries(iter(entries), actor="admin", action="import-update", keep=broken)
+    assert store.count_entries() == 0 and store.data_version() == 0
+    assert store.history(entries[0].entry_id) == []
+
+
+def test_all_entries_pages_in_key_order(store: Store, now: dt.datetime) -> None:
+    black = [make_entry(new_uscc(), effective=now) for _ in range(1005)]
+    red = [make_entry(new_uscc(), effective=now, list_kind=ListKind.RED, memorandum="a-taxpayers")]
+    store.write_entries([*black, *red], actor="t", action="add")
+    every = list(store.all_entries())
+    assert [e.entry_id for e in every] == sorted(e.entry_id for e in [*black, *red])
+    assert list(store.all_entries(list_kind="red")) == red
+    assert len(list(store.all_entries(list_kind="black"))) == 1005

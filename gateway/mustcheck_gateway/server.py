@@ -48,7 +48,7 @@ from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
 from .service import AuditSink, CheckService
-from .store import ListStore, open_store
+from .store import ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -76,6 +76,8 @@ class TLSFiles:
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    # The audit log, the keys and the first admin's token live here, and the embedded store too
+    # unless ``store_url`` names a PostgreSQL database that several gateways may share.
     data_dir: Path
     listen: str = DEFAULT_LISTEN
     policy_dir: Path = field(default_factory=default_policy_dir)
@@ -89,6 +91,7 @@ class GatewayConfig:
     checkpoint_interval_s: float = 10.0
     # Only benchmarks turn auditing off, to measure what it costs (R10 wants it on).
     audit_enabled: bool = True
+    store_url: str | None = None
     # Subject data kept in memory until a write touches it (0 turns the cache off).
     lookup_cache_entries: int = DEFAULT_CACHE_ENTRIES
     # How often the change feed looks for writes made by other processes, and Watch's heartbeat.
@@ -198,7 +201,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.data_dir)
+    store = open_store(config.data_dir, url=config.store_url)
     audit: AuditLog | NoAudit = (
         AuditLog.open(
             config.data_dir,
@@ -285,6 +288,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         tls=config.tls is not None,
         mutual_tls=bool(config.tls and config.tls.client_ca),
         data_dir=str(config.data_dir),
+        store=redacted(config.store_url) if config.store_url else "sqlite",
         policies=str(config.policy_dir),
         data_version=store.data_version(),
         audit=config.audit_enabled,

@@ -19,9 +19,18 @@ from ..server import (
     TLSFiles,
     start_gateway,
 )
+from ..store import StoreError, is_postgres_url
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_policies_option, fail
 
 DEFAULT_DATA_DIR = Path("mustcheck-data")
+
+
+def store_url(text: str) -> str:
+    if not is_postgres_url(text):
+        raise argparse.ArgumentTypeError(
+            "give a postgresql:// URL (without --store: the embedded SQLite store)"
+        )
+    return text
 
 
 def register(commands: Subparsers) -> None:
@@ -29,7 +38,8 @@ def register(commands: Subparsers) -> None:
         "serve",
         help="run the gateway",
         description="Run the gateway: check, admin and audit services, health checking and reflection on one "
-        "port. The embedded store and the audit log are created in the data directory on first run, with a "
+        "port. The audit log and the embedded store are created in the data directory on first run (with "
+        "--store, the store's tables in that PostgreSQL database instead); a store with no caller yet gets a "
         "first admin caller whose token is written to DATA_DIR/admin.token (mode 0600).",
     )
     parser.add_argument(
@@ -43,7 +53,15 @@ def register(commands: Subparsers) -> None:
         type=Path,
         default=DEFAULT_DATA_DIR,
         metavar="DIR",
-        help=f"where the embedded store lives (default ./{DEFAULT_DATA_DIR})",
+        help=f"where the audit log, the keys and the embedded store live (default ./{DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--store",
+        type=store_url,
+        metavar="postgresql://…",
+        help="keep the lists, callers and feedback in this PostgreSQL database instead of the embedded "
+        "SQLite file, so that several gateways can share them (put the password in PGPASSWORD or ~/.pgpass "
+        "rather than the URL). The audit log stays in the data directory.",
     )
     add_policies_option(parser)
     parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM): serve TLS")
@@ -94,6 +112,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         admin_department=options.admin_department,
         metrics_listen=options.metrics,
         lookup_cache_entries=max(0, options.cache_entries),
+        store_url=options.store,
     )
 
 
@@ -106,6 +125,8 @@ def run(options: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except ConfigError as error:
         return fail(f"refusing to start: {error}", EXIT_INVALID)
+    except StoreError as error:
+        return fail(f"refusing to start: {error}", EXIT_FAILURE)
     return EXIT_OK
 
 

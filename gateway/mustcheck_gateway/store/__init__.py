@@ -1,4 +1,4 @@
-"""The store: list entries behind one interface (SQLite embedded by default)."""
+"""The store: list entries behind one interface (SQLite embedded by default, PostgreSQL to share)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from .base import (
 )
 from .codec import entry_key
 from .sqlite import SqliteStore
+from .urls import is_postgres_url, redacted
 
 DEFAULT_FILE_NAME = "mustcheck.sqlite3"
+POSTGRES_EXTRA = "postgresql"
 
 __all__ = [
     "DEFAULT_FILE_NAME",
@@ -35,10 +37,23 @@ __all__ = [
     "SqliteStore",
     "StoreError",
     "entry_key",
+    "is_postgres_url",
     "open_store",
+    "redacted",
 ]
 
 
-def open_store(data_dir: Path, *, file_name: str = DEFAULT_FILE_NAME) -> SqliteStore:
-    """Open (creating and migrating on first use) the embedded store in ``data_dir``."""
-    return SqliteStore(data_dir / file_name)
+def open_store(data_dir: Path, *, url: str | None = None, file_name: str = DEFAULT_FILE_NAME) -> ListStore:
+    """Open (creating and migrating on first use) the store: the PostgreSQL database at ``url``, or
+    without one the embedded store in ``data_dir``."""
+    if url is None:
+        return SqliteStore(data_dir / file_name)
+    if not is_postgres_url(url):
+        raise StoreError(f"unknown store {redacted(url)!r}: give a postgresql:// URL")
+    try:
+        from .postgres import PostgresStore  # psycopg is an optional dependency
+    except ImportError as error:
+        raise StoreError(
+            f"the PostgreSQL store needs psycopg ({error}): install mustcheck[{POSTGRES_EXTRA}]"
+        ) from None
+    return PostgresStore(url)

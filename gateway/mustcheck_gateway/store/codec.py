@@ -12,7 +12,7 @@ from typing import Any
 from mustcheck.identifiers import SubjectKind
 
 from ..policy.model import ListKind
-from .base import EntryStatus, ListEntry, PersonRole, ResponsiblePerson
+from .base import EntryStatus, HistoryRecord, ListEntry, PersonRole, ResponsiblePerson
 
 ENTRY_COLUMNS = (
     "entry_id",
@@ -33,6 +33,7 @@ ENTRY_COLUMNS = (
     "status",
     "status_changed_at",
 )
+HISTORY_COLUMNS = ("entry_id", "data_version", "action", "actor", "changed_at", "snapshot")
 _DATE_COLUMNS = frozenset(
     {"decision_date", "effective_from", "punish_until", "display_until", "status_changed_at"}
 )
@@ -102,3 +103,10 @@ def snapshot(entry: ListEntry, values: Sequence[Any] | None = None) -> str:
 def from_snapshot(text: str) -> ListEntry:
     data: Mapping[str, Any] = json.loads(text)
     return entry_from_values([data[column] for column in ENTRY_COLUMNS], data["responsible_persons"])
+
+
+def history_from_values(values: Sequence[Any]) -> HistoryRecord:
+    """Rebuild a history record from ``HISTORY_COLUMNS`` values."""
+    entry_id, version, action, actor, changed_at, state = values
+    at = parse_instant(changed_at)
+    return HistoryRecord(entry_id, int(version), action, actor, at, from_snapshot(state))

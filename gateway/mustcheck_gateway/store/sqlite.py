@@ -8,7 +8,6 @@ data version moves exactly once per write.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,24 +40,25 @@ from .base import (
 from .changes import EVERYTHING, SubjectChange, group_changes, touched_subjects
 from .codec import (
     ENTRY_COLUMNS,
+    HISTORY_COLUMNS,
     entry_from_values,
     entry_values,
     format_instant,
     from_snapshot,
-    parse_instant,
+    history_from_values,
     snapshot,
 )
+from .feedback_codec import FEEDBACK_COLUMNS, feedback_from_values, feedback_values
+from .import_tally import ImportTally, batches
 from .migrations import MIGRATIONS, apply_migrations
 from .sqlite_connections import ThreadConnections, consistent_read, transaction
 
 _COLUMNS = ", ".join(ENTRY_COLUMNS)
 _PLACEHOLDERS = ", ".join("?" for _ in ENTRY_COLUMNS)
 _SELECT_ENTRIES = f"SELECT {_COLUMNS} FROM entries"
-_IMPORT_BATCH = 2000
-_FEEDBACK_COLUMNS = (
-    "caller_id, approval_id, matter, department, subject_hash, decision, applied, note, receipt_id, "
-    "check_seq, check_outcome, check_measures, checked_at, reported_at"
-)
+_HISTORY = ", ".join(HISTORY_COLUMNS)
+_FEEDBACK_COLUMNS = ", ".join(FEEDBACK_COLUMNS)
+_FEEDBACK_MARKS = ", ".join("?" for _ in FEEDBACK_COLUMNS)
 # Page cache per connection: list keys are hashes, so inserts land all over the B-trees; a cache that
 # holds them keeps a million-row import from re-reading pages it has just written.
 CACHE_KIB = 32 * 1024
@@ -198,14 +198,9 @@ class SqliteStore:
 
     def history(self, entry_id: str) -> list[HistoryRecord]:
         rows = self._connection().execute(
-            "SELECT entry_id, data_version, action, actor, changed_at, snapshot FROM entry_history "
-            "WHERE entry_id = ? ORDER BY data_version",
-            (entry_id,),
+            f"SELECT {_HISTORY} FROM entry_history WHERE entry_id = ? ORDER BY data_version", (entry_id,)
         )
-        return [
-            HistoryRecord(entry, version, action, actor, dt.datetime.fromisoformat(at), from_snapshot(state))
-            for entry, version, action, actor, at, state in rows
-        ]
+        return [history_from_values(row) for row in rows]
 
     # -- writes ------------------------------------------------------------------
 
@@ -251,38 +246,27 @@ class SqliteStore:
         only if something changed.
         """
         now = format_instant(dt.datetime.now(dt.UTC))
-        counts = {"inserted": 0, "updated": 0, "unchanged": 0}
-        version: list[int] = []  # the data version, taken at the first change only
+        tally = ImportTally()
         connection = self._connection()
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                batch: list[ListEntry] = []
-                for entry in entries:
-                    batch.append(entry)
-                    if len(batch) >= _IMPORT_BATCH:
-                        self._import_batch(connection, batch, version, counts, actor, action, now)
-                        batch = []
-                if batch:
-                    self._import_batch(connection, batch, version, counts, actor, action, now)
-                if version:  # a bulk change: caches drop everything rather than read a million codes
-                    self._record_changes(connection, version[0], [EVERYTHING])
+                for batch in batches(entries):
+                    self._import_batch(connection, batch, tally, actor, action, now)
+                if tally.version:  # a bulk change: caches drop everything rather than read a million codes
+                    self._record_changes(connection, tally.version, [EVERYTHING])
                 applied = keep()
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT" if applied else "ROLLBACK")
-        data_version = version[0] if applied and version else self.data_version()
-        return ImportOutcome(
-            counts["inserted"], counts["updated"], counts["unchanged"], data_version, applied
-        )
+        return tally.outcome(applied, self.data_version)
 
     def _import_batch(
         self,
         connection: sqlite3.Connection,
         batch: list[ListEntry],
-        version: list[int],
-        counts: dict[str, int],
+        tally: ImportTally,
         actor: str,
         action: str,
         now: str,
@@ -295,19 +279,10 @@ class SqliteStore:
                 f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", [e.entry_id for e in batch]
             )
         }
-        changed = []
-        for entry in batch:
-            current = existing.get(entry.entry_id)
-            if current == entry:
-                counts["unchanged"] += 1
-                continue
-            counts["updated" if current else "inserted"] += 1
-            changed.append((entry, current is not None))
+        changed = tally.changes(batch, existing)
         if not changed:
             return
-        if not version:
-            version.append(self._bump(connection))
-        changed.sort(key=lambda item: item[0].entry_id)  # key order: neighbouring B-tree pages, fewer misses
+        version = tally.take_version(lambda: self._bump(connection))
         values = [entry_values(entry) for entry, _ in changed]
         connection.executemany(
             "DELETE FROM entry_persons WHERE entry_id = ?",
@@ -315,7 +290,7 @@ class SqliteStore:
         )
         connection.executemany(
             f"INSERT OR REPLACE INTO entries ({_COLUMNS}, data_version) VALUES ({_PLACEHOLDERS}, ?)",
-            [(*row, version[0]) for row in values],
+            [(*row, version) for row in values],
         )
         connection.executemany(
             "INSERT INTO entry_persons (entry_id, person_id, name, role) VALUES (?, ?, ?, ?)",
@@ -329,7 +304,7 @@ class SqliteStore:
             "INSERT INTO entry_history (entry_id, data_version, action, actor, changed_at, snapshot) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (entry.entry_id, version[0], action if known else "import", actor, now, snapshot(entry, row))
+                (entry.entry_id, version, action if known else "import", actor, now, snapshot(entry, row))
                 for (entry, known), row in zip(changed, values, strict=True)
             ],
         )
@@ -337,15 +312,11 @@ class SqliteStore:
     def history_of_subject(self, subject_code: str) -> list[HistoryRecord]:
         """Every state of every entry of ``subject_code``, oldest first."""
         rows = self._connection().execute(
-            "SELECT h.entry_id, h.data_version, h.action, h.actor, h.changed_at, h.snapshot "
-            "FROM entry_history h WHERE h.entry_id IN "
-            "(SELECT entry_id FROM entries WHERE subject_code = ?) ORDER BY h.data_version",
+            f"SELECT {_HISTORY} FROM entry_history WHERE entry_id IN "
+            "(SELECT entry_id FROM entries WHERE subject_code = ?) ORDER BY data_version",
             (subject_code,),
         )
-        return [
-            HistoryRecord(entry, version, action, actor, dt.datetime.fromisoformat(at), from_snapshot(state))
-            for entry, version, action, actor, at, state in rows
-        ]
+        return [history_from_values(row) for row in rows]
 
     def all_entries(self, *, list_kind: str | None = None) -> Iterator[ListEntry]:
         """Every entry (optionally of one list), in key order, read in pages (export streams this)."""
@@ -380,23 +351,8 @@ class SqliteStore:
     def add_feedback(self, feedback: Feedback) -> None:
         with self._transaction() as connection:
             connection.execute(
-                f"INSERT INTO feedback ({_FEEDBACK_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-                (
-                    feedback.caller_id,
-                    feedback.approval_id,
-                    feedback.matter,
-                    feedback.department,
-                    feedback.subject_hash,
-                    feedback.decision,
-                    json.dumps(list(feedback.applied)),
-                    feedback.note,
-                    feedback.receipt_id,
-                    feedback.check_seq,
-                    feedback.check_outcome,
-                    json.dumps(list(feedback.check_measures)),
-                    format_instant(feedback.checked_at) if feedback.checked_at else None,
-                    format_instant(feedback.reported_at),
-                ),
+                f"INSERT INTO feedback ({_FEEDBACK_COLUMNS}) VALUES ({_FEEDBACK_MARKS})",
+                feedback_values(feedback),
             )
 
     def feedback_between(self, since: dt.datetime | None, until: dt.datetime | None) -> list[Feedback]:
@@ -410,40 +366,7 @@ class SqliteStore:
 
     def _feedback(self, where: str, parameters: Sequence[object]) -> list[Feedback]:
         rows = self._connection().execute(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where}", parameters)
-        return [
-            Feedback(
-                caller_id=caller_id,
-                approval_id=approval_id,
-                matter=matter,
-                department=department,
-                subject_hash=subject_hash,
-                decision=decision,
-                applied=tuple(json.loads(applied)),
-                note=note,
-                receipt_id=receipt_id,
-                check_seq=int(check_seq),
-                check_outcome=check_outcome,
-                check_measures=tuple(json.loads(check_measures)),
-                checked_at=parse_instant(checked_at) if checked_at else None,
-                reported_at=parse_instant(reported_at),
-            )
-            for (
-                caller_id,
-                approval_id,
-                matter,
-                department,
-                subject_hash,
-                decision,
-                applied,
-                note,
-                receipt_id,
-                check_seq,
-                check_outcome,
-                check_measures,
-                checked_at,
-                reported_at,
-            ) in rows
-        ]
+        return [feedback_from_values(row) for row in rows]
 
     # -- the legacy code allow-list (R1), kept beside the policy file's ----------------
 

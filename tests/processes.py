@@ -1,4 +1,4 @@
-"""``mustcheck serve`` as a real child process, for tests that kill it."""
+"""Gateways as child processes: ``mustcheck serve`` as an operator runs it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from conftest import POLICY_DIR
 class ServeProcess:
     """``mustcheck serve`` as a child process; stderr is drained into ``lines``."""
 
-    def __init__(self, data_dir: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, *options: str) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -28,7 +28,7 @@ class ServeProcess:
                 str(data_dir),
                 "--policies",
                 str(POLICY_DIR),
-                *extra,
+                *options,
             ],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
