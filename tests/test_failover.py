@@ -13,7 +13,9 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,9 @@ import pytest
 from mustcheck import CheckResult, CheckUnavailable, Client, Outcome
 from mustcheck._channel import resolve_target
 from mustcheck_gateway.audit import AuditLog
-from mustcheck_gateway.store import SqliteStore
+from mustcheck_gateway.store import DEFAULT_FILE_NAME
 
+from backends import BACKENDS, store_at
 from factories import days, make_entry, new_uscc
 from processes import ServeProcess
 from provision import provision
@@ -39,21 +42,50 @@ def test_targets_name_one_address_a_dns_name_or_several_ips() -> None:
             resolve_target(bad)
 
 
-@pytest.mark.slow
-def test_a_replica_killed_under_load_answers_nothing_wrongly_and_loses_no_record(tmp_path: Path) -> None:
+@contextmanager
+def two_gateways(
+    backend: str, tmp_path: Path, listed: list[str]
+) -> Iterator[tuple[ServeProcess, ServeProcess, str]]:
+    """Two gateways with one caller registry and the same lists: on one PostgreSQL store, or each on
+    its own copy of one SQLite store."""
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
-    seed = ServeProcess(first_dir)
-    token = provision(f"127.0.0.1:{seed.port}", (first_dir / "admin.token").read_text().strip(), "failover")
-    seed.stop(signal.SIGTERM)
-    listed = [new_uscc() for _ in range(600)]
-    store = SqliteStore(first_dir / "mustcheck.sqlite3")
-    effective = dt.datetime.now(dt.UTC) - days(1)
-    store.write_entries([make_entry(s, effective=effective) for s in listed], actor="test", action="add")
-    store.close()
-    second_dir.mkdir()
-    shutil.copy(first_dir / "mustcheck.sqlite3", second_dir / "mustcheck.sqlite3")
-    first, second = ServeProcess(first_dir), ServeProcess(second_dir)
+    with store_at(backend, first_dir) as location:
+        options = ("--store", location.url) if location.url else ()
+        seed = ServeProcess(first_dir, *options)
+        token = provision(
+            f"127.0.0.1:{seed.port}", (first_dir / "admin.token").read_text().strip(), "failover"
+        )
+        seed.stop(signal.SIGTERM)
+        store = location.open()
+        effective = dt.datetime.now(dt.UTC) - days(1)
+        store.write_entries([make_entry(s, effective=effective) for s in listed], actor="test", action="add")
+        store.close()
+        second_dir.mkdir()
+        if location.url is None:
+            shutil.copy(first_dir / DEFAULT_FILE_NAME, second_dir / DEFAULT_FILE_NAME)
+        first, second = ServeProcess(first_dir, *options), ServeProcess(second_dir, *options)
+        try:
+            yield first, second, token
+        finally:
+            for process in (first, second):
+                if process.process.poll() is None:
+                    process.stop(signal.SIGTERM)
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_replica_killed_under_load_answers_nothing_wrongly_and_loses_no_record(
+    backend: str, tmp_path: Path
+) -> None:
+    listed = [new_uscc() for _ in range(600)]
+    with two_gateways(backend, tmp_path, listed) as (first, second, token):
+        answered, killed_at = _hammer_and_kill(first, second, token, listed)
+    _assert_no_wrong_answer_and_every_record(answered, killed_at, [tmp_path / "a", tmp_path / "b"])
+
+
+def _hammer_and_kill(
+    first: ServeProcess, second: ServeProcess, token: str, listed: list[str]
+) -> tuple[list[tuple[str, bool, CheckResult]], int]:
     answered: list[tuple[str, bool, CheckResult]] = []
     unavailable: list[CheckUnavailable] = []
     wrong: list[str] = []
@@ -95,10 +127,15 @@ def test_a_replica_killed_under_load_answers_nothing_wrongly_and_loses_no_record
             time.sleep(0.02)
         stop.set()
     second.stop(signal.SIGTERM)
-
     assert wrong == []
+    return answered, killed_at
+
+
+def _assert_no_wrong_answer_and_every_record(
+    answered: list[tuple[str, bool, CheckResult]], killed_at: int, data_dirs: list[Path]
+) -> None:
     assert len(answered) >= killed_at + 200, "the surviving gateway kept answering"
-    logs = [AuditLog.open(first_dir), AuditLog.open(second_dir)]  # the killed one recovers its journal
+    logs = [AuditLog.open(data_dir) for data_dir in data_dirs]  # the killed one recovers its journal
     try:
         counts = [log.count() for log in logs]
         assert all(count > 0 for count in counts), f"both gateways served: {counts}"
