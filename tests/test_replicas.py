@@ -89,7 +89,7 @@ def test_every_sdk_cache_hears_of_a_write_through_any_replica(
         entry = make_entry(organisation, effective=first.engine.clock() - days(1))
         second.store.write_entries([entry], actor="test", action="add")
         for client in clients:
-            assert wait_until(lambda c=client: len(c.cache or ()) == 0)
+            assert wait_until(lambda c=client: len(c.cache or ()) == 0)  # type: ignore[misc]
             fresh = client.check(organisation, MATTER)
             assert fresh.outcome is Outcome.RESTRICTIONS and not fresh.from_cache
     finally:
