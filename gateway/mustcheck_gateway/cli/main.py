@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import admin, audit, certs, check, demo, demo_data, lists, policies, receipts, serve
+from . import admin, audit, certs, check, demo, demo_data, lists, policies, receipts, serve, store
 from .common import EXIT_INVALID
 
-COMMANDS = (serve, demo, check, receipts, admin, lists, audit, policies, certs, demo_data)
+COMMANDS = (serve, demo, check, receipts, admin, lists, audit, policies, certs, demo_data, store)
 
 
 def build_parser() -> argparse.ArgumentParser:
