@@ -3,7 +3,10 @@
 Run by the benchmark scripts, not by people: prints one JSON line (port, token, sample subjects)
 on stdout when ready and serves until its standard input closes.
 
-    python benchmarks/gateway_process.py --data-dir DIR [--no-audit] [--subjects N]
+    python benchmarks/gateway_process.py --data-dir DIR [--no-audit] [--subjects N] [--store URL [--no-load]]
+
+With ``--store postgresql://…`` several such processes are replicas on one database: the first loads
+the demo data and provisions the caller; the others (``--no-load``) find them there.
 """
 
 from __future__ import annotations
@@ -55,11 +58,15 @@ def provision(target: str, admin_token: str) -> str:
 
 async def serve(options: argparse.Namespace) -> None:
     config = GatewayConfig(
-        data_dir=options.data_dir, listen="127.0.0.1:0", audit_enabled=not options.no_audit
+        data_dir=options.data_dir,
+        listen="127.0.0.1:0",
+        audit_enabled=not options.no_audit,
+        store_url=options.store,
     )
     gateway = await start_gateway(config)
     rows = list(generate_rows(options.subjects, 2016, dt.date.today(), gateway.policy))
-    load_rows(gateway.store, rows, gateway.policy, actor="bench", action="bench-load")
+    if not options.no_load:
+        load_rows(gateway.store, rows, gateway.policy, actor="bench", action="bench-load")
     target = f"127.0.0.1:{gateway.port}"
     token = ""
     if gateway.admin_token_file is not None:
@@ -104,6 +111,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--subjects", type=int, default=2000)
+    parser.add_argument("--store", metavar="URL", help="a postgresql:// store shared by replicas")
+    parser.add_argument("--no-load", action="store_true", help="the store holds the data already")
     options = parser.parse_args()
     configure_logging(level="warning")
     asyncio.run(serve(options))
