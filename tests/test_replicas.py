@@ -4,12 +4,14 @@ MUSTCHECK_TEST_POSTGRES is unset (``.ci/run`` always sets it)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from mustcheck import Client, Outcome, verify_receipt
+from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditLog
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
 from backends import fresh_schema
@@ -45,6 +47,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
             for name in ("replica-a", "replica-b")
         ]
         first = threads[0].start()
+        # Replicas share one key ring (docs/scaling.md): receipts and subject hashes agree everywhere.
+        assert isinstance(first.audit, AuditLog)
+        shutil.copytree(first.audit.keyring.directory, threads[1].config.data_dir / KEYS_DIR_NAME)
         second = threads[1].start()  # the store is not empty now: no second first admin
         try:
             assert first.admin_token_file is not None and second.admin_token_file is None
@@ -101,13 +106,18 @@ def test_receipts_from_either_replica_verify_against_the_published_keys(
     replicas: tuple[Gateway, Gateway, str],
 ) -> None:
     first, second, token = replicas
-    keys: dict[str, bytes] = {}
+    published = []
     receipts = []
     for gateway in (first, second):
         with Client(f"127.0.0.1:{gateway.port}", token=token) as client:
-            keys.update(client.receipt_keys())
+            published.append(client.receipt_keys())
             result = client.check(new_uscc(), MATTER)
             assert result.receipt is not None
-            receipts.append(result.receipt.compact)
-    for compact in receipts:
-        verify_receipt(compact, keys)
+            receipts.append(result.receipt)
+    assert published[0] == published[1]  # one key set, whichever replica publishes it
+    for receipt in receipts:
+        verify_receipt(receipt.compact, published[0])
+    # The outcome of an approval checked through one replica is reported through the other.
+    with Client(f"127.0.0.1:{second.port}", token=token) as client:
+        ack = client.report_outcome(receipts[0], "APPROVAL-ACROSS-REPLICAS", "approved")
+    assert ack.backed_by_check and not ack.duplicate
