@@ -1,6 +1,7 @@
 """Fixtures that start the real thing: the gateway on 127.0.0.1:0 with the real policies/ folder
-and a temporary SQLite file; tests talk to it through the SDK over the network. Store tests run on
-every backend (``store_location``): SQLite, and PostgreSQL when ``MUSTCHECK_TEST_POSTGRES`` is set."""
+and a temporary store; tests talk to it through the SDK over the network. The gateway and the store
+fixtures run on every backend: SQLite, and PostgreSQL when ``MUSTCHECK_TEST_POSTGRES`` is set (else
+those cases are skipped, saying why)."""
 
 from __future__ import annotations
 
@@ -50,13 +51,18 @@ def store(store_location: StoreAt) -> Iterator[SqliteStore | PostgresStore]:
     opened.close()
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = GatewayConfig(
-        data_dir=tmp_path_factory.mktemp("gateway"), listen="127.0.0.1:0", policy_dir=POLICY_DIR
-    )
-    with GatewayThread(config) as running:
-        yield running
+@pytest.fixture(scope="session", params=BACKENDS)
+def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway every end-to-end test talks to, once on each backend (PostgreSQL: a fresh schema)."""
+    with store_at(request.param, tmp_path_factory.mktemp("gateway")) as location:
+        config = GatewayConfig(
+            data_dir=location.data_dir,
+            listen="127.0.0.1:0",
+            policy_dir=POLICY_DIR,
+            store_url=location.url,
+        )
+        with GatewayThread(config) as running:
+            yield running
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Gateways on the shared PostgreSQL store, end to end: a check through the SDK sees a list entry,
-two gateways on one database see the same lists, and ``mustcheck serve --store postgresql://…`` runs.
-Skipped, saying why, when MUSTCHECK_TEST_POSTGRES is unset."""
+two gateways on one database see the same lists, and ``mustcheck serve --store postgresql://…`` runs
+(skipped, saying why, when MUSTCHECK_TEST_POSTGRES is unset) or refuses a store it cannot use."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import EntryStatus
 from mustcheck_gateway.store.postgres import PostgresStore
 
-from backends import fresh_schema, postgres_url
+from backends import fresh_schema
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_uscc
 from processes import ServeProcess
@@ -53,7 +53,10 @@ def pg_token(first: Gateway) -> str:
 
 def test_the_gateway_keeps_its_lists_in_postgresql(first: Gateway) -> None:
     assert isinstance(first.store, PostgresStore)
-    assert (first.admin_token_file or Path()).parent.joinpath("audit.sqlite3").is_file()  # audit stays
+    assert first.admin_token_file is not None
+    data_dir = first.admin_token_file.parent
+    assert (data_dir / "audit.sqlite3").is_file()  # the audit log stays in the data directory
+    assert not (data_dir / "mustcheck.sqlite3").exists()
 
 
 def test_a_check_sees_a_list_entry(first: Gateway, pg_token: str, now: dt.datetime) -> None:
@@ -101,7 +104,6 @@ def test_serve_takes_a_postgresql_store(tmp_path: Path, now: dt.datetime) -> Non
 
 
 def test_serve_refuses_a_store_it_cannot_reach(tmp_path: Path) -> None:
-    postgres_url()  # the same skip as the others
     serve = [sys.executable, "-m", "mustcheck_gateway", "serve", "--data-dir", str(tmp_path)]
     done = subprocess.run(
         [*serve, "--policies", str(POLICY_DIR), "--store", "postgresql://mustcheck:secret@127.0.0.1:1/none"],

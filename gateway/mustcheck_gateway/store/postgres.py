@@ -222,7 +222,6 @@ class PostgresStore:
         only the changed ones written; ``keep()`` at the end commits or rolls everything back."""
         now = format_instant(dt.datetime.now(dt.UTC))
         tally = ImportTally()
-        applied = False
         with self._db.write() as connection:
             for batch in batches(entries):
                 stored = _entries(connection, "WHERE entry_id = ANY(%s)", ([e.entry_id for e in batch],))
@@ -230,8 +229,7 @@ class PostgresStore:
                 if not changed:
                     continue
                 version = tally.take_version(lambda: _bump(connection, "data_version"))
-                _put(connection, [entry for entry, known in changed if not known], version, replacing=False)
-                _put(connection, [entry for entry, known in changed if known], version, replacing=True)
+                _put(connection, [entry for entry, _ in changed], version)
                 history = [(entry, action if known else "import") for entry, known in changed]
                 _record(connection, history, version, actor, now)
             if tally.version:  # a bulk change: caches drop everything rather than read a million codes
@@ -418,7 +416,7 @@ def _write(connection: Connection, entries: Sequence[ListEntry], action: str, ac
     stored = _entries(connection, "WHERE entry_id = ANY(%s)", ([entry.entry_id for entry in entries],))
     touched = touched_subjects(*entries, *stored)
     version = _bump(connection, "data_version")
-    _put(connection, entries, version, replacing=True)
+    _put(connection, entries, version)
     _record(connection, [(entry, action) for entry in entries], version, actor, at)
     _record_changes(connection, version, touched)
     return version
@@ -432,15 +430,13 @@ def _record_changes(connection: Connection, version: int, subjects: Iterable[str
         )
 
 
-def _put(connection: Connection, entries: Sequence[ListEntry], version: int, *, replacing: bool) -> None:
-    """Write ``entries`` at ``version`` with their persons (``replacing``: some may be stored already)."""
+def _put(connection: Connection, entries: Sequence[ListEntry], version: int) -> None:
+    """Write ``entries`` at ``version``, new or replacing what is stored, with their persons."""
     if not entries:
         return
     with connection.cursor() as cursor:
-        if replacing:
-            cursor.execute(
-                "DELETE FROM entry_persons WHERE entry_id = ANY(%s)", ([entry.entry_id for entry in entries],)
-            )
+        ids = [entry.entry_id for entry in entries]
+        cursor.execute("DELETE FROM entry_persons WHERE entry_id = ANY(%s)", (ids,))
         cursor.executemany(_UPSERT_ENTRY, [(*entry_values(entry), version) for entry in entries])
         cursor.executemany(
             _INSERT_PERSON,

@@ -25,6 +25,9 @@ DEFAULT_MIN_CONNECTIONS = 1
 # The gateway's executor threads, the registry's refresh and an import at once, with room to spare.
 DEFAULT_MAX_CONNECTIONS = 10
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
+# How long a call waits for a pooled connection (or for the database to come back) before it fails: a
+# check fails closed rather than holding one of the gateway's few worker threads.
+DEFAULT_WAIT_S = 5.0
 WRITER_LOCK = "SELECT value FROM meta WHERE key = 'data_version' FOR UPDATE"
 
 
@@ -38,6 +41,7 @@ class PostgresConnections:
         min_size: int = DEFAULT_MIN_CONNECTIONS,
         max_size: int = DEFAULT_MAX_CONNECTIONS,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        wait: float = DEFAULT_WAIT_S,
     ) -> None:
         self.url = url
         try:  # one connection first: its error says why (a pool's timeout would not)
@@ -49,7 +53,7 @@ class PostgresConnections:
             min_size=min_size,
             max_size=max_size,
             kwargs={"autocommit": True},
-            timeout=connect_timeout * 3,
+            timeout=wait,
             name="mustcheck-store",
             open=False,
         )
