@@ -11,6 +11,7 @@ import grpc
 import structlog
 
 from .errors import REASON_METADATA_KEY, RETRY_AFTER_METADATA_KEY, GatewayError, ResourceExhausted
+from .store.base import StoreUnavailable
 
 log = structlog.get_logger("mustcheck.gateway")
 
@@ -27,6 +28,10 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
             trailers.append((RETRY_AFTER_METADATA_KEY, str(max(1, round(error.retry_after_s * 1000)))))
         context.set_trailing_metadata(tuple(trailers))
         await context.abort(error.status, error.message)
+    if isinstance(error, StoreUnavailable):
+        log.warning("store_unavailable", method=method, error=str(error))
+        context.set_trailing_metadata(((REASON_METADATA_KEY, "store.unavailable"),))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the list store is unavailable; try again shortly")
     reference = uuid.uuid4().hex[:12]
     log.error("unhandled_error", method=method, reference=reference, exc_info=error)
     context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))

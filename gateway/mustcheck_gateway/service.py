@@ -38,6 +38,7 @@ from .masking import Masker
 from .policy.model import Matter
 from .receipts import ReceiptSigner
 from .responses import SUBJECT_KIND_FROM_PROTO, check_response
+from .store.base import StoreUnavailable
 
 log = structlog.get_logger("mustcheck.gateway")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -146,7 +147,9 @@ def _feedback_event(
     )
 
 
-def _internal_error(draft: _Draft) -> AuditEvent:
+def _internal_error(draft: _Draft, error: BaseException | None = None) -> AuditEvent:
+    if isinstance(error, StoreUnavailable):
+        return draft.event(status="UNAVAILABLE", outcome="error", reason="store.unavailable")
     return draft.event(status="INTERNAL", outcome="error", reason="internal")
 
 
@@ -315,8 +318,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
             await self.audit.append_many(self._failure_events(draft, error), announcement=announcement)
             self._log(draft.kind, draft, error.status.name)
             raise
-        except Exception:
-            await self.audit.append(_internal_error(draft), announcement=announcement)
+        except Exception as error:
+            await self.audit.append(_internal_error(draft, error), announcement=announcement)
             raise
         seq = await self.audit.append(
             draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer),
@@ -386,7 +389,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
             except Exception as error:
                 if not isinstance(error, _PER_ITEM_ERRORS):
                     # Everything checked so far, and this item, is audited before the call fails.
-                    await self.audit.append_many([*events, _internal_error(draft)], announcement=announcement)
+                    await self.audit.append_many(
+                        [*events, _internal_error(draft, error)], announcement=announcement
+                    )
                     raise
                 events.extend(self._failure_events(draft, error))
                 items.append(

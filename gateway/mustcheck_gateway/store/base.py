@@ -116,6 +116,10 @@ class StoreError(Exception):
     """The store could not do what was asked (the message says what and why)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now; asking again later may work (callers see UNAVAILABLE)."""
+
+
 class EntryNotFound(StoreError):
     pass
 

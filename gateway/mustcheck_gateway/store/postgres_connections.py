@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import StoreError
+from .base import StoreError, StoreUnavailable
 from .urls import redacted
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -62,27 +62,41 @@ class PostgresConnections:
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         """A connection for single-statement reads (each statement sees the latest commit)."""
-        with self._pool.connection() as connection:
+        with _unavailable_when_unreachable(), self._pool.connection() as connection:
             yield connection
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
         """Several reads that see one snapshot of the database."""
-        with self._pool.connection() as connection:
+        with _unavailable_when_unreachable(), self._pool.connection() as connection:
             connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield connection
             finally:
-                connection.execute("ROLLBACK")  # read only: nothing to keep
+                if not connection.closed:
+                    connection.execute("ROLLBACK")  # read only: nothing to keep
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction holding the writer lock: committed if the block ends, rolled back if it
         raises (``psycopg.Rollback`` rolls back quietly)."""
-        with self._pool.connection() as connection, connection.transaction():
+        with (
+            _unavailable_when_unreachable(),
+            self._pool.connection() as connection,
+            connection.transaction(),
+        ):
             if connection.execute(WRITER_LOCK).fetchone() is None:
                 raise StoreError("store has no data version; was it migrated?")
             yield connection
 
     def close(self) -> None:
         self._pool.close()
+
+
+@contextmanager
+def _unavailable_when_unreachable() -> Iterator[None]:
+    """A lost connection or an empty pool is an outage (retry later), not a fault of the request."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        raise StoreUnavailable(f"the PostgreSQL store cannot be reached: {error}") from None
