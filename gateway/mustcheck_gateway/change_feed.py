@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -31,6 +32,7 @@ class ChangeFeed:
         self.version = store.data_version()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._polled_at = float("-inf")  # when the store's version was last read by a poll
         self._loop: asyncio.AbstractEventLoop | None = None
         self._advanced: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -104,10 +106,19 @@ class ChangeFeed:
         self._advanced.set()
         self._advanced = asyncio.Event()
 
+    def leased_version(self, lease_s: float) -> int | None:
+        """The version caught up to, if a poll confirmed it within ``lease_s`` seconds; else ``None``
+        (the polls are failing or late: ask the store)."""
+        if time.monotonic() - self._polled_at <= lease_s:
+            return self.version
+        return None
+
     async def _poll(self) -> None:
         while True:
             try:
+                started = time.monotonic()
                 self.catch_up()
+                self._polled_at = started
             except Exception as error:  # the store is briefly unavailable: try again next round
                 log.warning("change_feed_poll_failed", error=str(error))
             await asyncio.sleep(self.poll_interval_s)

@@ -1,9 +1,16 @@
 """The gateway's cache of subject data: what ``store.lookup`` read, kept until a write touches it.
 
-Every lookup first asks the store for its data version (one indexed read). When it has moved, the
-change feed catches up and drops exactly the subjects the new versions touched — whichever process
-wrote them — before the cache answers, so a fresh blacklisting is never hidden behind a cached
-"no record" (R12). A hit is valid as of the current version and says so.
+Every lookup first learns the store's data version. When it has moved, the change feed catches up and
+drops exactly the subjects the new versions touched — whichever process wrote them — before the cache
+answers, so a fresh blacklisting is never hidden behind a cached "no record" (R12). A hit is valid as
+of that version and says so.
+
+Where the version comes from: by default the store is asked on every lookup (one indexed read in the
+embedded SQLite file: writes by any process are seen at once). With ``version_lease_s`` (a database
+across the network, where that read is a round trip) the version the change feed last polled is
+used while the poll is younger than the lease, together with every version this process committed
+itself: a replica sees its own writes at once and other replicas' writes within a poll interval; when
+the polls fail or lag, each lookup asks the store again — and fails closed if it cannot.
 
 A load that raced with a write is not kept: each invalidation moves an epoch, and a value read
 before the epoch moved is returned but not stored.
@@ -14,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
@@ -24,12 +32,25 @@ from .store.changes import SubjectChange
 DEFAULT_CACHE_ENTRIES = 100_000
 
 
+@runtime_checkable
+class RemembersWrites(Protocol):
+    """A store that knows the newest data version it committed itself."""
+
+    written_version: int
+
+
 class LookupCache:
     def __init__(
-        self, store: ListStore, feed: ChangeFeed, *, max_entries: int = DEFAULT_CACHE_ENTRIES
+        self,
+        store: ListStore,
+        feed: ChangeFeed,
+        *,
+        max_entries: int = DEFAULT_CACHE_ENTRIES,
+        version_lease_s: float | None = None,
     ) -> None:
         self.store = store
         self.feed = feed
+        self.version_lease_s = version_lease_s
         self._entries: LRUCache[tuple[str, bool], Lookup] = LRUCache(maxsize=max(1, max_entries))
         self._enabled = max_entries > 0
         self._lock = threading.Lock()
@@ -39,7 +60,7 @@ class LookupCache:
         feed.add_listener(self.invalidate)
 
     def lookup(self, subject_code: str, *, person: bool) -> Lookup:
-        current = self.store.data_version()
+        current = self._current_version()
         self.feed.catch_up(current)
         key = (subject_code, person)
         with self._lock:
@@ -56,6 +77,14 @@ class LookupCache:
                 if epoch == self._epoch:
                     self._entries[key] = loaded
         return loaded
+
+    def _current_version(self) -> int:
+        if self.version_lease_s is not None:
+            leased = self.feed.leased_version(self.version_lease_s)
+            if leased is not None:
+                written = self.store.written_version if isinstance(self.store, RemembersWrites) else 0
+                return max(leased, written)
+        return self.store.data_version()
 
     def invalidate(self, changes: Iterable[SubjectChange]) -> None:
         with self._lock:

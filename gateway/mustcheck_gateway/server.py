@@ -224,7 +224,13 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
         feed = ChangeFeed(store, poll_interval_s=config.change_poll_interval_s)
-        lookup_cache = LookupCache(store, feed, max_entries=config.lookup_cache_entries)
+        lookup_cache = LookupCache(
+            store,
+            feed,
+            max_entries=config.lookup_cache_entries,
+            # Over the network, the version is leased from the change feed's polls (lookup_cache.py).
+            version_lease_s=4 * config.change_poll_interval_s if config.store_url else None,
+        )
         engine = CheckEngine(
             store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes, lookups=lookup_cache
         )

@@ -88,6 +88,9 @@ class PostgresStore:
     connection's ``search_path`` decides where the tables live)."""
 
     def __init__(self, url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        # The newest data version committed through this handle: with the change feed's polled version,
+        # what a gateway knows without asking the database (``lookup_cache``).
+        self.written_version = 0
         self._db = PostgresConnections(url, max_size=max_connections)
         try:
             self.migrate()
@@ -198,22 +201,30 @@ class PostgresStore:
 
     # -- writes ------------------------------------------------------------------
 
+    def _committed(self, version: int) -> int:
+        """Remember the newest data version this process has committed (see ``written_version``)."""
+        self.written_version = max(self.written_version, version)
+        return version
+
     def write_entries(self, entries: Iterable[ListEntry], *, actor: str, action: str) -> int:
         now = format_instant(dt.datetime.now(dt.UTC))
         with self._db.write() as connection:
-            return _write(connection, list(entries), action, actor, now)
+            version = _write(connection, list(entries), action, actor, now)
+        return self._committed(version)
 
     def replace_entry(self, entry: ListEntry, *, actor: str, action: str, at: dt.datetime) -> int:
         """Write one changed entry (its history keeps the previous state); returns the data version."""
         with self._db.write() as connection:
-            return _write(connection, [entry], action, actor, format_instant(at))
+            version = _write(connection, [entry], action, actor, format_instant(at))
+        return self._committed(version)
 
     def set_status(
         self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
     ) -> int:
         with self._db.write() as connection:
             updated = replace(_entry(connection, entry_id), status=status, status_changed_at=at)
-            return _write(connection, [updated], action, actor, format_instant(at))
+            version = _write(connection, [updated], action, actor, format_instant(at))
+        return self._committed(version)
 
     def import_entries(
         self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
@@ -237,6 +248,8 @@ class PostgresStore:
             applied = keep()
             if not applied:
                 raise psycopg.Rollback()
+        if applied and tally.version:
+            self._committed(tally.version)
         return tally.outcome(applied, self.data_version)
 
     # -- execution feedback ------------------------------------------------------------
@@ -282,7 +295,7 @@ class PostgresStore:
             )
             version = _bump(connection, "data_version")
             _record_changes(connection, version, [code])
-            return version
+        return self._committed(version)
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         with self._db.connection() as connection:
