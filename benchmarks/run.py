@@ -63,6 +63,7 @@ from mustcheck_gateway.store.migrations import MIGRATIONS
 HERE = Path(__file__).resolve().parent
 PURPOSE = "benchmark"
 AUTHORIZATION_REF = "bench-authorisation"
+CONTEXT_RATE = 500.0  # an open-loop rate within the gateway's capacity here, for comparison
 PROPAGATION_MATTER = "MOF-0001"  # must-check, fail closed: cached by the SDK within its tolerance
 TARGETS = {
     "qps_ratio": (">=", 0.5),
@@ -633,6 +634,18 @@ def phase_open(settings: Settings, echo: Child, gateway: Child, pairs: list[Pair
         )
     p99 = figures["p99_ms_open_2000"] = opened.load.percentile(99)
     say(f"gateway p99 {p99:.2f} ms ({verdict('p99_ms_open_2000', p99)})")
+    # Context, not a target: the same timetable at a rate the gateway can sustain on this machine.
+    within = asyncio.run(
+        open_loop(
+            gateway.target,
+            gateway.ready["token"],
+            pairs,
+            rate=CONTEXT_RATE,
+            seconds=settings.open_seconds,
+            seed=13,
+        )
+    )
+    say(f"open gateway at {CONTEXT_RATE:g}/s (context): {within.load.summary()}")
 
 
 def phase_batch(settings: Settings, gateway: Child, figures: Figures) -> None:
@@ -736,6 +749,11 @@ KEYS = (
 )
 
 
+def result_line(figures: Figures) -> str:
+    """The run's last line: one JSON object with exactly ``KEYS`` (``KeyError`` if a figure is missing)."""
+    return json.dumps({key: round(figures[key], 3) for key in KEYS})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -769,7 +787,7 @@ def main() -> None:
             phase_propagation(settings, gateway, figures)
         phase_scale(settings, work, cache_root, today, options.quick, figures)
     say(f"\n# run took {time.perf_counter() - started:.0f} s")
-    print(json.dumps({key: round(figures[key], 3) for key in KEYS}), flush=True)
+    print(result_line(figures), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ class LookupCache:
         self.misses = 0
         feed.add_listener(self.invalidate)
 
-    def lookup(self, subject_code: str, *, person: bool) -> Lookup:
-        current = self.store.data_version()
+    def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup:
+        """The subject's data as of the store's version now (``current``, if the caller has just read it)."""
+        if current is None:
+            current = self.store.data_version()
         self.feed.catch_up(current)
         key = (subject_code, person)
         with self._lock:
