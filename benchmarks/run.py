@@ -515,7 +515,7 @@ async def fill(target: str, token: str, subjects: Sequence[str]) -> None:
             )
 
 
-def scale(
+async def scale(
     entries: int, settings: Settings, work: Path, cache_root: Path | None, today: dt.date
 ) -> ScaleResult:
     data_dir, how = store_dir(entries, work, cache_root, today)
@@ -524,10 +524,10 @@ def scale(
     filler = subjects[50 + settings.scale_checks : 50 + settings.scale_checks + settings.fill_subjects]
     with child("gateway_process.py", "--data-dir", str(data_dir), "--prebuilt", "--strict-grant") as gateway:
         token = gateway.ready["token"]
-        asyncio.run(uncached_checks(gateway.target, token, warm))
-        latencies = asyncio.run(uncached_checks(gateway.target, token, measured))
+        await uncached_checks(gateway.target, token, warm)
+        latencies = await uncached_checks(gateway.target, token, measured)
         before = gateway.memory_mb()
-        asyncio.run(fill(gateway.target, token, filler))
+        await fill(gateway.target, token, filler)
         after = gateway.memory_mb()
     shutil.rmtree(data_dir, ignore_errors=True)
     return ScaleResult(entries, latencies, before, after, len(filler), how)
@@ -555,12 +555,12 @@ def cpu_share(server: Child, since: tuple[float, float], seconds: float) -> str:
     return f"CPU: server {server_cpu / seconds:.0%}, generator {load_cpu / seconds:.0%}"
 
 
-def record(gateway: Child, work: Path) -> tuple[list[Pair], Path]:
+async def record(gateway: Child, work: Path) -> tuple[list[Pair], Path]:
     """Pairs of subject and matter for the load, and the gateway's answers to them for the echo server."""
     token = gateway.ready["token"]
     rng = random.Random(7)
     pairs = [(subject, rng.choice(MATTERS)) for subject in gateway.ready["subjects"]]
-    recorded = asyncio.run(record_responses(gateway.target, token, pairs))
+    recorded = await record_responses(gateway.target, token, pairs)
     sizes = sorted(len(body) for body in recorded.values())
     responses_file = work / "responses.json"
     responses_file.write_text(
@@ -579,7 +579,7 @@ def record(gateway: Child, work: Path) -> tuple[list[Pair], Path]:
     return pairs, responses_file
 
 
-def phase_closed(
+async def phase_closed(
     settings: Settings, echo: Child, gateway: Child, pairs: list[Pair], figures: Figures
 ) -> None:
     say(f"\n## closed loop, concurrency {settings.concurrency}, AsyncClient.check")
@@ -588,15 +588,13 @@ def phase_closed(
     for number in range(1, settings.rounds + 1):
         for label, server in (("echo", echo), ("gateway", gateway)):
             since = (server.cpu_seconds(), cpu_self())
-            result = asyncio.run(
-                closed_loop(
-                    server.target,
-                    token,
-                    pairs,
-                    concurrency=settings.concurrency,
-                    seconds=settings.seconds,
-                    seed=number,
-                )
+            result = await closed_loop(
+                server.target,
+                token,
+                pairs,
+                concurrency=settings.concurrency,
+                seconds=settings.seconds,
+                seed=number,
             )
             qps[label].append(result.qps)
             say(f"round {number} {label:<8} {result.summary()}; {cpu_share(server, since, result.seconds)}")
@@ -609,22 +607,22 @@ def phase_closed(
     )
 
 
-def phase_open(settings: Settings, echo: Child, gateway: Child, pairs: list[Pair], figures: Figures) -> None:
+async def phase_open(
+    settings: Settings, echo: Child, gateway: Child, pairs: list[Pair], figures: Figures
+) -> None:
     say(
         f"\n## open loop, {settings.open_rate:g} checks/s for {settings.open_seconds:g} s, "
         "latency from each check's scheduled send time"
     )
     for label, server in (("echo", echo), ("gateway", gateway)):
         before = server.cpu_seconds()
-        opened = asyncio.run(
-            open_loop(
-                server.target,
-                gateway.ready["token"],
-                pairs,
-                rate=settings.open_rate,
-                seconds=settings.open_seconds,
-                seed=11,
-            )
+        opened = await open_loop(
+            server.target,
+            gateway.ready["token"],
+            pairs,
+            rate=settings.open_rate,
+            seconds=settings.open_seconds,
+            seed=11,
         )
         per_check = (server.cpu_seconds() - before) / opened.load.requests * 1e6
         errors = ", ".join(f"{count} {name}" for name, count in opened.errors.most_common()) or "none"
@@ -635,35 +633,31 @@ def phase_open(settings: Settings, echo: Child, gateway: Child, pairs: list[Pair
     p99 = figures["p99_ms_open_2000"] = opened.load.percentile(99)
     say(f"gateway p99 {p99:.2f} ms ({verdict('p99_ms_open_2000', p99)})")
     # Context, not a target: the same timetable at a rate the gateway can sustain on this machine.
-    within = asyncio.run(
-        open_loop(
-            gateway.target,
-            gateway.ready["token"],
-            pairs,
-            rate=CONTEXT_RATE,
-            seconds=settings.open_seconds,
-            seed=13,
-        )
+    within = await open_loop(
+        gateway.target,
+        gateway.ready["token"],
+        pairs,
+        rate=CONTEXT_RATE,
+        seconds=settings.open_seconds,
+        seed=13,
     )
     say(f"open gateway at {CONTEXT_RATE:g}/s (context): {within.load.summary()}")
 
 
-def phase_batch(settings: Settings, gateway: Child, figures: Figures) -> None:
+async def phase_batch(settings: Settings, gateway: Child, figures: Figures) -> None:
     say(
         f"\n## BatchCheck of {settings.batch_size} subjects, closed loop, "
         f"concurrency {settings.batch_concurrency}"
     )
     since = (gateway.cpu_seconds(), cpu_self())
-    batched = asyncio.run(
-        batch_loop(
-            gateway.target,
-            gateway.ready["token"],
-            gateway.ready["subjects"],
-            size=settings.batch_size,
-            concurrency=settings.batch_concurrency,
-            seconds=settings.seconds,
-            seed=5,
-        )
+    batched = await batch_loop(
+        gateway.target,
+        gateway.ready["token"],
+        gateway.ready["subjects"],
+        size=settings.batch_size,
+        concurrency=settings.batch_concurrency,
+        seconds=settings.seconds,
+        seed=5,
     )
     figures["batch_speedup"] = batched.qps / figures["gateway_qps"]
     say(
@@ -674,7 +668,7 @@ def phase_batch(settings: Settings, gateway: Child, figures: Figures) -> None:
     )
 
 
-def phase_hits(settings: Settings, gateway: Child, pairs: list[Pair], figures: Figures) -> None:
+async def phase_hits(settings: Settings, gateway: Child, pairs: list[Pair], figures: Figures) -> None:
     say("\n## SDK cache hits: sync Client(cache_size=2000), one thread, perf_counter_ns around each call")
     hits = cache_hits(gateway.target, gateway.ready["token"], pairs, settings.hit_calls)
     figures["cache_hit_p99_us"] = hits.us(99)
@@ -687,15 +681,13 @@ def phase_hits(settings: Settings, gateway: Child, pairs: list[Pair], figures: F
     )
 
 
-def phase_propagation(settings: Settings, gateway: Child, figures: Figures) -> None:
+async def phase_propagation(settings: Settings, gateway: Child, figures: Figures) -> None:
     say(
         "\n## change propagation: a cached no-record answer, then a blacklisting through "
         f"ListsService.AddEntry, {settings.propagation_repeats} times"
     )
-    result = asyncio.run(
-        propagation(
-            gateway.target, gateway.ready["token"], gateway.ready["admin_token"], settings.propagation_repeats
-        )
+    result = await propagation(
+        gateway.target, gateway.ready["token"], gateway.ready["admin_token"], settings.propagation_repeats
     )
     figures["propagation_p99_ms"] = percentile(result.latencies_ms, 99)
     say(
@@ -706,7 +698,7 @@ def phase_propagation(settings: Settings, gateway: Child, figures: Figures) -> N
     )
 
 
-def phase_scale(
+async def phase_scale(
     settings: Settings, work: Path, cache_root: Path | None, today: dt.date, quick: bool, figures: Figures
 ) -> None:
     small, big = settings.scale_sizes
@@ -717,7 +709,7 @@ def phase_scale(
     )
     results = []
     for entries in (small, big):
-        result = scale(entries, settings, work, cache_root, today)
+        result = await scale(entries, settings, work, cache_root, today)
         results.append(result)
         say(
             f"{entries:>9,} entries ({result.how}): check {ms(result.latencies_ms, 50, 90, 99)}; gateway RSS "
@@ -763,7 +755,11 @@ def main() -> None:
     parser.add_argument(
         "--store-cache", type=Path, default=Path(tempfile.gettempdir()) / "mustcheck-bench-stores"
     )
-    options = parser.parse_args()
+    asyncio.run(run(parser.parse_args()))
+
+
+async def run(options: argparse.Namespace) -> None:
+    """Every phase on one event loop (grpc's aio poller outlives a loop, so one loop for the run)."""
     settings = Settings.of(options.quick)
     today = dt.date.today()
     cache_root = None if options.no_store_cache else options.store_cache
@@ -778,14 +774,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mustcheck-run-") as work_name:
         work = Path(work_name)
         with child("gateway_process.py", "--data-dir", str(work / "gateway"), "--strict-grant") as gateway:
-            pairs, responses_file = record(gateway, work)
+            pairs, responses_file = await record(gateway, work)
             with child("echo_process.py", "--responses", str(responses_file)) as echo:
-                phase_closed(settings, echo, gateway, pairs, figures)
-                phase_open(settings, echo, gateway, pairs, figures)
-            phase_batch(settings, gateway, figures)
-            phase_hits(settings, gateway, pairs, figures)
-            phase_propagation(settings, gateway, figures)
-        phase_scale(settings, work, cache_root, today, options.quick, figures)
+                await phase_closed(settings, echo, gateway, pairs, figures)
+                await phase_open(settings, echo, gateway, pairs, figures)
+            await phase_batch(settings, gateway, figures)
+            await phase_hits(settings, gateway, pairs, figures)
+            await phase_propagation(settings, gateway, figures)
+        await phase_scale(settings, work, cache_root, today, options.quick, figures)
     say(f"\n# run took {time.perf_counter() - started:.0f} s")
     print(result_line(figures), flush=True)
 
