@@ -1,12 +1,16 @@
 """A gateway for benchmarks, in a process of its own: real store, demo data, one provisioned caller.
 
-Run by the benchmark scripts, not by people: prints one JSON line (port, token, sample subjects)
-on stdout when ready and serves until its standard input closes.
+Run by the benchmark scripts, not by people: prints one JSON line (port, token, admin token, sample
+subjects) on stdout when ready and serves until its standard input closes.
 
-    python benchmarks/gateway_process.py --data-dir DIR [--no-audit] [--subjects N] [--store URL [--no-load]]
+    python benchmarks/gateway_process.py --data-dir DIR [--no-audit] [--subjects N] [--prebuilt]
+        [--lookup-cache-entries N] [--strict-grant] [--store URL [--no-load]]
 
-With ``--store postgresql://…`` several such processes are replicas on one database: the first loads
-the demo data and provisions the caller; the others (``--no-load``) find them there.
+``--prebuilt`` serves the store already in DIR (see ``build_store.py``) instead of loading demo
+rows; ``--strict-grant`` grants as production would (a purpose always, an authorisation reference
+for persons) instead of the most permissive grant. With ``--store postgresql://…`` several such
+processes are replicas on one database: the first loads the demo data and provisions the caller; the
+others (``--no-load``) find them there.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import resource
@@ -26,12 +31,13 @@ from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.demo_data import generate_rows
 from mustcheck_gateway.list_rows import load_rows
 from mustcheck_gateway.logs import configure_logging
+from mustcheck_gateway.lookup_cache import DEFAULT_CACHE_ENTRIES
 from mustcheck_gateway.server import GatewayConfig, start_gateway
 
 CALLER = "bench"
 
 
-def provision(target: str, admin_token: str) -> str:
+def provision(target: str, admin_token: str, *, strict: bool = False) -> str:
     metadata = auth_metadata(admin_token)
     with sync_channel(target, None) as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
@@ -44,8 +50,8 @@ def provision(target: str, admin_token: str) -> str:
             caller_id=CALLER,
             matters=["*"],
             subject_kinds=["organization", "person"],
-            purpose_required=False,
-            authorization_ref_required_for_persons=False,
+            purpose_required=strict,
+            authorization_ref_required_for_persons=strict,
             rate_per_second=1e9,
             burst=1_000_000_000,
             daily_person_quota=1_000_000_000,
@@ -62,19 +68,27 @@ async def serve(options: argparse.Namespace) -> None:
         listen="127.0.0.1:0",
         audit_enabled=not options.no_audit,
         store_url=options.store,
+        lookup_cache_entries=options.lookup_cache_entries,
     )
     gateway = await start_gateway(config)
-    rows = list(generate_rows(options.subjects, 2016, dt.date.today(), gateway.policy))
-    if not options.no_load:
+    rows = (
+        []
+        if options.prebuilt
+        else list(generate_rows(options.subjects, 2016, dt.date.today(), gateway.policy))
+    )
+    if rows and not options.no_load:
         load_rows(gateway.store, rows, gateway.policy, actor="bench", action="bench-load")
     target = f"127.0.0.1:{gateway.port}"
-    token = ""
+    token = admin_token = ""
     if gateway.admin_token_file is not None:
         admin_token = gateway.admin_token_file.read_text().strip()
-        token = await asyncio.get_running_loop().run_in_executor(None, provision, target, admin_token)
+        token = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(provision, target, admin_token, strict=options.strict_grant)
+        )
     subjects = sorted({row["subject_code"] for row in rows})
     cpu_at_ready = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-    print(json.dumps({"port": gateway.port, "token": token, "subjects": subjects}), flush=True)
+    ready = {"port": gateway.port, "token": token, "admin_token": admin_token, "subjects": subjects}
+    print(json.dumps(ready), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
@@ -111,6 +125,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--subjects", type=int, default=2000)
+    parser.add_argument("--prebuilt", action="store_true", help="serve the store in --data-dir as it is")
+    parser.add_argument("--lookup-cache-entries", type=int, default=DEFAULT_CACHE_ENTRIES)
+    parser.add_argument("--strict-grant", action="store_true", help="purpose and authorisation ref required")
     parser.add_argument("--store", metavar="URL", help="a postgresql:// store shared by replicas")
     parser.add_argument("--no-load", action="store_true", help="the store holds the data already")
     options = parser.parse_args()

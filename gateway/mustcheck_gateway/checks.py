@@ -37,9 +37,30 @@ class CheckAnswer:
 
 
 class Lookups(Protocol):
-    """Where current lookups come from: the store itself, or the gateway's cache in front of it."""
+    """Where current lookups come from: the store itself, or the gateway's cache in front of it.
 
-    def lookup(self, subject_code: str, *, person: bool) -> Lookup: ...
+    ``current`` is the store's data version if the caller has just read it (a batch reads it once for
+    all its items rather than once an item); ``None`` reads it afresh.
+    """
+
+    def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup: ...
+
+    def current_version(self) -> int:
+        """The data version lookups may be answered as of now."""
+        ...
+
+
+class _StoreLookups:
+    """The store itself as :class:`Lookups` (no cache: every lookup reads its own version)."""
+
+    def __init__(self, store: ListStore) -> None:
+        self.store = store
+
+    def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup:
+        return self.store.lookup(subject_code, person=person)
+
+    def current_version(self) -> int:
+        return self.store.data_version()
 
 
 class CheckEngine:
@@ -53,7 +74,7 @@ class CheckEngine:
         lookups: Lookups | None = None,
     ) -> None:
         self.store = store
-        self.lookups: Lookups = store if lookups is None else lookups
+        self.lookups: Lookups = _StoreLookups(store) if lookups is None else lookups
         self.policy = policy
         self.clock = clock
         # The allow-list in force (R1): the policy file's codes, and those administrators add.
@@ -83,11 +104,15 @@ class CheckEngine:
         at: dt.datetime,
         *,
         as_of_version: int | None = None,
+        current_version: int | None = None,
     ) -> CheckAnswer:
-        """The answer now, or — replay — with the list data as it was at ``as_of_version``."""
+        """The answer now, or — replay — with the list data as it was at ``as_of_version``.
+
+        ``current_version``: the store's data version, read by the caller just before (see ``Lookups``).
+        """
         person = subject.kind is SubjectKind.PERSON
         if as_of_version is None:
-            lookup = self.lookups.lookup(subject.code, person=person)
+            lookup = self.lookups.lookup(subject.code, person=person, current=current_version)
         else:
             lookup = self.store.lookup_as_of(subject.code, person=person, data_version=as_of_version)
         evaluation = evaluate(

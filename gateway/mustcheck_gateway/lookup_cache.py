@@ -59,8 +59,10 @@ class LookupCache:
         self.misses = 0
         feed.add_listener(self.invalidate)
 
-    def lookup(self, subject_code: str, *, person: bool) -> Lookup:
-        current = self._current_version()
+    def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup:
+        """The subject's data as of the store's version now (``current``, if the caller just learnt it)."""
+        if current is None:
+            current = self.current_version()
         self.feed.catch_up(current)
         key = (subject_code, person)
         with self._lock:
@@ -78,7 +80,8 @@ class LookupCache:
                     self._entries[key] = loaded
         return loaded
 
-    def _current_version(self) -> int:
+    def current_version(self) -> int:
+        """The store's data version as this gateway may rely on now (see the module's docstring)."""
         if self.version_lease_s is not None:
             leased = self.feed.leased_version(self.version_lease_s)
             if leased is not None:

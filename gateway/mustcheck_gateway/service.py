@@ -381,11 +381,14 @@ class CheckService(pb_grpc.CheckServiceServicer):
         events: list[AuditEvent] = []
         answered: list[tuple[int, int, CheckAnswer]] = []  # (item, its audit event, answer)
         version = 0
+        # The store's version learnt once for the whole batch (not once an item): every item is answered
+        # as of at least this version, and the gateway's cache has caught up with it before any answer.
+        current = self.engine.lookups.current_version()
         for index, draft in enumerate(drafts):
             try:
                 subject = self.engine.subject(draft.subject, None, at)
                 self.access.subject(caller, grant, subject, request.authorization_ref, at)
-                answer = self.engine.answer(subject, matter, caller.department, at)
+                answer = self.engine.answer(subject, matter, caller.department, at, current_version=current)
             except Exception as error:
                 if not isinstance(error, _PER_ITEM_ERRORS):
                     # Everything checked so far, and this item, is audited before the call fails.
