@@ -226,6 +226,7 @@ class Client(_BaseClient):
                 return method(request, timeout=attempts.timeout(), metadata=self._metadata)
             except grpc.RpcError as rpc_error:
                 error = self._error(rpc_error)
+                error.__cause__ = rpc_error
             delay = attempts.backoff(error)
             if delay is None:
                 raise error
@@ -370,6 +371,7 @@ class AsyncClient(_BaseClient):
                 return await method(request, timeout=attempts.timeout(), metadata=self._metadata)
             except grpc.RpcError as rpc_error:
                 error = self._error(rpc_error)
+                error.__cause__ = rpc_error
             delay = attempts.backoff(error)
             if delay is None:
                 raise error
