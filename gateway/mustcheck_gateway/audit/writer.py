@@ -26,14 +26,16 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from ..store.sqlite_connections import transaction
+from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditLogClosed
 from .journal import Journal, read_journal
@@ -56,6 +58,8 @@ class _Submission:
     # An asyncio caller's future and loop: resolved with one loop wake-up per commit, not one each.
     waiter: asyncio.Future[list[int]] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    # A writer process's client: the id the outcome is reported under (see ``deliver``).
+    token: int | None = None
 
 
 @dataclass(slots=True)
@@ -70,12 +74,16 @@ _STOP = object()
 DEFAULT_GROUP_WINDOW_S = 0.002
 
 
+class _Announced(Protocol):
+    def _release(self) -> None: ...
+
+
 class Announcement:
     """A record on its way; ``release`` (idempotent) withdraws it, as submitting does."""
 
     __slots__ = ("_open", "_writer")
 
-    def __init__(self, writer: GroupCommitWriter) -> None:
+    def __init__(self, writer: _Announced) -> None:
         self._writer = writer
         self._open = True
 
@@ -97,7 +105,7 @@ def _name_os_thread(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 
 
-def _deliver(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
+def deliver_to_waiters(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
     """On the caller's loop: resolve every waiter of one commit."""
     for waiter, outcome in results:
         if waiter.done():
@@ -121,6 +129,10 @@ class GroupCommitWriter:
         checkpoint_interval_s: float,
         group_window_s: float = DEFAULT_GROUP_WINDOW_S,
         journal_path: Path,
+        index_every: int | None = None,
+        index_interval_s: float | None = None,
+        deliver: Callable[[list[tuple[int, Any]]], None] | None = None,
+        announced: SharedCounter | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -134,7 +146,12 @@ class GroupCommitWriter:
         self._closed = False
         self._pending_records = 0
         self._window = group_window_s
-        self._announced = 0
+        # Requests in progress that will submit a record (counted here, or by a gateway process).
+        self._announced = announced or SharedCounter()
+        self._index_every = index_every
+        self._index_interval = index_interval_s
+        # Called on the writer thread once per commit with (token, seqs or exception) of tokened submissions.
+        self._deliver = deliver
         self._replay_journal(journal_path)
         self._journal = Journal(journal_path)
         self._unindexed_rows: list[tuple[Any, ...]] = []
@@ -168,12 +185,12 @@ class GroupCommitWriter:
     def announce(self) -> Announcement:
         """Say that a record is on its way (a request is being processed): the writer may wait for it."""
         with self._lock:
-            self._announced += 1
+            self._announced.add(1)
         return Announcement(self)
 
     def _release(self) -> None:
         with self._lock:
-            self._announced -= 1
+            self._announced.add(-1)
 
     def submit(
         self,
@@ -181,10 +198,11 @@ class GroupCommitWriter:
         announcement: Announcement | None = None,
         *,
         waiter: asyncio.Future[list[int]] | None = None,
+        token: int | None = None,
     ) -> Future[list[int]]:
         """Queue records for the next commit; the future (and ``waiter``, an asyncio future of the
         running loop) resolves to their seqs once durable."""
-        submission = _Submission(records)
+        submission = _Submission(records, token=token)
         if waiter is not None:
             submission.waiter, submission.loop = waiter, waiter.get_loop()
         try:
@@ -200,12 +218,21 @@ class GroupCommitWriter:
 
     def flush(self) -> None:
         """Return once everything acknowledged so far is in the database (readers call this first)."""
+        self.flush_later().result()
+
+    def flush_later(self) -> Future[None]:
+        """A future that resolves once everything acknowledged so far is in the database."""
         flush = _Flush()
         with self._lock:
             if self._closed:
-                return  # close() indexed everything
+                flush.future.set_result(None)  # close() indexed everything
+                return flush.future
             self._queue.put(flush)
-        flush.future.result()
+        return flush.future
+
+    def use_keyring(self, keyring: KeyRing) -> None:
+        """Sign later checkpoints with this key ring's current key (after a rotation elsewhere)."""
+        self._keyring = keyring
 
     def close(self) -> None:
         """Commit everything queued, write a final checkpoint, stop the thread."""
@@ -248,11 +275,14 @@ class GroupCommitWriter:
     def _checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint_time >= self._interval
 
+    @property
+    def _index_limits(self) -> tuple[int, float]:
+        every = INDEX_EVERY if self._index_every is None else self._index_every
+        return every, INDEX_INTERVAL_S if self._index_interval is None else self._index_interval
+
     def _index_due(self) -> bool:
-        return (
-            len(self._unindexed_rows) >= INDEX_EVERY
-            or time.monotonic() - self._last_index_time >= INDEX_INTERVAL_S
-        )
+        every, interval = self._index_limits
+        return len(self._unindexed_rows) >= every or time.monotonic() - self._last_index_time >= interval
 
     def _wait_limit(self) -> float | None:
         """How long the writer may sleep: until a checkpoint or an index transaction falls due."""
@@ -260,7 +290,7 @@ class GroupCommitWriter:
         if self._uncovered:
             limits.append(self._interval - (time.monotonic() - self._last_checkpoint_time))
         if self._unindexed_rows:
-            limits.append(INDEX_INTERVAL_S - (time.monotonic() - self._last_index_time))
+            limits.append(self._index_limits[1] - (time.monotonic() - self._last_index_time))
         return max(0.0, min(limits)) if limits else None
 
     def _take(self) -> tuple[list[_Submission], list[_Flush], bool]:
@@ -293,7 +323,7 @@ class GroupCommitWriter:
             except queue.Empty:
                 pass
             remaining = deadline - time.monotonic()
-            if flushes or self._announced <= 0 or remaining <= 0:
+            if flushes or self._announced.value <= 0 or remaining <= 0:
                 return batch, flushes, False
             try:
                 item = self._queue.get(timeout=remaining)
@@ -377,7 +407,9 @@ class GroupCommitWriter:
             connection.close()
         if checkpoints:
             self._publish(checkpoints)
-        Journal(path).clear()
+        journal = Journal(path)
+        journal.clear()
+        journal.close()
         log.warning("audit_journal_replayed", records=len(rows), checkpoints=len(checkpoints))
 
     def _settle(
@@ -386,8 +418,11 @@ class GroupCommitWriter:
         with self._lock:
             self._pending_records -= sum(len(submission.records) for submission in batch)
         deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]] = {}
+        tokened: list[tuple[int, Any]] = []
         for index, submission in enumerate(batch):
             outcome: Any = error if error is not None else seqs[index] if seqs is not None else None
+            if submission.token is not None:
+                tokened.append((submission.token, outcome))
             if submission.waiter is not None and submission.loop is not None:
                 deliveries.setdefault(submission.loop, []).append((submission.waiter, outcome))
             if submission.future.cancelled():
@@ -399,7 +434,9 @@ class GroupCommitWriter:
                 submission.future.set_result(seqs[index])
         for loop, results in deliveries.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_deliver, results)
+                loop.call_soon_threadsafe(deliver_to_waiters, results)
+        if tokened and self._deliver is not None:
+            self._deliver(tokened)
 
     def _sign(self, seq: int, record_hash: str) -> Checkpoint:
         key_id = self._keyring.current_id(KeyKind.SIGN)
