@@ -151,8 +151,8 @@ class AuditLog:
             return []
         waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._writer.submit(pending, announcement, waiter=waiter)
-        # Shielded: a cancelled request must not cancel its audit record (the writer holds it anyway).
-        return await asyncio.shield(waiter)
+        # A cancelled request cancels only this waiter: the writer process holds the record and writes it.
+        return await waiter
 
     def append_sync(self, event: AuditEvent) -> int:
         """Log one event, blocking until it is on disk; return its seq."""

@@ -20,7 +20,6 @@ import os
 import struct
 from typing import Any
 
-from ..store.codec import format_instant, parse_instant
 from .record import PendingRecord
 
 RECORDS, FLUSH, CLOSE = "records", "flush", "close"
@@ -31,32 +30,11 @@ _F_SETPIPE_SZ = 1031
 
 
 def pending_row(record: PendingRecord) -> tuple[Any, ...]:
-    """A pending record as plain values (its instant as stored text)."""
-    return (
-        format_instant(record.at),
-        record.kind,
-        record.caller_id,
-        record.department,
-        record.matter,
-        record.purpose,
-        record.authorization_ref,
-        record.subject_kind,
-        record.subject_hash,
-        record.hmac_key_id,
-        record.subject_enc,
-        record.enc_key_id,
-        record.outcome,
-        record.measure_ids,
-        record.data_version,
-        record.status,
-        record.latency_us,
-        dict(record.detail),
-    )
+    return record.as_values()
 
 
 def pending_from_row(row: tuple[Any, ...]) -> PendingRecord:
-    at, *rest = row
-    return PendingRecord(parse_instant(at), *rest)
+    return PendingRecord(*row)
 
 
 def encode(message: tuple[Any, ...]) -> bytes:

@@ -70,6 +70,28 @@ class _Flush:
 
 
 _STOP = object()
+
+
+class Inbox(Protocol):
+    """Where the writer takes submissions, flushes and the stop from (a queue, or a pipe reader)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object: ...
+
+    def get_nowait(self) -> object: ...
+
+
+def new_submission(records: list[PendingRecord], token: int) -> _Submission:
+    return _Submission(records, token=token)
+
+
+def new_flush() -> _Flush:
+    return _Flush()
+
+
+def stop_marker() -> object:
+    return _STOP
+
+
 # How long a commit may wait for records that requests in progress have announced.
 DEFAULT_GROUP_WINDOW_S = 0.002
 
@@ -133,6 +155,7 @@ class GroupCommitWriter:
         index_interval_s: float | None = None,
         deliver: Callable[[list[tuple[int, Any]]], None] | None = None,
         announced: SharedCounter | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -142,6 +165,8 @@ class GroupCommitWriter:
         self._every = checkpoint_every
         self._interval = checkpoint_interval_s
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
+        # With an inbox of its own (a writer process's pipe) the writer runs in the caller's thread.
+        self._inbox: Inbox = self._queue if inbox is None else inbox
         self._lock = threading.Lock()
         self._closed = False
         self._pending_records = 0
@@ -168,7 +193,8 @@ class GroupCommitWriter:
         self.last_commit_latency_s = 0.0
         self._connection: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._run, name="mustcheck-audit-writer", daemon=True)
-        self._thread.start()
+        if inbox is None:
+            self._thread.start()
 
     # -- the caller's side ---------------------------------------------------------
 
@@ -249,6 +275,10 @@ class GroupCommitWriter:
     def _uncovered(self) -> int:
         return self._last_seq - self._covered_seq
 
+    def run(self) -> None:
+        """Write until the inbox says stop (for a writer with an inbox of its own)."""
+        self._run()
+
     def _run(self) -> None:
         _name_os_thread("audit-writer")
         self._connection = self._store.connect()
@@ -302,7 +332,7 @@ class GroupCommitWriter:
         batch: list[_Submission] = []
         flushes: list[_Flush] = []
         try:
-            item: object = self._queue.get(timeout=self._wait_limit())
+            item: object = self._inbox.get(timeout=self._wait_limit())
         except queue.Empty:
             return batch, flushes, False
         count = 0
@@ -318,7 +348,7 @@ class GroupCommitWriter:
             if count >= MAX_RECORDS_PER_COMMIT:
                 return batch, flushes, False
             try:
-                item = self._queue.get_nowait()
+                item = self._inbox.get_nowait()
                 continue
             except queue.Empty:
                 pass
@@ -326,7 +356,7 @@ class GroupCommitWriter:
             if flushes or self._announced.value <= 0 or remaining <= 0:
                 return batch, flushes, False
             try:
-                item = self._queue.get(timeout=remaining)
+                item = self._inbox.get(timeout=remaining)
             except queue.Empty:
                 return batch, flushes, False
 
@@ -343,8 +373,7 @@ class GroupCommitWriter:
                 assigned = []
                 for pending in submission.records:
                     seq += 1
-                    record, row = pending.chain(seq, prev_hash)
-                    prev_hash = record.record_hash
+                    prev_hash, row = pending.chain(seq, prev_hash)
                     rows.append(row)
                     assigned.append(seq)
                     if seq - covered >= self._every:
@@ -477,7 +506,7 @@ class GroupCommitWriter:
     def _fail_queued(self, error: Exception) -> None:
         while True:
             try:
-                item = self._queue.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 return
             if isinstance(item, _Flush):

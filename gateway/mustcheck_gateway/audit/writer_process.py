@@ -3,7 +3,8 @@
 Started by :class:`~.remote_writer.RemoteWriter` as ``python -m mustcheck_gateway.audit.writer_process``
 with two pipe descriptors. It holds the database's writer lock, replays the journal, then reads
 protected records (:mod:`.wire`), gives them their seqs and hash links, journals and syncs them
-(:class:`~.writer.GroupCommitWriter`) and answers with the seqs once they are durable. It stops,
+(:class:`~.writer.GroupCommitWriter`, on this process's only thread: it reads the request pipe
+itself) and answers with the seqs once they are durable. It stops,
 after committing everything it was sent and writing a final checkpoint, when told to or when the
 request pipe closes (the gateway is gone: whatever it sent is still made durable).
 """
@@ -11,7 +12,10 @@ request pipe closes (the gateway is gone: whatever it sent is still made durable
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import queue
+import select
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,7 +29,7 @@ from .exclusive import WriterLock
 from .keys import KeyRing
 from .mirror import CheckpointMirror
 from .sqlite_log import SqliteAuditStore
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, new_flush, new_submission, stop_marker
 
 
 class _Answers:
@@ -70,14 +74,61 @@ class _Answers:
         return lambda _: self.done([(token, [])])
 
 
+class _PipeInbox:
+    """The writer's inbox: requests read straight from the pipe, on the writer's own thread."""
+
+    def __init__(self, descriptor: int, answers: _Answers, keys_dir: Path) -> None:
+        os.set_blocking(descriptor, False)
+        self._descriptor = descriptor
+        self._reader = wire.FrameReader(descriptor)
+        self._answers = answers
+        self._keys_dir = keys_dir
+        self._generation = 0
+        self._items: collections.deque[object] = collections.deque()
+        self._ended = False
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        if not self._items and not self._ended:
+            if block and not select.select([self._descriptor], [], [], timeout)[0]:
+                raise queue.Empty
+            self._take(self._reader.read_ready())
+        if not self._items:
+            raise queue.Empty
+        return self._items.popleft()
+
+    def get_nowait(self) -> object:
+        return self.get(block=False)
+
+    def _take(self, messages: list[tuple[Any, ...]] | None) -> None:
+        if messages is None:  # the gateway is gone: commit what it sent, then stop
+            self._ended = True
+            self._items.append(stop_marker())
+            return
+        for message in messages:
+            if message[0] == wire.RECORDS:
+                _, token, key_generation, rows, to_loop = message
+                if key_generation != self._generation:  # rotated in the gateway: the files are written
+                    self._generation = key_generation
+                    assert self._answers.writer is not None
+                    self._answers.writer.use_keyring(KeyRing(self._keys_dir))
+                if to_loop:
+                    self._answers.loop_tokens.add(token)
+                self._items.append(new_submission([wire.pending_from_row(row) for row in rows], token))
+            elif message[0] == wire.FLUSH:
+                flush = new_flush()
+                flush.future.add_done_callback(self._answers.flushed(message[1]))
+                self._items.append(flush)
+            elif message[0] == wire.CLOSE:
+                self._ended = True
+                self._items.append(stop_marker())
+
+
 def _serve(options: argparse.Namespace, answers: _Answers) -> None:
-    keys_dir: Path = options.keys_dir
-    generation = 0
     store = SqliteAuditStore(options.db)
     try:
         writer = GroupCommitWriter(
             store,
-            KeyRing(keys_dir),
+            KeyRing(options.keys_dir),
             CheckpointMirror(options.mirror),
             checkpoint_every=options.checkpoint_every,
             checkpoint_interval_s=options.checkpoint_interval,
@@ -87,6 +138,7 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
             index_interval_s=options.index_interval,
             deliver=answers.done,
             announced=SharedCounter(options.announced),
+            inbox=_PipeInbox(options.requests, answers, options.keys_dir),
         )
     except Exception as error:
         store.close()
@@ -94,24 +146,9 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
         return
     answers.writer = writer
     answers.send(wire.READY, writer.last_seq)
-    reader = wire.FrameReader(options.requests)
     try:
-        while (messages := reader.read()) is not None:
-            for message in messages:
-                if message[0] == wire.RECORDS:
-                    _, token, key_generation, rows, to_loop = message
-                    if to_loop:
-                        answers.loop_tokens.add(token)
-                    if key_generation != generation:  # rotated in the gateway: the files are written
-                        generation = key_generation
-                        writer.use_keyring(KeyRing(keys_dir))
-                    writer.submit([wire.pending_from_row(row) for row in rows], token=token)
-                elif message[0] == wire.FLUSH:
-                    writer.flush_later().add_done_callback(answers.flushed(message[1]))
-                elif message[0] == wire.CLOSE:
-                    return
+        writer.run()
     finally:
-        writer.close()
         store.close()
         answers.send(wire.CLOSED, answers.stats())
 
