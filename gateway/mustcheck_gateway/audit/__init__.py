@@ -1,8 +1,9 @@
 """The tamper-evident audit log (R10, R14): every check and administrative change, before the answer.
 
-Records go to their own SQLite file through one group-commit writer; each record's hash covers the
-previous one, Ed25519-signed checkpoints (also mirrored to ``checkpoints.jsonl``) pin the chain, and
-subjects are stored only as a keyed hash (search) and AES-GCM ciphertext (authorised reveal).
+Records go to their own SQLite file through one group-commit writer (a process of its own); each
+record's hash covers the previous one, Ed25519-signed checkpoints (also mirrored to
+``checkpoints.jsonl``) pin the chain, and subjects are stored only as a keyed hash (search) and
+AES-GCM ciphertext (authorised reveal).
 ``verify_log`` checks a copy of the log offline with nothing but the public keys.
 
     log = AuditLog.open(data_dir)

@@ -2,7 +2,9 @@
 
 ``AuditLog.open(DATA_DIR)`` uses ``DATA_DIR/audit.sqlite3``, ``DATA_DIR/checkpoints.jsonl`` and the
 key ring ``DATA_DIR/keys/`` (created on first use). Appends return once the record is on disk; the
-raw subject of an event is protected before it is queued and never stored in clear.
+raw subject of an event is protected before it is queued and never stored in clear. Chaining,
+journaling and syncing run in a writer process started by :meth:`AuditLog.open` (:mod:`.remote_writer`),
+so they never hold the gateway's interpreter lock.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _log_level() -> str:
 
 
 class AuditLog:
-    """The tamper-evident audit log of one gateway (one writer thread; safe to share across threads)."""
+    """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ def read_journal(path: Path) -> JournalContents:
 
 
 class Journal:
-    """Append-and-sync file of the writer thread (not thread-safe: the writer is its only user).
+    """Append-and-sync file of the writer (not thread-safe: the writer is its only user).
 
     ``size`` is how much of it holds lines; ``capacity`` the preallocated length of the file.
     """

@@ -100,7 +100,10 @@ class RemoteWriter:
         self._lock = threading.Lock()
         self._tokens = itertools.count(1)
         self._waiting: dict[int, _Waiting] = {}
-        self._closed = False
+        self._write_lock = threading.Lock()
+        self._closed = False  # no more submissions: close() was called or the writer process is gone
+        self._closed_reason = "the audit log is closed"
+        self._shut = False  # close() has run
         self._pending_records = 0
         self.last_seq = 0
         self.commits = 0
@@ -151,10 +154,18 @@ class RemoteWriter:
         data = wire.encode(message)
         with self._lock:
             if self._closed:
-                raise AuditLogClosed("the audit log is closed")
+                raise AuditLogClosed(self._closed_reason)
             self._waiting[token] = waiting
             self._pending_records += waiting.records
-            wire.write_all(self._requests, data)
+        try:
+            # A lock of its own: the answer reader never waits for a write (which may wait for it).
+            with self._write_lock:
+                wire.write_all(self._requests, data)
+        except OSError as error:
+            with self._lock:
+                self._waiting.pop(token, None)
+                self._pending_records -= waiting.records
+            raise AuditError(f"the audit writer process is gone ({error})") from error
 
     def submit(
         self,
@@ -204,13 +215,14 @@ class RemoteWriter:
         waiting.future.result()
 
     def close(self) -> None:
+        """Let the writer commit everything sent and stop; wait for it (also after it died)."""
         with self._lock:
-            if self._closed:
+            if self._shut:
                 return
-            self._closed = True
-            with contextlib.suppress(OSError):
-                wire.write_all(self._requests, wire.encode((wire.CLOSE,)))
-            os.close(self._requests)
+            self._shut = self._closed = True
+        with self._write_lock, contextlib.suppress(OSError):
+            wire.write_all(self._requests, wire.encode((wire.CLOSE,)))
+        os.close(self._requests)
         self._thread.join()
         self._process.wait()
         os.close(self._answers)
@@ -254,6 +266,8 @@ class RemoteWriter:
         # may be blocked in close()).
         self._read_loop_answers(in_loop=False)
         with self._lock:
+            if not self._closed:
+                self._closed_reason = "the audit writer process stopped"
             self._closed = True
             left = list(self._waiting.items())
         if left:

@@ -1,6 +1,8 @@
-"""Group commit: one writer thread makes every pending event durable with ONE journal sync.
+"""Group commit: one writer makes every pending event durable with ONE journal sync.
 
-Callers put submissions (a list of protected records and a future) on a queue. The writer takes
+The gateway's writer runs in a process of its own (:mod:`.writer_process`), which reads submissions
+from a pipe (its :class:`Inbox`); without an inbox the writer runs as a thread of the caller's process
+and callers put submissions (a list of protected records and a future) on a queue. The writer takes
 everything that is waiting (and, while announced requests are still on their way, waits up to the
 group window for them), assigns consecutive sequence numbers, links each record to the previous
 one's hash, appends them with any checkpoints that fall due to the journal, syncs it once, and

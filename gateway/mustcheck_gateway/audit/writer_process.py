@@ -1,7 +1,8 @@
 """The audit writer process: the group-commit writer, away from the gateway's interpreter lock.
 
 Started by :class:`~.remote_writer.RemoteWriter` as ``python -m mustcheck_gateway.audit.writer_process``
-with two pipe descriptors. It holds the database's writer lock, replays the journal, then reads
+with the descriptors of its request pipe, its two answer pipes and the shared count of requests in
+progress (:mod:`.announced`). It holds the database's writer lock, replays the journal, then reads
 protected records (:mod:`.wire`), gives them their seqs and hash links, journals and syncs them
 (:class:`~.writer.GroupCommitWriter`, on this process's only thread: it reads the request pipe
 itself) and answers with the seqs once they are durable. It stops,
@@ -33,7 +34,7 @@ from .writer import GroupCommitWriter, new_flush, new_submission, stop_marker
 
 
 class _Answers:
-    """The answer pipe, shared by the writer thread (commits) and the main thread (start, close)."""
+    """The two answer pipes: outcomes of commits and flushes, and the start and the end."""
 
     def __init__(self, descriptor: int, loop_descriptor: int) -> None:
         self._descriptor = descriptor
