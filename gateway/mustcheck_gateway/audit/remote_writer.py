@@ -89,6 +89,7 @@ class RemoteWriter:
                 command,
                 pass_fds=(requests_in, answers_out, loop_answers_out, self._announced.descriptor),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
             )
         finally:
             for descriptor in (requests_in, answers_out, loop_answers_out):
@@ -190,10 +191,11 @@ class RemoteWriter:
         """Whether ``loop`` (the running loop) reads its answers itself: the first loop to submit does."""
         if self._loop is None:
             with self._lock:
-                if self._closed:
-                    return False
-                self._loop = loop
-            loop.add_reader(self._loop_answers, self._read_loop_answers)
+                attach = self._loop is None and not self._closed
+                if attach:
+                    self._loop = loop
+            if attach:
+                loop.add_reader(self._loop_answers, self._read_loop_answers)
         return loop is self._loop
 
     def _read_loop_answers(self, *, in_loop: bool = True) -> None:

@@ -17,6 +17,7 @@ import collections
 import os
 import queue
 import select
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -171,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
     parser.add_argument("--log-level", default="info")
     options = parser.parse_args(argv)
+    # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this
+    # process stops (it closes the log, or its end of the request pipe when it exits).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(level=options.log_level)
     answers = _Answers(options.answers, options.loop_answers)
     wire.widen(options.answers)
