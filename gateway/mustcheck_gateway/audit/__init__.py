@@ -19,9 +19,9 @@ from .errors import AuditError, AuditIntegrityError, AuditLogClosed, KeyRingErro
 from .keys import KeyKind, KeyRing, load_public_keys
 from .mirror import MIRROR_FILE_NAME
 from .record import AuditEvent, AuditRecord
+from .remote_writer import Announcement
 from .retention import RETENTION_YEARS, retention_limit
 from .verify import VerifyReport, verify_log
-from .writer import Announcement
 
 __all__ = [
     "DEFAULT_FILE_NAME",

@@ -29,11 +29,10 @@ from .mirror import CheckpointMirror, mirror_path_for
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .record import AuditEvent, AuditRecord, PendingRecord
-from .remote_writer import RemoteWriter, WriterSettings
+from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .sqlite_log import SqliteAuditStore
 from .verify import VerifyReport, verify_log
-from .writer import Announcement
 
 log = structlog.get_logger("mustcheck.audit")
 

@@ -21,14 +21,50 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import errors, wire
 from .announced import SharedCounter
 from .errors import AuditError, AuditLogClosed
 from .keys import KeyRing
 from .record import PendingRecord
-from .writer import DEFAULT_GROUP_WINDOW_S, Announcement, deliver_to_waiters
+from .writer import DEFAULT_GROUP_WINDOW_S
+
+
+class _Announced(Protocol):
+    def _release(self) -> None: ...
+
+
+class Announcement:
+    """A record on its way; ``release`` (idempotent) withdraws it, as submitting does."""
+
+    __slots__ = ("_open", "_writer")
+
+    def __init__(self, writer: _Announced) -> None:
+        self._writer = writer
+        self._open = True
+
+    def release(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer._release()
+
+    def __enter__(self) -> Announcement:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def deliver_to_waiters(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
+    """On the waiters' loop: resolve every waiter of one commit (a cancelled one is skipped)."""
+    for waiter, outcome in results:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
 
 
 @dataclass(frozen=True, slots=True)

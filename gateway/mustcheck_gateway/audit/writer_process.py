@@ -31,7 +31,7 @@ from .exclusive import WriterLock
 from .keys import KeyRing
 from .mirror import CheckpointMirror
 from .sqlite_log import SqliteAuditStore
-from .writer import GroupCommitWriter, new_flush, new_submission, stop_marker
+from .writer import STOP, Flush, GroupCommitWriter, Submission
 
 
 class _Answers:
@@ -104,7 +104,7 @@ class _PipeInbox:
     def _take(self, messages: list[tuple[Any, ...]] | None) -> None:
         if messages is None:  # the gateway is gone: commit what it sent, then stop
             self._ended = True
-            self._items.append(stop_marker())
+            self._items.append(STOP)
             return
         for message in messages:
             if message[0] == wire.RECORDS:
@@ -115,14 +115,14 @@ class _PipeInbox:
                     self._answers.writer.use_keyring(KeyRing(self._keys_dir))
                 if to_loop:
                     self._answers.loop_tokens.add(token)
-                self._items.append(new_submission([wire.pending_from_row(row) for row in rows], token))
+                self._items.append(Submission([wire.pending_from_row(row) for row in rows], token))
             elif message[0] == wire.FLUSH:
-                flush = new_flush()
+                flush = Flush()
                 flush.future.add_done_callback(self._answers.flushed(message[1]))
                 self._items.append(flush)
             elif message[0] == wire.CLOSE:
                 self._ended = True
-                self._items.append(stop_marker())
+                self._items.append(STOP)
 
 
 def _serve(options: argparse.Namespace, answers: _Answers) -> None:
