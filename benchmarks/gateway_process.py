@@ -104,6 +104,12 @@ async def serve(options: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     await gateway.stop()
+    writer = resource.getrusage(resource.RUSAGE_CHILDREN)  # the audit writer process, reaped by stop()
+    if writer.ru_utime + writer.ru_stime:
+        print(
+            f"# audit writer process cpu: user {writer.ru_utime:.2f} s, system {writer.ru_stime:.2f} s",
+            file=sys.stderr,
+        )
 
 
 def thread_cpu() -> str:

@@ -10,7 +10,9 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import stat
 import threading
@@ -30,6 +32,7 @@ from mustcheck_gateway.audit import (
     retention_limit,
     verify_log,
 )
+from mustcheck_gateway.audit.journal import GROW_BYTES, Journal, read_journal
 from mustcheck_gateway.audit.record import RECORD_COLUMNS, AuditRecord, compute_record_hash
 
 from factories import new_citizen_id, new_uscc
@@ -555,3 +558,63 @@ def test_records_past_retention_are_pruned_and_the_rest_still_verifies(tmp_path:
 
     tamper(tmp_path, ("DELETE FROM audit_records WHERE seq = ?", (11,)))
     assert verify(tmp_path) == (12, "sequence gap: the log starts at 12, expected 11 (record 11 deleted)")
+
+
+# -- the writer process and its journal ---------------------------------------------------------------
+
+
+def writer_process_ids(db_path: Path) -> list[int]:
+    """The audit writer processes of ``db_path`` that this test process started (Linux /proc)."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            arguments = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+            if "mustcheck_gateway.audit.writer_process" in arguments and str(db_path) in arguments:
+                found.append(int(pid))
+    return found
+
+
+def test_appends_fail_once_the_writer_process_is_gone_and_nothing_acknowledged_is_lost(
+    tmp_path: Path,
+) -> None:
+    log = AuditLog.open(tmp_path)
+    subject = new_uscc()
+    seq = log.append_sync(check_event(subject))
+    [writer] = writer_process_ids(log.path)
+    os.kill(writer, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the gateway learns it when the answer pipe closes
+        try:
+            log.append_sync(check_event(new_uscc()))
+        except AuditError as error:
+            assert "writer process" in str(error)
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("appends kept succeeding after the writer process was killed")
+    log.close()
+    with AuditLog.open(tmp_path) as reopened:  # the journal is replayed
+        assert [r.seq for r in reopened.query(subject=subject)] == [seq]
+        assert reopened.verify().ok
+
+
+def test_the_journal_ends_at_its_zero_padding_and_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "audit.journal"
+    journal = Journal(path)
+    preallocated = path.stat().st_size
+    assert preallocated >= GROW_BYTES // 2 and read_journal(path).rows == []
+    journal.append([(1, "a"), (2, "b")], [])
+    assert read_journal(path).rows == [(1, "a"), (2, "b")]
+    assert path.stat().st_size == preallocated  # written in place: a sync has no size to write
+    with path.open("r+b") as file:  # a crash in the middle of the next write
+        file.seek(journal.size)
+        file.write(b'{"r":[3,')
+    assert read_journal(path).rows == [(1, "a"), (2, "b")]
+    journal.clear()
+    assert read_journal(path).rows == []
+    journal.append([(4, "d")], [])
+    assert read_journal(path).rows == [(4, "d")]
+    journal.close()
+    reopened = Journal(path)
+    assert reopened.size == journal.size  # continues after the last line
+    reopened.close()

@@ -312,15 +312,13 @@ def test_serve_prints_the_token_path_never_the_token(tmp_path: Path) -> None:
     assert server.process.returncode == 0
 
 
-def test_records_only_in_the_journal_survive_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_only_in_the_journal_survive_a_crash(tmp_path: Path) -> None:
     from mustcheck_gateway.audit import AuditEvent, verify_log
-    from mustcheck_gateway.audit import writer as audit_writer
+    from mustcheck_gateway.audit.journal import read_journal
 
     # Index nothing while running: every acknowledged record is in the journal only.
-    monkeypatch.setattr(audit_writer, "INDEX_EVERY", 10**9)
-    monkeypatch.setattr(audit_writer, "INDEX_INTERVAL_S", 3600.0)
     live = tmp_path / "live"
-    log = AuditLog.open(live, checkpoint_interval_s=3600.0)
+    log = AuditLog.open(live, checkpoint_interval_s=3600.0, index_every=10**9, index_interval_s=3600.0)
     subjects = [new_uscc() for _ in range(12)]
     for subject in subjects:
         log.append_sync(AuditEvent(kind="check", caller_id="c", subject=subject, outcome="no_record"))
@@ -338,7 +336,7 @@ def test_records_only_in_the_journal_survive_a_crash(tmp_path: Path, monkeypatch
         else:
             target.write_bytes(key.read_bytes())
     log.close()
-    assert (crashed / "audit.journal").stat().st_size > 0
+    assert len(read_journal(crashed / "audit.journal").rows) == len(subjects)
     offline = verify_log(crashed / "audit.sqlite3", crashed / "keys" / "public")
     assert offline.ok and offline.records_checked == len(subjects)
     reopened = AuditLog.open(crashed)  # replays the journal into the database
@@ -348,4 +346,4 @@ def test_records_only_in_the_journal_survive_a_crash(tmp_path: Path, monkeypatch
         assert reopened.verify().ok
     finally:
         reopened.close()
-    assert (crashed / "audit.journal").stat().st_size == 0
+    assert read_journal(crashed / "audit.journal").rows == []

@@ -1,8 +1,9 @@
 """The tamper-evident audit log (R10, R14): every check and administrative change, before the answer.
 
-Records go to their own SQLite file through one group-commit writer; each record's hash covers the
-previous one, Ed25519-signed checkpoints (also mirrored to ``checkpoints.jsonl``) pin the chain, and
-subjects are stored only as a keyed hash (search) and AES-GCM ciphertext (authorised reveal).
+Records go to their own SQLite file through one group-commit writer (a process of its own); each
+record's hash covers the previous one, Ed25519-signed checkpoints (also mirrored to
+``checkpoints.jsonl``) pin the chain, and subjects are stored only as a keyed hash (search) and
+AES-GCM ciphertext (authorised reveal).
 ``verify_log`` checks a copy of the log offline with nothing but the public keys.
 
     log = AuditLog.open(data_dir)
@@ -18,9 +19,9 @@ from .errors import AuditError, AuditIntegrityError, AuditLogClosed, KeyRingErro
 from .keys import KeyKind, KeyRing, load_public_keys
 from .mirror import MIRROR_FILE_NAME
 from .record import AuditEvent, AuditRecord
+from .remote_writer import Announcement
 from .retention import RETENTION_YEARS, retention_limit
 from .verify import VerifyReport, verify_log
-from .writer import Announcement
 
 __all__ = [
     "DEFAULT_FILE_NAME",

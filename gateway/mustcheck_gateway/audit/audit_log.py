@@ -2,13 +2,16 @@
 
 ``AuditLog.open(DATA_DIR)`` uses ``DATA_DIR/audit.sqlite3``, ``DATA_DIR/checkpoints.jsonl`` and the
 key ring ``DATA_DIR/keys/`` (created on first use). Appends return once the record is on disk; the
-raw subject of an event is protected before it is queued and never stored in clear.
+raw subject of an event is protected before it is queued and never stored in clear. Chaining,
+journaling and syncing run in a writer process started by :meth:`AuditLog.open` (:mod:`.remote_writer`),
+so they never hold the gateway's interpreter lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,10 +29,10 @@ from .mirror import CheckpointMirror, mirror_path_for
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .record import AuditEvent, AuditRecord, PendingRecord
+from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .sqlite_log import SqliteAuditStore
 from .verify import VerifyReport, verify_log
-from .writer import Announcement, GroupCommitWriter
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -37,8 +40,14 @@ DEFAULT_FILE_NAME = "audit.sqlite3"
 KEYS_DIR_NAME = "keys"
 
 
+def _log_level() -> str:
+    """This process's operational log level, for the writer process's own log lines."""
+    level = structlog.get_logger().bind().get_effective_level()
+    return str(logging.getLevelName(level)).lower()
+
+
 class AuditLog:
-    """The tamper-evident audit log of one gateway (one writer thread; safe to share across threads)."""
+    """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
         self,
@@ -47,6 +56,8 @@ class AuditLog:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval_s: float = 10.0,
+        index_every: int | None = None,
+        index_interval_s: float | None = None,
     ) -> None:
         self.path = db_path
         self.keyring = keyring
@@ -59,13 +70,18 @@ class AuditLog:
             self._mirror = CheckpointMirror(self.mirror_path)
             self._protector = SubjectProtector(keyring)
             self._restore_mirror()
-            self._writer = GroupCommitWriter(
-                self._store,
+            self._writer = RemoteWriter(
+                db_path,
+                self.journal_path,
+                self.mirror_path,
                 keyring,
-                self._mirror,
-                checkpoint_every=checkpoint_every,
-                checkpoint_interval_s=checkpoint_interval_s,
-                journal_path=self.journal_path,
+                WriterSettings(
+                    checkpoint_every,
+                    checkpoint_interval_s,
+                    index_every=index_every,
+                    index_interval_s=index_interval_s,
+                    log_level=_log_level(),
+                ),
             )
         except BaseException:
             store: SqliteAuditStore | None = getattr(self, "_store", None)
@@ -83,8 +99,14 @@ class AuditLog:
         checkpoint_interval_s: float = 10.0,
         file_name: str = DEFAULT_FILE_NAME,
         keys_dir: Path | None = None,
+        index_every: int | None = None,
+        index_interval_s: float | None = None,
     ) -> AuditLog:
-        """Open (creating the database and the keys on first use) the audit log in ``data_dir``."""
+        """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
+
+        ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
+        copied into the database (default: every 1,000 records or 50 ms).
+        """
         data_dir.mkdir(parents=True, exist_ok=True)
         keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME)
         return cls(
@@ -92,6 +114,8 @@ class AuditLog:
             keyring,
             checkpoint_every=checkpoint_every,
             checkpoint_interval_s=checkpoint_interval_s,
+            index_every=index_every,
+            index_interval_s=index_interval_s,
         )
 
     def _restore_mirror(self) -> None:
@@ -128,8 +152,8 @@ class AuditLog:
             return []
         waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._writer.submit(pending, announcement, waiter=waiter)
-        # Shielded: a cancelled request must not cancel its audit record (the writer holds it anyway).
-        return await asyncio.shield(waiter)
+        # A cancelled request cancels only this waiter: the writer process holds the record and writes it.
+        return await waiter
 
     def append_sync(self, event: AuditEvent) -> int:
         """Log one event, blocking until it is on disk; return its seq."""

@@ -14,11 +14,14 @@ from .errors import AuditError
 
 
 class WriterLock:
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".lock")
+    """``wait``: block until the lock is free instead of failing (the writer process waits for one
+    that a gateway killed a moment ago left finishing its last commit)."""
+
+    def __init__(self, db_path: Path, *, suffix: str = ".lock", wait: bool = False) -> None:
+        self.path = db_path.with_name(db_path.name + suffix)
         self._descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(self._descriptor)
             raise AuditError(f"the audit log {db_path} is already open for writing elsewhere") from None

@@ -8,6 +8,11 @@ the journal holds beyond the database's last record is copied in first (a crash 
 
 A line cut short by a crash during its write was never acknowledged (the sync did not return), so
 a torn last line is dropped; any other unreadable line is an error.
+
+The file is preallocated with zeros (``GROW_BYTES`` at a time) and written in place, so that a sync
+writes data only, not the file's size as well (on ext4 that halves the cost of the sync that each
+group of records waits for). Beyond the last line the file holds only zeros: reading stops at the
+first zero byte (JSON text never contains one), and emptying the journal zeroes what was written.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .checkpoint import Checkpoint
 from .errors import AuditIntegrityError
 
 JOURNAL_SUFFIX = ".journal"
+GROW_BYTES = 1 << 20
 
 
 def journal_path_for(db_path: Path) -> Path:
@@ -43,7 +49,8 @@ def read_journal(path: Path) -> JournalContents:
         data = path.read_bytes()
     except FileNotFoundError:
         return JournalContents(rows, checkpoints)
-    lines = data.split(b"\n")
+    end = data.find(b"\0")
+    lines = (data if end < 0 else data[:end]).split(b"\n")
     complete = lines[:-1]  # the last piece is empty after a final newline, or a torn line
     for number, line in enumerate(complete, start=1):
         try:
@@ -58,12 +65,27 @@ def read_journal(path: Path) -> JournalContents:
 
 
 class Journal:
-    """Append-and-sync file of the writer thread (not thread-safe: the writer is its only user)."""
+    """Append-and-sync file of the writer (not thread-safe: the writer is its only user).
+
+    ``size`` is how much of it holds lines; ``capacity`` the preallocated length of the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.size = os.fstat(self._descriptor).st_size
+        self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.capacity = os.fstat(self._descriptor).st_size
+        data = os.pread(self._descriptor, self.capacity, 0) if self.capacity else b""
+        end = data.find(b"\0")
+        self.size = len(data) if end < 0 else end
+        if self.capacity - self.size < GROW_BYTES // 2:
+            self._grow(GROW_BYTES)
+
+    def _grow(self, needed: int) -> None:
+        """Extend the file with zeros (written, not just allocated: a sync then has no metadata to write)."""
+        added = max(needed, GROW_BYTES)
+        os.pwrite(self._descriptor, bytes(added), self.capacity)
+        os.fsync(self._descriptor)
+        self.capacity += added
 
     def append(self, rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> None:
         """Write the rows and checkpoints and return once they are on disk."""
@@ -73,16 +95,23 @@ class Journal:
             for checkpoint in checkpoints
         ]
         payload = ("\n".join(lines) + "\n").encode()
-        written = 0
-        while written < len(payload):
-            written += os.write(self._descriptor, payload[written:])
+        if self.size + len(payload) > self.capacity:
+            self._grow(self.size + len(payload) - self.capacity)
+        self._write_at(self.size, payload)
         os.fdatasync(self._descriptor)
         self.size += len(payload)
 
+    def _write_at(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._descriptor, view, offset)
+            view, offset = view[written:], offset + written
+
     def clear(self) -> None:
-        """Empty the journal (everything in it is committed to the database)."""
-        os.ftruncate(self._descriptor, 0)
-        os.fdatasync(self._descriptor)
+        """Empty the journal (everything in it is committed to the database): zero what was written."""
+        if self.size:
+            self._write_at(0, bytes(self.size))
+            os.fdatasync(self._descriptor)
         self.size = 0
 
     def close(self) -> None:

@@ -78,6 +78,8 @@ class AuditEvent:
     latency_us: int = 0
     detail: Mapping[str, Any] = field(default_factory=dict)
     at: dt.datetime | None = None
+    # The detail as canonical JSON, encoded once here (checked for the raw subject, then stored).
+    detail_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -89,6 +91,7 @@ class AuditEvent:
             detail_text = canonical_json(dict(self.detail))
         except (TypeError, ValueError) as error:
             raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
+        object.__setattr__(self, "detail_json", detail_text)
         needle = (self.subject or "").strip()
         if needle:
             for name, text in (
@@ -106,9 +109,13 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class PendingRecord:
-    """An event with its subject protected and its time fixed, waiting for a sequence number."""
+    """An event with its subject protected and its time fixed, waiting for a sequence number.
 
-    at: dt.datetime
+    Its values are already in their stored form (instant as text, detail as canonical JSON), so
+    that they cross to the writer process as plain values and are encoded once.
+    """
+
+    at: str
     kind: str
     caller_id: str
     department: str
@@ -125,43 +132,67 @@ class PendingRecord:
     data_version: int
     status: str
     latency_us: int
-    detail: Mapping[str, Any]
+    detail_json: str
 
     @classmethod
     def from_event(cls, event: AuditEvent, protector: SubjectProtector, now: dt.datetime) -> PendingRecord:
         protected = protector.protect(event.subject) if event.subject is not None else None
         return cls(
-            at=(event.at or now).astimezone(dt.UTC),
-            kind=event.kind,
-            caller_id=event.caller_id,
-            department=event.department,
-            matter=event.matter,
-            purpose=event.purpose,
-            authorization_ref=event.authorization_ref,
-            subject_kind=event.subject_kind,
-            subject_hash=protected.subject_hash if protected else None,
-            hmac_key_id=protected.hmac_key_id if protected else None,
-            subject_enc=protected.subject_enc if protected else None,
-            enc_key_id=protected.enc_key_id if protected else None,
-            outcome=event.outcome,
-            measure_ids=event.measure_ids,
-            data_version=int(event.data_version),
-            status=event.status,
-            latency_us=int(event.latency_us),
-            detail=json.loads(canonical_json(dict(event.detail))) if event.detail else {},
+            format_instant(event.at or now),
+            event.kind,
+            event.caller_id,
+            event.department,
+            event.matter,
+            event.purpose,
+            event.authorization_ref,
+            event.subject_kind,
+            protected.subject_hash if protected else None,
+            protected.hmac_key_id if protected else None,
+            protected.subject_enc if protected else None,
+            protected.enc_key_id if protected else None,
+            event.outcome,
+            event.measure_ids,
+            int(event.data_version),
+            event.status,
+            int(event.latency_us),
+            event.detail_json,
         )
 
-    def chain(self, seq: int, prev_hash: str) -> tuple[AuditRecord, tuple[Any, ...]]:
-        """The stored record at ``seq`` after ``prev_hash``, with its own hash, and its row.
+    def as_values(self) -> tuple[Any, ...]:
+        """The fields in order, as a plain tuple (what crosses to the writer process)."""
+        return tuple(getattr(self, name) for name in _PENDING_FIELDS)
+
+    def chain(self, seq: int, prev_hash: str) -> tuple[str, tuple[Any, ...]]:
+        """The record's hash at ``seq`` after ``prev_hash``, and its stored row.
 
         The columns are encoded once and serve both the hash and the row (this is the writer's hot path).
+        The detail is read back and encoded again so that it is stored exactly as verification will
+        encode it (keys that are not strings become strings, in the order of the stored text).
         """
-        values = {name: getattr(self, name) for name in _PENDING_FIELDS}
-        columns = stored_columns(AuditRecord(seq=seq, prev_hash=prev_hash, record_hash="", **values))
+        columns: dict[str, Any] = {
+            "seq": seq,
+            "at": self.at,
+            "kind": self.kind,
+            "caller_id": self.caller_id,
+            "department": self.department,
+            "matter": self.matter,
+            "purpose": self.purpose,
+            "authorization_ref": self.authorization_ref,
+            "subject_kind": self.subject_kind,
+            "subject_hash": self.subject_hash,
+            "hmac_key_id": self.hmac_key_id,
+            "subject_enc": self.subject_enc,
+            "enc_key_id": self.enc_key_id,
+            "outcome": self.outcome,
+            "measure_ids": canonical_json(list(self.measure_ids)),
+            "data_version": self.data_version,
+            "status": self.status,
+            "latency_us": self.latency_us,
+            "detail": canonical_json(json.loads(self.detail_json)),
+            "prev_hash": prev_hash,
+        }
         record_hash = _hash_columns(prev_hash, columns)
-        columns["record_hash"] = record_hash
-        record = AuditRecord(seq=seq, prev_hash=prev_hash, record_hash=record_hash, **values)
-        return record, tuple(columns[name] for name in RECORD_COLUMNS)
+        return record_hash, (*columns.values(), record_hash)
 
 
 _PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(PendingRecord))

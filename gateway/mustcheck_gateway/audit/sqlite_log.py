@@ -180,7 +180,7 @@ class SqliteAuditStore:
         self.migrate()
 
     def connect(self) -> sqlite3.Connection:
-        """A new writable connection of the caller's own (the writer thread keeps one)."""
+        """A new writable connection of the caller's own (the writer keeps one)."""
         return self._connections.open()
 
     def _reader(self) -> sqlite3.Connection:

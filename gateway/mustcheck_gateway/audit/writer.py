@@ -1,41 +1,43 @@
-"""Group commit: one writer thread makes every pending event durable with ONE journal sync.
+"""Group commit: the writer process makes every pending event durable with ONE journal sync.
 
-Callers put submissions (a list of protected records and a future) on a queue. The writer takes
-everything that is waiting (and, while announced requests are still on their way, waits up to the
-group window for them), assigns consecutive sequence numbers, links each record to the previous
-one's hash, appends them with any checkpoints that fall due to the journal, syncs it once, and
-resolves every future with its seqs. So requests never wait for one sync each.
+The writer runs in the audit writer process (:mod:`.writer_process`) and takes submissions (a list of
+protected records and the token its gateway knows them by), flushes and the stop from its
+:class:`Inbox`, the request pipe. It takes everything that is waiting (and, while requests announced
+in the gateway are still on their way, waits up to the group window for them), assigns consecutive
+sequence numbers, links each record to the previous one's hash, appends them with any checkpoints
+that fall due to the journal, syncs it once, and reports every submission's seqs through ``deliver``.
+So requests never wait for one sync each.
 
 The records then go to the SQLite database (the index that queries and verification read) in larger
 transactions: every ``INDEX_EVERY`` records, every ``INDEX_INTERVAL_S`` seconds, whenever a reader
-asks (:meth:`flush`) and on close; after each, the journal is emptied. A SQLite transaction costs far
+asks (a :class:`Flush`) and on stop; after each, the journal is emptied. A SQLite transaction costs far
 more than a journal sync, so this keeps the cost per record low when requests come one by one.
 
 A ``chain`` checkpoint is signed for every ``checkpoint_every``-th record, and for the last record when
-``checkpoint_interval_s`` has passed with records not yet covered, and on close. Checkpoints go to the
+``checkpoint_interval_s`` has passed with records not yet covered, and on stop. Checkpoints go to the
 mirror file after the database transaction that stores them commits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import datetime as dt
 import queue
 import sqlite3
-import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from ..store.sqlite_connections import transaction
+from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
-from .errors import AuditError, AuditIntegrityError, AuditLogClosed
+from .errors import AuditError, AuditIntegrityError
 from .journal import Journal, read_journal
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror
@@ -50,45 +52,33 @@ INDEX_INTERVAL_S = 0.05
 
 
 @dataclass(slots=True)
-class _Submission:
+class Submission:
+    """Records to commit together, and the token their outcome is reported under."""
+
     records: list[PendingRecord]
-    future: Future[list[int]] = field(default_factory=Future)
-    # An asyncio caller's future and loop: resolved with one loop wake-up per commit, not one each.
-    waiter: asyncio.Future[list[int]] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
+    token: int
 
 
 @dataclass(slots=True)
-class _Flush:
+class Flush:
     """A reader's request: index everything durable so far, then resolve."""
 
     future: Future[None] = field(default_factory=Future)
 
 
-_STOP = object()
+STOP = object()
+
+
+class Inbox(Protocol):
+    """Where the writer takes submissions, flushes and :data:`STOP` from (raises queue.Empty)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object: ...
+
+    def get_nowait(self) -> object: ...
+
+
 # How long a commit may wait for records that requests in progress have announced.
 DEFAULT_GROUP_WINDOW_S = 0.002
-
-
-class Announcement:
-    """A record on its way; ``release`` (idempotent) withdraws it, as submitting does."""
-
-    __slots__ = ("_open", "_writer")
-
-    def __init__(self, writer: GroupCommitWriter) -> None:
-        self._writer = writer
-        self._open = True
-
-    def release(self) -> None:
-        if self._open:
-            self._open = False
-            self._writer._release()
-
-    def __enter__(self) -> Announcement:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
 
 
 def _name_os_thread(name: str) -> None:
@@ -97,19 +87,8 @@ def _name_os_thread(name: str) -> None:
         ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
 
 
-def _deliver(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
-    """On the caller's loop: resolve every waiter of one commit."""
-    for waiter, outcome in results:
-        if waiter.done():
-            continue
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(outcome)
-
-
 class GroupCommitWriter:
-    """The single writer of one audit store; thread-safe :meth:`submit`, idempotent :meth:`close`."""
+    """The single writer of one audit store: :meth:`run` writes until its inbox says stop."""
 
     def __init__(
         self,
@@ -121,6 +100,11 @@ class GroupCommitWriter:
         checkpoint_interval_s: float,
         group_window_s: float = DEFAULT_GROUP_WINDOW_S,
         journal_path: Path,
+        index_every: int | None = None,
+        index_interval_s: float | None = None,
+        inbox: Inbox,
+        deliver: Callable[[list[tuple[int, Any]]], None],
+        announced: SharedCounter,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -129,12 +113,14 @@ class GroupCommitWriter:
         self._mirror = mirror
         self._every = checkpoint_every
         self._interval = checkpoint_interval_s
-        self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._pending_records = 0
+        self._inbox = inbox
         self._window = group_window_s
-        self._announced = 0
+        # Requests in progress in the gateway that will submit a record.
+        self._announced = announced
+        self._index_every = index_every
+        self._index_interval = index_interval_s
+        # Called once per commit with (token, seqs or exception) of each submission in it.
+        self._deliver = deliver
         self._replay_journal(journal_path)
         self._journal = Journal(journal_path)
         self._unindexed_rows: list[tuple[Any, ...]] = []
@@ -150,79 +136,23 @@ class GroupCommitWriter:
         self.checkpoints_written = 0
         self.last_commit_latency_s = 0.0
         self._connection: sqlite3.Connection | None = None
-        self._thread = threading.Thread(target=self._run, name="mustcheck-audit-writer", daemon=True)
-        self._thread.start()
-
-    # -- the caller's side ---------------------------------------------------------
-
-    @property
-    def queue_depth(self) -> int:
-        """Records submitted and not yet committed."""
-        with self._lock:
-            return self._pending_records
 
     @property
     def last_seq(self) -> int:
         return self._last_seq
 
-    def announce(self) -> Announcement:
-        """Say that a record is on its way (a request is being processed): the writer may wait for it."""
-        with self._lock:
-            self._announced += 1
-        return Announcement(self)
+    def use_keyring(self, keyring: KeyRing) -> None:
+        """Sign later checkpoints with this key ring's current key (after a rotation elsewhere)."""
+        self._keyring = keyring
 
-    def _release(self) -> None:
-        with self._lock:
-            self._announced -= 1
-
-    def submit(
-        self,
-        records: list[PendingRecord],
-        announcement: Announcement | None = None,
-        *,
-        waiter: asyncio.Future[list[int]] | None = None,
-    ) -> Future[list[int]]:
-        """Queue records for the next commit; the future (and ``waiter``, an asyncio future of the
-        running loop) resolves to their seqs once durable."""
-        submission = _Submission(records)
-        if waiter is not None:
-            submission.waiter, submission.loop = waiter, waiter.get_loop()
-        try:
-            with self._lock:
-                if self._closed:
-                    raise AuditLogClosed("the audit log is closed")
-                self._pending_records += len(records)
-                self._queue.put(submission)
-        finally:
-            if announcement is not None:
-                announcement.release()
-        return submission.future
-
-    def flush(self) -> None:
-        """Return once everything acknowledged so far is in the database (readers call this first)."""
-        flush = _Flush()
-        with self._lock:
-            if self._closed:
-                return  # close() indexed everything
-            self._queue.put(flush)
-        flush.future.result()
-
-    def close(self) -> None:
-        """Commit everything queued, write a final checkpoint, stop the thread."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(_STOP)
-        self._thread.join()
-
-    # -- the writer thread ---------------------------------------------------------
+    # -- writing ---------------------------------------------------------
 
     @property
     def _uncovered(self) -> int:
         return self._last_seq - self._covered_seq
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Write until the inbox says stop: commit everything before it, index it, checkpoint it."""
         _name_os_thread("audit-writer")
         self._connection = self._store.connect()
         try:
@@ -240,19 +170,20 @@ class GroupCommitWriter:
             self._journal.close()
         except BaseException:  # never leave a waiter hanging
             log.exception("audit_writer_crashed")
-            with self._lock:
-                self._closed = True
             self._fail_queued(AuditError("the audit writer stopped"))
             raise
 
     def _checkpoint_due(self) -> bool:
         return time.monotonic() - self._last_checkpoint_time >= self._interval
 
+    @property
+    def _index_limits(self) -> tuple[int, float]:
+        every = INDEX_EVERY if self._index_every is None else self._index_every
+        return every, INDEX_INTERVAL_S if self._index_interval is None else self._index_interval
+
     def _index_due(self) -> bool:
-        return (
-            len(self._unindexed_rows) >= INDEX_EVERY
-            or time.monotonic() - self._last_index_time >= INDEX_INTERVAL_S
-        )
+        every, interval = self._index_limits
+        return len(self._unindexed_rows) >= every or time.monotonic() - self._last_index_time >= interval
 
     def _wait_limit(self) -> float | None:
         """How long the writer may sleep: until a checkpoint or an index transaction falls due."""
@@ -260,49 +191,47 @@ class GroupCommitWriter:
         if self._uncovered:
             limits.append(self._interval - (time.monotonic() - self._last_checkpoint_time))
         if self._unindexed_rows:
-            limits.append(INDEX_INTERVAL_S - (time.monotonic() - self._last_index_time))
+            limits.append(self._index_limits[1] - (time.monotonic() - self._last_index_time))
         return max(0.0, min(limits)) if limits else None
 
-    def _take(self) -> tuple[list[_Submission], list[_Flush], bool]:
+    def _take(self) -> tuple[list[Submission], list[Flush], bool]:
         """Block for the first submission (or until a checkpoint or an index falls due), then drain.
 
         While requests that announced a record are still being processed, wait for them too, up to
         the group window: one sync for many records instead of one each (group commit).
         """
-        batch: list[_Submission] = []
-        flushes: list[_Flush] = []
+        batch: list[Submission] = []
+        flushes: list[Flush] = []
         try:
-            item: object = self._queue.get(timeout=self._wait_limit())
+            item: object = self._inbox.get(timeout=self._wait_limit())
         except queue.Empty:
             return batch, flushes, False
         count = 0
         deadline = time.monotonic() + self._window
         while True:
-            if item is _STOP:
+            if item is STOP:
                 return batch, flushes, True  # everything submitted before close() is queued ahead of it
-            if isinstance(item, _Flush):
+            if isinstance(item, Flush):
                 flushes.append(item)
-            elif isinstance(item, _Submission):
+            elif isinstance(item, Submission):
                 batch.append(item)
                 count += len(item.records)
             if count >= MAX_RECORDS_PER_COMMIT:
                 return batch, flushes, False
             try:
-                item = self._queue.get_nowait()
+                item = self._inbox.get_nowait()
                 continue
             except queue.Empty:
                 pass
             remaining = deadline - time.monotonic()
-            if flushes or self._announced <= 0 or remaining <= 0:
+            if flushes or self._announced.value <= 0 or remaining <= 0:
                 return batch, flushes, False
             try:
-                item = self._queue.get(timeout=remaining)
+                item = self._inbox.get(timeout=remaining)
             except queue.Empty:
                 return batch, flushes, False
 
-    def _commit(self, batch: list[_Submission]) -> None:
-        for submission in batch:
-            submission.future.set_running_or_notify_cancel()  # audit is written even if nobody waits
+    def _commit(self, batch: list[Submission]) -> None:
         started = time.perf_counter()
         seq, prev_hash, covered = self._last_seq, self._last_hash, self._covered_seq
         rows: list[tuple[Any, ...]] = []
@@ -313,8 +242,7 @@ class GroupCommitWriter:
                 assigned = []
                 for pending in submission.records:
                     seq += 1
-                    record, row = pending.chain(seq, prev_hash)
-                    prev_hash = record.record_hash
+                    prev_hash, row = pending.chain(seq, prev_hash)
                     rows.append(row)
                     assigned.append(seq)
                     if seq - covered >= self._every:
@@ -377,29 +305,19 @@ class GroupCommitWriter:
             connection.close()
         if checkpoints:
             self._publish(checkpoints)
-        Journal(path).clear()
+        journal = Journal(path)
+        journal.clear()
+        journal.close()
         log.warning("audit_journal_replayed", records=len(rows), checkpoints=len(checkpoints))
 
     def _settle(
-        self, batch: list[_Submission], *, seqs: list[list[int]] | None = None, error: Exception | None = None
+        self, batch: list[Submission], *, seqs: list[list[int]] | None = None, error: Exception | None = None
     ) -> None:
-        with self._lock:
-            self._pending_records -= sum(len(submission.records) for submission in batch)
-        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]] = {}
-        for index, submission in enumerate(batch):
-            outcome: Any = error if error is not None else seqs[index] if seqs is not None else None
-            if submission.waiter is not None and submission.loop is not None:
-                deliveries.setdefault(submission.loop, []).append((submission.waiter, outcome))
-            if submission.future.cancelled():
-                continue
-            if error is not None:
-                submission.future.set_exception(error)
-            else:
-                assert seqs is not None
-                submission.future.set_result(seqs[index])
-        for loop, results in deliveries.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-                loop.call_soon_threadsafe(_deliver, results)
+        outcomes: list[tuple[int, Any]] = [
+            (submission.token, error if seqs is None else seqs[index])
+            for index, submission in enumerate(batch)
+        ]
+        self._deliver(outcomes)
 
     def _sign(self, seq: int, record_hash: str) -> Checkpoint:
         key_id = self._keyring.current_id(KeyKind.SIGN)
@@ -440,11 +358,11 @@ class GroupCommitWriter:
     def _fail_queued(self, error: Exception) -> None:
         while True:
             try:
-                item = self._queue.get_nowait()
+                item = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(item, _Flush):
+            if isinstance(item, Flush):
                 item.future.set_exception(error)
                 continue
-            if isinstance(item, _Submission) and item.future.set_running_or_notify_cancel():
+            if isinstance(item, Submission):
                 self._settle([item], error=error)

@@ -1,0 +1,336 @@
+"""The gateway's side of the audit writer process (:mod:`.writer_process`).
+
+Chaining, journaling, syncing and indexing run in a process of their own, so that they never hold
+the gateway's interpreter lock. :meth:`RemoteWriter.submit` sends protected records down a pipe and
+returns a future. The answers (the seqs, once the records are durable) for records submitted from
+the first event loop that submits come on a pipe of their own that this loop reads itself when it is
+readable: no thread and no cross-thread wake-up per commit. Everything else (blocking callers,
+flushes, other loops) is answered on the main pipe, read by a thread. Same methods as
+:class:`~.writer.GroupCommitWriter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import errors, wire
+from .announced import SharedCounter
+from .errors import AuditError, AuditLogClosed
+from .keys import KeyRing
+from .record import PendingRecord
+from .writer import DEFAULT_GROUP_WINDOW_S
+
+
+class _Announced(Protocol):
+    def _release(self) -> None: ...
+
+
+class Announcement:
+    """A record on its way; ``release`` (idempotent) withdraws it, as submitting does."""
+
+    __slots__ = ("_open", "_writer")
+
+    def __init__(self, writer: _Announced) -> None:
+        self._writer = writer
+        self._open = True
+
+    def release(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer._release()
+
+    def __enter__(self) -> Announcement:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def deliver_to_waiters(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
+    """On the waiters' loop: resolve every waiter of one commit (a cancelled one is skipped)."""
+    for waiter, outcome in results:
+        if waiter.done():
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSettings:
+    checkpoint_every: int
+    checkpoint_interval_s: float
+    group_window_s: float = DEFAULT_GROUP_WINDOW_S
+    index_every: int | None = None
+    index_interval_s: float | None = None
+    log_level: str = "warning"
+
+
+@dataclass(slots=True)
+class _Waiting:
+    future: Future[Any]
+    records: int
+    waiter: asyncio.Future[list[int]] | None = None
+
+
+def _error(class_name: str, message: str) -> AuditError:
+    kind = getattr(errors, class_name, None)
+    if isinstance(kind, type) and issubclass(kind, AuditError):
+        return kind(message)
+    return AuditError(f"the audit writer failed to start: {class_name}: {message}")
+
+
+class RemoteWriter:
+    """Thread-safe :meth:`submit`, :meth:`flush`; idempotent :meth:`close`."""
+
+    def __init__(
+        self, db_path: Path, journal_path: Path, mirror_path: Path, keyring: KeyRing, settings: WriterSettings
+    ) -> None:
+        self._keyring = keyring
+        self._announced = SharedCounter()
+        requests_in, self._requests = os.pipe()
+        self._answers, answers_out = os.pipe()
+        self._loop_answers, loop_answers_out = os.pipe()
+        os.set_blocking(self._loop_answers, False)
+        wire.widen(self._requests)
+        command = [
+            sys.executable,
+            "-m",
+            "mustcheck_gateway.audit.writer_process",
+            *("--db", str(db_path), "--journal", str(journal_path), "--mirror", str(mirror_path)),
+            *("--keys-dir", str(keyring.directory), "--log-level", settings.log_level),
+            *("--checkpoint-every", str(settings.checkpoint_every)),
+            *("--checkpoint-interval", repr(settings.checkpoint_interval_s)),
+            *("--group-window", repr(settings.group_window_s)),
+            *("--requests", str(requests_in), "--answers", str(answers_out)),
+            *("--loop-answers", str(loop_answers_out), "--announced", str(self._announced.descriptor)),
+        ]
+        if settings.index_every is not None:
+            command += ["--index-every", str(settings.index_every)]
+        if settings.index_interval_s is not None:
+            command += ["--index-interval", repr(settings.index_interval_s)]
+        try:
+            self._process = subprocess.Popen(
+                command,
+                pass_fds=(requests_in, answers_out, loop_answers_out, self._announced.descriptor),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            for descriptor in (requests_in, answers_out, loop_answers_out):
+                os.close(descriptor)
+        self._reader = wire.FrameReader(self._answers)
+        self._loop_reader = wire.FrameReader(self._loop_answers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_read_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+        self._waiting: dict[int, _Waiting] = {}
+        self._write_lock = threading.Lock()
+        self._closed = False  # no more submissions: close() was called or the writer process is gone
+        self._closed_reason = "the audit log is closed"
+        self._shut = False  # close() has run
+        self._pending_records = 0
+        self.last_seq = 0
+        self.commits = 0
+        self.checkpoints_written = 0
+        self.last_commit_latency_s = 0.0
+        self._start()
+        self._thread = threading.Thread(target=self._read_answers, name="mustcheck-audit-acks", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        messages = self._reader.read()
+        if not messages:
+            self._process.wait()
+            self._close_pipes()
+            raise AuditError(
+                f"the audit writer process exited ({self._process.returncode}) before it started"
+            )
+        first = messages[0]
+        if first[0] == wire.FAILED:
+            self._process.wait()
+            self._close_pipes()
+            raise _error(first[1], first[2])
+        self.last_seq = int(first[1])
+
+    def _close_pipes(self) -> None:
+        for descriptor in (self._requests, self._answers, self._loop_answers):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        self._announced.close()
+
+    # -- the caller's side ---------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        with self._lock:
+            return self._pending_records
+
+    def announce(self) -> Announcement:
+        with self._lock:
+            self._announced.add(1)
+        return Announcement(self)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._announced.add(-1)
+
+    def _send(self, message: tuple[Any, ...], waiting: _Waiting, token: int) -> None:
+        data = wire.encode(message)
+        with self._lock:
+            if self._closed:
+                raise AuditLogClosed(self._closed_reason)
+            self._waiting[token] = waiting
+            self._pending_records += waiting.records
+        try:
+            # A lock of its own: the answer reader never waits for a write (which may wait for it).
+            with self._write_lock:
+                wire.write_all(self._requests, data)
+        except OSError as error:
+            with self._lock:
+                self._waiting.pop(token, None)
+                self._pending_records -= waiting.records
+            raise AuditError(f"the audit writer process is gone ({error})") from error
+
+    def submit(
+        self,
+        records: list[PendingRecord],
+        announcement: Announcement | None = None,
+        *,
+        waiter: asyncio.Future[list[int]] | None = None,
+    ) -> Future[list[int]]:
+        token = next(self._tokens)
+        waiting = _Waiting(Future(), len(records), waiter)
+        to_loop = waiter is not None and self._answered_in(waiter.get_loop())
+        rows = [wire.pending_row(r) for r in records]
+        message = (wire.RECORDS, token, self._keyring.generation, rows, to_loop)
+        try:
+            self._send(message, waiting, token)
+        finally:
+            if announcement is not None:
+                announcement.release()
+        return waiting.future
+
+    def _answered_in(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether ``loop`` (the running loop) reads its answers itself: the first loop to submit does."""
+        if self._loop is None:
+            with self._lock:
+                attach = self._loop is None and not self._closed
+                if attach:
+                    self._loop = loop
+            if attach:
+                loop.add_reader(self._loop_answers, self._read_loop_answers)
+        return loop is self._loop
+
+    def _read_loop_answers(self, *, in_loop: bool = True) -> None:
+        with self._loop_read_lock:
+            while messages := self._loop_reader.read_ready():
+                for message in messages:
+                    self._settle(message[1], in_loop=in_loop)
+                    self._record_stats(message[2])
+            if messages is None and in_loop and self._loop is not None:
+                self._loop.remove_reader(self._loop_answers)  # the writer is gone: stop polling
+
+    def flush(self) -> None:
+        token = next(self._tokens)
+        waiting = _Waiting(Future(), 0)
+        try:
+            self._send((wire.FLUSH, token), waiting, token)
+        except AuditLogClosed:
+            return  # close() indexed everything
+        waiting.future.result()
+
+    def close(self) -> None:
+        """Let the writer commit everything sent and stop; wait for it (also after it died)."""
+        with self._lock:
+            if self._shut:
+                return
+            self._shut = self._closed = True
+        with self._write_lock, contextlib.suppress(OSError):
+            wire.write_all(self._requests, wire.encode((wire.CLOSE,)))
+        os.close(self._requests)
+        self._thread.join()
+        self._process.wait()
+        os.close(self._answers)
+        self._announced.close()
+        self._detach_loop()
+
+    def _detach_loop(self) -> None:
+        """Stop the loop reading its answer pipe (in the loop's thread), then close the pipe."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            os.close(self._loop_answers)
+            return
+
+        def detach() -> None:
+            loop.remove_reader(self._loop_answers)
+            os.close(self._loop_answers)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            detach()
+        else:
+            try:
+                loop.call_soon_threadsafe(detach)
+            except RuntimeError:  # closed meanwhile
+                os.close(self._loop_answers)
+
+    # -- the reader thread ---------------------------------------------------------
+
+    def _read_answers(self) -> None:
+        while (messages := self._reader.read()) is not None:
+            for message in messages:
+                if message[0] == wire.DONE:
+                    self._settle(message[1])
+                    self._record_stats(message[2])
+                elif message[0] == wire.CLOSED:
+                    self._record_stats(message[1])
+        # The writer has exited: whatever it answered on the loop's pipe is there now (the loop itself
+        # may be blocked in close()).
+        self._read_loop_answers(in_loop=False)
+        with self._lock:
+            if not self._closed:
+                self._closed_reason = "the audit writer process stopped"
+            self._closed = True
+            left = list(self._waiting.items())
+        if left:
+            self._settle([(token, "the audit writer process stopped") for token, _ in left])
+
+    def _record_stats(self, stats: tuple[int, int, int, float]) -> None:
+        self.last_seq, self.commits, self.checkpoints_written, self.last_commit_latency_s = stats
+
+    def _settle(self, outcomes: list[tuple[int, Any]], *, in_loop: bool = False) -> None:
+        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]] = {}
+        with self._lock:
+            settled = [(self._waiting.pop(token), outcome) for token, outcome in outcomes]
+            self._pending_records -= sum(waiting.records for waiting, _ in settled)
+        for waiting, outcome in settled:
+            result: Any = (
+                AuditError(f"audit commit failed: {outcome}") if isinstance(outcome, str) else outcome
+            )
+            if waiting.waiter is not None and in_loop:
+                deliver_to_waiters([(waiting.waiter, result)])
+            elif waiting.waiter is not None:
+                deliveries.setdefault(waiting.waiter.get_loop(), []).append((waiting.waiter, result))
+            if isinstance(result, BaseException):
+                waiting.future.set_exception(result)
+            else:
+                waiting.future.set_result(result)
+        for loop, results in deliveries.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(deliver_to_waiters, results)

@@ -1,0 +1,197 @@
+"""The audit writer process: the group-commit writer, away from the gateway's interpreter lock.
+
+Started by :class:`~.remote_writer.RemoteWriter` as ``python -m mustcheck_gateway.audit.writer_process``
+with the descriptors of its request pipe, its two answer pipes and the shared count of requests in
+progress (:mod:`.announced`). It holds the database's writer lock, replays the journal, then reads
+protected records (:mod:`.wire`), gives them their seqs and hash links, journals and syncs them
+(:class:`~.writer.GroupCommitWriter`, on this process's only thread: it reads the request pipe
+itself) and answers with the seqs once they are durable. It stops,
+after committing everything it was sent and writing a final checkpoint, when told to or when the
+request pipe closes (the gateway is gone: whatever it sent is still made durable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import queue
+import select
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from ..logs import configure_logging
+from . import wire
+from .announced import SharedCounter
+from .exclusive import WriterLock
+from .keys import KeyRing
+from .mirror import CheckpointMirror
+from .sqlite_log import SqliteAuditStore
+from .writer import STOP, Flush, GroupCommitWriter, Submission
+
+
+class _Answers:
+    """The two answer pipes: outcomes of commits and flushes, and the start and the end."""
+
+    def __init__(self, descriptor: int, loop_descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._loop_descriptor = loop_descriptor
+        self._lock = threading.Lock()
+        self.writer: GroupCommitWriter | None = None
+        self.loop_tokens: set[int] = set()
+
+    def send(self, *message: Any, to_loop: bool = False) -> None:
+        data = wire.encode(message)
+        with self._lock:
+            wire.write_all(self._loop_descriptor if to_loop else self._descriptor, data)
+
+    def stats(self) -> tuple[int, int, int, float]:
+        writer = self.writer
+        if writer is None:
+            return (0, 0, 0, 0.0)
+        return (writer.last_seq, writer.commits, writer.checkpoints_written, writer.last_commit_latency_s)
+
+    def done(self, outcomes: list[tuple[int, Any]]) -> None:
+        """Report one commit's outcomes, each on the pipe its submitter reads."""
+        to_loop: list[tuple[int, Any]] = []
+        to_main: list[tuple[int, Any]] = []
+        for token, outcome in outcomes:
+            plain = repr(outcome) if isinstance(outcome, BaseException) else outcome
+            if token in self.loop_tokens:
+                self.loop_tokens.discard(token)
+                to_loop.append((token, plain))
+            else:
+                to_main.append((token, plain))
+        stats = self.stats()
+        if to_loop:
+            self.send(wire.DONE, to_loop, stats, to_loop=True)
+        if to_main:
+            self.send(wire.DONE, to_main, stats)
+
+    def flushed(self, token: int) -> Callable[[Future[None]], None]:
+        return lambda _: self.done([(token, [])])
+
+
+class _PipeInbox:
+    """The writer's inbox: requests read straight from the pipe, on the writer's own thread."""
+
+    def __init__(self, descriptor: int, answers: _Answers, keys_dir: Path) -> None:
+        os.set_blocking(descriptor, False)
+        self._descriptor = descriptor
+        self._reader = wire.FrameReader(descriptor)
+        self._answers = answers
+        self._keys_dir = keys_dir
+        self._generation = 0
+        self._items: collections.deque[object] = collections.deque()
+        self._ended = False
+
+    def get(self, block: bool = True, timeout: float | None = None) -> object:
+        if not self._items and not self._ended:
+            if block and not select.select([self._descriptor], [], [], timeout)[0]:
+                raise queue.Empty
+            self._take(self._reader.read_ready())
+        if not self._items:
+            raise queue.Empty
+        return self._items.popleft()
+
+    def get_nowait(self) -> object:
+        return self.get(block=False)
+
+    def _take(self, messages: list[tuple[Any, ...]] | None) -> None:
+        if messages is None:  # the gateway is gone: commit what it sent, then stop
+            self._ended = True
+            self._items.append(STOP)
+            return
+        for message in messages:
+            if message[0] == wire.RECORDS:
+                _, token, key_generation, rows, to_loop = message
+                if key_generation != self._generation:  # rotated in the gateway: the files are written
+                    self._generation = key_generation
+                    assert self._answers.writer is not None
+                    self._answers.writer.use_keyring(KeyRing(self._keys_dir))
+                if to_loop:
+                    self._answers.loop_tokens.add(token)
+                self._items.append(Submission([wire.pending_from_row(row) for row in rows], token))
+            elif message[0] == wire.FLUSH:
+                flush = Flush()
+                flush.future.add_done_callback(self._answers.flushed(message[1]))
+                self._items.append(flush)
+            elif message[0] == wire.CLOSE:
+                self._ended = True
+                self._items.append(STOP)
+
+
+def _serve(options: argparse.Namespace, answers: _Answers) -> None:
+    store = SqliteAuditStore(options.db)
+    try:
+        writer = GroupCommitWriter(
+            store,
+            KeyRing(options.keys_dir),
+            CheckpointMirror(options.mirror),
+            checkpoint_every=options.checkpoint_every,
+            checkpoint_interval_s=options.checkpoint_interval,
+            group_window_s=options.group_window,
+            journal_path=options.journal,
+            index_every=options.index_every,
+            index_interval_s=options.index_interval,
+            deliver=answers.done,
+            announced=SharedCounter(options.announced),
+            inbox=_PipeInbox(options.requests, answers, options.keys_dir),
+        )
+    except Exception as error:
+        store.close()
+        answers.send(wire.FAILED, type(error).__name__, str(error))
+        return
+    answers.writer = writer
+    answers.send(wire.READY, writer.last_seq)
+    try:
+        writer.run()
+    finally:
+        store.close()
+        answers.send(wire.CLOSED, answers.stats())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--journal", type=Path, required=True)
+    parser.add_argument("--mirror", type=Path, required=True)
+    parser.add_argument("--keys-dir", type=Path, required=True)
+    parser.add_argument("--checkpoint-every", type=int, required=True)
+    parser.add_argument("--checkpoint-interval", type=float, required=True)
+    parser.add_argument("--group-window", type=float, required=True)
+    parser.add_argument("--index-every", type=int, default=None)
+    parser.add_argument("--index-interval", type=float, default=None)
+    parser.add_argument("--requests", type=int, required=True, help="descriptor to read requests from")
+    parser.add_argument("--answers", type=int, required=True, help="descriptor to write answers to")
+    parser.add_argument("--loop-answers", type=int, required=True, help="descriptor for the event loop's")
+    parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
+    parser.add_argument("--log-level", default="info")
+    options = parser.parse_args(argv)
+    # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this
+    # process stops (it closes the log, or its end of the request pipe when it exits).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(level=options.log_level)
+    answers = _Answers(options.answers, options.loop_answers)
+    wire.widen(options.answers)
+    wire.widen(options.loop_answers)
+    try:
+        lock = WriterLock(options.db, suffix=".writer-lock", wait=True)
+    except Exception as error:
+        answers.send(wire.FAILED, type(error).__name__, str(error))
+        return
+    try:
+        _serve(options, answers)
+    finally:
+        lock.release()
+        os.close(options.answers)
+        os.close(options.loop_answers)
+
+
+if __name__ == "__main__":
+    main()
