@@ -25,6 +25,7 @@ TABLES = (
     "tokens",
     "legacy_codes",
     "subject_changes",
+    "audit_heads",
 )
 
 

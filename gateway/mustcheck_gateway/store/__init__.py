@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import (
+    AuditHead,
     EntryNotFound,
     EntryStatus,
     HistoryRecord,
@@ -25,6 +26,7 @@ POSTGRES_EXTRA = "postgresql"
 
 __all__ = [
     "DEFAULT_FILE_NAME",
+    "AuditHead",
     "EntryNotFound",
     "EntryStatus",
     "HistoryRecord",

@@ -112,6 +112,19 @@ class AuthData:
     tokens: list[TokenRecord]
 
 
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The latest signed checkpoint a gateway (``replica``) published of its own audit chain."""
+
+    replica: str
+    seq: int
+    record_hash: str
+    key_id: str
+    signature: str
+    signed_at: dt.datetime
+    published_at: dt.datetime
+
+
 class StoreError(Exception):
     """The store could not do what was asked (the message says what and why)."""
 
@@ -197,6 +210,14 @@ class ListStore(Protocol):
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         """What each data version after ``after`` touched, oldest first, at most ``limit`` versions."""
+        ...
+
+    def publish_audit_head(self, head: AuditHead) -> None:
+        """Keep ``head`` as the replica's latest (an older checkpoint never replaces a newer one)."""
+        ...
+
+    def audit_heads(self) -> list[AuditHead]:
+        """Every gateway's latest published checkpoint, by replica id."""
         ...
 
     def close(self) -> None: ...

@@ -153,6 +153,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "SELECT value, '*' FROM meta WHERE key = 'data_version' AND value > 0",
         ),
     ),
+    Migration(
+        6,
+        "the latest signed checkpoint of each gateway's audit chain, so auditors know every chain",
+        (
+            """CREATE TABLE audit_heads (
+                replica TEXT PRIMARY KEY,
+                seq BIGINT NOT NULL,
+                record_hash TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                signed_at TEXT NOT NULL,
+                published_at TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -26,7 +26,9 @@ from ..auth.codec import (
 )
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
+from . import audit_heads
 from .base import (
+    AuditHead,
     AuthData,
     EntryNotFound,
     EntryStatus,
@@ -296,6 +298,14 @@ class PostgresStore:
             version = _bump(connection, "data_version")
             _record_changes(connection, version, [code])
         return self._committed(version)
+
+    def publish_audit_head(self, head: AuditHead) -> None:
+        with self._db.connection() as connection:
+            connection.execute(audit_heads.upsert("%s"), audit_heads.head_values(head))
+
+    def audit_heads(self) -> list[AuditHead]:
+        with self._db.connection() as connection:
+            return [audit_heads.head_from_values(row) for row in connection.execute(audit_heads.SELECT)]
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         with self._db.connection() as connection:

@@ -27,7 +27,9 @@ from ..auth.codec import (
 )
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
+from . import audit_heads
 from .base import (
+    AuditHead,
     AuthData,
     EntryNotFound,
     EntryStatus,
@@ -219,6 +221,13 @@ class SqliteStore:
     def _existing(self, entry_id: str) -> ListEntry | None:
         found = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry_id,))
         return found[0] if found else None
+
+    def publish_audit_head(self, head: AuditHead) -> None:
+        with self._transaction() as connection:
+            connection.execute(audit_heads.upsert("?"), audit_heads.head_values(head))
+
+    def audit_heads(self) -> list[AuditHead]:
+        return [audit_heads.head_from_values(row) for row in self._connection().execute(audit_heads.SELECT)]
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         rows = self._connection().execute(

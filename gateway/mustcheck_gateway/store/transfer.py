@@ -28,6 +28,7 @@ TABLES = (
     "entry_persons",
     "entry_history",
     "subject_changes",
+    "audit_heads",
     "legacy_codes",
     "callers",
     "grants",
