@@ -39,6 +39,7 @@ from .auth.authenticate import Authenticator
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
 from .checks import CheckEngine, Clock, utc_now
+from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
 from .policy import PolicySet, default_policy_dir, load_policies
@@ -85,6 +86,8 @@ class GatewayConfig:
     checkpoint_interval_s: float = 10.0
     # Only benchmarks turn auditing off, to measure what it costs (R10 wants it on).
     audit_enabled: bool = True
+    # Processes that validate an import's rows while the gateway writes them (0: in the gateway itself).
+    import_workers: int = field(default_factory=default_import_workers)
 
 
 class ConfigError(Exception):
@@ -128,9 +131,11 @@ class Gateway:
     audit: AuditLog | NoAudit
     access: AccessControl
     admin_token_file: Path | None
+    import_workers: ImportWorkers
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.server.stop(grace)
+        await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
         log.info("gateway_stopped", port=self.port)
@@ -199,6 +204,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         if isinstance(audit, AuditLog):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
+        import_workers = ImportWorkers(config.import_workers)
         engine = CheckEngine(store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike).
@@ -217,7 +223,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             AuditService(audit, access, sink, policy, store), server
         )
         lists_pb2_grpc.add_ListsServiceServicer_to_server(
-            ListsService(store, policy, access, sink, config.clock, legacy), server
+            ListsService(store, policy, access, sink, config.clock, legacy, import_workers), server
         )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -251,7 +257,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         data_version=store.data_version(),
         audit=config.audit_enabled,
     )
-    return Gateway(server, port, store, policy, engine, audit, access, admin_token_file)
+    return Gateway(server, port, store, policy, engine, audit, access, admin_token_file, import_workers)
 
 
 class GatewayThread:

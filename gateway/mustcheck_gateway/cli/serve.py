@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..import_workers import default_import_workers
 from ..logs import configure_logging
 from ..policy import PolicyError, default_policy_dir
 from ..server import (
@@ -61,6 +62,14 @@ def register(commands: Subparsers) -> None:
         metavar="CODE",
         help=f"department of the first admin caller of an empty store (default {DEFAULT_ADMIN_DEPARTMENT})",
     )
+    parser.add_argument(
+        "--import-workers",
+        type=int,
+        default=default_import_workers(),
+        metavar="N",
+        help="processes that validate list imports while the gateway writes them (default: one per core, "
+        "at most 2; 0: validate in the gateway process)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -78,6 +87,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         tls=tls,
         insecure=options.insecure,
         admin_department=options.admin_department,
+        import_workers=max(0, options.import_workers),
     )
 
 
