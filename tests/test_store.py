@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +122,23 @@ def test_data_survives_reopening(tmp_path: Path, now: dt.datetime) -> None:
     assert reopened.entries_for_subject(entry.subject_code) == [entry]
     assert reopened.data_version() == 1
     reopened.close()
+
+
+def test_import_into_an_empty_store_then_again(store: SqliteStore) -> None:
+    from mustcheck_gateway.store.codec import encode_entry
+
+    now = dt.datetime.now(dt.UTC)
+    entries = [make_entry(new_uscc(), effective=now) for _ in range(3)]
+
+    def load(batch: list[Any]) -> tuple[int, int, int, int]:
+        outcome = store.import_entries(
+            [encode_entry(e) for e in batch], actor="t", action="import-update", keep=lambda: True
+        )
+        return outcome.inserted, outcome.updated, outcome.unchanged, outcome.data_version
+
+    assert load(entries) == (3, 0, 0, 1)  # a first load: nothing looked up
+    assert load(entries) == (0, 0, 3, 1)  # the same again changes nothing
+    changed = dataclasses.replace(entries[1], reason="更正")
+    assert load([entries[0], changed]) == (0, 1, 1, 2)
+    assert [h.action for h in store.history(changed.entry_id)] == ["import", "import-update"]
+    assert store.get_entry(changed.entry_id) == changed

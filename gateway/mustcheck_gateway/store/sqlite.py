@@ -8,6 +8,7 @@ data version moves exactly once per write.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import threading
@@ -227,9 +228,9 @@ class SqliteStore:
     ) -> ImportOutcome:
         """Insert new entries and update changed ones in ONE transaction; unchanged ones are left alone.
 
-        ``entries`` is consumed inside the transaction (streaming: memory stays flat); afterwards
-        ``keep()`` decides whether to commit or roll everything back. The data version moves once, and
-        only if something changed.
+        ``entries`` (distinct ids) are consumed inside the transaction (streaming: memory stays flat);
+        afterwards ``keep()`` decides whether to commit or roll everything back. The data version moves
+        once, and only if something changed.
         """
         now = format_instant(dt.datetime.now(dt.UTC))
         counts = {"inserted": 0, "updated": 0, "unchanged": 0}
@@ -238,14 +239,27 @@ class SqliteStore:
         with self._write_lock, _cache_of(connection, IMPORT_CACHE_KIB):
             connection.execute("BEGIN IMMEDIATE")
             try:
+                # Into an empty store (a first load) no entry can exist but those this import writes,
+                # each once: nothing to look up.
+                (empty,) = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM entries)").fetchone()
+                write = functools.partial(
+                    self._import_batch,
+                    connection,
+                    version=version,
+                    counts=counts,
+                    actor=actor,
+                    action=action,
+                    now=now,
+                    look_up=not empty,
+                )
                 batch: list[EncodedEntry] = []
                 for entry in entries:
                     batch.append(entry)
                     if len(batch) >= _IMPORT_BATCH:
-                        self._import_batch(connection, batch, version, counts, actor, action, now)
+                        write(batch)
                         batch = []
                 if batch:
-                    self._import_batch(connection, batch, version, counts, actor, action, now)
+                    write(batch)
                 applied = keep()
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -260,15 +274,17 @@ class SqliteStore:
         self,
         connection: sqlite3.Connection,
         batch: list[EncodedEntry],
+        *,
         version: list[int],
         counts: dict[str, int],
         actor: str,
         action: str,
         now: str,
+        look_up: bool,
     ) -> None:
         """Write a batch of imported entries with a few statements: existing ones are looked up at once."""
         batch.sort(key=_entry_id_of)  # key order: neighbouring B-tree pages, fewer misses
-        existing = self._stored(connection, [values[0] for values, _, _ in batch])
+        existing = self._stored(connection, [values[0] for values, _, _ in batch]) if look_up else {}
         changed: list[tuple[EncodedEntry, bool]] = []
         for entry in batch:
             current = existing.get(entry[0][0])
