@@ -142,3 +142,30 @@ def test_import_into_an_empty_store_then_again(store: SqliteStore) -> None:
     assert load([entries[0], changed]) == (0, 1, 1, 2)
     assert [h.action for h in store.history(changed.entry_id)] == ["import", "import-update"]
     assert store.get_entry(changed.entry_id) == changed
+
+
+def test_a_large_import_builds_the_secondary_indexes_afresh(tmp_path: Path) -> None:
+    from mustcheck_gateway.store.codec import encode_entry
+    from mustcheck_gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "lists.sqlite3", defer_indexes_after=2)
+
+    def indexes() -> list[str]:
+        with sqlite3.connect(store.path) as db:
+            return [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")]
+
+    before = indexes()
+    now = dt.datetime.now(dt.UTC)
+    person = new_citizen_id()
+    entries = [
+        make_entry(new_uscc(), effective=now, persons=((person, "王五", PersonRole.LEGAL_REPRESENTATIVE),))
+        for _ in range(3)
+    ]
+    encoded = [encode_entry(e) for e in entries]
+    rolled_back = store.import_entries(encoded, actor="t", action="import", keep=lambda: False)
+    assert not rolled_back.applied and indexes() == before and store.count_entries() == 0
+    assert store.import_entries(encoded, actor="t", action="import", keep=lambda: True).inserted == 3
+    assert sorted(indexes(), key=str) == sorted(before, key=str)
+    assert store.entries_for_subject(entries[0].subject_code) == [entries[0]]
+    assert {e.entry_id for e in store.entries_naming_person(person)} == {e.entry_id for e in entries}
+    store.close()

@@ -67,13 +67,17 @@ CACHE_KIB = 32 * 1024
 # An import's transaction writes into every index of a million-row store: while it runs, its connection
 # gets a larger cache (given back when it ends), which halves the time SQLite spends re-reading pages.
 IMPORT_CACHE_KIB = 96 * 1024
+# An import of more rows than this, and than the store holds, builds the secondary indexes afresh.
+DEFER_INDEXES_AFTER = 100_000
+_REBUILD_CACHE_KIB = 8 * 1024
 
 
 class SqliteStore:
     """A :class:`~mustcheck_gateway.store.base.ListStore` on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, defer_indexes_after: int = DEFER_INDEXES_AFTER) -> None:
         self.path = path
+        self.defer_indexes_after = defer_indexes_after
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._connections = ThreadConnections(self._open_connection)
@@ -241,7 +245,8 @@ class SqliteStore:
             try:
                 # Into an empty store (a first load) no entry can exist but those this import writes,
                 # each once: nothing to look up.
-                (empty,) = connection.execute("SELECT NOT EXISTS (SELECT 1 FROM entries)").fetchone()
+                (stored,) = connection.execute("SELECT coalesce(max(rowid), 0) FROM entries").fetchone()
+                deferred = _DeferredIndexes(connection, after=max(self.defer_indexes_after, stored))
                 write = functools.partial(
                     self._import_batch,
                     connection,
@@ -250,17 +255,21 @@ class SqliteStore:
                     actor=actor,
                     action=action,
                     now=now,
-                    look_up=not empty,
+                    look_up=stored > 0,
                 )
                 batch: list[EncodedEntry] = []
                 for entry in entries:
                     batch.append(entry)
                     if len(batch) >= _IMPORT_BATCH:
+                        deferred.count(len(batch))
                         write(batch)
                         batch = []
                 if batch:
+                    deferred.count(len(batch))
                     write(batch)
                 applied = keep()
+                if applied:
+                    deferred.rebuild()
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
@@ -586,6 +595,39 @@ class SqliteStore:
             "UPDATE meta SET value = value + 1 WHERE key = 'auth_version' RETURNING value"
         ).fetchone()
         return int(row[0])
+
+
+class _DeferredIndexes:
+    """A large import stops maintaining the secondary indexes of entries and persons (keyed by subject
+    and person: every insert lands on a random page) and builds them anew, by sorting, before it
+    commits. All inside the import's transaction: readers keep the committed state, indexes included,
+    and a rollback puts everything back."""
+
+    def __init__(self, connection: sqlite3.Connection, *, after: int) -> None:
+        self._connection = connection
+        self._after = after
+        self._rows = 0
+        self._dropped: list[str] = []
+
+    def count(self, rows: int) -> None:
+        self._rows += rows
+        if self._rows >= self._after and not self._dropped:
+            indexes = self._connection.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                "AND tbl_name IN ('entries', 'entry_persons') ORDER BY name"
+            ).fetchall()
+            for name, sql in indexes:
+                self._connection.execute(f'DROP INDEX "{name}"')
+                self._dropped.append(sql)
+
+    def rebuild(self) -> None:
+        if self._dropped:
+            # Each sort takes as much memory as the page cache may: a small one holds the peak down (the
+            # sorted runs go to temporary files and are merged from there).
+            self._connection.execute(f"PRAGMA cache_size=-{_REBUILD_CACHE_KIB}")
+        for sql in self._dropped:
+            self._connection.execute(sql)
+        self._dropped = []
 
 
 @contextmanager
