@@ -598,8 +598,8 @@ class SqliteStore:
 
 
 class _DeferredIndexes:
-    """A large import stops maintaining the secondary indexes of entries and persons (keyed by subject
-    and person: every insert lands on a random page) and builds them anew, by sorting, before it
+    """A large import stops maintaining the secondary (not unique) indexes of entries and persons (keyed
+    by subject and person: every insert lands on a random page) and builds them anew, by sorting, before it
     commits. All inside the import's transaction: readers keep the committed state, indexes included,
     and a rollback puts everything back."""
 
@@ -614,7 +614,7 @@ class _DeferredIndexes:
         if self._rows >= self._after and not self._dropped:
             indexes = self._connection.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                "AND tbl_name IN ('entries', 'entry_persons') ORDER BY name"
+                "AND sql NOT LIKE 'CREATE UNIQUE%' AND tbl_name IN ('entries', 'entry_persons') ORDER BY name"
             ).fetchall()
             for name, sql in indexes:
                 self._connection.execute(f'DROP INDEX "{name}"')
