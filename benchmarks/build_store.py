@@ -25,6 +25,7 @@ from mustcheck_gateway.demo_data import generate_rows
 from mustcheck_gateway.list_rows import entry_from_row
 from mustcheck_gateway.policy import PolicySet, default_policy_dir, load_policies
 from mustcheck_gateway.store import DEFAULT_FILE_NAME, ListEntry, open_store
+from mustcheck_gateway.store.codec import encode_entry
 
 SEED = 2016
 SUBJECTS_FILE = "subjects.json"
@@ -44,7 +45,10 @@ def build(data_dir: Path, count: int, sample: int, today: dt.date) -> dict[str, 
     try:
         rows = itertools.islice(generate_rows(count, SEED, today, policy), count)
         outcome = store.import_entries(
-            entries(rows, policy, codes), actor="bench", action="bench-build", keep=lambda: True
+            map(encode_entry, entries(rows, policy, codes)),
+            actor="bench",
+            action="bench-build",
+            keep=lambda: True,
         )
     finally:
         store.close()

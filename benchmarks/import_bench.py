@@ -3,7 +3,8 @@
 Writes N rows of the deterministic demo data set (as ``mustcheck demo-data`` does), starts a gateway
 on a fresh store in a child process, provisions nothing but its first admin, and runs
 ``mustcheck lists import`` in another child process, timing it. The peak resident memory of both
-processes is read from the kernel. The last line is one JSON object: rows, seconds, peak_rss_mb.
+processes (and of the gateway's import workers) is read from the kernel. The last line is one JSON
+object: rows, seconds, peak_rss_mb.
 
     python benchmarks/import_bench.py --rows 1000000
 """
@@ -14,7 +15,10 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import os
 import re
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,27 +42,58 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process's children (the gateway's import workers)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rows-file",
+        type=Path,
+        metavar="FILE",
+        help="keep the generated rows in FILE and reuse it if it is there (same --rows, same day)",
+    )
+    parser.add_argument(
+        "--import-workers", type=int, metavar="N", help="the gateway's --import-workers (default: its own)"
+    )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mustcheck-import-"))
-    rows_file = work / "rows.jsonl"
-    policy = load_policies(default_policy_dir())
-    started = time.perf_counter()
-    with rows_file.open("w", encoding="utf-8") as out:
-        written = write_jsonl(
-            itertools.islice(generate_rows(options.rows, 2016, dt.date.today(), policy), options.rows), out
-        )
-    print(
-        f"# generated {written} rows ({rows_file.stat().st_size / 1e6:.0f} MB) in "
-        f"{time.perf_counter() - started:.1f} s",
-        flush=True,
-    )
+    try:
+        run(options, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(options: argparse.Namespace, work: Path) -> None:
+    rows_file = options.rows_file or work / "rows.jsonl"
+    if rows_file.exists():
+        with rows_file.open("rb") as lines:
+            written = sum(1 for _ in lines)
+        print(f"# reusing {rows_file} ({written} rows)", flush=True)
+    else:
+        written = generate(rows_file, options.rows)
 
     data_dir = work / "data"
+    workers = [] if options.import_workers is None else ["--import-workers", str(options.import_workers)]
     gateway = subprocess.Popen(
         [
             sys.executable,
@@ -71,6 +106,7 @@ def main() -> None:
             str(data_dir),
             "--log-level",
             "warning",
+            *workers,
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -99,6 +135,7 @@ def main() -> None:
             str(data_dir / "admin.token"),
         ]
         started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         importer_peak = 0.0
         while importer.poll() is None:
@@ -107,16 +144,22 @@ def main() -> None:
         seconds = time.perf_counter() - started
         report, err = importer.communicate()
         gateway_peak = peak_rss_mb(gateway.pid)
+        worker_peak = max((peak_rss_mb(pid) for pid in child_pids(gateway.pid)), default=0.0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        importer_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        gateway_cpu = cpu_seconds(gateway.pid)
+        workers_cpu = sum(cpu_seconds(pid) for pid in child_pids(gateway.pid))
     finally:
         gateway.terminate()
         gateway.wait(60)
     print(report.strip() or err.strip())
     if importer.returncode != 0:
         raise SystemExit(f"import failed ({importer.returncode}): {err}")
-    peak = max(importer_peak, gateway_peak)
+    peak = max(importer_peak, gateway_peak, worker_peak)
     print(
         f"# {written} rows in {seconds:.1f} s ({written / seconds:,.0f} rows/s); peak RSS gateway "
-        f"{gateway_peak:.0f} MB, importer {importer_peak:.0f} MB (targets: <= {TARGET_SECONDS:.0f} s, "
+        f"{gateway_peak:.0f} MB, its import workers {worker_peak:.0f} MB (each, at most), importer "
+        f"{importer_peak:.0f} MB (targets: <= {TARGET_SECONDS:.0f} s, "
         f"<= {TARGET_RSS_MB:.0f} MB)"
     )
     print(
@@ -126,10 +169,29 @@ def main() -> None:
                 "seconds": round(seconds, 1),
                 "peak_rss_mb": round(peak, 1),
                 "gateway_peak_rss_mb": round(gateway_peak, 1),
+                "worker_peak_rss_mb": round(worker_peak, 1),
+                "cpu_seconds": {
+                    "gateway": round(gateway_cpu, 1),
+                    "import_workers": round(workers_cpu, 1),
+                    "importer": round(importer_cpu, 1),
+                },
                 "importer_peak_rss_mb": round(importer_peak, 1),
             }
         )
     )
+
+
+def generate(rows_file: Path, rows: int) -> int:
+    policy = load_policies(default_policy_dir())
+    started = time.perf_counter()
+    with rows_file.open("w", encoding="utf-8") as out:
+        written = write_jsonl(itertools.islice(generate_rows(rows, 2016, dt.date.today(), policy), rows), out)
+    print(
+        f"# generated {written} rows ({rows_file.stat().st_size / 1e6:.0f} MB) in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    return written
 
 
 if __name__ == "__main__":

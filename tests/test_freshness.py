@@ -29,6 +29,7 @@ from mustcheck._retry import Attempts
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import EntryStatus, ListStore, PersonRole
 from mustcheck_gateway.store.changes import EVERYTHING
+from mustcheck_gateway.store.codec import encode_entry
 
 from conftest import POLICY_DIR, TEST_DEPARTMENT
 from factories import days, make_entry, new_citizen_id, new_uscc
@@ -101,7 +102,7 @@ def test_each_write_records_the_subjects_it_touched(store: ListStore) -> None:
         at=now,
     )
     imported = store.import_entries(
-        [make_entry(new_uscc(), effective=now)], actor="t", action="import", keep=lambda: True
+        [encode_entry(make_entry(new_uscc(), effective=now))], actor="t", action="import", keep=lambda: True
     )
     legacy = store.allow_legacy_code("91350203M0001QAY9B", "pilot", actor="t", at=now)
     changes = {change.data_version: change.subjects for change in store.subject_changes(before)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from mustcheck import Client, Outcome
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway
+from mustcheck_gateway.store import SqliteStore
 
 from factories import new_citizen_id, new_uscc
 
@@ -315,3 +317,47 @@ def test_export_masks_persons_and_keeps_only_entries_in_force(
     csv_out = tmp_path / "export.csv"
     assert lists(admin_args, "export", "--format", "csv", "--out", str(csv_out)) == 0
     assert person not in csv_out.read_text()
+
+
+def test_json_lines_are_numbered_as_read_and_bad_lines_reported(
+    gateway: Gateway, admin_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = [row(), row(), row()]
+    lines = [
+        json.dumps(good[0], ensure_ascii=False) + "\r\n",  # 1
+        "\n",  # 2: blank lines count as lines, not rows
+        json.dumps(good[1], ensure_ascii=False) + "\r",  # 3: an old Mac line break
+        '{"source": "court-feed", \n',  # 4: not JSON
+        "[1, 2]\n",  # 5: JSON, not an object
+        json.dumps({**good[2], "subject_name": "名称\u2028有限公司"}, ensure_ascii=False) + "\n",  # 6
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes("".join(lines).encode())
+    version = gateway.store.data_version()
+    assert lists(admin_args, "import", str(path)) == 2
+    err = capsys.readouterr().err
+    assert "nothing applied: 2 of 5 rows are bad" in err
+    assert "line 4: not valid JSON" in err and "line 5: a row must be a JSON object" in err
+    assert gateway.store.data_version() == version
+
+    rejects = tmp_path / "rejects.jsonl"
+    assert lists(admin_args, "import", str(path), "--skip-invalid", "--rejects", str(rejects)) == 0
+    assert "3 new" in capsys.readouterr().out
+    assert [json.loads(text)["line"] for text in rejects.read_text().splitlines()] == [4, 5]
+    (entry,) = gateway.store.entries_for_subject(good[2]["subject_code"])
+    assert entry.subject_name == "名称\u2028有限公司"
+    if isinstance(gateway.store, SqliteStore):  # snapshots arrive as bytes: stored as text all the same
+        with sqlite3.connect(gateway.store.path) as db:
+            kinds = {kind for (kind,) in db.execute("SELECT DISTINCT typeof(snapshot) FROM entry_history")}
+        assert kinds == {"text"}
+
+
+def test_a_json_lines_file_without_json_rows_holds_no_rows(
+    gateway: Gateway, admin_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "garbage.jsonl"
+    path.write_text("not json\nneither\n", encoding="utf-8")
+    version = gateway.store.data_version()
+    assert lists(admin_args, "import", str(path)) == 2
+    assert "holds no rows" in capsys.readouterr().err
+    assert gateway.store.data_version() == version

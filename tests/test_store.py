@@ -9,12 +9,22 @@ import functools
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mustcheck.identifiers import SubjectKind
 from mustcheck_gateway.policy.model import ListKind
-from mustcheck_gateway.store import DEFAULT_FILE_NAME, EntryNotFound, EntryStatus, PersonRole, open_store
+from mustcheck_gateway.store import (
+    DEFAULT_FILE_NAME,
+    EntryNotFound,
+    EntryStatus,
+    ListEntry,
+    PersonRole,
+    open_store,
+)
+from mustcheck_gateway.store.base import EncodedEntry
+from mustcheck_gateway.store.codec import encode_entry
 from mustcheck_gateway.store.migrations import LATEST_VERSION
 from mustcheck_gateway.store.postgres import PostgresStore
 from mustcheck_gateway.store.sqlite import SqliteStore
@@ -24,6 +34,11 @@ from factories import days, make_entry, new_citizen_id, new_uscc
 from threads import together
 
 Store = SqliteStore | PostgresStore
+
+
+def encoded(entries: list[ListEntry]) -> list[EncodedEntry]:
+    """Entries in the form an import hands the store (built in the import's worker processes)."""
+    return [encode_entry(entry) for entry in entries]
 
 
 def test_first_open_creates_and_migrates(store_location: StoreAt) -> None:
@@ -192,24 +207,28 @@ def test_a_lookup_reads_one_snapshot(store: Store, now: dt.datetime) -> None:
 
 def test_import_counts_and_moves_the_version_once(store: Store, now: dt.datetime) -> None:
     entries = [make_entry(new_uscc(), effective=now) for _ in range(2100)]  # more than one batch
-    outcome = store.import_entries(iter(entries), actor="admin", action="import-update", keep=lambda: True)
+    outcome = store.import_entries(encoded(entries), actor="admin", action="import-update", keep=lambda: True)
     assert (outcome.inserted, outcome.updated, outcome.unchanged) == (2100, 0, 0)
     assert outcome.applied and outcome.data_version == 1 == store.data_version()
     assert store.history(entries[0].entry_id)[0].action == "import"
     changed = dataclasses.replace(entries[5], reason="更正")
     again = store.import_entries(
-        iter([*entries[:5], changed]), actor="admin", action="import-update", keep=lambda: True
+        encoded([*entries[:5], changed]), actor="admin", action="import-update", keep=lambda: True
     )
     assert (again.inserted, again.updated, again.unchanged, again.data_version) == (0, 1, 5, 2)
     assert [h.action for h in store.history(changed.entry_id)] == ["import", "import-update"]
-    same = store.import_entries(iter(entries[:3]), actor="admin", action="import-update", keep=lambda: True)
+    same = store.import_entries(
+        encoded(entries[:3]), actor="admin", action="import-update", keep=lambda: True
+    )
     assert (same.unchanged, same.data_version, store.data_version()) == (3, 2, 2)
     assert store.count_entries() == 2100
 
 
 def test_an_import_not_kept_changes_nothing(store: Store, now: dt.datetime) -> None:
     entries = [make_entry(new_uscc(), effective=now) for _ in range(3)]
-    outcome = store.import_entries(iter(entries), actor="admin", action="import-update", keep=lambda: False)
+    outcome = store.import_entries(
+        encoded(entries), actor="admin", action="import-update", keep=lambda: False
+    )
     assert not outcome.applied and outcome.inserted == 3 and outcome.data_version == 0
     assert store.count_entries() == 0 and store.data_version() == 0
 
@@ -217,7 +236,7 @@ def test_an_import_not_kept_changes_nothing(store: Store, now: dt.datetime) -> N
         raise RuntimeError("the stream broke off")
 
     with pytest.raises(RuntimeError):
-        store.import_entries(iter(entries), actor="admin", action="import-update", keep=broken)
+        store.import_entries(encoded(entries), actor="admin", action="import-update", keep=broken)
     assert store.count_entries() == 0 and store.data_version() == 0
     assert store.history(entries[0].entry_id) == []
 
@@ -230,3 +249,50 @@ def test_all_entries_pages_in_key_order(store: Store, now: dt.datetime) -> None:
     assert [e.entry_id for e in every] == sorted(e.entry_id for e in [*black, *red])
     assert list(store.all_entries(list_kind="red")) == red
     assert len(list(store.all_entries(list_kind="black"))) == 1005
+
+
+def test_import_into_an_empty_store_then_again(store: SqliteStore) -> None:
+    from mustcheck_gateway.store.codec import encode_entry
+
+    now = dt.datetime.now(dt.UTC)
+    entries = [make_entry(new_uscc(), effective=now) for _ in range(3)]
+
+    def load(batch: list[Any]) -> tuple[int, int, int, int]:
+        outcome = store.import_entries(
+            [encode_entry(e) for e in batch], actor="t", action="import-update", keep=lambda: True
+        )
+        return outcome.inserted, outcome.updated, outcome.unchanged, outcome.data_version
+
+    assert load(entries) == (3, 0, 0, 1)  # a first load: nothing looked up
+    assert load(entries) == (0, 0, 3, 1)  # the same again changes nothing
+    changed = dataclasses.replace(entries[1], reason="更正")
+    assert load([entries[0], changed]) == (0, 1, 1, 2)
+    assert [h.action for h in store.history(changed.entry_id)] == ["import", "import-update"]
+    assert store.get_entry(changed.entry_id) == changed
+
+
+def test_a_large_import_builds_the_secondary_indexes_afresh(tmp_path: Path) -> None:
+    from mustcheck_gateway.store.codec import encode_entry
+    from mustcheck_gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "lists.sqlite3", defer_indexes_after=2)
+
+    def indexes() -> list[str]:
+        with sqlite3.connect(store.path) as db:
+            return [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")]
+
+    before = indexes()
+    now = dt.datetime.now(dt.UTC)
+    person = new_citizen_id()
+    entries = [
+        make_entry(new_uscc(), effective=now, persons=((person, "王五", PersonRole.LEGAL_REPRESENTATIVE),))
+        for _ in range(3)
+    ]
+    encoded = [encode_entry(e) for e in entries]
+    rolled_back = store.import_entries(encoded, actor="t", action="import", keep=lambda: False)
+    assert not rolled_back.applied and indexes() == before and store.count_entries() == 0
+    assert store.import_entries(encoded, actor="t", action="import", keep=lambda: True).inserted == 3
+    assert sorted(indexes(), key=str) == sorted(before, key=str)
+    assert store.entries_for_subject(entries[0].subject_code) == [entries[0]]
+    assert {e.entry_id for e in store.entries_naming_person(person)} == {e.entry_id for e in entries}
+    store.close()

@@ -30,12 +30,14 @@ from .auth.model import ROLE_ADMIN, Caller
 from .checks import Clock
 from .errors import FailedPrecondition, GatewayError, InvalidArgument, NotFound
 from .evaluation import add_months, display_end, is_in_force
+from .import_workers import ImportRules, ImportWorkers, StreamPart
 from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
 from .masking import mask_id, mask_name
 from .policy.model import PolicySet
+from .seen_keys import SeenKeys
 from .service import AuditSink
-from .store.base import EntryNotFound, EntryStatus, ListEntry, ListStore
-from .store.codec import entry_key
+from .store.base import EncodedEntry, EntryNotFound, EntryStatus, ListEntry, ListStore
+from .store.codec import DECISION_DOCUMENT, SOURCE, entry_key
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_PROBLEMS = 10_000
@@ -65,7 +67,9 @@ class ListsService(pb_grpc.ListsServiceServicer):
         audit: AuditSink,
         clock: Clock,
         legacy: LegacyCodes,
+        workers: ImportWorkers,
     ) -> None:
+        self.workers = workers
         self.store = store
         self.policy = policy
         self.access = access
@@ -144,15 +148,18 @@ class ListsService(pb_grpc.ListsServiceServicer):
             raise InvalidArgument("an import needs a source (who supplied the rows)", reason="import.source")
         caller = await self._admin(context, "lists.import", {"source": source, "file": header.file_name})
         chunks: queue.Queue[object] = queue.Queue(maxsize=4)  # bounded: the import streams
-        importer = _Import(self.policy, self.legacy.codes, source, header.skip_invalid)
+        importer = _Import(ImportRules(self.policy, self.legacy.codes, source), header.skip_invalid)
 
         async def pump() -> None:
             try:
                 async for chunk in request_iterator:
                     if chunk.HasField("end"):
                         importer.complete = True
+                    elif chunk.HasField("lines"):
+                        part = StreamPart(max(1, chunk.lines.first_line), chunk.lines.text)
+                        await asyncio.to_thread(chunks.put, part)
                     elif chunk.HasField("rows"):
-                        await asyncio.to_thread(chunks.put, chunk.rows)
+                        await asyncio.to_thread(chunks.put, StreamPart(0, chunk.rows))
             except BaseException:
                 importer.fatal = "the import stream broke off: nothing was applied"
                 raise
@@ -163,7 +170,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         try:
             outcome = await self._run(
                 lambda: self.store.import_entries(
-                    importer.entries(chunks),
+                    importer.entries(chunks, self.workers),
                     actor=caller.caller_id,
                     action="import-update",
                     keep=importer.keep,
@@ -433,19 +440,19 @@ class ListsService(pb_grpc.ListsServiceServicer):
 
 
 class _Import:
-    """One import's validation state; runs in the store's transaction thread."""
+    """One import's state: the rows' outcomes in stream order, duplicates, problems; runs in the store's
+    transaction thread while worker processes validate the chunks."""
 
-    def __init__(self, policy: PolicySet, legacy: frozenset[str], source: str, skip_invalid: bool) -> None:
-        self.policy = policy
-        self.legacy = legacy
-        self.source = source
+    def __init__(self, rules: ImportRules, skip_invalid: bool) -> None:
+        self.rules = rules
         self.skip_invalid = skip_invalid
         self.rows = 0
+        self.parsed = 0
         self.rejected = 0
         self.problems: list[tuple[int, str]] = []
         self.fatal = ""
         self.complete = False
-        self._seen: set[bytes] = set()
+        self._seen = SeenKeys()
 
     def keep(self) -> bool:
         """Commit? Only a complete stream whose rows are all valid (or, with skip_invalid, some)."""
@@ -453,7 +460,7 @@ class _Import:
             self.fatal = "the import stream ended before the end of the file: nothing was applied"
         if self.fatal:
             return False
-        if self.rows == 0:
+        if self.rows == 0 or self.parsed == 0:
             self.fatal = "the file holds no rows"
             return False
         if self.rejected == self.rows:
@@ -465,51 +472,37 @@ class _Import:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append((line, reason))
 
-    def _entry(self, row: Any) -> ListEntry:
-        if isinstance(row, dict) and not row.get("source"):
-            row["source"] = self.source
-        return entry_from_row(row, self.policy, legacy_codes=self.legacy)
-
-    def entries(self, chunks: queue.Queue[object]) -> Iterator[ListEntry]:
+    def _parts(self, chunks: queue.Queue[object]) -> Iterator[StreamPart]:
         while True:
-            chunk = chunks.get()
-            if chunk is _END:
+            part = chunks.get()
+            if part is _END:
                 return
             if self.fatal:
                 continue  # drain the stream
-            assert isinstance(chunk, bytes)
-            for text in chunk.decode("utf-8").splitlines():
-                if not text.strip():
-                    continue
-                try:
-                    item = json.loads(text)
-                    line, row = int(item["line"]), item["row"]
-                except (ValueError, KeyError, TypeError):
-                    self.fatal = 'the import stream is malformed (expected {"line": N, "row": {...}} lines)'
-                    break
+            assert isinstance(part, StreamPart)
+            yield part
+
+    def entries(self, chunks: queue.Queue[object], workers: ImportWorkers) -> Iterator[EncodedEntry]:
+        for result in workers.map(self.rules, self._parts(chunks)):
+            if self.fatal:
+                continue
+            self.parsed += result.parsed
+            for line, entry, error in result.rows:
                 self.rows += 1
-                error = item.get("error")
-                if error is None:
-                    try:
-                        entry = self._entry(row)
-                    except RowError as invalid:
-                        error = str(invalid)
-                if error is not None:
-                    if item.get("unterminated"):
-                        self.fatal = f"line {line} is cut short: the file's last line is truncated"
-                        break
-                    self._problem(line, str(error))
+                if entry is None:
+                    self._problem(line, error)
                     continue
-                key = hashlib.blake2b(entry.entry_id.encode(), digest_size=8).digest()
-                if key in self._seen:
+                values = entry[0]
+                key = hashlib.blake2b(values[0].encode(), digest_size=8).digest()
+                if not self._seen.add(int.from_bytes(key)):
                     self._problem(
                         line,
-                        f"duplicate key: source {entry.source!r} and decision document "
-                        f"{entry.decision_document!r} appear earlier in the file",
+                        f"duplicate key: source {values[SOURCE]!r} and decision document "
+                        f"{values[DECISION_DOCUMENT]!r} appear earlier in the file",
                     )
                     continue
-                self._seen.add(key)
                 yield entry
+            self.fatal = result.fatal
 
 
 def _date(instant: dt.datetime) -> str:

@@ -40,6 +40,7 @@ from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
+from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
 from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
@@ -99,6 +100,8 @@ class GatewayConfig:
     watch_heartbeat_s: float = DEFAULT_HEARTBEAT_S
     # Prometheus metrics over HTTP on HOST:PORT (None: not served; still collected).
     metrics_listen: str | None = None
+    # Processes that validate an import's rows while the gateway writes them (0: in the gateway itself).
+    import_workers: int = field(default_factory=default_import_workers)
 
 
 class ConfigError(Exception):
@@ -142,6 +145,7 @@ class Gateway:
     audit: AuditLog | NoAudit
     access: AccessControl
     admin_token_file: Path | None
+    import_workers: ImportWorkers
     feed: ChangeFeed
     lookup_cache: LookupCache
     watch: WatchStreams
@@ -153,6 +157,7 @@ class Gateway:
         await self.server.stop(grace)
         await self.feed.stop()
         self.metrics.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
         log.info("gateway_stopped", port=self.port)
@@ -223,6 +228,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         if isinstance(audit, AuditLog):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
+        import_workers = ImportWorkers(config.import_workers)
         feed = ChangeFeed(store, poll_interval_s=config.change_poll_interval_s)
         lookup_cache = LookupCache(
             store,
@@ -261,7 +267,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             AuditService(audit, access, sink, policy, store), server
         )
         lists_pb2_grpc.add_ListsServiceServicer_to_server(
-            ListsService(store, policy, access, sink, config.clock, legacy), server
+            ListsService(store, policy, access, sink, config.clock, legacy, import_workers), server
         )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -309,6 +315,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         audit,
         access,
         admin_token_file,
+        import_workers,
         feed,
         lookup_cache,
         watch,

@@ -57,6 +57,7 @@ REGISTRATION_AUTHORITIES: dict[str, tuple[str, frozenset[str]]] = {
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+_ID_ZERO_TOTAL = ord("0") * sum(_ID_WEIGHTS)
 # GB/T 2260 province-level prefixes (first two digits of a region code).
 PROVINCE_PREFIXES = frozenset(
     {
@@ -110,8 +111,11 @@ def uscc_check_character(first17: str) -> str:
 
 
 def organization_code_check_character(body8: str) -> str:
-    total = sum(map(operator.mul, map(_org_code_value, body8), _ORG_CODE_WEIGHTS))
-    check = 11 - total % 11
+    try:
+        values = list(map(_ORG_CODE_VALUES.__getitem__, body8))
+    except KeyError:
+        values = list(map(_org_code_value, body8))
+    check = 11 - sum(map(operator.mul, values, _ORG_CODE_WEIGHTS)) % 11
     return {10: "X", 11: "0"}.get(check, str(check))
 
 
@@ -119,8 +123,14 @@ def _org_code_value(char: str) -> int:
     return int(char) if char.isdigit() else ord(char) - ord("A") + 10
 
 
+_ORG_CODE_VALUES = {char: _org_code_value(char) for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def citizen_id_check_character(first17: str) -> str:
-    total = sum(map(operator.mul, map(int, first17), _ID_WEIGHTS))
+    if first17.isascii() and first17.isdigit():  # the usual case: the digits' code points, less '0's
+        total = sum(map(operator.mul, first17.encode(), _ID_WEIGHTS)) - _ID_ZERO_TOTAL
+    else:
+        total = sum(map(operator.mul, map(int, first17), _ID_WEIGHTS))
     return _ID_CHECK[total % 11]
 
 

@@ -19,7 +19,7 @@ from mustcheck._generated.v1 import lists_pb2 as pb
 from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json
-from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items
+from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
 from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
 
 Handler = Callable[[argparse.Namespace, pb_grpc.ListsServiceStub, CallOptions], int]
@@ -175,25 +175,37 @@ class _Chunks:
                 file_name=self.options.file.name,
             )
         )
-        batch: list[str] = []
         try:
-            for item in read_items(self.options.file, self.file_format, self.encoding):
-                batch.append(json.dumps(item, ensure_ascii=False))
-                if len(batch) >= CHUNK_ROWS:
-                    yield self._send(batch)
-                    batch = []
+            yield from self._lines() if self.file_format == "jsonl" else self._items()
         except ListFileError as error:
             self.error = str(error)
             return  # the gateway sees too few rows or none: nothing is applied
-        if batch:
-            yield self._send(batch)
         yield pb.ImportChunk(end=True)
 
+    def _lines(self) -> Iterator[pb.ImportChunk]:
+        for first_line, text in read_lines(self.options.file, self.encoding):
+            lines = pb.JsonLines(first_line=first_line, text=text.encode())
+            self._sent(text.count("\n") or 1)
+            yield pb.ImportChunk(lines=lines)
+
+    def _items(self) -> Iterator[pb.ImportChunk]:
+        batch: list[str] = []
+        for item in read_items(self.options.file, self.encoding):
+            batch.append(json.dumps(item, ensure_ascii=False))
+            if len(batch) >= CHUNK_ROWS:
+                yield self._send(batch)
+                batch = []
+        if batch:
+            yield self._send(batch)
+
     def _send(self, batch: list[str]) -> pb.ImportChunk:
-        self.sent += len(batch)
+        self._sent(len(batch))
+        return pb.ImportChunk(rows=("\n".join(batch) + "\n").encode())
+
+    def _sent(self, rows: int) -> None:
+        self.sent += rows
         if self.progress:
             print(f"\r{self.sent:,} rows sent", end="", file=sys.stderr, flush=True)
-        return pb.ImportChunk(rows=("\n".join(batch) + "\n").encode())
 
     def finish_progress(self) -> None:
         if self.progress:

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..import_workers import default_import_workers
 from ..logs import configure_logging
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
 from ..policy import PolicyError, default_policy_dir
@@ -93,6 +94,14 @@ def register(commands: Subparsers) -> None:
         help="subjects the gateway keeps in memory until a write touches them "
         f"(default {DEFAULT_CACHE_ENTRIES}; 0: off)",
     )
+    parser.add_argument(
+        "--import-workers",
+        type=int,
+        default=default_import_workers(),
+        metavar="N",
+        help="processes that validate list imports while the gateway writes them (default: one per core, "
+        "at most 2; 0: validate in the gateway process)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -113,6 +122,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         metrics_listen=options.metrics,
         lookup_cache_entries=max(0, options.cache_entries),
         store_url=options.store,
+        import_workers=max(0, options.import_workers),
     )
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mustcheck import EntryStatus as EntryStatus  # one definition, shared with the SDK
 from mustcheck.identifiers import SubjectKind
@@ -69,6 +69,14 @@ class ListEntry:
     status: EntryStatus = EntryStatus.ACTIVE
     status_changed_at: dt.datetime | None = None
     responsible_persons: tuple[ResponsiblePerson, ...] = ()
+
+
+# An entry in the form the store writes, built where the entry is validated (an import's worker
+# processes) so that the writer only writes: its column values in ``ENTRY_COLUMNS`` order (the entry id
+# first), its persons as (person_id, name, role) in the entry's order, and its history snapshot as UTF-8
+# JSON. A plain tuple: a million of them cross from the workers per import, and unpickling named tuples
+# takes three times as long.
+EncodedEntry = tuple[tuple[Any, ...], tuple[tuple[str, str, str], ...], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +187,11 @@ class ListStore(Protocol):
         ...
 
     def import_entries(
-        self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
+        self, entries: Iterable[EncodedEntry], *, actor: str, action: str, keep: Callable[[], bool]
     ) -> ImportOutcome:
-        """Insert or update entries in one transaction; ``keep()`` decides commit or rollback at the end."""
+        """Insert or update entries in one transaction; ``keep()`` decides commit or rollback at the end.
+
+        An entry equal to the stored one is left alone (counted unchanged)."""
         ...
 
     def replace_entry(self, entry: ListEntry, *, actor: str, action: str, at: dt.datetime) -> int: ...

@@ -12,7 +12,7 @@ from typing import Any
 from mustcheck.identifiers import SubjectKind
 
 from ..policy.model import ListKind
-from .base import EntryStatus, HistoryRecord, ListEntry, PersonRole, ResponsiblePerson
+from .base import EncodedEntry, EntryStatus, HistoryRecord, ListEntry, PersonRole, ResponsiblePerson
 
 ENTRY_COLUMNS = (
     "entry_id",
@@ -34,6 +34,7 @@ ENTRY_COLUMNS = (
     "status_changed_at",
 )
 HISTORY_COLUMNS = ("entry_id", "data_version", "action", "actor", "changed_at", "snapshot")
+SOURCE, DECISION_DOCUMENT = ENTRY_COLUMNS.index("source"), ENTRY_COLUMNS.index("decision_document")
 _DATE_COLUMNS = frozenset(
     {"decision_date", "effective_from", "punish_until", "display_until", "status_changed_at"}
 )
@@ -65,17 +66,27 @@ def parse_instant(text: str) -> dt.datetime:
 
 
 def entry_values(entry: ListEntry) -> tuple[Any, ...]:
-    """The entry's values in ``ENTRY_COLUMNS`` order."""
-    values: list[Any] = []
-    for column in ENTRY_COLUMNS:
-        value = getattr(entry, column)
-        if column in _DATE_COLUMNS:
-            values.append(None if value is None else _format_list_date(value))
-        elif isinstance(value, SubjectKind | ListKind | EntryStatus):
-            values.append(value.value)
-        else:
-            values.append(value)
-    return tuple(values)
+    """The entry's values in ``ENTRY_COLUMNS`` order (dates in the stored text form)."""
+    changed = entry.status_changed_at
+    return (
+        entry.entry_id,
+        entry.source,
+        entry.subject_code,
+        entry.subject_name,
+        entry.subject_kind.value,
+        entry.memorandum_id,
+        entry.list_kind.value,
+        entry.initiating_department,
+        entry.decision_document,
+        entry.reason,
+        entry.severity,
+        _format_list_date(entry.decision_date),
+        _format_list_date(entry.effective_from),
+        _format_list_date(entry.punish_until),
+        _format_list_date(entry.display_until),
+        entry.status.value,
+        None if changed is None else _format_list_date(changed),
+    )
 
 
 def entry_from_values(values: Sequence[Any], persons: Sequence[Sequence[Any]] = ()) -> ListEntry:
@@ -93,11 +104,25 @@ def entry_from_values(values: Sequence[Any], persons: Sequence[Sequence[Any]] = 
     return ListEntry(**row)
 
 
+def encode_entry(entry: ListEntry) -> EncodedEntry:
+    values = entry_values(entry)
+    persons = tuple((p.person_id, p.name, p.role.value) for p in entry.responsible_persons)
+    return values, persons, _snapshot_json(values, persons).encode()
+
+
 def snapshot(entry: ListEntry, values: Sequence[Any] | None = None) -> str:
     """The entry as one JSON document, for history rows (``values``: its ``entry_values``, if known)."""
-    data: dict[str, Any] = dict(zip(ENTRY_COLUMNS, values or entry_values(entry), strict=True))
-    data["responsible_persons"] = [[p.person_id, p.name, p.role.value] for p in entry.responsible_persons]
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+    persons = tuple((p.person_id, p.name, p.role.value) for p in entry.responsible_persons)
+    return _snapshot_json(values or entry_values(entry), persons)
+
+
+_encode_snapshot = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
+
+
+def _snapshot_json(values: Sequence[Any], persons: Sequence[Sequence[str]]) -> str:
+    data: dict[str, Any] = dict(zip(ENTRY_COLUMNS, values, strict=True))
+    data["responsible_persons"] = persons  # tuples encode as JSON arrays, as lists do
+    return _encode_snapshot(data)
 
 
 def from_snapshot(text: str) -> ListEntry:

@@ -30,6 +30,7 @@ from . import audit_heads
 from .base import (
     AuditHead,
     AuthData,
+    EncodedEntry,
     EntryNotFound,
     EntryStatus,
     HistoryRecord,
@@ -229,14 +230,15 @@ class PostgresStore:
         return self._committed(version)
 
     def import_entries(
-        self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
+        self, entries: Iterable[EncodedEntry], *, actor: str, action: str, keep: Callable[[], bool]
     ) -> ImportOutcome:
         """One transaction, as in SQLite: batches of ``entries`` are compared with what is stored and
         only the changed ones written; ``keep()`` at the end commits or rolls everything back."""
         now = format_instant(dt.datetime.now(dt.UTC))
         tally = ImportTally()
+        decoded = (entry_from_values(values, persons) for values, persons, _ in entries)
         with self._db.write() as connection:
-            for batch in batches(entries):
+            for batch in batches(decoded):
                 stored = _entries(connection, "WHERE entry_id = ANY(%s)", ([e.entry_id for e in batch],))
                 changed = tally.changes(batch, {entry.entry_id: entry for entry in stored})
                 if not changed:

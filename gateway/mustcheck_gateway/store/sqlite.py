@@ -8,12 +8,14 @@ data version moves exactly once per write.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..auth.codec import (
     CALLER_COLUMNS,
@@ -31,6 +33,7 @@ from . import audit_heads
 from .base import (
     AuditHead,
     AuthData,
+    EncodedEntry,
     EntryNotFound,
     EntryStatus,
     HistoryRecord,
@@ -51,7 +54,7 @@ from .codec import (
     snapshot,
 )
 from .feedback_codec import FEEDBACK_COLUMNS, feedback_from_values, feedback_values
-from .import_tally import ImportTally, batches
+from .import_tally import IMPORT_BATCH
 from .migrations import MIGRATIONS, apply_migrations
 from .sqlite_connections import ThreadConnections, consistent_read, transaction
 
@@ -64,13 +67,20 @@ _FEEDBACK_MARKS = ", ".join("?" for _ in FEEDBACK_COLUMNS)
 # Page cache per connection: list keys are hashes, so inserts land all over the B-trees; a cache that
 # holds them keeps a million-row import from re-reading pages it has just written.
 CACHE_KIB = 32 * 1024
+# An import's transaction writes into every index of a million-row store: while it runs, its connection
+# gets a larger cache (given back when it ends), which halves the time SQLite spends re-reading pages.
+IMPORT_CACHE_KIB = 96 * 1024
+# An import of more rows than this, and than the store holds, builds the secondary indexes afresh.
+DEFER_INDEXES_AFTER = 100_000
+_REBUILD_CACHE_KIB = 8 * 1024
 
 
 class SqliteStore:
     """A :class:`~mustcheck_gateway.store.base.ListStore` on one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, defer_indexes_after: int = DEFER_INDEXES_AFTER) -> None:
         self.path = path
+        self.defer_indexes_after = defer_indexes_after
         path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._connections = ThreadConnections(self._open_connection)
@@ -246,77 +256,126 @@ class SqliteStore:
         )
 
     def import_entries(
-        self, entries: Iterable[ListEntry], *, actor: str, action: str, keep: Callable[[], bool]
+        self, entries: Iterable[EncodedEntry], *, actor: str, action: str, keep: Callable[[], bool]
     ) -> ImportOutcome:
         """Insert new entries and update changed ones in ONE transaction; unchanged ones are left alone.
 
-        ``entries`` is consumed inside the transaction (streaming: memory stays flat); afterwards
-        ``keep()`` decides whether to commit or roll everything back. The data version moves once, and
-        only if something changed.
+        ``entries`` (distinct ids) are consumed inside the transaction (streaming: memory stays flat);
+        afterwards ``keep()`` decides whether to commit or roll everything back. The data version moves
+        once, and only if something changed.
         """
         now = format_instant(dt.datetime.now(dt.UTC))
-        tally = ImportTally()
+        counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+        version: list[int] = []  # the data version, taken at the first change only
         connection = self._connection()
-        with self._write_lock:
+        with self._write_lock, _cache_of(connection, IMPORT_CACHE_KIB):
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for batch in batches(entries):
-                    self._import_batch(connection, batch, tally, actor, action, now)
-                if tally.version:  # a bulk change: caches drop everything rather than read a million codes
-                    self._record_changes(connection, tally.version, [EVERYTHING])
+                # Into an empty store (a first load) no entry can exist but those this import writes,
+                # each once: nothing to look up.
+                (stored,) = connection.execute("SELECT coalesce(max(rowid), 0) FROM entries").fetchone()
+                deferred = _DeferredIndexes(connection, after=max(self.defer_indexes_after, stored))
+                write = functools.partial(
+                    self._import_batch,
+                    connection,
+                    version=version,
+                    counts=counts,
+                    actor=actor,
+                    action=action,
+                    now=now,
+                    look_up=stored > 0,
+                )
+                batch: list[EncodedEntry] = []
+                for entry in entries:
+                    batch.append(entry)
+                    if len(batch) >= IMPORT_BATCH:
+                        deferred.count(len(batch))
+                        write(batch)
+                        batch = []
+                if batch:
+                    deferred.count(len(batch))
+                    write(batch)
+                if version:  # a bulk change: caches drop everything rather than read a million codes
+                    self._record_changes(connection, version[0], [EVERYTHING])
                 applied = keep()
+                if applied:
+                    deferred.rebuild()
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT" if applied else "ROLLBACK")
-        return tally.outcome(applied, self.data_version)
+        data_version = version[0] if applied and version else self.data_version()
+        return ImportOutcome(
+            counts["inserted"], counts["updated"], counts["unchanged"], data_version, applied
+        )
 
     def _import_batch(
         self,
         connection: sqlite3.Connection,
-        batch: list[ListEntry],
-        tally: ImportTally,
+        batch: list[EncodedEntry],
+        *,
+        version: list[int],
+        counts: dict[str, int],
         actor: str,
         action: str,
         now: str,
+        look_up: bool,
     ) -> None:
         """Write a batch of imported entries with a few statements: existing ones are looked up at once."""
-        marks = ", ".join("?" for _ in batch)
-        existing = {
-            entry.entry_id: entry
-            for entry in self._entries(
-                f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", [e.entry_id for e in batch]
-            )
-        }
-        changed = tally.changes(batch, existing)
+        batch.sort(key=_entry_id_of)  # key order: neighbouring B-tree pages, fewer misses
+        existing = self._stored(connection, [values[0] for values, _, _ in batch]) if look_up else {}
+        changed: list[tuple[EncodedEntry, bool]] = []
+        for entry in batch:
+            current = existing.get(entry[0][0])
+            if current is not None and _same(current, entry):
+                counts["unchanged"] += 1
+                continue
+            counts["updated" if current else "inserted"] += 1
+            changed.append((entry, current is not None))
         if not changed:
             return
-        version = tally.take_version(lambda: self._bump(connection))
-        values = [entry_values(entry) for entry, _ in changed]
+        if not version:
+            version.append(self._bump(connection))
         connection.executemany(
             "DELETE FROM entry_persons WHERE entry_id = ?",
-            [(entry.entry_id,) for entry, known in changed if known],
+            [(values[0],) for (values, _, _), known in changed if known],
         )
         connection.executemany(
             f"INSERT OR REPLACE INTO entries ({_COLUMNS}, data_version) VALUES ({_PLACEHOLDERS}, ?)",
-            [(*row, version) for row in values],
+            [(*values, version[0]) for (values, _, _), _ in changed],
         )
         connection.executemany(
             "INSERT INTO entry_persons (entry_id, person_id, name, role) VALUES (?, ?, ?, ?)",
-            [
-                (entry.entry_id, p.person_id, p.name, p.role.value)
-                for entry, _ in changed
-                for p in entry.responsible_persons
-            ],
+            [(values[0], *person) for (values, persons, _), _ in changed for person in persons],
         )
-        connection.executemany(
+        connection.executemany(  # the snapshot comes as UTF-8 bytes: stored as the text it is
             "INSERT INTO entry_history (entry_id, data_version, action, actor, changed_at, snapshot) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT))",
             [
-                (entry.entry_id, version, action if known else "import", actor, now, snapshot(entry, row))
-                for (entry, known), row in zip(changed, values, strict=True)
+                (values[0], version[0], action if known else "import", actor, now, snapshot)
+                for (values, _, snapshot), known in changed
             ],
         )
+
+    @staticmethod
+    def _stored(
+        connection: sqlite3.Connection, entry_ids: list[str]
+    ) -> dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]]:
+        """The stored values and persons (in the store's order) of those of ``entry_ids`` that exist."""
+        marks = ", ".join("?" for _ in entry_ids)
+        found: dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]] = {
+            row[0]: (row, [])
+            for row in connection.execute(f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", entry_ids)
+        }
+        if found:
+            ids = list(found)
+            for entry_id, person_id, name, role in connection.execute(
+                "SELECT entry_id, person_id, name, role FROM entry_persons "
+                f"WHERE entry_id IN ({', '.join('?' for _ in ids)}) ORDER BY entry_id, role, person_id",
+                ids,
+            ):
+                found[entry_id][1].append((person_id, name, role))
+        return found
 
     def history_of_subject(self, subject_code: str) -> list[HistoryRecord]:
         """Every state of every entry of ``subject_code``, oldest first."""
@@ -519,3 +578,64 @@ class SqliteStore:
             "UPDATE meta SET value = value + 1 WHERE key = 'auth_version' RETURNING value"
         ).fetchone()
         return int(row[0])
+
+
+class _DeferredIndexes:
+    """A large import stops maintaining the secondary (not unique) indexes of entries and persons (keyed
+    by subject and person: every insert lands on a random page) and builds them anew, by sorting, before it
+    commits. All inside the import's transaction: readers keep the committed state, indexes included,
+    and a rollback puts everything back."""
+
+    def __init__(self, connection: sqlite3.Connection, *, after: int) -> None:
+        self._connection = connection
+        self._after = after
+        self._rows = 0
+        self._dropped: list[str] = []
+
+    def count(self, rows: int) -> None:
+        self._rows += rows
+        if self._rows >= self._after and not self._dropped:
+            indexes = self._connection.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                "AND sql NOT LIKE 'CREATE UNIQUE%' AND tbl_name IN ('entries', 'entry_persons') ORDER BY name"
+            ).fetchall()
+            for name, sql in indexes:
+                self._connection.execute(f'DROP INDEX "{name}"')
+                self._dropped.append(sql)
+
+    def rebuild(self) -> None:
+        if self._dropped:
+            # Each sort takes as much memory as the page cache may: a small one holds the peak down (the
+            # sorted runs go to temporary files and are merged from there).
+            self._connection.execute(f"PRAGMA cache_size=-{_REBUILD_CACHE_KIB}")
+        for sql in self._dropped:
+            self._connection.execute(sql)
+        self._dropped = []
+
+
+@contextmanager
+def _cache_of(connection: sqlite3.Connection, kib: int) -> Iterator[None]:
+    """The connection's page cache at ``kib`` KiB for the block; back to the usual size after it."""
+    connection.execute(f"PRAGMA cache_size=-{kib}")
+    try:
+        yield
+    finally:
+        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        connection.execute("PRAGMA shrink_memory")
+
+
+def _entry_id_of(entry: EncodedEntry) -> str:
+    return str(entry[0][0])
+
+
+def _same(stored: tuple[tuple[Any, ...], list[tuple[str, str, str]]], entry: EncodedEntry) -> bool:
+    """Is the imported entry equal to the stored one (as entries: same values, persons in the same order)?
+
+    Equal text is equal entries; text that differs may still be the same instants written another way,
+    so only then are both sides decoded and compared as entries.
+    """
+    values, persons = stored
+    new_values, new_persons, _ = entry
+    if values == new_values and tuple(persons) == new_persons:
+        return True
+    return entry_from_values(values, persons) == entry_from_values(new_values, new_persons)

@@ -53,27 +53,57 @@ class ImportChunk(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     ROWS_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
     rows: _builtins.bytes
     end: _builtins.bool
     """The file was read to its end."""
     @_builtins.property
     def header(self) -> Global___ImportHeader: ...
+    @_builtins.property
+    def lines(self) -> Global___JsonLines: ...
     def __init__(
         self,
         *,
         header: Global___ImportHeader | None = ...,
         rows: _builtins.bytes = ...,
         end: _builtins.bool = ...,
+        lines: Global___JsonLines | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "header", b"header", "part", b"part", "rows", b"rows"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "header", b"header", "lines", b"lines", "part", b"part", "rows", b"rows"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "header", b"header", "part", b"part", "rows", b"rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "header", b"header", "lines", b"lines", "part", b"part", "rows", b"rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "rows", "end"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "rows", "end", "lines"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___ImportChunk: _TypeAlias = ImportChunk  # noqa: Y015
+
+@_typing.final
+class JsonLines(_message.Message):
+    """Consecutive lines of a JSON Lines file, exactly as read (UTF-8)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_LINE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    first_line: _builtins.int
+    """The number of the first line in `text` (the file's first line is 1)."""
+    text: _builtins.bytes
+    """Whole lines, each with its line break (\\n, \\r\\n or \\r); the file's last line may have none."""
+    def __init__(
+        self,
+        *,
+        first_line: _builtins.int = ...,
+        text: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_line", b"first_line", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JsonLines: _TypeAlias = JsonLines  # noqa: Y015
 
 @_typing.final
 class RowProblem(_message.Message):

@@ -90,9 +90,10 @@ class ListsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Import(self, request_iterator, context):
-        """The first chunk carries the header, the last one `end`; between them, list rows
-        (JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is bad
-        (unless skip_invalid), nor if the stream stops before `end`.
+        """The first chunk carries the header, the last one `end`; between them, list rows:
+        either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
+        (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
+        bad (unless skip_invalid), nor if the stream stops before `end`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

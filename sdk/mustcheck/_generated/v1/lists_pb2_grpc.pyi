@@ -35,9 +35,10 @@ class ListsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ListsServiceAsyncStub: ...
     Import: _grpc.StreamUnaryMultiCallable[_lists_pb2.ImportChunk, _lists_pb2.ImportReport]
-    """The first chunk carries the header, the last one `end`; between them, list rows
-    (JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is bad
-    (unless skip_invalid), nor if the stream stops before `end`.
+    """The first chunk carries the header, the last one `end`; between them, list rows:
+    either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
+    (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
+    bad (unless skip_invalid), nor if the stream stops before `end`.
     """
     AddEntry: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]
     UpdateEntry: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]
@@ -54,9 +55,10 @@ class ListsServiceStub:
 class ListsServiceAsyncStub(ListsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Import: _aio.StreamUnaryMultiCallable[_lists_pb2.ImportChunk, _lists_pb2.ImportReport]  # type: ignore[assignment]
-    """The first chunk carries the header, the last one `end`; between them, list rows
-    (JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is bad
-    (unless skip_invalid), nor if the stream stops before `end`.
+    """The first chunk carries the header, the last one `end`; between them, list rows:
+    either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
+    (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
+    bad (unless skip_invalid), nor if the stream stops before `end`.
     """
     AddEntry: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]  # type: ignore[assignment]
     UpdateEntry: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]  # type: ignore[assignment]
@@ -76,9 +78,10 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_lists_pb2.ImportChunk],
         context: _ServicerContext,
     ) -> _typing.Union[_lists_pb2.ImportReport, _abc.Awaitable[_lists_pb2.ImportReport]]:
-        """The first chunk carries the header, the last one `end`; between them, list rows
-        (JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is bad
-        (unless skip_invalid), nor if the stream stops before `end`.
+        """The first chunk carries the header, the last one `end`; between them, list rows:
+        either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
+        (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
+        bad (unless skip_invalid), nor if the stream stops before `end`.
         """
 
     @_abc_1.abstractmethod
