@@ -293,6 +293,9 @@ def test_allow_legacy_code(
             client.check(code, "MOF-0001")
         assert lists(admin_args, "allow-legacy", code, "--reason", "试点期间赋码") == 0
         assert client.check(code, "MOF-0001").legacy_code
+        # The allow-list admits the code in list rows too (R1), one by one and in imports.
+        assert lists(admin_args, "add", json.dumps(row(code), ensure_ascii=False)) == 0
+        assert client.check(code, "MOF-0001").memberships
     assert lists(admin_args, "allow-legacy", "91110108551385082Q", "--reason", "x") == 2
     assert "needs no allow-list entry" in capsys.readouterr().err
 

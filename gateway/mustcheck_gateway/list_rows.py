@@ -92,7 +92,9 @@ def entry_from_row(
         raise RowError(f"subject_kind: {row['subject_kind']!r} is not organization or person") from None
     try:
         subject = validate_subject(
-            str(row["subject_code"]), kind=kind, legacy_codes=policy.legacy_codes.keys()
+            str(row["subject_code"]),
+            kind=kind,
+            legacy_codes=policy.legacy_codes.keys() if legacy_codes is None else legacy_codes,
         )
     except IdentifierError as error:
         raise RowError(f"subject_code: {error.message} [{error.rule}]") from None
