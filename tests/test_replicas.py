@@ -4,14 +4,19 @@ MUSTCHECK_TEST_POSTGRES is unset (``.ci/run`` always sets it)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from mustcheck import Client, Outcome, verify_receipt
-from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditLog
+from mustcheck_gateway.audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
+from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditLog, verify_log
+from mustcheck_gateway.chain_heads import replica_id
+from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
 from backends import fresh_schema
@@ -32,7 +37,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway, str]]:
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway, str, str]]:
     with fresh_schema() as url:
         threads = [
             GatewayThread(
@@ -42,6 +47,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
                     policy_dir=POLICY_DIR,
                     store_url=url,
                     watch_heartbeat_s=0.2,
+                    checkpoint_interval_s=0.3,
                 )
             )
             for name in ("replica-a", "replica-b")
@@ -56,16 +62,16 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
             token = provision(f"127.0.0.1:{first.port}", first.admin_token_file.read_text().strip(), "rep")
             # Issued through the first; the second's registry takes it up within a second.
             assert wait_until(lambda: second.access.registry.snapshot().version >= first.store.auth_version())
-            yield first, second, token
+            yield first, second, token, url
         finally:
             for thread in threads:
                 thread.stop()
 
 
 def test_a_write_is_seen_by_its_replica_at_once_and_by_the_others_within_a_poll(
-    replicas: tuple[Gateway, Gateway, str],
+    replicas: tuple[Gateway, Gateway, str, str],
 ) -> None:
-    first, second, token = replicas
+    first, second, token, _ = replicas
     subject = new_uscc()
     with (
         Client(f"127.0.0.1:{first.port}", token=token) as on_first,
@@ -83,9 +89,9 @@ def test_a_write_is_seen_by_its_replica_at_once_and_by_the_others_within_a_poll(
 
 
 def test_every_sdk_cache_hears_of_a_write_through_any_replica(
-    replicas: tuple[Gateway, Gateway, str],
+    replicas: tuple[Gateway, Gateway, str, str],
 ) -> None:
-    first, second, token = replicas
+    first, second, token, _ = replicas
     organisation = new_uscc()
     targets = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
     clients = [Client(target, token=token, cache_size=10) for target in targets]
@@ -107,9 +113,9 @@ def test_every_sdk_cache_hears_of_a_write_through_any_replica(
 
 
 def test_receipts_from_either_replica_verify_against_the_published_keys(
-    replicas: tuple[Gateway, Gateway, str],
+    replicas: tuple[Gateway, Gateway, str, str],
 ) -> None:
-    first, second, token = replicas
+    first, second, token, _ = replicas
     published = []
     receipts = []
     for gateway in (first, second):
@@ -125,3 +131,44 @@ def test_receipts_from_either_replica_verify_against_the_published_keys(
     with Client(f"127.0.0.1:{second.port}", token=token) as client:
         ack = client.report_outcome(receipts[0], "APPROVAL-ACROSS-REPLICAS", "approved")
     assert ack.backed_by_check and not ack.duplicate
+
+
+def test_every_chain_is_listed_and_a_withheld_tail_is_found(
+    replicas: tuple[Gateway, Gateway, str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second, token, url = replicas
+    with Client([f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"], token=token) as client:
+        for _ in range(20):
+            client.check(new_uscc(), MATTER)
+        old_copy = tmp_path / "old-copy"
+        shutil.copytree(data_dir(first), old_copy, ignore=shutil.ignore_patterns("*.lock"))
+        copied_through = verify_log(old_copy / AUDIT_FILE_NAME, old_copy / KEYS_DIR_NAME / "public").last_seq
+        assert copied_through  # a copy made now; then more records
+        for _ in range(20):
+            client.check(new_uscc(), MATTER)
+    assert wait_until(lambda: _head_of(first, url) > copied_through and _head_of(second, url) > 0, timeout=10)
+
+    assert main(["audit", "heads", "--store", url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {row["replica"] for row in listed} == {replica_id(data_dir(first)), replica_id(data_dir(second))}
+
+    for gateway in (first, second):  # each chain, as a copy, reaches its published head
+        copy = tmp_path / f"copy-{gateway.port}"
+        shutil.copytree(data_dir(gateway), copy, ignore=shutil.ignore_patterns("*.lock"))
+        assert main(["audit", "verify", "--data-dir", str(copy), "--store", url]) == 0
+        assert "intact" in capsys.readouterr().out
+    # The older copy is intact by itself, but ends before the head its gateway published: withheld.
+    assert main(["audit", "verify", "--data-dir", str(old_copy)]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--data-dir", str(old_copy), "--store", url]) == 1
+    assert "withheld or cut off" in capsys.readouterr().out
+
+
+def data_dir(gateway: Gateway) -> Path:
+    assert isinstance(gateway.audit, AuditLog)
+    return gateway.audit.path.parent
+
+
+def _head_of(gateway: Gateway, url: str) -> int:
+    heads = {head.replica: head.seq for head in gateway.store.audit_heads()}
+    return heads.get(replica_id(data_dir(gateway)), 0)

@@ -8,6 +8,7 @@ Stopping flushes the audit log and writes a final signed checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import threading
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .auth.access import AccessControl
 from .auth.authenticate import Authenticator
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
+from .chain_heads import HeadPublisher, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
 from .import_workers import ImportWorkers, default_import_workers
@@ -151,11 +153,16 @@ class Gateway:
     watch: WatchStreams
     metrics: GatewayMetrics
     metrics_port: int | None = None
+    heads: HeadPublisher | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
         await self.server.stop(grace)
         await self.feed.stop()
+        if self.heads is not None:
+            await self.heads.stop()
+            with contextlib.suppress(Exception):  # the store may be away; the last head stays published
+                await asyncio.get_running_loop().run_in_executor(None, self.heads.publish)
         self.metrics.close()
         await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
@@ -285,6 +292,13 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
         await server.start()
         feed.start()
+        heads = (
+            HeadPublisher(audit, store, replica_id(config.data_dir), interval_s=config.checkpoint_interval_s)
+            if isinstance(audit, AuditLog)
+            else None
+        )
+        if heads is not None:
+            heads.start()
         metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
     except BaseException:
         metrics.close()
@@ -321,6 +335,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         watch,
         metrics,
         metrics_port,
+        heads,
     )
 
 

@@ -30,7 +30,10 @@ from ..audit import (
     verify_log,
 )
 from ..audit import RetentionError as _RetentionError
+from ..chain_heads import REPLICA_FILE_NAME, head_problem
 from ..report import CoverageRow, Verification, render
+from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
+from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
@@ -74,9 +77,25 @@ def register(commands: Subparsers) -> None:
         metavar="DIR",
         help=f"public verification keys (default DIR/{KEYS_DIR_NAME}/public)",
     )
+    verify.add_argument(
+        "--store",
+        metavar="URL|DIR",
+        help="with --data-dir: also prove the chain reaches the head its gateway published in this store "
+        "(a postgresql:// URL, or the data directory of an embedded store)",
+    )
     verify.add_argument("--json", action="store_true")
     add_gateway_option(verify)
     verify.set_defaults(run=run_verify)
+
+    heads = actions.add_parser(
+        "heads",
+        help="list every gateway's audit chain and its published head",
+        description="List the audit chains that make up the record (one per gateway, docs/scaling.md): "
+        "replica id, the last signed checkpoint each published, and when.",
+    )
+    heads.add_argument("--store", required=True, metavar="URL|DIR", help="a postgresql:// URL or a data dir")
+    heads.add_argument("--json", action="store_true")
+    heads.set_defaults(run=run_heads)
 
     query = actions.add_parser(
         "query", help="search records", description="Search audit records (auditor role)."
@@ -241,14 +260,71 @@ def run_verify(options: argparse.Namespace) -> int:
         return fail(f"no audit log at {database}", EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
     report = verify_log(database, public_keys, mirror_path=options.data_dir / MIRROR_FILE_NAME)
+    ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
+    if ok and options.store:
+        try:
+            head = _published_head(options.data_dir, options.store)
+        except (StoreError, ValueError) as error:
+            return fail(str(error), EXIT_INVALID)
+        reason = head_problem(database, head, public_keys)
+        ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(
-        options,
-        report.ok,
-        report.records_checked,
-        report.checkpoints_checked,
-        report.problem_seq,
-        report.reason,
+        options, ok, report.records_checked, report.checkpoints_checked, problem_seq, reason
     )
+
+
+def _open_store(where: str) -> ListStore:
+    if is_postgres_url(where):
+        return open_store(Path("."), url=where)
+    if not (Path(where) / STORE_FILE_NAME).is_file():
+        raise ValueError(f"no store at {where}: give a postgresql:// URL or a gateway's data directory")
+    return open_store(Path(where))
+
+
+def _published_head(data_dir: Path, where: str) -> AuditHead:
+    replica_file = data_dir / REPLICA_FILE_NAME
+    if not replica_file.is_file():
+        raise ValueError(f"{data_dir} has no {REPLICA_FILE_NAME}: no gateway has served from it")
+    replica = replica_file.read_text(encoding="ascii").strip()
+    store = _open_store(where)
+    try:
+        heads = {head.replica: head for head in store.audit_heads()}
+    finally:
+        store.close()
+    if replica not in heads:
+        raise ValueError(f"replica {replica} ({data_dir}) has published no head in {redacted(where)}")
+    return heads[replica]
+
+
+def run_heads(options: argparse.Namespace) -> int:
+    try:
+        store = _open_store(options.store)
+    except (StoreError, ValueError) as error:
+        return fail(str(error), EXIT_INVALID)
+    try:
+        heads = store.audit_heads()
+    finally:
+        store.close()
+    rows = [
+        {
+            "replica": head.replica,
+            "seq": head.seq,
+            "record_hash": head.record_hash,
+            "key_id": head.key_id,
+            "signed_at": head.signed_at.isoformat(),
+            "published_at": head.published_at.isoformat(),
+        }
+        for head in heads
+    ]
+    if options.json:
+        print_json(rows)
+    else:
+        for row in rows:
+            print(
+                f"{row['replica']}  through record {row['seq']}  signed {row['signed_at']}  ({row['key_id']})"
+            )
+        print(f"{len(rows)} audit chain(s): verify each gateway's data directory with --store")
+    return EXIT_OK
 
 
 def _verify_online(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:

@@ -1,0 +1,126 @@
+"""Each gateway publishes the head of its audit chain — its latest signed checkpoint — to the store.
+
+With several replicas each keeps its own audit chain on its own disk (docs/scaling.md). The store
+they share then lists every chain there is and how far each reached, so an auditor knows which data
+directories make up the record and can prove that none was withheld or cut short:
+``mustcheck audit verify --data-dir DIR --store URL`` checks the chain in DIR against its head.
+
+A replica's id lives in its data directory (``replica.id``), so it survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import structlog
+
+from .audit import AuditLog, Checkpoint, CheckpointKind, load_public_keys
+from .audit.checkpoint import signature_problem
+from .audit.journal import journal_path_for, read_journal
+from .audit.record import RECORD_COLUMNS
+from .audit.sqlite_log import connect_read_only
+from .store.base import AuditHead, ListStore
+
+log = structlog.get_logger("mustcheck.gateway")
+REPLICA_FILE_NAME = "replica.id"
+
+
+def replica_id(data_dir: Path) -> str:
+    """This data directory's replica id, made on first use."""
+    path = data_dir / REPLICA_FILE_NAME
+    if not path.exists():
+        with contextlib.suppress(FileExistsError), path.open("x", encoding="ascii") as file:
+            file.write(uuid.uuid4().hex[:16] + "\n")
+    return path.read_text(encoding="ascii").strip()
+
+
+class HeadPublisher:
+    def __init__(self, audit: AuditLog, store: ListStore, replica: str, *, interval_s: float) -> None:
+        self.audit = audit
+        self.store = store
+        self.replica = replica
+        self.interval_s = interval_s
+        self.published: AuditHead | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self) -> AuditHead | None:
+        """Publish the latest chain checkpoint if it is newer than the last one published."""
+        chain = [c for c in self.audit.checkpoints() if c.kind is CheckpointKind.CHAIN]
+        if not chain:
+            return None
+        latest = max(chain, key=lambda checkpoint: checkpoint.seq)
+        if self.published is not None and self.published.seq >= latest.seq:
+            return self.published
+        head = AuditHead(
+            self.replica,
+            latest.seq,
+            latest.record_hash,
+            latest.key_id,
+            latest.signature,
+            latest.at,
+            dt.datetime.now(dt.UTC),
+        )
+        self.store.publish_audit_head(head)
+        self.published = head
+        return head
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="mustcheck-audit-heads")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await loop.run_in_executor(None, self.publish)
+            except Exception as error:  # the store is away: the next round tries again
+                log.warning("audit_head_not_published", error=str(error))
+
+
+def head_problem(db_path: Path, head: AuditHead, public_keys_dir: Path) -> str | None:
+    """Why the audit log at ``db_path`` does not reach its published ``head`` (``None``: it does).
+
+    Offline and read-only: the head's signature is checked with the public keys, then the record the
+    head names is looked up in the log (its index or its journal) and its hash compared.
+    """
+    checkpoint = Checkpoint(
+        CheckpointKind.CHAIN, head.seq, head.record_hash, head.signed_at, head.key_id, head.signature
+    )
+    problem = signature_problem(checkpoint, load_public_keys(public_keys_dir))
+    if problem is not None:
+        return f"the published head of replica {head.replica} is not genuine: {problem}"
+    found = _record_hash(db_path, head.seq)
+    if found is None:
+        return (
+            f"the chain ends before the head replica {head.replica} published (record {head.seq}, "
+            f"signed {head.signed_at:%Y-%m-%d %H:%M:%S} UTC): records withheld or cut off"
+        )
+    if found != head.record_hash:
+        return f"record {head.seq} is not the one replica {head.replica} published as its head"
+    return None
+
+
+def _record_hash(db_path: Path, seq: int) -> str | None:
+    connection = connect_read_only(db_path)
+    try:
+        row = connection.execute("SELECT record_hash FROM audit_records WHERE seq = ?", (seq,)).fetchone()
+    finally:
+        connection.close()
+    if row is not None:
+        return str(row[0])
+    seq_at, hash_at = RECORD_COLUMNS.index("seq"), RECORD_COLUMNS.index("record_hash")
+    for journal_row in read_journal(journal_path_for(db_path)).rows:
+        if journal_row[seq_at] == seq:
+            return str(journal_row[hash_at])
+    return None
