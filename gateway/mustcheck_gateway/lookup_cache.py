@@ -51,6 +51,8 @@ class LookupCache:
         self.store = store
         self.feed = feed
         self.version_lease_s = version_lease_s
+        # Decided once: a runtime protocol check is too slow for every lookup.
+        self._own_writes: RemembersWrites | None = store if isinstance(store, RemembersWrites) else None
         self._entries: LRUCache[tuple[str, bool], Lookup] = LRUCache(maxsize=max(1, max_entries))
         self._enabled = max_entries > 0
         self._lock = threading.Lock()
@@ -85,7 +87,7 @@ class LookupCache:
         if self.version_lease_s is not None:
             leased = self.feed.leased_version(self.version_lease_s)
             if leased is not None:
-                written = self.store.written_version if isinstance(self.store, RemembersWrites) else 0
+                written = self._own_writes.written_version if self._own_writes is not None else 0
                 return max(leased, written)
         return self.store.data_version()
 

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from cachetools import LRUCache
 
@@ -164,6 +163,3 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def stats(self) -> dict[str, Any]:
-        return {"entries": len(self), "hits": self.hits, "misses": self.misses, "alive": self.alive()}
