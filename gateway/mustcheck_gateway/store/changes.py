@@ -39,6 +39,24 @@ def touched_subjects(*states: ListEntry | None) -> set[str]:
     return touched
 
 
+def select_changes(placeholder: str) -> str:
+    """The changes of the first ``limit`` versions after a version (parameters: after, limit), in the
+    backend's placeholder style (``?`` or ``%s``)."""
+    return (
+        "SELECT data_version, subject_code FROM subject_changes WHERE data_version IN "
+        f"(SELECT DISTINCT data_version FROM subject_changes WHERE data_version > {placeholder} "
+        f"ORDER BY data_version LIMIT {placeholder}) ORDER BY data_version"
+    )
+
+
+def insert_change(placeholder: str) -> str:
+    """Record that a version touched a subject (parameters: version, subject); once is enough."""
+    return (
+        "INSERT INTO subject_changes (data_version, subject_code) "
+        f"VALUES ({placeholder}, {placeholder}) ON CONFLICT DO NOTHING"
+    )
+
+
 def group_changes(rows: Iterable[tuple[int, str]]) -> list[SubjectChange]:
     """``(data_version, subject)`` rows, ordered by version, as one change per version."""
     grouped: dict[int, set[str]] = {}

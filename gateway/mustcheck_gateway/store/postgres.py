@@ -39,7 +39,14 @@ from .base import (
     Lookup,
     StoreError,
 )
-from .changes import EVERYTHING, SubjectChange, group_changes, touched_subjects
+from .changes import (
+    EVERYTHING,
+    SubjectChange,
+    group_changes,
+    insert_change,
+    select_changes,
+    touched_subjects,
+)
 from .codec import (
     ENTRY_COLUMNS,
     HISTORY_COLUMNS,
@@ -225,8 +232,9 @@ class PostgresStore:
         self, entry_id: str, status: EntryStatus, *, actor: str, action: str, at: dt.datetime
     ) -> int:
         with self._db.write() as connection:
-            updated = replace(_entry(connection, entry_id), status=status, status_changed_at=at)
-            version = _write(connection, [updated], action, actor, format_instant(at))
+            current = _entry(connection, entry_id)
+            updated = replace(current, status=status, status_changed_at=at)
+            version = _write(connection, [updated], action, actor, format_instant(at), stored=[current])
         return self._committed(version)
 
     def import_entries(
@@ -311,12 +319,7 @@ class PostgresStore:
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         with self._db.connection() as connection:
-            rows = connection.execute(
-                "SELECT data_version, subject_code FROM subject_changes WHERE data_version IN "
-                "(SELECT DISTINCT data_version FROM subject_changes WHERE data_version > %s "
-                "ORDER BY data_version LIMIT %s) ORDER BY data_version",
-                (after, limit),
-            )
+            rows = connection.execute(select_changes("%s"), (after, limit))
             return group_changes((int(version), str(code)) for version, code in rows)
 
     # -- callers, grants, tokens -----------------------------------------------------
@@ -435,10 +438,20 @@ def _bump(connection: Connection, key: str) -> int:
     return int(row[0])
 
 
-def _write(connection: Connection, entries: Sequence[ListEntry], action: str, actor: str, at: str) -> int:
+def _write(
+    connection: Connection,
+    entries: Sequence[ListEntry],
+    action: str,
+    actor: str,
+    at: str,
+    *,
+    stored: Sequence[ListEntry] | None = None,
+) -> int:
     """One write: the data version moves once, the entries take their new state, their history grows,
-    and the subjects their old and new states reach are recorded for the change stream."""
-    stored = _entries(connection, "WHERE entry_id = ANY(%s)", ([entry.entry_id for entry in entries],))
+    and the subjects their old and new states reach are recorded for the change stream (``stored``: the
+    entries' states before, if the caller has just read them)."""
+    if stored is None:
+        stored = _entries(connection, "WHERE entry_id = ANY(%s)", ([entry.entry_id for entry in entries],))
     touched = touched_subjects(*entries, *stored)
     version = _bump(connection, "data_version")
     _put(connection, entries, version)
@@ -450,7 +463,7 @@ def _write(connection: Connection, entries: Sequence[ListEntry], action: str, ac
 def _record_changes(connection: Connection, version: int, subjects: Iterable[str]) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(
-            "INSERT INTO subject_changes (data_version, subject_code) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            insert_change("%s"),
             [(version, subject) for subject in subjects],
         )
 

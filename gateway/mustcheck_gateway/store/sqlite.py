@@ -42,7 +42,14 @@ from .base import (
     Lookup,
     StoreError,
 )
-from .changes import EVERYTHING, SubjectChange, group_changes, touched_subjects
+from .changes import (
+    EVERYTHING,
+    SubjectChange,
+    group_changes,
+    insert_change,
+    select_changes,
+    touched_subjects,
+)
 from .codec import (
     ENTRY_COLUMNS,
     HISTORY_COLUMNS,
@@ -240,18 +247,12 @@ class SqliteStore:
         return [audit_heads.head_from_values(row) for row in self._connection().execute(audit_heads.SELECT)]
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
-        rows = self._connection().execute(
-            "SELECT data_version, subject_code FROM subject_changes WHERE data_version IN "
-            "(SELECT DISTINCT data_version FROM subject_changes WHERE data_version > ? "
-            "ORDER BY data_version LIMIT ?) ORDER BY data_version",
-            (after, limit),
-        )
-        return group_changes(rows)
+        return group_changes(self._connection().execute(select_changes("?"), (after, limit)))
 
     @staticmethod
     def _record_changes(connection: sqlite3.Connection, version: int, subjects: Iterable[str]) -> None:
         connection.executemany(
-            "INSERT OR IGNORE INTO subject_changes (data_version, subject_code) VALUES (?, ?)",
+            insert_change("?"),
             [(version, subject) for subject in subjects],
         )
 
