@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,19 +34,10 @@ from mustcheck_gateway.store.codec import encode_entry
 from conftest import POLICY_DIR, TEST_DEPARTMENT
 from factories import days, make_entry, new_citizen_id, new_uscc
 from provision import provision
+from threads import wait_until
 
 FAIL_CLOSED_MATTER = "MOF-0001"
 SERVE_STALE_MATTER = "SAMR-0004"  # not must-check: the catalog lets it serve stale answers
-BOUND_S = 5.0  # the stream delivers within 1 s; allow for a busy 2-core machine
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = BOUND_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 @pytest.fixture

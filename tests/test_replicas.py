@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mustcheck import Client, Outcome, verify_receipt
-from mustcheck_gateway.audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
-from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditLog, verify_log
+from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditLog, verify_data_dir
 from mustcheck_gateway.chain_heads import replica_id
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
@@ -23,17 +21,9 @@ from backends import fresh_schema
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_uscc
 from provision import provision
+from threads import wait_until
 
 MATTER = "MOF-0001"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +132,7 @@ def test_every_chain_is_listed_and_a_withheld_tail_is_found(
             client.check(new_uscc(), MATTER)
         old_copy = tmp_path / "old-copy"
         shutil.copytree(data_dir(first), old_copy, ignore=shutil.ignore_patterns("*.lock"))
-        copied_through = verify_log(old_copy / AUDIT_FILE_NAME, old_copy / KEYS_DIR_NAME / "public").last_seq
+        copied_through = verify_data_dir(old_copy).last_seq
         assert copied_through  # a copy made now; then more records
         for _ in range(20):
             client.check(new_uscc(), MATTER)

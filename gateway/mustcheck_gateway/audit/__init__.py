@@ -13,7 +13,7 @@ AES-GCM ciphertext (authorised reveal).
 
 from __future__ import annotations
 
-from .audit_log import DEFAULT_FILE_NAME, KEYS_DIR_NAME, AuditLog
+from .audit_log import DEFAULT_FILE_NAME, KEYS_DIR_NAME, AuditLog, verify_data_dir
 from .checkpoint import Checkpoint, CheckpointKind
 from .errors import AuditError, AuditIntegrityError, AuditLogClosed, KeyRingError, RetentionError
 from .keys import KeyKind, KeyRing, load_public_keys
@@ -44,5 +44,6 @@ __all__ = [
     "VerifyReport",
     "load_public_keys",
     "retention_limit",
+    "verify_data_dir",
     "verify_log",
 ]

@@ -40,6 +40,12 @@ DEFAULT_FILE_NAME = "audit.sqlite3"
 KEYS_DIR_NAME = "keys"
 
 
+def verify_data_dir(data_dir: Path, public_keys: Path | None = None) -> VerifyReport:
+    """Verify the audit log of a (copy of a) data directory offline, read-only, with only the public keys
+    (by default those the directory holds)."""
+    return verify_log(data_dir / DEFAULT_FILE_NAME, public_keys or data_dir / KEYS_DIR_NAME / "public")
+
+
 def _log_level() -> str:
     """This process's operational log level, for the writer process's own log lines."""
     level = structlog.get_logger().bind().get_effective_level()

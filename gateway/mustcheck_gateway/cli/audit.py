@@ -23,11 +23,10 @@ from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 from ..audit import (
     DEFAULT_FILE_NAME,
     KEYS_DIR_NAME,
-    MIRROR_FILE_NAME,
     AuditError,
     AuditLog,
     KeyRing,
-    verify_log,
+    verify_data_dir,
 )
 from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem
@@ -259,7 +258,7 @@ def run_verify(options: argparse.Namespace) -> int:
     if not database.is_file():
         return fail(f"no audit log at {database}", EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
-    report = verify_log(database, public_keys, mirror_path=options.data_dir / MIRROR_FILE_NAME)
+    report = verify_data_dir(options.data_dir, public_keys)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
     if ok and options.store:
         try:

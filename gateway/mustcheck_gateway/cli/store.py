@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
-from ..audit import KEYS_DIR_NAME, MIRROR_FILE_NAME, verify_log
+from ..audit import verify_data_dir
 from ..store import DEFAULT_FILE_NAME, StoreError, is_postgres_url, redacted
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail
 
@@ -72,9 +72,7 @@ def run_migrate(options: argparse.Namespace) -> int:
     if not audit_file.is_file():
         print(f"no audit log in {data_dir}: nothing to verify")
         return EXIT_OK
-    verdict = verify_log(
-        audit_file, data_dir / KEYS_DIR_NAME / "public", mirror_path=data_dir / MIRROR_FILE_NAME
-    )
+    verdict = verify_data_dir(data_dir)
     if not verdict.ok:
         return fail(
             f"audit chain in {data_dir}: TAMPERED at seq {verdict.problem_seq}: {verdict.reason}",
