@@ -26,6 +26,7 @@ from mustcheck._channel import auth_metadata
 from mustcheck._errors import GatewayUnreachable, PermissionDenied
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
 from mustcheck._retry import Attempts
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import EntryStatus, ListStore, PersonRole
 from mustcheck_gateway.store.changes import EVERYTHING
@@ -181,6 +182,14 @@ def test_watch_streams_keyed_hashes_heartbeats_and_resumes(
 def test_watch_refuses_strangers_and_weak_keys(
     target: str, token: str, gateway: Gateway, metadata: Any, key: bytes, code: grpc.StatusCode
 ) -> None:
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+
+    def refusals() -> int:
+        records = audit.query(kind="watch", outcome="refused", limit=10_000)
+        return sum(record.status == code.name for record in records)
+
+    refused_before = refusals()
     with grpc.insecure_channel(target) as channel:
         stub = check_pb2_grpc.CheckServiceStub(channel)
         stream: Any = stub.Watch(
@@ -192,6 +201,7 @@ def test_watch_refuses_strangers_and_weak_keys(
             next(stream)
     assert raised.value.code() is code
     assert raised.value.details()  # names what was wrong
+    assert refusals() == refused_before + 1  # the refusal is audited, with its status
 
 
 # -- the SDK's cache ---------------------------------------------------------------------------
