@@ -39,62 +39,78 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
 
 
 class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns :class:`GatewayError` into its status and reason; anything else into INTERNAL."""
+    """Turns :class:`GatewayError` into its status and reason; anything else into INTERNAL.
+
+    A method's guarded handler is made once, on its first call, and kept (the services registered on
+    a server do not change), so that a call pays for no new closure and no new handler.
+    """
+
+    def __init__(self) -> None:
+        self._guarded: dict[str, Handler] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler:
+        method = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is not None:
+            return guarded
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            unary: Callable[[Any, Context], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
+        guarded = self._guarded[method] = _guard(handler, method)
+        return guarded
 
-            async def guarded_unary(request: Any, context: Context) -> Any:
-                try:
-                    return await unary(request, context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as error:
-                    await _abort(error, context, method)
 
-            return grpc.unary_unary_rpc_method_handler(
-                guarded_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            consuming: Callable[[Any, Context], Awaitable[Any]] = handler.stream_unary  # type: ignore[assignment]
+def _guard(handler: Handler, method: str) -> Handler:
+    """``handler`` with its exceptions mapped by :func:`_abort`."""
+    if handler.unary_unary is not None:
+        unary: Callable[[Any, Context], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
 
-            async def guarded_stream_unary(requests: Any, context: Context) -> Any:
-                try:
-                    return await consuming(requests, context)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as error:
-                    await _abort(error, context, method)
+        async def guarded_unary(request: Any, context: Context) -> Any:
+            try:
+                return await unary(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(error, context, method)
 
-            return grpc.stream_unary_rpc_method_handler(
-                guarded_stream_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            streaming: Callable[[Any, Context], AsyncIterator[Any]] = handler.unary_stream  # type: ignore[assignment]
+        return grpc.unary_unary_rpc_method_handler(
+            guarded_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_unary is not None:
+        consuming: Callable[[Any, Context], Awaitable[Any]] = handler.stream_unary  # type: ignore[assignment]
 
-            async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                try:
-                    async for item in streaming(request, context):
-                        yield item
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as error:
-                    await _abort(error, context, method)
+        async def guarded_stream_unary(requests: Any, context: Context) -> Any:
+            try:
+                return await consuming(requests, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(error, context, method)
 
-            return grpc.unary_stream_rpc_method_handler(
-                guarded_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return grpc.stream_unary_rpc_method_handler(
+            guarded_stream_unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+        streaming: Callable[[Any, Context], AsyncIterator[Any]] = handler.unary_stream  # type: ignore[assignment]
+
+        async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            try:
+                async for item in streaming(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:
+                await _abort(error, context, method)
+
+        return grpc.unary_stream_rpc_method_handler(
+            guarded_stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
