@@ -22,7 +22,8 @@ def test_every_allowed_answer_carries_a_verifiable_receipt(target: str, token: s
     subject = new_uscc()
     with Client(target, token=token) as client:
         result = client.check(subject, "MOF-0001", purpose="资格审查")
-        batch = client.batch_check([new_citizen_id(), "914403001922038217", new_uscc()], "MOF-0001")
+        batch_subjects = [new_citizen_id(), "914403001922038217", new_uscc()]
+        batch = client.batch_check(batch_subjects, "MOF-0001")
         keys = client.receipt_keys()
     assert result.receipt is not None
     receipt = verify_receipt(result.receipt.compact, keys)
@@ -31,14 +32,22 @@ def test_every_allowed_answer_carries_a_verifiable_receipt(target: str, token: s
     assert isinstance(gateway.audit, AuditLog)
     (record,) = gateway.audit.query(subject=subject, kind="check")
     assert record.seq == receipt.audit_seq and record.subject_hash == receipt.subject_hash
+    assert record.at == receipt.issued_at
     assert [item.result.receipt is not None for item in batch.items if item.result] == [True, True]
     assert batch.items[1].error is not None  # a bad item gets no receipt
-    seqs = {
-        verify_receipt(item.result.receipt.compact, keys).audit_seq
-        for item in batch.items
-        if item.result and item.result.receipt
-    }
-    assert len(seqs) == 2
+    # Each item's receipt names its own item's record (the bad item's record lies between them).
+    for item, batch_subject in zip(batch.items, batch_subjects, strict=True):
+        if item.result is None:
+            continue
+        assert item.result.receipt is not None
+        item_receipt = verify_receipt(item.result.receipt.compact, keys)
+        (item_record,) = gateway.audit.query(subject=batch_subject, kind="batch_item")
+        assert (item_record.seq, item_record.subject_hash, item_record.outcome, item_record.at) == (
+            item_receipt.audit_seq,
+            item_receipt.subject_hash,
+            item_receipt.outcome,
+            item_receipt.issued_at,
+        )
 
 
 def _tamper(compact: str, **changes: object) -> str:
@@ -140,3 +149,29 @@ def test_a_receipt_signed_before_a_key_rotation_still_verifies(tmp_path: Path) -
     assert len(keys) == 2
     assert verify_receipt(before.compact, keys).key_id == before.key_id
     assert verify_receipt(after.compact, keys).key_id == after.key_id
+
+
+def test_a_gateway_without_its_audit_log_still_signs_receipts(tmp_path: Path) -> None:
+    """The benchmarks' baseline (``audit_enabled=False``) does a check's other work, receipts included."""
+    from mustcheck_gateway.server import GatewayConfig, GatewayThread, NoAudit
+
+    from conftest import POLICY_DIR
+    from provision import provision
+
+    config = GatewayConfig(
+        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, audit_enabled=False
+    )
+    with GatewayThread(config) as gateway:
+        assert isinstance(gateway.audit, NoAudit) and gateway.admin_token_file is not None
+        target = f"127.0.0.1:{gateway.port}"
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "unaudited")
+        with Client(target, token=token) as client:
+            single = client.check(new_uscc(), "MOF-0001")
+            batch = client.batch_check([new_uscc(), "914403001922038217", new_uscc()], "MOF-0001")
+            keys = client.receipt_keys()
+    receipts = [single.receipt, *(item.result.receipt for item in batch.items if item.result)]
+    assert len(receipts) == 3
+    for receipt in receipts:
+        assert receipt is not None
+        verified = verify_receipt(receipt.compact, keys)
+        assert verified.audit_seq == 0 and verified.matter == "MOF-0001"

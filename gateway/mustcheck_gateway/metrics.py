@@ -7,7 +7,7 @@ counters. Labels carry caller ids, matters' outcomes and statuses — never a su
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -80,10 +80,19 @@ class MeteredAudit:
     async def append_many(
         self, events: list[AuditEvent], *, announcement: Announcement | None = None
     ) -> list[int]:
+        return (await self.append_receipted(events, (), announcement=announcement))[0]
+
+    async def append_receipted(
+        self,
+        events: list[AuditEvent],
+        receipts_for: Sequence[int],
+        *,
+        announcement: Announcement | None = None,
+    ) -> tuple[list[int], list[str]]:
         started = time.perf_counter()
         self.waiting += len(events)
         try:
-            return await self.inner.append_many(events, announcement=announcement)
+            return await self.inner.append_receipted(events, receipts_for, announcement=announcement)
         finally:
             self.waiting -= len(events)
             self.metrics.audit_commit.observe(time.perf_counter() - started)

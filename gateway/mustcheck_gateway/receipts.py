@@ -1,58 +1,53 @@
 """Signing receipts (R11) with the gateway's Ed25519 keys (those of the audit log's key ring).
 
-A receipt names the audit record of its check (``audit_seq``), so an auditor can go from a receipt
-kept with an approval decision to the record, and back.
+A receipt is made from the audit record of its check, once the record has its sequence number: it
+names that record (``audit_seq``), so an auditor can go from a receipt kept with an approval decision
+to the record, and back, and its subject hash is the record's. With the audit log on, receipts are
+signed in the audit writer process, where the sequence numbers are assigned (:mod:`.audit.writer_process`),
+so that signing costs the gateway's event loop nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import serialization
 
 from mustcheck.receipts import sign_receipt
 
-from .audit import KeyKind, KeyRing
+from .audit import AuditEvent, KeyKind, KeyRing
 from .audit.protect import SubjectProtector
+from .audit.record import PendingRecord
 
 
 class ReceiptSigner:
-    """Signs with the key ring's current signing key; hashes subjects with its current HMAC key, so that
-    a receipt's subject hash matches the audit record's."""
+    """Signs with the key ring's current signing key; subjects are hashed with its current HMAC key."""
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self.protector = SubjectProtector(keyring)
 
-    def sign(
-        self,
-        *,
-        caller: str,
-        matter: str,
-        subject: str,
-        outcome: str,
-        measure_ids: Sequence[str],
-        data_version: int,
-        issued_at: dt.datetime,
-        audit_seq: int,
-    ) -> str:
+    def sign(self, record: PendingRecord, audit_seq: int) -> str:
+        """The receipt for the allowed check that ``record``, committed as ``audit_seq``, audits."""
         key_id = self.keyring.current_id(KeyKind.SIGN)
-        subject_key, subject_hash = self.protector.keyed_hash(subject)
         fields = {
             "id": uuid.uuid4().hex,
-            "caller": caller,
-            "matter": matter,
-            "subject": subject_hash,
-            "subject_key": subject_key,
-            "outcome": outcome,
-            "measures": list(measure_ids),
-            "data_version": data_version,
-            "issued_at": issued_at.astimezone(dt.UTC).isoformat(),
+            "caller": record.caller_id,
+            "matter": record.matter,
+            "subject": record.subject_hash,
+            "subject_key": record.hmac_key_id,
+            "outcome": record.outcome,
+            "measures": list(record.measure_ids),
+            "data_version": record.data_version,
+            "issued_at": record.at,
             "audit_seq": audit_seq,
         }
         return sign_receipt(fields, key_id, self.keyring.signer(key_id))
+
+    def sign_unaudited(self, event: AuditEvent) -> str:
+        """A receipt for a check that no audit log records (the benchmarks' baseline): ``audit_seq`` 0."""
+        return self.sign(PendingRecord.from_event(event, self.protector, dt.datetime.now(dt.UTC)), 0)
 
     def public_keys_pem(self) -> dict[str, str]:
         return {

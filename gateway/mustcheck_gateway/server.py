@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,11 @@ class _NoAnnouncement:
 
 
 class NoAudit:
-    """The benchmark baseline: records nothing."""
+    """The benchmark baseline: records nothing, but signs receipts all the same (``audit_seq`` 0), so
+    that a gateway without its audit log still does the rest of a check's work."""
+
+    def __init__(self, receipts: ReceiptSigner) -> None:
+        self.receipts = receipts
 
     def announce(self) -> Any:
         return _NoAnnouncement()
@@ -132,6 +137,11 @@ class NoAudit:
 
     async def append_many(self, events: list[AuditEvent], *, announcement: Any = None) -> list[int]:
         return [0] * len(events)
+
+    async def append_receipted(
+        self, events: list[AuditEvent], receipts_for: Sequence[int], *, announcement: Any = None
+    ) -> tuple[list[int], list[str]]:
+        return [0] * len(events), [self.receipts.sign_unaudited(events[i]) for i in receipts_for]
 
     def close(self) -> None:
         return None
@@ -221,7 +231,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             checkpoint_interval_s=config.checkpoint_interval_s,
         )
         if config.audit_enabled
-        else NoAudit()
+        else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
     )
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
@@ -250,12 +260,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         watch = WatchStreams(feed, access, sink, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
-        # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike).
-        receipts = ReceiptSigner(
-            audit.keyring
-            if isinstance(audit, AuditLog)
-            else KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)
-        )
+        # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
+        # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
+        receipts = audit.receipts if isinstance(audit, NoAudit) else ReceiptSigner(audit.keyring)
         check_pb2_grpc.add_CheckServiceServicer_to_server(
             CheckService(
                 engine,

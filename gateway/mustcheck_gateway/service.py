@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -61,6 +61,16 @@ class AuditSink(Protocol):
     async def append_many(
         self, events: list[AuditEvent], *, announcement: Announcement | None = None
     ) -> list[int]: ...
+
+    async def append_receipted(
+        self,
+        events: list[AuditEvent],
+        receipts_for: Sequence[int],
+        *,
+        announcement: Announcement | None = None,
+    ) -> tuple[list[int], list[str]]:
+        """``append_many``, and the receipts (R11) of the allowed checks at ``receipts_for``."""
+        ...
 
 
 @dataclass
@@ -192,21 +202,6 @@ class CheckService(pb_grpc.CheckServiceServicer):
         async for event in self.watch.stream(request, context):
             yield event
 
-    def _receipt(self, caller: Caller, answer: CheckAnswer, audit_seq: int) -> str:
-        if self.receipts is None:
-            return ""
-        evaluation = answer.evaluation
-        return self.receipts.sign(
-            caller=caller.caller_id,
-            matter=evaluation.matter.code,
-            subject=evaluation.subject.code,
-            outcome=evaluation.outcome.value,
-            measure_ids=[m.measure.id for m in evaluation.measures],
-            data_version=answer.data_version,
-            issued_at=answer.checked_at,
-            audit_seq=audit_seq,
-        )
-
     async def ReportOutcome(self, request: pb.OutcomeReport, context: Context) -> pb.OutcomeAck:
         caller: Caller | None = None
         try:
@@ -321,12 +316,15 @@ class CheckService(pb_grpc.CheckServiceServicer):
         except Exception as error:
             await self.audit.append(_internal_error(draft, error), announcement=announcement)
             raise
-        seq = await self.audit.append(
-            draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer),
+        # The receipt is signed where the record gets its seq. A replay shows the past: it is no check an
+        # approval could rest on, and has none.
+        _, receipts = await self.audit.append_receipted(
+            [draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)],
+            () if replay or self.receipts is None else (0,),
             announcement=announcement,
         )
-        if not replay:  # a replay shows the past; it is no check an approval could rest on
-            response.receipt = self._receipt(draft.caller, answer, seq)
+        if receipts:
+            response.receipt = receipts[0]
         self._log(draft.kind, draft, "OK")
         return response
 
@@ -379,7 +377,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         masker = Masker(grant.visible_fields)
         items: list[pb.BatchCheckItem] = []
         events: list[AuditEvent] = []
-        answered: list[tuple[int, int, CheckAnswer]] = []  # (item, its audit event, answer)
+        answered: list[tuple[int, int]] = []  # (item, its audit event) of each allowed item
         version = 0
         # The store's version learnt once for the whole batch (not once an item): every item is answered
         # as of at least this version, and the gateway's cache has caught up with it before any answer.
@@ -407,12 +405,16 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 )
                 continue
             version = max(version, answer.data_version)
-            answered.append((len(items), len(events), answer))
+            answered.append((len(items), len(events)))
             events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
             items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
-        seqs = await self.audit.append_many(events, announcement=announcement)
-        for item_index, event_index, answer in answered:
-            items[item_index].result.receipt = self._receipt(caller, answer, seqs[event_index])
+        _, receipts = await self.audit.append_receipted(
+            events,
+            [event_index for _, event_index in answered] if self.receipts is not None else (),
+            announcement=announcement,
+        )
+        for (item_index, _), receipt in zip(answered, receipts, strict=False):
+            items[item_index].result.receipt = receipt
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
@@ -151,15 +151,35 @@ class AuditLog:
         self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
     ) -> list[int]:
         """Log several events (e.g. a batch's items) in one commit; resolves to their seqs, in order."""
+        return (await self._append(events, (), announcement))[0]
+
+    async def append_receipted(
+        self,
+        events: Iterable[AuditEvent],
+        receipts_for: Sequence[int],
+        *,
+        announcement: Announcement | None = None,
+    ) -> tuple[list[int], list[str]]:
+        """Like :meth:`append_many`, and the receipts (R11) of the events at ``receipts_for`` (allowed
+        checks), in that order: signed by the writer process as soon as it has given them their seqs."""
+        return await self._append(events, receipts_for, announcement)
+
+    async def _append(
+        self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
+    ) -> tuple[list[int], list[str]]:
         pending = self._prepare(events)
         if not pending:
             if announcement is not None:
                 announcement.release()
-            return []
-        waiter: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._writer.submit(pending, announcement, waiter=waiter)
+            return [], []
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writer.submit(pending, announcement, waiter=waiter, receipts_for=receipts_for)
         # A cancelled request cancels only this waiter: the writer process holds the record and writes it.
-        return await waiter
+        outcome = await waiter
+        if receipts_for:
+            seqs, receipts = outcome
+            return list(seqs), list(receipts)
+        return outcome, []
 
     def append_sync(self, event: AuditEvent) -> int:
         """Log one event, blocking until it is on disk; return its seq."""
@@ -169,7 +189,8 @@ class AuditLog:
         pending = self._prepare(events)
         if not pending:
             return []
-        return self._writer.submit(pending).result()
+        seqs: list[int] = self._writer.submit(pending).result()
+        return seqs
 
     # -- metrics ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ class Announcement:
         self.release()
 
 
-def deliver_to_waiters(results: list[tuple[asyncio.Future[list[int]], Any]]) -> None:
+def deliver_to_waiters(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
     """On the waiters' loop: resolve every waiter of one commit (a cancelled one is skipped)."""
     for waiter, outcome in results:
         if waiter.done():
@@ -81,7 +82,7 @@ class WriterSettings:
 class _Waiting:
     future: Future[Any]
     records: int
-    waiter: asyncio.Future[list[int]] | None = None
+    waiter: asyncio.Future[Any] | None = None
 
 
 def _error(class_name: str, message: str) -> AuditError:
@@ -209,13 +210,16 @@ class RemoteWriter:
         records: list[PendingRecord],
         announcement: Announcement | None = None,
         *,
-        waiter: asyncio.Future[list[int]] | None = None,
-    ) -> Future[list[int]]:
+        waiter: asyncio.Future[Any] | None = None,
+        receipts_for: Sequence[int] = (),
+    ) -> Future[Any]:
+        """Send ``records``; the future (and ``waiter``) resolves to their seqs once they are durable,
+        or to ``(seqs, receipts)`` with the receipts of the records at ``receipts_for`` (allowed checks)."""
         token = next(self._tokens)
         waiting = _Waiting(Future(), len(records), waiter)
         to_loop = waiter is not None and self._answered_in(waiter.get_loop())
         rows = [wire.pending_row(r) for r in records]
-        message = (wire.RECORDS, token, self._keyring.generation, rows, to_loop)
+        message = (wire.RECORDS, token, self._keyring.generation, rows, to_loop, list(receipts_for))
         try:
             self._send(message, waiting, token)
         finally:
@@ -315,7 +319,7 @@ class RemoteWriter:
         self.last_seq, self.commits, self.checkpoints_written, self.last_commit_latency_s = stats
 
     def _settle(self, outcomes: list[tuple[int, Any]], *, in_loop: bool = False) -> None:
-        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[int]], Any]]] = {}
+        deliveries: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         with self._lock:
             settled = [(self._waiting.pop(token), outcome) for token, outcome in outcomes]
             self._pending_records -= sum(waiting.records for waiting, _ in settled)

@@ -5,7 +5,8 @@ with the descriptors of its request pipe, its two answer pipes and the shared co
 progress (:mod:`.announced`). It holds the database's writer lock, replays the journal, then reads
 protected records (:mod:`.wire`), gives them their seqs and hash links, journals and syncs them
 (:class:`~.writer.GroupCommitWriter`, on this process's only thread: it reads the request pipe
-itself) and answers with the seqs once they are durable. It stops,
+itself) and answers with the seqs once they are durable, and with the receipts (R11) of the allowed
+checks among them, signed here because here is where their seqs are known. It stops,
 after committing everything it was sent and writing a final checkpoint, when told to or when the
 request pipe closes (the gateway is gone: whatever it sent is still made durable).
 """
@@ -14,35 +15,50 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import queue
 import select
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..logs import configure_logging
+from ..receipts import ReceiptSigner
 from . import wire
 from .announced import SharedCounter
 from .exclusive import WriterLock
 from .keys import KeyRing
 from .mirror import CheckpointMirror
+from .record import PendingRecord
 from .sqlite_log import SqliteAuditStore
 from .writer import STOP, Flush, GroupCommitWriter, Submission
 
+# An outcome to send: (token, seqs or error, receipts to sign or None, whether the event loop reads it)
+_Answer = tuple[int, Any, "tuple[list[int], list[PendingRecord]] | None", bool]
+
 
 class _Answers:
-    """The two answer pipes: outcomes of commits and flushes, and the start and the end."""
+    """The two answer pipes: outcomes of commits and flushes, and the start and the end.
+
+    Outcomes are sent by a thread of their own, which first signs the receipts asked for with the
+    records (R11), now that the commit has given them their seqs; meanwhile the writer goes on with
+    the next commit (Ed25519 signing releases the interpreter lock). One thread keeps them in order.
+    """
 
     def __init__(self, descriptor: int, loop_descriptor: int) -> None:
         self._descriptor = descriptor
         self._loop_descriptor = loop_descriptor
         self._lock = threading.Lock()
+        self._answering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
         self.writer: GroupCommitWriter | None = None
         self.loop_tokens: set[int] = set()
+        self.receipts: ReceiptSigner | None = None  # set with the key ring, once it is loaded
+        # token -> (indexes of the rows to sign receipts for, the submission's records)
+        self.receipts_due: dict[int, tuple[list[int], list[PendingRecord]]] = {}
 
     def send(self, *message: Any, to_loop: bool = False) -> None:
         data = wire.encode(message)
@@ -56,21 +72,40 @@ class _Answers:
         return (writer.last_seq, writer.commits, writer.checkpoints_written, writer.last_commit_latency_s)
 
     def done(self, outcomes: list[tuple[int, Any]]) -> None:
-        """Report one commit's outcomes, each on the pipe its submitter reads."""
+        """Report one commit's outcomes, each on the pipe its submitter reads (on the answering thread)."""
+        answers: list[_Answer] = []
+        for token, outcome in outcomes:
+            to_loop = token in self.loop_tokens
+            self.loop_tokens.discard(token)
+            answers.append((token, outcome, self.receipts_due.pop(token, None), to_loop))
+        self._answering.submit(self._answer, answers, self.stats(), self.receipts)
+
+    def _answer(
+        self, answers: list[_Answer], stats: tuple[int, int, int, float], receipts: ReceiptSigner | None
+    ) -> None:
         to_loop: list[tuple[int, Any]] = []
         to_main: list[tuple[int, Any]] = []
-        for token, outcome in outcomes:
-            plain = repr(outcome) if isinstance(outcome, BaseException) else outcome
-            if token in self.loop_tokens:
-                self.loop_tokens.discard(token)
-                to_loop.append((token, plain))
-            else:
-                to_main.append((token, plain))
-        stats = self.stats()
-        if to_loop:
-            self.send(wire.DONE, to_loop, stats, to_loop=True)
-        if to_main:
-            self.send(wire.DONE, to_main, stats)
+        for token, outcome, due, loop in answers:
+            plain: Any = outcome
+            if isinstance(outcome, BaseException):
+                plain = repr(outcome)
+            elif due is not None:
+                indexes, records = due
+                try:
+                    assert receipts is not None
+                    plain = (outcome, [receipts.sign(records[i], outcome[i]) for i in indexes])
+                except Exception as error:  # the records are durable; the checks fail without receipts
+                    plain = f"the receipts could not be signed: {error!r}"
+            (to_loop if loop else to_main).append((token, plain))
+        with contextlib.suppress(OSError):  # the gateway is gone: nobody waits for these
+            if to_loop:
+                self.send(wire.DONE, to_loop, stats, to_loop=True)
+            if to_main:
+                self.send(wire.DONE, to_main, stats)
+
+    def finish(self) -> None:
+        """Wait until every outcome reported so far has been sent."""
+        self._answering.shutdown(wait=True)
 
     def flushed(self, token: int) -> Callable[[Future[None]], None]:
         return lambda _: self.done([(token, [])])
@@ -108,14 +143,19 @@ class _PipeInbox:
             return
         for message in messages:
             if message[0] == wire.RECORDS:
-                _, token, key_generation, rows, to_loop = message
+                _, token, key_generation, rows, to_loop, receipts_for = message
                 if key_generation != self._generation:  # rotated in the gateway: the files are written
                     self._generation = key_generation
                     assert self._answers.writer is not None
-                    self._answers.writer.use_keyring(KeyRing(self._keys_dir))
+                    keyring = KeyRing(self._keys_dir)
+                    self._answers.writer.use_keyring(keyring)
+                    self._answers.receipts = ReceiptSigner(keyring)
                 if to_loop:
                     self._answers.loop_tokens.add(token)
-                self._items.append(Submission([wire.pending_from_row(row) for row in rows], token))
+                records = [wire.pending_from_row(row) for row in rows]
+                if receipts_for:
+                    self._answers.receipts_due[token] = (receipts_for, records)
+                self._items.append(Submission(records, token))
             elif message[0] == wire.FLUSH:
                 flush = Flush()
                 flush.future.add_done_callback(self._answers.flushed(message[1]))
@@ -128,9 +168,11 @@ class _PipeInbox:
 def _serve(options: argparse.Namespace, answers: _Answers) -> None:
     store = SqliteAuditStore(options.db)
     try:
+        keyring = KeyRing(options.keys_dir)
+        answers.receipts = ReceiptSigner(keyring)
         writer = GroupCommitWriter(
             store,
-            KeyRing(options.keys_dir),
+            keyring,
             CheckpointMirror(options.mirror),
             checkpoint_every=options.checkpoint_every,
             checkpoint_interval_s=options.checkpoint_interval,
@@ -152,6 +194,7 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
         writer.run()
     finally:
         store.close()
+        answers.finish()
         answers.send(wire.CLOSED, answers.stats())
 
 
