@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,3 +77,19 @@ def test_the_verdicts_name_missed_targets() -> None:
     assert run.verdict("qps_ratio", 0.4).endswith("MISSED")
     assert run.verdict("p99_ms_open_2000", 10.0).endswith("met")
     assert run.verdict("p99_ms_open_2000", 10.5).endswith("MISSED")
+
+
+@pytest.mark.slow
+def test_the_probe_answers_every_check_of_its_timetable() -> None:
+    """`probe.py open` drives a real gateway at a fixed rate and reports what each check cost."""
+    probe = Path(__file__).resolve().parents[1] / "benchmarks" / "probe.py"
+    finished = subprocess.run(
+        [sys.executable, str(probe), "open", "--rate", "50", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    (line,) = [line for line in finished.stdout.splitlines() if line.startswith("open")]
+    assert "(50 checks in" in line and "; 0 failed;" in line
+    assert re.search(r"CPU a check: gateway \d+ us, generator \d+ us", line)
