@@ -413,8 +413,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
             [event_index for _, event_index in answered] if self.receipts is not None else (),
             announcement=announcement,
         )
-        for (item_index, _), receipt in zip(answered, receipts, strict=False):
-            items[item_index].result.receipt = receipt
+        if receipts:  # one for each allowed item, in order
+            for (item_index, _), receipt in zip(answered, receipts, strict=True):
+                items[item_index].result.receipt = receipt
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
 
