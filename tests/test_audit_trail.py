@@ -55,12 +55,15 @@ def test_allowed_denied_and_invalid_checks_are_all_audited(
     target: str, token: str, auditor_token: str, admin_token: str
 ) -> None:
     company, person = new_uscc(), new_citizen_id()
+    valid = new_uscc()
+    bad_code = valid[:-1] + ("1" if valid[-1] != "1" else "2")  # a wrong check character, new to this gateway
+    unborn = new_citizen_id(dt.date(2099, 2, 3))  # born in the future; no other test uses the day
     with Client(target, token=token) as client:
         client.check(company, "MOF-0001", purpose="资格审查")
-        batch = client.batch_check([person, "914403001922038217"], "MOF-0001")
+        batch = client.batch_check([person, bad_code], "MOF-0001")
         assert [item.ok for item in batch.items] == [True, False]
     with Client(target, token=token, validate_locally=False) as unchecked, pytest.raises(InvalidSubject):
-        unchecked.check("110105209901010010", "MOF-0001")  # what an SDK would stop, the gateway stops too
+        unchecked.check(unborn, "MOF-0001")  # what an SDK would stop, the gateway stops too
     restricted = provision(target, admin_token, "narrow", matters=["MOHURD-0001"])
     with Client(target, token=restricted) as client, pytest.raises(PermissionDenied):
         client.check(company, "MOF-0001")
@@ -75,9 +78,9 @@ def test_allowed_denied_and_invalid_checks_are_all_audited(
     assert company not in allowed[0].subject_hash and len(allowed[0].subject_hash) >= 32
     item = query(target, auditor_token, subject=person, kind="batch_item")
     assert len(item) == 1 and item[0].outcome == "no_record" and item[0].subject_kind == "person"
-    bad_item = query(target, auditor_token, subject="914403001922038217", kind="batch_item")
+    bad_item = query(target, auditor_token, subject=bad_code, kind="batch_item")
     assert len(bad_item) == 1 and bad_item[0].status == "INVALID_ARGUMENT"
-    invalid = query(target, auditor_token, subject="110105209901010010", kind="check")
+    invalid = query(target, auditor_token, subject=unborn, kind="check")
     assert [r.outcome for r in invalid] == ["invalid_input"]
     assert json.loads(invalid[0].detail_json)["reason"] == "id.birth_date"
 
