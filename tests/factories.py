@@ -26,7 +26,11 @@ def new_uscc(prefix: str = "91") -> str:
     return first17 + uscc_check_character(first17)
 
 
-def new_citizen_id(born: dt.date = dt.date(1980, 5, 17)) -> str:
+def new_citizen_id(born: dt.date | None = None) -> str:
+    """A valid ID number; unless ``born`` is given, an adult's birth date is drawn too (a sequence number
+    alone has only 1,000 values a day, and the tests share one store)."""
+    if born is None:
+        born = dt.date(1950, 1, 1) + dt.timedelta(days=_rng.randrange(18_262))  # to 1999-12-31
     first17 = f"110105{born:%Y%m%d}{_rng.randrange(1000):03d}"
     return first17 + citizen_id_check_character(first17)
 
