@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,9 +24,13 @@ from mustcheck import (
 )
 from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import admin_pb2, check_pb2, check_pb2_grpc
+from mustcheck_gateway.admin_service import issue_token
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.auth.certs import init_certificates
-from mustcheck_gateway.auth.model import Grant
+from mustcheck_gateway.auth.model import ROLE_ADMIN, Caller, Grant
+from mustcheck_gateway.bootstrap import bootstrap_admin
 from mustcheck_gateway.server import (
+    DEFAULT_ADMIN_DEPARTMENT,
     ConfigError,
     Gateway,
     GatewayConfig,
@@ -33,10 +39,14 @@ from mustcheck_gateway.server import (
     check_listener,
 )
 from mustcheck_gateway.store import PersonRole
+from mustcheck_gateway.store.postgres import PostgresStore
+from mustcheck_gateway.store.sqlite import SqliteStore
 
+from backends import StoreAt
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_citizen_id, new_uscc
 from provision import admin_stub, provision
+from threads import together
 
 _counter = iter(range(1, 1_000_000))
 
@@ -410,3 +420,54 @@ def test_person_quota_survives_a_restart(tmp_path: Path) -> None:
     # The count comes back from the audit log.
     with GatewayThread(config) as gateway, pytest.raises(RateLimited, match="daily quota"):
         check(f"127.0.0.1:{gateway.port}", token, new_citizen_id())
+
+
+def test_gateways_starting_together_on_an_empty_store_bootstrap_one_admin(
+    store_location: StoreAt, tmp_path: Path
+) -> None:
+    """Each start sees no caller and audits its bootstrap; the store lets one make it, the others withdraw."""
+    starts = 3
+    stores = [store_location.open() for _ in range(starts)]
+    data_dirs = [tmp_path / f"gateway-{number}" for number in range(starts)]
+    logs = [AuditLog.open(data_dir) for data_dir in data_dirs]
+    token_files: list[Path | None] = [None] * starts
+    at = dt.datetime.now(dt.UTC)
+
+    def start(number: int) -> None:
+        token_files[number] = asyncio.run(
+            bootstrap_admin(stores[number], logs[number], data_dirs[number], DEFAULT_ADMIN_DEPARTMENT, at)
+        )
+
+    try:
+        together(*(functools.partial(start, number) for number in range(starts)))
+        auth = stores[0].load_auth()
+        outcomes = [[record.outcome for record in log.query(kind="admin")] for log in logs]
+    finally:
+        for log in logs:
+            log.close()
+        for store in stores:
+            store.close()
+    made = [number for number, path in enumerate(token_files) if path is not None]
+    assert len(made) == 1
+    assert [caller.caller_id for caller in auth.callers] == ["admin"] and len(auth.tokens) == 1
+    winner = token_files[made[0]]
+    assert winner is not None and winner.read_text().strip()
+    for number, audited in enumerate(outcomes):
+        if number in made:
+            assert audited == ["changed"]
+        else:  # it saw the admin already (nothing to audit), or audited an attempt and then withdrew it
+            assert audited in ([], ["changed", "withdrawn"])
+            assert not (data_dirs[number] / "admin.token").exists()
+
+
+def test_the_first_caller_is_stored_only_into_an_empty_store(store: SqliteStore | PostgresStore) -> None:
+    at = dt.datetime.now(dt.UTC)
+    first, second = (
+        Caller(caller_id, "ndrc", name="first", roles=frozenset({ROLE_ADMIN}), created_at=at)
+        for caller_id in ("admin", "other")
+    )
+    assert store.put_first_caller(first, issue_token("admin", days(1), "bootstrap", at)[1])
+    assert not store.put_first_caller(second, issue_token("other", days(1), "bootstrap", at)[1])
+    auth = store.load_auth()
+    assert [caller.caller_id for caller in auth.callers] == ["admin"]
+    assert [token.caller_id for token in auth.tokens] == ["admin"]

@@ -29,27 +29,25 @@ def write_secret(path: Path, secret: str) -> None:
 async def bootstrap_admin(
     store: ListStore, audit: AuditSink, data_dir: Path, department: str, at: dt.datetime
 ) -> Path | None:
-    """Create the first admin and its token when the store has no caller; return the token file."""
+    """Create the first admin and its token when the store has no caller; return the token file.
+
+    The change is audited before it is made. Of gateways starting together on one empty store, one makes
+    it (the store decides, in one transaction); the others audit that they withdrew and return None.
+    """
     if store.load_auth().callers:
         return None
     caller = Caller(
         ADMIN_CALLER, department, name="first administrator", roles=frozenset({ROLE_ADMIN}), created_at=at
     )
     token, record = issue_token(caller.caller_id, BOOTSTRAP_TOKEN_TTL, "bootstrap", at)
-    await audit.append(
-        AuditEvent(
-            kind="admin",
-            caller_id="gateway",
-            outcome="changed",
-            detail={
-                "action": "bootstrap",
-                "target": caller.caller_id,
-                "change": {"token_id": record.token_id},
-            },
+    detail = {"action": "bootstrap", "target": caller.caller_id, "change": {"token_id": record.token_id}}
+    await audit.append(AuditEvent(kind="admin", caller_id="gateway", outcome="changed", detail=detail))
+    if not store.put_first_caller(caller, record):
+        withdrawn = {**detail, "reason": "bootstrap.already_done"}  # another gateway was first
+        await audit.append(
+            AuditEvent(kind="admin", caller_id="gateway", outcome="withdrawn", detail=withdrawn)
         )
-    )
-    store.put_caller(caller)
-    store.put_token(record)
+        return None
     path = data_dir / ADMIN_TOKEN_FILE
     write_secret(path, token)
     return path

@@ -242,6 +242,12 @@ class ListStore(Protocol):
 
     def put_caller(self, caller: Caller) -> int: ...
 
+    def put_first_caller(self, caller: Caller, token: TokenRecord) -> bool:
+        """Store ``caller`` and its ``token`` only if the store has no caller yet, in one write
+        transaction (so that of gateways starting together on an empty store, one bootstraps); whether
+        it did."""
+        ...
+
     def put_grant(self, grant: Grant) -> int: ...
 
     def delete_grant(self, caller_id: str) -> bool:

@@ -360,6 +360,20 @@ class PostgresStore:
             _bump(connection, "auth_version")
             return bool(deleted)
 
+    def put_first_caller(self, caller: Caller, token: TokenRecord) -> bool:
+        with self._db.write() as connection:  # the writer lock: one bootstrap at a time
+            if connection.execute("SELECT 1 FROM callers LIMIT 1").fetchone() is not None:
+                return False
+            connection.execute(
+                f"INSERT INTO callers ({_CALLERS}) VALUES ({_marks(CALLER_COLUMNS)})",
+                caller_values(caller),
+            )
+            connection.execute(
+                f"INSERT INTO tokens ({_TOKENS}) VALUES ({_marks(TOKEN_COLUMNS)})", token_values(token)
+            )
+            _bump(connection, "auth_version")
+            return True
+
     def put_token(self, token: TokenRecord) -> int:
         with self._db.write() as connection:
             connection.execute(

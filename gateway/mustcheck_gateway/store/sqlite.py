@@ -549,6 +549,19 @@ class SqliteStore:
             self._bump_auth(connection)
             return bool(deleted)
 
+    def put_first_caller(self, caller: Caller, token: TokenRecord) -> bool:
+        with self._transaction() as connection:
+            if connection.execute("SELECT 1 FROM callers LIMIT 1").fetchone() is not None:
+                return False
+            for table, columns, values in (
+                ("callers", CALLER_COLUMNS, caller_values(caller)),
+                ("tokens", TOKEN_COLUMNS, token_values(token)),
+            ):
+                marks = ", ".join("?" for _ in columns)
+                connection.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+            self._bump_auth(connection)
+            return True
+
     def put_token(self, token: TokenRecord) -> int:
         marks = ", ".join("?" for _ in TOKEN_COLUMNS)
         with self._transaction() as connection:
