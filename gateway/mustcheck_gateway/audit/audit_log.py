@@ -173,7 +173,7 @@ class AuditLog:
                 announcement.release()
             return [], []
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writer.submit(pending, announcement, waiter=waiter, receipts_for=receipts_for)
+        self._writer.submit_to(waiter, pending, announcement, receipts_for)
         # A cancelled request cancels only this waiter: the writer process holds the record and writes it.
         outcome = await waiter
         if receipts_for:

@@ -1,12 +1,12 @@
 """The gateway's side of the audit writer process (:mod:`.writer_process`).
 
 Chaining, journaling, syncing and indexing run in a process of their own, so that they never hold
-the gateway's interpreter lock. :meth:`RemoteWriter.submit` sends protected records down a pipe and
-returns a future. The answers (the seqs, once the records are durable) for records submitted from
-the first event loop that submits come on a pipe of their own that this loop reads itself when it is
-readable: no thread and no cross-thread wake-up per commit. Everything else (blocking callers,
-flushes, other loops) is answered on the main pipe, read by a thread. Same methods as
-:class:`~.writer.GroupCommitWriter`.
+the gateway's interpreter lock. :meth:`RemoteWriter.submit_to` sends protected records down a pipe
+for an event loop's waiter, :meth:`RemoteWriter.submit` for a blocking caller (it returns a future).
+The answers (the seqs, once the records are durable) for records submitted from the first event loop
+that submits come on a pipe of their own that this loop reads itself when it is readable: no thread
+and no cross-thread wake-up per commit. Everything else (blocking callers, flushes, other loops) is
+answered on the main pipe, read by a thread.
 """
 
 from __future__ import annotations
@@ -80,8 +80,10 @@ class WriterSettings:
 
 @dataclass(slots=True)
 class _Waiting:
-    future: Future[Any]
+    """Who waits for one submission: a blocking caller (``future``) or an event loop (``waiter``)."""
+
     records: int
+    future: Future[Any] | None = None
     waiter: asyncio.Future[Any] | None = None
 
 
@@ -205,19 +207,35 @@ class RemoteWriter:
                 self._pending_records -= waiting.records
             raise AuditError(f"the audit writer process is gone ({error})") from error
 
-    def submit(
+    def submit(self, records: list[PendingRecord]) -> Future[list[int]]:
+        """Send ``records`` for a blocking caller: the future resolves to their seqs once they are durable."""
+        future: Future[list[int]] = Future()
+        self._submit(records, _Waiting(len(records), future=future), None, (), to_loop=False)
+        return future
+
+    def submit_to(
         self,
+        waiter: asyncio.Future[Any],
         records: list[PendingRecord],
         announcement: Announcement | None = None,
-        *,
-        waiter: asyncio.Future[Any] | None = None,
         receipts_for: Sequence[int] = (),
-    ) -> Future[Any]:
-        """Send ``records``; the future (and ``waiter``) resolves to their seqs once they are durable,
+    ) -> None:
+        """Send ``records``; ``waiter`` (on its event loop) resolves to their seqs once they are durable,
         or to ``(seqs, receipts)`` with the receipts of the records at ``receipts_for`` (allowed checks)."""
+        waiting = _Waiting(len(records), waiter=waiter)
+        to_loop = self._answered_in(waiter.get_loop())
+        self._submit(records, waiting, announcement, receipts_for, to_loop=to_loop)
+
+    def _submit(
+        self,
+        records: list[PendingRecord],
+        waiting: _Waiting,
+        announcement: Announcement | None,
+        receipts_for: Sequence[int],
+        *,
+        to_loop: bool,
+    ) -> None:
         token = next(self._tokens)
-        waiting = _Waiting(Future(), len(records), waiter)
-        to_loop = waiter is not None and self._answered_in(waiter.get_loop())
         rows = [wire.pending_row(r) for r in records]
         message = (wire.RECORDS, token, self._keyring.generation, rows, to_loop, list(receipts_for))
         try:
@@ -225,7 +243,6 @@ class RemoteWriter:
         finally:
             if announcement is not None:
                 announcement.release()
-        return waiting.future
 
     def _answered_in(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether ``loop`` (the running loop) reads its answers itself: the first loop to submit does."""
@@ -249,12 +266,13 @@ class RemoteWriter:
 
     def flush(self) -> None:
         token = next(self._tokens)
-        waiting = _Waiting(Future(), 0)
+        flushed: Future[Any] = Future()
+        waiting = _Waiting(0, future=flushed)
         try:
             self._send((wire.FLUSH, token), waiting, token)
         except AuditLogClosed:
             return  # close() indexed everything
-        waiting.future.result()
+        flushed.result()
 
     def close(self) -> None:
         """Let the writer commit everything sent and stop; wait for it (also after it died)."""
@@ -331,6 +349,8 @@ class RemoteWriter:
                 deliver_to_waiters([(waiting.waiter, result)])
             elif waiting.waiter is not None:
                 deliveries.setdefault(waiting.waiter.get_loop(), []).append((waiting.waiter, result))
+            if waiting.future is None:
+                continue
             if isinstance(result, BaseException):
                 waiting.future.set_exception(result)
             else:
