@@ -94,7 +94,8 @@ class WatchStreams:
         last_sent = loop.time()
         while not self._closing:
             seen = self.feed.version  # before reading: every change up to it is visible to the read
-            changes = self.feed.store.subject_changes(after, limit=_PAGE)
+            # The store is read only once the feed has seen it move: an idle stream costs it nothing.
+            changes = self.feed.store.subject_changes(after, limit=_PAGE) if seen > after else []
             for change in changes:
                 yield _change_event(change, key, interval_ms)
                 after = change.data_version
