@@ -83,11 +83,7 @@ class AnswerCache:
         now = self.clock()
         with self._lock:
             entry = self._entries.get(key)
-            if (
-                entry is None
-                or now - self._last_message > self._heartbeat_s * HEARTBEAT_GRACE
-                or now - entry.fetched_at > entry.tolerance_s
-            ):
+            if entry is None or not self._alive(now) or now - entry.fetched_at > entry.tolerance_s:
                 self.misses += 1
                 return None
             self.hits += 1
@@ -116,7 +112,7 @@ class AnswerCache:
             response.fail_mode == pb.FAIL_MODE_SERVE_STALE,
         )
         with self._lock:
-            if not self._alive() or response.data_version < self.stream_version:
+            if not self._alive(self.clock()) or response.data_version < self.stream_version:
                 return
             self._entries[key] = entry
             self._by_hash.setdefault(entry.subject_hash, set()).add(key)
@@ -149,10 +145,10 @@ class AnswerCache:
 
     def alive(self) -> bool:
         with self._lock:
-            return self._alive()
+            return self._alive(self.clock())
 
-    def _alive(self) -> bool:
-        return self.clock() - self._last_message <= self._heartbeat_s * HEARTBEAT_GRACE
+    def _alive(self, now: float) -> bool:
+        return now - self._last_message <= self._heartbeat_s * HEARTBEAT_GRACE
 
     def _forget(self, key: Hashable, entry: _Cached) -> None:
         keys = self._by_hash.get(entry.subject_hash)

@@ -37,9 +37,6 @@ class RetryPolicy:
             raise ValueError("backoff must satisfy 0 <= initial_backoff <= max_backoff and multiplier >= 1")
 
 
-NO_RETRY = RetryPolicy(attempts=1)
-
-
 class Attempts:
     """One call's attempts against its deadline."""
 

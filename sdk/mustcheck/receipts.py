@@ -98,7 +98,10 @@ def _split(compact: str) -> tuple[bytes, bytes, dict[str, Any]]:
 
 def parse_receipt(compact: str) -> Receipt:
     """Read a receipt without verifying it (use :func:`verify_receipt` to trust it)."""
-    _, _, data = _split(compact)
+    return _receipt(_split(compact)[2], compact)
+
+
+def _receipt(data: dict[str, Any], compact: str) -> Receipt:
     try:
         return Receipt(
             receipt_id=str(data["id"]),
@@ -138,7 +141,7 @@ def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | by
         raise InvalidReceipt(
             "the signature does not match: the receipt was altered or signed by another key"
         ) from None
-    return parse_receipt(compact)
+    return _receipt(data, compact)
 
 
 def load_public_keys(path: str | Path) -> dict[str, bytes]:
