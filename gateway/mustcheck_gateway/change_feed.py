@@ -75,18 +75,17 @@ class ChangeFeed:
                 await self._task
             self._task = None
 
-    async def wait_beyond(self, version: int, timeout: float) -> bool:
-        """Wait until the feed is past ``version``; false if ``timeout`` passed first."""
+    async def wait_beyond(self, version: int, timeout: float) -> None:
+        """Wait until the feed is past ``version``, or ``timeout`` has passed."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self.version <= version:
             assert self._advanced is not None, "start() the feed first"
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                return False
+                return
             event = self._advanced
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
-        return True
 
     def _wake_subscribers(self) -> None:
         loop = self._loop

@@ -50,19 +50,6 @@ class Lookups(Protocol):
         ...
 
 
-class _StoreLookups:
-    """The store itself as :class:`Lookups` (no cache: every lookup reads its own version)."""
-
-    def __init__(self, store: ListStore) -> None:
-        self.store = store
-
-    def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup:
-        return self.store.lookup(subject_code, person=person)
-
-    def current_version(self) -> int:
-        return self.store.data_version()
-
-
 class CheckEngine:
     def __init__(
         self,
@@ -70,15 +57,15 @@ class CheckEngine:
         policy: PolicySet,
         *,
         clock: Clock = utc_now,
-        legacy_codes: Callable[[], Collection[str]] | None = None,
-        lookups: Lookups | None = None,
+        legacy_codes: Callable[[], Collection[str]],
+        lookups: Lookups,
     ) -> None:
         self.store = store
-        self.lookups: Lookups = _StoreLookups(store) if lookups is None else lookups
+        self.lookups = lookups
         self.policy = policy
         self.clock = clock
         # The allow-list in force (R1): the policy file's codes, and those administrators add.
-        self.legacy_codes = legacy_codes or (lambda: policy.legacy_codes.keys())
+        self.legacy_codes = legacy_codes
 
     def matter(self, code: str) -> Matter:
         code = code.strip()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from mustcheck import Client, InvalidReceipt, MustCheckError, verify_receipt
@@ -24,7 +23,6 @@ from .common import (
 from .rpc import exit_code_for
 
 EXIT_BAD_RECEIPT = 1
-KEYS_VARIABLE = "MUSTCHECK_RECEIPT_KEYS"
 
 
 def register(commands: Subparsers) -> None:
@@ -62,18 +60,10 @@ def register(commands: Subparsers) -> None:
 
 def run_verify(options: argparse.Namespace) -> int:
     text = options.receipt
-    keys_path = options.public_keys or (
-        Path(os.environ[KEYS_VARIABLE]) if os.environ.get(KEYS_VARIABLE) else None
-    )
-    if keys_path is None:
-        return fail(
-            f"give --public-keys FILE|DIR (or set ${KEYS_VARIABLE}): `mustcheck receipts keys` fetches them",
-            EXIT_INVALID,
-        )
     try:
         if text.startswith("@"):
             text = Path(text[1:]).read_text(encoding="utf-8")
-        public_keys = load_public_keys(keys_path)
+        public_keys = load_public_keys(options.public_keys)
     except (OSError, ValueError) as error:
         return fail(f"cannot read: {error}", EXIT_INVALID)
     try:
