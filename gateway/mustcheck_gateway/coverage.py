@@ -8,17 +8,16 @@ applied; and which checks that found restrictions were never followed by any fee
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .audit import AuditRecord
+from .audit.record import CHECK_KINDS
+from .auth.ratelimit import CHINA_STANDARD_TIME
 from .feedback import Feedback
 from .policy.model import PolicySet
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
-CHECK_KINDS = frozenset({"check", "batch_item"})
 STATS_KEYS = ("department", "matter", "memorandum", "measure", "outcome")
 BUCKETS = ("day", "month")
 

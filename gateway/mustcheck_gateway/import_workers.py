@@ -24,13 +24,12 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .list_rows import RowError, entry_from_row
+from .list_rows import TRUNCATED, RowError, entry_from_row
 from .policy.model import PolicySet
 from .store.base import EncodedEntry
 from .store.codec import encode_entry
 
 MALFORMED = 'the import stream is malformed (expected {"line": N, "row": {...}} lines)'
-TRUNCATED = "line {} is cut short: the file's last line is truncated"
 # A line as a file read with universal newlines kept (newline=""): it ends at \n, \r\n or \r.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
 
@@ -80,9 +79,7 @@ def _decode_lines(rules: ImportRules, first_line: int, text: str) -> ChunkResult
             row = json.loads(line)
         except json.JSONDecodeError as error:
             if not line.endswith("\n"):
-                return ChunkResult(
-                    rows, parsed, f"line {number} is cut short: the file's last line is truncated"
-                )
+                return ChunkResult(rows, parsed, TRUNCATED.format(number))
             rows.append((number, None, f"not valid JSON ({error.msg})"))
             continue
         parsed += 1
@@ -106,9 +103,7 @@ def _decode_items(rules: ImportRules, text: str) -> ChunkResult:
         error = item.get("error")
         result = (number, None, str(error)) if error is not None else _judge(rules, number, row)
         if result[1] is None and item.get("unterminated"):
-            return ChunkResult(
-                rows, len(rows), f"line {number} is cut short: the file's last line is truncated"
-            )
+            return ChunkResult(rows, len(rows), TRUNCATED.format(number))
         rows.append(result)
     return ChunkResult(rows, len(rows))
 

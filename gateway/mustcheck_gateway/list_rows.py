@@ -34,6 +34,8 @@ from .store.base import EntryStatus, ListEntry, ListStore, PersonRole, Responsib
 from .store.codec import entry_key
 
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+# A list file whose last line ends without a newline, in the middle of a row.
+TRUNCATED = "line {} is cut short: the file's last line is truncated"
 ROW_FIELDS = (
     "source",
     "subject_code",

@@ -52,7 +52,8 @@ class LegacyCodes:
     def __init__(self, policy: PolicySet, store: ListStore) -> None:
         self._policy = frozenset(policy.legacy_codes)
         self._store = store
-        self.codes = self._policy | frozenset(store.legacy_codes())
+        self.codes: frozenset[str] = frozenset()
+        self.reload()
 
     def reload(self) -> None:
         self.codes = self._policy | frozenset(self._store.legacy_codes())

@@ -13,10 +13,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from .audit import Announcement, AuditEvent
+from .audit.record import CHECK_KINDS
 from .service import AuditSink
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
-CHECK_KINDS = frozenset({"check", "batch_item", "replay"})
+# Counted as checks by outcome: replays too (an auditor's check of the past).
+COUNTED_KINDS = CHECK_KINDS | {"replay"}
 
 
 class GatewayMetrics:
@@ -97,5 +99,5 @@ class MeteredAudit:
             self.waiting -= len(events)
             self.metrics.audit_commit.observe(time.perf_counter() - started)
             for event in events:
-                if event.kind in CHECK_KINDS:
+                if event.kind in COUNTED_KINDS:
                     self.metrics.checks.labels(event.kind, event.outcome, event.caller_id, event.status).inc()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from .audit import AuditLog
+from .audit.record import CHECK_KINDS
 from .auth.ratelimit import CHINA_STANDARD_TIME, PersonQuota
-
-_CHECK_KINDS = frozenset({"check", "batch_item"})
 
 
 def seed_person_quota(quota: PersonQuota, log: AuditLog, at: dt.datetime) -> None:
     day = at.astimezone(CHINA_STANDARD_TIME).date()
     start = dt.datetime.combine(day, dt.time(), CHINA_STANDARD_TIME)
-    counts = log.count_by_caller(start, kinds=sorted(_CHECK_KINDS), subject_kind="person")
+    counts = log.count_by_caller(start, kinds=sorted(CHECK_KINDS), subject_kind="person")
     for caller_id, count in counts.items():
         quota.seed(caller_id, day, count)

@@ -56,6 +56,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# Kinds of records that are checks an approval decision may rest on (a replay is not one).
+CHECK_KINDS = frozenset({"check", "batch_item"})
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One thing to log, as the gateway knows it (``subject`` is the raw identifier, or None).

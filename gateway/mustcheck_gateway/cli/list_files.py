@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..list_rows import ROW_FIELDS
+from ..list_rows import ROW_FIELDS, TRUNCATED
 
 REQUIRED = tuple(
     f
@@ -115,7 +115,7 @@ def _csv(handle: io.TextIOBase, ends_with_newline: bool) -> Iterator[dict[str, A
         rows += 1
         if len(fields) != len(header):
             if len(fields) < len(header) and current is None and not ends_with_newline:
-                raise ListFileError(f"line {number} is cut short: the file's last line is truncated")
+                raise ListFileError(TRUNCATED.format(number))
             yield {
                 "line": number,
                 "row": None,

@@ -110,10 +110,9 @@ def encode_entry(entry: ListEntry) -> EncodedEntry:
     return values, persons, _snapshot_json(values, persons).encode()
 
 
-def snapshot(entry: ListEntry, values: Sequence[Any] | None = None) -> str:
-    """The entry as one JSON document, for history rows (``values``: its ``entry_values``, if known)."""
-    persons = tuple((p.person_id, p.name, p.role.value) for p in entry.responsible_persons)
-    return _snapshot_json(values or entry_values(entry), persons)
+def snapshot(entry: ListEntry) -> str:
+    """The entry as one JSON document, for history rows."""
+    return encode_entry(entry)[2].decode()
 
 
 _encode_snapshot = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
