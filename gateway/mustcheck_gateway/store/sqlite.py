@@ -151,8 +151,7 @@ class SqliteStore:
             )
             linked = (
                 self._entries_at(
-                    "SELECT DISTINCT entry_id FROM entry_history WHERE entry_id IN "
-                    "(SELECT entry_id FROM entry_persons WHERE person_id = ?)",
+                    "SELECT entry_id FROM entry_persons WHERE person_id = ?",
                     (subject_code,),
                     latest,
                 )
@@ -200,20 +199,26 @@ class SqliteStore:
         return found
 
     def _entries(self, query: str, parameters: Sequence[object]) -> list[ListEntry]:
-        connection = self._connection()
-        rows = connection.execute(query, parameters).fetchall()
-        if not rows:
-            return []
-        ids = [row[0] for row in rows]
-        persons: dict[str, list[tuple[str, str, str]]] = {entry_id: [] for entry_id in ids}
-        marks = ", ".join("?" for _ in ids)
-        for entry_id, person_id, name, role in connection.execute(
-            f"SELECT entry_id, person_id, name, role FROM entry_persons WHERE entry_id IN ({marks}) "
-            "ORDER BY entry_id, role, person_id",
-            ids,
-        ):
-            persons[entry_id].append((person_id, name, role))
-        return [entry_from_values(row, persons[row[0]]) for row in rows]
+        found = self._rows_with_persons(self._connection(), query, parameters)
+        return [entry_from_values(row, persons) for row, persons in found.values()]
+
+    @staticmethod
+    def _rows_with_persons(
+        connection: sqlite3.Connection, query: str, parameters: Sequence[object]
+    ) -> dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]]:
+        """The entry rows ``query`` selects, by id in its order, each with its persons (store order)."""
+        found: dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]] = {
+            row[0]: (row, []) for row in connection.execute(query, parameters)
+        }
+        if found:
+            ids = list(found)
+            for entry_id, person_id, name, role in connection.execute(
+                "SELECT entry_id, person_id, name, role FROM entry_persons "
+                f"WHERE entry_id IN ({', '.join('?' for _ in ids)}) ORDER BY entry_id, role, person_id",
+                ids,
+            ):
+                found[entry_id][1].append((person_id, name, role))
+        return found
 
     def history(self, entry_id: str) -> list[HistoryRecord]:
         rows = self._connection().execute(
@@ -358,25 +363,13 @@ class SqliteStore:
             ],
         )
 
-    @staticmethod
+    @classmethod
     def _stored(
-        connection: sqlite3.Connection, entry_ids: list[str]
+        cls, connection: sqlite3.Connection, entry_ids: list[str]
     ) -> dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]]:
         """The stored values and persons (in the store's order) of those of ``entry_ids`` that exist."""
         marks = ", ".join("?" for _ in entry_ids)
-        found: dict[str, tuple[tuple[Any, ...], list[tuple[str, str, str]]]] = {
-            row[0]: (row, [])
-            for row in connection.execute(f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", entry_ids)
-        }
-        if found:
-            ids = list(found)
-            for entry_id, person_id, name, role in connection.execute(
-                "SELECT entry_id, person_id, name, role FROM entry_persons "
-                f"WHERE entry_id IN ({', '.join('?' for _ in ids)}) ORDER BY entry_id, role, person_id",
-                ids,
-            ):
-                found[entry_id][1].append((person_id, name, role))
-        return found
+        return cls._rows_with_persons(connection, f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks})", entry_ids)
 
     def history_of_subject(self, subject_code: str) -> list[HistoryRecord]:
         """Every state of every entry of ``subject_code``, oldest first."""
