@@ -64,35 +64,27 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 def _guard(handler: Handler, method: str) -> Handler:
     """``handler`` with its exceptions mapped by :func:`_abort`."""
-    if handler.unary_unary is not None:
-        unary: Callable[[Any, Context], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
-
-        async def guarded_unary(request: Any, context: Context) -> Any:
-            try:
-                return await unary(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:
-                await _abort(error, context, method)
-
-        return grpc.unary_unary_rpc_method_handler(
-            guarded_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+    if handler.unary_unary is not None or handler.stream_unary is not None:
+        # One answer for one request, or for a stream of them.
+        answer: Callable[[Any, Context], Awaitable[Any]] = (
+            handler.unary_unary or handler.stream_unary  # type: ignore[assignment]
         )
-    if handler.stream_unary is not None:
-        consuming: Callable[[Any, Context], Awaitable[Any]] = handler.stream_unary  # type: ignore[assignment]
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary is not None
+            else grpc.stream_unary_rpc_method_handler
+        )
 
-        async def guarded_stream_unary(requests: Any, context: Context) -> Any:
+        async def guarded(request: Any, context: Context) -> Any:
             try:
-                return await consuming(requests, context)
+                return await answer(request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
                 await _abort(error, context, method)
 
-        return grpc.stream_unary_rpc_method_handler(
-            guarded_stream_unary,
+        return make(
+            guarded,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
