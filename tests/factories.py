@@ -7,10 +7,12 @@ import itertools
 import random
 
 from mustcheck.identifiers import (
+    IdentifierError,
     SubjectKind,
     citizen_id_check_character,
     organization_code_check_character,
     uscc_check_character,
+    validate_uscc,
 )
 from mustcheck_gateway.policy.model import ListKind
 from mustcheck_gateway.store import EntryStatus, ListEntry, PersonRole, ResponsiblePerson, entry_key
@@ -29,10 +31,14 @@ def new_uscc(prefix: str = "91") -> str:
 def new_citizen_id(born: dt.date | None = None) -> str:
     """A valid ID number; unless ``born`` is given, an adult's birth date is drawn too (a sequence number
     alone has only 1,000 values a day, and the tests share one store)."""
-    if born is None:
-        born = dt.date(1950, 1, 1) + dt.timedelta(days=_rng.randrange(18_262))  # to 1999-12-31
-    first17 = f"110105{born:%Y%m%d}{_rng.randrange(1000):03d}"
-    return first17 + citizen_id_check_character(first17)
+    day = born or dt.date(1950, 1, 1) + dt.timedelta(days=_rng.randrange(18_262))  # to 1999-12-31
+    first17 = f"110105{day:%Y%m%d}{_rng.randrange(1000):03d}"
+    code = first17 + citizen_id_check_character(first17)
+    try:
+        validate_uscc(code)
+    except IdentifierError:
+        return code
+    return new_citizen_id(born)  # also a valid credit code, which a check would refuse as ambiguous
 
 
 def days(n: float) -> dt.timedelta:
