@@ -173,28 +173,7 @@ class PendingRecord:
         The detail is read back and encoded again so that it is stored exactly as verification will
         encode it (keys that are not strings become strings, in the order of the stored text).
         """
-        columns: dict[str, Any] = {
-            "seq": seq,
-            "at": self.at,
-            "kind": self.kind,
-            "caller_id": self.caller_id,
-            "department": self.department,
-            "matter": self.matter,
-            "purpose": self.purpose,
-            "authorization_ref": self.authorization_ref,
-            "subject_kind": self.subject_kind,
-            "subject_hash": self.subject_hash,
-            "hmac_key_id": self.hmac_key_id,
-            "subject_enc": self.subject_enc,
-            "enc_key_id": self.enc_key_id,
-            "outcome": self.outcome,
-            "measure_ids": canonical_json(list(self.measure_ids)),
-            "data_version": self.data_version,
-            "status": self.status,
-            "latency_us": self.latency_us,
-            "detail": canonical_json(json.loads(self.detail_json)),
-            "prev_hash": prev_hash,
-        }
+        columns = _columns(seq, self.at, self, canonical_json(json.loads(self.detail_json)), prev_hash)
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 
@@ -271,42 +250,53 @@ class AuditRecord:
 
 
 def stored_columns(record: AuditRecord) -> dict[str, Any]:
-    """Column name → stored value (text instants, JSON text for lists and detail).
-
-    Written out field by field: this runs for every record written (its hash and its row).
-    """
-    return {
-        "seq": record.seq,
-        "at": format_instant(record.at),
-        "kind": record.kind,
-        "caller_id": record.caller_id,
-        "department": record.department,
-        "matter": record.matter,
-        "purpose": record.purpose,
-        "authorization_ref": record.authorization_ref,
-        "subject_kind": record.subject_kind,
-        "subject_hash": record.subject_hash,
-        "hmac_key_id": record.hmac_key_id,
-        "subject_enc": record.subject_enc,
-        "enc_key_id": record.enc_key_id,
-        "outcome": record.outcome,
-        "measure_ids": canonical_json(list(record.measure_ids)),
-        "data_version": record.data_version,
-        "status": record.status,
-        "latency_us": record.latency_us,
-        "detail": canonical_json(dict(record.detail)),
-        "prev_hash": record.prev_hash,
-        "record_hash": record.record_hash,
-    }
+    """Column name → stored value (text instants, JSON text for lists and detail)."""
+    return {**_covered_columns(record), "record_hash": record.record_hash}
 
 
 def compute_record_hash(record: AuditRecord) -> str:
     """SHA-256 over the previous hash and every stored column but ``record_hash``, hex."""
-    return _hash_columns(record.prev_hash, stored_columns(record))
+    return _hash_columns(record.prev_hash, _covered_columns(record))
 
 
-def _hash_columns(prev_hash: str, columns: dict[str, Any]) -> str:
-    covered = {name: value for name, value in columns.items() if name != "record_hash"}
+def _covered_columns(record: AuditRecord) -> dict[str, Any]:
+    detail = canonical_json(dict(record.detail))
+    return _columns(record.seq, format_instant(record.at), record, detail, record.prev_hash)
+
+
+def _columns(
+    seq: int, at: str, fields: PendingRecord | AuditRecord, detail: str, prev_hash: str
+) -> dict[str, Any]:
+    """Every stored column but ``record_hash``, in the stored order: what the record's hash covers.
+
+    Written out field by field: this runs for every record written (its hash and its row). ``fields``
+    gives the columns a pending record and a stored one hold alike.
+    """
+    return {
+        "seq": seq,
+        "at": at,
+        "kind": fields.kind,
+        "caller_id": fields.caller_id,
+        "department": fields.department,
+        "matter": fields.matter,
+        "purpose": fields.purpose,
+        "authorization_ref": fields.authorization_ref,
+        "subject_kind": fields.subject_kind,
+        "subject_hash": fields.subject_hash,
+        "hmac_key_id": fields.hmac_key_id,
+        "subject_enc": fields.subject_enc,
+        "enc_key_id": fields.enc_key_id,
+        "outcome": fields.outcome,
+        "measure_ids": canonical_json(list(fields.measure_ids)),
+        "data_version": fields.data_version,
+        "status": fields.status,
+        "latency_us": fields.latency_us,
+        "detail": detail,
+        "prev_hash": prev_hash,
+    }
+
+
+def _hash_columns(prev_hash: str, covered: dict[str, Any]) -> str:
     digest = hashlib.sha256(_HASH_DOMAIN)
     digest.update(prev_hash.encode("ascii", "replace"))
     digest.update(b"\n")
