@@ -230,7 +230,6 @@ class CheckService(pb_grpc.CheckServiceServicer):
         if request.receipt.strip():
             if self.receipts is None:
                 raise FailedPrecondition("this gateway issues no receipts", reason="feedback.no_receipts")
-            keys = {kid: pem.encode() for kid, pem in self.receipts.public_keys_pem().items()}
             return from_receipt(
                 compact=request.receipt,
                 caller_id=caller.caller_id,
@@ -239,7 +238,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 decision=request.decision,
                 applied=applied,
                 note=request.note,
-                public_keys=keys,
+                public_keys=self.receipts.keyring.public_keys(),
                 policy=self.engine.policy,
                 at=at,
             )
