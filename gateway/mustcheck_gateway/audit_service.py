@@ -178,7 +178,14 @@ class AuditService(pb_grpc.AuditServiceServicer):
             return coverage(
                 self.policy,
                 self.store.feedback_between(since, until),
-                log.query(since=since, until=until, limit=10**9),
+                # Only restricted checks count (coverage() takes those not followed by a report).
+                log.query(
+                    since=since,
+                    until=until,
+                    outcome="restrictions",
+                    matter=request.matter or None,
+                    limit=10**9,
+                ),
                 self.store.feedback_check_seqs(),
                 department=request.department or None,
                 matter=request.matter or None,
