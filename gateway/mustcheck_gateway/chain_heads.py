@@ -49,10 +49,9 @@ class HeadPublisher:
 
     def publish(self) -> AuditHead | None:
         """Publish the latest chain checkpoint if it is newer than the last one published."""
-        chain = [c for c in self.audit.checkpoints() if c.kind is CheckpointKind.CHAIN]
-        if not chain:
+        latest = self.audit.latest_checkpoint(CheckpointKind.CHAIN)
+        if latest is None:
             return None
-        latest = max(chain, key=lambda checkpoint: checkpoint.seq)
         if self.published is not None and self.published.seq >= latest.seq:
             return self.published
         head = AuditHead(

@@ -342,6 +342,11 @@ class AuditLog:
         self._writer.flush()
         return self._store.checkpoints()
 
+    def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
+        """The checkpoint of ``kind`` with the highest seq, if there is one."""
+        self._writer.flush()
+        return self._store.latest_checkpoint(kind)
+
     def count(self) -> int:
         self._writer.flush()
         return self._store.count()

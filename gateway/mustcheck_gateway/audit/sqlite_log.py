@@ -18,7 +18,7 @@ from ..store.codec import format_instant, parse_instant
 from ..store.migrations import apply_migrations
 from ..store.sqlite_connections import ThreadConnections, consistent_read, transaction
 from .chain import ChainWalker
-from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint
+from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint, CheckpointKind
 from .errors import AuditIntegrityError
 from .query import AuditFilter
 from .record import GENESIS_HASH, RECORD_COLUMNS, AuditRecord
@@ -284,6 +284,14 @@ class SqliteAuditStore:
 
     def checkpoints(self) -> list[Checkpoint]:
         return read_checkpoints(self._reader())
+
+    def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
+        row = (
+            self._reader()
+            .execute(f"{_CHECKPOINT_SELECT} WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind.value,))
+            .fetchone()
+        )
+        return Checkpoint.from_row(tuple(row)) if row is not None else None
 
     def count(self) -> int:
         return count_records(self._reader())
