@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
@@ -71,9 +70,10 @@ def filters(query: pb.AuditQuery) -> dict[str, Any]:
     def text(value: str) -> str | None:
         return value.strip() or None
 
+    since, until = _period(query)
     return {
-        "since": query.since.ToDatetime(tzinfo=dt.UTC) if query.HasField("since") else None,
-        "until": query.until.ToDatetime(tzinfo=dt.UTC) if query.HasField("until") else None,
+        "since": since,
+        "until": until,
         "caller_id": text(query.caller_id),
         "department": text(query.department),
         "matter": text(query.matter),
@@ -169,9 +169,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
 
     async def Coverage(self, request: pb.CoverageRequest, context: Context) -> pb.CoverageReport:
         caller, log = await self._auditor(context)
-        since, until = _period(
-            request.since, request.until, request.HasField("since"), request.HasField("until")
-        )
+        since, until = _period(request)
         await self._note(caller, "coverage", department=request.department, matter=request.matter)
 
         def compute() -> list[MatterCoverage]:
@@ -219,9 +217,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
             raise InvalidArgument(f"by must be one of {', '.join(STATS_KEYS)}", reason="stats.by")
         if bucket not in BUCKETS:
             raise InvalidArgument("bucket must be day or month", reason="stats.bucket")
-        since, until = _period(
-            request.since, request.until, request.HasField("since"), request.HasField("until")
-        )
+        since, until = _period(request)
         await self._note(caller, "stats", by=by, bucket=bucket)
         rows = await self._run(
             lambda: stats(log.query(since=since, until=until, limit=10**9), by=by, bucket=bucket)
@@ -241,10 +237,9 @@ class AuditService(pb_grpc.AuditServiceServicer):
             yield pb.ExportChunk(data=text[start : start + EXPORT_CHUNK])
 
 
-def _period(
-    since: Timestamp, until: Timestamp, has_since: bool, has_until: bool
-) -> tuple[dt.datetime | None, dt.datetime | None]:
+def _period(message: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A message's optional ``since`` and ``until`` (an audit query, a coverage or stats request)."""
     return (
-        since.ToDatetime(tzinfo=dt.UTC) if has_since else None,
-        until.ToDatetime(tzinfo=dt.UTC) if has_until else None,
+        message.since.ToDatetime(tzinfo=dt.UTC) if message.HasField("since") else None,
+        message.until.ToDatetime(tzinfo=dt.UTC) if message.HasField("until") else None,
     )

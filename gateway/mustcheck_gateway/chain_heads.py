@@ -38,6 +38,12 @@ def replica_id(data_dir: Path) -> str:
     return path.read_text(encoding="ascii").strip()
 
 
+def read_replica_id(data_dir: Path) -> str | None:
+    """The data directory's replica id, if a gateway has served from it (made by :func:`replica_id`)."""
+    path = data_dir / REPLICA_FILE_NAME
+    return path.read_text(encoding="ascii").strip() if path.is_file() else None
+
+
 class HeadPublisher:
     def __init__(self, audit: AuditLog, store: ListStore, replica: str, *, interval_s: float) -> None:
         self.audit = audit

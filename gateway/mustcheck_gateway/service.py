@@ -33,7 +33,7 @@ from .errors import (
     ResourceExhausted,
 )
 from .evaluation import Evaluation
-from .feedback import Feedback, from_receipt, validate_decision
+from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
 from .masking import Masker
 from .policy.model import Matter
 from .receipts import ReceiptSigner
@@ -133,7 +133,10 @@ def _feedback_event(
     reason: str,
     feedback: Feedback | None = None,
 ) -> AuditEvent:
-    detail: dict[str, Any] = {"approval_id": request.approval_id[:128], "decision": request.decision}
+    detail: dict[str, Any] = {
+        "approval_id": request.approval_id[:MAX_APPROVAL_ID],
+        "decision": request.decision,
+    }
     if feedback is not None:
         detail.update(
             receipt_id=feedback.receipt_id,

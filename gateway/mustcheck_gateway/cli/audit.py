@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 
@@ -29,7 +27,7 @@ from ..audit import (
     verify_data_dir,
 )
 from ..audit import RetentionError as _RetentionError
-from ..chain_heads import REPLICA_FILE_NAME, head_problem
+from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
 from ..report import CoverageRow, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
@@ -235,12 +233,7 @@ def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
         subject=options.subject,
         limit=getattr(options, "limit", 0),
     )
-    for name in ("since", "until"):
-        value = getattr(options, name)
-        if value is not None:
-            stamp = Timestamp()
-            stamp.FromDatetime(value)
-            getattr(query, name).CopyFrom(stamp)
+    _set_period(query, options)
     return query
 
 
@@ -281,10 +274,9 @@ def _open_store(where: str) -> ListStore:
 
 
 def _published_head(data_dir: Path, where: str) -> AuditHead:
-    replica_file = data_dir / REPLICA_FILE_NAME
-    if not replica_file.is_file():
+    replica = read_replica_id(data_dir)
+    if replica is None:
         raise ValueError(f"{data_dir} has no {REPLICA_FILE_NAME}: no gateway has served from it")
-    replica = replica_file.read_text(encoding="ascii").strip()
     store = _open_store(where)
     try:
         heads = {head.replica: head for head in store.audit_heads()}
