@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import re
 import resource
 import shutil
@@ -26,39 +25,14 @@ import threading
 import time
 from pathlib import Path
 
+from load import children, memory_mb, process_cpu
+
 from mustcheck_gateway.demo_data import generate_rows
 from mustcheck_gateway.list_rows import write_jsonl
 from mustcheck_gateway.policy import default_policy_dir, load_policies
 
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 300.0
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set (VmHWM), while it still runs."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def child_pids(pid: int) -> list[int]:
-    """The process's children (the gateway's import workers)."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == pid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 def main() -> None:
@@ -139,16 +113,16 @@ def run(options: argparse.Namespace, work: Path) -> None:
         importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         importer_peak = 0.0
         while importer.poll() is None:
-            importer_peak = max(importer_peak, peak_rss_mb(importer.pid))
+            importer_peak = max(importer_peak, memory_mb(importer.pid).get("VmHWM", 0.0))
             time.sleep(0.2)
         seconds = time.perf_counter() - started
         report, err = importer.communicate()
-        gateway_peak = peak_rss_mb(gateway.pid)
-        worker_peak = max((peak_rss_mb(pid) for pid in child_pids(gateway.pid)), default=0.0)
+        gateway_peak = memory_mb(gateway.pid).get("VmHWM", 0.0)
+        worker_peak = max((memory_mb(pid).get("VmHWM", 0.0) for pid in children(gateway.pid)), default=0.0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         importer_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        gateway_cpu = cpu_seconds(gateway.pid)
-        workers_cpu = sum(cpu_seconds(pid) for pid in child_pids(gateway.pid))
+        gateway_cpu = process_cpu(gateway.pid)
+        workers_cpu = sum(process_cpu(pid) for pid in children(gateway.pid))
     finally:
         gateway.terminate()
         gateway.wait(60)

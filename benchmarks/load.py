@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +32,37 @@ class RunningGateway:
     def cpu_seconds(self) -> float:
         """User and system CPU the gateway process and its running children (the audit writer) have
         used so far (Linux /proc)."""
-        return sum(_process_cpu(pid) for pid in (self.pid, *_children(self.pid)))
+        return sum(process_cpu(pid) for pid in (self.pid, *children(self.pid)))
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The process's child processes (Linux /proc)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
+    """User plus system CPU seconds the process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """The process's resident set now (VmRSS) and at its peak (VmHWM), from the kernel."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) / 1024
+    return found
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank) of ``values``; NaN if there are none."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
 @contextmanager
@@ -86,8 +104,7 @@ class LoadResult:
         return self.requests / self.seconds
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+        return percentile(self.latencies_ms, p)
 
     def summary(self) -> str:
         return (

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from load import MATTERS, LoadResult, median
+from load import MATTERS, LoadResult, median, memory_mb, percentile, process_cpu
 
 from mustcheck import AsyncClient, Client, Outcome
 from mustcheck._channel import auth_metadata
@@ -121,17 +121,11 @@ class Child:
         return f"127.0.0.1:{self.ready['port']}"
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.pid)
 
     def memory_mb(self) -> dict[str, float]:
         """Resident set now (VmRSS) and at its peak (VmHWM), from the kernel."""
-        found = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found[name] = int(value.split()[0]) / 1024
-        return found
+        return memory_mb(self.pid)
 
 
 @contextmanager
@@ -291,11 +285,6 @@ async def record_responses(target: str, token: str, pairs: Sequence[Pair]) -> di
 
         await asyncio.gather(*(worker() for _ in range(32)))
     return recorded
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
 # -- SDK cache hits ----------------------------------------------------------------------------
