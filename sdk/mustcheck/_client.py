@@ -30,7 +30,7 @@ import grpc
 
 from ._cache import AnswerCache
 from ._channel import Target, TLSConfig, async_channel, auth_metadata, sync_channel
-from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result
+from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result, outcome_ack, receipt_keys
 from ._errors import CheckUnavailable, InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
 from ._generated.v1 import check_pb2 as pb
 from ._generated.v1 import check_pb2_grpc as pb_grpc
@@ -156,15 +156,6 @@ class _BaseClient:
             note=note,
             matter=matter,
             subject=subject,
-        )
-
-    @staticmethod
-    def _ack(message: pb.OutcomeAck) -> OutcomeAck:
-        return OutcomeAck(
-            message.approval_id,
-            message.backed_by_check,
-            message.duplicate,
-            message.reported_at.ToDatetime(tzinfo=dt.UTC),
         )
 
     @staticmethod
@@ -310,12 +301,12 @@ class Client(_BaseClient):
         request = self._outcome_request(
             receipt, approval_id, decision, applied_measures, note, matter, subject
         )
-        return self._ack(self._call(self._stub.ReportOutcome, request, timeout))
+        return outcome_ack(self._call(self._stub.ReportOutcome, request, timeout))
 
     def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
         response = self._call(self._stub.ReceiptKeys, pb.ReceiptKeysRequest(), timeout)
-        return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
+        return receipt_keys(response)
 
     def close(self) -> None:
         self._closed.set()
@@ -461,12 +452,12 @@ class AsyncClient(_BaseClient):
         request = self._outcome_request(
             receipt, approval_id, decision, applied_measures, note, matter, subject
         )
-        return self._ack(await self._call(self._stub.ReportOutcome, request, timeout))
+        return outcome_ack(await self._call(self._stub.ReportOutcome, request, timeout))
 
     async def receipt_keys(self, *, timeout: float | None = None) -> dict[str, bytes]:
         """The gateway's receipt verification keys (PEM by key id), to verify receipts offline later."""
         response = await self._call(self._stub.ReceiptKeys, pb.ReceiptKeysRequest(), timeout)
-        return {key_id: pem.encode() for key_id, pem in response.public_keys_pem.items()}
+        return receipt_keys(response)
 
     async def close(self) -> None:
         if self._watcher is not None:

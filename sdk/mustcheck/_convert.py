@@ -21,6 +21,7 @@ from ._models import (
     MeasureKind,
     Membership,
     Outcome,
+    OutcomeAck,
 )
 from .identifiers import SubjectKind
 from .receipts import parse_receipt
@@ -136,3 +137,14 @@ def _status_code(value: int) -> grpc.StatusCode:
         if code.value[0] == value:
             return code
     return grpc.StatusCode.UNKNOWN
+
+
+def outcome_ack(message: pb.OutcomeAck) -> OutcomeAck:
+    return OutcomeAck(
+        message.approval_id, message.backed_by_check, message.duplicate, _instant(message.reported_at)
+    )
+
+
+def receipt_keys(message: pb.ReceiptKeysResponse) -> dict[str, bytes]:
+    """PEM by key id, as :func:`~mustcheck.verify_receipt` takes them."""
+    return {key_id: pem.encode() for key_id, pem in message.public_keys_pem.items()}
