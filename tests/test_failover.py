@@ -12,7 +12,6 @@ import datetime as dt
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from backends import BACKENDS, store_at
 from factories import days, make_entry, new_uscc
 from processes import ServeProcess
 from provision import provision
+from threads import wait_until
 
 MATTER = "MOF-0001"
 
@@ -117,14 +117,10 @@ def _hammer_and_kill(
     with ThreadPoolExecutor(6) as pool:
         for worker in range(6):
             pool.submit(hammer, worker)
-        deadline = time.monotonic() + 20
-        while len(answered) < 200 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(answered) >= 200, timeout=20)
         first.stop(signal.SIGKILL)
         killed_at = len(answered)
-        deadline = time.monotonic() + 20
-        while len(answered) < killed_at + 200 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(answered) >= killed_at + 200, timeout=20)
         stop.set()
     second.stop(signal.SIGTERM)
     assert wrong == []
