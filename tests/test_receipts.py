@@ -93,6 +93,49 @@ def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> Non
         verify_receipt("hello", keys)
 
 
+def _lenient_b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+
+
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: str, token: str) -> None:
+    with Client(target, token=token) as client:
+        result = client.check(new_uscc(), "MOF-0001")
+        keys = client.receipt_keys()
+    assert result.receipt is not None
+    compact = result.receipt.compact
+    assert verify_receipt(compact, keys).compact == compact
+    prefix, payload, signature = compact.split(".")
+    # The signature (64 bytes) leaves 4 unused bits in its last character: flipping one spells the same
+    # bytes, which a lenient decoder takes.
+    last = _B64URL.index(signature[-1])
+    same_bytes = f"{prefix}.{payload}.{signature[:-1]}{_B64URL[last ^ 1]}"
+    assert _lenient_b64(same_bytes.split(".")[2]) == _lenient_b64(signature)
+    variants = [
+        same_bytes,
+        f"{prefix}.{payload}.{signature}==",
+        f"{prefix}.{payload}=.{signature}",
+        f"{prefix}.{payload}.{signature[:20]}!{signature[20:]}",
+        f"{prefix}.{payload}.{signature[:20]} {signature[20:]}",
+        f" {compact}",
+        f"{compact}\n",
+        compact.replace("-", "+", 1) if "-" in compact else compact.replace("_", "/", 1),
+        compact.upper(),
+    ]
+    # A payload re-spelt as other JSON of the same meaning (white space between its members).
+    data = json.loads(_lenient_b64(payload))
+    spaced = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True).encode()).rstrip(b"=").decode()
+    variants.append(f"{prefix}.{spaced}.{signature}")
+    for variant in variants:
+        assert variant != compact
+        with pytest.raises(InvalidReceipt, match=r"canonical|not a receipt|not readable"):
+            verify_receipt(variant, keys)
+    with pytest.raises(InvalidReceipt, match="canonical JSON"):
+        verify_receipt(f"{prefix}.{spaced}.{signature}", keys)
+
+
 def test_receipts_verify_offline_from_the_command_line(
     target: str, token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

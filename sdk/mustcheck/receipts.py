@@ -6,6 +6,7 @@ receipt id, caller, matter, the subject as a keyed hash (never in clear), outcom
 version, the time of issue, the audit record's sequence number and the signing key's id; the signature
 is Ed25519 over a domain tag and the payload. :func:`verify_receipt` needs only the gateway's public
 keys (current and past: a receipt signed before a key rotation still verifies).
+A receipt has one string: :func:`verify_receipt` and :func:`parse_receipt` refuse any other spelling of it.
 """
 
 from __future__ import annotations
@@ -70,26 +71,52 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url without padding: the one spelling :func:`_b64` gives, or ``ValueError``.
+
+    A lenient decoder would take ``+``/``/`` for ``-``/``_``, padding, stray characters and unused low
+    bits in the last character, so that one receipt had many strings.
+    """
+    if not _B64URL_ALPHABET.issuperset(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("unused bits set in the last character")
+    return data
+
+
+def _canonical_json(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def sign_receipt(fields: Mapping[str, Any], key_id: str, signer: Ed25519PrivateKey) -> str:
     """The compact receipt for ``fields`` (the gateway's side)."""
-    payload = json.dumps({**fields, "kid": key_id}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    signature = signer.sign(DOMAIN + payload.encode())
-    return f"{PREFIX}.{_b64(payload.encode())}.{_b64(signature)}"
+    payload = _canonical_json({**fields, "kid": key_id})
+    signature = signer.sign(DOMAIN + payload)
+    return f"{PREFIX}.{_b64(payload)}.{_b64(signature)}"
 
 
 def _split(compact: str) -> tuple[bytes, bytes, dict[str, Any]]:
-    parts = compact.strip().split(".")
+    """The payload, signature and fields of a receipt in its one canonical spelling; anything else is
+    refused, so that a receipt has exactly one string (stores, comparisons and indexes can rely on it)."""
+    parts = compact.split(".")
     if len(parts) != 3 or parts[0] != PREFIX:
         raise InvalidReceipt(f"not a receipt: expected {PREFIX}.<payload>.<signature>")
     try:
         payload, signature = _unb64(parts[1]), _unb64(parts[2])
+    except ValueError:
+        raise InvalidReceipt(
+            "the receipt is not in its canonical form: payload and signature must be unpadded base64url"
+        ) from None
+    try:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidReceipt("the receipt's payload or signature is not readable") from None
+        raise InvalidReceipt("the receipt's payload is not readable") from None
+    if not isinstance(data, dict) or _canonical_json(data) != payload:
+        raise InvalidReceipt("the receipt is not in its canonical form: its payload is not canonical JSON")
     missing = [name for name in _FIELDS if name not in data]
     if missing:
         raise InvalidReceipt(f"the receipt lacks {', '.join(missing)}")
@@ -115,7 +142,7 @@ def _receipt(data: dict[str, Any], compact: str) -> Receipt:
             issued_at=dt.datetime.fromisoformat(data["issued_at"]),
             audit_seq=int(data["audit_seq"]),
             key_id=str(data["kid"]),
-            compact=compact.strip(),
+            compact=compact,
         )
     except (TypeError, ValueError):
         raise InvalidReceipt("the receipt's fields are not readable") from None

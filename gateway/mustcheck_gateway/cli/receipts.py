@@ -62,7 +62,8 @@ def run_verify(options: argparse.Namespace) -> int:
     text = options.receipt
     try:
         if text.startswith("@"):
-            text = Path(text[1:]).read_text(encoding="utf-8")
+            # The file's line break is not part of the receipt, whose one spelling has no white space.
+            text = Path(text[1:]).read_text(encoding="utf-8").strip()
         public_keys = load_public_keys(options.public_keys)
     except (OSError, ValueError) as error:
         return fail(f"cannot read: {error}", EXIT_INVALID)
