@@ -356,6 +356,20 @@ def test_metrics_count_checks_and_show_caches_audit_and_subscribers(
     lines = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line[:1] != "#"
     }
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    # Counts that only grow are counters (exposed as *_total), levels are gauges; no *_created series.
+    assert types["mustcheck_checks_total"] == "counter"
+    assert (
+        types["mustcheck_lookup_cache_hits_total"]
+        == types["mustcheck_lookup_cache_misses_total"]
+        == "counter"
+    )
+    assert (
+        types["mustcheck_watch_subscribers"] == "gauge" and types["mustcheck_lookup_cache_entries"] == "gauge"
+    )
+    assert types["mustcheck_request_latency_seconds"] == "histogram"
+    assert not [name for name in lines if "_created" in name]
+    assert lines["process_cpu_seconds_total"] > 0 and lines["process_resident_memory_bytes"] > 0
     ok = 'mustcheck_checks_total{caller="fresh",kind="check",outcome="no_record",status="OK"}'
     assert lines[ok] == 2
     assert (
@@ -367,7 +381,7 @@ def test_metrics_count_checks_and_show_caches_audit_and_subscribers(
     )
     assert lines['mustcheck_request_latency_seconds_count{method="check"}'] == 2
     assert lines["mustcheck_watch_subscribers"] == 1
-    assert lines["mustcheck_lookup_cache_hits"] + lines["mustcheck_lookup_cache_misses"] >= 3
+    assert lines["mustcheck_lookup_cache_hits_total"] + lines["mustcheck_lookup_cache_misses_total"] >= 3
     assert "mustcheck_lookup_cache_hit_ratio" in lines
     assert lines["mustcheck_audit_commit_seconds_count"] >= 3
     assert "mustcheck_audit_queue_depth" in lines

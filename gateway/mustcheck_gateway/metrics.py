@@ -7,10 +7,20 @@ counters. Labels carry caller ids, matters' outcomes and statuses — never a su
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from .audit import Announcement, AuditEvent
 from .audit.record import CHECK_KINDS
@@ -19,11 +29,28 @@ from .service import AuditSink
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 # Counted as checks by outcome: replays too (an auditor's check of the past).
 COUNTED_KINDS = CHECK_KINDS | {"replay"}
+# A counter's ``*_created`` series doubles every counter and histogram for a start time that the process
+# metrics already give; scrapers do not need it.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class _CounterFunction(Collector):
+    """A counter whose value is read when scraped, from a count kept elsewhere (it only grows)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes, open file descriptors, start time.
+        ProcessCollector(registry=self.registry)
         self.checks = Counter(
             "mustcheck_checks",
             "Checked subjects (a batch item counts as one) by kind, outcome, caller and status",
@@ -48,6 +75,10 @@ class GatewayMetrics:
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read when scraped (cache sizes, queue depths, subscribers)."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
+
+    def counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A counter read when scraped (exposed as ``NAME_total``): counts that only grow, kept elsewhere."""
+        self.registry.register(_CounterFunction(name, documentation, read))
 
     def serve(self, listen: str) -> int:
         """Serve ``/metrics`` on ``listen`` (HOST:PORT; port 0 picks one); returns the port."""

@@ -353,10 +353,10 @@ def _register_gauges(
     watch: WatchStreams,
     metered: MeteredAudit,
 ) -> None:
-    metrics.gauge(
+    metrics.counter(
         "mustcheck_lookup_cache_hits", "Lookups answered from the gateway cache", lambda: cache.hits
     )
-    metrics.gauge("mustcheck_lookup_cache_misses", "Lookups read from the store", lambda: cache.misses)
+    metrics.counter("mustcheck_lookup_cache_misses", "Lookups read from the store", lambda: cache.misses)
     metrics.gauge("mustcheck_lookup_cache_hit_ratio", "Hits over all lookups since start", cache.hit_ratio)
     metrics.gauge("mustcheck_lookup_cache_entries", "Subjects held in the gateway cache", lambda: len(cache))
     metrics.gauge("mustcheck_watch_subscribers", "Open Watch streams", lambda: watch.subscribers)
