@@ -210,6 +210,8 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         "--subjects",
         "300",
         "--exit-after-tour",
+        "--log-level",
+        "info",
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUTF8": "1"}
@@ -230,3 +232,6 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         assert shown in out, f"{shown!r} missing from the tour:\n{out}"
     assert (tmp_path / "mustcheck.sqlite3").is_file() and (tmp_path / "audit.sqlite3").is_file()
     assert (tmp_path / "demo.token").stat().st_mode & 0o777 == 0o600
+    # Every process (the demo and its audit writer) logs JSON lines, the start-up line included.
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert "gateway_started" in {entry["event"] for entry in logged}

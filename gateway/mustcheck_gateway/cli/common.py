@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 
 from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 
+from ..logs import configure_logging
 from ..server import DEFAULT_LISTEN
 
 EXIT_OK = 0
@@ -89,6 +90,22 @@ def add_policies_option(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="policy folder (default: $MUSTCHECK_POLICIES, else the bundled policies/)",
     )
+
+
+def add_logging_options(parser: argparse.ArgumentParser, *, default_level: str) -> None:
+    """``--log-level`` and ``--log-format``: operational logs are JSON lines on stderr unless a person
+    asks for console output."""
+    parser.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "console"],
+        help="operational logs on stderr: JSON lines (default) or console text for a person",
+    )
+
+
+def configure_logging_from(options: argparse.Namespace) -> None:
+    configure_logging(level=options.log_level, json=options.log_format == "json")
 
 
 def fail(message: str, code: int) -> int:

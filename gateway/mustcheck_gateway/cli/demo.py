@@ -19,10 +19,18 @@ from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 from ..bootstrap import write_secret
 from ..demo_data import Showcase, generate_rows, showcase
 from ..list_rows import load_rows
-from ..logs import configure_logging
 from ..policy import PolicyError, PolicySet, default_policy_dir
 from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, GatewayThread
-from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail, render_result
+from .common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subparsers,
+    add_logging_options,
+    configure_logging_from,
+    fail,
+    render_result,
+)
 from .rpc import CallOptions
 
 DEMO_MARKER = ".mustcheck-demo"
@@ -65,6 +73,7 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--exit-after-tour", action="store_true", help="stop after the tour instead of serving"
     )
+    add_logging_options(parser, default_level="warning")
     parser.set_defaults(run=run)
 
 
@@ -81,7 +90,7 @@ def fresh_demo_dir(directory: Path) -> None:
 
 
 def run(options: argparse.Namespace) -> int:
-    configure_logging(level="warning", json=False)
+    configure_logging_from(options)
     today = dt.date.today()
     try:
         fresh_demo_dir(options.data_dir)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..logs import configure_logging
 from . import admin, audit, certs, check, demo, demo_data, lists, policies, receipts, serve, store
 from .common import EXIT_INVALID
 
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else EXIT_INVALID
+    # Every command logs JSON lines on stderr (warnings and worse) unless it configures its own logging.
+    configure_logging(level="warning")
     try:
         result: int = options.run(options)
     except KeyboardInterrupt:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from ..import_workers import default_import_workers
-from ..logs import configure_logging
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
 from ..policy import PolicyError, default_policy_dir
 from ..server import (
@@ -21,7 +20,16 @@ from ..server import (
     start_gateway,
 )
 from ..store import StoreError, is_postgres_url
-from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_policies_option, fail
+from .common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subparsers,
+    add_logging_options,
+    add_policies_option,
+    configure_logging_from,
+    fail,
+)
 
 DEFAULT_DATA_DIR = Path("mustcheck-data")
 
@@ -102,7 +110,7 @@ def register(commands: Subparsers) -> None:
         help="processes that validate list imports while the gateway writes them (default: one per core, "
         "at most 2; 0: validate in the gateway process)",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
 
 
@@ -127,7 +135,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
 
 
 def run(options: argparse.Namespace) -> int:
-    configure_logging(level=options.log_level)
+    configure_logging_from(options)
     try:
         asyncio.run(_serve(config_from(options)))
     except PolicyError as error:
