@@ -28,6 +28,9 @@ class ServeProcess:
                 str(data_dir),
                 "--policies",
                 str(POLICY_DIR),
+                # No drain period unless a test asks for one (a later --drain-seconds wins).
+                "--drain-seconds",
+                "0",
                 *options,
             ],
             stderr=subprocess.PIPE,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,6 +38,7 @@ from mustcheck_gateway.store import PersonRole
 
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_citizen_id, new_uscc
+from processes import ServeProcess
 from provision import provision
 
 PILOT_CODE = "91350203M0001QAY9B"
@@ -262,6 +266,38 @@ def test_health_and_reflection(target: str) -> None:
             service.name for response in responses for service in response.list_services_response.service
         }
     assert {"mustcheck.v1.CheckService", "grpc.health.v1.Health"} <= names
+
+    # The same over reflection v1 (what current tools ask first); its messages are v1alpha's field for field.
+    with grpc.insecure_channel(target) as channel:
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        answers = v1(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        v1_names = {service.name for answer in answers for service in answer.list_services_response.service}
+    assert v1_names == names
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= v1_names
+
+
+@pytest.mark.slow
+def test_a_health_watcher_sees_not_serving_before_the_stream_ends_on_sigterm(tmp_path: Path) -> None:
+    gateway = ServeProcess(tmp_path, "--drain-seconds", "1")
+    seen: list[int] = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service="mustcheck.v1.CheckService"), timeout=30
+            )
+            seen.append(next(watch).status)
+            gateway.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(grpc.RpcError):  # the stream ends when the listener closes
+                for update in watch:
+                    seen.append(update.status)
+    finally:
+        gateway.process.wait(30)
+    assert seen[:2] == [health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert gateway.process.returncode == 0
 
 
 def test_effective_instant_over_the_network(tmp_path: Any) -> None:

@@ -20,7 +20,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
 
 from mustcheck._generated.v1 import (
     admin_pb2,
@@ -51,6 +50,7 @@ from .metrics import GatewayMetrics, MeteredAudit
 from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
+from .reflection import enable_reflection
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
@@ -105,6 +105,9 @@ class GatewayConfig:
     metrics_listen: str | None = None
     # Processes that validate an import's rows while the gateway writes them (0: in the gateway itself).
     import_workers: int = field(default_factory=default_import_workers)
+    # A graceful stop first turns health to NOT_SERVING, then waits this long before the listener closes,
+    # so that load balancers and health watchers move callers away first (serve: --drain-seconds).
+    drain_s: float = 0.0
 
 
 class ConfigError(Exception):
@@ -164,8 +167,15 @@ class Gateway:
     metrics: GatewayMetrics
     metrics_port: int | None = None
     heads: HeadPublisher | None = None
+    health: health_aio.HealthServicer | None = None
+    drain_s: float = 0.0
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self.health is not None:
+            # Health watchers see NOT_SERVING while the gateway still answers, then the drain period passes.
+            await self.health.enter_graceful_shutdown()
+            log.info("gateway_draining", port=self.port, drain_s=self.drain_s)
+            await asyncio.sleep(self.drain_s)
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
         await self.server.stop(grace)
         await self.feed.stop()
@@ -285,13 +295,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
-        reflection.enable_server_reflection(
-            (
-                *SERVICE_NAMES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
+        enable_reflection(
+            server, (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
         )
         try:
             port = _add_port(server, config)
@@ -343,6 +348,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         metrics,
         metrics_port,
         heads,
+        health,
+        config.drain_s,
     )
 
 

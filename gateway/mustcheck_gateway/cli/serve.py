@@ -42,6 +42,10 @@ def store_url(text: str) -> str:
     return text
 
 
+# Long enough for a load balancer's health check (typically every 1-5 s) to notice a draining gateway.
+DEFAULT_DRAIN_S = 5.0
+
+
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "serve",
@@ -110,6 +114,14 @@ def register(commands: Subparsers) -> None:
         help="processes that validate list imports while the gateway writes them (default: one per core, "
         "at most 2; 0: validate in the gateway process)",
     )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_S,
+        metavar="S",
+        help="on SIGTERM or Ctrl-C, report NOT_SERVING on gRPC health this long before the listener "
+        f"closes, so that load balancers move callers away first (default {DEFAULT_DRAIN_S:g})",
+    )
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
 
@@ -131,6 +143,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         lookup_cache_entries=max(0, options.cache_entries),
         store_url=options.store,
         import_workers=max(0, options.import_workers),
+        drain_s=max(0.0, options.drain_seconds),
     )
 
 
