@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,8 @@ def main() -> int:
     )
     options = parser.parse_args()
     token = options.token_file.read_text(encoding="utf-8").strip()
-    stamp = dt.datetime.now().strftime("%Y%m%d%H%M%S")
+    # Application ids are unique per run, even for two runs within one second.
+    stamp = f"{dt.datetime.now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
     with Client(options.gateway, token=token, timeout=3.0) as client, options.decisions.open("a") as kept:
         for number, applicant in enumerate(options.applicants, start=1):
             try:
