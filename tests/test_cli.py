@@ -232,6 +232,13 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         assert shown in out, f"{shown!r} missing from the tour:\n{out}"
     assert (tmp_path / "mustcheck.sqlite3").is_file() and (tmp_path / "audit.sqlite3").is_file()
     assert (tmp_path / "demo.token").stat().st_mode & 0o777 == 0o600
+    # The tour ends with the auditor's report command (tests/test_readme.py runs it as printed).
+    (printed,) = [
+        line.strip() for line in out.splitlines() if line.strip().startswith("mustcheck audit report")
+    ]
+    assert (tmp_path / "auditor.token").stat().st_mode & 0o777 == 0o600
+    assert "auditor.token" in printed
+
     # Every process (the demo and its audit writer) logs JSON lines, the start-up line included.
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert "gateway_started" in {entry["event"] for entry in logged}

@@ -181,7 +181,10 @@ class AdminService(pb_grpc.AdminServiceServicer):
         if caller_id in snapshot.callers:
             raise InvalidArgument(f"caller {caller_id!r} already exists", reason="caller.exists")
         if request.department not in self.policy.departments:
-            raise InvalidArgument(f"unknown department {request.department!r}", reason="caller.department")
+            known = ", ".join(sorted(self.policy.departments))
+            raise InvalidArgument(
+                f"unknown department {request.department[:64]!r}; known: {known}", reason="caller.department"
+            )
         unknown = sorted(set(request.roles) - ROLES)
         if unknown:
             raise InvalidArgument(

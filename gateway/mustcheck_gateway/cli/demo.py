@@ -36,6 +36,10 @@ from .rpc import CallOptions
 DEMO_MARKER = ".mustcheck-demo"
 DEMO_TOKEN_FILE = "demo.token"
 DEMO_CALLER = "demo"
+# The auditor (审计/监察): who queried whom, was the log altered, did every approval check.
+DEMO_AUDITOR = "demo-auditor"
+DEMO_AUDITOR_TOKEN_FILE = "auditor.token"
+DEMO_AUDITOR_DEPARTMENT = "ndrc"  # the credit authority that supervises the joint measures
 DEMO_SUBJECTS = 2000
 DEMO_SEED = 2016
 DEMO_DEPARTMENT = "approval"  # a consolidated approval bureau (行政审批局) handles many matters
@@ -113,7 +117,10 @@ def run(options: argparse.Namespace) -> int:
         admin_token_file = gateway.admin_token_file
         if admin_token_file is None:
             return fail("the demo store already had callers; no admin token was bootstrapped", EXIT_FAILURE)
-        write_secret(token_file, provision_demo_caller(address, admin_token_file.read_text().strip()))
+        admin_token = admin_token_file.read_text().strip()
+        write_secret(token_file, provision_demo_caller(address, admin_token))
+        auditor_token_file = options.data_dir / DEMO_AUDITOR_TOKEN_FILE
+        write_secret(auditor_token_file, provision_demo_auditor(address, admin_token))
         print(
             f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
             f"(data version {version}) into {options.data_dir}"
@@ -122,10 +129,19 @@ def run(options: argparse.Namespace) -> int:
             f"Gateway listening on {address}. The demo caller {DEMO_CALLER!r} "
             f"(department {DEMO_DEPARTMENT!r}, granted every matter) has its token in {token_file};"
         )
-        print(f"the first admin's token is in {admin_token_file}.\n")
+        print(
+            f"the first admin's token is in {admin_token_file}, "
+            f"and the auditor {DEMO_AUDITOR!r}'s in {auditor_token_file}.\n"
+        )
         cases = showcase(DEMO_SEED, today, gateway.policy)
         with Client(address, token=token_file.read_text().strip(), timeout=5) as client:
             tour(client, cases, gateway.policy)
+        report_file = options.data_dir / "report.html"
+        print("The auditor's view of these checks (who checked whom, coverage, measures, the log verified):")
+        print(
+            f"  mustcheck audit report --out {report_file} --gateway {address} "
+            f"--token-file {auditor_token_file}"
+        )
         if options.exit_after_tour:
             return EXIT_OK
         print("\nThe gateway keeps serving. From another terminal, try:")
@@ -169,6 +185,24 @@ def provision_demo_caller(address: str, admin_token: str) -> str:
         )
         admin.SetGrant(admin_pb2.SetGrantRequest(grant=grant), **call)
         issued = admin.IssueToken(admin_pb2.IssueTokenRequest(caller_id=DEMO_CALLER, label="demo"), **call)
+    return issued.token
+
+
+def provision_demo_auditor(address: str, admin_token: str) -> str:
+    """Through the admin API: an auditor caller (audit queries, reports, replays); returns its token."""
+    call = CallOptions(timeout=10.0, metadata=auth_metadata(admin_token))
+    with sync_channel(address, None) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        admin.CreateCaller(
+            admin_pb2.CreateCallerRequest(
+                caller_id=DEMO_AUDITOR,
+                name="demo auditor",
+                department=DEMO_AUDITOR_DEPARTMENT,
+                roles=["auditor"],
+            ),
+            **call,
+        )
+        issued = admin.IssueToken(admin_pb2.IssueTokenRequest(caller_id=DEMO_AUDITOR, label="demo"), **call)
     return issued.token
 
 
