@@ -158,7 +158,10 @@ def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | by
             f"signed with key {key_id}, which is not among the {len(public_keys)} known keys"
         )
     if isinstance(key, bytes):
-        loaded = serialization.load_pem_public_key(key)
+        try:
+            loaded = serialization.load_pem_public_key(key)
+        except ValueError:
+            raise InvalidReceipt(f"key {key_id} is not a PEM public key") from None
         if not isinstance(loaded, Ed25519PublicKey):
             raise InvalidReceipt(f"key {key_id} is not an Ed25519 public key")
         key = loaded
@@ -175,7 +178,15 @@ def load_public_keys(path: str | Path) -> dict[str, bytes]:
     """Public keys by key id: a JSON file ``{key_id: PEM}`` or a directory of ``<key_id>.pem`` files."""
     location = Path(path)
     if location.is_dir():
-        return {pem.stem: pem.read_bytes() for pem in sorted(location.glob("*.pem"))}
+        pems = {pem.stem: pem.read_bytes() for pem in sorted(location.glob("*.pem"))}
+        public = {key_id: pem for key_id, pem in pems.items() if b"PRIVATE KEY" not in pem}
+        if pems and not public:
+            # A gateway's keys/ folder: its signing keys are private; the public ones are in keys/public/.
+            raise ValueError(
+                f"{location} holds private keys only: give the folder of public keys "
+                f"(a gateway's keys/public/) or the file `mustcheck receipts keys` writes"
+            )
+        return public
     data = json.loads(location.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{location} does not hold a JSON object of key id to PEM")

@@ -20,7 +20,6 @@ from mustcheck import (
 from mustcheck.identifiers import IdentifierError, validate_subject
 
 from .common import (
-    EXIT_DENIED,
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_OK,
@@ -34,6 +33,7 @@ from .common import (
     render_result,
     result_as_json,
 )
+from .rpc import exit_code_for, explained
 
 
 def register(commands: Subparsers) -> None:
@@ -88,7 +88,7 @@ def run(options: argparse.Namespace) -> int:
             )
         return fail(f"no answer from the gateway at {options.gateway}: {error.message}", EXIT_UNAVAILABLE)
     except (PermissionDenied, AuthenticationFailed) as error:
-        return fail(f"not allowed: {error.message}", EXIT_DENIED)
+        return fail(f"not allowed: {explained(error)}", exit_code_for(error))
     except RateLimited as error:
         return fail(f"rate limited: {error.message}", EXIT_UNAVAILABLE)
     except MustCheckError as error:

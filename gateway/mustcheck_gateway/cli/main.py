@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -10,6 +12,9 @@ from .. import __version__
 from ..logs import configure_logging
 from . import admin, audit, certs, check, demo, demo_data, lists, policies, receipts, serve, store
 from .common import EXIT_INVALID
+
+# As a shell reports a command ended by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 COMMANDS = (serve, demo, check, receipts, admin, lists, audit, policies, certs, demo_data, store)
 
@@ -37,8 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level="warning")
     try:
         result: int = options.run(options)
+        sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``mustcheck … | head``): nothing more to say, and no traceback. Standard
+        # output is pointed at /dev/null so that the interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 

@@ -29,6 +29,7 @@ from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
+    TOKEN_FILE_VARIABLE,
     Subparsers,
     UsageError,
     add_gateway_option,
@@ -51,8 +52,23 @@ class CommandFailed(Exception):
         self.code = code
 
 
+# Refusals that a corrected command line fixes (input, not rights): exit 2, naming the option.
+INPUT_REFUSALS = {"grant.purpose": "--purpose TEXT", "grant.authorization_ref": "--authorization-ref REF"}
+
+
+def explained(error: MustCheckError) -> str:
+    """The gateway's message, with the command-line option that answers it."""
+    if error.reason == "credentials.missing":
+        return (
+            f"{error.message} — give --token-file FILE, or set {TOKEN_FILE_VARIABLE} to the token file's path"
+        )
+    if error.reason in INPUT_REFUSALS:
+        return f"{error.message} — give {INPUT_REFUSALS[error.reason]}"
+    return error.message
+
+
 def exit_code_for(error: MustCheckError) -> int:
-    if isinstance(error, InvalidRequest):
+    if isinstance(error, InvalidRequest) or error.reason in INPUT_REFUSALS:
         return EXIT_INVALID
     if isinstance(error, PermissionDenied | AuthenticationFailed):
         return EXIT_DENIED
@@ -75,7 +91,7 @@ def stub(
         yield factory(channel), CallOptions(timeout=RPC_TIMEOUT, metadata=auth_metadata(connection.token))
     except grpc.RpcError as raw:
         mapped = from_rpc_error(raw)
-        raise CommandFailed(fail(mapped.message, exit_code_for(mapped))) from None
+        raise CommandFailed(fail(explained(mapped), exit_code_for(mapped))) from None
     finally:
         channel.close()
 
