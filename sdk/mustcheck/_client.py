@@ -31,7 +31,14 @@ import grpc
 from ._cache import AnswerCache
 from ._channel import Target, TLSConfig, async_channel, auth_metadata, sync_channel
 from ._convert import SUBJECT_KIND_TO_PROTO, batch_result, check_result, outcome_ack, receipt_keys
-from ._errors import CheckUnavailable, InvalidRequest, InvalidSubject, MustCheckError, from_rpc_error
+from ._errors import (
+    CheckUnavailable,
+    InvalidRequest,
+    InvalidSubject,
+    MustCheckError,
+    explain_transport,
+    from_rpc_error,
+)
 from ._generated.v1 import check_pb2 as pb
 from ._generated.v1 import check_pb2_grpc as pb_grpc
 from ._models import BatchResult, CheckResult, OutcomeAck
@@ -168,9 +175,12 @@ class _BaseClient:
             if not error.checksum_only:
                 raise InvalidSubject(error.message, reason=error.rule, rule=error.rule) from None
 
-    @staticmethod
-    def _error(error: grpc.RpcError) -> MustCheckError:
-        return from_rpc_error(error)
+    def _error(self, error: grpc.RpcError) -> MustCheckError:
+        return explain_transport(
+            from_rpc_error(error),
+            tls=self.tls is not None,
+            client_certificate=self.tls is not None and self.tls.cert is not None,
+        )
 
 
 class Client(_BaseClient):

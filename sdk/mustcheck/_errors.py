@@ -129,3 +129,52 @@ def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
     if isinstance(mapped, RateLimited) and retry_ms.isdigit():
         mapped.retry_after = int(retry_ms) / 1000
     return mapped
+
+
+def explain_transport(error: MustCheckError, *, tls: bool, client_certificate: bool) -> MustCheckError:
+    """An unreachable gateway's message, saying which side refused when a TLS handshake failed.
+
+    gRPC reports a handshake that failed on this side in OpenSSL's words, and one that the gateway
+    ended only as "Socket closed"; neither names the certificate at fault. ``tls`` and
+    ``client_certificate`` say how this client connected.
+    """
+    if not isinstance(error, GatewayUnreachable):
+        return error
+    details = error.message
+    if "WRONG_VERSION_NUMBER" in details:
+        why = "TLS failed: the gateway does not speak TLS on this port (it listens in plaintext)"
+    elif "handshake failed" in details.lower() and any(
+        mark in details for mark in _SERVER_CERTIFICATE_REFUSED
+    ):
+        why = (
+            "TLS failed: this client refused the gateway's certificate — it is not signed by the CA given "
+            "(ca= / --ca), or it names another host than the one dialled (server_name= overrides it)"
+        )
+    elif "Socket closed" in details and tls and not client_certificate:
+        why = (
+            "TLS failed: the gateway closed the connection during the handshake — it requires a client "
+            "certificate (mutual TLS) and none was given (cert= and key= / --cert and --key)"
+        )
+    elif "Socket closed" in details and tls:
+        why = (
+            "TLS failed: the gateway closed the connection during the handshake — it refused this client's "
+            "certificate (not signed by a CA the gateway trusts, or expired)"
+        )
+    elif "Socket closed" in details:
+        why = "the gateway closed the connection at once: if it uses TLS, connect with its CA (ca= / --ca)"
+    else:
+        return error
+    return type(error)(f"{why} ({details})", code=error.code, reason=error.reason, rule=error.rule)
+
+
+# How OpenSSL (BoringSSL) words a server certificate that this side could not verify.
+_SERVER_CERTIFICATE_REFUSED = (
+    "CERTIFICATE_VERIFY_FAILED",
+    "certificate signature failure",
+    "BAD_SIGNATURE",
+    "unable to get local issuer",
+    "self signed certificate",
+    "certificate has expired",
+    "Hostname verification",
+    "Peer name",
+)

@@ -22,7 +22,7 @@ from mustcheck import (
     RateLimited,
 )
 from mustcheck._channel import auth_metadata, sync_channel
-from mustcheck._errors import from_rpc_error
+from mustcheck._errors import explain_transport, from_rpc_error
 
 from .common import (
     EXIT_DENIED,
@@ -90,7 +90,11 @@ def stub(
     try:
         yield factory(channel), CallOptions(timeout=RPC_TIMEOUT, metadata=auth_metadata(connection.token))
     except grpc.RpcError as raw:
-        mapped = from_rpc_error(raw)
+        mapped = explain_transport(
+            from_rpc_error(raw),
+            tls=connection.tls is not None,
+            client_certificate=connection.tls is not None and connection.tls.cert is not None,
+        )
         raise CommandFailed(fail(explained(mapped), exit_code_for(mapped))) from None
     finally:
         channel.close()
