@@ -16,8 +16,16 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mustcheck import Client
 from mustcheck._channel import auth_metadata
-from mustcheck._generated.v1 import check_pb2, check_pb2_grpc, lists_pb2, lists_pb2_grpc
+from mustcheck._generated.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
+    check_pb2,
+    check_pb2_grpc,
+    lists_pb2,
+    lists_pb2_grpc,
+)
 from mustcheck_gateway.masking import Masker, mask_id_shapes
 
 from factories import new_citizen_id, new_uscc
@@ -191,3 +199,19 @@ def test_names_are_masked_longest_first_and_only_without_the_grant() -> None:
     text = "张三丰与张三"
     assert Masker().text(text, names=["张三", "张三丰"]) == "张**与张*"
     assert Masker({"person_name"}).text(text, names=["张三"]) == text
+
+
+def test_coverage_masks_id_numbers_in_approval_ids(target: str, token: str, admin_token: str) -> None:
+    person = new_citizen_id()
+    approval_id = f"审批-{person}"
+    auditor = provision(target, admin_token, "masking-auditor", roles=["auditor"], grant=False)
+    with Client(target, token=token) as client:
+        client.report_outcome(None, approval_id, "approved", matter="MOF-0001", subject=new_uscc())
+    with grpc.insecure_channel(target) as channel:
+        report = audit_pb2_grpc.AuditServiceStub(channel).Coverage(
+            audit_pb2.CoverageRequest(matter="MOF-0001"), metadata=auth_metadata(auditor), timeout=10
+        )
+    shown = [a for row in report.matters for a in row.approvals_without_check]
+    assert f"审批-{person[:6]}********{person[-4:]}" in shown
+    assert all(person not in a for a in shown)
+    assert all(person[6:14] not in a for a in shown)
