@@ -32,7 +32,7 @@ from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .evaluation import add_months, display_end, is_in_force
 from .import_workers import ImportRules, ImportWorkers, StreamPart
 from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
-from .masking import Masker, mask_id, mask_name
+from .masking import Masker, mask_id, mask_id_shapes, mask_name
 from .policy.model import PolicySet
 from .responses import persons_of
 from .seen_keys import SeenKeys
@@ -44,6 +44,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_PROBLEMS = 10_000
 _END = object()
 RESOLUTIONS = ("upheld", "corrected", "revoked")
+# Administrators' free text in an action's audit record.
+FREE_TEXT_DETAIL = frozenset({"note", "reason"})
 # What publication shows of personal data: nothing unmasked, whoever exports.
 PUBLICATION = Masker()
 EXPORT_FIELDS = tuple(field for field in ROW_FIELDS if field not in ("status", "status_changed"))
@@ -99,22 +101,19 @@ class ListsService(pb_grpc.ListsServiceServicer):
         return await self._write(entry, caller, history_action)
 
     async def _note(
-        self,
-        caller: Caller | None,
-        action: str,
-        detail: dict[str, Any],
-        *,
-        status: str = "OK",
-        subject: str | None = None,
+        self, caller: Caller, action: str, detail: dict[str, Any], *, subject: str | None = None
     ) -> None:
+        """Audit an administrator's action (refusals are audited by :class:`~.refusals.RefusalAudit`).
+        Free text (notes, reasons) is kept with ID-number-shaped strings masked."""
+        for free_text in FREE_TEXT_DETAIL & detail.keys():
+            detail = {**detail, free_text: mask_id_shapes(str(detail[free_text]))}
         await self.audit.append(
             AuditEvent(
                 kind="admin",
-                caller_id=caller.caller_id if caller else "",
-                department=caller.department if caller else "",
+                caller_id=caller.caller_id,
+                department=caller.department,
                 subject=subject,  # protected by the log: keyed hash and ciphertext, never in clear
-                outcome="changed" if status == "OK" else "denied",
-                status=status,
+                outcome="changed",
                 detail={"action": action, **detail},
             )
         )

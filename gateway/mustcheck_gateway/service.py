@@ -175,7 +175,7 @@ def _feedback_event(
 ) -> AuditEvent:
     feedback = refusal if isinstance(refusal, Feedback) else None
     detail: dict[str, Any] = {
-        "approval_id": mask_id_shapes(request.approval_id[:MAX_APPROVAL_ID]),
+        "approval_id": free_text(request.approval_id[:MAX_APPROVAL_ID], request.subject),
         "decision": request.decision,
     }
     caller_id = caller.caller_id if caller else ""
