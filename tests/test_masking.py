@@ -212,3 +212,14 @@ def test_coverage_masks_id_numbers_in_approval_ids(target: str, token: str, admi
     assert f"审批-{person[:6]}********{person[-4:]}" in shown
     assert all(person not in a for a in shown)
     assert all(person[6:14] not in a for a in shown)
+
+
+def test_error_messages_never_repeat_an_id_number(target: str, token: str) -> None:
+    person = new_citizen_id()
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError) as caught:
+        check_pb2_grpc.CheckServiceStub(channel).Check(
+            check_pb2.CheckRequest(subject=new_uscc(), matter=f"事项{person}"), metadata=auth_metadata(token)
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    details = caught.value.details() or ""
+    assert person[:6] + "********" + person[-4:] in details and person[6:14] not in details

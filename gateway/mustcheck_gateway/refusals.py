@@ -82,7 +82,7 @@ class RefusalAudit(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     # -- the records --------------------------------------------------------------------------
 
-    async def refused(self, name: str, context: Context, error: GatewayError, caller: Caller | None) -> None:
+    async def refused(self, name: str, error: GatewayError, caller: Caller | None) -> None:
         """Audit ``error`` (unless a throttled peer's aggregate counts it)."""
         if error.accounted:
             return
@@ -121,15 +121,15 @@ class RefusalAudit(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 caller = self.access.caller(context)
             except GatewayError as refusal:  # who cannot authenticate hears that first
-                await self.refused(name, context, refusal, None)
+                await self.refused(name, refusal, None)
                 raise refusal from None
-            await self.refused(name, context, error, caller)
+            await self.refused(name, error, caller)
             raise
 
     async def _handler_refused(self, name: str, context: Context, error: GatewayError) -> None:
         if name.startswith(AUDITED_HERE):
             caller = None if isinstance(error, Unauthenticated) else self._presented(context)
-            await self.refused(name, context, error, caller)
+            await self.refused(name, error, caller)
 
     # -- the wrappers -------------------------------------------------------------------------
 
