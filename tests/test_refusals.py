@@ -30,7 +30,7 @@ from mustcheck._generated.v1 import (
     lists_pb2_grpc,
 )
 from mustcheck_gateway.audit import AuditLog, AuditRecord
-from mustcheck_gateway.auth.peers import FailedAuthLimit
+from mustcheck_gateway.auth.peers import FailedAuthLimit, PeerThrottle, peer_address
 from mustcheck_gateway.bounds import COUNT_LIMITS, DEFAULT_TEXT, MAX_RECEIVE_BYTES, TEXT_LIMITS
 from mustcheck_gateway.refusals import kind_of
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
@@ -479,3 +479,51 @@ def test_audited_free_text_never_carries_an_id_number(gateway: Gateway, target: 
     for text in (record.purpose, record.authorization_ref):
         assert subject not in text and other not in text and other[6:14] not in text
     assert record.purpose.startswith("核查[subject]及其法定代表人" + other[:6])
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_throttle_lifts_after_quiet_and_windows_close() -> None:
+    clock = FakeClock()
+    throttle = PeerThrottle(
+        FailedAuthLimit(burst=2, per_second=1.0, window_s=10), monotonic=clock, max_peers=2
+    )
+    assert [throttle.failed("10.0.0.1", "token.unknown") for _ in range(2)] == [0.0, 0.0]
+    assert throttle.failed("10.0.0.1", "token.unknown", items=1000) >= 1  # throttled: counted
+    assert throttle.failed("10.0.0.1", "credentials.missing") >= 1
+    (alert,) = throttle.due()
+    assert alert.kind == "alert" and alert.detail["peer"] == "10.0.0.1"
+    clock.now += 1.5  # a token back, but the peer is still throttled until its allowance is whole
+    assert throttle.failed("10.0.0.1", "token.unknown") >= 1
+    clock.now += 10  # the window closes: its aggregate falls due
+    (aggregate,) = throttle.due()
+    assert (aggregate.detail["requests"], aggregate.detail["items"]) == (3, 1002)
+    assert aggregate.detail["reasons"] == {"credentials.missing": 1, "token.unknown": 2}
+    assert throttle.failed("10.0.0.1", "token.unknown") == 0.0  # quiet long enough: a new episode
+    # A third peer evicts the least recent one; its open window is written, not lost.
+    throttle.failed("10.0.0.2", "token.unknown")
+    throttle.failed("10.0.0.2", "token.unknown")
+    throttle.failed("10.0.0.2", "token.unknown")
+    throttle.due()
+    throttle.failed("10.0.0.3", "token.unknown")
+    throttle.failed("10.0.0.4", "token.unknown")
+    evicted = [event for event in throttle.due() if event.kind == "refused"]
+    assert [event.detail["peer"] for event in evicted] == ["10.0.0.2"]
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.1:5123", "127.0.0.1"),
+        ("ipv6:[::1]:5123", "::1"),
+        ("unix:/tmp/socket", "unix:/tmp/socket"),
+    ],
+)
+def test_a_peer_is_its_address_without_the_port(peer: str, address: str) -> None:
+    assert peer_address(peer) == address
