@@ -7,7 +7,6 @@ check within one second (the registry follows the store's auth version).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -33,7 +32,7 @@ from .auth.model import (
 )
 from .auth.tokens import new_token, token_hash
 from .checks import Clock
-from .errors import GatewayError, InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound
 from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
@@ -112,25 +111,10 @@ class AdminService(pb_grpc.AdminServiceServicer):
     # -- helpers -----------------------------------------------------------------------
 
     async def _admin(self, context: Context, action: str, target: str) -> Caller:
-        """The authenticated admin making this call; anyone else is refused, and the refusal audited."""
-        started = time.perf_counter()
-        caller: Caller | None = None
-        try:
-            caller = self.access.caller(context)
-            self.access.require_role(caller, ROLE_ADMIN)
-        except GatewayError as error:
-            await self.audit.append(
-                AuditEvent(
-                    kind="admin",
-                    caller_id=caller.caller_id if caller else "",
-                    department=caller.department if caller else "",
-                    outcome="denied",
-                    status=error.status.name,
-                    latency_us=round((time.perf_counter() - started) * 1e6),
-                    detail={"action": action, "target": target, "reason": error.reason},
-                )
-            )
-            raise
+        """The authenticated admin making this call; anyone else is refused. Every refusal of this
+        service, here or later in a handler, is audited by :class:`~.refusals.RefusalAudit`."""
+        caller = self.access.caller(context)
+        self.access.require_role(caller, ROLE_ADMIN)
         return caller
 
     async def _record(self, caller: Caller, action: str, target: str, change: dict[str, Any]) -> None:

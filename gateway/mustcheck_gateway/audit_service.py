@@ -25,6 +25,7 @@ from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
 from .coverage import BUCKETS, STATS_KEYS, MatterCoverage, coverage, stats
 from .errors import GatewayError, InvalidArgument
+from .masking import mask_id_shapes
 from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
@@ -197,9 +198,11 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     department=row.department,
                     approvals_reported=row.approvals_reported,
                     approvals_backed=row.approvals_backed,
-                    approvals_without_check=row.approvals_without_check,
+                    # Approval ids are the approval systems' free text: ID numbers in them are masked (R9).
+                    approvals_without_check=[mask_id_shapes(a) for a in row.approvals_without_check],
                     mandatory_not_applied=[
-                        pb.MissedMeasure(approval_id=a, measure_id=m) for a, m in row.mandatory_not_applied
+                        pb.MissedMeasure(approval_id=mask_id_shapes(a), measure_id=m)
+                        for a, m in row.mandatory_not_applied
                     ],
                     restricted_checks_without_feedback=len(row.restricted_check_seqs),
                     restricted_check_seqs=row.restricted_check_seqs[:1000],

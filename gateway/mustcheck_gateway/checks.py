@@ -14,6 +14,7 @@ from typing import Protocol
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from . import subjects
+from .bounds import echo
 from .errors import InvalidArgument, UnknownMatter
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
@@ -75,7 +76,7 @@ class CheckEngine:
             )
         matter = self.policy.matters.get(code) or self.policy.matters.get(code.upper())
         if matter is None:
-            raise UnknownMatter(f"unknown matter {code!r}: not in the query catalog")
+            raise UnknownMatter(f"unknown matter {echo(code)}: not in the query catalog")
         return matter
 
     def subject(self, raw: str, kind: SubjectKind | None, at: dt.datetime) -> ValidSubject:

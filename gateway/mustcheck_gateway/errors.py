@@ -15,6 +15,9 @@ REASON_METADATA_KEY = "mustcheck-reason"
 class GatewayError(Exception):
     status: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_reason = "internal"
+    # True where the refusal is accounted for in an aggregated audit record (a throttled peer's
+    # refusals, :mod:`.auth.peers`): whoever catches it writes no record of its own.
+    accounted = False
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
@@ -43,8 +46,18 @@ class UnknownMatter(NotFound):
 
 
 class Unauthenticated(GatewayError):
+    """``caller_id`` and ``token_id``: who the refused credentials named, where known (a revoked or
+    expired token, a disabled caller), so that the refusal is audited with them."""
+
     status = grpc.StatusCode.UNAUTHENTICATED
     default_reason = "unauthenticated"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, caller_id: str = "", token_id: str = ""
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.caller_id = caller_id
+        self.token_id = token_id
 
 
 class PermissionDenied(GatewayError):
@@ -66,6 +79,14 @@ class ResourceExhausted(GatewayError):
 
 
 RETRY_AFTER_METADATA_KEY = "retry-after-ms"
+
+
+class AuthThrottled(ResourceExhausted):
+    """Too many failed authentications from one peer: refused before any work, and counted in the
+    peer's aggregated audit record rather than audited one by one."""
+
+    default_reason = "auth.throttled"
+    accounted = True
 
 
 class FailedPrecondition(GatewayError):

@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 import structlog
 
+from .bounds import shown_message
 from .errors import REASON_METADATA_KEY, RETRY_AFTER_METADATA_KEY, GatewayError, ResourceExhausted
 from .store.base import StoreUnavailable
 
@@ -27,7 +28,7 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
         if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
             trailers.append((RETRY_AFTER_METADATA_KEY, str(max(1, round(error.retry_after_s * 1000)))))
         context.set_trailing_metadata(tuple(trailers))
-        await context.abort(error.status, error.message)
+        await context.abort(error.status, shown_message(error.message))
     if isinstance(error, StoreUnavailable):
         log.warning("store_unavailable", method=method, error=str(error))
         context.set_trailing_metadata(((REASON_METADATA_KEY, "store.unavailable"),))

@@ -28,12 +28,13 @@ from .audit import AuditEvent
 from .auth.access import AccessControl
 from .auth.model import ROLE_ADMIN, Caller
 from .checks import Clock
-from .errors import FailedPrecondition, GatewayError, InvalidArgument, NotFound
+from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .evaluation import add_months, display_end, is_in_force
 from .import_workers import ImportRules, ImportWorkers, StreamPart
 from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
-from .masking import mask_id, mask_name
+from .masking import Masker, mask_id, mask_id_shapes, mask_name
 from .policy.model import PolicySet
+from .responses import persons_of
 from .seen_keys import SeenKeys
 from .service import AuditSink
 from .store.base import EncodedEntry, EntryNotFound, EntryStatus, ListEntry, ListStore
@@ -43,6 +44,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 MAX_PROBLEMS = 10_000
 _END = object()
 RESOLUTIONS = ("upheld", "corrected", "revoked")
+# Administrators' free text in an action's audit record.
+FREE_TEXT_DETAIL = frozenset({"note", "reason"})
+# What publication shows of personal data: nothing unmasked, whoever exports.
+PUBLICATION = Masker()
 EXPORT_FIELDS = tuple(field for field in ROW_FIELDS if field not in ("status", "status_changed"))
 
 
@@ -79,53 +84,36 @@ class ListsService(pb_grpc.ListsServiceServicer):
         self.legacy = legacy
 
     async def _authorised(self, context: Context, action: str) -> Caller:
-        """The admin making this call; anyone else is refused, and the refusal audited."""
-        caller: Caller | None = None
-        try:
-            caller = self.access.caller(context)
-            self.access.require_role(caller, ROLE_ADMIN)
-        except GatewayError as error:
-            await self._note(caller, action, {"reason": error.reason}, status=error.status.name)
-            raise
-        return caller
-
-    async def _admin(self, context: Context, action: str, detail: dict[str, Any]) -> Caller:
-        caller = await self._authorised(context, action)
-        await self._note(caller, action, detail)
+        """The admin making this call; anyone else is refused (every refusal of this service is audited
+        by :class:`~.refusals.RefusalAudit`)."""
+        caller = self.access.caller(context)
+        self.access.require_role(caller, ROLE_ADMIN)
         return caller
 
     async def _apply(
         self, context: Context, action: str, prepare: Callable[[], tuple[ListEntry, str, dict[str, Any]]]
     ) -> pb.EntryChange:
-        """Authorise, validate (a refusal is audited too), audit the change, then write it."""
+        """Authorise, validate (a refusal is audited too, by the interceptor), audit the change, then
+        write it."""
         caller = await self._authorised(context, action)
-        try:
-            entry, history_action, detail = prepare()
-        except GatewayError as error:
-            await self._note(
-                caller, action, {"reason": error.reason, "message": error.message}, status=error.status.name
-            )
-            raise
+        entry, history_action, detail = prepare()
         await self._note(caller, action, detail)
         return await self._write(entry, caller, history_action)
 
     async def _note(
-        self,
-        caller: Caller | None,
-        action: str,
-        detail: dict[str, Any],
-        *,
-        status: str = "OK",
-        subject: str | None = None,
+        self, caller: Caller, action: str, detail: dict[str, Any], *, subject: str | None = None
     ) -> None:
+        """Audit an administrator's action (refusals are audited by :class:`~.refusals.RefusalAudit`).
+        Free text (notes, reasons) is kept with ID-number-shaped strings masked."""
+        for free_text in FREE_TEXT_DETAIL & detail.keys():
+            detail = {**detail, free_text: mask_id_shapes(str(detail[free_text]))}
         await self.audit.append(
             AuditEvent(
                 kind="admin",
-                caller_id=caller.caller_id if caller else "",
-                department=caller.department if caller else "",
+                caller_id=caller.caller_id,
+                department=caller.department,
                 subject=subject,  # protected by the log: keyed hash and ciphertext, never in clear
-                outcome="changed" if status == "OK" else "denied",
-                status=status,
+                outcome="changed",
                 detail={"action": action, **detail},
             )
         )
@@ -138,6 +126,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     async def Import(
         self, request_iterator: AsyncIterator[pb.ImportChunk], context: Context
     ) -> pb.ImportReport:
+        caller = await self._authorised(context, "lists.import")
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("header"):
             raise InvalidArgument(
@@ -147,7 +136,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         source = header.source.strip()
         if not source:
             raise InvalidArgument("an import needs a source (who supplied the rows)", reason="import.source")
-        caller = await self._admin(context, "lists.import", {"source": source, "file": header.file_name})
+        await self._note(caller, "lists.import", {"source": source, "file": header.file_name})
         chunks: queue.Queue[object] = queue.Queue(maxsize=4)  # bounded: the import streams
         importer = _Import(ImportRules(self.policy, self.legacy.codes, source), header.skip_invalid)
 
@@ -352,6 +341,8 @@ class ListsService(pb_grpc.ListsServiceServicer):
         caller = await self._authorised(context, "lists.history")
         await self._note(caller, "lists.history", {}, subject=subject or None)
         records = await self._run(lambda: self.store.history_of_subject(subject))
+        grant = self.access.registry.snapshot().grants.get(caller.caller_id)
+        masker = Masker(grant.visible_fields if grant else ())
         return pb.HistoryResponse(
             items=[
                 pb.HistoryItem(
@@ -362,13 +353,14 @@ class ListsService(pb_grpc.ListsServiceServicer):
                     changed_at=record.changed_at.isoformat(),
                     status=record.entry.status.value,
                     memorandum=record.entry.memorandum_id,
-                    decision_document=record.entry.decision_document,
+                    decision_document=_masked(masker, record.entry.decision_document, record.entry),
                 )
                 for record in records
             ]
         )
 
     async def AllowLegacy(self, request: pb.LegacyCode, context: Context) -> pb.LegacyCodeResponse:
+        caller = await self._authorised(context, "lists.allow-legacy")
         code = normalise(request.code)
         reason = request.reason.strip()
         if not reason:
@@ -384,7 +376,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
             raise InvalidArgument(
                 f"{code} passes every checksum; it needs no allow-list entry", reason="legacy.valid"
             )
-        caller = await self._admin(context, "lists.allow-legacy", {"code": code, "reason": reason})
+        await self._note(caller, "lists.allow-legacy", {"code": code, "reason": reason})
         version = await self._run(
             lambda: self.store.allow_legacy_code(code, reason, actor=caller.caller_id, at=self.clock())
         )
@@ -394,6 +386,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     # -- export ------------------------------------------------------------------------
 
     async def Export(self, request: pb.ExportListsRequest, context: Context) -> AsyncIterator[pb.ListsChunk]:
+        caller = await self._authorised(context, "lists.export")
         export_format = request.format or "jsonl"
         if export_format not in ("jsonl", "csv"):
             raise InvalidArgument("format must be csv or jsonl", reason="export.format")
@@ -403,7 +396,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
             at = parse_instant(request.as_of, "as_of") if request.as_of else self.clock()
         except RowError as error:
             raise InvalidArgument(str(error), reason="export.as_of") from None
-        await self._admin(context, "lists.export", {"list": request.list, "as_of": at.isoformat()})
+        await self._note(caller, "lists.export", {"list": request.list, "as_of": at.isoformat()})
         rows = await self._run(lambda: list(self._published(request.list or None, at)))
         buffer = io.StringIO()
         if export_format == "csv":
@@ -428,6 +421,8 @@ class ListsService(pb_grpc.ListsServiceServicer):
                 continue
             row = _row_of(entry)
             row["display_until"] = _date(display_end(entry, self.policy))
+            for free_text in ("reason", "decision_document", "source"):
+                row[free_text] = _masked(PUBLICATION, row[free_text], entry)
             if entry.subject_kind is SubjectKind.PERSON:
                 row["subject_code"] = mask_id(entry.subject_code)
                 row["subject_name"] = mask_name(entry.subject_name)
@@ -534,6 +529,12 @@ def _row_of(entry: ListEntry) -> dict[str, Any]:
             for person in entry.responsible_persons
         ],
     }
+
+
+def _masked(masker: Masker, text: str, entry: ListEntry) -> str:
+    """Free text of ``entry`` with the names and ID numbers of its persons masked (R9)."""
+    names, ids = persons_of(entry)
+    return masker.text(text, names=names, ids=ids)
 
 
 def _persons_cell(persons: list[dict[str, str]]) -> str:

@@ -3,11 +3,18 @@
 Names keep their first character (张*), citizen identity numbers their first six and
 last four characters. Organisations' names and codes stay visible: they are published
 by law. A caller's grant may widen visibility field by field (``visible``).
+
+Free text (a membership's reason, a decision document number, an exported row) is masked too
+(:meth:`Masker.text`): the names and ID numbers of the persons the entry names, and any ID-number-shaped
+string (:func:`mask_id_shapes`) — a run of 15 or 18 digits (the last may be X) whose birth-date part
+is a date, or any other run of 15 or more digits, half- or full-width. What free text cannot be searched
+for is said in docs/masking.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Iterable
 
 PERSON_NAME = "person_name"
 PERSON_ID = "person_id"
@@ -37,3 +44,46 @@ class Masker:
 
     def person_id(self, number: str) -> str:
         return number if PERSON_ID in self.visible else mask_id(number)
+
+    def text(self, text: str, *, names: Iterable[str] = (), ids: Iterable[str] = ()) -> str:
+        """Free text with the persons' ``names`` and ``ids`` masked, and any ID-number-shaped string,
+        unless the caller may see that field."""
+        if not text:
+            return text
+        if PERSON_NAME not in self.visible:
+            for name in sorted({name for name in names if name}, key=len, reverse=True):
+                text = text.replace(name, mask_name(name))
+        if PERSON_ID not in self.visible:
+            for number in sorted({number for number in ids if number}, key=len, reverse=True):
+                text = text.replace(number, mask_id(number))
+            text = mask_id_shapes(text)
+        return text
+
+
+# A run of 15 or more digits (half- or full-width), the last one possibly X: the shapes of citizen
+# identity numbers (18 characters, or 15 for the first generation) and of longer numbers they hide in.
+_DIGIT_RUN = re.compile(r"(?<![0-9\uff10-\uff19])[0-9\uff10-\uff19]{14,}[0-9\uff10-\uff19XxＸｘ]")
+_FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+
+
+def _date_shaped(digits: str) -> bool:
+    """Whether an 18- or 15-character run carries a birth date where an ID number has one."""
+    if len(digits) == 18:
+        year, month, day = digits[6:10], digits[10:12], digits[12:14]
+        if year[:2] not in ("18", "19", "20"):
+            return False
+    else:
+        month, day = digits[8:10], digits[10:12]
+    return month.isdigit() and day.isdigit() and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if len(run) in (15, 18) and not _date_shaped(run.translate(_FULL_WIDTH_DIGITS)):
+        return run  # e.g. an all-digit credit code: an organisation's, published by law
+    return mask_id(run)
+
+
+def mask_id_shapes(text: str) -> str:
+    """``text`` with every ID-number-shaped run of digits masked (first six and last four kept)."""
+    return _DIGIT_RUN.sub(_mask_run, text) if text else text

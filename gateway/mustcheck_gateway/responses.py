@@ -17,9 +17,10 @@ from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck.identifiers import SubjectKind
 
 from .checks import CheckAnswer
-from .evaluation import AppliedMeasure, ShownMembership
+from .evaluation import AppliedMeasure, Evaluation, ShownMembership
 from .masking import Masker
 from .policy.model import FailMode
+from .store.base import ListEntry
 
 FAIL_MODE_TO_PROTO = {FailMode.CLOSED: pb.FAIL_MODE_CLOSED, FailMode.SERVE_STALE: pb.FAIL_MODE_SERVE_STALE}
 
@@ -46,7 +47,7 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
         subject_name=masker.person_name(evaluation.subject_name) if person else evaluation.subject_name,
         matter=evaluation.matter.code,
         outcome=OUTCOME_TO_PROTO[evaluation.outcome],
-        memberships=[_membership(m, masker) for m in evaluation.memberships],
+        memberships=[_membership(m, masker, evaluation) for m in evaluation.memberships],
         measures=[_measure(m) for m in evaluation.measures],
         green_channel=evaluation.green_channel,
         human_review_required=evaluation.human_review_required,
@@ -59,8 +60,23 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
     )
 
 
-def _membership(membership: ShownMembership, masker: Masker) -> pb.Membership:
+def persons_of(entry: ListEntry) -> tuple[list[str], list[str]]:
+    """The names and ID numbers of the persons an entry names: its subject if a person, and the
+    persons responsible for an organisation (R7)."""
+    names = [person.name for person in entry.responsible_persons]
+    ids = [person.person_id for person in entry.responsible_persons]
+    if entry.subject_kind is SubjectKind.PERSON:
+        names.append(entry.subject_name)
+        ids.append(entry.subject_code)
+    return names, ids
+
+
+def _membership(membership: ShownMembership, masker: Masker, evaluation: Evaluation) -> pb.Membership:
     entry = membership.entry
+    names, ids = persons_of(entry)
+    if evaluation.subject.kind is SubjectKind.PERSON:  # the checked person, reached through an organisation
+        names.append(evaluation.subject_name)
+        ids.append(evaluation.subject.code)
     message = pb.Membership(
         entry_id=entry.entry_id,
         list=LIST_KIND_TO_PROTO[entry.list_kind],
@@ -69,8 +85,8 @@ def _membership(membership: ShownMembership, masker: Masker) -> pb.Membership:
         initiating_department=entry.initiating_department,
         status=STATUS_TO_PROTO[entry.status],
         severity=entry.severity,
-        decision_document=entry.decision_document,
-        reason=entry.reason,
+        decision_document=masker.text(entry.decision_document, names=names, ids=ids),
+        reason=masker.text(entry.reason, names=names, ids=ids),
         decision_date=timestamp(entry.decision_date),
         effective_from=timestamp(entry.effective_from),
         punish_until=timestamp(entry.punish_until),

@@ -37,8 +37,10 @@ from .audit import KEYS_DIR_NAME, AuditEvent, AuditLog, KeyRing
 from .audit_service import AuditService
 from .auth.access import AccessControl
 from .auth.authenticate import Authenticator
+from .auth.peers import FailedAuthLimit
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
+from .bounds import MAX_RECEIVE_BYTES
 from .chain_heads import HeadPublisher, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
@@ -51,6 +53,7 @@ from .policy import PolicySet, default_policy_dir, load_policies
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
 from .reflection import enable_reflection
+from .refusals import RefusalAudit, RefusalFlusher
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
@@ -108,6 +111,8 @@ class GatewayConfig:
     # A graceful stop first turns health to NOT_SERVING, then waits this long before the listener closes,
     # so that load balancers and health watchers move callers away first (serve: --drain-seconds).
     drain_s: float = 0.0
+    # Failed authentications a peer may make before it is throttled (auth/peers.py).
+    failed_auth_limit: FailedAuthLimit = field(default_factory=FailedAuthLimit)
 
 
 class ConfigError(Exception):
@@ -169,6 +174,7 @@ class Gateway:
     heads: HeadPublisher | None = None
     health: health_aio.HealthServicer | None = None
     drain_s: float = 0.0
+    refusals: RefusalFlusher | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.health is not None:
@@ -178,6 +184,8 @@ class Gateway:
             await asyncio.sleep(self.drain_s)
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
         await self.server.stop(grace)
+        if self.refusals is not None:  # the throttled peers' last counts, before the log closes
+            await self.refusals.stop()
         await self.feed.stop()
         if self.heads is not None:
             await self.heads.stop()
@@ -251,7 +259,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             store, sink, config.data_dir, config.admin_department, config.clock()
         )
         registry = AuthRegistry(store)
-        access = AccessControl(registry, Authenticator(registry, config.clock))
+        access = AccessControl(registry, Authenticator(registry, config.clock), config.failed_auth_limit)
         if isinstance(audit, AuditLog):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
@@ -269,7 +277,11 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         )
         watch = WatchStreams(feed, access, sink, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
-        server = grpc.aio.server(interceptors=[ErrorMapping()])
+        server = grpc.aio.server(
+            # The refusal audit runs inside the error mapping: it sees the domain exceptions.
+            interceptors=[ErrorMapping(), RefusalAudit(access, sink)],
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+        )
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
         receipts = audit.receipts if isinstance(audit, NoAudit) else ReceiptSigner(audit.keyring)
@@ -303,6 +315,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         except RuntimeError as error:
             raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
         await server.start()
+        refusals = RefusalFlusher(access.peers, sink)
+        refusals.start()
         feed.start()
         heads = (
             HeadPublisher(audit, store, replica_id(config.data_dir), interval_s=config.checkpoint_interval_s)
@@ -348,8 +362,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         metrics,
         metrics_port,
         heads,
-        health,
-        config.drain_s,
+        health=health,
+        drain_s=config.drain_s,
+        refusals=refusals,
     )
 
 

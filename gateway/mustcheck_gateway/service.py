@@ -8,6 +8,7 @@ with its status and then raised for the interceptor to map.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from mustcheck.identifiers import SubjectKind
 from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, Caller, Grant
+from .bounds import shown_message
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
 from .errors import (
     FailedPrecondition,
@@ -31,10 +33,11 @@ from .errors import (
     InvalidSubject,
     PermissionDenied,
     ResourceExhausted,
+    Unauthenticated,
 )
 from .evaluation import Evaluation
 from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
-from .masking import Masker
+from .masking import Masker, mask_id_shapes
 from .policy.model import Matter
 from .receipts import ReceiptSigner
 from .responses import SUBJECT_KIND_FROM_PROTO, check_response
@@ -44,6 +47,10 @@ log = structlog.get_logger("mustcheck.gateway")
 Context = grpc.aio.ServicerContext[Any, Any]
 _PER_ITEM_ERRORS = (InvalidSubject, PermissionDenied, ResourceExhausted)
 # What an auditor without a grant of its own sees in a replay: every matter, personal data masked.
+# A replay shows the past: from this instant (before any list data this gateway serves) up to now, with
+# a little room for the auditor's clock.
+REPLAY_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+REPLAY_CLOCK_SKEW = dt.timedelta(minutes=5)
 AUDITOR_VIEW = Grant(
     caller_id="",
     matters=("*",),
@@ -84,18 +91,32 @@ class _Draft:
     subject: str
     started: float = field(default_factory=time.perf_counter)
     caller: Caller | None = None
+    # Who refused credentials named (a revoked or expired token), and more detail for the record.
+    presented: Unauthenticated | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def refused_by(self, error: GatewayError) -> _Draft:
+        if isinstance(error, Unauthenticated) and self.caller is None:
+            self.presented = error
+        return self
 
     def event(
         self, *, status: str, outcome: str, answer: CheckAnswer | None = None, reason: str = ""
     ) -> AuditEvent:
         evaluation = answer.evaluation if answer else None
+        detail = _detail(evaluation, reason)
+        caller_id = self.caller.caller_id if self.caller else ""
+        if self.presented is not None:
+            caller_id = self.presented.caller_id
+            if self.presented.token_id:
+                detail["token_id"] = self.presented.token_id
         return AuditEvent(
             kind=self.kind,
-            caller_id=self.caller.caller_id if self.caller else "",
+            caller_id=caller_id,
             department=self.caller.department if self.caller else "",
             matter=self.matter,
-            purpose=self.purpose,
-            authorization_ref=self.authorization_ref,
+            purpose=free_text(self.purpose, self.subject),
+            authorization_ref=free_text(self.authorization_ref, self.subject),
             subject=self.subject or None,
             subject_kind=evaluation.subject.kind.value if evaluation else "",
             outcome=outcome,
@@ -103,11 +124,30 @@ class _Draft:
             data_version=answer.data_version if answer else 0,
             status=status,
             latency_us=round((time.perf_counter() - self.started) * 1_000_000),
-            detail=_detail(evaluation, reason),
+            detail={**detail, **self.extra},
             # The gateway's own clock (the instant the answer is for), so that coverage and statistics
             # count a check when it happened.
             at=answer.checked_at if answer else None,
         )
+
+
+def free_text(text: str, subject: str) -> str:
+    """A caller's free text as the audit log keeps it: ID-number-shaped strings masked, and the checked
+    subject (stored only in protected form, R10) named rather than written out."""
+    needle = subject.strip()
+    if needle and needle in text:
+        text = text.replace(needle, "[subject]")
+    return mask_id_shapes(text)
+
+
+def _subject_kind(value: int) -> SubjectKind | None:
+    """The requested subject kind (None: infer it); a value the contract does not define is refused."""
+    kind: SubjectKind | None = SUBJECT_KIND_FROM_PROTO.get(value)  # type: ignore[call-overload]
+    if kind is None and value != pb.SUBJECT_KIND_UNSPECIFIED:
+        raise InvalidArgument(
+            f"subject_kind {value} is not a defined subject kind", reason="subject_kind.unknown"
+        )
+    return kind
 
 
 def _detail(evaluation: Evaluation | None, reason: str) -> dict[str, Any]:
@@ -131,12 +171,18 @@ def _feedback_event(
     request: pb.OutcomeReport,
     status: str,
     reason: str,
-    feedback: Feedback | None = None,
+    refusal: GatewayError | Feedback | None = None,
 ) -> AuditEvent:
+    feedback = refusal if isinstance(refusal, Feedback) else None
     detail: dict[str, Any] = {
-        "approval_id": request.approval_id[:MAX_APPROVAL_ID],
+        "approval_id": free_text(request.approval_id[:MAX_APPROVAL_ID], request.subject),
         "decision": request.decision,
     }
+    caller_id = caller.caller_id if caller else ""
+    if isinstance(refusal, Unauthenticated):
+        caller_id = refusal.caller_id
+        if refusal.token_id:
+            detail["token_id"] = refusal.token_id
     if feedback is not None:
         detail.update(
             receipt_id=feedback.receipt_id,
@@ -148,7 +194,7 @@ def _feedback_event(
         detail["reason"] = reason
     return AuditEvent(
         kind="feedback",
-        caller_id=caller.caller_id if caller else "",
+        caller_id=caller_id,
         department=caller.department if caller else "",
         matter=feedback.matter if feedback else request.matter,
         subject=request.subject or None,  # only for approvals without a receipt; protected by the log
@@ -217,7 +263,10 @@ class CheckService(pb_grpc.CheckServiceServicer):
                     reason="feedback.conflict",
                 )
         except GatewayError as error:
-            await self.audit.append(_feedback_event(caller, request, error.status.name, error.reason))
+            if not error.accounted:
+                await self.audit.append(
+                    _feedback_event(caller, request, error.status.name, error.reason, error)
+                )
             raise
         if existing is not None:
             return _ack(existing, duplicate=True)
@@ -288,7 +337,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
     async def _check(
         self, request: pb.CheckRequest, context: Context, announcement: Announcement
     ) -> pb.CheckResponse:
-        replay = request.as_of_version > 0 or request.HasField("as_of_time")
+        replay = request.as_of_version != 0 or request.HasField("as_of_time")
         draft = _Draft(
             "replay" if replay else "check",
             request.matter,
@@ -305,14 +354,15 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 at = self.engine.clock()
                 grant = self.access.grant(draft.caller, matter, request.purpose, at)
                 self.access.throttle(draft.caller, grant)
-                subject = self.engine.subject(
-                    request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at
-                )
+                subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
                 self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
                 answer = self.engine.answer(subject, matter, draft.caller.department, at)
             response = check_response(answer, Masker(grant.visible_fields))
         except GatewayError as error:
-            await self.audit.append_many(self._failure_events(draft, error), announcement=announcement)
+            if not error.accounted:
+                await self.audit.append_many(
+                    self._failure_events(draft.refused_by(error), error), announcement=announcement
+                )
             self._log(draft.kind, draft, error.status.name)
             raise
         except Exception as error:
@@ -333,27 +383,46 @@ class CheckService(pb_grpc.CheckServiceServicer):
     def _replay(self, caller: Caller, request: pb.CheckRequest, matter: Matter) -> tuple[CheckAnswer, Grant]:
         """Point-in-time replay (auditor role): the answer as it was at a data version and instant."""
         self.access.require_role(caller, ROLE_AUDITOR)
-        at = (
-            request.as_of_time.ToDatetime(tzinfo=dt.UTC)
-            if request.HasField("as_of_time")
-            else self.engine.clock()
-        )
+        at = self._replay_time(request)
+        if request.as_of_version < 0:
+            raise InvalidArgument(
+                f"as_of_version must be a data version, or 0 for the data now; got {request.as_of_version}",
+                reason="replay.as_of_version",
+            )
+        if request.as_of_version > (current := self.engine.store.data_version()):
+            raise InvalidArgument(
+                f"as_of_version {request.as_of_version} is beyond the current data version {current}",
+                reason="replay.as_of_version",
+            )
         version = request.as_of_version or self.engine.store.data_version_at(at)
         grant = self.access.registry.snapshot().grants.get(caller.caller_id) or AUDITOR_VIEW
-        subject = self.engine.subject(request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at)
+        subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
         return self.engine.answer(subject, matter, caller.department, at, as_of_version=version), grant
+
+    def _replay_time(self, request: pb.CheckRequest) -> dt.datetime:
+        """The instant a replay is for: as_of_time, between REPLAY_EARLIEST and now; unset: now."""
+        now = self.engine.clock()
+        if not request.HasField("as_of_time"):
+            return now
+        stamp = request.as_of_time
+        latest = now + REPLAY_CLOCK_SKEW
+        if (
+            not 0 <= stamp.nanos < 1_000_000_000
+            or not REPLAY_EARLIEST.timestamp() <= stamp.seconds <= latest.timestamp()
+        ):
+            raise InvalidArgument(
+                f"as_of_time must be an instant between {REPLAY_EARLIEST.date()} and now: a replay shows "
+                "the past",
+                reason="replay.as_of_time",
+            )
+        return stamp.ToDatetime(tzinfo=dt.UTC)
 
     async def _batch_check(
         self, request: pb.BatchCheckRequest, context: Context, announcement: Announcement
     ) -> pb.BatchCheckResponse:
-        drafts = [
-            _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, subject)
-            for subject in request.subjects
-        ]
+        refused = _Draft("batch", request.matter, request.purpose, request.authorization_ref, "")
         try:
-            caller = self.access.caller(context)
-            for draft in drafts:
-                draft.caller = caller
+            caller = refused.caller = self.access.caller(context, items=len(request.subjects))
             if not request.subjects:
                 raise InvalidArgument(
                     "subjects is empty: a batch needs 1 to 1000 subjects", reason="batch.empty"
@@ -368,14 +437,30 @@ class CheckService(pb_grpc.CheckServiceServicer):
             grant = self.access.grant(caller, matter, request.purpose, at)
             self.access.throttle(caller, grant, len(request.subjects))
         except GatewayError as error:
-            audited = drafts or [
-                _Draft("batch_item", request.matter, request.purpose, request.authorization_ref, "")
-            ]
-            await self.audit.append_many(
-                [self._failure_event(d, error) for d in audited], announcement=announcement
-            )
-            self._log("batch_check", drafts[0] if drafts else None, error.status.name)
+            # Refused before any item was looked at: one record, whatever the batch's size (R10), with
+            # the item count and a digest of the subjects.
+            if not error.accounted:
+                refused.extra = {
+                    "items": len(request.subjects),
+                    "subjects_digest": self._digest(request.subjects),
+                }
+                await self.audit.append(
+                    self._failure_event(refused.refused_by(error), error), announcement=announcement
+                )
+            self._log("batch_check", refused, error.status.name)
             raise
+        drafts = [
+            _Draft(
+                "batch_item",
+                request.matter,
+                request.purpose,
+                request.authorization_ref,
+                subject,
+                started=refused.started,
+                caller=caller,
+            )
+            for subject in request.subjects
+        ]
         masker = Masker(grant.visible_fields)
         items: list[pb.BatchCheckItem] = []
         events: list[AuditEvent] = []
@@ -401,7 +486,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
                     pb.BatchCheckItem(
                         index=index,
                         error=pb.ItemError(
-                            code=error.status.value[0], message=error.message, reason=error.reason
+                            code=error.status.value[0],
+                            message=shown_message(error.message),
+                            reason=error.reason,
                         ),
                     )
                 )
@@ -421,6 +508,15 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
 
+    def _digest(self, subjects: Sequence[str]) -> str:
+        """A digest of a refused batch's subjects (joined by newlines): keyed, as the audit log hashes
+        subjects, so that it names no subject yet shows whether a given list was the one sent."""
+        joined = "\n".join(subjects)
+        if self.receipts is None:
+            return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+        key_id, digest = self.receipts.protector.keyed_hash(joined)
+        return f"hmac-sha256:{key_id}:{digest}"
+
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]
         if error.reason == "quota.persons":
@@ -439,7 +535,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         log.info(
             event,
             caller=draft.caller.caller_id if draft and draft.caller else None,
-            matter=draft.matter if draft else None,
+            matter=mask_id_shapes(draft.matter) if draft else None,
             status=status,
             latency_ms=round((time.perf_counter() - draft.started) * 1000, 3) if draft else None,
             **extra,

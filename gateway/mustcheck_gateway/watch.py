@@ -70,7 +70,8 @@ class WatchStreams:
             if request.after_version < 0:
                 raise InvalidArgument("after_version must not be negative", reason="watch.after_version")
         except GatewayError as error:
-            await self.audit.append(_event(caller, request, error.status.name, error.reason))
+            if not error.accounted:  # a throttled peer's refusals are counted in its aggregate
+                await self.audit.append(_event(caller, request, error.status.name, error.reason))
             raise
         await self.audit.append(_event(caller, request, "OK", ""))
         self.subscribers += 1

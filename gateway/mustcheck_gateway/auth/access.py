@@ -10,24 +10,43 @@ import grpc
 
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
-from ..errors import PermissionDenied, ResourceExhausted
+from ..errors import AuthThrottled, PermissionDenied, ResourceExhausted, Unauthenticated
 from ..policy.model import Matter
 from .authenticate import Authenticator
 from .authorize import check_subject, grant_for_matter
 from .model import Caller, Grant
+from .peers import FailedAuthLimit, PeerThrottle, peer_address
 from .ratelimit import PersonQuota, RateLimiter
 from .registry import AuthRegistry
 
 
 class AccessControl:
-    def __init__(self, registry: AuthRegistry, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        registry: AuthRegistry,
+        authenticator: Authenticator,
+        failed_auth_limit: FailedAuthLimit | None = None,
+    ) -> None:
         self.registry = registry
         self.authenticator = authenticator
         self.limiter = RateLimiter()
         self.person_quota = PersonQuota()
+        self.peers = PeerThrottle(failed_auth_limit)
 
-    def caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
-        return self.authenticator.authenticate(context)
+    def caller(self, context: grpc.aio.ServicerContext[Any, Any], *, items: int = 1) -> Caller:
+        """The authenticated caller. A failure counts against the peer (``items``: the queries the
+        request carries); past the peer's allowance it is refused with :class:`AuthThrottled`."""
+        try:
+            return self.authenticator.authenticate(context)
+        except Unauthenticated as error:
+            wait = self.peers.failed(peer_address(context.peer() or ""), error.reason, items)
+            if wait:
+                raise AuthThrottled(
+                    "too many failed authentications from this address: "
+                    f"retry after {wait:.0f} s with valid credentials",
+                    retry_after_s=wait,
+                ) from None
+            raise
 
     def require_role(self, caller: Caller, role: str) -> None:
         if not caller.has_role(role):

@@ -16,7 +16,7 @@ import grpc
 from ..errors import Unauthenticated
 from .model import Caller
 from .registry import AuthRegistry
-from .tokens import token_hash, well_formed
+from .tokens import presented_token_id, token_hash, well_formed
 
 AUTHORIZATION_KEY = "authorization"
 BEARER = "bearer "
@@ -52,13 +52,21 @@ class Authenticator:
         if token is not None:
             record = snapshot.tokens_by_hash.get(token_hash(token)) if well_formed(token) else None
             if record is None:
-                raise Unauthenticated("the bearer token is not known to this gateway", reason="token.unknown")
+                raise Unauthenticated(
+                    "the bearer token is not known to this gateway",
+                    reason="token.unknown",
+                    token_id=presented_token_id(token),
+                )
+            presented = {"caller_id": record.caller_id, "token_id": record.token_id}
             if record.revoked_at is not None:
-                raise Unauthenticated(f"token {record.token_id} was revoked", reason="token.revoked")
+                raise Unauthenticated(
+                    f"token {record.token_id} was revoked", reason="token.revoked", **presented
+                )
             if not record.active_at(self.clock()):
                 raise Unauthenticated(
                     f"token {record.token_id} expired at {record.expires_at.isoformat()}",
                     reason="token.expired",
+                    **presented,
                 )
             caller = snapshot.callers.get(record.caller_id)
         else:
@@ -77,5 +85,7 @@ class Authenticator:
         if caller is None:
             raise Unauthenticated("the token's caller no longer exists", reason="caller.unknown")
         if caller.disabled:
-            raise Unauthenticated(f"caller {caller.caller_id} is disabled", reason="caller.disabled")
+            raise Unauthenticated(
+                f"caller {caller.caller_id} is disabled", reason="caller.disabled", caller_id=caller.caller_id
+            )
         return caller

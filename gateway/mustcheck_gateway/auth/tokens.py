@@ -23,3 +23,9 @@ def token_hash(token: str) -> str:
 
 def well_formed(token: str) -> bool:
     return _TOKEN_SHAPE.match(token) is not None
+
+
+def presented_token_id(token: str) -> str:
+    """The id part of a well-formed token (never its secret), or "" (what an audit record may name)."""
+    match = _TOKEN_SHAPE.match(token)
+    return match.group(1) if match else ""

@@ -207,7 +207,11 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--outcome", default="", help="e.g. restrictions, no_record, denied, invalid_input, alert"
     )
-    group.add_argument("--kind", default="", help="check, batch_item, admin, audit, reveal, alert")
+    group.add_argument(
+        "--kind",
+        default="",
+        help="check, batch_item, batch, replay, feedback, admin, audit, reveal, alert, refused, keys, watch",
+    )
     group.add_argument(
         "--subject",
         default="",

@@ -3,6 +3,11 @@
 isort:skip_file
 Administration: who may query what. Callable only by callers holding the admin role;
 every change is audited and takes effect within one second, without restart.
+
+Bounds: every string, bytes and repeated field of every request is bounded — identifiers, codes and
+ids 64 characters, names and labels 200, notes and reasons 2,000, row JSON 64 KiB, other strings
+256, repeated fields 1,000 values (see README "Bounds"). Over a bound: INVALID_ARGUMENT naming the
+field, audited. Every refused call of this service is audited with the caller and token id presented.
 """
 
 from collections import abc as _abc

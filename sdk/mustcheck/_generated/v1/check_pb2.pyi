@@ -6,6 +6,11 @@ The must-check contract: one caller, one approval matter, one subject.
 The caller's identity (and so its department, which decides the measures it
 implements) never travels in a request field: the gateway takes it from the
 authenticated connection.
+
+Bounds: every string, bytes and repeated field of every request is bounded (the limits below, or 256
+characters / 1,024 bytes / 1,000 values where none is given); a request over a bound is refused with
+INVALID_ARGUMENT naming the field (reason "<field>.too_long" or "<field>.too_many") and audited. The
+gateway accepts messages of at most 4 MiB (RESOURCE_EXHAUSTED beyond).
 """
 
 from collections import abc as _abc
@@ -159,19 +164,22 @@ class CheckRequest(_message.Message):
     AS_OF_TIME_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """Unified social credit code or citizen identity number. Case and
-    surrounding spaces are normalised.
+    surrounding spaces are normalised. At most 64 characters.
     """
     matter: _builtins.str
-    """Matter code from the query catalog."""
+    """Matter code from the query catalog. At most 64 characters."""
     purpose: _builtins.str
-    """Business purpose of the lookup (required for persons where the grant says so)."""
+    """Business purpose of the lookup (required for persons where the grant says so). At most 512
+    characters; the audit log keeps it with ID-number-shaped strings masked.
+    """
     authorization_ref: _builtins.str
-    """Authorisation reference for personal lookups (98号 §4(1))."""
+    """Authorisation reference for personal lookups (98号 §4(1)). At most 256 characters."""
     subject_kind: Global___SubjectKind.ValueType
-    """Optional: disambiguates an identifier valid as both kinds."""
+    """Optional: disambiguates an identifier valid as both kinds. A value not defined here is refused."""
     as_of_version: _builtins.int
     """Point-in-time replay (auditor role only): the list data as of this data version
-    (0: now), evaluated at this instant (unset: now).
+    (0: now; negative or beyond the current version: refused), evaluated at this instant (unset: now;
+    before 2000-01-01 or after now: refused).
     """
     @_builtins.property
     def as_of_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -252,6 +260,9 @@ class Membership(_message.Message):
     status: Global___EntryStatus.ValueType
     severity: _builtins.str
     decision_document: _builtins.str
+    """Free text: the names and ID numbers of the persons the entry names, and any ID-number-shaped
+    string, are masked unless the caller's grant shows those fields (R9).
+    """
     reason: _builtins.str
     in_force: _builtins.bool
     """True when the entry counts now: active, and inside its measures period."""
@@ -436,6 +447,11 @@ Global___CheckResponse: _TypeAlias = CheckResponse  # noqa: Y015
 
 @_typing.final
 class BatchCheckRequest(_message.Message):
+    """subjects: 1 to 1,000, each at most 64 characters; matter, purpose and authorization_ref as in
+    CheckRequest. A batch refused as a whole (credentials, grant, rate, size) leaves one audit record
+    with its item count and a keyed digest of its subjects.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SUBJECTS_FIELD_NUMBER: _builtins.int
@@ -600,6 +616,10 @@ Global___ReceiptKeysResponse: _TypeAlias = ReceiptKeysResponse  # noqa: Y015
 
 @_typing.final
 class OutcomeReport(_message.Message):
+    """Bounds: receipt 8,192 characters, approval_id 128, decision 32, applied_measures 200 values of 64,
+    note 2,000, matter and subject 64.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RECEIPT_FIELD_NUMBER: _builtins.int

@@ -6,6 +6,11 @@ The must-check contract: one caller, one approval matter, one subject.
 The caller's identity (and so its department, which decides the measures it
 implements) never travels in a request field: the gateway takes it from the
 authenticated connection.
+
+Bounds: every string, bytes and repeated field of every request is bounded (the limits below, or 256
+characters / 1,024 bytes / 1,000 values where none is given); a request over a bound is refused with
+INVALID_ARGUMENT naming the field (reason "<field>.too_long" or "<field>.too_many") and audited. The
+gateway accepts messages of at most 4 MiB (RESOURCE_EXHAUSTED beyond).
 """
 
 from collections import abc as _abc
