@@ -223,7 +223,7 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         "no record",
         "green channel yes",
         "via ",
-        "rule uscc.check_character",
+        "[uscc.check_character]",
         "须经工作人员人工确认",
         "demo.token",
     ):

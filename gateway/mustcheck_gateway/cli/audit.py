@@ -17,6 +17,7 @@ from typing import Any
 
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
+from mustcheck.identifiers import normalise
 
 from ..audit import (
     DEFAULT_FILE_NAME,
@@ -230,7 +231,7 @@ def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
         matter=options.matter,
         outcome=options.outcome,
         kind=options.kind,
-        subject=options.subject,
+        subject=normalise(options.subject) if options.subject else "",
         limit=getattr(options, "limit", 0),
     )
     _set_period(query, options)
