@@ -98,8 +98,15 @@ class AuditEvent:
         object.__setattr__(self, "detail_json", detail_text)
         needle = (self.subject or "").strip()
         if needle:
+            # The reason is a rule name the gateway chose (``uscc.length``): a short hostile subject such
+            # as "r" is in it by chance, not by a leak.
+            scanned = (
+                detail_text
+                if "reason" not in self.detail
+                else canonical_json({key: value for key, value in self.detail.items() if key != "reason"})
+            )
             for name, text in (
-                ("detail", detail_text),
+                ("detail", scanned),
                 ("purpose", self.purpose),
                 ("authorization_ref", self.authorization_ref),
             ):
