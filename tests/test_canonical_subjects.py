@@ -95,9 +95,7 @@ def test_other_scripts_digits_are_refused_by_name_in_any_position(
     number = new_citizen_id()
     _listed(gateway, number, SubjectKind.PERSON)
     digits = SCRIPTS[script]
-    corrupted = [
-        number[:i] + digits[int(number[i])] + number[i + 1 :] for i in range(18) if number[i] != "X"
-    ]
+    corrupted = [number[:i] + digits[int(number[i])] + number[i + 1 :] for i in range(18) if number[i] != "X"]
     # Alone: INVALID_ARGUMENT naming the charset rule (never INTERNAL).
     for subject in (corrupted[0], corrupted[8], corrupted[-1]):
         with pytest.raises(grpc.RpcError) as caught:

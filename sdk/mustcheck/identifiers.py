@@ -270,7 +270,8 @@ def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:
     charset = _non_ascii_error("id", "citizen identity number", number, stage=1)
     if charset is not None:
         # A string of digits with a foreign character in it looks like an ID number, not a credit code.
-        charset.stage = 2 if _ASCII_DIGITS.issuperset(c for c in number if c.isascii()) else 1
+        body = number[:-1] if number.endswith("X") else number
+        charset.stage = 2 if _ASCII_DIGITS.issuperset(c for c in body if c.isascii()) else 1
         raise charset
     if len(number) == 15 and _is_ascii_digits(number):
         raise IdentifierError(
