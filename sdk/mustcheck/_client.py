@@ -83,7 +83,7 @@ class _BaseClient:
     def _cache_key(
         subject: str, matter: str, purpose: str, authorization_ref: str, kind: SubjectKind | None
     ) -> Hashable:
-        return (subject, matter, purpose, authorization_ref, kind)
+        return (normalise(subject), matter, purpose, authorization_ref, kind)
 
     def _remember(self, key: Hashable, subject: str, response: pb.CheckResponse) -> CheckResult:
         result = check_result(response)
