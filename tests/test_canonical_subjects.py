@@ -137,6 +137,29 @@ def test_any_text_gets_a_subject_error_from_the_gateway(target: str, token: str,
         # Anything else (a GatewayFault for INTERNAL, say) fails the test.
 
 
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ANY_TEXT)
+def test_any_text_over_raw_grpc_is_answered_or_refused_by_name(stub: Any, metadata: Any, text: str) -> None:
+    try:
+        stub.Check(pb.CheckRequest(subject=text, matter=MATTER), metadata=metadata)
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert (error.details() or "").startswith("invalid subject: ")
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(ANY_TEXT, min_size=1, max_size=30))
+def test_any_batch_through_the_sdk_is_answered_item_by_item(
+    target: str, token: str, texts: list[str]
+) -> None:
+    with Client(target, token=token) as client:
+        result = client.batch_check([*texts, new_uscc()], MATTER)
+    assert [item.index for item in result.items] == list(range(len(texts) + 1))
+    for item in result.items[:-1]:
+        assert item.ok or isinstance(item.error, InvalidSubject), item.error
+    assert result.items[-1].ok
+
+
 @settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(ANY_TEXT, min_size=1, max_size=30))
 def test_any_batch_is_answered_item_by_item(stub: Any, metadata: Any, texts: list[str]) -> None:
