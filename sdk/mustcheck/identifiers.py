@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import operator
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ REGISTRATION_AUTHORITIES: dict[str, tuple[str, frozenset[str]]] = {
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+_ID_ZERO_TOTAL = ord("0") * sum(_ID_WEIGHTS)
 # GB/T 2260 province-level prefixes (first two digits of a region code).
 PROVINCE_PREFIXES = frozenset(
     {
@@ -126,6 +128,8 @@ def normalise(raw: str) -> str:
     It does not validate: a character outside ASCII letters and digits survives it and is refused by
     the validators.
     """
+    if raw.isascii():  # the usual case: ASCII's upper() is ASCII-only
+        return raw.strip().upper()
     return raw.translate(_FOLD).strip().translate(_UPPER)
 
 
@@ -142,7 +146,7 @@ def _is_ascii_digits(text: str) -> bool:
 
 
 def uscc_check_character(first17: str) -> str:
-    total = sum(_USCC_VALUES[char] * weight for char, weight in zip(first17, _USCC_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(_USCC_VALUES.__getitem__, first17), _USCC_WEIGHTS))
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
@@ -154,9 +158,7 @@ _ORG_CODE_VALUES = {
 
 
 def organization_code_check_character(body8: str) -> str:
-    total = sum(
-        _ORG_CODE_VALUES[char] * weight for char, weight in zip(body8, _ORG_CODE_WEIGHTS, strict=True)
-    )
+    total = sum(map(operator.mul, map(_ORG_CODE_VALUES.__getitem__, body8), _ORG_CODE_WEIGHTS))
     check = 11 - total % 11
     return {10: "X", 11: "0"}.get(check, str(check))
 
@@ -165,12 +167,15 @@ def citizen_id_check_character(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character of 17 ASCII digits."""
     if len(first17) != 17 or not _is_ascii_digits(first17):
         raise IdentifierError("id.charset", "a citizen ID check character needs 17 ASCII digits", stage=1)
-    total = sum((ord(char) - 48) * weight for char, weight in zip(first17, _ID_WEIGHTS, strict=True))
+    # The digits' code points less the '0's: ASCII digits checked above, so bytes are the code points.
+    total = sum(map(operator.mul, first17.encode(), _ID_WEIGHTS)) - _ID_ZERO_TOTAL
     return _ID_CHECK[total % 11]
 
 
 def _non_ascii_error(prefix: str, what: str, code: str, *, stage: int) -> IdentifierError | None:
     """The charset error for the first character that is no ASCII letter or digit, if there is one."""
+    if _ASCII_ALNUM.issuperset(code):
+        return None
     for position, char in enumerate(code, start=1):
         if char not in _ASCII_ALNUM:
             shown = repr(char) if char.isascii() and char.isprintable() else f"U+{ord(char):04X}"
