@@ -79,6 +79,13 @@ def test_a_fresh_store_grants_nobody_until_completeness_is_recorded(
     assert main(["lists", "data-complete-since", "2019-01-01", *admin]) == 2
     tomorrow = (dt.date.today() + dt.timedelta(days=2)).isoformat()
     assert main(["lists", "data-complete-since", tomorrow, "--reason", "x", *admin]) == 2
+    refused = [
+        r
+        for r in fresh.audit.query(kind="admin", limit=1000)
+        if r.detail.get("action") == "lists.data-complete-since"
+    ][-1]
+    assert refused.status == "INVALID_ARGUMENT" and refused.detail["reason"] == "completeness.date"
+    assert _check(fresh, subject) == (True, "")  # unchanged
 
 
 def test_importing_a_complete_snapshot_records_completeness(

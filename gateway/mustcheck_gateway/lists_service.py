@@ -440,24 +440,40 @@ class ListsService(pb_grpc.ListsServiceServicer):
     async def DisallowLegacy(self, request: pb.LegacyCode, context: Context) -> pb.LegacyCodeResponse:
         code = normalise(request.code)
         reason = request.reason.strip()
-        if not reason:
-            raise InvalidArgument("say why the code is withdrawn (--reason)", reason="legacy.reason")
-        if code in self.legacy.policy_codes and code not in self._store_codes():
-            raise FailedPrecondition(
-                f"{code} is admitted by the policy file (legacy_codes.toml): withdraw it there",
-                reason="legacy.policy",
-            )
-        caller = await self._admin(context, "lists.disallow-legacy", {"code": code, "reason": reason})
+
+        def validate() -> dict[str, Any]:
+            if not reason:
+                raise InvalidArgument("say why the code is withdrawn (--reason)", reason="legacy.reason")
+            if code in self.legacy.policy_codes and code not in self.store.legacy_codes():
+                raise FailedPrecondition(
+                    f"{code} is admitted by the policy file (legacy_codes.toml): withdraw it there",
+                    reason="legacy.policy",
+                )
+            return {"code": code, "reason": reason}
+
+        caller = await self._validated(context, "lists.disallow-legacy", validate)
         version = await self._run(
             lambda: self.store.disallow_legacy_code(code, actor=caller.caller_id, at=self.clock())
         )
         self.legacy.reload()
-        if version is None:
+        if version is None:  # it was not admitted: nothing changed
             return pb.LegacyCodeResponse(code=code, data_version=self.store.data_version(), changed=False)
         return pb.LegacyCodeResponse(code=code, data_version=version, changed=True)
 
-    def _store_codes(self) -> dict[str, str]:
-        return self.store.legacy_codes()
+    async def _validated(
+        self, context: Context, action: str, validate: Callable[[], dict[str, Any]]
+    ) -> Caller:
+        """Authorise, validate (a refusal is audited too, with its reason), then audit the change."""
+        caller = await self._authorised(context, action)
+        try:
+            detail = validate()
+        except GatewayError as error:
+            await self._note(
+                caller, action, {"reason": error.reason, "message": error.message}, status=error.status.name
+            )
+            raise
+        await self._note(caller, action, detail)
+        return caller
 
     # -- data completeness (R6) -----------------------------------------------------------
 
@@ -467,15 +483,20 @@ class ListsService(pb_grpc.ListsServiceServicer):
         if not request.complete_since.strip():
             await self._admin(context, "lists.data-completeness", {})
         else:
-            since = self._since(request.complete_since)
             reason = request.reason.strip()
-            if not reason:
-                raise InvalidArgument(
-                    "say why the list data is complete since then (--reason)", reason="completeness.reason"
-                )
-            caller = await self._admin(
-                context, "lists.data-complete-since", {"complete_since": since.isoformat(), "reason": reason}
-            )
+            since = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+            def validate() -> dict[str, Any]:
+                nonlocal since
+                since = self._since(request.complete_since)
+                if not reason:
+                    raise InvalidArgument(
+                        "say why the list data is complete since then (--reason)",
+                        reason="completeness.reason",
+                    )
+                return {"complete_since": since.isoformat(), "reason": reason}
+
+            caller = await self._validated(context, "lists.data-complete-since", validate)
             await self._run(
                 lambda: self.store.set_data_complete_since(
                     since, actor=caller.caller_id, how="admin", at=self.clock()
