@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mustcheck import Client, InvalidSubject, Outcome, SubjectKind
@@ -128,10 +128,13 @@ def test_the_sdk_refuses_other_scripts_before_sending(target: str, token: str) -
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ANY_TEXT)
+@example("t").via("found in the purpose by chance")
+@example("uscc.length").via("found in the reason by chance")
 def test_any_text_gets_a_subject_error_from_the_gateway(target: str, token: str, text: str) -> None:
     with Client(target, token=token, validate_locally=False) as client:
         try:
-            client.check(text, MATTER)
+            # A purpose and reference in which a short subject ("t", "1") is found by chance.
+            client.check(text, MATTER, purpose="test 1 测试", authorization_ref="REF-2026-1")
         except InvalidSubject as error:
             assert error.rule and error.message
         # Anything else (a GatewayFault for INTERNAL, say) fails the test.
