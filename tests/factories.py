@@ -15,7 +15,14 @@ from mustcheck.identifiers import (
     validate_uscc,
 )
 from mustcheck_gateway.policy.model import ListKind
-from mustcheck_gateway.store import EntryStatus, ListEntry, PersonRole, ResponsiblePerson, entry_key
+from mustcheck_gateway.store import (
+    EntryStatus,
+    ListEntry,
+    ListStore,
+    PersonRole,
+    ResponsiblePerson,
+    entry_key,
+)
 
 _rng = random.Random(33)
 _counter = itertools.count(1)
@@ -43,6 +50,18 @@ def new_citizen_id(born: dt.date | None = None) -> str:
 
 def days(n: float) -> dt.timedelta:
     return dt.timedelta(days=n)
+
+
+# Long before any instant a test checks at: with it attested, three complete years are held (R6).
+COMPLETE_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def attest_complete_data(store: ListStore) -> int:
+    """Record that the store holds complete list data since :data:`COMPLETE_SINCE` (as an administrator
+    does), so that the green channel can be granted (R6). Returns the new data version."""
+    return store.set_data_complete_since(
+        COMPLETE_SINCE, actor="test", how="admin", at=dt.datetime.now(dt.UTC)
+    )
 
 
 def make_entry(

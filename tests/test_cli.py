@@ -225,7 +225,7 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
         "no record",
         "green channel yes",
         "via ",
-        "rule uscc.check_character",
+        "[uscc.check_character]",
         "须经工作人员人工确认",
         "demo.token",
     ):
@@ -242,3 +242,38 @@ def test_demo_tour_shows_every_outcome(tmp_path: Path) -> None:
     # Every process (the demo and its audit writer) logs JSON lines, the start-up line included.
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
     assert "gateway_started" in {entry["event"] for entry in logged}
+
+
+def _check_cli(target: str, token_file: str, subject: str, *extra: str) -> int:
+    return main(
+        ["check", subject, "--matter", "MOF-0001", "--gateway", target, "--token-file", token_file, *extra]
+    )
+
+
+def test_check_refuses_other_scripts_digits_by_rule_without_a_traceback(
+    target: str, token_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found before sending (nothing is queried or audited): the same [rule] tag as the gateway's.
+    assert _check_cli(target, token_file, "11010519491231002X".replace("9", "①", 1)) == 2
+    error = capsys.readouterr().err
+    assert "[id.charset]" in error and "Traceback" not in error
+
+
+def test_text_output_never_says_no_record_above_a_membership_and_shows_cst(
+    gateway: Gateway, target: str, token_file: str, now: dt.datetime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its measures period is over but it is still displayed: nothing counts, yet a membership is shown.
+    entry = make_entry(
+        new_uscc(), effective=now - days(400), punish_until=now - days(10), display_until=now + days(100)
+    )
+    gateway.store.write_entries([entry], actor="test", action="add")
+    assert _check_cli(target, token_file, entry.subject_code) == 0
+    out = capsys.readouterr().out
+    assert "measures period ended" in out
+    assert "no record" not in out and "nothing in force" in out
+    assert "CST (UTC+08:00)" in out and "+00:00" not in out
+    assert _check_cli(target, token_file, entry.subject_code, "--json") == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["outcome"] == "no_record" and answer["memberships"]
+    for instant in (answer["checked_at"], answer["memberships"][0]["punish_until"]):
+        assert dt.datetime.fromisoformat(instant).tzinfo is not None  # JSON instants carry their offset

@@ -16,6 +16,8 @@ from factories import days, make_entry, new_citizen_id, new_uscc
 
 T0 = dt.datetime(2026, 4, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 TICK = dt.timedelta(microseconds=1)
+# The store attests complete list data since long before every instant these tests check at (R6).
+COMPLETE_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 
 def check(
@@ -27,6 +29,7 @@ def check(
     department: str = "approval",
     person: str | None = None,
     linked: list[ListEntry] | None = None,
+    complete_since: dt.datetime | None = COMPLETE_SINCE,
 ) -> Evaluation:
     code = person or (entries[0].subject_code if entries else new_uscc())
     kind = SubjectKind.PERSON if person else SubjectKind.ORGANIZATION
@@ -38,6 +41,7 @@ def check(
         department=department,
         policy=policy,
         at=at,
+        complete_since=complete_since,
     )
 
 
@@ -204,7 +208,30 @@ def test_revoked_records_never_were_bad(policy: PolicySet) -> None:
 
 
 def test_a_subject_with_no_history_qualifies(policy: PolicySet) -> None:
-    assert check(policy, [], T0).green_channel
+    result = check(policy, [], T0)
+    assert result.green_channel and result.green_channel_reason == ""
+    assert result.data_complete_since == COMPLETE_SINCE
+
+
+def test_without_attested_complete_data_nobody_qualifies(policy: PolicySet) -> None:
+    result = check(policy, [], T0, complete_since=None)
+    assert not result.green_channel
+    assert result.green_channel_reason == "data.not_attested"
+
+
+def test_less_than_three_complete_years_grants_nobody(policy: PolicySet) -> None:
+    since = add_months(T0, -36)
+    assert check(policy, [], T0, complete_since=since).green_channel
+    short = check(policy, [], T0, complete_since=since + TICK)
+    assert not short.green_channel and short.green_channel_reason == "data.too_short"
+
+
+def test_a_decision_effective_tomorrow_is_a_bad_record_today(policy: PolicySet) -> None:
+    entry = make_entry(new_uscc(), decision=T0 - days(1), effective=T0 + days(1))
+    assert check(policy, [entry], T0 - days(1) - TICK).green_channel
+    today = check(policy, [entry], T0)
+    assert not today.green_channel and today.green_channel_reason == "bad_record"
+    assert today.outcome is Outcome.NO_RECORD  # not in force yet: no measure applies before it takes effect
 
 
 # R7 and R13: persons ---------------------------------------------------------------------
@@ -256,3 +283,34 @@ def test_red_list_of_a_company_does_not_reach_its_representative(policy: PolicyS
     )
     result = check(policy, [], T0 + days(1), person=person, linked=[company])
     assert result.outcome is Outcome.NO_RECORD and result.memberships == ()
+
+
+def test_listed_with_no_measure_the_callers_department_implements(policy: PolicySet) -> None:
+    """R2: a subject listed for the matter's kinds whose measures none apply to this caller gets its own
+    outcome, never "restrictions" with no measure."""
+    for memo in policy.memoranda.values():
+        if memo.list_kind is not ListKind.BLACK:
+            continue
+        for matter in policy.matters.values():
+            relevant = [
+                policy.measures[m]
+                for m in memo.measures
+                if policy.measures[m].matter_kinds & matter.matter_kinds
+                and SubjectKind.ORGANIZATION in policy.measures[m].subject_kinds
+            ]
+            if not relevant or any("*" in m.implementing_departments for m in relevant):
+                continue
+            other = next(
+                (d for d in policy.departments if not any(m.implemented_by(d) for m in relevant)), None
+            )
+            if other is None:
+                continue
+            entry = make_entry(new_uscc(), memorandum=memo.id, effective=T0)
+            result = check(policy, [entry], T0 + days(1), matter=matter.code, department=other)
+            assert result.outcome is Outcome.LISTED_NO_MEASURES
+            assert result.measures == () and result.memberships[0].in_force
+            implementing = relevant[0].implementing_departments[0]
+            applied = check(policy, [entry], T0 + days(1), matter=matter.code, department=implementing)
+            assert applied.outcome is Outcome.RESTRICTIONS and applied.measures
+            return
+    pytest.fail("the policy has no black memorandum whose measures for a matter name their departments")

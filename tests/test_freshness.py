@@ -386,3 +386,23 @@ def test_metrics_count_checks_and_show_caches_audit_and_subscribers(
     assert lines["mustcheck_audit_commit_seconds_count"] >= 3
     assert "mustcheck_audit_queue_depth" in lines
     assert subject not in text
+
+
+def test_sdk_cache_and_watch_hashes_use_the_canonical_subject(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    """R1: a full-width form is the same subject to the cache, and the stream's hash of the listed (ASCII)
+    code drops its cached answer."""
+    _, gateway, token = own_gateway
+    subject = new_uscc()
+    wide = "\u3000" + "".join(chr(ord(c) + 0xFEE0) for c in subject.lower())
+    with Client(f"127.0.0.1:{gateway.port}", token=token, cache_size=100) as client:
+        cache = client.cache
+        assert cache is not None
+        assert wait_until(cache.alive)
+        first = client.check(wide, FAIL_CLOSED_MATTER)
+        assert first.outcome is Outcome.NO_RECORD and first.subject == subject
+        assert client.check(subject, FAIL_CLOSED_MATTER).from_cache  # one subject, one cache entry
+        blacklist(gateway, subject)
+        assert wait_until(lambda: len(cache) == 0)
+        assert client.check(wide, FAIL_CLOSED_MATTER).outcome is Outcome.RESTRICTIONS

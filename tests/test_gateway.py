@@ -37,7 +37,7 @@ from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import PersonRole
 
 from conftest import POLICY_DIR
-from factories import days, make_entry, new_citizen_id, new_uscc
+from factories import attest_complete_data, days, make_entry, new_citizen_id, new_uscc
 from processes import ServeProcess
 from provision import provision
 
@@ -113,6 +113,7 @@ def test_red_listed_company_gets_incentives(client: Any, gateway: Gateway, now: 
         department="sat",
     )
     gateway.store.write_entries([entry], actor="test", action="add")
+    attest_complete_data(gateway.store)
     result = client.check(entry.subject_code, "APPROVAL-0001")
     assert result.outcome is Outcome.INCENTIVES
     assert result.memberships[0].list is ListKind.RED
@@ -120,7 +121,8 @@ def test_red_listed_company_gets_incentives(client: Any, gateway: Gateway, now: 
     assert result.green_channel
 
 
-def test_unlisted_company_has_no_record(client: Any) -> None:
+def test_unlisted_company_has_no_record(client: Any, gateway: Gateway) -> None:
+    attest_complete_data(gateway.store)
     result = client.check(new_uscc(), "MOHURD-0001")
     assert result.outcome is Outcome.NO_RECORD
     assert result.memberships == () and result.measures == () and result.green_channel

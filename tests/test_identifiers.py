@@ -14,6 +14,8 @@ from mustcheck.identifiers import (
     IdentifierError,
     SubjectKind,
     citizen_id_check_character,
+    convert_first_generation,
+    normalise,
     organization_code_check_character,
     uscc_check_character,
     validate_citizen_id,
@@ -184,3 +186,84 @@ def test_any_single_substitution_in_a_citizen_id_is_rejected(number: str, positi
         return
     with pytest.raises(IdentifierError):
         validate_citizen_id(corrupted, today=TODAY)
+
+
+# -- one canonical form (R1) ------------------------------------------------------------
+
+
+def test_full_width_and_ideographic_spaces_fold_to_the_ascii_form() -> None:
+    wide = "\u3000１１０１０５１９４９１２３１００２ｘ\u3000"
+    assert normalise(wide) == "11010519491231002X"
+    assert validate_subject(wide, today=TODAY).code == "11010519491231002X"
+    assert validate_subject("９１１１０１０８５５１３８５０８２ｑ", today=TODAY).code == "91110108551385082Q"
+
+
+@pytest.mark.parametrize("digits", ["٠١٢٣٤٥٦٧٨٩", "०१२३४५६७८९", "⁰¹²³⁴⁵⁶⁷⁸⁹", "⓪①②③④⑤⑥⑦⑧⑨", "𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗"])
+@pytest.mark.parametrize("number", STANDARD_IDS)
+def test_other_scripts_digits_are_refused_by_the_charset_rule(digits: str, number: str) -> None:
+    for position in range(17):
+        corrupted = number[:position] + digits[int(number[position])] + number[position + 1 :]
+        with pytest.raises(IdentifierError) as caught:
+            validate_subject(corrupted, today=TODAY)
+        assert caught.value.rule == "id.charset", (position, corrupted)
+        with pytest.raises(IdentifierError) as caught:
+            validate_subject(corrupted, kind=SubjectKind.ORGANIZATION, today=TODAY)
+        assert caught.value.rule == "uscc.charset"
+
+
+@pytest.mark.parametrize("raw", ["ß", "ﬁ", "ı", "\u212a"])  # str.upper() gives ASCII letters (or looks so)
+def test_letters_that_upper_case_to_ascii_are_not_ascii(raw: str) -> None:
+    code = PUBLISHED_CODES[1][:10] + raw + PUBLISHED_CODES[1][11:]
+    assert raw in normalise(code)  # only ASCII is upper-cased
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(code, today=TODAY)
+    assert caught.value.rule.endswith(".charset")
+
+
+@given(st.text(st.characters(exclude_categories=["Cs"]), max_size=40))
+def test_nothing_but_an_identifier_error_escapes_validation(text: str) -> None:
+    for kind in (None, SubjectKind.ORGANIZATION, SubjectKind.PERSON):
+        try:
+            subject = validate_subject(text, kind=kind, today=TODAY)
+        except IdentifierError as error:
+            assert error.rule and error.message
+        else:
+            assert subject.code == normalise(text) and subject.code.isascii() and subject.code.isalnum()
+
+
+@given(st.text(max_size=30))
+def test_canonical_form_is_idempotent(text: str) -> None:
+    assert normalise(normalise(text)) == normalise(text)
+
+
+# -- rules named right --------------------------------------------------------------------
+
+
+def test_a_checksummed_id_with_an_impossible_birth_date_is_a_birth_date_error() -> None:
+    # Region 110105, 1990-02-30, with its correct ISO 7064 check character: a citizen ID whose date is wrong,
+    # also a well-formed credit code shape (authority 1, type 1) failing only its checksums.
+    for sequence in range(1000):
+        first17 = f"11010519900230{sequence:03d}"
+        number = first17 + citizen_id_check_character(first17)
+        try:
+            validate_uscc(number)
+        except IdentifierError as error:
+            if error.stage < 4:
+                continue
+        with pytest.raises(IdentifierError) as caught:
+            validate_subject(number, today=TODAY)
+        assert caught.value.rule == "id.birth_date", number
+        return
+    pytest.fail("no such number found")
+
+
+def test_first_generation_ids_are_refused_by_name_and_converted_on_request() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject("110105491231002", today=TODAY)
+    assert caught.value.rule == "id.first_generation"
+    assert convert_first_generation("110105491231002") == "11010519491231002X"
+    assert (
+        validate_subject(convert_first_generation("110105491231002"), today=TODAY).kind is SubjectKind.PERSON
+    )
+    with pytest.raises(IdentifierError):
+        convert_first_generation("11010549123100²")

@@ -300,6 +300,36 @@ def test_allow_legacy_code(
     assert "needs no allow-list entry" in capsys.readouterr().err
 
 
+def test_disallow_legacy_withdraws_and_admitting_twice_changes_nothing(
+    gateway: Gateway, target: str, token: str, admin_args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mustcheck import InvalidSubject
+
+    code = "91350203M0001QAY9C"  # the published pilot code with yet another check character
+    with Client(target, token=token) as client:
+        assert lists(admin_args, "allow-legacy", code.lower(), "--reason", "试点期间赋码") == 0
+        assert "admitted as a legacy code" in capsys.readouterr().out
+        version = gateway.store.data_version()
+        assert lists(admin_args, "allow-legacy", code, "--reason", "again") == 0
+        assert "already admitted" in capsys.readouterr().out and gateway.store.data_version() == version
+        assert client.check(code, "MOF-0001").legacy_code
+        assert lists(admin_args, "disallow-legacy", code, "--reason", "核实为错误赋码") == 0
+        assert "withdrawn" in capsys.readouterr().out
+        with pytest.raises(InvalidSubject) as caught:
+            client.check(code, "MOF-0001")
+        assert caught.value.rule == "uscc.check_character"
+        assert lists(admin_args, "disallow-legacy", code, "--reason", "again") == 0
+        assert "nothing changed" in capsys.readouterr().out
+    assert isinstance(gateway.audit, AuditLog)
+    withdrawals = [
+        r.detail
+        for r in gateway.audit.query(kind="admin", limit=1000)
+        if r.detail.get("action") == "lists.disallow-legacy"
+    ]
+    assert [w["code"] for w in withdrawals][-2:] == [code, code]
+    assert withdrawals[-1]["reason"] == "again"
+
+
 def test_export_masks_persons_and_keeps_only_entries_in_force(
     admin_args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

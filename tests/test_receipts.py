@@ -121,15 +121,17 @@ def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: st
         f"{prefix}.{payload}.{signature[:20]} {signature[20:]}",
         f" {compact}",
         f"{compact}\n",
-        compact.replace("-", "+", 1) if "-" in compact else compact.replace("_", "/", 1),
         compact.upper(),
     ]
+    # The standard alphabet's + and / for - and _, where the receipt has them (ASCII JSON rarely does;
+    # a signature lacks both about one time in fifteen).
+    variants += [compact.replace(urlsafe, standard, 1) for urlsafe, standard in (("-", "+"), ("_", "/"))]
+    variants = [variant for variant in variants if variant != compact]
     # A payload re-spelt as other JSON of the same meaning (white space between its members).
     data = json.loads(_lenient_b64(payload))
     spaced = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True).encode()).rstrip(b"=").decode()
     variants.append(f"{prefix}.{spaced}.{signature}")
     for variant in variants:
-        assert variant != compact
         with pytest.raises(InvalidReceipt, match=r"canonical|not a receipt|not readable"):
             verify_receipt(variant, keys)
     with pytest.raises(InvalidReceipt, match="canonical JSON"):

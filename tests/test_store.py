@@ -296,3 +296,34 @@ def test_a_large_import_builds_the_secondary_indexes_afresh(tmp_path: Path) -> N
     assert store.entries_for_subject(entries[0].subject_code) == [entries[0]]
     assert {e.entry_id for e in store.entries_naming_person(person)} == {e.entry_id for e in entries}
     store.close()
+
+
+def test_data_completeness_is_kept_per_data_version(store: Store) -> None:
+    """R6: since when the list data is complete, as of each data version (a replay reads the old one)."""
+    code = new_uscc()
+    assert store.data_completeness() is None and store.lookup(code, person=False).complete_since is None
+    at = dt.datetime.now(dt.UTC)
+    first = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
+    before = store.data_version()
+    version = store.set_data_complete_since(first, actor="admin", how="admin", at=at)
+    assert version == before + 1
+    later = store.set_data_complete_since(first.replace(year=2018), actor="importer", how="import", at=at)
+    found = store.data_completeness()
+    assert found is not None and found.complete_since.year == 2018 and found.how == "import"
+    assert found.set_by == "importer" and found.data_version == later
+    assert store.lookup(code, person=False).complete_since == found.complete_since
+    assert store.lookup_as_of(code, person=False, data_version=version).complete_since == first
+    assert store.lookup_as_of(code, person=False, data_version=before).complete_since is None
+    # Every answer's green channel may change: caches drop everything.
+    assert any(change.everything for change in store.subject_changes(before))
+
+
+def test_a_legacy_code_can_be_withdrawn_once(store: Store) -> None:
+    at = dt.datetime.now(dt.UTC)
+    code = "91350203M0001QAY9C"
+    store.allow_legacy_code(code, "pilot", actor="admin", at=at)
+    assert code in store.legacy_codes()
+    version = store.disallow_legacy_code(code, actor="admin", at=at)
+    assert version is not None and code not in store.legacy_codes()
+    assert store.disallow_legacy_code(code, actor="admin", at=at) is None
+    assert store.data_version() == version

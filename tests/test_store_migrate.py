@@ -17,7 +17,7 @@ from mustcheck_gateway.store.postgres import PostgresStore
 
 from backends import fresh_schema
 from conftest import POLICY_DIR
-from factories import days, make_entry, new_uscc
+from factories import COMPLETE_SINCE, attest_complete_data, days, make_entry, new_uscc
 from provision import provision
 
 MATTER = "MOF-0001"
@@ -38,6 +38,7 @@ def test_a_sqlite_store_moves_to_postgresql_whole_and_keeps_serving(
         gateway.store.set_status(
             entry.entry_id, EntryStatus.ACTIVE, actor="test", action="confirm", at=gateway.engine.clock()
         )
+        attest_complete_data(gateway.store)
         with Client(f"127.0.0.1:{gateway.port}", token=token) as client:
             result = client.check(listed, MATTER)
             assert result.receipt is not None
@@ -62,6 +63,8 @@ def test_a_sqlite_store_moves_to_postgresql_whole_and_keeps_serving(
                 len(target.history(entry.entry_id)),
             ) == before
             assert target.get_feedback("mover", "APP-1") is not None
+            completeness = target.data_completeness()  # the green channel's evidence moves too (R6)
+            assert completeness is not None and completeness.complete_since == COMPLETE_SINCE
         finally:
             target.close()
         # The same data directory (audit log, keys) with the store in PostgreSQL: same caller, same answer.

@@ -26,6 +26,7 @@ TABLES = (
     "legacy_codes",
     "subject_changes",
     "audit_heads",
+    "data_completeness",
 )
 
 

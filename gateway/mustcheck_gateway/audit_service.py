@@ -19,6 +19,7 @@ import grpc
 
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
+from mustcheck.identifiers import normalise
 
 from .audit import AuditEvent, AuditIntegrityError, AuditLog, AuditRecord
 from .auth.access import AccessControl
@@ -114,7 +115,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def _note(
         self, caller: Caller, action: str, query: pb.AuditQuery | None = None, **detail: Any
     ) -> None:
-        subject = query.subject.strip() if query is not None and query.subject.strip() else None
+        subject = normalise(query.subject) if query is not None and normalise(query.subject) else None
         shown = {
             key: str(value)
             for key, value in (filters(query) if query else {}).items()

@@ -111,5 +111,6 @@ class CheckEngine:
             department=department,
             policy=self.policy,
             at=at,
+            complete_since=lookup.complete_since,
         )
         return CheckAnswer(evaluation, lookup.data_version, at, subject.legacy)

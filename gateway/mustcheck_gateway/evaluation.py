@@ -11,8 +11,12 @@ instants just before and after its boundaries.
 * R5  repaired and revoked entries are neither shown nor counted.
 * R2  measures come from in-force entries' memoranda, filtered by the matter's kinds,
       the subject's kind and the caller's department as implementing department.
-      Incentives are withheld while any black entry is in force.
-* R6  green channel: no bad record at any time in the three years up to now.
+      Incentives are withheld while any black entry is in force. An entry in force that brings
+      no measure for this caller and matter gives ``listed_no_measures``, never "restrictions"
+      or "incentives" with none.
+* R6  green channel: no bad record at any time in the three years up to now, and only where the
+      store attests complete list data for all three years (a fresh store grants nobody). A black
+      decision already taken counts from its decision date, even if it takes effect later.
 * R7  a person also carries the black entries of organisations naming them as legal
       representative, principal or directly responsible person, with the measures
       that reach responsible persons.
@@ -76,6 +80,9 @@ class Evaluation:
     green_channel: bool
     human_review_required: bool
     review_notice: str
+    # Why green_channel is false (GREEN_CHANNEL_* below); empty when eligible.
+    green_channel_reason: str = ""
+    data_complete_since: dt.datetime | None = None
 
 
 def add_months(instant: dt.datetime, months: int) -> dt.datetime:
@@ -107,24 +114,42 @@ def is_in_force(entry: ListEntry, policy: PolicySet, at: dt.datetime) -> bool:
 def bad_period(entry: ListEntry) -> tuple[dt.datetime, dt.datetime] | None:
     """The span in which a black entry was a bad record; ``None`` if it never was (revoked).
 
-    An entry under objection still counts: the objection is pending, not upheld.
+    It starts at the decision date (a decision already taken is a bad record even before it takes
+    effect) or at the effective date if that is earlier. An entry under objection still counts: the
+    objection is pending, not upheld.
     """
     if entry.list_kind is not ListKind.BLACK or entry.status is EntryStatus.REVOKED:
         return None
     end = entry.punish_until
     if entry.status is EntryStatus.REPAIRED and entry.status_changed_at is not None:
         end = min(end, entry.status_changed_at)
-    return (entry.effective_from, end) if entry.effective_from < end else None
+    start = min(entry.decision_date, entry.effective_from)
+    return (start, end) if start < end else None
 
 
-def green_channel(entries: Iterable[ListEntry], at: dt.datetime) -> bool:
-    """No bad record at any time in the three years up to ``at`` (R6, 33号 §4)."""
+GREEN_CHANNEL_NOT_ATTESTED = "data.not_attested"
+GREEN_CHANNEL_TOO_SHORT = "data.too_short"
+GREEN_CHANNEL_BAD_RECORD = "bad_record"
+
+
+def green_channel(
+    entries: Iterable[ListEntry], at: dt.datetime, complete_since: dt.datetime | None
+) -> tuple[bool, str]:
+    """(eligible, reason): no bad record at any time in the three years up to ``at`` (R6, 33号 §4).
+
+    Absence of a record proves something only where the list data is complete: the store must attest
+    complete data since the window's start (``complete_since``), else nobody is eligible.
+    """
     window_start = add_months(at, -12 * GREEN_CHANNEL_YEARS)
     for entry in entries:
         period = bad_period(entry)
         if period is not None and period[0] <= at and period[1] > window_start:
-            return False
-    return True
+            return False, GREEN_CHANNEL_BAD_RECORD
+    if complete_since is None:
+        return False, GREEN_CHANNEL_NOT_ATTESTED
+    if complete_since > window_start:
+        return False, GREEN_CHANNEL_TOO_SHORT
+    return True, ""
 
 
 def evaluate(
@@ -136,8 +161,10 @@ def evaluate(
     department: str,
     policy: PolicySet,
     at: dt.datetime,
+    complete_since: dt.datetime | None = None,
 ) -> Evaluation:
-    """The answer to one check. ``linked_entries`` are organisations' entries naming a person subject."""
+    """The answer to one check. ``linked_entries`` are organisations' entries naming a person subject;
+    ``complete_since``: since when the store attests complete list data (R6)."""
     memberships = [
         ShownMembership(
             entry,
@@ -154,9 +181,10 @@ def evaluate(
 
     black_in_force = any(m.in_force and m.entry.list_kind is ListKind.BLACK for m in memberships)
     measures = _select_measures(memberships, subject.kind, matter, department, policy, black_in_force)
-    outcome = _outcome(memberships, black_in_force)
+    outcome = _outcome(memberships, black_in_force, bool(measures))
     history = list(own_entries) + [e for e in linked_entries if e.list_kind is ListKind.BLACK]
     person_restricted = subject.kind is SubjectKind.PERSON and outcome is Outcome.RESTRICTIONS
+    eligible, green_reason = green_channel(history, at, complete_since)
     return Evaluation(
         subject=subject,
         subject_name=_subject_name(subject, own_entries, linked_entries),
@@ -164,9 +192,11 @@ def evaluate(
         outcome=outcome,
         memberships=tuple(memberships),
         measures=tuple(measures),
-        green_channel=green_channel(history, at),
+        green_channel=eligible,
         human_review_required=person_restricted,
         review_notice=REVIEW_NOTICE if person_restricted else "",
+        green_channel_reason=green_reason,
+        data_complete_since=complete_since,
     )
 
 
@@ -226,13 +256,16 @@ def _select_measures(
     return sorted(selected.values(), key=lambda applied: (not applied.measure.mandatory, applied.measure.id))
 
 
-def _outcome(memberships: Sequence[ShownMembership], black_in_force: bool) -> Outcome:
-    if black_in_force:
+def _outcome(memberships: Sequence[ShownMembership], black_in_force: bool, has_measures: bool) -> Outcome:
+    if black_in_force and has_measures:
         return Outcome.RESTRICTIONS
     if any(m.entry.status is EntryStatus.UNDER_OBJECTION for m in memberships):
         return Outcome.UNDER_OBJECTION
-    if any(m.in_force and m.entry.list_kind is ListKind.RED for m in memberships):
+    if has_measures:
         return Outcome.INCENTIVES
+    if any(m.in_force for m in memberships):
+        # Listed, but nothing this caller's department implements for this matter's kinds applies.
+        return Outcome.LISTED_NO_MEASURES
     return Outcome.NO_RECORD
 
 

@@ -56,6 +56,7 @@ class LegacyCodes:
 
     def __init__(self, policy: PolicySet, store: ListStore) -> None:
         self._policy = frozenset(policy.legacy_codes)
+        self.policy_codes = self._policy
         self._store = store
         self.codes: frozenset[str] = frozenset()
         self.reload()
@@ -136,7 +137,13 @@ class ListsService(pb_grpc.ListsServiceServicer):
         source = header.source.strip()
         if not source:
             raise InvalidArgument("an import needs a source (who supplied the rows)", reason="import.source")
-        await self._note(caller, "lists.import", {"source": source, "file": header.file_name})
+        complete_since = self._complete_since(header.complete_since, header.skip_invalid)
+        await self._note(
+            caller,
+            "lists.import",
+            {"source": source, "file": header.file_name}
+            | ({"complete_since": complete_since.isoformat()} if complete_since else {}),
+        )
         chunks: queue.Queue[object] = queue.Queue(maxsize=4)  # bounded: the import streams
         importer = _Import(ImportRules(self.policy, self.legacy.codes, source), header.skip_invalid)
 
@@ -170,6 +177,17 @@ class ListsService(pb_grpc.ListsServiceServicer):
             await pumping
         if importer.fatal:
             raise InvalidArgument(importer.fatal, reason="import.input")
+        if complete_since is not None and outcome.applied:
+            # A complete snapshot, applied whole (rows may not be skipped): the data is complete since then.
+            since = complete_since
+            outcome = replace(
+                outcome,
+                data_version=await self._run(
+                    lambda: self.store.set_data_complete_since(
+                        since, actor=caller.caller_id, how="import", at=self.clock()
+                    )
+                ),
+            )
         report = pb.ImportReport(
             rows=importer.rows,
             inserted=outcome.inserted if outcome.applied else 0,
@@ -195,6 +213,27 @@ class ListsService(pb_grpc.ListsServiceServicer):
             },
         )
         return report
+
+    def _complete_since(self, text: str, skip_invalid: bool) -> dt.datetime | None:
+        if not text.strip():
+            return None
+        if skip_invalid:
+            raise InvalidArgument(
+                "a complete snapshot cannot skip invalid rows: drop skip_invalid or complete_since",
+                reason="import.complete_since",
+            )
+        return self._since(text)
+
+    def _since(self, text: str) -> dt.datetime:
+        try:
+            since = parse_instant(text.strip(), "complete_since")
+        except RowError as error:
+            raise InvalidArgument(str(error), reason="completeness.date") from None
+        if since > self.clock():
+            raise InvalidArgument(
+                f"complete_since {text.strip()} is in the future", reason="completeness.date"
+            )
+        return since
 
     # -- one-by-one changes ------------------------------------------------------------
 
@@ -376,12 +415,91 @@ class ListsService(pb_grpc.ListsServiceServicer):
             raise InvalidArgument(
                 f"{code} passes every checksum; it needs no allow-list entry", reason="legacy.valid"
             )
-        await self._note(caller, "lists.allow-legacy", {"code": code, "reason": reason})
+        admitted = self.legacy.codes
+        await self._note(
+            caller,
+            "lists.allow-legacy",
+            {"code": code, "reason": reason} | ({"unchanged": True} if code in admitted else {}),
+        )
+        if code in admitted:  # admitting it again changes nothing, and says so
+            return pb.LegacyCodeResponse(code=code, data_version=self.store.data_version(), changed=False)
         version = await self._run(
             lambda: self.store.allow_legacy_code(code, reason, actor=caller.caller_id, at=self.clock())
         )
         self.legacy.reload()
-        return pb.LegacyCodeResponse(code=code, data_version=version)
+        return pb.LegacyCodeResponse(code=code, data_version=version, changed=True)
+
+    async def DisallowLegacy(self, request: pb.LegacyCode, context: Context) -> pb.LegacyCodeResponse:
+        code = normalise(request.code)
+        reason = request.reason.strip()
+
+        def validate() -> dict[str, Any]:
+            if not reason:
+                raise InvalidArgument("say why the code is withdrawn (--reason)", reason="legacy.reason")
+            if code in self.legacy.policy_codes and code not in self.store.legacy_codes():
+                raise FailedPrecondition(
+                    f"{code} is admitted by the policy file (legacy_codes.toml): withdraw it there",
+                    reason="legacy.policy",
+                )
+            return {"code": code, "reason": reason}
+
+        caller = await self._validated(context, "lists.disallow-legacy", validate)
+        version = await self._run(
+            lambda: self.store.disallow_legacy_code(code, actor=caller.caller_id, at=self.clock())
+        )
+        self.legacy.reload()
+        if version is None:  # it was not admitted: nothing changed
+            return pb.LegacyCodeResponse(code=code, data_version=self.store.data_version(), changed=False)
+        return pb.LegacyCodeResponse(code=code, data_version=version, changed=True)
+
+    async def _validated(
+        self, context: Context, action: str, validate: Callable[[], dict[str, Any]]
+    ) -> Caller:
+        """Authorise, validate (a refusal is audited by :class:`~.refusals.RefusalAudit`, with its reason),
+        then audit the change."""
+        caller = await self._authorised(context, action)
+        detail = validate()
+        await self._note(caller, action, detail)
+        return caller
+
+    # -- data completeness (R6) -----------------------------------------------------------
+
+    async def SetDataCompleteness(
+        self, request: pb.DataCompleteness, context: Context
+    ) -> pb.DataCompletenessResponse:
+        if not request.complete_since.strip():
+            await self._note(
+                await self._authorised(context, "lists.data-completeness"), "lists.data-completeness", {}
+            )
+        else:
+            reason = request.reason.strip()
+            since = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+            def validate() -> dict[str, Any]:
+                nonlocal since
+                since = self._since(request.complete_since)
+                if not reason:
+                    raise InvalidArgument(
+                        "say why the list data is complete since then (--reason)",
+                        reason="completeness.reason",
+                    )
+                return {"complete_since": since.isoformat(), "reason": reason}
+
+            caller = await self._validated(context, "lists.data-complete-since", validate)
+            await self._run(
+                lambda: self.store.set_data_complete_since(
+                    since, actor=caller.caller_id, how="admin", at=self.clock()
+                )
+            )
+        found = await self._run(self.store.data_completeness)
+        if found is None:
+            return pb.DataCompletenessResponse(data_version=self.store.data_version())
+        return pb.DataCompletenessResponse(
+            complete_since=found.complete_since.isoformat(),
+            data_version=found.data_version,
+            set_by=found.set_by,
+            set_at=found.set_at.isoformat(),
+        )
 
     # -- export ------------------------------------------------------------------------
 

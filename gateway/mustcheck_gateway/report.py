@@ -17,6 +17,7 @@ OUTCOME_COLOURS = {
     "restrictions": "#c0392b",
     "under_objection": "#d68910",
     "incentives": "#1e8449",
+    "listed_no_measures": "#5d6d7e",
     "no_record": "#7f8c8d",
 }
 

@@ -41,6 +41,15 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
     evaluation = answer.evaluation
     subject = evaluation.subject
     person = subject.kind is SubjectKind.PERSON
+    response = _check_response(answer, masker, person)
+    if evaluation.data_complete_since is not None:
+        response.data_complete_since.CopyFrom(timestamp(evaluation.data_complete_since))
+    return response
+
+
+def _check_response(answer: CheckAnswer, masker: Masker, person: bool) -> pb.CheckResponse:
+    evaluation = answer.evaluation
+    subject = evaluation.subject
     return pb.CheckResponse(
         subject=masker.person_id(subject.code) if person else subject.code,
         subject_kind=SUBJECT_KIND_TO_PROTO[subject.kind],
@@ -57,6 +66,7 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
         checked_at=timestamp(answer.checked_at),
         freshness_tolerance_s=evaluation.matter.freshness_tolerance_s,
         fail_mode=FAIL_MODE_TO_PROTO[evaluation.matter.fail_mode],
+        green_channel_reason=evaluation.green_channel_reason,
     )
 
 

@@ -220,6 +220,19 @@ def failure_outcome(error: GatewayError) -> str:
     return "denied"
 
 
+def _batch_kinds(request: pb.BatchCheckRequest) -> list[SubjectKind | None]:
+    """Each item's stated subject kind (None: inferred); none stated, every kind is inferred."""
+    if not request.subject_kinds:
+        return [None] * len(request.subjects)
+    if len(request.subject_kinds) != len(request.subjects):
+        raise InvalidArgument(
+            f"subject_kinds must have one kind per subject: {len(request.subject_kinds)} kinds for "
+            f"{len(request.subjects)} subjects",
+            reason="batch.subject_kinds",
+        )
+    return [SUBJECT_KIND_FROM_PROTO.get(kind) for kind in request.subject_kinds]
+
+
 class WatchSource(Protocol):
     def stream(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]: ...
 
@@ -427,6 +440,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 raise InvalidArgument(
                     "subjects is empty: a batch needs 1 to 1000 subjects", reason="batch.empty"
                 )
+            kinds = _batch_kinds(request)
             if len(request.subjects) > MAX_BATCH:
                 raise InvalidArgument(
                     f"a batch takes at most {MAX_BATCH} subjects, got {len(request.subjects)}",
@@ -471,7 +485,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         current = self.engine.lookups.current_version()
         for index, draft in enumerate(drafts):
             try:
-                subject = self.engine.subject(draft.subject, None, at)
+                subject = self.engine.subject(draft.subject, kinds[index], at)
                 self.access.subject(caller, grant, subject, request.authorization_ref, at)
                 answer = self.engine.answer(subject, matter, caller.department, at, current_version=current)
             except Exception as error:

@@ -50,6 +50,8 @@ DEFAULT_TIMEOUT = 3.0
 MAX_BATCH = 1000
 # Waits between attempts to re-open a broken change stream.
 _WATCH_BACKOFF = (0.05, 2.0)
+# A batch item: the subject, or (subject, kind) to state its kind (None: inferred by the gateway).
+BatchSubject = str | tuple[str, SubjectKind | None]
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -88,7 +90,7 @@ class _BaseClient:
     def _cache_key(
         subject: str, matter: str, purpose: str, authorization_ref: str, kind: SubjectKind | None
     ) -> Hashable:
-        return (subject, matter, purpose, authorization_ref, kind)
+        return (normalise(subject), matter, purpose, authorization_ref, kind)
 
     def _remember(self, key: Hashable, subject: str, response: pb.CheckResponse) -> CheckResult:
         result = check_result(response)
@@ -131,17 +133,23 @@ class _BaseClient:
 
     @staticmethod
     def _batch_request(
-        subjects: Iterable[str], matter: str, purpose: str, authorization_ref: str
+        subjects: Iterable[BatchSubject], matter: str, purpose: str, authorization_ref: str
     ) -> tuple[pb.BatchCheckRequest, list[str]]:
-        listed = list(subjects)
-        if not listed:
+        items = [(item, None) if isinstance(item, str) else item for item in subjects]
+        if not items:
             raise InvalidRequest("batch_check needs at least one subject")
-        if len(listed) > MAX_BATCH:
-            raise InvalidRequest(f"batch_check takes at most {MAX_BATCH} subjects, got {len(listed)}")
+        if len(items) > MAX_BATCH:
+            raise InvalidRequest(f"batch_check takes at most {MAX_BATCH} subjects, got {len(items)}")
+        listed = [subject for subject, _ in items]
         # Items are validated by the gateway, which answers each with its own status.
         request = pb.BatchCheckRequest(
             subjects=listed, matter=matter, purpose=purpose, authorization_ref=authorization_ref
         )
+        if any(kind is not None for _, kind in items):
+            request.subject_kinds.extend(
+                SUBJECT_KIND_TO_PROTO[kind] if kind is not None else pb.SUBJECT_KIND_UNSPECIFIED
+                for _, kind in items
+            )
         return request, listed
 
     @staticmethod
@@ -173,7 +181,11 @@ class _BaseClient:
             validate_subject(subject, kind=kind)
         except IdentifierError as error:
             if not error.checksum_only:
-                raise InvalidSubject(error.message, reason=error.rule, rule=error.rule) from None
+                # Worded as the gateway words it, with the same [rule] tag. Nothing was sent: nothing is
+                # queried and nothing audited (R1).
+                raise InvalidSubject(
+                    f"invalid subject: {error.message} [{error.rule}]", reason=error.rule, rule=error.rule
+                ) from None
 
     def _error(self, error: grpc.RpcError) -> MustCheckError:
         return explain_transport(
@@ -281,13 +293,15 @@ class Client(_BaseClient):
 
     def batch_check(
         self,
-        subjects: Iterable[str],
+        subjects: Iterable[BatchSubject],
         matter: str,
         *,
         purpose: str = "",
         authorization_ref: str = "",
         timeout: float | None = None,
     ) -> BatchResult:
+        """Check up to 1,000 subjects for ``matter``; each item is a subject or ``(subject, kind)``, the
+        kind telling the gateway what to check it as (an ID number that is also a valid credit code)."""
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
         return batch_result(self._call(self._stub.BatchCheck, request, timeout), listed)
 
@@ -432,13 +446,15 @@ class AsyncClient(_BaseClient):
 
     async def batch_check(
         self,
-        subjects: Iterable[str],
+        subjects: Iterable[BatchSubject],
         matter: str,
         *,
         purpose: str = "",
         authorization_ref: str = "",
         timeout: float | None = None,
     ) -> BatchResult:
+        """Check up to 1,000 subjects for ``matter``; each item is a subject or ``(subject, kind)``, the
+        kind telling the gateway what to check it as (an ID number that is also a valid credit code)."""
         request, listed = self._batch_request(subjects, matter, purpose, authorization_ref)
         return batch_result(await self._call(self._stub.BatchCheck, request, timeout), listed)
 

@@ -37,6 +37,7 @@ _OUTCOME = {
     pb.OUTCOME_INCENTIVES: Outcome.INCENTIVES,
     pb.OUTCOME_RESTRICTIONS: Outcome.RESTRICTIONS,
     pb.OUTCOME_UNDER_OBJECTION: Outcome.UNDER_OBJECTION,
+    pb.OUTCOME_LISTED_NO_MEASURES: Outcome.LISTED_NO_MEASURES,
 }
 _LIST = {pb.LIST_KIND_RED: ListKind.RED, pb.LIST_KIND_BLACK: ListKind.BLACK}
 _STATUS = {
@@ -76,6 +77,10 @@ def check_result(message: pb.CheckResponse) -> CheckResult:
         data_version=message.data_version,
         checked_at=_instant(message.checked_at),
         receipt=parse_receipt(message.receipt) if message.receipt else None,
+        green_channel_reason=message.green_channel_reason,
+        data_complete_since=_instant(message.data_complete_since)
+        if message.HasField("data_complete_since")
+        else None,
     )
 
 

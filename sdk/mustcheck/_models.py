@@ -16,6 +16,9 @@ class Outcome(enum.Enum):
     INCENTIVES = "incentives"
     RESTRICTIONS = "restrictions"
     UNDER_OBJECTION = "under_objection"
+    # Listed (an entry in force), but no measure for this matter's kinds that the caller's department
+    # implements: the memberships are shown, nothing is for this caller to apply.
+    LISTED_NO_MEASURES = "listed_no_measures"
 
 
 class ListKind(enum.Enum):
@@ -95,6 +98,9 @@ class CheckResult:
     outcome: Outcome
     memberships: tuple[Membership, ...]
     measures: tuple[Measure, ...]
+    # No bad record for three consecutive years (R6), attested only where the store holds three complete
+    # years of list data; ``green_channel_reason`` says why not ("data.not_attested", "data.too_short",
+    # "bad_record"), ``data_complete_since`` since when the data is complete (None: not attested).
     green_channel: bool
     human_review_required: bool
     review_notice: str
@@ -108,6 +114,8 @@ class CheckResult:
     from_cache: bool = False
     # Served from the cache because the gateway could not answer, for a matter that allows it (R12).
     stale: bool = False
+    green_channel_reason: str = ""
+    data_complete_since: dt.datetime | None = None
 
     @property
     def as_of(self) -> dt.datetime:

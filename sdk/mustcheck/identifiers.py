@@ -3,16 +3,26 @@
 One module, used by the SDK to reject bad input before it leaves the process and by
 the gateway, which is authoritative. Every failure names the rule it breaks:
 
+* canonical form — :func:`normalise` is the one function that turns what a caller typed
+  into what is looked up, hashed, audited and returned: surrounding white space removed
+  (the ideographic space U+3000 too), full-width forms U+FF01–U+FF5E (what Chinese input
+  methods type) folded to ASCII, ASCII letters upper-cased. Any character that is still
+  not an ASCII letter or digit is refused (``uscc.charset`` / ``id.charset``): other digit
+  scripts (Arabic-Indic, Devanagari, superscript, circled, …) are never read as digits.
 * ``USCC`` — GB 32100-2015: 18 characters from ``0-9A-Z`` without I, O, S, V, Z; a
   known registration-authority / organisation-type pair in positions 1–2; a 6-digit
   administrative division code in positions 3–8; an organisation code in positions
   9–17 with its own GB 11714 check character; the mod-31 check character last.
 * ``citizen ID`` — GB 11643-1999: a 6-digit region code with a known province
   prefix, a valid birth date not in the future, a 3-digit sequence, and the
-  ISO 7064 MOD 11-2 check character (``X`` for 10).
+  ISO 7064 MOD 11-2 check character (``X`` for 10). A 15-digit first-generation
+  number is refused by name (``id.first_generation``); :func:`convert_first_generation`
+  converts one explicitly.
 
 Pilot-era codes that are legal yet fail a checksum are admitted only through an
 allow-list (``legacy_codes``); such an identifier comes back marked ``legacy``.
+
+Nothing but :class:`IdentifierError` leaves :func:`validate_subject`, whatever the string.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ __all__ = [
     "IdentifierError",
     "SubjectKind",
     "ValidSubject",
+    "convert_first_generation",
     "normalise",
     "validate_citizen_id",
     "validate_subject",
@@ -38,6 +49,13 @@ _USCC_VALUES = {char: value for value, char in enumerate(USCC_CHARSET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _FORBIDDEN_LETTERS = frozenset("IOSVZ")
 _ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+_ASCII_DIGITS = frozenset("0123456789")
+_ASCII_ALNUM = _ASCII_DIGITS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Full-width forms U+FF01–U+FF5E are ASCII U+0021–U+007E shifted by 0xFEE0; ASCII a-z upper-cased.
+# Only ASCII is upper-cased: str.upper() would turn 'ß' into 'SS' or 'ﬁ' into 'FI', letting
+# non-ASCII input through as ASCII letters.
+_FOLD = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_UPPER = {code: code - 32 for code in range(ord("a"), ord("z") + 1)}
 
 # GB 32100-2015 appendix: registration authority -> organisation types it issues.
 REGISTRATION_AUTHORITIES: dict[str, tuple[str, frozenset[str]]] = {
@@ -67,6 +85,9 @@ PROVINCE_PREFIXES = frozenset(
     }
 )
 _EARLIEST_BIRTH_YEAR = 1800
+# Stages order the rules as they are applied (see IdentifierError). A citizen ID whose own check
+# character holds is a citizen ID beyond doubt: its errors outrank every credit-code error.
+_STAGE_CHECKSUMMED_ID = 7
 
 
 class SubjectKind(enum.Enum):
@@ -93,7 +114,7 @@ class IdentifierError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ValidSubject:
-    """A normalised identifier and its kind; ``legacy`` marks an allow-listed code."""
+    """A canonical identifier and its kind; ``legacy`` marks an allow-listed code."""
 
     code: str
     kind: SubjectKind
@@ -101,8 +122,27 @@ class ValidSubject:
 
 
 def normalise(raw: str) -> str:
-    """Upper-case and strip surrounding white space (R1)."""
-    return raw.strip().upper()
+    """The canonical form (R1): full-width folded to ASCII, surrounding white space removed, upper case.
+
+    The one normalisation of every path: lookup, audit hash, ``Watch`` hashes, imports and the CLI.
+    It does not validate: a character outside ASCII letters and digits survives it and is refused by
+    the validators.
+    """
+    if raw.isascii():  # the usual case: ASCII's upper() is ASCII-only
+        return raw.strip().upper()
+    return raw.translate(_FOLD).strip().translate(_UPPER)
+
+
+def _digits_value(text: str) -> int:
+    """The number written by ASCII digits ``text`` (checked by the caller; never ``int()`` on input)."""
+    value = 0
+    for char in text:
+        value = value * 10 + ord(char) - 48
+    return value
+
+
+def _is_ascii_digits(text: str) -> bool:
+    return bool(text) and _ASCII_DIGITS.issuperset(text)
 
 
 def uscc_check_character(first17: str) -> str:
@@ -110,39 +150,56 @@ def uscc_check_character(first17: str) -> str:
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
+# GB 11714: digits are their value, letters A–Z are 10–35.
+_ORG_CODE_VALUES = {
+    **{char: ord(char) - 48 for char in "0123456789"},
+    **{char: ord(char) - ord("A") + 10 for char in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+}
+
+
 def organization_code_check_character(body8: str) -> str:
-    try:
-        values = list(map(_ORG_CODE_VALUES.__getitem__, body8))
-    except KeyError:
-        values = list(map(_org_code_value, body8))
-    check = 11 - sum(map(operator.mul, values, _ORG_CODE_WEIGHTS)) % 11
+    total = sum(map(operator.mul, map(_ORG_CODE_VALUES.__getitem__, body8), _ORG_CODE_WEIGHTS))
+    check = 11 - total % 11
     return {10: "X", 11: "0"}.get(check, str(check))
 
 
-def _org_code_value(char: str) -> int:
-    return int(char) if char.isdigit() else ord(char) - ord("A") + 10
-
-
-_ORG_CODE_VALUES = {char: _org_code_value(char) for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
-
-
 def citizen_id_check_character(first17: str) -> str:
-    if first17.isascii() and first17.isdigit():  # the usual case: the digits' code points, less '0's
-        total = sum(map(operator.mul, first17.encode(), _ID_WEIGHTS)) - _ID_ZERO_TOTAL
-    else:
-        total = sum(map(operator.mul, map(int, first17), _ID_WEIGHTS))
+    """The ISO 7064 MOD 11-2 check character of 17 ASCII digits."""
+    if len(first17) != 17 or not _is_ascii_digits(first17):
+        raise IdentifierError("id.charset", "a citizen ID check character needs 17 ASCII digits", stage=1)
+    # The digits' code points less the '0's: ASCII digits checked above, so bytes are the code points.
+    total = sum(map(operator.mul, first17.encode(), _ID_WEIGHTS)) - _ID_ZERO_TOTAL
     return _ID_CHECK[total % 11]
 
 
+def _non_ascii_error(prefix: str, what: str, code: str, *, stage: int) -> IdentifierError | None:
+    """The charset error for the first character that is no ASCII letter or digit, if there is one."""
+    if _ASCII_ALNUM.issuperset(code):
+        return None
+    for position, char in enumerate(code, start=1):
+        if char not in _ASCII_ALNUM:
+            shown = repr(char) if char.isascii() and char.isprintable() else f"U+{ord(char):04X}"
+            return IdentifierError(
+                f"{prefix}.charset",
+                f"{what} has {shown} at position {position}; only ASCII digits and letters are allowed "
+                "(full-width forms are folded to ASCII, other scripts' digits are refused)",
+                stage=stage,
+            )
+    return None
+
+
 def validate_uscc(raw: str) -> str:
-    """Return the normalised code, or raise :class:`IdentifierError` naming the rule."""
+    """Return the canonical code, or raise :class:`IdentifierError` naming the rule."""
     code = normalise(raw)
+    charset = _non_ascii_error("uscc", "unified social credit code", code, stage=1)
+    if charset is not None:
+        raise charset
     if len(code) != 18:
         raise IdentifierError(
             "uscc.length", f"unified social credit code must have 18 characters, got {len(code)}", stage=0
         )
     if not _USCC_VALUES.keys() >= set(code):
-        raise _charset_error(code)
+        raise _forbidden_letter_error(code)
     authority = REGISTRATION_AUTHORITIES.get(code[0])
     if authority is None:
         raise IdentifierError(
@@ -158,7 +215,7 @@ def validate_uscc(raw: str) -> str:
             f"{code[0]!r} ({authority_name}); allowed: {', '.join(sorted(types))}",
             stage=2,
         )
-    if not code[2:8].isdigit():
+    if not _is_ascii_digits(code[2:8]):
         raise IdentifierError(
             "uscc.division_code",
             f"positions 3-8 must be a 6-digit administrative division code, got {code[2:8]!r}",
@@ -185,40 +242,61 @@ def validate_uscc(raw: str) -> str:
     return code
 
 
-def _charset_error(code: str) -> IdentifierError:
-    """The first character a credit code may not contain, named with its position."""
+def _forbidden_letter_error(code: str) -> IdentifierError:
+    """The first ASCII letter a credit code may not contain, named with its position."""
     for position, char in enumerate(code, start=1):
-        if char in _FORBIDDEN_LETTERS:
+        if char not in _USCC_VALUES:
             return IdentifierError(
                 "uscc.forbidden_letter",
                 f"unified social credit code has the letter {char!r} at position {position}; "
                 "GB 32100-2015 never uses I, O, S, V or Z",
                 stage=1,
             )
-        if char not in _USCC_VALUES:
-            return IdentifierError(
-                "uscc.charset",
-                f"unified social credit code has {char!r} at position {position}; "
-                "only digits and upper-case letters are allowed",
-                stage=1,
-            )
-    raise AssertionError("called for a code with a bad character")
+    raise AssertionError("called for a code without a forbidden letter")
+
+
+def convert_first_generation(raw: str) -> str:
+    """A 15-digit first-generation citizen ID converted to 18 digits per GB 11643-1999.
+
+    The century ``19`` is inserted before the two-digit birth year and the check character
+    appended. The gateway never does this by itself (see ``id.first_generation``): a caller that
+    converts states so by sending the converted number.
+    """
+    number = normalise(raw)
+    if len(number) != 15 or not _is_ascii_digits(number):
+        raise IdentifierError("id.first_generation", "a first-generation citizen ID has 15 ASCII digits")
+    first17 = number[:6] + "19" + number[6:]
+    return first17 + citizen_id_check_character(first17)
 
 
 def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:
-    """Return the normalised number, or raise :class:`IdentifierError` naming the rule."""
+    """Return the canonical number, or raise :class:`IdentifierError` naming the rule."""
     number = normalise(raw)
-    if len(number) != 18:
-        hint = " (15-digit numbers from before 1999 must be converted)" if len(number) == 15 else ""
+    charset = _non_ascii_error("id", "citizen identity number", number, stage=1)
+    if charset is not None:
+        # A string of digits with a foreign character in it looks like an ID number, not a credit code.
+        body = number[:-1] if number.endswith("X") else number
+        charset.stage = 2 if _ASCII_DIGITS.issuperset(c for c in body if c.isascii()) else 1
+        raise charset
+    if len(number) == 15 and _is_ascii_digits(number):
         raise IdentifierError(
-            "id.length", f"citizen identity number must have 18 characters, got {len(number)}{hint}", stage=0
+            "id.first_generation",
+            "15-digit first-generation citizen identity numbers are not checked: convert it to the "
+            "18-digit number (GB 11643-1999) and check that",
+            stage=3,
         )
-    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    if len(number) != 18:
+        raise IdentifierError(
+            "id.length", f"citizen identity number must have 18 characters, got {len(number)}", stage=0
+        )
+    if not _is_ascii_digits(number[:17]) or not (number[17] in _ASCII_DIGITS or number[17] == "X"):
         raise IdentifierError(
             "id.charset",
             "citizen identity number must be 17 digits followed by a digit or X",
             stage=1,
         )
+    expected = citizen_id_check_character(number[:17])
+    checksummed = number[17] == expected
     if number[:2] not in PROVINCE_PREFIXES:
         raise IdentifierError(
             "id.region_code",
@@ -227,19 +305,20 @@ def validate_citizen_id(raw: str, *, today: _dt.date | None = None) -> str:
         )
     birth = number[6:14]
     try:
-        born = _dt.date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
+        born = _dt.date(_digits_value(birth[:4]), _digits_value(birth[4:6]), _digits_value(birth[6:8]))
     except ValueError:
         raise IdentifierError(
-            "id.birth_date", f"birth date {birth} is not a calendar date", stage=3
+            "id.birth_date",
+            f"birth date {birth} is not a calendar date",
+            stage=_STAGE_CHECKSUMMED_ID if checksummed else 3,
         ) from None
     # A known region and a calendar date make the string look more like a citizen ID than a
     # credit code: from here on, its errors outrank a credit code's checksum errors.
     if born > (today or _dt.date.today()):
-        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is in the future", stage=5)
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is in the future", stage=6)
     if born.year < _EARLIEST_BIRTH_YEAR:
-        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is impossibly early", stage=5)
-    expected = citizen_id_check_character(number[:17])
-    if number[17] != expected:
+        raise IdentifierError("id.birth_date", f"birth date {born.isoformat()} is impossibly early", stage=6)
+    if not checksummed:
         raise IdentifierError(
             "id.check_character",
             f"check character (position 18) should be {expected!r}, got {number[17]!r}",
@@ -262,7 +341,7 @@ def validate_subject(
     """
     if not isinstance(raw, str):
         raise IdentifierError("subject.type", f"subject must be a string, got {type(raw).__name__}")
-    if not raw.strip():
+    if not normalise(raw):
         raise IdentifierError("subject.empty", "subject is empty")
     if kind is SubjectKind.ORGANIZATION:
         return _as_organization(raw, legacy_codes)

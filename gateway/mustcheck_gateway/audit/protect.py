@@ -1,8 +1,10 @@
 """Protecting a subject identifier: a keyed hash for search and AES-256-GCM for authorised reveal.
 
-The hash is HMAC-SHA256 over the normalised identifier (NFKC, trimmed, upper case, so ``…002x`` and
-``…002X`` match); the ciphertext keeps the identifier exactly as given. The ciphertext is bound (as
-associated data) to the key ids and the hash, so it cannot be moved to a record about someone else.
+The hash is HMAC-SHA256 over the identifier's canonical form (:func:`mustcheck.identifiers.normalise`,
+the one normalisation of every path: full-width folded, trimmed, upper case), so ``…002x``, ``…002X``
+and ``１１…００２Ｘ`` match, while other scripts' digits stay distinct, as the lookup refuses them.
+The ciphertext keeps the identifier exactly as given. It is bound (as associated data) to the key ids
+and the hash, so it cannot be moved to a record about someone else.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import base64
 import hashlib
 import hmac
 import secrets
-import unicodedata
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mustcheck.identifiers import normalise
 
 from .errors import AuditIntegrityError
 from .keys import KeyKind, KeyRing
@@ -25,7 +28,8 @@ _AAD_PREFIX = "mustcheck.audit.subject.v1"
 
 
 def normalise_subject(subject: str) -> str:
-    return unicodedata.normalize("NFKC", subject).strip().upper()
+    """The canonical form the lookup uses (R1): one function for every path."""
+    return normalise(subject)
 
 
 def subject_hash(key: bytes, subject: str) -> str:

@@ -60,6 +60,9 @@ def canonical_json(value: Any) -> str:
 CHECK_KINDS = frozenset({"check", "batch_item"})
 
 
+_SHORTEST_IDENTIFIER = 15  # a first-generation citizen ID number
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
     """One thing to log, as the gateway knows it (``subject`` is the raw identifier, or None).
@@ -97,9 +100,17 @@ class AuditEvent:
             raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
         object.__setattr__(self, "detail_json", detail_text)
         needle = (self.subject or "").strip()
-        if needle:
+        # Only what could be an identifier (15 to 18 characters) is looked for: a short hostile subject
+        # such as "r" is in other text by chance, not by a leak. The reason is a rule name the gateway
+        # chose (``uscc.organization_code_check``), never the subject.
+        if len(needle) >= _SHORTEST_IDENTIFIER:
+            scanned = (
+                detail_text
+                if "reason" not in self.detail
+                else canonical_json({key: value for key, value in self.detail.items() if key != "reason"})
+            )
             for name, text in (
-                ("detail", detail_text),
+                ("detail", scanned),
                 ("purpose", self.purpose),
                 ("authorization_ref", self.authorization_ref),
             ):

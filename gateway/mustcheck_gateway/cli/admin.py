@@ -12,7 +12,7 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
 from ..auth.model import ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
-from .common import EXIT_OK, Subparsers, print_json
+from .common import EXIT_OK, Subparsers, print_json, shown_date
 from .rpc import CallOptions, as_dict, stub_command
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
@@ -202,8 +202,16 @@ def _print_grant(options: argparse.Namespace, grant: pb.Grant) -> int:
         print(f"rate            {grant.rate_per_second:g}/s, burst {grant.burst}")
         print(f"person quota    {grant.daily_person_quota} a day")
         if grant.HasField("valid_from") or grant.HasField("valid_until"):
-            since = grant.valid_from.ToDatetime().date() if grant.HasField("valid_from") else "(open)"
-            until = grant.valid_until.ToDatetime().date() if grant.HasField("valid_until") else "(open)"
+            since = (
+                shown_date(grant.valid_from.ToDatetime(tzinfo=dt.UTC))
+                if grant.HasField("valid_from")
+                else "(open)"
+            )
+            until = (
+                shown_date(grant.valid_until.ToDatetime(tzinfo=dt.UTC))
+                if grant.HasField("valid_until")
+                else "(open)"
+            )
             print(f"valid           {since} to {until}")
     return EXIT_OK
 
@@ -262,7 +270,7 @@ def _print_token(options: argparse.Namespace, token: pb.TokenInfo) -> int:
         state = "active" if token.active else ("revoked" if token.HasField("revoked_at") else "expired")
         print(
             f"{token.token_id:14} {token.caller_id:20} {state:8} "
-            f"expires {token.expires_at.ToDatetime().date()} {token.label}"
+            f"expires {shown_date(token.expires_at.ToDatetime(tzinfo=dt.UTC))} {token.label}"
         )
     return EXIT_OK
 

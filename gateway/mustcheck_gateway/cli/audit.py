@@ -17,6 +17,7 @@ from typing import Any
 
 from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
+from mustcheck.identifiers import normalise
 
 from ..audit import (
     DEFAULT_FILE_NAME,
@@ -31,7 +32,16 @@ from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
 from ..report import CoverageRow, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
-from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_gateway_option, fail, print_json
+from .common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subparsers,
+    add_gateway_option,
+    fail,
+    print_json,
+    shown_instant,
+)
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
@@ -234,7 +244,7 @@ def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
         matter=options.matter,
         outcome=options.outcome,
         kind=options.kind,
-        subject=options.subject,
+        subject=normalise(options.subject) if options.subject else "",
         limit=getattr(options, "limit", 0),
     )
     _set_period(query, options)
@@ -316,7 +326,8 @@ def run_heads(options: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(
-                f"{row['replica']}  through record {row['seq']}  signed {row['signed_at']}  ({row['key_id']})"
+                f"{row['replica']}  through record {row['seq']}  "
+                f"signed {shown_instant(str(row['signed_at']))}  ({row['key_id']})"
             )
         print(f"{len(rows)} audit chain(s): verify each gateway's data directory with --store")
     return EXIT_OK
@@ -368,7 +379,7 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
             at = (
                 record.at.ToDatetime(tzinfo=dt.UTC)
                 .astimezone(CHINA_STANDARD_TIME)
-                .isoformat(timespec="seconds")
+                .strftime("%Y-%m-%d %H:%M:%S CST")
             )
             print(
                 f"{record.seq:>8}  {at}  {record.kind}  {record.caller_id or '-'}  "

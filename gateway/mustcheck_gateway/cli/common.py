@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -123,6 +124,8 @@ def result_as_json(result: CheckResult) -> dict[str, Any]:
         "memberships": [_membership_json(m) for m in result.memberships],
         "measures": [_measure_json(m) for m in result.measures],
         "green_channel": result.green_channel,
+        "green_channel_reason": result.green_channel_reason or None,
+        "data_complete_since": result.data_complete_since.isoformat() if result.data_complete_since else None,
         "human_review_required": result.human_review_required,
         "review_notice": result.review_notice,
         "legacy_code": result.legacy_code,
@@ -143,6 +146,7 @@ def _membership_json(membership: Membership) -> dict[str, Any]:
         "in_force": membership.in_force,
         "severity": membership.severity,
         "decision_document": membership.decision_document,
+        "decision_date": membership.decision_date.isoformat(),
         "effective_from": membership.effective_from.isoformat(),
         "punish_until": membership.punish_until.isoformat(),
         "display_until": membership.display_until.isoformat(),
@@ -177,16 +181,58 @@ _OUTCOME_LABEL = {
     "incentives": "incentives apply (守信激励)",
     "restrictions": "restrictions apply (失信惩戒)",
     "under_objection": "under objection — measures suspended (异议处理中)",
+    "listed_no_measures": "listed — no measure for this matter that your department implements (无适用措施)",
 }
+# Shown instead of "no record" when entries are displayed that no longer count.
+_NOTHING_IN_FORCE = "nothing in force — the entries below no longer count (无生效记录)"
+_GREEN_CHANNEL_REASON = {
+    "bad_record": "no — a bad record in the last three years",
+    "data.not_attested": "no — the store attests no complete list data, so absence proves nothing (R6)",
+    "data.too_short": "no — the list data is complete for less than three years (R6)",
+}
+CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def shown_time(instant: dt.datetime) -> str:
+    """An instant for people: China Standard Time, the zone stated."""
+    return instant.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S CST (UTC+08:00)")
+
+
+def shown_date(instant: dt.datetime) -> str:
+    """A day for people: the China Standard Time date, the zone stated."""
+    return instant.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d CST")
+
+
+def shown_instant(text: str) -> str:
+    """An ISO 8601 instant (with offset) from the gateway, for people; left as it is if it is none."""
+    try:
+        instant = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return shown_time(instant) if instant.tzinfo is not None else text
+
+
+def _green_channel_line(result: CheckResult) -> str:
+    if result.green_channel:
+        since = (
+            f" (list data complete since {shown_date(result.data_complete_since)})"
+            if (result.data_complete_since)
+            else ""
+        )
+        return f"green channel yes — no bad record for three years (33号 §4){since}"
+    return "green channel " + _GREEN_CHANNEL_REASON.get(result.green_channel_reason, "no")
 
 
 def render_result(result: CheckResult) -> str:
+    outcome = _OUTCOME_LABEL[result.outcome.value]
+    if result.outcome.value == "no_record" and result.memberships:
+        outcome = _NOTHING_IN_FORCE
     lines = [
         f"subject      {result.subject}  {result.subject_name}  ({result.subject_kind.value})"
         + ("  [legacy code]" if result.legacy_code else ""),
         f"matter       {result.matter}",
-        f"outcome      {_OUTCOME_LABEL[result.outcome.value]}",
-        f"green channel {'yes — no bad record for three years (33号 §4)' if result.green_channel else 'no'}",
+        f"outcome      {outcome}",
+        _green_channel_line(result),
     ]
     for membership in result.memberships:
         if membership.in_force:
@@ -200,15 +246,15 @@ def render_result(result: CheckResult) -> str:
             link = membership.via
             via = f"  via {link.organization_name} {link.organization_code} ({link.role})"
         lines.append(
-            f"  {membership.list.value:5} {membership.memorandum_title}  [{state}; until "
-            f"{membership.punish_until.date().isoformat()}]{via}"
+            f"  {membership.list.value:5} {membership.memorandum_title}  [{state}; decided "
+            f"{shown_date(membership.decision_date)}, until {shown_date(membership.punish_until)}]{via}"
         )
     for measure in result.measures:
         tag = "mandatory  " if measure.mandatory else "recommended"
         lines.append(f"  - {tag} {measure.id}: {measure.text}  ({measure.legal_basis})")
     if result.human_review_required:
         lines.append(f"  ! {result.review_notice}")
-    lines.append(f"data version {result.data_version}, checked at {result.checked_at.isoformat()}")
+    lines.append(f"data version {result.data_version}, checked at {shown_time(result.checked_at)}")
     if result.receipt is not None:
         lines.append(f"receipt      {result.receipt.receipt_id} (audit record {result.receipt.audit_seq})")
     return "\n".join(lines)

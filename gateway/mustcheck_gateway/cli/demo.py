@@ -33,6 +33,10 @@ from .common import (
 )
 from .rpc import CallOptions
 
+# The demo data's decisions go back less than ten years; it is complete since then (R6).
+DEMO_COMPLETE_YEARS = 10
+CST = dt.timezone(dt.timedelta(hours=8))
+
 DEMO_MARKER = ".mustcheck-demo"
 DEMO_TOKEN_FILE = "demo.token"
 DEMO_CALLER = "demo"
@@ -111,6 +115,13 @@ def run(options: argparse.Namespace) -> int:
     try:
         rows = generate_rows(options.subjects, DEMO_SEED, today, gateway.policy)
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
+        # The demo data is a complete (synthetic) snapshot of the lists: it attests its years (R6).
+        version = gateway.store.set_data_complete_since(
+            dt.datetime(today.year - DEMO_COMPLETE_YEARS, 1, 1, tzinfo=CST),
+            actor="demo",
+            how="import",
+            at=dt.datetime.now(dt.UTC),
+        )
         host = options.listen.rsplit(":", 1)[0]
         address = f"{host}:{gateway.port}"
         token_file = options.data_dir / DEMO_TOKEN_FILE
@@ -243,7 +254,7 @@ def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
         try:
             result = client.check(subject, matter, purpose="demo tour", authorization_ref="DEMO-AUTH-0001")
         except InvalidSubject as error:
-            print(f"    rejected: {error.message}  (rule {error.rule})\n")
+            print(f"    rejected: {error.message}\n")
             continue
         except MustCheckError as error:
             print(f"    error: {error.message}\n")

@@ -17,8 +17,9 @@ import grpc
 
 from mustcheck._generated.v1 import lists_pb2 as pb
 from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
+from mustcheck.identifiers import normalise
 
-from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json
+from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_instant
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
 from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
 
@@ -46,6 +47,13 @@ def register(commands: Subparsers) -> None:
         "--skip-invalid", action="store_true", help="apply the valid rows and write the bad ones to --rejects"
     )
     imports.add_argument("--rejects", type=Path, metavar="FILE", help="where --skip-invalid writes bad rows")
+    imports.add_argument(
+        "--complete-since",
+        default="",
+        metavar="DATE",
+        help="the file is a complete snapshot of the list data since DATE (YYYY-MM-DD, CST): once applied, "
+        "the store's data is complete since then (R6, green channel)",
+    )
     imports.add_argument(
         "--timeout",
         type=float,
@@ -89,6 +97,25 @@ def register(commands: Subparsers) -> None:
     legacy = _command(actions, "allow-legacy", "admit a pilot-era code that fails its checksum (R1)", _legacy)
     legacy.add_argument("code", metavar="CODE")
     legacy.add_argument("--reason", required=True)
+    withdraw = _command(
+        actions, "disallow-legacy", "withdraw a legacy code admitted with allow-legacy (R1)", _disallow
+    )
+    withdraw.add_argument("code", metavar="CODE")
+    withdraw.add_argument("--reason", required=True)
+
+    complete = _command(
+        actions,
+        "data-complete-since",
+        "record (or, without DATE, show) since when the list data is complete (R6, green channel)",
+        _complete_since,
+    )
+    complete.add_argument(
+        "date", nargs="?", default="", metavar="DATE", help="YYYY-MM-DD (00:00 CST) or an ISO 8601 instant"
+    )
+    complete.add_argument(
+        "--reason", default="", help="why the data is complete since then (required with DATE)"
+    )
+    complete.add_argument("--json", action="store_true")
 
     export = _command(actions, "export", "export the entries in force, persons masked", _export)
     export.add_argument("--list", choices=["red", "black"])
@@ -173,6 +200,7 @@ class _Chunks:
                 source=self.options.source or self.options.file.stem,
                 skip_invalid=self.options.skip_invalid,
                 file_name=self.options.file.name,
+                complete_since=self.options.complete_since,
             )
         )
         try:
@@ -262,7 +290,7 @@ def _revoke(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: 
 
 
 def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
-    response = lists.History(pb.SubjectRef(subject=options.subject), **call)
+    response = lists.History(pb.SubjectRef(subject=normalise(options.subject)), **call)
     if options.json:
         print_json([as_dict(item) for item in response.items])
         return EXIT_OK
@@ -270,15 +298,48 @@ def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call:
         print("no entries")
     for item in response.items:
         print(
-            f"v{item.data_version:<8} {item.changed_at[:19]}  {item.entry_id}  {item.memorandum:32} "
-            f"{item.status:16} {item.action} by {item.actor}"
+            f"v{item.data_version:<8} {shown_instant(item.changed_at)}  {item.entry_id}  "
+            f"{item.memorandum:32} {item.status:16} {item.action} by {item.actor}"
         )
     return EXIT_OK
 
 
 def _legacy(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
-    response = lists.AllowLegacy(pb.LegacyCode(code=options.code, reason=options.reason), **call)
+    response = lists.AllowLegacy(pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call)
+    if not response.changed:
+        print(f"{response.code} was already admitted as a legacy code: nothing changed")
+        return EXIT_OK
     print(f"{response.code} admitted as a legacy code (data version {response.data_version})")
+    return EXIT_OK
+
+
+def _disallow(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    response = lists.DisallowLegacy(
+        pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call
+    )
+    if not response.changed:
+        print(f"{response.code} was not admitted by allow-legacy: nothing changed")
+        return EXIT_OK
+    print(f"{response.code} withdrawn from the legacy codes (data version {response.data_version})")
+    return EXIT_OK
+
+
+def _complete_since(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
+    if options.date and not options.reason.strip():
+        return fail("say why the list data is complete since then (--reason)", EXIT_INVALID)
+    response = lists.SetDataCompleteness(
+        pb.DataCompleteness(complete_since=options.date, reason=options.reason), **call
+    )
+    if options.json:
+        print_json(as_dict(response))
+    elif not response.complete_since:
+        print("the store attests no complete list data: nobody is green-channel eligible (R6)")
+    else:
+        print(
+            f"list data complete since {shown_instant(response.complete_since)} "
+            f"(set by {response.set_by} at {shown_instant(response.set_at)}; "
+            f"data version {response.data_version})"
+        )
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from .common import (
     connection_from,
     fail,
     print_json,
+    shown_time,
 )
 from .rpc import exit_code_for
 
@@ -95,7 +96,7 @@ def run_verify(options: argparse.Namespace) -> int:
         print(
             f"valid: receipt {receipt.receipt_id} — caller {receipt.caller}, matter {receipt.matter}, "
             f"outcome {receipt.outcome}, data version {receipt.data_version}, "
-            f"issued {receipt.issued_at.isoformat()}, audit record {receipt.audit_seq}, key {receipt.key_id}"
+            f"issued {shown_time(receipt.issued_at)}, audit record {receipt.audit_seq}, key {receipt.key_id}"
         )
     return EXIT_OK
 

@@ -99,6 +99,20 @@ class Lookup:
     data_version: int
     own: list[ListEntry]
     linked: list[ListEntry]
+    # Since when the store attests complete list data at this version (R6); None: not attested.
+    complete_since: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    """Since when the store holds complete list data (R6), and who said so (see ``completeness``)."""
+
+    complete_since: dt.datetime
+    set_by: str
+    set_at: dt.datetime
+    # "admin" (set by an administrator) or "import" (a complete snapshot was imported).
+    how: str
+    data_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +225,18 @@ class ListStore(Protocol):
     def feedback_check_seqs(self) -> set[int]: ...
 
     def allow_legacy_code(self, code: str, reason: str, *, actor: str, at: dt.datetime) -> int: ...
+
+    def disallow_legacy_code(self, code: str, *, actor: str, at: dt.datetime) -> int | None:
+        """Withdraw an admitted code; the new data version, or ``None`` if it was not admitted."""
+        ...
+
+    def data_completeness(self, as_of_version: int | None = None) -> Completeness | None:
+        """The "data complete since" setting in force (at ``as_of_version``); ``None``: none (R6)."""
+        ...
+
+    def set_data_complete_since(self, since: dt.datetime, *, actor: str, how: str, at: dt.datetime) -> int:
+        """Record since when the list data is complete; every answer's green channel may change."""
+        ...
 
     def history(self, entry_id: str) -> Sequence[HistoryRecord]:
         """Every state the entry has been in, oldest first."""

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import completeness
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -167,6 +169,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 published_at TEXT NOT NULL
             )""",
         ),
+    ),
+    Migration(
+        7,
+        "since when the list data is complete, so that the green channel is granted only on evidence (R6)",
+        (completeness.CREATE_TABLE,),
     ),
 )
 

@@ -26,10 +26,11 @@ from ..auth.codec import (
 )
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
-from . import audit_heads
+from . import audit_heads, completeness
 from .base import (
     AuditHead,
     AuthData,
+    Completeness,
     EncodedEntry,
     EntryNotFound,
     EntryStatus,
@@ -135,10 +136,12 @@ class PostgresStore:
 
     def lookup(self, subject_code: str, *, person: bool) -> Lookup:
         with self._db.snapshot() as connection:
+            version = _data_version(connection)
             return Lookup(
-                data_version=_data_version(connection),
+                data_version=version,
                 own=_entries(connection, "WHERE subject_code = %s ORDER BY entry_id", (subject_code,)),
                 linked=_entries_naming(connection, subject_code) if person else [],
+                complete_since=_complete_since(connection, version),
             )
 
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
@@ -158,7 +161,24 @@ class PostgresStore:
                 if person
                 else []
             )
-            return Lookup(data_version=latest, own=own, linked=linked)
+            return Lookup(
+                data_version=latest,
+                own=own,
+                linked=linked,
+                complete_since=_complete_since(connection, latest),
+            )
+
+    def data_completeness(self, as_of_version: int | None = None) -> Completeness | None:
+        with self._db.snapshot() as connection:
+            version = _data_version(connection) if as_of_version is None else as_of_version
+            return _completeness(connection, version)
+
+    def set_data_complete_since(self, since: dt.datetime, *, actor: str, how: str, at: dt.datetime) -> int:
+        with self._db.write() as connection:
+            version = _bump(connection, "data_version")
+            connection.execute(completeness.insert("%s"), completeness.values(version, since, actor, at, how))
+            _record_changes(connection, version, [EVERYTHING])
+        return self._committed(version)
 
     def data_version_at(self, instant: dt.datetime) -> int:
         """The data version in force at ``instant`` (the last change made at or before it)."""
@@ -305,6 +325,15 @@ class PostgresStore:
                 _upsert("legacy_codes", ("code", "reason", "added_by", "added_at"), "code"),
                 (code, reason, actor, format_instant(at)),
             )
+            version = _bump(connection, "data_version")
+            _record_changes(connection, version, [code])
+        return self._committed(version)
+
+    def disallow_legacy_code(self, code: str, *, actor: str, at: dt.datetime) -> int | None:
+        with self._db.write() as connection:
+            deleted = connection.execute("DELETE FROM legacy_codes WHERE code = %s", (code,)).rowcount
+            if not deleted:
+                return None
             version = _bump(connection, "data_version")
             _record_changes(connection, version, [code])
         return self._committed(version)
@@ -472,6 +501,15 @@ def _write(
     _record(connection, [(entry, action) for entry in entries], version, actor, at)
     _record_changes(connection, version, touched)
     return version
+
+
+def _completeness(connection: Connection, version: int) -> Completeness | None:
+    return completeness.from_row(connection.execute(completeness.select_latest("%s"), (version,)).fetchone())
+
+
+def _complete_since(connection: Connection, version: int) -> dt.datetime | None:
+    found = _completeness(connection, version)
+    return found.complete_since if found else None
 
 
 def _record_changes(connection: Connection, version: int, subjects: Iterable[str]) -> None:

@@ -29,10 +29,11 @@ from ..auth.codec import (
 )
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
-from . import audit_heads
+from . import audit_heads, completeness
 from .base import (
     AuditHead,
     AuthData,
+    Completeness,
     EncodedEntry,
     EntryNotFound,
     EntryStatus,
@@ -136,10 +137,12 @@ class SqliteStore:
 
     def lookup(self, subject_code: str, *, person: bool) -> Lookup:
         with consistent_read(self._connection()):
+            version = self.data_version()
             return Lookup(
-                data_version=self.data_version(),
+                data_version=version,
                 own=self.entries_for_subject(subject_code),
                 linked=self.entries_naming_person(subject_code) if person else [],
+                complete_since=self._complete_since(version),
             )
 
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
@@ -158,7 +161,25 @@ class SqliteStore:
                 if person
                 else []
             )
-            return Lookup(data_version=latest, own=own, linked=linked)
+            return Lookup(
+                data_version=latest, own=own, linked=linked, complete_since=self._complete_since(latest)
+            )
+
+    def _complete_since(self, version: int) -> dt.datetime | None:
+        found = self.data_completeness(version)
+        return found.complete_since if found else None
+
+    def data_completeness(self, as_of_version: int | None = None) -> Completeness | None:
+        version = self.data_version() if as_of_version is None else as_of_version
+        row = self._connection().execute(completeness.select_latest("?"), (version,)).fetchone()
+        return completeness.from_row(row)
+
+    def set_data_complete_since(self, since: dt.datetime, *, actor: str, how: str, at: dt.datetime) -> int:
+        with self._transaction() as connection:
+            version = self._bump(connection)
+            connection.execute(completeness.insert("?"), completeness.values(version, since, actor, at, how))
+            self._record_changes(connection, version, [EVERYTHING])
+            return version
 
     def _entries_at(self, ids_query: str, parameters: Sequence[object], data_version: int) -> list[ListEntry]:
         rows = self._connection().execute(
@@ -442,6 +463,15 @@ class SqliteStore:
                 "INSERT OR REPLACE INTO legacy_codes (code, reason, added_by, added_at) VALUES (?, ?, ?, ?)",
                 (code, reason, actor, format_instant(at)),
             )
+            version = self._bump(connection)
+            self._record_changes(connection, version, [code])
+            return version
+
+    def disallow_legacy_code(self, code: str, *, actor: str, at: dt.datetime) -> int | None:
+        with self._transaction() as connection:
+            deleted = connection.execute("DELETE FROM legacy_codes WHERE code = ?", (code,)).rowcount
+            if not deleted:
+                return None
             version = self._bump(connection)
             self._record_changes(connection, version, [code])
             return version

@@ -30,6 +30,7 @@ TABLES = (
     "subject_changes",
     "audit_heads",
     "legacy_codes",
+    "data_completeness",
     "callers",
     "grants",
     "tokens",

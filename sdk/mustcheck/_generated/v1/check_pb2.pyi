@@ -64,6 +64,10 @@ class _OutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Outcome.Value
     OUTCOME_INCENTIVES: _Outcome.ValueType  # 2
     OUTCOME_RESTRICTIONS: _Outcome.ValueType  # 3
     OUTCOME_UNDER_OBJECTION: _Outcome.ValueType  # 4
+    OUTCOME_LISTED_NO_MEASURES: _Outcome.ValueType  # 5
+    """Listed (an entry in force) but no measure for this matter's kinds that the caller's department
+    implements applies: the memberships are shown, nothing is to be applied by this caller.
+    """
 
 class Outcome(_Outcome, metaclass=_OutcomeEnumTypeWrapper): ...
 
@@ -72,6 +76,10 @@ OUTCOME_NO_RECORD: Outcome.ValueType  # 1
 OUTCOME_INCENTIVES: Outcome.ValueType  # 2
 OUTCOME_RESTRICTIONS: Outcome.ValueType  # 3
 OUTCOME_UNDER_OBJECTION: Outcome.ValueType  # 4
+OUTCOME_LISTED_NO_MEASURES: Outcome.ValueType  # 5
+"""Listed (an entry in force) but no measure for this matter's kinds that the caller's department
+implements applies: the memberships are shown, nothing is to be applied by this caller.
+"""
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
 class _ListKind:
@@ -388,6 +396,8 @@ class CheckResponse(_message.Message):
     RECEIPT_FIELD_NUMBER: _builtins.int
     FRESHNESS_TOLERANCE_S_FIELD_NUMBER: _builtins.int
     FAIL_MODE_FIELD_NUMBER: _builtins.int
+    GREEN_CHANNEL_REASON_FIELD_NUMBER: _builtins.int
+    DATA_COMPLETE_SINCE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """The subject as normalised; persons' numbers are masked."""
     subject_kind: Global___SubjectKind.ValueType
@@ -395,7 +405,9 @@ class CheckResponse(_message.Message):
     matter: _builtins.str
     outcome: Global___Outcome.ValueType
     green_channel: _builtins.bool
-    """No bad record for three consecutive years (R6, 33号 §4)."""
+    """No bad record for three consecutive years (R6, 33号 §4), attested only where the store holds
+    three complete years of list data.
+    """
     human_review_required: _builtins.bool
     """A restriction on a natural person is advice to a human (R13)."""
     review_notice: _builtins.str
@@ -411,12 +423,20 @@ class CheckResponse(_message.Message):
     served once its data is older than this.
     """
     fail_mode: Global___FailMode.ValueType
+    green_channel_reason: _builtins.str
+    """Why green_channel is false: "data.not_attested" (the store attests no complete list data),
+    "data.too_short" (complete for less than three years) or "bad_record"; empty when eligible.
+    """
     @_builtins.property
     def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Membership]: ...
     @_builtins.property
     def measures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Measure]: ...
     @_builtins.property
     def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def data_complete_since(self) -> _timestamp_pb2.Timestamp:
+        """Since when the store holds complete list data (unset: not attested)."""
+
     def __init__(
         self,
         *,
@@ -436,10 +456,12 @@ class CheckResponse(_message.Message):
         receipt: _builtins.str = ...,
         freshness_tolerance_s: _builtins.int = ...,
         fail_mode: Global___FailMode.ValueType = ...,
+        green_channel_reason: _builtins.str = ...,
+        data_complete_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_complete_since", b"data_complete_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_version", b"data_version", "fail_mode", b"fail_mode", "freshness_tolerance_s", b"freshness_tolerance_s", "green_channel", b"green_channel", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_complete_since", b"data_complete_since", "data_version", b"data_version", "fail_mode", b"fail_mode", "freshness_tolerance_s", b"freshness_tolerance_s", "green_channel", b"green_channel", "green_channel_reason", b"green_channel_reason", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -458,11 +480,18 @@ class BatchCheckRequest(_message.Message):
     MATTER_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     AUTHORIZATION_REF_FIELD_NUMBER: _builtins.int
+    SUBJECT_KINDS_FIELD_NUMBER: _builtins.int
     matter: _builtins.str
     purpose: _builtins.str
     authorization_ref: _builtins.str
     @_builtins.property
     def subjects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def subject_kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___SubjectKind.ValueType]:
+        """Optional, one per subject (same order): the kind each subject is checked as, as
+        CheckRequest.subject_kind. Empty: every kind inferred; else exactly as many as subjects.
+        """
+
     def __init__(
         self,
         *,
@@ -470,10 +499,11 @@ class BatchCheckRequest(_message.Message):
         matter: _builtins.str = ...,
         purpose: _builtins.str = ...,
         authorization_ref: _builtins.str = ...,
+        subject_kinds: _abc.Iterable[Global___SubjectKind.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "subjects", b"subjects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "subject_kinds", b"subject_kinds", "subjects", b"subjects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/lists.proto\x12\x0cmustcheck.v1\"G\n\x0cImportHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cskip_invalid\x18\x02 \x01(\x08\x12\x11\n\tfile_name\x18\x03 \x01(\t\"\x8c\x01\n\x0bImportChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mustcheck.v1.ImportHeaderH\x00\x12\x0e\n\x04rows\x18\x02 \x01(\x0cH\x00\x12\r\n\x03\x65nd\x18\x03 \x01(\x08H\x00\x12(\n\x05lines\x18\x04 \x01(\x0b\x32\x17.mustcheck.v1.JsonLinesH\x00\x42\x06\n\x04part\"-\n\tJsonLines\x12\x12\n\nfirst_line\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\x0c\"*\n\nRowProblem\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb7\x01\n\x0cImportReport\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\x10\n\x08inserted\x18\x02 \x01(\x03\x12\x0f\n\x07updated\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x07 \x01(\x03\x12*\n\x08problems\x18\x08 \x03(\x0b\x32\x18.mustcheck.v1.RowProblem\"\x1c\n\x08\x45ntryRow\x12\x10\n\x08row_json\x18\x01 \x01(\t\"G\n\x08\x45ntryRef\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x03 \x01(\t\"B\n\x0b\x45ntryAction\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.mustcheck.v1.EntryRef\x12\x0c\n\x04note\x18\x02 \x01(\t\"v\n\x13ObjectionResolution\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.mustcheck.v1.EntryRef\x12\x12\n\nresolution\x18\x02 \x01(\t\x12\x16\n\x0e\x63orrected_json\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"E\n\x0b\x45ntryChange\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x03 \x01(\x03\"\x1d\n\nSubjectRef\x12\x0f\n\x07subject\x18\x01 \x01(\t\"\xa7\x01\n\x0bHistoryItem\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x12\n\nchanged_at\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x12\n\nmemorandum\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\";\n\x0fHistoryResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.mustcheck.v1.HistoryItem\"*\n\nLegacyCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"8\n\x12LegacyCodeResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"A\n\x12\x45xportListsRequest\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"\x1a\n\nListsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t2\xc2\x05\n\x0cListsService\x12\x41\n\x06Import\x12\x19.mustcheck.v1.ImportChunk\x1a\x1a.mustcheck.v1.ImportReport(\x01\x12=\n\x08\x41\x64\x64\x45ntry\x12\x16.mustcheck.v1.EntryRow\x1a\x19.mustcheck.v1.EntryChange\x12@\n\x0bUpdateEntry\x12\x16.mustcheck.v1.EntryRow\x1a\x19.mustcheck.v1.EntryChange\x12\x45\n\rOpenObjection\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12P\n\x10ResolveObjection\x12!.mustcheck.v1.ObjectionResolution\x1a\x19.mustcheck.v1.EntryChange\x12>\n\x06Repair\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12>\n\x06Revoke\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12\x42\n\x07History\x12\x18.mustcheck.v1.SubjectRef\x1a\x1d.mustcheck.v1.HistoryResponse\x12I\n\x0b\x41llowLegacy\x12\x18.mustcheck.v1.LegacyCode\x1a .mustcheck.v1.LegacyCodeResponse\x12\x46\n\x06\x45xport\x12 .mustcheck.v1.ExportListsRequest\x1a\x18.mustcheck.v1.ListsChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/lists.proto\x12\x0cmustcheck.v1\"_\n\x0cImportHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cskip_invalid\x18\x02 \x01(\x08\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x16\n\x0e\x63omplete_since\x18\x04 \x01(\t\"\x8c\x01\n\x0bImportChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mustcheck.v1.ImportHeaderH\x00\x12\x0e\n\x04rows\x18\x02 \x01(\x0cH\x00\x12\r\n\x03\x65nd\x18\x03 \x01(\x08H\x00\x12(\n\x05lines\x18\x04 \x01(\x0b\x32\x17.mustcheck.v1.JsonLinesH\x00\x42\x06\n\x04part\"-\n\tJsonLines\x12\x12\n\nfirst_line\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\x0c\"*\n\nRowProblem\x12\x0c\n\x04line\x18\x01 \x01(\x03\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb7\x01\n\x0cImportReport\x12\x0c\n\x04rows\x18\x01 \x01(\x03\x12\x10\n\x08inserted\x18\x02 \x01(\x03\x12\x0f\n\x07updated\x18\x03 \x01(\x03\x12\x11\n\tunchanged\x18\x04 \x01(\x03\x12\x10\n\x08rejected\x18\x05 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x06 \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x07 \x01(\x03\x12*\n\x08problems\x18\x08 \x03(\x0b\x32\x18.mustcheck.v1.RowProblem\"\x1c\n\x08\x45ntryRow\x12\x10\n\x08row_json\x18\x01 \x01(\t\"G\n\x08\x45ntryRef\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x03 \x01(\t\"B\n\x0b\x45ntryAction\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.mustcheck.v1.EntryRef\x12\x0c\n\x04note\x18\x02 \x01(\t\"v\n\x13ObjectionResolution\x12%\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x16.mustcheck.v1.EntryRef\x12\x12\n\nresolution\x18\x02 \x01(\t\x12\x16\n\x0e\x63orrected_json\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"E\n\x0b\x45ntryChange\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x03 \x01(\x03\"\x1d\n\nSubjectRef\x12\x0f\n\x07subject\x18\x01 \x01(\t\"\xa7\x01\n\x0bHistoryItem\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x12\n\nchanged_at\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x12\n\nmemorandum\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\";\n\x0fHistoryResponse\x12(\n\x05items\x18\x01 \x03(\x0b\x32\x19.mustcheck.v1.HistoryItem\"*\n\nLegacyCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"I\n\x12LegacyCodeResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\":\n\x10\x44\x61taCompleteness\x12\x16\n\x0e\x63omplete_since\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"h\n\x18\x44\x61taCompletenessResponse\x12\x16\n\x0e\x63omplete_since\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\x12\x0e\n\x06set_by\x18\x03 \x01(\t\x12\x0e\n\x06set_at\x18\x04 \x01(\t\"A\n\x12\x45xportListsRequest\x12\x0c\n\x04list\x18\x01 \x01(\t\x12\r\n\x05\x61s_of\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"\x1a\n\nListsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t2\xef\x06\n\x0cListsService\x12\x41\n\x06Import\x12\x19.mustcheck.v1.ImportChunk\x1a\x1a.mustcheck.v1.ImportReport(\x01\x12=\n\x08\x41\x64\x64\x45ntry\x12\x16.mustcheck.v1.EntryRow\x1a\x19.mustcheck.v1.EntryChange\x12@\n\x0bUpdateEntry\x12\x16.mustcheck.v1.EntryRow\x1a\x19.mustcheck.v1.EntryChange\x12\x45\n\rOpenObjection\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12P\n\x10ResolveObjection\x12!.mustcheck.v1.ObjectionResolution\x1a\x19.mustcheck.v1.EntryChange\x12>\n\x06Repair\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12>\n\x06Revoke\x12\x19.mustcheck.v1.EntryAction\x1a\x19.mustcheck.v1.EntryChange\x12\x42\n\x07History\x12\x18.mustcheck.v1.SubjectRef\x1a\x1d.mustcheck.v1.HistoryResponse\x12I\n\x0b\x41llowLegacy\x12\x18.mustcheck.v1.LegacyCode\x1a .mustcheck.v1.LegacyCodeResponse\x12L\n\x0e\x44isallowLegacy\x12\x18.mustcheck.v1.LegacyCode\x1a .mustcheck.v1.LegacyCodeResponse\x12]\n\x13SetDataCompleteness\x12\x1e.mustcheck.v1.DataCompleteness\x1a&.mustcheck.v1.DataCompletenessResponse\x12\x46\n\x06\x45xport\x12 .mustcheck.v1.ExportListsRequest\x1a\x18.mustcheck.v1.ListsChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,39 +32,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mustcheck.v1.lists_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMPORTHEADER']._serialized_start=42
-  _globals['_IMPORTHEADER']._serialized_end=113
-  _globals['_IMPORTCHUNK']._serialized_start=116
-  _globals['_IMPORTCHUNK']._serialized_end=256
-  _globals['_JSONLINES']._serialized_start=258
-  _globals['_JSONLINES']._serialized_end=303
-  _globals['_ROWPROBLEM']._serialized_start=305
-  _globals['_ROWPROBLEM']._serialized_end=347
-  _globals['_IMPORTREPORT']._serialized_start=350
-  _globals['_IMPORTREPORT']._serialized_end=533
-  _globals['_ENTRYROW']._serialized_start=535
-  _globals['_ENTRYROW']._serialized_end=563
-  _globals['_ENTRYREF']._serialized_start=565
-  _globals['_ENTRYREF']._serialized_end=636
-  _globals['_ENTRYACTION']._serialized_start=638
-  _globals['_ENTRYACTION']._serialized_end=704
-  _globals['_OBJECTIONRESOLUTION']._serialized_start=706
-  _globals['_OBJECTIONRESOLUTION']._serialized_end=824
-  _globals['_ENTRYCHANGE']._serialized_start=826
-  _globals['_ENTRYCHANGE']._serialized_end=895
-  _globals['_SUBJECTREF']._serialized_start=897
-  _globals['_SUBJECTREF']._serialized_end=926
-  _globals['_HISTORYITEM']._serialized_start=929
-  _globals['_HISTORYITEM']._serialized_end=1096
-  _globals['_HISTORYRESPONSE']._serialized_start=1098
-  _globals['_HISTORYRESPONSE']._serialized_end=1157
-  _globals['_LEGACYCODE']._serialized_start=1159
-  _globals['_LEGACYCODE']._serialized_end=1201
-  _globals['_LEGACYCODERESPONSE']._serialized_start=1203
-  _globals['_LEGACYCODERESPONSE']._serialized_end=1259
-  _globals['_EXPORTLISTSREQUEST']._serialized_start=1261
-  _globals['_EXPORTLISTSREQUEST']._serialized_end=1326
-  _globals['_LISTSCHUNK']._serialized_start=1328
-  _globals['_LISTSCHUNK']._serialized_end=1354
-  _globals['_LISTSSERVICE']._serialized_start=1357
-  _globals['_LISTSSERVICE']._serialized_end=2063
+  _globals['_IMPORTHEADER']._serialized_end=137
+  _globals['_IMPORTCHUNK']._serialized_start=140
+  _globals['_IMPORTCHUNK']._serialized_end=280
+  _globals['_JSONLINES']._serialized_start=282
+  _globals['_JSONLINES']._serialized_end=327
+  _globals['_ROWPROBLEM']._serialized_start=329
+  _globals['_ROWPROBLEM']._serialized_end=371
+  _globals['_IMPORTREPORT']._serialized_start=374
+  _globals['_IMPORTREPORT']._serialized_end=557
+  _globals['_ENTRYROW']._serialized_start=559
+  _globals['_ENTRYROW']._serialized_end=587
+  _globals['_ENTRYREF']._serialized_start=589
+  _globals['_ENTRYREF']._serialized_end=660
+  _globals['_ENTRYACTION']._serialized_start=662
+  _globals['_ENTRYACTION']._serialized_end=728
+  _globals['_OBJECTIONRESOLUTION']._serialized_start=730
+  _globals['_OBJECTIONRESOLUTION']._serialized_end=848
+  _globals['_ENTRYCHANGE']._serialized_start=850
+  _globals['_ENTRYCHANGE']._serialized_end=919
+  _globals['_SUBJECTREF']._serialized_start=921
+  _globals['_SUBJECTREF']._serialized_end=950
+  _globals['_HISTORYITEM']._serialized_start=953
+  _globals['_HISTORYITEM']._serialized_end=1120
+  _globals['_HISTORYRESPONSE']._serialized_start=1122
+  _globals['_HISTORYRESPONSE']._serialized_end=1181
+  _globals['_LEGACYCODE']._serialized_start=1183
+  _globals['_LEGACYCODE']._serialized_end=1225
+  _globals['_LEGACYCODERESPONSE']._serialized_start=1227
+  _globals['_LEGACYCODERESPONSE']._serialized_end=1300
+  _globals['_DATACOMPLETENESS']._serialized_start=1302
+  _globals['_DATACOMPLETENESS']._serialized_end=1360
+  _globals['_DATACOMPLETENESSRESPONSE']._serialized_start=1362
+  _globals['_DATACOMPLETENESSRESPONSE']._serialized_end=1466
+  _globals['_EXPORTLISTSREQUEST']._serialized_start=1468
+  _globals['_EXPORTLISTSREQUEST']._serialized_end=1533
+  _globals['_LISTSCHUNK']._serialized_start=1535
+  _globals['_LISTSCHUNK']._serialized_end=1561
+  _globals['_LISTSSERVICE']._serialized_start=1564
+  _globals['_LISTSSERVICE']._serialized_end=2443
 # @@protoc_insertion_point(module_scope)

@@ -33,19 +33,25 @@ class ImportHeader(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     SKIP_INVALID_FIELD_NUMBER: _builtins.int
     FILE_NAME_FIELD_NUMBER: _builtins.int
+    COMPLETE_SINCE_FIELD_NUMBER: _builtins.int
     source: _builtins.str
     skip_invalid: _builtins.bool
     file_name: _builtins.str
+    complete_since: _builtins.str
+    """The file is a complete snapshot of the list data since this date (YYYY-MM-DD or an ISO 8601
+    instant): once applied, the store's "data complete since" is set to it (R6). Empty: unchanged.
+    """
     def __init__(
         self,
         *,
         source: _builtins.str = ...,
         skip_invalid: _builtins.bool = ...,
         file_name: _builtins.str = ...,
+        complete_since: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["file_name", b"file_name", "skip_invalid", b"skip_invalid", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_since", b"complete_since", "file_name", b"file_name", "skip_invalid", b"skip_invalid", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -409,21 +415,77 @@ class LegacyCodeResponse(_message.Message):
 
     CODE_FIELD_NUMBER: _builtins.int
     DATA_VERSION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     data_version: _builtins.int
+    changed: _builtins.bool
+    """False when the allow-list already was as asked (admitted twice, withdrawn twice): nothing changed."""
     def __init__(
         self,
         *,
         code: _builtins.str = ...,
         data_version: _builtins.int = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "data_version", b"data_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "code", b"code", "data_version", b"data_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LegacyCodeResponse: _TypeAlias = LegacyCodeResponse  # noqa: Y015
+
+@_typing.final
+class DataCompleteness(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPLETE_SINCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    complete_since: _builtins.str
+    """YYYY-MM-DD (China Standard Time midnight) or an ISO 8601 instant with its offset; empty: read only."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        complete_since: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_since", b"complete_since", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataCompleteness: _TypeAlias = DataCompleteness  # noqa: Y015
+
+@_typing.final
+class DataCompletenessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPLETE_SINCE_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    complete_since: _builtins.str
+    """ISO 8601 instant with its offset; empty when the store attests no completeness."""
+    data_version: _builtins.int
+    set_by: _builtins.str
+    set_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        complete_since: _builtins.str = ...,
+        data_version: _builtins.int = ...,
+        set_by: _builtins.str = ...,
+        set_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete_since", b"complete_since", "data_version", b"data_version", "set_at", b"set_at", "set_by", b"set_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataCompletenessResponse: _TypeAlias = DataCompletenessResponse  # noqa: Y015
 
 @_typing.final
 class ExportListsRequest(_message.Message):

@@ -79,6 +79,16 @@ class ListsServiceStub:
                 request_serializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCode.SerializeToString,
                 response_deserializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.FromString,
                 _registered_method=True)
+        self.DisallowLegacy = channel.unary_unary(
+                '/mustcheck.v1.ListsService/DisallowLegacy',
+                request_serializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCode.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.FromString,
+                _registered_method=True)
+        self.SetDataCompleteness = channel.unary_unary(
+                '/mustcheck.v1.ListsService/SetDataCompleteness',
+                request_serializer=mustcheck_dot_v1_dot_lists__pb2.DataCompleteness.SerializeToString,
+                response_deserializer=mustcheck_dot_v1_dot_lists__pb2.DataCompletenessResponse.FromString,
+                _registered_method=True)
         self.Export = channel.unary_stream(
                 '/mustcheck.v1.ListsService/Export',
                 request_serializer=mustcheck_dot_v1_dot_lists__pb2.ExportListsRequest.SerializeToString,
@@ -147,6 +157,21 @@ class ListsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisallowLegacy(self, request, context):
+        """Withdraws an administrator-admitted legacy code (R1); audited like every change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDataCompleteness(self, request, context):
+        """Records since when the store holds complete list data (R6: the green channel needs three
+        complete years); audited like every change. An empty `complete_since` reads it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Export(self, request, context):
         """Entries in force, persons masked (R9), ready for publication.
         """
@@ -201,6 +226,16 @@ def add_ListsServiceServicer_to_server(servicer, server):
                     servicer.AllowLegacy,
                     request_deserializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCode.FromString,
                     response_serializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.SerializeToString,
+            ),
+            'DisallowLegacy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisallowLegacy,
+                    request_deserializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCode.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.SerializeToString,
+            ),
+            'SetDataCompleteness': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDataCompleteness,
+                    request_deserializer=mustcheck_dot_v1_dot_lists__pb2.DataCompleteness.FromString,
+                    response_serializer=mustcheck_dot_v1_dot_lists__pb2.DataCompletenessResponse.SerializeToString,
             ),
             'Export': grpc.unary_stream_rpc_method_handler(
                     servicer.Export,
@@ -451,6 +486,60 @@ class ListsService:
             '/mustcheck.v1.ListsService/AllowLegacy',
             mustcheck_dot_v1_dot_lists__pb2.LegacyCode.SerializeToString,
             mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisallowLegacy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.ListsService/DisallowLegacy',
+            mustcheck_dot_v1_dot_lists__pb2.LegacyCode.SerializeToString,
+            mustcheck_dot_v1_dot_lists__pb2.LegacyCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDataCompleteness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mustcheck.v1.ListsService/SetDataCompleteness',
+            mustcheck_dot_v1_dot_lists__pb2.DataCompleteness.SerializeToString,
+            mustcheck_dot_v1_dot_lists__pb2.DataCompletenessResponse.FromString,
             options,
             channel_credentials,
             insecure,

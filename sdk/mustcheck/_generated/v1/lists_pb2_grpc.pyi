@@ -53,6 +53,12 @@ class ListsServiceStub:
     Revoke: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]
     History: _grpc.UnaryUnaryMultiCallable[_lists_pb2.SubjectRef, _lists_pb2.HistoryResponse]
     AllowLegacy: _grpc.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]
+    DisallowLegacy: _grpc.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]
+    """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+    SetDataCompleteness: _grpc.UnaryUnaryMultiCallable[_lists_pb2.DataCompleteness, _lists_pb2.DataCompletenessResponse]
+    """Records since when the store holds complete list data (R6: the green channel needs three
+    complete years); audited like every change. An empty `complete_since` reads it.
+    """
     Export: _grpc.UnaryStreamMultiCallable[_lists_pb2.ExportListsRequest, _lists_pb2.ListsChunk]
     """Entries in force, persons masked (R9), ready for publication."""
 
@@ -73,6 +79,12 @@ class ListsServiceAsyncStub(ListsServiceStub):
     Revoke: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]  # type: ignore[assignment]
     History: _aio.UnaryUnaryMultiCallable[_lists_pb2.SubjectRef, _lists_pb2.HistoryResponse]  # type: ignore[assignment]
     AllowLegacy: _aio.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]  # type: ignore[assignment]
+    DisallowLegacy: _aio.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]  # type: ignore[assignment]
+    """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+    SetDataCompleteness: _aio.UnaryUnaryMultiCallable[_lists_pb2.DataCompleteness, _lists_pb2.DataCompletenessResponse]  # type: ignore[assignment]
+    """Records since when the store holds complete list data (R6: the green channel needs three
+    complete years); audited like every change. An empty `complete_since` reads it.
+    """
     Export: _aio.UnaryStreamMultiCallable[_lists_pb2.ExportListsRequest, _lists_pb2.ListsChunk]  # type: ignore[assignment]
     """Entries in force, persons masked (R9), ready for publication."""
 
@@ -144,6 +156,24 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lists_pb2.LegacyCode,
         context: _ServicerContext,
     ) -> _typing.Union[_lists_pb2.LegacyCodeResponse, _abc.Awaitable[_lists_pb2.LegacyCodeResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DisallowLegacy(
+        self,
+        request: _lists_pb2.LegacyCode,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lists_pb2.LegacyCodeResponse, _abc.Awaitable[_lists_pb2.LegacyCodeResponse]]:
+        """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+
+    @_abc_1.abstractmethod
+    def SetDataCompleteness(
+        self,
+        request: _lists_pb2.DataCompleteness,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lists_pb2.DataCompletenessResponse, _abc.Awaitable[_lists_pb2.DataCompletenessResponse]]:
+        """Records since when the store holds complete list data (R6: the green channel needs three
+        complete years); audited like every change. An empty `complete_since` reads it.
+        """
 
     @_abc_1.abstractmethod
     def Export(
