@@ -23,7 +23,9 @@ from .auth.access import AccessControl
 from .auth.codec import grant_fields
 from .auth.model import (
     ALL_MATTERS,
+    DEFAULT_WATCH_STREAMS,
     MATTER_KIND_PREFIX,
+    MAX_WATCH_STREAMS,
     ROLE_ADMIN,
     ROLES,
     VISIBLE_FIELDS,
@@ -72,6 +74,7 @@ def grant_message(grant: Grant | None, caller_id: str) -> pb.Grant:
         rate_per_second=grant.rate_per_second,
         burst=grant.burst,
         daily_person_quota=grant.daily_person_quota,
+        max_watch_streams=grant.max_watch_streams,
         active=True,
     )
     if grant.valid_from:
@@ -279,6 +282,11 @@ class AdminService(pb_grpc.AdminServiceServicer):
             )
         if message.daily_person_quota < 0:
             raise InvalidArgument("daily_person_quota cannot be negative", reason="grant.quota")
+        if not 0 <= message.max_watch_streams <= MAX_WATCH_STREAMS:
+            raise InvalidArgument(
+                f"max_watch_streams must be 0 (the default, {DEFAULT_WATCH_STREAMS}) to {MAX_WATCH_STREAMS}",
+                reason="grant.watch_streams",
+            )
         valid_from = _instant(message.valid_from, message.HasField("valid_from"))
         valid_until = _instant(message.valid_until, message.HasField("valid_until"))
         if valid_from and valid_until and valid_until <= valid_from:
@@ -293,6 +301,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
             rate_per_second=message.rate_per_second,
             burst=message.burst,
             daily_person_quota=message.daily_person_quota,
+            max_watch_streams=message.max_watch_streams or DEFAULT_WATCH_STREAMS,
             valid_from=valid_from,
             valid_until=valid_until,
         )

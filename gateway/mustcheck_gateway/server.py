@@ -257,7 +257,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         engine = CheckEngine(
             store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes, lookups=lookup_cache
         )
-        watch = WatchStreams(feed, access, sink, heartbeat_s=config.watch_heartbeat_s)
+        watch = WatchStreams(feed, access, sink, policy, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
         server = grpc.aio.server(interceptors=[ErrorMapping()])
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);

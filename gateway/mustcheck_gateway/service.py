@@ -177,6 +177,15 @@ def failure_outcome(error: GatewayError) -> str:
 class WatchSource(Protocol):
     def stream(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]: ...
 
+    @property
+    def instance(self) -> str:
+        """This gateway process, as its streams and answers name it (``gateway_instance``)."""
+        ...
+
+    def checked(self, caller_id: str, subject: str) -> None:
+        """A caller passed its grant for ``subject``: its streams may name the subject's changes."""
+        ...
+
 
 def _no_observer(method: str, seconds: float) -> None:
     return None
@@ -309,8 +318,12 @@ class CheckService(pb_grpc.CheckServiceServicer):
                     request.subject, SUBJECT_KIND_FROM_PROTO.get(request.subject_kind), at
                 )
                 self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+                if self.watch is not None:  # before the lookup: no change after it goes unnamed
+                    self.watch.checked(draft.caller.caller_id, subject.code)
                 answer = self.engine.answer(subject, matter, draft.caller.department, at)
             response = check_response(answer, Masker(grant.visible_fields))
+            if self.watch is not None and not replay:
+                response.gateway_instance = self.watch.instance
         except GatewayError as error:
             await self.audit.append_many(self._failure_events(draft, error), announcement=announcement)
             self._log(draft.kind, draft, error.status.name)
@@ -388,6 +401,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
             try:
                 subject = self.engine.subject(draft.subject, None, at)
                 self.access.subject(caller, grant, subject, request.authorization_ref, at)
+                if self.watch is not None:
+                    self.watch.checked(caller.caller_id, subject.code)
                 answer = self.engine.answer(subject, matter, caller.department, at, current_version=current)
             except Exception as error:
                 if not isinstance(error, _PER_ITEM_ERRORS):
@@ -409,7 +424,10 @@ class CheckService(pb_grpc.CheckServiceServicer):
             version = max(version, answer.data_version)
             answered.append((len(items), len(events)))
             events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
-            items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
+            result = check_response(answer, masker)
+            if self.watch is not None:
+                result.gateway_instance = self.watch.instance
+            items.append(pb.BatchCheckItem(index=index, result=result))
         _, receipts = await self.audit.append_receipted(
             events,
             [event_index for _, event_index in answered] if self.receipts is not None else (),

@@ -1,0 +1,62 @@
+"""Which subjects each caller checked lately: all that its ``Watch`` streams may ever name.
+
+A ``Watch`` stream itemises a change only for subjects its own caller checked (and was audited for)
+within the longest freshness tolerance of its grant's matters: the subjects whose answers the
+caller's cache can still hold. A subject is noted once the check has passed its grant and
+authorisation and before its lookup, so that a change landing between the lookup and the answer is
+never missed (every check noted here leaves its audit record, allowed or failed).
+
+The memory is the gateway process's own: an SDK client sends its checks and its stream over one
+channel, so both reach the same process. Entries older than the longest tolerance of any matter are
+dropped as new ones arrive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+
+_NEVER = float("-inf")
+
+
+class RecentChecks:
+    def __init__(self, horizon_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.horizon_s = horizon_s
+        self.clock = clock
+        # Per caller: subject -> when it was last checked, oldest first.
+        self._by_caller: dict[str, OrderedDict[str, float]] = {}
+
+    def note(self, caller_id: str, subject: str) -> None:
+        """``caller_id`` checks ``subject`` now."""
+        now = self.clock()
+        subjects = self._by_caller.get(caller_id)
+        if subjects is None:
+            subjects = self._by_caller[caller_id] = OrderedDict()
+        subjects[subject] = now
+        subjects.move_to_end(subject)
+        self._prune(subjects, now)
+
+    def select(self, caller_id: str, subjects: Collection[str], window_s: float) -> list[str]:
+        """Those of ``subjects`` that ``caller_id`` checked within the last ``window_s`` seconds."""
+        checked = self._by_caller.get(caller_id)
+        if not checked:
+            return []
+        since = self.clock() - window_s
+        if len(subjects) > len(checked):  # a large change: walk the caller's few subjects instead
+            return [subject for subject, at in checked.items() if at >= since and subject in subjects]
+        return [subject for subject in subjects if checked.get(subject, _NEVER) >= since]
+
+    def count(self, caller_id: str) -> int:
+        return len(self._by_caller.get(caller_id, ()))
+
+    def __len__(self) -> int:
+        return sum(len(subjects) for subjects in self._by_caller.values())
+
+    def _prune(self, subjects: OrderedDict[str, float], now: float) -> None:
+        oldest = now - self.horizon_s
+        while subjects:
+            first, at = next(iter(subjects.items()))
+            if at >= oldest:
+                return
+            del subjects[first]
