@@ -35,7 +35,7 @@ from .auth.model import (
 )
 from .auth.tokens import new_token, token_hash
 from .checks import Clock
-from .errors import GatewayError, InvalidArgument, NotFound
+from .errors import GatewayError, InvalidArgument, NotFound, echo
 from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
@@ -151,7 +151,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
     def _snapshot_caller(self, caller_id: str) -> Caller:
         caller = self.access.registry.snapshot().callers.get(caller_id)
         if caller is None:
-            raise NotFound(f"no caller {caller_id!r}", reason="caller.unknown")
+            raise NotFound(f"no caller {echo(caller_id)}", reason="caller.unknown")
         return caller
 
     def _applied(self) -> None:
@@ -182,19 +182,23 @@ class AdminService(pb_grpc.AdminServiceServicer):
             raise InvalidArgument("caller_id must be letters, digits, '-', '_' or '.'", reason="caller.id")
         snapshot = self.access.registry.snapshot()
         if caller_id in snapshot.callers:
-            raise InvalidArgument(f"caller {caller_id!r} already exists", reason="caller.exists")
+            raise InvalidArgument(f"caller {echo(caller_id)} already exists", reason="caller.exists")
         if request.department not in self.policy.departments:
-            raise InvalidArgument(f"unknown department {request.department!r}", reason="caller.department")
+            raise InvalidArgument(
+                f"unknown department {echo(request.department)}", reason="caller.department"
+            )
         unknown = sorted(set(request.roles) - ROLES)
         if unknown:
             raise InvalidArgument(
-                f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(ROLES))}",
+                f"unknown role(s) {', '.join(echo(role) for role in unknown[:5])}; "
+                f"known: {', '.join(sorted(ROLES))}",
                 reason="caller.roles",
             )
         identity = request.tls_identity.strip()
         if identity and identity in snapshot.by_tls_identity:
             raise InvalidArgument(
-                f"certificate identity {identity!r} already maps to a caller", reason="caller.tls_identity"
+                f"certificate identity {echo(identity)} already maps to a caller",
+                reason="caller.tls_identity",
             )
         return Caller(
             caller_id=caller_id,
@@ -256,7 +260,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
             ):
                 continue
             raise InvalidArgument(
-                f"unknown matter {matter!r}: use a catalog code, 'kind:<matter kind>' or '*'",
+                f"unknown matter {echo(matter)}: use a catalog code, 'kind:<matter kind>' or '*'",
                 reason="grant.matters",
             )
         if not message.matters:
@@ -272,7 +276,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         unknown_fields = sorted(set(message.visible_fields) - VISIBLE_FIELDS)
         if unknown_fields:
             raise InvalidArgument(
-                f"unknown visible field(s) {', '.join(unknown_fields)}; known: "
+                f"unknown visible field(s) {', '.join(echo(f) for f in unknown_fields[:5])}; known: "
                 f"{', '.join(sorted(VISIBLE_FIELDS))}",
                 reason="grant.visible_fields",
             )
@@ -348,7 +352,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         admin = await self._admin(context, "tokens.revoke", request.token_id)
         known = {token.token_id for token in self.access.registry.snapshot().tokens}
         if request.token_id not in known:
-            raise NotFound(f"no token {request.token_id!r}", reason="token.unknown")
+            raise NotFound(f"no token {echo(request.token_id)}", reason="token.unknown")
         await self._record(admin, "tokens.revoke", request.token_id, {})
         try:
             record = self.store.revoke_token(request.token_id, self.clock())

@@ -14,7 +14,7 @@ from typing import Protocol
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from . import subjects
-from .errors import InvalidArgument, UnknownMatter
+from .errors import InvalidArgument, UnknownMatter, echo
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
 from .store.base import ListStore, Lookup
@@ -75,7 +75,7 @@ class CheckEngine:
             )
         matter = self.policy.matters.get(code) or self.policy.matters.get(code.upper())
         if matter is None:
-            raise UnknownMatter(f"unknown matter {code!r}: not in the query catalog")
+            raise UnknownMatter(f"unknown matter {echo(code)}: not in the query catalog")
         return matter
 
     def subject(self, raw: str, kind: SubjectKind | None, at: dt.datetime) -> ValidSubject:

@@ -1,4 +1,9 @@
-"""One interceptor maps gateway exceptions to gRPC statuses; callers never see a stack trace."""
+"""One interceptor maps gateway exceptions to gRPC statuses; callers never see a stack trace.
+
+It also decodes requests leniently: bytes that are no well-formed message (malformed protobuf, invalid
+UTF-8 in a string field) reach the handler as a marker, which is answered INVALID_ARGUMENT with a plain
+message — never gRPC's UNKNOWN naming a parser's exception class.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,13 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 import structlog
 
-from .errors import REASON_METADATA_KEY, RETRY_AFTER_METADATA_KEY, GatewayError, ResourceExhausted
+from .errors import (
+    REASON_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    GatewayError,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from .store.base import StoreUnavailable
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -18,6 +29,46 @@ log = structlog.get_logger("mustcheck.gateway")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+class _Undecodable:
+    """Stands for a request whose bytes could not be decoded."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, answering :data:`_UNDECODABLE` instead of raising on bytes it cannot decode."""
+    if deserializer is None:
+        return None
+    decode = deserializer
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return lenient
+
+
+def _decoded(request: Any, method: str) -> Any:
+    if request is _UNDECODABLE:
+        log.warning("malformed_request", method=method)
+        raise InvalidArgument(
+            "the request could not be decoded: it is not a well-formed protobuf message of this method "
+            "(or a string field is not valid UTF-8)",
+            reason="request.malformed",
+        )
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request, method)
 
 
 async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
@@ -75,9 +126,12 @@ def _guard(handler: Handler, method: str) -> Handler:
             else grpc.stream_unary_rpc_method_handler
         )
 
+        streamed = handler.stream_unary is not None
+
         async def guarded(request: Any, context: Context) -> Any:
             try:
-                return await answer(request, context)
+                decoded = _decoded_stream(request, method) if streamed else _decoded(request, method)
+                return await answer(decoded, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
@@ -85,7 +139,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         return make(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
@@ -93,7 +147,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for item in streaming(request, context):
+                async for item in streaming(_decoded(request, method), context):
                     yield item
             except grpc.aio.AbortError:
                 raise
@@ -102,7 +156,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         return grpc.unary_stream_rpc_method_handler(
             guarded_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler
