@@ -49,6 +49,7 @@ from .lists_service import LegacyCodes, ListsService
 from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
 from .metrics import GatewayMetrics, MeteredAudit
 from .policy import PolicySet, default_policy_dir, load_policies
+from .private_files import make_private
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
 from .service import AuditSink, CheckService
@@ -222,7 +223,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     if config.admin_department not in policy.departments:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(config.data_dir)
     store = open_store(config.data_dir, url=config.store_url)
     audit: AuditLog | NoAudit = (
         AuditLog.open(
