@@ -43,6 +43,7 @@ from .bootstrap import bootstrap_admin
 from .chain_heads import HeadPublisher, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
+from .data_lock import DataDirInUse, DataDirLock
 from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
@@ -165,6 +166,7 @@ class Gateway:
     metrics: GatewayMetrics
     metrics_port: int | None = None
     heads: HeadPublisher | None = None
+    data_lock: DataDirLock | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
@@ -178,6 +180,8 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
+        if self.data_lock is not None:
+            self.data_lock.release()
         log.info("gateway_stopped", port=self.port)
 
 
@@ -224,6 +228,22 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
     make_private(config.data_dir)
+    # One gateway per data directory: taken before anything in it is opened, held until stop().
+    try:
+        data_lock = DataDirLock.acquire(config.data_dir, listen=config.listen)
+    except DataDirInUse as error:
+        raise ConfigError(str(error)) from None
+    try:
+        gateway = await _start(config, policy)
+    except BaseException:
+        data_lock.release()
+        raise
+    gateway.data_lock = data_lock
+    data_lock.describe(f"{config.listen.rsplit(':', 1)[0]}:{gateway.port}")
+    return gateway
+
+
+async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
     store = open_store(config.data_dir, url=config.store_url)
     audit: AuditLog | NoAudit = (
         AuditLog.open(
@@ -260,7 +280,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         )
         watch = WatchStreams(feed, access, sink, policy, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
-        server = grpc.aio.server(interceptors=[ErrorMapping()])
+        # One gateway per port: without SO_REUSEPORT (gRPC's default sets it) a second gateway's bind on a
+        # port in use fails, instead of the kernel silently splitting connections between the two.
+        server = grpc.aio.server(interceptors=[ErrorMapping()], options=[("grpc.so_reuseport", 0)])
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
         receipts = audit.receipts if isinstance(audit, NoAudit) else ReceiptSigner(audit.keyring)
@@ -296,8 +318,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         )
         try:
             port = _add_port(server, config)
-        except RuntimeError as error:
-            raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
+        except RuntimeError:
+            raise ConfigError(
+                f"cannot listen on {config.listen}: the address is in use (another gateway?) or not available"
+            ) from None
         await server.start()
         feed.start()
         heads = (
