@@ -281,6 +281,34 @@ def test_watch_streams_per_caller_are_bounded_by_the_grant(
     assert sorted(outcomes) == sorted([("subscribed", "OK")] * 3 + [("refused", "RESOURCE_EXHAUSTED")])
 
 
+def test_a_client_refused_its_stream_checks_without_its_cache_and_does_not_hammer(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, _ = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    token = provision(target, admin_token, "one-stream", max_watch_streams=1)
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+
+    def refusals() -> int:
+        return len(audit.query(kind="watch", caller_id="one-stream", outcome="refused", limit=100))
+
+    subject = new_uscc()
+    with (
+        Client(target, token=token, cache_size=10) as first,
+        Client(target, token=token, cache_size=10) as second,
+    ):
+        assert first.cache is not None and second.cache is not None
+        assert wait_until(lambda: first.cache.alive() or second.cache.alive())  # type: ignore[union-attr]
+        assert wait_until(lambda: refusals() >= 1), refusals()
+        assert refusals() == 1, refusals()
+        refused = second if first.cache.alive() else first
+        for _ in range(5):  # answered by the gateway every time, never from a cache it cannot keep fresh
+            assert not refused.check(subject, FAIL_CLOSED_MATTER).from_cache
+        assert refusals() == 1  # the refused client waits before asking again
+
+
 def test_the_default_stream_bound_refuses_a_flood_of_streams(
     own_gateway: tuple[GatewayThread, Gateway, str],
 ) -> None:
@@ -289,10 +317,12 @@ def test_the_default_stream_bound_refuses_a_flood_of_streams(
         stub = check_pb2_grpc.CheckServiceStub(channel)
         accepted: list[Any] = []
         codes = []
-        for _ in range(DEFAULT_WATCH_STREAMS + 3):
-            stream: Any = stub.Watch(
-                check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=auth_metadata(token)
-            )
+        # Opened all at once (each call starts when it is made), then read.
+        streams: list[Any] = [
+            stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=auth_metadata(token))
+            for _ in range(DEFAULT_WATCH_STREAMS + 3)
+        ]
+        for stream in streams:
             try:
                 next(stream)
                 accepted.append(stream)

@@ -110,12 +110,13 @@ class WatchStreams:
         except GatewayError as error:
             await self.audit.append(_event(caller, request, error.status.name, error.reason))
             raise
-        await self.audit.append(
-            _event(caller, request, "OK", "", window_s=window_s, limit=grant.max_watch_streams)
-        )
+        # The place is taken before the first await, so that streams opened at once cannot pass the bound.
         self.subscribers += 1
         self._per_caller[caller.caller_id] = self._per_caller.get(caller.caller_id, 0) + 1
         try:
+            await self.audit.append(
+                _event(caller, request, "OK", "", window_s=window_s, limit=grant.max_watch_streams)
+            )
             async for event in self._events(request, context, caller, grant):
                 yield event
         finally:
