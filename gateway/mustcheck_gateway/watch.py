@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -30,7 +30,7 @@ from .auth.model import Caller, Grant
 from .change_feed import ChangeFeed
 from .errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted
 from .policy.model import PolicySet
-from .recent_checks import RecentChecks
+from .recent_checks import RecentChecks, Selection
 from .responses import timestamp
 from .service import AuditSink
 from .store.changes import SubjectChange
@@ -174,11 +174,7 @@ class WatchStreams:
             # The store is read only once the feed has seen it move: an idle stream costs it nothing.
             changes = self.feed.store.subject_changes(after, limit=_PAGE) if seen > after else []
             for change in changes:
-                own = (
-                    ()
-                    if change.everything
-                    else self.recent.select(caller.caller_id, change.subjects, window_s)
-                )
+                own = self.recent.select(caller.caller_id, change.subjects, window_s)
                 yield _change_event(change, own, key, interval_ms, self.instance)
                 after = change.data_version
             if changes:
@@ -204,19 +200,20 @@ def _heartbeat(version: int, interval_ms: int, instance: str) -> pb.WatchEvent:
 
 
 def _change_event(
-    change: SubjectChange, own: Sequence[str], key: Any, interval_ms: int, instance: str
+    change: SubjectChange, own: Selection, key: Any, interval_ms: int, instance: str
 ) -> pb.WatchEvent:
-    """The event for ``change``, naming only ``own`` (the caller's recently checked subjects in it)."""
+    """The event for ``change``, naming only ``own`` (the caller's recently checked subjects in it), or
+    "everything" when the caller forgot subjects early that it may hold answers of."""
     event = pb.WatchEvent(
         data_version=change.data_version,
         sent_at=timestamp(dt.datetime.now(dt.UTC)),
         heartbeat_interval_ms=interval_ms,
         gateway_instance=instance,
     )
-    if change.everything:
+    if change.everything or own.unsure:
         event.everything = True
         return event
-    for subject in sorted(own):
+    for subject in sorted(own.subjects):
         digest = key.copy()
         digest.update(subject.encode())
         event.subject_hashes.append(digest.digest())
