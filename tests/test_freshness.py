@@ -24,7 +24,7 @@ import pytest
 from mustcheck import AsyncClient, CheckResult, CheckUnavailable, Client, Outcome, RetryPolicy
 from mustcheck._channel import auth_metadata
 from mustcheck._errors import GatewayUnreachable, PermissionDenied
-from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
+from mustcheck._generated.v1 import admin_pb2, check_pb2, check_pb2_grpc
 from mustcheck._retry import Attempts
 from mustcheck.identifiers import citizen_id_check_character
 from mustcheck_gateway.audit import AuditLog
@@ -36,7 +36,7 @@ from mustcheck_gateway.store.codec import encode_entry
 
 from conftest import POLICY_DIR, TEST_DEPARTMENT
 from factories import days, make_entry, new_citizen_id, new_uscc
-from provision import provision
+from provision import admin_stub, provision
 from threads import wait_until
 
 FAIL_CLOSED_MATTER = "MOF-0001"
@@ -307,6 +307,34 @@ def test_a_client_refused_its_stream_checks_without_its_cache_and_does_not_hamme
         for _ in range(5):  # answered by the gateway every time, never from a cache it cannot keep fresh
             assert not refused.check(subject, FAIL_CLOSED_MATTER).from_cache
         assert refusals() == 1  # the refused client waits before asking again
+
+
+def test_a_stream_ends_when_its_callers_grant_is_revoked(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, _ = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    token = provision(target, admin_token, "loses-grant")
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+    admin, admin_channel = admin_stub(target)
+    with grpc.insecure_channel(target) as channel, admin_channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=auth_metadata(token))
+        assert next(stream).heartbeat
+        admin.RevokeGrant(
+            admin_pb2.CallerRef(caller_id="loses-grant"), metadata=auth_metadata(admin_token), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:  # heartbeats until the gateway sees the revocation
+                pass
+    assert ended.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    records = audit.query(kind="watch", caller_id="loses-grant", limit=10)
+    assert [(r.outcome, r.status) for r in records] == [
+        ("subscribed", "OK"),
+        ("refused", "PERMISSION_DENIED"),
+    ]
 
 
 def test_the_default_stream_bound_refuses_a_flood_of_streams(

@@ -31,6 +31,7 @@ from .errors import (
     InvalidSubject,
     PermissionDenied,
     ResourceExhausted,
+    echo,
 )
 from .evaluation import Evaluation
 from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
@@ -222,7 +223,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
             existing = self.engine.store.get_feedback(caller.caller_id, feedback.approval_id)
             if existing is not None and not existing.same_report(feedback):
                 raise FailedPrecondition(
-                    f"approval {feedback.approval_id} was already reported with other content",
+                    f"approval {echo(feedback.approval_id)} was already reported with other content",
                     reason="feedback.conflict",
                 )
         except GatewayError as error:
