@@ -23,6 +23,7 @@ from mustcheck._generated.v1 import (
     lists_pb2_grpc,
 )
 from mustcheck.identifiers import citizen_id_check_character
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.csv_cells import FORMULA_STARTS
 from mustcheck_gateway.server import Gateway
 
@@ -65,8 +66,15 @@ def _assert_plain(error: grpc.RpcError) -> str:
 @pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
 @pytest.mark.parametrize("method", [CHECK, BATCH, CALLERS])
 def test_undecodable_unary_requests_get_invalid_argument(
-    target: str, token: str, method: str, garbage: bytes
+    gateway: Gateway, target: str, token: str, method: str, garbage: bytes
 ) -> None:
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+
+    def audited() -> int:
+        return len(audit.query(kind="malformed_request", caller_id="tester", limit=10_000))
+
+    before = audited()
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.RpcError) as raised:
@@ -74,6 +82,9 @@ def test_undecodable_unary_requests_get_invalid_argument(
     _assert_plain(raised.value)
     trailers: Any = raised.value.trailing_metadata() or ()
     assert ("mustcheck-reason", "request.malformed") in [(key, value) for key, value in trailers]
+    assert audited() == before + 1  # audited, with the caller its token names
+    record = audit.query(kind="malformed_request", caller_id="tester", limit=1)[0]
+    assert record.status == "INVALID_ARGUMENT" and record.detail["method"] == method
 
 
 def test_undecodable_streaming_requests_get_invalid_argument(

@@ -29,6 +29,8 @@ log = structlog.get_logger("mustcheck.gateway")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+# Told of each request that could not be decoded (the method, the call) before it is refused: the audit.
+MalformedObserver: TypeAlias = Callable[[str, Context], Awaitable[None]]
 
 
 class _Undecodable:
@@ -55,9 +57,11 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
     return lenient
 
 
-def _decoded(request: Any, method: str) -> Any:
+async def _decoded(request: Any, method: str, context: Context, observe: MalformedObserver | None) -> Any:
     if request is _UNDECODABLE:
         log.warning("malformed_request", method=method)
+        if observe is not None:
+            await observe(method, context)
         raise InvalidArgument(
             "the request could not be decoded: it is not a well-formed protobuf message of this method "
             "(or a string field is not valid UTF-8)",
@@ -66,9 +70,11 @@ def _decoded(request: Any, method: str) -> Any:
     return request
 
 
-async def _decoded_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+async def _decoded_stream(
+    requests: AsyncIterator[Any], method: str, context: Context, observe: MalformedObserver | None
+) -> AsyncIterator[Any]:
     async for request in requests:
-        yield _decoded(request, method)
+        yield await _decoded(request, method, context, observe)
 
 
 async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
@@ -96,8 +102,9 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     a server do not change), so that a call pays for no new closure and no new handler.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_malformed: MalformedObserver | None = None) -> None:
         self._guarded: dict[str, Handler] = {}
+        self._on_malformed = on_malformed
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -109,11 +116,11 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        guarded = self._guarded[method] = _guard(handler, method)
+        guarded = self._guarded[method] = _guard(handler, method, self._on_malformed)
         return guarded
 
 
-def _guard(handler: Handler, method: str) -> Handler:
+def _guard(handler: Handler, method: str, observe: MalformedObserver | None = None) -> Handler:
     """``handler`` with its exceptions mapped by :func:`_abort`."""
     if handler.unary_unary is not None or handler.stream_unary is not None:
         # One answer for one request, or for a stream of them.
@@ -130,7 +137,11 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         async def guarded(request: Any, context: Context) -> Any:
             try:
-                decoded = _decoded_stream(request, method) if streamed else _decoded(request, method)
+                decoded = (
+                    _decoded_stream(request, method, context, observe)
+                    if streamed
+                    else await _decoded(request, method, context, observe)
+                )
                 return await answer(decoded, context)
             except grpc.aio.AbortError:
                 raise
@@ -147,7 +158,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for item in streaming(_decoded(request, method), context):
+                async for item in streaming(await _decoded(request, method, context, observe), context):
                     yield item
             except grpc.aio.AbortError:
                 raise

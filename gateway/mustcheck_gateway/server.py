@@ -48,6 +48,7 @@ from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
 from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
+from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .policy import PolicySet, default_policy_dir, load_policies
 from .private_files import make_private
@@ -282,7 +283,10 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
         # One gateway per port: without SO_REUSEPORT (gRPC's default sets it) a second gateway's bind on a
         # port in use fails, instead of the kernel silently splitting connections between the two.
-        server = grpc.aio.server(interceptors=[ErrorMapping()], options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=[ErrorMapping(on_malformed=MalformedRequestAudit(access, sink))],
+            options=[("grpc.so_reuseport", 0)],
+        )
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
         receipts = audit.receipts if isinstance(audit, NoAudit) else ReceiptSigner(audit.keyring)
