@@ -6,9 +6,11 @@ in the directory is opened and released when the gateway stops; the kernel relea
 process ends, however it ends, so a crash leaves nothing to clean up.
 
 The lock identifies the *gateway*: the file says which gateway holds it (an id, the process that took
-it, the address it listens on) for the refusal message. Processes the gateway starts itself (its audit
-writer, import workers, worker processes serving the same port) run under this one lock — a descriptor
-inherited from the gateway shares its lock — and never take it again.
+it, the address it listens on) for the refusal message. Processes the gateway starts itself run under
+this one lock and never take it again: its audit writer and import workers do not inherit the
+descriptor (a writer left finishing after its gateway was killed does not keep a restart out; the audit
+log's own writer lock covers it), and worker processes serving one port would be handed the descriptor
+(``os.set_inheritable``), sharing the gateway's lock rather than taking one each.
 """
 
 from __future__ import annotations
