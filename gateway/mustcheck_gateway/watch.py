@@ -127,7 +127,7 @@ class WatchStreams:
 
     def _grant(self, caller: Caller) -> Grant:
         grant = self.access.registry.snapshot().grants.get(caller.caller_id)
-        if grant is None or not grant.valid_at(dt.datetime.now(dt.UTC)):
+        if grant is None or not grant.valid_at(self.access.authenticator.clock()):
             raise PermissionDenied(
                 f"caller {caller.caller_id} has no grant in force: Watch is for callers that check",
                 reason="watch.no_grant",
