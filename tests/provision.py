@@ -30,6 +30,7 @@ def provision(
     rate: float = 100_000.0,
     burst: int = 100_000,
     daily_person_quota: int = 1_000_000,
+    max_watch_streams: int = 0,
     grant: bool = True,
     tls_identity: str = "",
 ) -> str:
@@ -57,6 +58,7 @@ def provision(
                         rate_per_second=rate,
                         burst=burst,
                         daily_person_quota=daily_person_quota,
+                        max_watch_streams=max_watch_streams,
                     )
                 ),
                 metadata=metadata,

@@ -403,6 +403,85 @@ def test_mutual_tls_maps_the_certificate_to_a_caller(tmp_path: Path) -> None:
             client.check(new_uscc(), "MOF-0001")  # no client certificate: the handshake fails
 
 
+def _tls_caller(target: str, tls: TLSConfig, admin_token: str, caller_id: str, tls_identity: str = "") -> str:
+    """Create a caller granted every matter over a mutual-TLS channel; return a token for it."""
+    from mustcheck._generated.v1 import admin_pb2_grpc
+
+    metadata = auth_metadata(admin_token)
+    with grpc.secure_channel(target, tls.credentials()) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        admin.CreateCaller(
+            admin_pb2.CreateCallerRequest(
+                caller_id=caller_id, department="approval", tls_identity=tls_identity
+            ),
+            metadata=metadata,
+            timeout=5,
+        )
+        admin.SetGrant(
+            admin_pb2.SetGrantRequest(
+                grant=admin_pb2.Grant(
+                    caller_id=caller_id,
+                    matters=["*"],
+                    subject_kinds=["organization"],
+                    rate_per_second=100,
+                    burst=100,
+                )
+            ),
+            metadata=metadata,
+            timeout=5,
+        )
+        issued = admin.IssueToken(
+            admin_pb2.IssueTokenRequest(caller_id=caller_id), metadata=metadata, timeout=5
+        )
+    return issued.token
+
+
+def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path: Path) -> None:
+    """One identity per call: the token names the caller and the certificate must not name another."""
+    certs = tmp_path / "certs"
+    init_certificates(certs, clients=["approval-system", "other-system", "transport"])
+    tls = TLSFiles(certs / "server.pem", certs / "server.key", client_ca=certs / "ca.pem")
+    config = GatewayConfig(data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR, tls=tls)
+
+    def client_tls(name: str) -> TLSConfig:
+        return TLSConfig.from_files(certs / "ca.pem", certs / f"{name}.pem", certs / f"{name}.key")
+
+    with GatewayThread(config) as gateway:
+        target = f"localhost:{gateway.port}"
+        assert gateway.admin_token_file is not None
+        admin_token = gateway.admin_token_file.read_text().strip()
+        bound = _tls_caller(
+            target, client_tls("transport"), admin_token, "approval-system", "approval-system"
+        )
+        unbound = _tls_caller(target, client_tls("transport"), admin_token, "other-system", "other-system")
+        loose = _tls_caller(target, client_tls("transport"), admin_token, "loose-system")
+        audit = gateway.audit
+        assert isinstance(audit, AuditLog)
+        refused_before = len(audit.query(kind="check", outcome="denied", limit=10_000))
+
+        # Both name the same caller: answered (the token decides, the certificate agrees).
+        with Client(target, tls=client_tls("approval-system"), token=bound) as client:
+            assert client.check(new_uscc(), "MOF-0001").outcome is Outcome.NO_RECORD
+        # A certificate mapped to no caller leaves the token to decide.
+        with Client(target, tls=client_tls("transport"), token=loose) as client:
+            assert client.check(new_uscc(), "MOF-0001").outcome is Outcome.NO_RECORD
+        mixed = [
+            ("approval-system", unbound),  # the certificate names approval-system, the token other-system
+            ("approval-system", loose),  # the certificate names approval-system, the token loose-system
+            ("transport", bound),  # approval-system is bound to its own certificate
+        ]
+        for certificate, token in mixed:
+            with (
+                Client(target, tls=client_tls(certificate), token=token) as client,
+                pytest.raises(AuthenticationFailed, match="certificate") as raised,
+            ):
+                client.check(new_uscc(), "MOF-0001")
+            assert raised.value.code is grpc.StatusCode.UNAUTHENTICATED
+        refusals = audit.query(kind="check", outcome="denied", limit=10_000)[refused_before:]
+        assert [record.detail.get("reason") for record in refusals] == ["credentials.mismatch"] * 3
+        assert all(record.status == "UNAUTHENTICATED" for record in refusals)
+
+
 def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:
     assert gateway.admin_token_file is not None
     assert gateway.admin_token_file.stat().st_mode & 0o777 == 0o600

@@ -24,9 +24,11 @@ import pytest
 from mustcheck import AsyncClient, CheckResult, CheckUnavailable, Client, Outcome, RetryPolicy
 from mustcheck._channel import auth_metadata
 from mustcheck._errors import GatewayUnreachable, PermissionDenied
-from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
+from mustcheck._generated.v1 import admin_pb2, check_pb2, check_pb2_grpc
 from mustcheck._retry import Attempts
+from mustcheck.identifiers import citizen_id_check_character
 from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.auth.model import DEFAULT_WATCH_STREAMS
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import EntryStatus, ListStore, PersonRole
 from mustcheck_gateway.store.changes import EVERYTHING
@@ -34,7 +36,7 @@ from mustcheck_gateway.store.codec import encode_entry
 
 from conftest import POLICY_DIR, TEST_DEPARTMENT
 from factories import days, make_entry, new_citizen_id, new_uscc
-from provision import provision
+from provision import admin_stub, provision
 from threads import wait_until
 
 FAIL_CLOSED_MATTER = "MOF-0001"
@@ -146,6 +148,12 @@ def test_watch_streams_keyed_hashes_heartbeats_and_resumes(
     with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         stub = check_pb2_grpc.CheckServiceStub(channel)
         metadata = auth_metadata(token)
+        for subject in (organisation, person):  # the stream names only subjects the caller checked
+            stub.Check(
+                check_pb2.CheckRequest(subject=subject, matter=FAIL_CLOSED_MATTER),
+                metadata=metadata,
+                timeout=10,
+            )
         start = gateway.store.data_version()
         stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=key), metadata=metadata, timeout=30)
         hello = next(stream)
@@ -170,6 +178,188 @@ def test_watch_streams_keyed_hashes_heartbeats_and_resumes(
         again = next(resumed)
         assert again.data_version == version and keyed(key, organisation) in again.subject_hashes
         resumed.cancel()
+
+
+def _candidates(person: str, count: int) -> list[str]:
+    """``count`` citizen ID numbers of ``person``'s region and birth date, ``person`` among them: what
+    an attacker who knows where and when someone was born would try."""
+    candidates = []
+    for sequence in range(count):
+        body = f"{person[:14]}{sequence:03d}"
+        candidates.append(body + citizen_id_check_character(body))
+    assert person in candidates
+    return candidates
+
+
+def test_watch_is_no_oracle_about_subjects_the_caller_never_checked(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    """The attack of issue 19: subscribe with a chosen key, wait for a blacklisting, test candidate ID
+    numbers offline. Without a grant there is no stream; with one, a subject the caller never checked
+    is never named (another caller's checks do not count), while its own checked subject is."""
+    _, gateway, token = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    stranger = provision(target, admin_token, "stranger", grant=False)
+    attacker = provision(target, admin_token, "attacker")
+    company, own = new_uscc(), new_uscc()
+    person = new_citizen_id(dt.date(1985, 3, 17))
+    candidates = _candidates(person, 1000)
+    key = b"chosen by the attacker"
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+    with grpc.insecure_channel(target) as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        refused: Any = stub.Watch(check_pb2.WatchRequest(hash_key=key), metadata=auth_metadata(stranger))
+        with pytest.raises(grpc.RpcError) as raised:
+            next(refused)
+        assert raised.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        refusal = audit.query(kind="watch", caller_id="stranger", limit=10)
+        assert [(r.outcome, r.status) for r in refusal] == [("refused", "PERMISSION_DENIED")]
+
+        # The legitimate caller checks the person (so some stream may name it), the attacker only `own`.
+        stub.Check(
+            check_pb2.CheckRequest(subject=person, matter=FAIL_CLOSED_MATTER),
+            metadata=auth_metadata(token),
+            timeout=10,
+        )
+        stub.Check(
+            check_pb2.CheckRequest(subject=own, matter=FAIL_CLOSED_MATTER),
+            metadata=auth_metadata(attacker),
+            timeout=10,
+        )
+        stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=key), metadata=auth_metadata(attacker))
+        assert next(stream).heartbeat
+        listed = blacklist(gateway, company, persons=((person, "王五", PersonRole.LEGAL_REPRESENTATIVE),))
+        own_listed = blacklist(gateway, own)
+        events = []
+        for event in stream:
+            events.append(event)
+            if event.data_version >= own_listed:
+                break
+        stream.cancel()
+    named = {digest for event in events for digest in event.subject_hashes}
+    found = [candidate for candidate in candidates if keyed(key, candidate) in named]
+    assert found == []  # nothing to learn about the person or the company
+    assert keyed(key, company) not in named
+    assert any(event.data_version == listed and not event.subject_hashes for event in events)
+    assert named == {keyed(key, own)}  # the attacker's own subject is named: the stream still works
+    subscribed = audit.query(kind="watch", caller_id="attacker", limit=10)
+    assert [(r.outcome, r.status) for r in subscribed] == [("subscribed", "OK")]
+
+
+def test_watch_streams_per_caller_are_bounded_by_the_grant(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, _ = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    token = provision(target, admin_token, "two-streams", max_watch_streams=2)
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+    metadata = auth_metadata(token)
+    with grpc.insecure_channel(target) as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        open_streams: list[Any] = []
+        for _ in range(2):
+            stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=metadata)
+            assert next(stream).heartbeat
+            open_streams.append(stream)
+        third: Any = stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=metadata)
+        with pytest.raises(grpc.RpcError) as raised:
+            next(third)
+        assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "2" in (raised.value.details() or "")
+        open_streams.pop().cancel()
+        # Once a stream has ended, its place is free again.
+        assert wait_until(lambda: gateway.watch.subscribers == 1)
+        again: Any = stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=metadata)
+        assert next(again).heartbeat
+        again.cancel()
+        open_streams[0].cancel()
+    outcomes = [(r.outcome, r.status) for r in audit.query(kind="watch", caller_id="two-streams", limit=10)]
+    assert sorted(outcomes) == sorted([("subscribed", "OK")] * 3 + [("refused", "RESOURCE_EXHAUSTED")])
+
+
+def test_a_client_refused_its_stream_checks_without_its_cache_and_does_not_hammer(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, _ = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    token = provision(target, admin_token, "one-stream", max_watch_streams=1)
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+
+    def refusals() -> int:
+        return len(audit.query(kind="watch", caller_id="one-stream", outcome="refused", limit=100))
+
+    subject = new_uscc()
+    with (
+        Client(target, token=token, cache_size=10) as first,
+        Client(target, token=token, cache_size=10) as second,
+    ):
+        assert first.cache is not None and second.cache is not None
+        assert wait_until(lambda: first.cache.alive() or second.cache.alive())  # type: ignore[union-attr]
+        assert wait_until(lambda: refusals() >= 1), refusals()
+        assert refusals() == 1, refusals()
+        refused = second if first.cache.alive() else first
+        for _ in range(5):  # answered by the gateway every time, never from a cache it cannot keep fresh
+            assert not refused.check(subject, FAIL_CLOSED_MATTER).from_cache
+        assert refusals() == 1  # the refused client waits before asking again
+
+
+def test_a_stream_ends_when_its_callers_grant_is_revoked(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, _ = own_gateway
+    target = f"127.0.0.1:{gateway.port}"
+    admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
+    token = provision(target, admin_token, "loses-grant")
+    audit = gateway.audit
+    assert isinstance(audit, AuditLog)
+    admin, admin_channel = admin_stub(target)
+    with grpc.insecure_channel(target) as channel, admin_channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        stream: Any = stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=auth_metadata(token))
+        assert next(stream).heartbeat
+        admin.RevokeGrant(
+            admin_pb2.CallerRef(caller_id="loses-grant"), metadata=auth_metadata(admin_token), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:  # heartbeats until the gateway sees the revocation
+                pass
+    assert ended.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    records = audit.query(kind="watch", caller_id="loses-grant", limit=10)
+    assert [(r.outcome, r.status) for r in records] == [
+        ("subscribed", "OK"),
+        ("refused", "PERMISSION_DENIED"),
+    ]
+
+
+def test_the_default_stream_bound_refuses_a_flood_of_streams(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    _, gateway, token = own_gateway
+    with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        accepted: list[Any] = []
+        codes = []
+        # Opened all at once (each call starts when it is made), then read.
+        streams: list[Any] = [
+            stub.Watch(check_pb2.WatchRequest(hash_key=b"k" * 16), metadata=auth_metadata(token))
+            for _ in range(DEFAULT_WATCH_STREAMS + 3)
+        ]
+        for stream in streams:
+            try:
+                next(stream)
+                accepted.append(stream)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+        for stream in accepted:
+            stream.cancel()
+    assert len(accepted) == DEFAULT_WATCH_STREAMS
+    assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
 
 
 @pytest.mark.parametrize(
@@ -230,6 +420,37 @@ def test_sdk_cache_serves_repeats_and_drops_a_blacklisted_subject_through_the_st
         assert wait_until(lambda: len(cache) == 0)
         fresh = client.check(subject, FAIL_CLOSED_MATTER)
         assert not fresh.from_cache and fresh.outcome is Outcome.RESTRICTIONS
+
+
+def test_after_a_gateway_restart_answers_cached_before_are_not_served_fresh(
+    own_gateway: tuple[GatewayThread, Gateway, str],
+) -> None:
+    """A restarted gateway (like another replica) knows nothing of the checks made before: its stream
+    would not name their subjects, so the cache must not serve those answers as fresh any more."""
+    thread, gateway, token = own_gateway
+    subject, port = new_uscc(), gateway.port
+    with Client(f"127.0.0.1:{port}", token=token, cache_size=100) as client:
+        cache = client.cache
+        assert cache is not None
+        assert wait_until(cache.alive)
+        client.check(subject, FAIL_CLOSED_MATTER)
+        assert client.check(subject, FAIL_CLOSED_MATTER).from_cache
+        thread.stop()
+        restarted = GatewayThread(replace(thread.config, listen=f"127.0.0.1:{port}"))
+        again = restarted.start()
+        try:
+            assert again.watch.instance != gateway.watch.instance
+            assert wait_until(cache.alive, timeout=15)  # the stream is back, from the new process
+            blacklist(again, subject)
+            after = client.check(subject, FAIL_CLOSED_MATTER)
+            assert not after.from_cache and after.outcome is Outcome.RESTRICTIONS
+            # Checked through the new process, the answer is cached, and its stream drops it again.
+            assert client.check(subject, FAIL_CLOSED_MATTER).from_cache
+            assert len(cache) == 1
+            blacklist(again, subject)
+            assert wait_until(lambda: len(cache) == 0)
+        finally:
+            restarted.stop()
 
 
 def test_async_sdk_cache_follows_the_stream_too(own_gateway: tuple[GatewayThread, Gateway, str]) -> None:

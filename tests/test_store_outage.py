@@ -15,8 +15,10 @@ import psycopg
 import pytest
 
 from mustcheck import CheckUnavailable, Client, Outcome, RetryPolicy
+from mustcheck._client import DEFAULT_TIMEOUT
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.server import GatewayConfig, GatewayThread
+from mustcheck_gateway.store.postgres_connections import OUTAGE_HOLD_S
 
 from backends import postgres_url
 from conftest import POLICY_DIR
@@ -86,3 +88,40 @@ def test_a_store_outage_fails_closed_is_audited_and_heals(
         assert records and all(r.status == "UNAVAILABLE" and r.outcome == "error" for r in records)
     finally:
         log.close()
+
+
+def test_an_uncached_lookup_fails_with_unavailable_within_the_sdks_default_deadline(
+    own_database: tuple[str, str], tmp_path: Path
+) -> None:
+    """Store calls are bounded (pool wait, statement timeout): in an outage, and with the entries table
+    locked away, a check with the SDK's default deadline and a single attempt hears UNAVAILABLE (it may
+    fail over) rather than DEADLINE_EXCEEDED."""
+    server, url = own_database
+    database = urlsplit(url).path.lstrip("/")
+    config = GatewayConfig(
+        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url, lookup_cache_entries=0
+    )
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        target = f"127.0.0.1:{gateway.port}"
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "bounded")
+        assert DEFAULT_TIMEOUT == 3.0
+        with Client(target, token=token, retry=RetryPolicy(attempts=1)) as client:  # the default deadline
+            assert client.check(new_uscc(), MATTER).outcome is Outcome.NO_RECORD
+            # A statement that cannot run: another session holds the entries table.
+            with psycopg.connect(url) as holder:
+                holder.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+                with pytest.raises(CheckUnavailable) as locked:
+                    client.check(new_uscc(), MATTER)
+                holder.rollback()
+            assert locked.value.code is grpc.StatusCode.UNAVAILABLE
+            # The database refuses connections: the first call after a quiet spell, and the ones after it.
+            cut(server, database, allow=False)
+            try:
+                for _ in range(3):
+                    with pytest.raises(CheckUnavailable) as away:
+                        client.check(new_uscc(), MATTER)
+                    assert away.value.code is grpc.StatusCode.UNAVAILABLE
+                    time.sleep(OUTAGE_HOLD_S)  # the next call waits the full pool wait again
+            finally:
+                cut(server, database, allow=True)

@@ -22,7 +22,9 @@ from .auth.access import AccessControl
 from .auth.codec import grant_fields
 from .auth.model import (
     ALL_MATTERS,
+    DEFAULT_WATCH_STREAMS,
     MATTER_KIND_PREFIX,
+    MAX_WATCH_STREAMS,
     ROLE_ADMIN,
     ROLES,
     VISIBLE_FIELDS,
@@ -32,7 +34,7 @@ from .auth.model import (
 )
 from .auth.tokens import new_token, token_hash
 from .checks import Clock
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, echo
 from .policy.model import PolicySet
 from .responses import timestamp
 from .service import AuditSink
@@ -71,6 +73,7 @@ def grant_message(grant: Grant | None, caller_id: str) -> pb.Grant:
         rate_per_second=grant.rate_per_second,
         burst=grant.burst,
         daily_person_quota=grant.daily_person_quota,
+        max_watch_streams=grant.max_watch_streams,
         active=True,
     )
     if grant.valid_from:
@@ -132,7 +135,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
     def _snapshot_caller(self, caller_id: str) -> Caller:
         caller = self.access.registry.snapshot().callers.get(caller_id)
         if caller is None:
-            raise NotFound(f"no caller {caller_id!r}", reason="caller.unknown")
+            raise NotFound(f"no caller {echo(caller_id)}", reason="caller.unknown")
         return caller
 
     def _applied(self) -> None:
@@ -163,22 +166,24 @@ class AdminService(pb_grpc.AdminServiceServicer):
             raise InvalidArgument("caller_id must be letters, digits, '-', '_' or '.'", reason="caller.id")
         snapshot = self.access.registry.snapshot()
         if caller_id in snapshot.callers:
-            raise InvalidArgument(f"caller {caller_id!r} already exists", reason="caller.exists")
+            raise InvalidArgument(f"caller {echo(caller_id)} already exists", reason="caller.exists")
         if request.department not in self.policy.departments:
             known = ", ".join(sorted(self.policy.departments))
             raise InvalidArgument(
-                f"unknown department {request.department[:64]!r}; known: {known}", reason="caller.department"
+                f"unknown department {echo(request.department)}; known: {known}", reason="caller.department"
             )
         unknown = sorted(set(request.roles) - ROLES)
         if unknown:
             raise InvalidArgument(
-                f"unknown role(s) {', '.join(unknown)}; known: {', '.join(sorted(ROLES))}",
+                f"unknown role(s) {', '.join(echo(role) for role in unknown[:5])}; "
+                f"known: {', '.join(sorted(ROLES))}",
                 reason="caller.roles",
             )
         identity = request.tls_identity.strip()
         if identity and identity in snapshot.by_tls_identity:
             raise InvalidArgument(
-                f"certificate identity {identity!r} already maps to a caller", reason="caller.tls_identity"
+                f"certificate identity {echo(identity)} already maps to a caller",
+                reason="caller.tls_identity",
             )
         return Caller(
             caller_id=caller_id,
@@ -240,7 +245,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
             ):
                 continue
             raise InvalidArgument(
-                f"unknown matter {matter!r}: use a catalog code, 'kind:<matter kind>' or '*'",
+                f"unknown matter {echo(matter)}: use a catalog code, 'kind:<matter kind>' or '*'",
                 reason="grant.matters",
             )
         if not message.matters:
@@ -256,7 +261,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         unknown_fields = sorted(set(message.visible_fields) - VISIBLE_FIELDS)
         if unknown_fields:
             raise InvalidArgument(
-                f"unknown visible field(s) {', '.join(unknown_fields)}; known: "
+                f"unknown visible field(s) {', '.join(echo(f) for f in unknown_fields[:5])}; known: "
                 f"{', '.join(sorted(VISIBLE_FIELDS))}",
                 reason="grant.visible_fields",
             )
@@ -266,6 +271,11 @@ class AdminService(pb_grpc.AdminServiceServicer):
             )
         if message.daily_person_quota < 0:
             raise InvalidArgument("daily_person_quota cannot be negative", reason="grant.quota")
+        if not 0 <= message.max_watch_streams <= MAX_WATCH_STREAMS:
+            raise InvalidArgument(
+                f"max_watch_streams must be 0 (the default, {DEFAULT_WATCH_STREAMS}) to {MAX_WATCH_STREAMS}",
+                reason="grant.watch_streams",
+            )
         valid_from = _instant(message.valid_from, message.HasField("valid_from"))
         valid_until = _instant(message.valid_until, message.HasField("valid_until"))
         if valid_from and valid_until and valid_until <= valid_from:
@@ -280,6 +290,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
             rate_per_second=message.rate_per_second,
             burst=message.burst,
             daily_person_quota=message.daily_person_quota,
+            max_watch_streams=message.max_watch_streams or DEFAULT_WATCH_STREAMS,
             valid_from=valid_from,
             valid_until=valid_until,
         )
@@ -326,7 +337,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         admin = await self._admin(context, "tokens.revoke", request.token_id)
         known = {token.token_id for token in self.access.registry.snapshot().tokens}
         if request.token_id not in known:
-            raise NotFound(f"no token {request.token_id!r}", reason="token.unknown")
+            raise NotFound(f"no token {echo(request.token_id)}", reason="token.unknown")
         await self._record(admin, "tokens.revoke", request.token_id, {})
         try:
             record = self.store.revoke_token(request.token_id, self.clock())

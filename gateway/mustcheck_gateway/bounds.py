@@ -4,7 +4,7 @@ Every string, bytes and repeated field of every request message has a bound: the
 :data:`TEXT_LIMITS` / :data:`COUNT_LIMITS` name it, the default otherwise, so that a field added later is
 bounded too. A request over a bound is refused with INVALID_ARGUMENT naming the field (reason
 ``<field>.too_long`` or ``<field>.too_many``); the refusal is audited by :mod:`.refusals`. Messages
-never echo an over-long value: :func:`echo` bounds what an error message may repeat of the input.
+never echo an over-long value: :func:`.errors.echo` bounds what an error message may repeat of the input.
 
 The whole message is bounded too: :data:`MAX_RECEIVE_BYTES` is the server's
 ``grpc.max_receive_message_length``.
@@ -18,7 +18,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from .errors import InvalidArgument
+from .errors import MAX_MESSAGE, InvalidArgument
 from .masking import mask_id_shapes
 
 # The largest message the gateway accepts (gRPC's own default, set deliberately): an import sends a
@@ -157,22 +157,9 @@ def _unit(field: FieldDescriptor) -> str:
     return "bytes" if field.type == FieldDescriptor.TYPE_BYTES else "characters"
 
 
-ECHO_LIMIT = 64
-
-
-def echo(value: str, limit: int = ECHO_LIMIT) -> str:
-    """``value`` as an error message may repeat it: quoted, and cut to ``limit`` characters."""
-    if len(value) <= limit:
-        return repr(value)
-    return repr(value[:limit]) + f"… ({len(value):,} characters)"
-
-
 def clip(value: str, limit: int) -> str:
     """``value`` cut to ``limit`` characters (what an audit record keeps of an over-long field)."""
     return value if len(value) <= limit else value[:limit] + "…"
-
-
-MAX_MESSAGE = 1000
 
 
 def shown_message(message: str) -> str:

@@ -14,8 +14,7 @@ from typing import Protocol
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from . import subjects
-from .bounds import echo
-from .errors import InvalidArgument, UnknownMatter
+from .errors import InvalidArgument, UnknownMatter, echo
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
 from .store.base import ListStore, Lookup

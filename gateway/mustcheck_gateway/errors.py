@@ -10,6 +10,17 @@ from __future__ import annotations
 import grpc
 
 REASON_METADATA_KEY = "mustcheck-reason"
+# An error message quotes at most this many characters of a request's input (``echo``), and is never
+# longer than MAX_MESSAGE in all: a 1 MB field cannot make a 1 MB reply.
+MAX_ECHO = 64
+MAX_MESSAGE = 512
+
+
+def echo(value: str) -> str:
+    """``value`` as an error message may quote it: in quotes, its first MAX_ECHO characters at most."""
+    if len(value) <= MAX_ECHO:
+        return repr(value)
+    return f"{value[:MAX_ECHO]!r}… ({len(value)} characters)"
 
 
 class GatewayError(Exception):
@@ -20,6 +31,8 @@ class GatewayError(Exception):
     accounted = False
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason

@@ -1,4 +1,9 @@
-"""One interceptor maps gateway exceptions to gRPC statuses; callers never see a stack trace."""
+"""One interceptor maps gateway exceptions to gRPC statuses; callers never see a stack trace.
+
+It also decodes requests leniently: bytes that are no well-formed message (malformed protobuf, invalid
+UTF-8 in a string field) reach the handler as a marker, which is answered INVALID_ARGUMENT with a plain
+message — never gRPC's UNKNOWN naming a parser's exception class.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,13 @@ import grpc
 import structlog
 
 from .bounds import shown_message
-from .errors import REASON_METADATA_KEY, RETRY_AFTER_METADATA_KEY, GatewayError, ResourceExhausted
+from .errors import (
+    REASON_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    GatewayError,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from .store.base import StoreUnavailable
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -19,6 +30,52 @@ log = structlog.get_logger("mustcheck.gateway")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+# Told of each request that could not be decoded (the method, the call) before it is refused: the audit.
+MalformedObserver: TypeAlias = Callable[[str, Context], Awaitable[None]]
+
+
+class _Undecodable:
+    """Stands for a request whose bytes could not be decoded."""
+
+    __slots__ = ()
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, answering :data:`_UNDECODABLE` instead of raising on bytes it cannot decode."""
+    if deserializer is None:
+        return None
+    decode = deserializer
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return lenient
+
+
+async def _decoded(request: Any, method: str, context: Context, observe: MalformedObserver | None) -> Any:
+    if request is _UNDECODABLE:
+        log.warning("malformed_request", method=method)
+        if observe is not None:
+            await observe(method, context)
+        raise InvalidArgument(
+            "the request could not be decoded: it is not a well-formed protobuf message of this method "
+            "(or a string field is not valid UTF-8)",
+            reason="request.malformed",
+        )
+    return request
+
+
+async def _decoded_stream(
+    requests: AsyncIterator[Any], method: str, context: Context, observe: MalformedObserver | None
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield await _decoded(request, method, context, observe)
 
 
 async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
@@ -46,8 +103,9 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     a server do not change), so that a call pays for no new closure and no new handler.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_malformed: MalformedObserver | None = None) -> None:
         self._guarded: dict[str, Handler] = {}
+        self._on_malformed = on_malformed
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -59,11 +117,11 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        guarded = self._guarded[method] = _guard(handler, method)
+        guarded = self._guarded[method] = _guard(handler, method, self._on_malformed)
         return guarded
 
 
-def _guard(handler: Handler, method: str) -> Handler:
+def _guard(handler: Handler, method: str, observe: MalformedObserver | None = None) -> Handler:
     """``handler`` with its exceptions mapped by :func:`_abort`."""
     if handler.unary_unary is not None or handler.stream_unary is not None:
         # One answer for one request, or for a stream of them.
@@ -76,9 +134,16 @@ def _guard(handler: Handler, method: str) -> Handler:
             else grpc.stream_unary_rpc_method_handler
         )
 
+        streamed = handler.stream_unary is not None
+
         async def guarded(request: Any, context: Context) -> Any:
             try:
-                return await answer(request, context)
+                decoded = (
+                    _decoded_stream(request, method, context, observe)
+                    if streamed
+                    else await _decoded(request, method, context, observe)
+                )
+                return await answer(decoded, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
@@ -86,7 +151,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         return make(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
@@ -94,7 +159,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         async def guarded_stream(request: Any, context: Context) -> AsyncIterator[Any]:
             try:
-                async for item in streaming(request, context):
+                async for item in streaming(await _decoded(request, method, context, observe), context):
                     yield item
             except grpc.aio.AbortError:
                 raise
@@ -103,7 +168,7 @@ def _guard(handler: Handler, method: str) -> Handler:
 
         return grpc.unary_stream_rpc_method_handler(
             guarded_stream,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler

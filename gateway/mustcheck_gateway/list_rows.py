@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, validate_subject
 
+from .errors import echo
 from .evaluation import add_months
 from .policy.model import ListKind, PolicySet
 from .store.base import EntryStatus, ListEntry, ListStore, PersonRole, ResponsiblePerson
@@ -67,7 +68,9 @@ def parse_instant(text: str, field: str) -> dt.datetime:
     try:
         return _parse_instant(text)
     except (TypeError, ValueError):
-        raise RowError(f"{field}: {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 instant") from None
+        raise RowError(
+            f"{field}: {echo(str(text))} is not a date (YYYY-MM-DD) or an ISO 8601 instant"
+        ) from None
 
 
 @functools.lru_cache(maxsize=65536)  # an import parses the same days again and again
@@ -91,7 +94,9 @@ def entry_from_row(
     try:
         kind = SubjectKind(row["subject_kind"])
     except ValueError:
-        raise RowError(f"subject_kind: {row['subject_kind']!r} is not organization or person") from None
+        raise RowError(
+            f"subject_kind: {echo(str(row['subject_kind']))} is not organization or person"
+        ) from None
     try:
         subject = validate_subject(
             str(row["subject_code"]),
@@ -102,7 +107,7 @@ def entry_from_row(
         raise RowError(f"subject_code: {error.message} [{error.rule}]") from None
     memorandum = policy.memoranda.get(row["memorandum"])
     if memorandum is None:
-        raise RowError(f"memorandum: unknown memorandum {row['memorandum']!r}")
+        raise RowError(f"memorandum: unknown memorandum {echo(str(row['memorandum']))}")
     if row["list_kind"] != memorandum.list_kind.value:
         raise RowError(f"list_kind: memorandum {memorandum.id} is a {memorandum.list_kind.value} list")
     if kind not in memorandum.subject_kinds:
@@ -122,7 +127,7 @@ def entry_from_row(
     try:
         status = EntryStatus(row.get("status") or "active")
     except ValueError:
-        raise RowError(f"status: {row['status']!r} is not a known status") from None
+        raise RowError(f"status: {echo(str(row['status']))} is not a known status") from None
     changed = row.get("status_changed")
     return ListEntry(
         entry_id=entry_key(str(row["source"]), str(row["decision_document"])),
@@ -152,11 +157,13 @@ def _check_severity(
     """R3: a black record's class is known and its measures period within the class's maximum."""
     if list_kind is ListKind.RED:
         if severity not in ("none", ""):
-            raise RowError(f"severity: a red-list entry has no severity class, got {severity!r}")
+            raise RowError(f"severity: a red-list entry has no severity class, got {echo(str(severity))}")
         return
     bounds = policy.severities.get(severity)
     if bounds is None:
-        raise RowError(f"severity: {severity!r} is not one of {', '.join(sorted(policy.severities))}")
+        raise RowError(
+            f"severity: {echo(str(severity))} is not one of {', '.join(sorted(policy.severities))}"
+        )
     latest = add_months(dates["decision_date"], bounds.max_months)
     if dates["punish_until"] > latest:
         raise RowError(

@@ -28,7 +28,8 @@ from .audit import AuditEvent
 from .auth.access import AccessControl
 from .auth.model import ROLE_ADMIN, Caller
 from .checks import Clock
-from .errors import FailedPrecondition, InvalidArgument, NotFound
+from .csv_cells import inert_fields
+from .errors import FailedPrecondition, InvalidArgument, NotFound, echo
 from .evaluation import add_months, display_end, is_in_force
 from .import_workers import ImportRules, ImportWorkers, StreamPart
 from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
@@ -265,7 +266,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         try:
             return self.store.get_entry(entry_id)
         except EntryNotFound:
-            raise NotFound(f"no list entry {entry_id}", reason="entry.unknown") from None
+            raise NotFound(f"no list entry {echo(entry_id)}", reason="entry.unknown") from None
 
     async def _write(self, entry: ListEntry, caller: Caller, action: str) -> pb.EntryChange:
         version = await self._run(
@@ -413,7 +414,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
                 ) from None
         else:
             raise InvalidArgument(
-                f"{code} passes every checksum; it needs no allow-list entry", reason="legacy.valid"
+                f"{echo(code)} passes every checksum; it needs no allow-list entry", reason="legacy.valid"
             )
         admitted = self.legacy.codes
         await self._note(
@@ -521,7 +522,9 @@ class ListsService(pb_grpc.ListsServiceServicer):
             writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
-                writer.writerow({**row, "responsible_persons": _persons_cell(row["responsible_persons"])})
+                writer.writerow(
+                    inert_fields({**row, "responsible_persons": _persons_cell(row["responsible_persons"])})
+                )
         else:
             for row in rows:
                 buffer.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -44,12 +44,15 @@ from .bounds import MAX_RECEIVE_BYTES
 from .chain_heads import HeadPublisher, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
+from .data_lock import DataDirInUse, DataDirLock
 from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
 from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
+from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .policy import PolicySet, default_policy_dir, load_policies
+from .private_files import make_private
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
 from .reflection import enable_reflection
@@ -175,6 +178,7 @@ class Gateway:
     health: health_aio.HealthServicer | None = None
     drain_s: float = 0.0
     refusals: RefusalFlusher | None = None
+    data_lock: DataDirLock | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.health is not None:
@@ -195,6 +199,8 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
         self.store.close()
+        if self.data_lock is not None:
+            self.data_lock.release()
         log.info("gateway_stopped", port=self.port)
 
 
@@ -240,7 +246,23 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     if config.admin_department not in policy.departments:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(config.data_dir)
+    # One gateway per data directory: taken before anything in it is opened, held until stop().
+    try:
+        data_lock = DataDirLock.acquire(config.data_dir, listen=config.listen)
+    except DataDirInUse as error:
+        raise ConfigError(str(error)) from None
+    try:
+        gateway = await _start(config, policy)
+    except BaseException:
+        data_lock.release()
+        raise
+    gateway.data_lock = data_lock
+    data_lock.describe(f"{config.listen.rsplit(':', 1)[0]}:{gateway.port}")
+    return gateway
+
+
+async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
     store = open_store(config.data_dir, url=config.store_url)
     audit: AuditLog | NoAudit = (
         AuditLog.open(
@@ -275,12 +297,17 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         engine = CheckEngine(
             store, policy, clock=config.clock, legacy_codes=lambda: legacy.codes, lookups=lookup_cache
         )
-        watch = WatchStreams(feed, access, sink, heartbeat_s=config.watch_heartbeat_s)
+        watch = WatchStreams(feed, access, sink, policy, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
+        # One gateway per port: without SO_REUSEPORT (gRPC's default sets it) a second gateway's bind on a
+        # port in use fails, instead of the kernel silently splitting connections between the two.
         server = grpc.aio.server(
             # The refusal audit runs inside the error mapping: it sees the domain exceptions.
-            interceptors=[ErrorMapping(), RefusalAudit(access, sink)],
-            options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)],
+            interceptors=[
+                ErrorMapping(on_malformed=MalformedRequestAudit(access, sink)),
+                RefusalAudit(access, sink),
+            ],
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
         )
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
@@ -312,8 +339,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         )
         try:
             port = _add_port(server, config)
-        except RuntimeError as error:
-            raise ConfigError(f"cannot listen on {config.listen}: {error}") from None
+        except RuntimeError:
+            raise ConfigError(
+                f"cannot listen on {config.listen}: the address is in use (another gateway?) or not available"
+            ) from None
         await server.start()
         refusals = RefusalFlusher(access.peers, sink)
         refusals.start()

@@ -34,6 +34,7 @@ from .errors import (
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
+    echo,
 )
 from .evaluation import Evaluation
 from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
@@ -236,6 +237,15 @@ def _batch_kinds(request: pb.BatchCheckRequest) -> list[SubjectKind | None]:
 class WatchSource(Protocol):
     def stream(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]: ...
 
+    @property
+    def instance(self) -> str:
+        """This gateway process, as its streams and answers name it (``gateway_instance``)."""
+        ...
+
+    def checked(self, caller_id: str, subject: str) -> None:
+        """A caller passed its grant for ``subject``: its streams may name the subject's changes."""
+        ...
+
 
 def _no_observer(method: str, seconds: float) -> None:
     return None
@@ -272,7 +282,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
             existing = self.engine.store.get_feedback(caller.caller_id, feedback.approval_id)
             if existing is not None and not existing.same_report(feedback):
                 raise FailedPrecondition(
-                    f"approval {feedback.approval_id} was already reported with other content",
+                    f"approval {echo(feedback.approval_id)} was already reported with other content",
                     reason="feedback.conflict",
                 )
         except GatewayError as error:
@@ -369,8 +379,12 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 self.access.throttle(draft.caller, grant)
                 subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
                 self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+                if self.watch is not None:  # before the lookup: no change after it goes unnamed
+                    self.watch.checked(draft.caller.caller_id, subject.code)
                 answer = self.engine.answer(subject, matter, draft.caller.department, at)
             response = check_response(answer, Masker(grant.visible_fields))
+            if self.watch is not None and not replay:
+                response.gateway_instance = self.watch.instance
         except GatewayError as error:
             if not error.accounted:
                 await self.audit.append_many(
@@ -487,6 +501,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
             try:
                 subject = self.engine.subject(draft.subject, kinds[index], at)
                 self.access.subject(caller, grant, subject, request.authorization_ref, at)
+                if self.watch is not None:
+                    self.watch.checked(caller.caller_id, subject.code)
                 answer = self.engine.answer(subject, matter, caller.department, at, current_version=current)
             except Exception as error:
                 if not isinstance(error, _PER_ITEM_ERRORS):
@@ -510,7 +526,10 @@ class CheckService(pb_grpc.CheckServiceServicer):
             version = max(version, answer.data_version)
             answered.append((len(items), len(events)))
             events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
-            items.append(pb.BatchCheckItem(index=index, result=check_response(answer, masker)))
+            result = check_response(answer, masker)
+            if self.watch is not None:
+                result.gateway_instance = self.watch.instance
+            items.append(pb.BatchCheckItem(index=index, result=result))
         _, receipts = await self.audit.append_receipted(
             events,
             [event_index for _, event_index in answered] if self.receipts is not None else (),

@@ -13,6 +13,14 @@ from mustcheck.identifiers import IdentifierError, SubjectKind, ValidSubject, va
 
 from .errors import InvalidSubject
 
+# Rules whose message would quote digits a masked identifier hides (R9: the birth date, positions 7-14):
+# the gateway says what is wrong without them.
+_WITHOUT_DIGITS = {
+    "id.birth_date": "the birth date (positions 7-14) is not a possible birth date",
+    "subject.ambiguous": "the subject is valid both as a unified social credit code and as a citizen "
+    "identity number; state the subject kind",
+}
+
 
 def validate(
     raw: str, kind: SubjectKind | None, legacy_codes: Collection[str], *, today: dt.date
@@ -20,4 +28,5 @@ def validate(
     try:
         return validate_subject(raw, kind=kind, legacy_codes=legacy_codes, today=today)
     except IdentifierError as error:
-        raise InvalidSubject(f"invalid subject: {error.message} [{error.rule}]", reason=error.rule) from None
+        message = _WITHOUT_DIGITS.get(error.rule, error.message)
+        raise InvalidSubject(f"invalid subject: {message} [{error.rule}]", reason=error.rule) from None

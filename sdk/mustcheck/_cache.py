@@ -10,7 +10,11 @@ Rules (R12: a cached answer must never hide a fresh blacklisting):
   and never once it is older than the tolerance. Each ``Watch`` event drops the answers of the
   subjects it names — matched by keyed hash, since the stream never carries raw identifiers.
 - An answer is only stored when the stream has not already moved past its data version (else a
-  change in between might have been missed).
+  change in between might have been missed), and only when the gateway process that answered is the
+  one the stream comes from (``gateway_instance``): a stream names only the subjects its caller checked
+  through that process. With several gateways, answers from the others are not cached; after a
+  reconnect to another process (or a restarted gateway), answers cached before are no longer served
+  fresh — only as the stale fallback below.
 - While the stream is down, every check goes to the gateway. If the gateway cannot answer either,
   a serve-stale matter gets its cached answer, no older than the tolerance and marked ``stale``;
   every other matter fails closed (``CheckUnavailable``).
@@ -44,6 +48,7 @@ class _Cached:
     fetched_at: float
     tolerance_s: float
     serve_stale: bool
+    instance: str  # the gateway process that answered, whose stream drops the answer
 
 
 class _Entries(LRUCache[Hashable, _Cached]):
@@ -73,6 +78,7 @@ class AnswerCache:
         self._joined = False  # a stream has told us its version: later streams resume from there
         self._last_message = _NEVER
         self._heartbeat_s = 1.0
+        self._instance = ""  # the gateway process the stream comes from
         self.hits = 0
         self.misses = 0
 
@@ -83,7 +89,12 @@ class AnswerCache:
         now = self.clock()
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or not self._alive(now) or now - entry.fetched_at > entry.tolerance_s:
+            if (
+                entry is None
+                or not self._alive(now)
+                or entry.instance != self._instance
+                or now - entry.fetched_at > entry.tolerance_s
+            ):
                 self.misses += 1
                 return None
             self.hits += 1
@@ -110,9 +121,14 @@ class AnswerCache:
             self.clock(),
             float(response.freshness_tolerance_s),
             response.fail_mode == pb.FAIL_MODE_SERVE_STALE,
+            response.gateway_instance,
         )
         with self._lock:
-            if not self._alive(self.clock()) or response.data_version < self.stream_version:
+            if (
+                not self._alive(self.clock())
+                or response.data_version < self.stream_version
+                or response.gateway_instance != self._instance
+            ):
                 return
             self._entries[key] = entry
             self._by_hash.setdefault(entry.subject_hash, set()).add(key)
@@ -129,6 +145,7 @@ class AnswerCache:
         with self._lock:
             if event.heartbeat_interval_ms > 0:
                 self._heartbeat_s = event.heartbeat_interval_ms / 1000
+            self._instance = event.gateway_instance
             if event.everything:
                 self._entries.clear()
                 self._by_hash.clear()

@@ -52,6 +52,18 @@ MAX_BATCH = 1000
 _WATCH_BACKOFF = (0.05, 2.0)
 # A batch item: the subject, or (subject, kind) to state its kind (None: inferred by the gateway).
 BatchSubject = str | tuple[str, SubjectKind | None]
+
+# The wait after the gateway refused the stream itself (no grant, too many streams): each refusal is
+# audited, so the client asks again only now and then, and meanwhile checks without its cache.
+_WATCH_REFUSED_BACKOFF = 30.0
+_WATCH_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 
@@ -254,12 +266,15 @@ class Client(_BaseClient):
             self._watch_call = call
             if self._closed.is_set():
                 call.cancel()
-            with contextlib.suppress(grpc.RpcError):
+            refused = False
+            try:
                 for event in call:
                     self.cache.apply(event)
                     delay = _WATCH_BACKOFF[0]
+            except grpc.RpcError as error:
+                refused = error.code() in _WATCH_REFUSALS
             self.cache.stream_lost()
-            self._closed.wait(delay)
+            self._closed.wait(_WATCH_REFUSED_BACKOFF if refused else delay)
             delay = min(delay * 2, _WATCH_BACKOFF[1])
 
     def check(
@@ -402,16 +417,17 @@ class AsyncClient(_BaseClient):
         delay = _WATCH_BACKOFF[0]
         while True:
             call = self._stub.Watch(self.cache.watch_request(), metadata=self._metadata)
+            refused = False
             try:
                 async for event in call:
                     self.cache.apply(event)
                     delay = _WATCH_BACKOFF[0]
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as error:
+                refused = error.code() in _WATCH_REFUSALS
             finally:
                 call.cancel()
             self.cache.stream_lost()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_WATCH_REFUSED_BACKOFF if refused else delay)
             delay = min(delay * 2, _WATCH_BACKOFF[1])
 
     async def check(

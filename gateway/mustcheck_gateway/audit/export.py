@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
+from ..csv_cells import inert_row
 from .record import RECORD_COLUMNS, AuditRecord, canonical_json
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -45,7 +46,7 @@ def write_csv(records: Iterable[AuditRecord], out: TextIO, *, include_ciphertext
         values = _exported(record, include_ciphertext)
         values["measure_ids"] = canonical_json(values["measure_ids"])
         values["detail"] = canonical_json(values["detail"])
-        writer.writerow(["" if values[name] is None else values[name] for name in columns])
+        writer.writerow(inert_row("" if values[name] is None else values[name] for name in columns))
         count += 1
     return count
 

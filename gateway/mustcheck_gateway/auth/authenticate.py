@@ -3,6 +3,12 @@
 The caller's identity — and so its department — comes only from here, never from a
 request field. Failures raise ``Unauthenticated`` with a message that says what is
 missing or wrong.
+
+One identity per call: with mutual TLS and a token, the token names the caller, and the certificate
+must not name another. A call is refused (``credentials.mismatch``) when the certificate's common
+name is mapped to a different caller, or when the token's caller is bound to a certificate identity
+(``--tls-identity``) and the call comes with another certificate. A certificate mapped to no caller
+(a transport certificate) leaves the token to decide.
 """
 
 from __future__ import annotations
@@ -69,6 +75,9 @@ class Authenticator:
                     **presented,
                 )
             caller = snapshot.callers.get(record.caller_id)
+            identity = certificate_identity(context)
+            if caller is not None and identity is not None:
+                _same_caller(caller, identity, snapshot.by_tls_identity.get(identity))
         else:
             identity = certificate_identity(context)
             if identity is None:
@@ -89,3 +98,18 @@ class Authenticator:
                 f"caller {caller.caller_id} is disabled", reason="caller.disabled", caller_id=caller.caller_id
             )
         return caller
+
+
+def _same_caller(caller: Caller, identity: str, certified: Caller | None) -> None:
+    """Refuse a call whose certificate (common name ``identity``, mapped to ``certified``) names
+    another caller than its token (``caller``)."""
+    if certified is not None and certified.caller_id != caller.caller_id:
+        raise Unauthenticated(
+            "the client certificate and the bearer token name different callers",
+            reason="credentials.mismatch",
+        )
+    if caller.tls_identity and caller.tls_identity != identity:
+        raise Unauthenticated(
+            f"caller {caller.caller_id} is bound to another client certificate than this one",
+            reason="credentials.mismatch",
+        )

@@ -10,7 +10,7 @@ from typing import Any
 from mustcheck.identifiers import SubjectKind
 
 from ..store.codec import format_instant, parse_instant
-from .model import Caller, Grant, TokenRecord
+from .model import DEFAULT_WATCH_STREAMS, Caller, Grant, TokenRecord
 
 CALLER_COLUMNS = ("caller_id", "name", "department", "roles", "tls_identity", "disabled", "created_at")
 TOKEN_COLUMNS = ("token_id", "caller_id", "token_hash", "label", "created_at", "expires_at", "revoked_at")
@@ -60,6 +60,7 @@ def grant_fields(grant: Grant) -> dict[str, Any]:
         "rate_per_second": grant.rate_per_second,
         "burst": grant.burst,
         "daily_person_quota": grant.daily_person_quota,
+        "max_watch_streams": grant.max_watch_streams,
         "valid_from": _instant(grant.valid_from),
         "valid_until": _instant(grant.valid_until),
     }
@@ -81,6 +82,8 @@ def grant_from_json(caller_id: str, text: str) -> Grant:
         rate_per_second=float(data["rate_per_second"]),
         burst=int(data["burst"]),
         daily_person_quota=int(data["daily_person_quota"]),
+        # Grants stored before the bound existed get the default.
+        max_watch_streams=int(data.get("max_watch_streams", DEFAULT_WATCH_STREAMS)),
         valid_from=_parsed(data["valid_from"]),
         valid_until=_parsed(data["valid_until"]),
     )

@@ -15,6 +15,9 @@ ROLE_AUDITOR = "auditor"
 ROLE_REVEAL = "reveal"
 ROLES = frozenset({ROLE_ADMIN, ROLE_AUDITOR, ROLE_REVEAL})
 ALL_MATTERS = "*"
+# Watch streams a caller may hold open at once unless its grant says otherwise.
+DEFAULT_WATCH_STREAMS = 4
+MAX_WATCH_STREAMS = 64
 MATTER_KIND_PREFIX = "kind:"
 VISIBLE_FIELDS = MASKABLE_FIELDS
 
@@ -48,6 +51,7 @@ class Grant:
     rate_per_second: float = 50.0
     burst: int = 100
     daily_person_quota: int = 0
+    max_watch_streams: int = DEFAULT_WATCH_STREAMS
     valid_from: dt.datetime | None = None
     valid_until: dt.datetime | None = None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mustcheck._generated.v1 import admin_pb2 as pb
 from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
-from ..auth.model import ROLES, VISIBLE_FIELDS
+from ..auth.model import DEFAULT_WATCH_STREAMS, ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
 from .common import EXIT_OK, Subparsers, print_json, shown_date
 from .rpc import CallOptions, as_dict, stub_command
@@ -175,6 +175,13 @@ def _grants(parser: argparse.ArgumentParser) -> None:
     put.add_argument(
         "--daily-person-quota", type=int, default=0, metavar="N", help="person lookups a day (default 0)"
     )
+    put.add_argument(
+        "--watch-streams",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"Watch streams open at once (default {DEFAULT_WATCH_STREAMS})",
+    )
     put.add_argument("--valid-from", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
     put.add_argument("--valid-until", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
     put.add_argument("--json", action="store_true")
@@ -201,6 +208,7 @@ def _print_grant(options: argparse.Namespace, grant: pb.Grant) -> int:
         print(f"authorisation   {persons}")
         print(f"rate            {grant.rate_per_second:g}/s, burst {grant.burst}")
         print(f"person quota    {grant.daily_person_quota} a day")
+        print(f"watch streams   {grant.max_watch_streams} at once")
         if grant.HasField("valid_from") or grant.HasField("valid_until"):
             since = (
                 shown_date(grant.valid_from.ToDatetime(tzinfo=dt.UTC))
@@ -227,6 +235,7 @@ def _grants_set(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, ca
         rate_per_second=options.rate,
         burst=options.burst,
         daily_person_quota=options.daily_person_quota,
+        max_watch_streams=options.watch_streams,
     )
     cst = dt.timezone(dt.timedelta(hours=8))
     if options.valid_from:

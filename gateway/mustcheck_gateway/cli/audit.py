@@ -29,6 +29,7 @@ from ..audit import (
 )
 from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
+from ..csv_cells import inert_fields, inert_row
 from ..report import CoverageRow, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
@@ -372,7 +373,9 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
         writer = csv.DictWriter(sys.stdout, fieldnames=list(pb.AuditRecord.DESCRIPTOR.fields_by_name))
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: "|".join(v) if isinstance(v, list) else v for key, v in row.items()})
+            writer.writerow(
+                inert_fields({key: "|".join(v) if isinstance(v, list) else v for key, v in row.items()})
+            )
     else:
         print("  ".join(f"{column:>8}" if column == "seq" else column for column in QUERY_COLUMNS))
         for record in response.records:
@@ -449,15 +452,17 @@ def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call
         for row in rows:
             missed = ";".join(f"{m['approval_id']}:{m['measure_id']}" for m in row["mandatory_not_applied"])
             writer.writerow(
-                [
-                    row["matter"],
-                    row["department"],
-                    row["approvals_reported"],
-                    row["approvals_backed"],
-                    ";".join(row["approvals_without_check"]),
-                    missed,
-                    row["restricted_checks_without_feedback"],
-                ]
+                inert_row(
+                    [
+                        row["matter"],
+                        row["department"],
+                        row["approvals_reported"],
+                        row["approvals_backed"],
+                        ";".join(row["approvals_without_check"]),
+                        missed,
+                        row["restricted_checks_without_feedback"],
+                    ]
+                )
             )
     else:
         print(
@@ -484,7 +489,7 @@ def _stats(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
         writer = csv.writer(sys.stdout)
         writer.writerow(["bucket", options.by, "checks"])
         for r in report.rows:
-            writer.writerow([r.bucket, r.key, r.checks])
+            writer.writerow(inert_row([r.bucket, r.key, r.checks]))
     else:
         for r in report.rows:
             print(f"{r.bucket:10} {r.key:36} {r.checks:>8}")

@@ -17,6 +17,7 @@ from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
 from ..bootstrap import write_secret
+from ..data_lock import in_use
 from ..demo_data import Showcase, generate_rows, showcase
 from ..list_rows import load_rows
 from ..policy import PolicyError, PolicySet, default_policy_dir
@@ -86,7 +87,11 @@ def register(commands: Subparsers) -> None:
 
 
 def fresh_demo_dir(directory: Path) -> None:
-    """Empty ``directory`` for a new demo, refusing one that holds anything but an earlier demo."""
+    """Empty ``directory`` for a new demo, refusing one that holds anything but an earlier demo, and one
+    that a running gateway holds (another demo still serving)."""
+    busy = in_use(directory)
+    if busy is not None:
+        raise ConfigError(f"{busy}; stop it or choose another --data-dir")
     if directory.exists() and any(directory.iterdir()):
         if not (directory / DEMO_MARKER).is_file():
             raise ConfigError(

@@ -116,7 +116,7 @@ class PostgresStore:
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
-        with self._db.connection() as connection:
+        with self._db.unbounded() as connection:
             return migrate(connection)
 
     def schema_version(self) -> int:

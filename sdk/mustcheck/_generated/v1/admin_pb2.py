@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/admin.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\nCallerInfo\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0ctls_identity\x18\x05 \x01(\t\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thas_grant\x18\x08 \x01(\x08\"o\n\x13\x43reateCallerRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0ctls_identity\x18\x05 \x01(\t\"\x1e\n\tCallerRef\x12\x11\n\tcaller_id\x18\x01 \x01(\t\".\n\x12ListCallersRequest\x12\x18\n\x10include_disabled\x18\x01 \x01(\x08\"@\n\x13ListCallersResponse\x12)\n\x07\x63\x61llers\x18\x01 \x03(\x0b\x32\x18.mustcheck.v1.CallerInfo\"\xd9\x02\n\x05Grant\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0f\n\x07matters\x18\x02 \x03(\t\x12\x15\n\rsubject_kinds\x18\x03 \x03(\t\x12\x16\n\x0evisible_fields\x18\x04 \x03(\t\x12\x18\n\x10purpose_required\x18\x05 \x01(\x08\x12.\n&authorization_ref_required_for_persons\x18\x06 \x01(\x08\x12\x17\n\x0frate_per_second\x18\x07 \x01(\x01\x12\r\n\x05\x62urst\x18\x08 \x01(\x05\x12\x1a\n\x12\x64\x61ily_person_quota\x18\t \x01(\x05\x12.\n\nvalid_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x0c \x01(\x08\"5\n\x0fSetGrantRequest\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.mustcheck.v1.Grant\"J\n\x11IssueTokenRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\"\xdf\x01\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tcaller_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\"C\n\x0bIssuedToken\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04info\x18\x02 \x01(\x0b\x32\x17.mustcheck.v1.TokenInfo\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"&\n\x11ListTokensRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.mustcheck.v1.TokenInfo2\xcf\x05\n\x0c\x41\x64minService\x12K\n\x0c\x43reateCaller\x12!.mustcheck.v1.CreateCallerRequest\x1a\x18.mustcheck.v1.CallerInfo\x12\x42\n\rDisableCaller\x12\x17.mustcheck.v1.CallerRef\x1a\x18.mustcheck.v1.CallerInfo\x12>\n\tGetCaller\x12\x17.mustcheck.v1.CallerRef\x1a\x18.mustcheck.v1.CallerInfo\x12R\n\x0bListCallers\x12 .mustcheck.v1.ListCallersRequest\x1a!.mustcheck.v1.ListCallersResponse\x12>\n\x08SetGrant\x12\x1d.mustcheck.v1.SetGrantRequest\x1a\x13.mustcheck.v1.Grant\x12;\n\x0bRevokeGrant\x12\x17.mustcheck.v1.CallerRef\x1a\x13.mustcheck.v1.Grant\x12\x38\n\x08GetGrant\x12\x17.mustcheck.v1.CallerRef\x1a\x13.mustcheck.v1.Grant\x12H\n\nIssueToken\x12\x1f.mustcheck.v1.IssueTokenRequest\x1a\x19.mustcheck.v1.IssuedToken\x12H\n\x0bRevokeToken\x12 .mustcheck.v1.RevokeTokenRequest\x1a\x17.mustcheck.v1.TokenInfo\x12O\n\nListTokens\x12\x1f.mustcheck.v1.ListTokensRequest\x1a .mustcheck.v1.ListTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/admin.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\nCallerInfo\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0ctls_identity\x18\x05 \x01(\t\x12\x10\n\x08\x64isabled\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\thas_grant\x18\x08 \x01(\x08\"o\n\x13\x43reateCallerRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x14\n\x0ctls_identity\x18\x05 \x01(\t\"\x1e\n\tCallerRef\x12\x11\n\tcaller_id\x18\x01 \x01(\t\".\n\x12ListCallersRequest\x12\x18\n\x10include_disabled\x18\x01 \x01(\x08\"@\n\x13ListCallersResponse\x12)\n\x07\x63\x61llers\x18\x01 \x03(\x0b\x32\x18.mustcheck.v1.CallerInfo\"\xf4\x02\n\x05Grant\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x0f\n\x07matters\x18\x02 \x03(\t\x12\x15\n\rsubject_kinds\x18\x03 \x03(\t\x12\x16\n\x0evisible_fields\x18\x04 \x03(\t\x12\x18\n\x10purpose_required\x18\x05 \x01(\x08\x12.\n&authorization_ref_required_for_persons\x18\x06 \x01(\x08\x12\x17\n\x0frate_per_second\x18\x07 \x01(\x01\x12\r\n\x05\x62urst\x18\x08 \x01(\x05\x12\x1a\n\x12\x64\x61ily_person_quota\x18\t \x01(\x05\x12.\n\nvalid_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x0c \x01(\x08\x12\x19\n\x11max_watch_streams\x18\r \x01(\x05\"5\n\x0fSetGrantRequest\x12\"\n\x05grant\x18\x01 \x01(\x0b\x32\x13.mustcheck.v1.Grant\"J\n\x11IssueTokenRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\x12\r\n\x05label\x18\x03 \x01(\t\"\xdf\x01\n\tTokenInfo\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x11\n\tcaller_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nrevoked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x07 \x01(\x08\"C\n\x0bIssuedToken\x12\r\n\x05token\x18\x01 \x01(\t\x12%\n\x04info\x18\x02 \x01(\x0b\x32\x17.mustcheck.v1.TokenInfo\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"&\n\x11ListTokensRequest\x12\x11\n\tcaller_id\x18\x01 \x01(\t\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.mustcheck.v1.TokenInfo2\xcf\x05\n\x0c\x41\x64minService\x12K\n\x0c\x43reateCaller\x12!.mustcheck.v1.CreateCallerRequest\x1a\x18.mustcheck.v1.CallerInfo\x12\x42\n\rDisableCaller\x12\x17.mustcheck.v1.CallerRef\x1a\x18.mustcheck.v1.CallerInfo\x12>\n\tGetCaller\x12\x17.mustcheck.v1.CallerRef\x1a\x18.mustcheck.v1.CallerInfo\x12R\n\x0bListCallers\x12 .mustcheck.v1.ListCallersRequest\x1a!.mustcheck.v1.ListCallersResponse\x12>\n\x08SetGrant\x12\x1d.mustcheck.v1.SetGrantRequest\x1a\x13.mustcheck.v1.Grant\x12;\n\x0bRevokeGrant\x12\x17.mustcheck.v1.CallerRef\x1a\x13.mustcheck.v1.Grant\x12\x38\n\x08GetGrant\x12\x17.mustcheck.v1.CallerRef\x1a\x13.mustcheck.v1.Grant\x12H\n\nIssueToken\x12\x1f.mustcheck.v1.IssueTokenRequest\x1a\x19.mustcheck.v1.IssuedToken\x12H\n\x0bRevokeToken\x12 .mustcheck.v1.RevokeTokenRequest\x1a\x17.mustcheck.v1.TokenInfo\x12O\n\nListTokens\x12\x1f.mustcheck.v1.ListTokensRequest\x1a .mustcheck.v1.ListTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,21 +43,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCALLERSRESPONSE']._serialized_start=458
   _globals['_LISTCALLERSRESPONSE']._serialized_end=522
   _globals['_GRANT']._serialized_start=525
-  _globals['_GRANT']._serialized_end=870
-  _globals['_SETGRANTREQUEST']._serialized_start=872
-  _globals['_SETGRANTREQUEST']._serialized_end=925
-  _globals['_ISSUETOKENREQUEST']._serialized_start=927
-  _globals['_ISSUETOKENREQUEST']._serialized_end=1001
-  _globals['_TOKENINFO']._serialized_start=1004
-  _globals['_TOKENINFO']._serialized_end=1227
-  _globals['_ISSUEDTOKEN']._serialized_start=1229
-  _globals['_ISSUEDTOKEN']._serialized_end=1296
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1298
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1336
-  _globals['_LISTTOKENSREQUEST']._serialized_start=1338
-  _globals['_LISTTOKENSREQUEST']._serialized_end=1376
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=1378
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=1439
-  _globals['_ADMINSERVICE']._serialized_start=1442
-  _globals['_ADMINSERVICE']._serialized_end=2161
+  _globals['_GRANT']._serialized_end=897
+  _globals['_SETGRANTREQUEST']._serialized_start=899
+  _globals['_SETGRANTREQUEST']._serialized_end=952
+  _globals['_ISSUETOKENREQUEST']._serialized_start=954
+  _globals['_ISSUETOKENREQUEST']._serialized_end=1028
+  _globals['_TOKENINFO']._serialized_start=1031
+  _globals['_TOKENINFO']._serialized_end=1254
+  _globals['_ISSUEDTOKEN']._serialized_start=1256
+  _globals['_ISSUEDTOKEN']._serialized_end=1323
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1325
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1363
+  _globals['_LISTTOKENSREQUEST']._serialized_start=1365
+  _globals['_LISTTOKENSREQUEST']._serialized_end=1403
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=1405
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=1466
+  _globals['_ADMINSERVICE']._serialized_start=1469
+  _globals['_ADMINSERVICE']._serialized_end=2188
 # @@protoc_insertion_point(module_scope)

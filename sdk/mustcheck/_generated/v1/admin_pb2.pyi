@@ -180,6 +180,7 @@ class Grant(_message.Message):
     VALID_FROM_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     ACTIVE_FIELD_NUMBER: _builtins.int
+    MAX_WATCH_STREAMS_FIELD_NUMBER: _builtins.int
     caller_id: _builtins.str
     purpose_required: _builtins.bool
     authorization_ref_required_for_persons: _builtins.bool
@@ -189,6 +190,8 @@ class Grant(_message.Message):
     """Person lookups a day (China Standard Time); 0 means none allowed."""
     active: _builtins.bool
     """False in an answer when the caller has no grant (never set or revoked)."""
+    max_watch_streams: _builtins.int
+    """Watch streams the caller may hold open at once; 0 means the gateway's default (4)."""
     @_builtins.property
     def matters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Matter codes, "kind:<matter kind>", or "*" for every matter."""
@@ -220,10 +223,11 @@ class Grant(_message.Message):
         valid_from: _timestamp_pb2.Timestamp | None = ...,
         valid_until: _timestamp_pb2.Timestamp | None = ...,
         active: _builtins.bool = ...,
+        max_watch_streams: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "authorization_ref_required_for_persons", b"authorization_ref_required_for_persons", "burst", b"burst", "caller_id", b"caller_id", "daily_person_quota", b"daily_person_quota", "matters", b"matters", "purpose_required", b"purpose_required", "rate_per_second", b"rate_per_second", "subject_kinds", b"subject_kinds", "valid_from", b"valid_from", "valid_until", b"valid_until", "visible_fields", b"visible_fields"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "authorization_ref_required_for_persons", b"authorization_ref_required_for_persons", "burst", b"burst", "caller_id", b"caller_id", "daily_person_quota", b"daily_person_quota", "matters", b"matters", "max_watch_streams", b"max_watch_streams", "purpose_required", b"purpose_required", "rate_per_second", b"rate_per_second", "subject_kinds", b"subject_kinds", "valid_from", b"valid_from", "valid_until", b"valid_until", "visible_fields", b"visible_fields"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -398,6 +398,7 @@ class CheckResponse(_message.Message):
     FAIL_MODE_FIELD_NUMBER: _builtins.int
     GREEN_CHANNEL_REASON_FIELD_NUMBER: _builtins.int
     DATA_COMPLETE_SINCE_FIELD_NUMBER: _builtins.int
+    GATEWAY_INSTANCE_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """The subject as normalised; persons' numbers are masked."""
     subject_kind: Global___SubjectKind.ValueType
@@ -426,6 +427,10 @@ class CheckResponse(_message.Message):
     green_channel_reason: _builtins.str
     """Why green_channel is false: "data.not_attested" (the store attests no complete list data),
     "data.too_short" (complete for less than three years) or "bad_record"; empty when eligible.
+    """
+    gateway_instance: _builtins.str
+    """The gateway process that answered. Its Watch streams (WatchEvent.gateway_instance) name changes to
+    this subject; a cache keeps the answer only while it follows a stream of the same instance.
     """
     @_builtins.property
     def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___Membership]: ...
@@ -458,10 +463,11 @@ class CheckResponse(_message.Message):
         fail_mode: Global___FailMode.ValueType = ...,
         green_channel_reason: _builtins.str = ...,
         data_complete_since: _timestamp_pb2.Timestamp | None = ...,
+        gateway_instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_complete_since", b"data_complete_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_complete_since", b"data_complete_since", "data_version", b"data_version", "fail_mode", b"fail_mode", "freshness_tolerance_s", b"freshness_tolerance_s", "green_channel", b"green_channel", "green_channel_reason", b"green_channel_reason", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "data_complete_since", b"data_complete_since", "data_version", b"data_version", "fail_mode", b"fail_mode", "freshness_tolerance_s", b"freshness_tolerance_s", "gateway_instance", b"gateway_instance", "green_channel", b"green_channel", "green_channel_reason", b"green_channel_reason", "human_review_required", b"human_review_required", "legacy_code", b"legacy_code", "matter", b"matter", "measures", b"measures", "memberships", b"memberships", "outcome", b"outcome", "receipt", b"receipt", "review_notice", b"review_notice", "subject", b"subject", "subject_kind", b"subject_kind", "subject_name", b"subject_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -730,7 +736,8 @@ class WatchRequest(_message.Message):
     """Resume after this data version: every change after it is sent first (unset: from now on)."""
     hash_key: _builtins.bytes
     """16 to 64 random bytes chosen by the subscriber: subjects are sent as
-    HMAC-SHA256(hash_key, subject), which only the subscriber can match against what it holds.
+    HMAC-SHA256(hash_key, subject), which only the subscriber can match against what it holds (and
+    only subjects it checked itself are ever sent).
     """
     def __init__(
         self,
@@ -758,6 +765,7 @@ class WatchEvent(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     SENT_AT_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    GATEWAY_INSTANCE_FIELD_NUMBER: _builtins.int
     data_version: _builtins.int
     """The data version this event brings the subscriber to."""
     everything: _builtins.bool
@@ -768,10 +776,13 @@ class WatchEvent(_message.Message):
     """Nothing changed; sent every heartbeat_interval_ms so that a silent stream is noticed."""
     heartbeat_interval_ms: _builtins.int
     """How often the gateway sends heartbeats."""
+    gateway_instance: _builtins.str
+    """The gateway process streaming (see CheckResponse.gateway_instance)."""
     @_builtins.property
     def subject_hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
-        """HMAC-SHA256(hash_key, subject) of every subject whose answer may have changed: the subjects of
-        changed entries and the responsible persons they name (R7).
+        """HMAC-SHA256(hash_key, subject) of every subject whose answer may have changed (the subjects of
+        changed entries and the responsible persons they name, R7) that this caller checked within its
+        window; other subjects are never named (the version moves on all the same).
         """
 
     @_builtins.property
@@ -785,10 +796,11 @@ class WatchEvent(_message.Message):
         heartbeat: _builtins.bool = ...,
         sent_at: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        gateway_instance: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sent_at", b"sent_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "everything", b"everything", "heartbeat", b"heartbeat", "heartbeat_interval_ms", b"heartbeat_interval_ms", "sent_at", b"sent_at", "subject_hashes", b"subject_hashes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "everything", b"everything", "gateway_instance", b"gateway_instance", "heartbeat", b"heartbeat", "heartbeat_interval_ms", b"heartbeat_interval_ms", "sent_at", b"sent_at", "subject_hashes", b"subject_hashes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

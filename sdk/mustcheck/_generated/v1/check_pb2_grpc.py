@@ -97,7 +97,9 @@ class CheckServiceServicer:
     def Watch(self, request, context):
         """The change stream: one event for each data version with the keyed hashes of the subjects it
         touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
-        changes so that a silent stream is detected. Caches drop what an event names.
+        changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
+        event names only subjects this caller checked through the same gateway process within the longest
+        freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

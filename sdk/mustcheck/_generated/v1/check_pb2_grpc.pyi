@@ -56,7 +56,9 @@ class CheckServiceStub:
     Watch: _grpc.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]
     """The change stream: one event for each data version with the keyed hashes of the subjects it
     touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
-    changes so that a silent stream is detected. Caches drop what an event names.
+    changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
+    event names only subjects this caller checked through the same gateway process within the longest
+    freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
     """
 
 @_typing.type_check_only
@@ -77,7 +79,9 @@ class CheckServiceAsyncStub(CheckServiceStub):
     Watch: _aio.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]  # type: ignore[assignment]
     """The change stream: one event for each data version with the keyed hashes of the subjects it
     touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
-    changes so that a silent stream is detected. Caches drop what an event names.
+    changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
+    event names only subjects this caller checked through the same gateway process within the longest
+    freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
     """
 
 class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,7 +129,9 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_check_pb2.WatchEvent], _abc.AsyncIterator[_check_pb2.WatchEvent]]:
         """The change stream: one event for each data version with the keyed hashes of the subjects it
         touched (never raw identifiers), resumable after a version, and a heartbeat while nothing
-        changes so that a silent stream is detected. Caches drop what an event names.
+        changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
+        event names only subjects this caller checked through the same gateway process within the longest
+        freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
         """
 
 def add_CheckServiceServicer_to_server(servicer: CheckServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,42 @@
+"""Audit records for requests that are no well-formed message (R10: bad input is audited too).
+
+The error interceptor answers such a request INVALID_ARGUMENT before any handler sees it; this records
+it first: the method, and the caller where its credentials say who it is (the bytes may be garbage, the
+metadata need not be).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import grpc
+
+from .audit import AuditEvent
+from .auth.access import AccessControl
+from .auth.model import Caller
+from .errors import GatewayError
+from .service import AuditSink
+
+MALFORMED_KIND = "malformed_request"
+
+
+class MalformedRequestAudit:
+    def __init__(self, access: AccessControl, audit: AuditSink) -> None:
+        self.access = access
+        self.audit = audit
+
+    async def __call__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        caller: Caller | None = None
+        with contextlib.suppress(GatewayError):
+            caller = self.access.caller(context)
+        await self.audit.append(
+            AuditEvent(
+                kind=MALFORMED_KIND,
+                caller_id=caller.caller_id if caller else "",
+                department=caller.department if caller else "",
+                outcome="invalid_input",
+                status="INVALID_ARGUMENT",
+                detail={"reason": "request.malformed", "method": method[:128]},
+            )
+        )
