@@ -223,3 +223,14 @@ def test_error_messages_never_repeat_an_id_number(target: str, token: str) -> No
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
     details = caught.value.details() or ""
     assert person[:6] + "********" + person[-4:] in details and person[6:14] not in details
+
+
+def test_an_id_number_cut_short_keeps_its_birth_date_hidden() -> None:
+    # Free text cut short (a title, a summary) can leave an 18-digit number's first 15 digits: its
+    # YYYYMMDD is still there to hide. An all-digit credit code and a 15-digit registration number are not.
+    number = new_citizen_id()
+    for length in (14, 15):
+        masked = mask_id_shapes(f"摘要：{number[:length]}")
+        assert masked == f"摘要：{number[:6]}" + "*" * (length - 6)  # nothing of the birth date is left
+    assert mask_id_shapes("914403001922038216") == "914403001922038216"
+    assert mask_id_shapes("440300123456789") == "440300123456789"

@@ -60,27 +60,38 @@ class Masker:
         return text
 
 
-# A run of 15 or more digits (half- or full-width), the last one possibly X: the shapes of citizen
-# identity numbers (18 characters, or 15 for the first generation) and of longer numbers they hide in.
-_DIGIT_RUN = re.compile(r"(?<![0-9\uff10-\uff19])[0-9\uff10-\uff19]{14,}[0-9\uff10-\uff19XxＸｘ]")
+# A run of 14 or more digits (half- or full-width), the last one possibly X: the shapes of citizen
+# identity numbers (18 characters, or 15 for the first generation), of longer numbers they hide in, and
+# of an 18-digit number cut short after its birth date (14 characters: region and YYYYMMDD).
+_DIGIT_RUN = re.compile(r"(?<![0-9\uff10-\uff19])[0-9\uff10-\uff19]{13,}[0-9\uff10-\uff19XxＸｘ]")
 _FULL_WIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 
 
 def _date_shaped(digits: str) -> bool:
-    """Whether an 18- or 15-character run carries a birth date where an ID number has one."""
-    if len(digits) == 18:
-        year, month, day = digits[6:10], digits[10:12], digits[12:14]
-        if year[:2] not in ("18", "19", "20"):
-            return False
-    else:
-        month, day = digits[8:10], digits[10:12]
+    """Whether a run of 14, 15 or 18 characters carries a birth date where an ID number has one: an
+    18-digit number's YYYYMMDD (also in the first 14 or 15 digits of one cut short: the birth date is what
+    masking hides), or a first-generation number's YYMMDD."""
+    if _full_birth_date(digits[6:14]):
+        return True
+    return len(digits) == 15 and _month_day(digits[8:10], digits[10:12])
+
+
+def _full_birth_date(date: str) -> bool:
+    return len(date) == 8 and date[:2] in ("18", "19", "20") and _month_day(date[4:6], date[6:8])
+
+
+def _month_day(month: str, day: str) -> bool:
     return month.isdigit() and day.isdigit() and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
 
 
 def _mask_run(match: re.Match[str]) -> str:
     run = match.group(0)
-    if len(run) in (15, 18) and not _date_shaped(run.translate(_FULL_WIDTH_DIGITS)):
+    digits = run.translate(_FULL_WIDTH_DIGITS)
+    if len(run) in (14, 15, 18) and not _date_shaped(digits):
         return run  # e.g. an all-digit credit code: an organisation's, published by law
+    if len(run) in (14, 15) and _full_birth_date(digits[6:14]):
+        # An 18-digit number cut short: its last four digits are part of the birth date; keep the region only.
+        return run[:6] + "*" * (len(run) - 6)
     return mask_id(run)
 
 
