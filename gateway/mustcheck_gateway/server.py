@@ -35,12 +35,14 @@ from mustcheck._generated.v1 import (
 
 from .admin_service import AdminService
 from .audit import KEYS_DIR_NAME, AuditEvent, AuditLog, KeyRing
+from .audit.space import DEFAULT_MIN_FREE_MB
+from .audit_health import AuditHealth
 from .audit_service import AuditService
 from .auth.access import AccessControl
 from .auth.authenticate import Authenticator
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
-from .chain_heads import HeadPublisher, replica_id
+from .chain_heads import HeadPublisher, head_checkpoint, published_head, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
 from .import_workers import ImportWorkers, default_import_workers
@@ -105,6 +107,8 @@ class GatewayConfig:
     metrics_listen: str | None = None
     # Processes that validate an import's rows while the gateway writes them (0: in the gateway itself).
     import_workers: int = field(default_factory=default_import_workers)
+    # Below this much free space on the data directory's disk, checks get UNAVAILABLE (0: no watermark).
+    audit_min_free_mb: float = DEFAULT_MIN_FREE_MB
 
 
 class ConfigError(Exception):
@@ -164,9 +168,12 @@ class Gateway:
     metrics: GatewayMetrics
     metrics_port: int | None = None
     heads: HeadPublisher | None = None
+    audit_health: AuditHealth | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
+        if self.audit_health is not None:
+            await self.audit_health.stop()
         await self.server.stop(grace)
         await self.feed.stop()
         if self.heads is not None:
@@ -224,15 +231,23 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     check_listener(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.data_dir, url=config.store_url)
-    audit: AuditLog | NoAudit = (
-        AuditLog.open(
-            config.data_dir,
-            checkpoint_every=config.checkpoint_every,
-            checkpoint_interval_s=config.checkpoint_interval_s,
+    # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
+    published = published_head(store, replica_id(config.data_dir)) if config.audit_enabled else None
+    try:
+        audit: AuditLog | NoAudit = (
+            AuditLog.open(
+                config.data_dir,
+                checkpoint_every=config.checkpoint_every,
+                checkpoint_interval_s=config.checkpoint_interval_s,
+                min_free_mb=config.audit_min_free_mb,
+                published_head=None if published is None else head_checkpoint(published),
+            )
+            if config.audit_enabled
+            else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
         )
-        if config.audit_enabled
-        else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
-    )
+    except BaseException:
+        store.close()
+        raise
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
     sink: AuditSink = metered
@@ -300,7 +315,13 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         await server.start()
         feed.start()
         heads = (
-            HeadPublisher(audit, store, replica_id(config.data_dir), interval_s=config.checkpoint_interval_s)
+            HeadPublisher(
+                audit,
+                store,
+                replica_id(config.data_dir),
+                interval_s=config.checkpoint_interval_s,
+                published=published,
+            )
             if isinstance(audit, AuditLog)
             else None
         )
@@ -314,6 +335,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         raise
     for service in ("", *SERVICE_NAMES):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    audit_health = AuditHealth(audit, health, ("", *SERVICE_NAMES)) if isinstance(audit, AuditLog) else None
+    if audit_health is not None:
+        audit_health.start()
     log.info(
         "gateway_started",
         listen=config.listen,
@@ -343,6 +367,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         metrics,
         metrics_port,
         heads,
+        audit_health,
     )
 
 

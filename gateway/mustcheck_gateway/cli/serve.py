@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from ..audit import AuditIntegrityError
+from ..audit.space import DEFAULT_MIN_FREE_MB
 from ..import_workers import default_import_workers
 from ..logs import configure_logging
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
@@ -102,6 +104,14 @@ def register(commands: Subparsers) -> None:
         help="processes that validate list imports while the gateway writes them (default: one per core, "
         "at most 2; 0: validate in the gateway process)",
     )
+    parser.add_argument(
+        "--audit-min-free-mb",
+        type=float,
+        default=DEFAULT_MIN_FREE_MB,
+        metavar="MB",
+        help="free space the data directory's disk must keep: below it checks get UNAVAILABLE and health "
+        f"says NOT_SERVING until space is freed (default {DEFAULT_MIN_FREE_MB}; 0: no watermark)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -123,6 +133,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         lookup_cache_entries=max(0, options.cache_entries),
         store_url=options.store,
         import_workers=max(0, options.import_workers),
+        audit_min_free_mb=max(0.0, options.audit_min_free_mb),
     )
 
 
@@ -135,7 +146,7 @@ def run(options: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except ConfigError as error:
         return fail(f"refusing to start: {error}", EXIT_INVALID)
-    except StoreError as error:
+    except (StoreError, AuditIntegrityError) as error:
         return fail(f"refusing to start: {error}", EXIT_FAILURE)
     return EXIT_OK
 
