@@ -103,6 +103,11 @@ class HeadPublisher:
         self.audit.published_head = latest  # a restarted writer checks the log against it
         return head
 
+    def publish_final(self) -> AuditHead | None:
+        """On stop: sign a head for every record written, and publish it."""
+        self.audit.sign_head()
+        return self.publish()
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mustcheck-audit-heads")
 

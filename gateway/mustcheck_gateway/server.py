@@ -179,7 +179,7 @@ class Gateway:
         if self.heads is not None:
             await self.heads.stop()
             with contextlib.suppress(Exception):  # the store may be away; the last head stays published
-                await asyncio.get_running_loop().run_in_executor(None, self.heads.publish)
+                await asyncio.get_running_loop().run_in_executor(None, self.heads.publish_final)
         self.metrics.close()
         await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)

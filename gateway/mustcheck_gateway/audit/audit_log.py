@@ -234,6 +234,10 @@ class AuditLog:
                     self._unavailable_since = (dt.datetime.now(dt.UTC), reason)
         return reason
 
+    def sign_head(self) -> None:
+        """Sign a checkpoint for the records no checkpoint covers yet (e.g. to publish it on stop)."""
+        self._writer.flush(checkpoint=True)
+
     def extends(self, head: Checkpoint) -> str | None:
         """Why this log does not contain the record ``head`` signed (None: it does)."""
         self._writer.flush()
@@ -500,7 +504,7 @@ class AuditLog:
 
     def verify(self) -> VerifyReport:
         """Verify this log as an outsider would: the file read-only, with the public keys only."""
-        self._writer.flush(checkpoint=True)  # what is written so far gets its signed head first
+        self.sign_head()  # what is written so far gets its signed head first
         return verify_log(self.path, self.keyring.public_dir, mirror_path=self.mirror_path)
 
     # -- retention ---------------------------------------------------------------------
