@@ -58,10 +58,11 @@ class AuditHealth:
                 await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
             elif reason is None and not self.serving:
                 try:
-                    await loop.run_in_executor(None, self.audit.note_available)
+                    available = await loop.run_in_executor(None, self.audit.note_available)
                 except AuditError as error:  # not writable after all: stay NOT_SERVING, look again
                     log.warning("audit_still_unavailable", error=str(error))
-                else:
+                    available = False
+                if available:
                     self.serving = True
                     log.warning("audit_serving_again")
                     await self._set(health_pb2.HealthCheckResponse.SERVING)

@@ -227,7 +227,7 @@ class AuditLog:
 
     def unavailable(self) -> str | None:
         """Why appends are refused now (None: they are taken): the writer is down or the disk nearly full."""
-        reason = self._down or self.space.low()
+        reason = self._down or self.space.low() or self._writer.recent_failure()
         if reason is not None and self._unavailable_since is None:
             with self._state:
                 if self._unavailable_since is None:
@@ -242,7 +242,7 @@ class AuditLog:
         """Why this log does not contain the record ``head`` signed (None: it does)."""
         self._writer.flush()
         view = LogView(self._store.tail().last_seq, self._store.record_hash, self._store.pruned_through())
-        return extension_problem(view, Head(head, "the head published to the store"))
+        return extension_problem(view, Head(head, "the store"))
 
     def _admit(self) -> None:
         reason = self.unavailable()
@@ -252,21 +252,22 @@ class AuditLog:
             self._refused += 1
         raise AuditUnavailable(reason)
 
-    def note_available(self) -> None:
-        """If appends were refused and are taken again, record how many were refused, and since when."""
+    def note_available(self) -> bool:
+        """Whether appends are taken again; if so and they were refused, record how many, and since when."""
         if self.unavailable() is not None:
-            return
+            return False
         with self._state:
             since, self._unavailable_since = self._unavailable_since, None
             refused, self._refused = self._refused, 0
         if since is None:
-            return
+            return True
         log.warning("audit_available_again", refused=refused)
         self._append_system(
             self._writer,
             "audit.available_again",
             {"refused": refused, "since": format_instant(since[0]), "why": since[1]},
         )
+        return True
 
     def _restore_mirror(self) -> None:
         """Copy checkpoints committed to the database but not yet mirrored (a crash in between)."""

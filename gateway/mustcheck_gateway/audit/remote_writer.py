@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from .errors import AuditError, AuditLogClosed, AuditUnavailable
 from .keys import KeyRing
 from .record import PendingRecord
 from .writer import DEFAULT_GROUP_WINDOW_S
+
+# After a commit the writer could not make durable, appends are refused this long before one is tried.
+FAILURE_HOLD_S = 1.0
 
 
 class _Announced(Protocol):
@@ -162,6 +166,7 @@ class RemoteWriter:
         self._closed_reason = "the audit log is closed"
         self._shut = False  # close() has run
         self._pending_records = 0
+        self._failed: tuple[float, str] | None = None  # when the last commit failed, and why
         self.last_seq = 0
         self.commits = 0
         self.checkpoints_written = 0
@@ -193,6 +198,13 @@ class RemoteWriter:
         self._announced.close()
 
     # -- the caller's side ---------------------------------------------------------
+
+    def recent_failure(self) -> str | None:
+        """Why the last commit failed, if it did in the last ``FAILURE_HOLD_S`` (e.g. a full disk)."""
+        failed = self._failed
+        if failed is None or time.monotonic() - failed[0] >= FAILURE_HOLD_S:
+            return None
+        return f"the audit writer could not make records durable ({failed[1]})"
 
     @property
     def queue_depth(self) -> int:
@@ -366,6 +378,8 @@ class RemoteWriter:
             settled = [(self._waiting.pop(token), outcome) for token, outcome in outcomes]
             self._pending_records -= sum(waiting.records for waiting, _ in settled)
         for waiting, outcome in settled:
+            if isinstance(outcome, str):
+                self._failed = (time.monotonic(), outcome)
             # A commit the writer could not make durable (e.g. a full disk): retryable, never answered.
             result: Any = (
                 AuditUnavailable(f"audit commit failed: {outcome}") if isinstance(outcome, str) else outcome

@@ -324,9 +324,9 @@ class GroupCommitWriter:
         tail = self._store.tail()
         view = LogView(tail.last_seq, self._store.record_hash, self._store.pruned_through())
         heads = (
-            newest(self._store.checkpoints(), "the audit database's checkpoints"),
+            newest(self._store.checkpoints(), "the audit database"),
             mirror_head(self._mirror.path),
-            None if published is None else Head(published, "the head published to the store"),
+            None if published is None else Head(published, "the store"),
         )
         check_no_rewind(view, heads, load_public_keys(self._keyring.public_dir))
 
