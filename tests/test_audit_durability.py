@@ -27,8 +27,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mustcheck import Client, MustCheckError
-from mustcheck_gateway.audit import AuditEvent, AuditIntegrityError, AuditLog, verify_data_dir
-from mustcheck_gateway.audit.journal import encode_frame, journal_path_for, read_journal
+from mustcheck_gateway.audit import AuditEvent, AuditIntegrityError, AuditLog, CheckpointKind, verify_data_dir
+from mustcheck_gateway.audit.journal import encode_frame, journal_path_for, parse_journal, read_journal
+from mustcheck_gateway.chain_heads import HeadPublisher
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.store import AuditHead, ListStore, open_store
 from mustcheck_gateway.store.audit_heads import HeadRejected
@@ -54,6 +55,24 @@ def writer_pid(gateway: ServeProcess) -> int | None:
                 if "mustcheck_gateway.audit.writer_process" in Path(f"/proc/{pid}/cmdline").read_text():
                     return int(pid)
     return None
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has exited (a zombie counts: it writes nothing more)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def crash(gateway: ServeProcess) -> None:
+    """SIGKILL the gateway and its writer process, and wait until both are gone."""
+    writer = writer_pid(gateway)
+    gateway.stop(signal.SIGKILL)
+    if writer is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(writer, signal.SIGKILL)
+        assert wait_until(lambda: gone(writer), timeout=30)
 
 
 def health(target: str) -> int:
@@ -139,7 +158,7 @@ def test_a_torn_journal_tail_restarts_cleanly_and_verifies_as_repaired(
     with Client(target, token=token) as client:
         for subject in subjects:
             client.check(subject, MATTER)
-    first.stop(signal.SIGKILL)
+    crash(first)
     torn = tear_journal(tmp_path)
 
     # Offline, before any restart: intact, with the torn tail named (not TAMPERED).
@@ -426,3 +445,49 @@ def test_restart_after_crashes_at_random_points_always_works(tmp_path: Path) -> 
     assert missing_records(tmp_path, answered) == [], f"seed {seed}"
     report = verify_data_dir(tmp_path)
     assert report.ok, f"{report.reason} (seed {seed})"
+
+
+def test_a_head_is_published_only_while_the_log_still_holds_the_previous_one(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "store")
+    log = AuditLog.open(tmp_path / "data")
+    try:
+        log.append_sync(AuditEvent(kind="check", caller_id="c", subject=new_uscc(), outcome="no_record"))
+        log.sign_head()
+        latest = log.latest_checkpoint(CheckpointKind.CHAIN)
+        assert latest is not None
+        now = dt.datetime.now(dt.UTC)
+        # A head this log never reached (as if records after it had been deleted).
+        beyond = AuditHead("r1", latest.seq + 7, "e" * 64, latest.key_id, latest.signature, now, now)
+        publisher = HeadPublisher(log, store, "r1", interval_s=60, published=beyond)
+        log.append_sync(AuditEvent(kind="check", caller_id="c", subject=new_uscc(), outcome="no_record"))
+        log.sign_head()
+        with pytest.raises(
+            AuditIntegrityError, match=f"records {latest.seq + 2}–{latest.seq + 7} are missing"
+        ):
+            publisher.publish()
+        assert store.audit_heads() == []
+        honest = HeadPublisher(log, store, "r1", interval_s=60)
+        published = honest.publish()
+        assert published is not None and published.seq == latest.seq + 1
+    finally:
+        log.close()
+        store.close()
+
+
+def test_journal_frames_torn_or_damaged() -> None:
+    first, second = encode_frame([(1, "a")], []), encode_frame([(2, "b")], [])
+    padding = bytes(64)
+    assert parse_journal("j", first + second + padding).rows == [(1, "a"), (2, "b")]
+    for cut in (1, 3, 6, 13, len(second) - 1):  # inside the magic, the header, the payload
+        torn = parse_journal("j", first + second[:cut] + padding)
+        assert torn.rows == [(1, "a")] and torn.torn is not None and torn.torn.offset == len(first)
+    altered = bytearray(first + second + padding)
+    altered[len(first) + 14] ^= 0x01  # a byte of a complete frame's payload
+    with pytest.raises(AuditIntegrityError, match="checksum does not match"):
+        parse_journal("j", bytes(altered))
+    with pytest.raises(AuditIntegrityError, match="no frame starts"):
+        parse_journal("j", first + b"garbage" + padding)
+    hole = bytearray(first + second + padding)
+    hole[14] = 0  # a zero inside the first frame, an intact frame after it
+    with pytest.raises(AuditIntegrityError, match="followed by another"):
+        parse_journal("j", bytes(hole))

@@ -78,13 +78,14 @@ class HeadPublisher:
         self._task: asyncio.Task[None] | None = None
 
     def publish(self) -> AuditHead | None:
-        """Publish the latest chain checkpoint if it is newer than the last one published."""
+        """Publish the latest chain checkpoint if it is newer than the last one published, after checking
+        that the log still holds the last one published (never publish over a rewound log)."""
         latest = self.audit.latest_checkpoint(CheckpointKind.CHAIN)
         if latest is None:
             return None
-        if self.published is not None and self.published.seq >= latest.seq:
-            return self.published
         if self.published is not None:
+            if (self.published.seq, self.published.record_hash) == (latest.seq, latest.record_hash):
+                return self.published
             problem = self.audit.extends(head_checkpoint(self.published))
             if problem is not None:
                 log.error("audit_tamper_alarm", problem=problem, replica=self.replica)

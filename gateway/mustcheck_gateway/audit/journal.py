@@ -131,11 +131,11 @@ def parse_journal(name: str, data: bytes) -> JournalContents:
         _, length, checksum = _HEADER.unpack(header)
         start, stop = offset + _HEADER.size, offset + _HEADER.size + length
         payload = data[start:stop]
-        if stop <= size and zlib.crc32(payload) == checksum:
+        if length and stop <= size and zlib.crc32(payload) == checksum:  # (no empty frame is written)
             _entries(name, payload, f"frame at offset {offset}", rows, checkpoints)
             offset = stop
             continue
-        if stop <= size and b"\0" not in payload:
+        if length and stop <= size and b"\0" not in payload:
             raise AuditIntegrityError(
                 f"{name}: the frame at offset {offset} is complete but its checksum does not match "
                 "(altered or damaged)"

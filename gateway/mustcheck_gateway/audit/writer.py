@@ -140,6 +140,7 @@ class GroupCommitWriter:
         self._last_seq = tail.last_seq
         self._last_hash = tail.last_hash
         self._covered_seq = tail.covered_seq
+        self._headed = tail.covered_seq > 0  # the log has a signed head (else its first record gets one)
         # Records left uncovered by an earlier run get their checkpoint on the first turn.
         self._last_checkpoint_time = time.monotonic() - (self._interval if self._uncovered else 0.0)
         self._index_retry_at = 0.0
@@ -269,6 +270,10 @@ class GroupCommitWriter:
                         checkpoints.append(self._sign(seq, prev_hash))
                         covered = seq
                 seqs.append(assigned)
+            if not self._headed and not checkpoints:
+                # The log's first commit gets a head in its own frame (the cadence is unchanged): a log
+                # never holds records without a signed head, whenever it crashes.
+                checkpoints.append(self._sign(seq, prev_hash))
             self._journal.append(rows, checkpoints)
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
@@ -277,6 +282,7 @@ class GroupCommitWriter:
         self._last_seq, self._last_hash, self._covered_seq = seq, prev_hash, covered
         self._unindexed_rows.extend(rows)
         self._unindexed_checkpoints.extend(checkpoints)
+        self._headed = self._headed or bool(checkpoints)
         self.last_commit_latency_s = time.perf_counter() - started
         self.commits += 1
         self._settle(batch, seqs=seqs)
