@@ -160,16 +160,16 @@ class AuditLog:
         )
         if writer.cut is not None:
             offset, length = writer.cut
-            self._append_system(
-                writer,
-                TAIL_CUT_OUTCOME,
-                {
-                    "journal": self.journal_path.name,
-                    "offset": offset,
-                    "bytes": length,
-                    "why": "an unfinished write (a crash or a full disk); nothing in it was acknowledged",
-                },
-            )
+            detail = {
+                "journal": self.journal_path.name,
+                "offset": offset,
+                "bytes": length,
+                "why": "an unfinished write (a crash or a full disk); nothing in it was acknowledged",
+            }
+            try:
+                self._append_system(writer, TAIL_CUT_OUTCOME, detail)
+            except AuditError as error:  # the operational log still says what was cut
+                log.error("audit_tail_cut_not_recorded", error=str(error), **detail)
         return writer
 
     def _append_system(self, writer: RemoteWriter, outcome: str, detail: dict[str, Any]) -> None:
