@@ -27,6 +27,7 @@ from .audit.checkpoint import signature_problem
 from .audit.journal import journal_path_for, read_journal
 from .audit.record import RECORD_COLUMNS
 from .audit.sqlite_log import connect_read_only
+from .store.audit_heads import HeadRejected
 from .store.base import AuditHead, ListStore
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -125,6 +126,10 @@ class HeadPublisher:
             await asyncio.sleep(self.interval_s)
             try:
                 await loop.run_in_executor(None, self.publish)
+            except AuditIntegrityError:  # a rewound log: publish() raised the alarm; again next round
+                pass
+            except HeadRejected as error:  # the store holds a head this log does not extend
+                log.error("audit_tamper_alarm", replica=self.replica, error=str(error))
             except Exception as error:  # the store is away: the next round tries again
                 log.warning("audit_head_not_published", error=str(error))
 
