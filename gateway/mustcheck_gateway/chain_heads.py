@@ -5,6 +5,10 @@ they share then lists every chain there is and how far each reached, so an audit
 directories make up the record and can prove that none was withheld or cut short:
 ``mustcheck audit verify --data-dir DIR --store URL`` checks the chain in DIR against its head.
 
+No rewind (docs/audit-log.md): the gateway opens its log only if the log extends the head it last
+published (:func:`published_head`), checks again before each publication that the log still holds
+the previously published head, and the store itself keeps a head only if it extends the one it has.
+
 A replica's id lives in its data directory (``replica.id``), so it survives restarts.
 """
 
@@ -18,11 +22,12 @@ from pathlib import Path
 
 import structlog
 
-from .audit import AuditLog, Checkpoint, CheckpointKind, load_public_keys
+from .audit import AuditIntegrityError, AuditLog, Checkpoint, CheckpointKind, load_public_keys
 from .audit.checkpoint import signature_problem
 from .audit.journal import journal_path_for, read_journal
 from .audit.record import RECORD_COLUMNS
 from .audit.sqlite_log import connect_read_only
+from .store.audit_heads import HeadRejected
 from .store.base import AuditHead, ListStore
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -44,22 +49,48 @@ def read_replica_id(data_dir: Path) -> str | None:
     return path.read_text(encoding="ascii").strip() if path.is_file() else None
 
 
+def published_head(store: ListStore, replica: str) -> AuditHead | None:
+    """The head ``replica`` last published to ``store`` (None: it never published one)."""
+    return next((head for head in store.audit_heads() if head.replica == replica), None)
+
+
+def head_checkpoint(head: AuditHead) -> Checkpoint:
+    """The chain checkpoint a published head was made from (same signature)."""
+    return Checkpoint(
+        CheckpointKind.CHAIN, head.seq, head.record_hash, head.signed_at, head.key_id, head.signature
+    )
+
+
 class HeadPublisher:
-    def __init__(self, audit: AuditLog, store: ListStore, replica: str, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        store: ListStore,
+        replica: str,
+        *,
+        interval_s: float,
+        published: AuditHead | None = None,
+    ) -> None:
         self.audit = audit
         self.store = store
         self.replica = replica
         self.interval_s = interval_s
-        self.published: AuditHead | None = None
+        self.published: AuditHead | None = published
         self._task: asyncio.Task[None] | None = None
 
     def publish(self) -> AuditHead | None:
-        """Publish the latest chain checkpoint if it is newer than the last one published."""
+        """Publish the latest chain checkpoint if it is newer than the last one published, after checking
+        that the log still holds the last one published (never publish over a rewound log)."""
         latest = self.audit.latest_checkpoint(CheckpointKind.CHAIN)
         if latest is None:
             return None
-        if self.published is not None and self.published.seq >= latest.seq:
-            return self.published
+        if self.published is not None:
+            if (self.published.seq, self.published.record_hash) == (latest.seq, latest.record_hash):
+                return self.published
+            problem = self.audit.extends(head_checkpoint(self.published))
+            if problem is not None:
+                log.error("audit_tamper_alarm", problem=problem, replica=self.replica)
+                raise AuditIntegrityError(f"not publishing a new audit head: {problem}")
         head = AuditHead(
             self.replica,
             latest.seq,
@@ -71,7 +102,13 @@ class HeadPublisher:
         )
         self.store.publish_audit_head(head)
         self.published = head
+        self.audit.published_head = latest  # a restarted writer checks the log against it
         return head
+
+    def publish_final(self) -> AuditHead | None:
+        """On stop: sign a head for every record written, and publish it."""
+        self.audit.sign_head()
+        return self.publish()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mustcheck-audit-heads")
@@ -89,6 +126,10 @@ class HeadPublisher:
             await asyncio.sleep(self.interval_s)
             try:
                 await loop.run_in_executor(None, self.publish)
+            except AuditIntegrityError:  # a rewound log: publish() raised the alarm; again next round
+                pass
+            except HeadRejected as error:  # the store holds a head this log does not extend
+                log.error("audit_tamper_alarm", replica=self.replica, error=str(error))
             except Exception as error:  # the store is away: the next round tries again
                 log.warning("audit_head_not_published", error=str(error))
 
@@ -99,9 +140,7 @@ def head_problem(db_path: Path, head: AuditHead, public_keys_dir: Path) -> str |
     Offline and read-only: the head's signature is checked with the public keys, then the record the
     head names is looked up in the log (its index or its journal) and its hash compared.
     """
-    checkpoint = Checkpoint(
-        CheckpointKind.CHAIN, head.seq, head.record_hash, head.signed_at, head.key_id, head.signature
-    )
+    checkpoint = head_checkpoint(head)
     problem = signature_problem(checkpoint, load_public_keys(public_keys_dir))
     if problem is not None:
         return f"the published head of replica {head.replica} is not genuine: {problem}"

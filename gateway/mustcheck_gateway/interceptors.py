@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeAlias
 import grpc
 import structlog
 
+from .audit.errors import AuditUnavailable
 from .bounds import shown_message
 from .errors import (
     REASON_METADATA_KEY,
@@ -90,6 +91,10 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
         log.warning("store_unavailable", method=method, error=str(error))
         context.set_trailing_metadata(((REASON_METADATA_KEY, "store.unavailable"),))
         await context.abort(grpc.StatusCode.UNAVAILABLE, "the list store is unavailable; try again shortly")
+    if isinstance(error, AuditUnavailable):  # no answer leaves without its durable record (R10)
+        log.warning("audit_unavailable", method=method, error=str(error))
+        context.set_trailing_metadata(((REASON_METADATA_KEY, "audit.unavailable"),))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the audit log cannot record calls now: {error}")
     reference = uuid.uuid4().hex[:12]
     log.error("unhandled_error", method=method, reference=reference, exc_info=error)
     context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))

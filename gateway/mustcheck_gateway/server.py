@@ -34,6 +34,8 @@ from mustcheck._generated.v1 import (
 
 from .admin_service import AdminService
 from .audit import KEYS_DIR_NAME, AuditEvent, AuditLog, KeyRing
+from .audit.space import DEFAULT_MIN_FREE_MB
+from .audit_health import AuditHealth
 from .audit_service import AuditService
 from .auth.access import AccessControl
 from .auth.authenticate import Authenticator
@@ -41,7 +43,7 @@ from .auth.peers import FailedAuthLimit
 from .auth.registry import AuthRegistry
 from .bootstrap import bootstrap_admin
 from .bounds import MAX_RECEIVE_BYTES
-from .chain_heads import HeadPublisher, replica_id
+from .chain_heads import HeadPublisher, head_checkpoint, published_head, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
 from .checks import CheckEngine, Clock, utc_now
 from .data_lock import DataDirInUse, DataDirLock
@@ -116,6 +118,8 @@ class GatewayConfig:
     drain_s: float = 0.0
     # Failed authentications a peer may make before it is throttled (auth/peers.py).
     failed_auth_limit: FailedAuthLimit = field(default_factory=FailedAuthLimit)
+    # Below this much free space on the data directory's disk, checks get UNAVAILABLE (0: no watermark).
+    audit_min_free_mb: float = DEFAULT_MIN_FREE_MB
 
 
 class ConfigError(Exception):
@@ -179,6 +183,7 @@ class Gateway:
     drain_s: float = 0.0
     refusals: RefusalFlusher | None = None
     data_lock: DataDirLock | None = None
+    audit_health: AuditHealth | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.health is not None:
@@ -187,6 +192,8 @@ class Gateway:
             log.info("gateway_draining", port=self.port, drain_s=self.drain_s)
             await asyncio.sleep(self.drain_s)
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
+        if self.audit_health is not None:
+            await self.audit_health.stop()
         await self.server.stop(grace)
         if self.refusals is not None:  # the throttled peers' last counts, before the log closes
             await self.refusals.stop()
@@ -194,7 +201,7 @@ class Gateway:
         if self.heads is not None:
             await self.heads.stop()
             with contextlib.suppress(Exception):  # the store may be away; the last head stays published
-                await asyncio.get_running_loop().run_in_executor(None, self.heads.publish)
+                await asyncio.get_running_loop().run_in_executor(None, self.heads.publish_final)
         self.metrics.close()
         await asyncio.get_running_loop().run_in_executor(None, self.import_workers.close)
         await asyncio.get_running_loop().run_in_executor(None, self.audit.close)
@@ -264,15 +271,23 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
 
 async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
     store = open_store(config.data_dir, url=config.store_url)
-    audit: AuditLog | NoAudit = (
-        AuditLog.open(
-            config.data_dir,
-            checkpoint_every=config.checkpoint_every,
-            checkpoint_interval_s=config.checkpoint_interval_s,
+    # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
+    published = published_head(store, replica_id(config.data_dir)) if config.audit_enabled else None
+    try:
+        audit: AuditLog | NoAudit = (
+            AuditLog.open(
+                config.data_dir,
+                checkpoint_every=config.checkpoint_every,
+                checkpoint_interval_s=config.checkpoint_interval_s,
+                min_free_mb=config.audit_min_free_mb,
+                published_head=None if published is None else head_checkpoint(published),
+            )
+            if config.audit_enabled
+            else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
         )
-        if config.audit_enabled
-        else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
-    )
+    except BaseException:
+        store.close()
+        raise
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
     sink: AuditSink = metered
@@ -348,7 +363,13 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         refusals.start()
         feed.start()
         heads = (
-            HeadPublisher(audit, store, replica_id(config.data_dir), interval_s=config.checkpoint_interval_s)
+            HeadPublisher(
+                audit,
+                store,
+                replica_id(config.data_dir),
+                interval_s=config.checkpoint_interval_s,
+                published=published,
+            )
             if isinstance(audit, AuditLog)
             else None
         )
@@ -362,6 +383,9 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         raise
     for service in ("", *SERVICE_NAMES):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    audit_health = AuditHealth(audit, health, ("", *SERVICE_NAMES)) if isinstance(audit, AuditLog) else None
+    if audit_health is not None:
+        audit_health.start()
     log.info(
         "gateway_started",
         listen=config.listen,
@@ -394,6 +418,7 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         health=health,
         drain_s=config.drain_s,
         refusals=refusals,
+        audit_health=audit_health,
     )
 
 

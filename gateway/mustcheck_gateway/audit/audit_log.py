@@ -5,6 +5,11 @@ key ring ``DATA_DIR/keys/`` (created on first use). Appends return once the reco
 raw subject of an event is protected before it is queued and never stored in clear. Chaining,
 journaling and syncing run in a writer process started by :meth:`AuditLog.open` (:mod:`.remote_writer`),
 so they never hold the gateway's interpreter lock.
+
+The log keeps itself writable (docs/audit-log.md): a writer process that dies is started again (a
+record says so, and one more if it cut a torn journal tail); below the disk's free-space watermark
+(:mod:`.space`) appends are refused with :class:`~.errors.AuditUnavailable` until space returns, and
+a record then says how many were refused. :meth:`AuditLog.unavailable` says why appends are refused.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -21,16 +28,19 @@ import structlog
 
 from ..store.codec import format_instant
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
+from .errors import AuditError, AuditIntegrityError, AuditUnavailable
 from .exclusive import WriterLock
 from .export import ExportFormat, export_records
+from .heads import Head, LogView, extension_problem
 from .journal import journal_path_for
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror, mirror_path_for
 from .protect import SubjectProtector
 from .query import AuditFilter
-from .record import AuditEvent, AuditRecord, PendingRecord
+from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord, PendingRecord
 from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
+from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
 from .sqlite_log import SqliteAuditStore
 from .verify import VerifyReport, verify_log
 
@@ -64,31 +74,37 @@ class AuditLog:
         checkpoint_interval_s: float = 10.0,
         index_every: int | None = None,
         index_interval_s: float | None = None,
+        min_free_mb: float = DEFAULT_MIN_FREE_MB,
+        published_head: Checkpoint | None = None,
     ) -> None:
         self.path = db_path
         self.keyring = keyring
         self.mirror_path = mirror_path_for(db_path)
         self.journal_path = journal_path_for(db_path)
         db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._settings = WriterSettings(
+            checkpoint_every,
+            checkpoint_interval_s,
+            index_every=index_every,
+            index_interval_s=index_interval_s,
+            log_level=_log_level(),
+        )
+        self.published_head = published_head  # the newest head published to the store (no rewind past it)
+        self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
+        self._state = threading.Lock()
+        self._closing = False
+        self._down: str | None = None  # why the writer process is not running (None: it is)
+        self._restarter: threading.Thread | None = None
+        self.writer_restarts = 0
+        self._refused = 0  # appends refused since the log became unavailable
+        self._unavailable_since: tuple[dt.datetime, str] | None = None
         self._lock = WriterLock(db_path)
         try:
             self._store = SqliteAuditStore(db_path)
             self._mirror = CheckpointMirror(self.mirror_path)
             self._protector = SubjectProtector(keyring)
             self._restore_mirror()
-            self._writer = RemoteWriter(
-                db_path,
-                self.journal_path,
-                self.mirror_path,
-                keyring,
-                WriterSettings(
-                    checkpoint_every,
-                    checkpoint_interval_s,
-                    index_every=index_every,
-                    index_interval_s=index_interval_s,
-                    log_level=_log_level(),
-                ),
-            )
+            self._writer = self._start_writer()
         except BaseException:
             store: SqliteAuditStore | None = getattr(self, "_store", None)
             if store is not None:
@@ -107,11 +123,15 @@ class AuditLog:
         keys_dir: Path | None = None,
         index_every: int | None = None,
         index_interval_s: float | None = None,
+        min_free_mb: float = DEFAULT_MIN_FREE_MB,
+        published_head: Checkpoint | None = None,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
         ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
-        copied into the database (default: every 1,000 records or 50 ms).
+        copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
+        free-space watermark (0: none); ``published_head`` the head last published to the store: the
+        log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
         keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME)
@@ -122,7 +142,132 @@ class AuditLog:
             checkpoint_interval_s=checkpoint_interval_s,
             index_every=index_every,
             index_interval_s=index_interval_s,
+            min_free_mb=min_free_mb,
+            published_head=published_head,
         )
+
+    # -- the writer process: started, watched, started again -----------------------------
+
+    def _start_writer(self) -> RemoteWriter:
+        writer = RemoteWriter(
+            self.path,
+            self.journal_path,
+            self.mirror_path,
+            self.keyring,
+            self._settings,
+            published_head=self.published_head,
+            on_exit=self._writer_stopped,
+        )
+        if writer.cut is not None:
+            offset, length = writer.cut
+            detail = {
+                "journal": self.journal_path.name,
+                "offset": offset,
+                "bytes": length,
+                "why": "an unfinished write (a crash or a full disk); nothing in it was acknowledged",
+            }
+            try:
+                self._append_system(writer, TAIL_CUT_OUTCOME, detail)
+            except AuditError as error:  # the operational log still says what was cut
+                log.error("audit_tail_cut_not_recorded", error=str(error), **detail)
+        return writer
+
+    def _append_system(self, writer: RemoteWriter, outcome: str, detail: dict[str, Any]) -> None:
+        """A record of the log's own upkeep (kind ``admin``, caller ``system``), past the watermark."""
+        event = AuditEvent(kind="admin", caller_id="system", outcome=outcome, detail=detail)
+        writer.submit(self._prepare([event])).result()
+
+    def _writer_stopped(self) -> None:
+        """Called when the writer process ended without being told to: start another one."""
+        with self._state:
+            if self._closing:
+                return
+            self._down = "the audit writer process stopped; it is being restarted"
+            self._restarter = threading.Thread(
+                target=self._restart, name="mustcheck-audit-restart", daemon=True
+            )
+            self._restarter.start()
+        log.error("audit_writer_stopped", db=str(self.path))
+
+    def _restart(self) -> None:
+        delay = 0.05
+        while True:
+            with self._state:
+                if self._closing:
+                    return
+            self._writer.close()  # reap the old process and its pipes
+            try:
+                self._restore_mirror()
+                writer = self._start_writer()
+            except AuditIntegrityError as error:  # a tamper alarm: stay down, loudly
+                with self._state:
+                    self._down = f"the audit log does not verify: {error}"
+                log.error("audit_writer_refused", error=str(error))
+                return
+            except Exception as error:  # e.g. no space for the writer to start: try again
+                log.warning("audit_writer_restart_failed", error=repr(error), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+                continue
+            with self._state:
+                if self._closing:
+                    writer.close()
+                    return
+                self._writer = writer
+                self._down = None
+                self.writer_restarts += 1
+            log.warning("audit_writer_restarted", restarts=self.writer_restarts, last_seq=writer.last_seq)
+            try:
+                self._append_system(writer, "audit.writer_restarted", {"restarts": self.writer_restarts})
+            except AuditError as error:
+                log.error("audit_restart_not_recorded", error=str(error))
+            return
+
+    # -- availability ----------------------------------------------------------------
+
+    def unavailable(self) -> str | None:
+        """Why appends are refused now (None: they are taken): the writer is down or the disk nearly full."""
+        reason = self._down or self.space.low() or self._writer.recent_failure()
+        if reason is not None and self._unavailable_since is None:
+            with self._state:
+                if self._unavailable_since is None:
+                    self._unavailable_since = (dt.datetime.now(dt.UTC), reason)
+        return reason
+
+    def sign_head(self) -> None:
+        """Sign a checkpoint for the records no checkpoint covers yet (e.g. to publish it on stop)."""
+        self._writer.flush(checkpoint=True)
+
+    def extends(self, head: Checkpoint) -> str | None:
+        """Why this log does not contain the record ``head`` signed (None: it does)."""
+        self._writer.flush()
+        view = LogView(self._store.tail().last_seq, self._store.record_hash, self._store.pruned_through())
+        return extension_problem(view, Head(head, "the store"))
+
+    def _admit(self) -> None:
+        reason = self.unavailable()
+        if reason is None:
+            return
+        with self._state:
+            self._refused += 1
+        raise AuditUnavailable(reason)
+
+    def note_available(self) -> bool:
+        """Whether appends are taken again; if so and they were refused, record how many, and since when."""
+        if self.unavailable() is not None:
+            return False
+        with self._state:
+            since, self._unavailable_since = self._unavailable_since, None
+            refused, self._refused = self._refused, 0
+        if since is None:
+            return True
+        log.warning("audit_available_again", refused=refused)
+        self._append_system(
+            self._writer,
+            "audit.available_again",
+            {"refused": refused, "since": format_instant(since[0]), "why": since[1]},
+        )
+        return True
 
     def _restore_mirror(self) -> None:
         """Copy checkpoints committed to the database but not yet mirrored (a crash in between)."""
@@ -167,6 +312,12 @@ class AuditLog:
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
     ) -> tuple[list[int], list[str]]:
+        try:
+            self._admit()
+        except AuditUnavailable:
+            if announcement is not None:
+                announcement.release()
+            raise
         pending = self._prepare(events)
         if not pending:
             if announcement is not None:
@@ -186,6 +337,7 @@ class AuditLog:
         return self.append_many_sync([event])[0]
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
+        self._admit()
         pending = self._prepare(events)
         if not pending:
             return []
@@ -353,7 +505,7 @@ class AuditLog:
 
     def verify(self) -> VerifyReport:
         """Verify this log as an outsider would: the file read-only, with the public keys only."""
-        self._writer.flush()
+        self.sign_head()  # what is written so far gets its signed head first
         return verify_log(self.path, self.keyring.public_dir, mirror_path=self.mirror_path)
 
     # -- retention ---------------------------------------------------------------------
@@ -404,6 +556,11 @@ class AuditLog:
 
     def close(self) -> None:
         """Commit everything queued, write a final checkpoint, stop the writer, close the file."""
+        with self._state:
+            self._closing = True
+            restarter = self._restarter
+        if restarter is not None:
+            restarter.join()
         self._writer.close()
         self._store.close()
         self._lock.release()

@@ -11,6 +11,10 @@ class AuditLogClosed(AuditError):
     """The log was closed: nothing more can be appended."""
 
 
+class AuditUnavailable(AuditError):
+    """Records cannot be made durable now (the disk is nearly full, the writer restarts): try again."""
+
+
 class RetentionError(AuditError):
     """A prune would delete records still inside their retention period (R14)."""
 

@@ -1,26 +1,39 @@
 """The write-ahead journal: what makes a record durable before the gateway answers.
 
-Each group of records is appended to ``audit.journal`` (one JSON line per record or checkpoint)
-and ``fdatasync``-ed: one write and one sync per group, whatever its size. The SQLite database is
-the index that queries and verification read; the writer copies journal records into it in larger
-transactions, and empties the journal once everything in it is committed there. On open, whatever
-the journal holds beyond the database's last record is copied in first (a crash in between).
+Each group of records is appended to ``audit.journal`` as ONE frame and ``fdatasync``-ed: one write
+and one sync per group, whatever its size. The SQLite database is the index that queries and
+verification read; the writer copies journal records into it in larger transactions, and empties
+the journal once everything in it is committed there. On open, whatever the journal holds beyond
+the database's last record is copied in first (a crash in between).
 
-A line cut short by a crash during its write was never acknowledged (the sync did not return), so
-a torn last line is dropped; any other unreadable line is an error.
+A frame is ``MAGIC`` (4 bytes), the payload's length and its CRC-32 (4 bytes each, big-endian),
+then the payload: one JSON line per record (``{"r": [...]}``) or checkpoint (``{"c": [...]}``).
+The magic's first byte (0xFF) never occurs in UTF-8 text and JSON text holds no zero byte, so:
+
+* a frame cut short by a crash or a full disk during its write (the sync never returned, so
+  nothing in it was acknowledged) still has zeros in it: it is a **torn tail**, reported by
+  :func:`read_journal` and cut off when the writer next starts, which logs an audit record saying so;
+* a complete frame whose checksum does not match, anything else where a frame should start, or an
+  intact frame right after a torn one, is damage nobody's crash explains: :class:`AuditIntegrityError`.
 
 The file is preallocated with zeros (``GROW_BYTES`` at a time) and written in place, so that a sync
 writes data only, not the file's size as well (on ext4 that halves the cost of the sync that each
-group of records waits for). Beyond the last line the file holds only zeros: reading stops at the
-first zero byte (JSON text never contains one), and emptying the journal zeroes what was written.
+group of records waits for). Beyond the last frame the file holds only zeros: reading stops at the
+first zero byte where a frame would start, and emptying the journal zeroes what was written. A write
+that fails (a full disk) is zeroed again at once, so the next frame starts on zeros.
+
+A journal written by an earlier version (bare JSON lines, no frames) is still read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import struct
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +42,8 @@ from .errors import AuditIntegrityError
 
 JOURNAL_SUFFIX = ".journal"
 GROW_BYTES = 1 << 20
+MAGIC = b"\xffMJ\x01"
+_HEADER = struct.Struct(">4sII")  # magic, payload length, CRC-32 of the payload
 
 
 def journal_path_for(db_path: Path) -> Path:
@@ -36,23 +51,39 @@ def journal_path_for(db_path: Path) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class TornTail:
+    """An unfinished frame at the end of the journal: where it starts and how many bytes it spans."""
+
+    offset: int
+    length: int
+
+    def describe(self) -> str:
+        return f"an unfinished write of {self.length} bytes at offset {self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
 class JournalContents:
     rows: list[tuple[Any, ...]]
     checkpoints: list[tuple[Any, ...]]
+    torn: TornTail | None = None
+    end: int = 0  # where the intact frames end (the next frame is written here)
+    legacy: bool = field(default=False)
 
 
-def read_journal(path: Path) -> JournalContents:
-    """The rows and checkpoint rows in the journal (empty if there is none)."""
-    rows: list[tuple[Any, ...]] = []
-    checkpoints: list[tuple[Any, ...]] = []
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return JournalContents(rows, checkpoints)
-    end = data.find(b"\0")
-    lines = (data if end < 0 else data[:end]).split(b"\n")
-    complete = lines[:-1]  # the last piece is empty after a final newline, or a torn line
-    for number, line in enumerate(complete, start=1):
+def encode_frame(rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> bytes:
+    lines = [json.dumps({"r": list(row)}, ensure_ascii=False, separators=(",", ":")) for row in rows]
+    lines += [
+        json.dumps({"c": list(checkpoint.to_row())}, ensure_ascii=False, separators=(",", ":"))
+        for checkpoint in checkpoints
+    ]
+    payload = ("".join(line + "\n" for line in lines)).encode()
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def _entries(
+    name: str, payload: bytes, where: str, rows: list[tuple[Any, ...]], checkpoints: list[tuple[Any, ...]]
+) -> None:
+    for number, line in enumerate(payload.split(b"\n")[:-1], start=1):
         try:
             entry = json.loads(line)
             if "r" in entry:
@@ -60,14 +91,79 @@ def read_journal(path: Path) -> JournalContents:
             else:
                 checkpoints.append(tuple(entry["c"]))
         except (ValueError, KeyError, TypeError) as error:
-            raise AuditIntegrityError(f"{path.name} line {number} cannot be read ({error})") from None
-    return JournalContents(rows, checkpoints)
+            raise AuditIntegrityError(f"{name} {where} line {number} cannot be read ({error})") from None
+
+
+def _read_legacy(name: str, data: bytes) -> JournalContents:
+    """Bare JSON lines (before frames): a torn last line is dropped, as that version did."""
+    rows: list[tuple[Any, ...]] = []
+    checkpoints: list[tuple[Any, ...]] = []
+    end = data.find(b"\0")
+    text = data if end < 0 else data[:end]
+    complete = text[: text.rfind(b"\n") + 1]
+    _entries(name, complete, "(unframed)", rows, checkpoints)
+    torn = TornTail(len(complete), len(text) - len(complete)) if len(text) > len(complete) else None
+    return JournalContents(rows, checkpoints, torn, len(complete), legacy=True)
+
+
+def parse_journal(name: str, data: bytes) -> JournalContents:
+    """Read frames from ``data`` (a journal file's bytes); see the module's docstring for the rules."""
+    if data[:1] == b"{":
+        return _read_legacy(name, data)
+    rows: list[tuple[Any, ...]] = []
+    checkpoints: list[tuple[Any, ...]] = []
+    offset = 0
+    size = len(data)
+    while offset < size and data[offset] != 0:
+        header = data[offset : offset + _HEADER.size]
+        magic = header[:4]
+        if magic != MAGIC:
+            written = magic.split(b"\0", 1)[0]
+            if (
+                len(written) < 4
+                and MAGIC.startswith(written)
+                and not data[offset + len(written) :].strip(b"\0")
+            ):
+                return JournalContents(rows, checkpoints, TornTail(offset, len(written)), offset)
+            raise AuditIntegrityError(f"{name}: no frame starts at offset {offset} (altered or damaged)")
+        if len(header) < _HEADER.size:
+            return JournalContents(rows, checkpoints, TornTail(offset, size - offset), offset)
+        _, length, checksum = _HEADER.unpack(header)
+        start, stop = offset + _HEADER.size, offset + _HEADER.size + length
+        payload = data[start:stop]
+        if length and stop <= size and zlib.crc32(payload) == checksum:  # (no empty frame is written)
+            _entries(name, payload, f"frame at offset {offset}", rows, checkpoints)
+            offset = stop
+            continue
+        if length and stop <= size and b"\0" not in payload:
+            raise AuditIntegrityError(
+                f"{name}: the frame at offset {offset} is complete but its checksum does not match "
+                "(altered or damaged)"
+            )
+        # Cut short: what was written of it, then zeros. Nothing intact may follow it.
+        if data[stop : stop + 4] == MAGIC:
+            raise AuditIntegrityError(
+                f"{name}: a damaged frame at offset {offset} is followed by another (altered or damaged)"
+            )
+        kept = len(payload.rstrip(b"\0"))
+        return JournalContents(rows, checkpoints, TornTail(offset, _HEADER.size + kept), offset)
+    return JournalContents(rows, checkpoints, None, offset)
+
+
+def read_journal(path: Path) -> JournalContents:
+    """The rows and checkpoint rows in the journal (empty if there is none), and any torn tail."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return JournalContents([], [])
+    return parse_journal(path.name, data)
 
 
 class Journal:
     """Append-and-sync file of the writer (not thread-safe: the writer is its only user).
 
-    ``size`` is how much of it holds lines; ``capacity`` the preallocated length of the file.
+    ``size`` is how much of it holds frames; ``capacity`` the preallocated length of the file.
+    Opening it cuts off a torn tail (zeroes it): the writer logs that it did, and what it cut.
     """
 
     def __init__(self, path: Path) -> None:
@@ -75,30 +171,44 @@ class Journal:
         self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.capacity = os.fstat(self._descriptor).st_size
         data = os.pread(self._descriptor, self.capacity, 0) if self.capacity else b""
-        end = data.find(b"\0")
-        self.size = len(data) if end < 0 else end
+        contents = parse_journal(path.name, data)
+        self.size = contents.end
+        self.cut: TornTail | None = contents.torn
+        if contents.legacy or contents.torn is not None:  # zero everything after the intact frames
+            dirty = len(data.rstrip(b"\0"))
+            if dirty > self.size:
+                self._write_at(self.size, bytes(dirty - self.size))
+                os.fdatasync(self._descriptor)
         if self.capacity - self.size < GROW_BYTES // 2:
             self._grow(GROW_BYTES)
 
     def _grow(self, needed: int) -> None:
         """Extend the file with zeros (written, not just allocated: a sync then has no metadata to write)."""
         added = max(needed, GROW_BYTES)
-        os.pwrite(self._descriptor, bytes(added), self.capacity)
-        os.fsync(self._descriptor)
+        try:
+            self._write_at(self.capacity, bytes(added))
+            os.fsync(self._descriptor)
+        except OSError:
+            os.ftruncate(self._descriptor, self.capacity)  # give back what was written of it
+            raise
         self.capacity += added
 
     def append(self, rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> None:
-        """Write the rows and checkpoints and return once they are on disk."""
-        lines = [json.dumps({"r": list(row)}, ensure_ascii=False, separators=(",", ":")) for row in rows]
-        lines += [
-            json.dumps({"c": list(checkpoint.to_row())}, ensure_ascii=False, separators=(",", ":"))
-            for checkpoint in checkpoints
-        ]
-        payload = ("\n".join(lines) + "\n").encode()
+        """Write the rows and checkpoints as one frame and return once they are on disk.
+
+        On failure (a full disk) nothing is acknowledged and what was written of the frame is zeroed
+        again, so that the next frame starts on zeros; if even that fails, reopening cuts it off.
+        """
+        payload = encode_frame(rows, checkpoints)
         if self.size + len(payload) > self.capacity:
             self._grow(self.size + len(payload) - self.capacity)
-        self._write_at(self.size, payload)
-        os.fdatasync(self._descriptor)
+        try:
+            self._write_at(self.size, payload)
+            os.fdatasync(self._descriptor)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._write_at(self.size, bytes(len(payload)))
+            raise
         self.size += len(payload)
 
     def _write_at(self, offset: int, data: bytes) -> None:

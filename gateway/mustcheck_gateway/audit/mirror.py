@@ -3,10 +3,14 @@
 It is an external witness: whoever deletes records and the checkpoint rows that cover them from the
 database still leaves the signed checkpoints here. Lines are only ever appended (and fsynced after
 each write); a checkpoint is appended after the database transaction holding it has committed.
+A write that fails (a full disk) is cut off again, and a last line left unfinished by a crash is cut
+off when the mirror is next opened: a checkpoint whose line is unfinished is still in the database,
+and the next open copies it here (``AuditLog._restore_mirror``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -52,6 +56,15 @@ class CheckpointMirror:
         self._lock = threading.Lock()
         # Created with the log, so "no mirror file" always means someone removed it.
         path.touch(mode=0o644, exist_ok=True)
+        self._cut_unfinished_line()
+
+    def _cut_unfinished_line(self) -> None:
+        with self.path.open("r+b") as file:
+            data = file.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                file.truncate(end)
+                os.fsync(file.fileno())
 
     def append(self, checkpoints: Iterable[Checkpoint]) -> None:
         text = "".join(checkpoint.to_json() + "\n" for checkpoint in checkpoints)
@@ -59,11 +72,16 @@ class CheckpointMirror:
             return
         with self._lock:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            size = os.fstat(descriptor).st_size
             try:
                 data = memoryview(text.encode())
                 while data:
                     data = data[os.write(descriptor, data) :]
                 os.fsync(descriptor)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, size)  # no unfinished line is left behind
+                raise
             finally:
                 os.close(descriptor)
 

@@ -56,6 +56,9 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
+TAIL_CUT_OUTCOME = "audit.journal_tail_cut"
+
 # Kinds of records that are checks an approval decision may rest on (a replay is not one).
 CHECK_KINDS = frozenset({"check", "batch_item"})
 

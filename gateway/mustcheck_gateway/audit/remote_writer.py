@@ -7,6 +7,10 @@ The answers (the seqs, once the records are durable) for records submitted from 
 that submits come on a pipe of their own that this loop reads itself when it is readable: no thread
 and no cross-thread wake-up per commit. Everything else (blocking callers, flushes, other loops) is
 answered on the main pipe, read by a thread.
+
+If the writer process ends without being told to, every waiter gets :class:`~.errors.AuditUnavailable`
+(nothing it was not told was durable may be answered) and ``on_exit`` is called: the
+:class:`~.audit_log.AuditLog` starts another writer process.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +31,14 @@ from typing import Any, Protocol
 
 from . import errors, wire
 from .announced import SharedCounter
-from .errors import AuditError, AuditLogClosed
+from .checkpoint import Checkpoint
+from .errors import AuditError, AuditLogClosed, AuditUnavailable
 from .keys import KeyRing
 from .record import PendingRecord
 from .writer import DEFAULT_GROUP_WINDOW_S
+
+# After a commit the writer could not make durable, appends are refused this long before one is tried.
+FAILURE_HOLD_S = 1.0
 
 
 class _Announced(Protocol):
@@ -98,9 +107,19 @@ class RemoteWriter:
     """Thread-safe :meth:`submit`, :meth:`flush`; idempotent :meth:`close`."""
 
     def __init__(
-        self, db_path: Path, journal_path: Path, mirror_path: Path, keyring: KeyRing, settings: WriterSettings
+        self,
+        db_path: Path,
+        journal_path: Path,
+        mirror_path: Path,
+        keyring: KeyRing,
+        settings: WriterSettings,
+        *,
+        published_head: Checkpoint | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self._keyring = keyring
+        self._on_exit = on_exit
+        self.cut: tuple[int, int] | None = None  # the torn journal tail the writer cut off at start
         self._announced = SharedCounter()
         requests_in, self._requests = os.pipe()
         self._answers, answers_out = os.pipe()
@@ -123,6 +142,8 @@ class RemoteWriter:
             command += ["--index-every", str(settings.index_every)]
         if settings.index_interval_s is not None:
             command += ["--index-interval", repr(settings.index_interval_s)]
+        if published_head is not None:
+            command += ["--published-head", published_head.to_json()]
         try:
             self._process = subprocess.Popen(
                 command,
@@ -145,6 +166,7 @@ class RemoteWriter:
         self._closed_reason = "the audit log is closed"
         self._shut = False  # close() has run
         self._pending_records = 0
+        self._failed: tuple[float, str] | None = None  # when the last commit failed, and why
         self.last_seq = 0
         self.commits = 0
         self.checkpoints_written = 0
@@ -167,6 +189,7 @@ class RemoteWriter:
             self._close_pipes()
             raise _error(first[1], first[2])
         self.last_seq = int(first[1])
+        self.cut = None if first[2] is None else (int(first[2][0]), int(first[2][1]))
 
     def _close_pipes(self) -> None:
         for descriptor in (self._requests, self._answers, self._loop_answers):
@@ -175,6 +198,13 @@ class RemoteWriter:
         self._announced.close()
 
     # -- the caller's side ---------------------------------------------------------
+
+    def recent_failure(self) -> str | None:
+        """Why the last commit failed, if it did in the last ``FAILURE_HOLD_S`` (e.g. a full disk)."""
+        failed = self._failed
+        if failed is None or time.monotonic() - failed[0] >= FAILURE_HOLD_S:
+            return None
+        return f"the audit writer could not make records durable ({failed[1]})"
 
     @property
     def queue_depth(self) -> int:
@@ -194,7 +224,7 @@ class RemoteWriter:
         data = wire.encode(message)
         with self._lock:
             if self._closed:
-                raise AuditLogClosed(self._closed_reason)
+                raise (AuditLogClosed if self._shut else AuditUnavailable)(self._closed_reason)
             self._waiting[token] = waiting
             self._pending_records += waiting.records
         try:
@@ -205,7 +235,7 @@ class RemoteWriter:
             with self._lock:
                 self._waiting.pop(token, None)
                 self._pending_records -= waiting.records
-            raise AuditError(f"the audit writer process is gone ({error})") from error
+            raise AuditUnavailable(f"the audit writer process is gone ({error})") from error
 
     def submit(self, records: list[PendingRecord]) -> Future[list[int]]:
         """Send ``records`` for a blocking caller: the future resolves to their seqs once they are durable."""
@@ -264,12 +294,14 @@ class RemoteWriter:
             if messages is None and in_loop and self._loop is not None:
                 self._loop.remove_reader(self._loop_answers)  # the writer is gone: stop polling
 
-    def flush(self) -> None:
+    def flush(self, *, checkpoint: bool = False) -> None:
+        """Wait until everything durable so far is indexed (and, with ``checkpoint``, covered by a
+        signed checkpoint)."""
         token = next(self._tokens)
         flushed: Future[Any] = Future()
         waiting = _Waiting(0, future=flushed)
         try:
-            self._send((wire.FLUSH, token), waiting, token)
+            self._send((wire.FLUSH, token, checkpoint), waiting, token)
         except AuditLogClosed:
             return  # close() indexed everything
         flushed.result()
@@ -326,12 +358,16 @@ class RemoteWriter:
         # may be blocked in close()).
         self._read_loop_answers(in_loop=False)
         with self._lock:
-            if not self._closed:
+            unexpected = not self._closed
+            if unexpected:
                 self._closed_reason = "the audit writer process stopped"
             self._closed = True
             left = list(self._waiting.items())
         if left:
-            self._settle([(token, "the audit writer process stopped") for token, _ in left])
+            stopped = AuditUnavailable("the audit writer process stopped before these records were durable")
+            self._settle([(token, stopped) for token, _ in left])
+        if unexpected and self._on_exit is not None:
+            self._on_exit()
 
     def _record_stats(self, stats: tuple[int, int, int, float]) -> None:
         self.last_seq, self.commits, self.checkpoints_written, self.last_commit_latency_s = stats
@@ -342,8 +378,11 @@ class RemoteWriter:
             settled = [(self._waiting.pop(token), outcome) for token, outcome in outcomes]
             self._pending_records -= sum(waiting.records for waiting, _ in settled)
         for waiting, outcome in settled:
+            if isinstance(outcome, str):
+                self._failed = (time.monotonic(), outcome)
+            # A commit the writer could not make durable (e.g. a full disk): retryable, never answered.
             result: Any = (
-                AuditError(f"audit commit failed: {outcome}") if isinstance(outcome, str) else outcome
+                AuditUnavailable(f"audit commit failed: {outcome}") if isinstance(outcome, str) else outcome
             )
             if waiting.waiter is not None and in_loop:
                 deliver_to_waiters([(waiting.waiter, result)])

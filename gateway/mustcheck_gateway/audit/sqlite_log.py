@@ -285,6 +285,15 @@ class SqliteAuditStore:
     def checkpoints(self) -> list[Checkpoint]:
         return read_checkpoints(self._reader())
 
+    def record_hash(self, seq: int) -> str | None:
+        row = self._reader().execute("SELECT record_hash FROM audit_records WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def pruned_through(self) -> int:
+        """The seq of the last record a prune deleted (0: none)."""
+        anchors = read_prune_anchors(self._reader())
+        return anchors[-1].seq if anchors else 0
+
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         row = (
             self._reader()

@@ -11,7 +11,14 @@ the first problem, which it names with a seq and a plain reason:
 4. every checkpoint in the database after the anchor names a record that exists with the signed hash;
 5. the database's checkpoints and the mirror agree (rows deleted from the database are still in the
    mirror, so a truncated tail shows even without its checkpoint rows; lines deleted from the mirror
-   are still in the database).
+   are still in the database);
+6. a log with records has at least one signed head (a checkpoint): without one nothing shows that
+   records were not cut off or rewritten.
+
+A torn journal tail (a write a crash or a full disk cut short: never acknowledged, see
+:mod:`.journal`) is no tampering: the report stays ``ok`` and lists it under ``repairs``, as it lists
+every record in which a gateway said it cut such a tail off. A journal frame that is complete but
+altered is tampering.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from .errors import AuditIntegrityError, KeyRingError
 from .journal import JournalContents, journal_path_for, read_journal
 from .keys import load_public_keys
 from .mirror import MIRROR_FILE_NAME, MirrorLine, mirror_path_for, read_mirror
-from .record import GENESIS_HASH, AuditRecord
+from .record import GENESIS_HASH, TAIL_CUT_OUTCOME, AuditRecord
 from .sqlite_log import (
     PruneAnchor,
     connect_read_only,
@@ -54,6 +61,8 @@ class VerifyReport:
     last_seq: int | None = None
     problem_seq: int | None = None
     reason: str | None = None
+    # Torn tails (unfinished writes, never acknowledged) found in the journal or cut off by a gateway.
+    repairs: tuple[str, ...] = ()
 
     @property
     def tampered(self) -> bool:
@@ -64,9 +73,10 @@ class VerifyReport:
             f"{self.records_checked} records, {self.checkpoints_checked} checkpoints, "
             f"{self.mirror_entries_checked} mirror entries checked"
         )
-        return (
-            f"audit log verifies ({counts})" if self.ok else f"audit log TAMPERED: {self.reason} ({counts})"
-        )
+        if not self.ok:
+            return f"audit log TAMPERED: {self.reason} ({counts})"
+        repaired = "".join(f"; repaired: {repair}" for repair in self.repairs)
+        return f"audit log verifies ({counts}){repaired}"
 
 
 class _Problem(Exception):
@@ -90,6 +100,7 @@ class _Verification:
         self.checkpoints_checked = 0
         self.mirror_checked = 0
         self.first_seq: int | None = None
+        self.repairs: list[str] = []
 
     def run(self, connection: sqlite3.Connection) -> None:
         checkpoints = read_checkpoints(connection)
@@ -101,6 +112,7 @@ class _Verification:
         seen = self._walk(connection, anchor, signed)
         self._coverage(signed, seen)
         self._mirror_agrees(checkpoints)
+        self._signed_at_all(checkpoints, anchor)
 
     # 1
     def _signatures(self, checkpoints: list[Checkpoint]) -> None:
@@ -166,6 +178,8 @@ class _Verification:
                 self.first_seq = record.seq
             if record.seq in signed:
                 seen[record.seq] = record.record_hash
+            if record.kind == "admin" and record.outcome == TAIL_CUT_OUTCOME:
+                self.repairs.append(f"record {record.seq} says a torn journal tail was cut off at start")
         return seen
 
     def _journal_rows(self) -> Iterator[tuple[Any, ...]]:
@@ -187,6 +201,16 @@ class _Verification:
                     seq,
                     f"checkpoint at seq {seq}: record {seq} does not have the signed hash (rewritten)",
                 )
+
+    # 6
+    def _signed_at_all(self, checkpoints: list[Checkpoint], anchor: PruneAnchor | None) -> None:
+        journal_checkpoints = self.journal.checkpoints if self.journal else []
+        if self.walker.checked and not checkpoints and not journal_checkpoints and anchor is None:
+            raise _Problem(
+                None,
+                f"{self.walker.checked} records but no signed checkpoint: nothing shows the log was not "
+                "cut off or rewritten (checkpoints deleted?)",
+            )
 
     # 5
     def _mirror_agrees(self, checkpoints: list[Checkpoint]) -> None:
@@ -241,6 +265,10 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
     except AuditIntegrityError as error:
         return VerifyReport(False, 0, 0, 0, reason=str(error))
     verification = _Verification(public_keys, mirror, journal)
+    if journal.torn is not None:
+        verification.repairs.append(
+            f"torn journal tail ({journal.torn.describe()}; never acknowledged, cut off at the next start)"
+        )
     try:
         connection = connect_read_only(db_path)
     except (OSError, sqlite3.Error) as error:
@@ -266,4 +294,5 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
         last_seq=verification.walker.last_seq if verification.walker.checked else None,
         problem_seq=problem.seq if problem else None,
         reason=problem.reason if problem else None,
+        repairs=tuple(verification.repairs),
     )

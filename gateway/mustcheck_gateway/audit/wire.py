@@ -5,8 +5,9 @@ strings and numbers only: nothing that runs code when read). Requests go one way
 
 Requests (gateway → writer): ``(RECORDS, token, key_generation, rows, to_loop, receipts_for)`` with
 rows from :func:`pending_row` and the indexes of the rows (allowed checks) whose receipts the writer
-signs, ``(FLUSH, token)``, ``(CLOSE,)``. Answers (writer → gateway) on the main answer pipe:
-``(READY, last_seq)`` or ``(FAILED, error_class, message)`` once at start, then
+signs, ``(FLUSH, token, checkpoint)``, ``(CLOSE,)``. Answers (writer → gateway) on the main answer pipe:
+``(READY, last_seq, cut)`` (``cut``: the torn journal tail cut off, ``(offset, length)``, or None)
+or ``(FAILED, error_class, message)`` once at start, then
 ``(DONE, [(token, outcome), ...], stats)`` per commit or flush, and ``(CLOSED, stats)`` last. An
 outcome is the submission's seqs, or ``(seqs, receipts)`` if it asked for receipts, or an error's
 text. The outcomes of records sent with ``to_loop`` come as ``DONE`` on the loop answer pipe, which

@@ -38,8 +38,9 @@ from ..store.sqlite_connections import transaction
 from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError
-from .journal import Journal, read_journal
-from .keys import KeyKind, KeyRing
+from .heads import Head, LogView, check_no_rewind, mirror_head, newest
+from .journal import Journal, TornTail, read_journal
+from .keys import KeyKind, KeyRing, load_public_keys
 from .mirror import CheckpointMirror
 from .record import AuditRecord, PendingRecord
 from .sqlite_log import SqliteAuditStore
@@ -49,6 +50,8 @@ log = structlog.get_logger("mustcheck.audit")
 MAX_RECORDS_PER_COMMIT = 5000
 INDEX_EVERY = 1000
 INDEX_INTERVAL_S = 0.05
+# After a failed index transaction (a full disk), wait this long before the next try.
+INDEX_RETRY_S = 0.5
 
 
 @dataclass(slots=True)
@@ -64,6 +67,7 @@ class Flush:
     """A reader's request: index everything durable so far, then resolve."""
 
     future: Future[None] = field(default_factory=Future)
+    checkpoint: bool = False  # also sign a checkpoint for the records not yet covered (a live verify)
 
 
 STOP = object()
@@ -105,6 +109,7 @@ class GroupCommitWriter:
         inbox: Inbox,
         deliver: Callable[[list[tuple[int, Any]]], None],
         announced: SharedCounter,
+        published_head: Checkpoint | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -121,7 +126,12 @@ class GroupCommitWriter:
         self._index_interval = index_interval_s
         # Called once per commit with (token, seqs or exception) of each submission in it.
         self._deliver = deliver
-        self._replay_journal(journal_path)
+        self.commits = 0
+        self.checkpoints_written = 0
+        self.last_commit_latency_s = 0.0
+        # What replaying the journal cut off: an unfinished write (a crash, a full disk), never acknowledged.
+        self.cut: TornTail | None = self._replay_journal(journal_path)
+        self._check_no_rewind(published_head)
         self._journal = Journal(journal_path)
         self._unindexed_rows: list[tuple[Any, ...]] = []
         self._unindexed_checkpoints: list[Checkpoint] = []
@@ -130,11 +140,10 @@ class GroupCommitWriter:
         self._last_seq = tail.last_seq
         self._last_hash = tail.last_hash
         self._covered_seq = tail.covered_seq
+        self._headed = tail.covered_seq > 0  # the log has a signed head (else its first record gets one)
         # Records left uncovered by an earlier run get their checkpoint on the first turn.
         self._last_checkpoint_time = time.monotonic() - (self._interval if self._uncovered else 0.0)
-        self.commits = 0
-        self.checkpoints_written = 0
-        self.last_commit_latency_s = 0.0
+        self._index_retry_at = 0.0
         self._connection: sqlite3.Connection | None = None
 
     @property
@@ -161,12 +170,17 @@ class GroupCommitWriter:
                 batch, flushes, stopping = self._take()
                 if batch:
                     self._commit(batch)
+                indexed: AuditError | None = None
                 if self._unindexed_rows and (flushes or stopping or self._index_due()):
-                    self._index()
-                if self._uncovered and (stopping or self._checkpoint_due()):
+                    indexed = self._index()
+                wanted = stopping or self._checkpoint_due() or any(flush.checkpoint for flush in flushes)
+                if self._uncovered and wanted and indexed is None:
                     self._write_checkpoint()
                 for flush in flushes:
-                    flush.future.set_result(None)
+                    if indexed is None:
+                        flush.future.set_result(None)
+                    else:
+                        flush.future.set_exception(indexed)
             self._journal.close()
         except BaseException:  # never leave a waiter hanging
             log.exception("audit_writer_crashed")
@@ -183,7 +197,10 @@ class GroupCommitWriter:
 
     def _index_due(self) -> bool:
         every, interval = self._index_limits
-        return len(self._unindexed_rows) >= every or time.monotonic() - self._last_index_time >= interval
+        now = time.monotonic()
+        if now < self._index_retry_at:
+            return False
+        return len(self._unindexed_rows) >= every or now - self._last_index_time >= interval
 
     def _wait_limit(self) -> float | None:
         """How long the writer may sleep: until a checkpoint or an index transaction falls due."""
@@ -192,7 +209,11 @@ class GroupCommitWriter:
             limits.append(self._interval - (time.monotonic() - self._last_checkpoint_time))
         if self._unindexed_rows:
             limits.append(self._index_limits[1] - (time.monotonic() - self._last_index_time))
-        return max(0.0, min(limits)) if limits else None
+        if not limits:
+            return None
+        # After a failed index transaction nothing falls due before its retry (a full disk).
+        retry = self._index_retry_at - time.monotonic() if self._unindexed_rows else 0.0
+        return max(0.0, retry, min(limits))
 
     def _take(self) -> tuple[list[Submission], list[Flush], bool]:
         """Block for the first submission (or until a checkpoint or an index falls due), then drain.
@@ -249,6 +270,10 @@ class GroupCommitWriter:
                         checkpoints.append(self._sign(seq, prev_hash))
                         covered = seq
                 seqs.append(assigned)
+            if not self._headed and not checkpoints:
+                # The log's first commit gets a head in its own frame (the cadence is unchanged): a log
+                # never holds records without a signed head, whenever it crashes.
+                checkpoints.append(self._sign(seq, prev_hash))
             self._journal.append(rows, checkpoints)
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
@@ -257,31 +282,65 @@ class GroupCommitWriter:
         self._last_seq, self._last_hash, self._covered_seq = seq, prev_hash, covered
         self._unindexed_rows.extend(rows)
         self._unindexed_checkpoints.extend(checkpoints)
+        self._headed = self._headed or bool(checkpoints)
         self.last_commit_latency_s = time.perf_counter() - started
         self.commits += 1
         self._settle(batch, seqs=seqs)
         if checkpoints:
             self._last_checkpoint_time = time.monotonic()
 
-    def _index(self) -> None:
-        """Copy the journaled records into the database in one transaction, then empty the journal."""
+    def _index(self) -> AuditError | None:
+        """Copy the journaled records into the database in one transaction, then empty the journal.
+
+        If the database cannot be written (a full disk), the records stay in the journal, where they
+        are durable already, and the transaction is tried again later; the error is returned.
+        """
         assert self._connection is not None
         rows, checkpoints = self._unindexed_rows, self._unindexed_checkpoints
-        with transaction(self._connection) as connection:
-            self._store.insert_rows(connection, rows, checkpoints)
+        try:
+            with transaction(self._connection) as connection:
+                self._store.insert_rows(connection, rows, checkpoints)
+        except (sqlite3.Error, OSError) as error:
+            log.error("audit_index_failed", records=len(rows), error=repr(error))
+            self._index_retry_at = time.monotonic() + INDEX_RETRY_S
+            return AuditError(f"the audit database cannot be written now: {error}")
         self._unindexed_rows, self._unindexed_checkpoints = [], []
         self._last_index_time = time.monotonic()
         self._journal.clear()
         if checkpoints:
             self._publish(checkpoints)
+        return None
 
-    def _replay_journal(self, path: Path) -> None:
-        """Copy into the database what a crash left only in the journal, then empty the journal."""
+    def _replay_journal(self, path: Path) -> TornTail | None:
+        """Copy into the database what a crash left only in the journal, then empty the journal;
+        return the torn tail cut off, if any (an unfinished write, never acknowledged)."""
         contents = read_journal(path)
-        if not contents.rows and not contents.checkpoints:
-            return
+        if contents.rows or contents.checkpoints:
+            self._copy_journal(path, contents.rows, contents.checkpoints)
+        journal = Journal(path)  # opening it zeroes a torn tail
+        cut = journal.cut
+        journal.clear()
+        journal.close()
+        if cut is not None:
+            log.warning("audit_journal_torn_tail_cut", offset=cut.offset, length=cut.length)
+        return cut
+
+    def _check_no_rewind(self, published: Checkpoint | None) -> None:
+        """Refuse to continue a log that lacks records a signed or published head covers."""
         tail = self._store.tail()
-        rows = [row for row in contents.rows if int(row[0]) > tail.last_seq]
+        view = LogView(tail.last_seq, self._store.record_hash, self._store.pruned_through())
+        heads = (
+            newest(self._store.checkpoints(), "the audit database"),
+            mirror_head(self._mirror.path),
+            None if published is None else Head(published, "the store"),
+        )
+        check_no_rewind(view, heads, load_public_keys(self._keyring.public_dir))
+
+    def _copy_journal(
+        self, path: Path, journal_rows: list[tuple[Any, ...]], journal_checkpoints: list[tuple[Any, ...]]
+    ) -> None:
+        tail = self._store.tail()
+        rows = [row for row in journal_rows if int(row[0]) > tail.last_seq]
         expected_seq, expected_hash = tail.last_seq + 1, tail.last_hash
         for row in rows:
             record = AuditRecord.from_row(row)
@@ -294,7 +353,7 @@ class GroupCommitWriter:
         known = {checkpoint.identity for checkpoint in self._store.checkpoints()}
         checkpoints = [
             checkpoint
-            for checkpoint in (Checkpoint.from_row(row) for row in contents.checkpoints)
+            for checkpoint in (Checkpoint.from_row(row) for row in journal_checkpoints)
             if checkpoint.identity not in known
         ]
         connection = self._store.connect()
@@ -305,9 +364,6 @@ class GroupCommitWriter:
             connection.close()
         if checkpoints:
             self._publish(checkpoints)
-        journal = Journal(path)
-        journal.clear()
-        journal.close()
         log.warning("audit_journal_replayed", records=len(rows), checkpoints=len(checkpoints))
 
     def _settle(
@@ -332,8 +388,8 @@ class GroupCommitWriter:
 
     def _write_checkpoint(self) -> None:
         assert self._connection is not None
-        if self._unindexed_rows:
-            self._index()  # the checkpoint's record must be in the database with it
+        if self._unindexed_rows and (time.monotonic() < self._index_retry_at or self._index() is not None):
+            return  # the checkpoint's record must be in the database with it: try again later
         checkpoint = self._sign(self._last_seq, self._last_hash)
         try:
             with transaction(self._connection) as connection:

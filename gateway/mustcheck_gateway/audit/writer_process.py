@@ -30,6 +30,7 @@ from ..logs import configure_logging
 from ..receipts import ReceiptSigner
 from . import wire
 from .announced import SharedCounter
+from .checkpoint import Checkpoint
 from .exclusive import WriterLock
 from .keys import KeyRing
 from .mirror import CheckpointMirror
@@ -108,7 +109,11 @@ class _Answers:
         self._answering.shutdown(wait=True)
 
     def flushed(self, token: int) -> Callable[[Future[None]], None]:
-        return lambda _: self.done([(token, [])])
+        def report(future: Future[None]) -> None:
+            error = future.exception()
+            self.done([(token, [] if error is None else error)])
+
+        return report
 
 
 class _PipeInbox:
@@ -157,7 +162,7 @@ class _PipeInbox:
                     self._answers.receipts_due[token] = (receipts_for, records)
                 self._items.append(Submission(records, token))
             elif message[0] == wire.FLUSH:
-                flush = Flush()
+                flush = Flush(checkpoint=bool(message[2]))
                 flush.future.add_done_callback(self._answers.flushed(message[1]))
                 self._items.append(flush)
             elif message[0] == wire.CLOSE:
@@ -183,13 +188,17 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
             deliver=answers.done,
             announced=SharedCounter(options.announced),
             inbox=_PipeInbox(options.requests, answers, options.keys_dir),
+            published_head=(
+                None if options.published_head is None else Checkpoint.from_json(options.published_head)
+            ),
         )
     except Exception as error:
         store.close()
         answers.send(wire.FAILED, type(error).__name__, str(error))
         return
     answers.writer = writer
-    answers.send(wire.READY, writer.last_seq)
+    cut = None if writer.cut is None else (writer.cut.offset, writer.cut.length)
+    answers.send(wire.READY, writer.last_seq, cut)
     try:
         writer.run()
     finally:
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answers", type=int, required=True, help="descriptor to write answers to")
     parser.add_argument("--loop-answers", type=int, required=True, help="descriptor for the event loop's")
     parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
+    parser.add_argument("--published-head", default=None, help="the head last published, as JSON")
     parser.add_argument("--log-level", default="info")
     options = parser.parse_args(argv)
     # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this

@@ -11,7 +11,7 @@ import argparse
 import csv
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +276,7 @@ def run_verify(options: argparse.Namespace) -> int:
         reason = head_problem(database, head, public_keys)
         ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(
-        options, ok, report.records_checked, report.checkpoints_checked, problem_seq, reason
+        options, ok, report.records_checked, report.checkpoints_checked, problem_seq, reason, report.repairs
     )
 
 
@@ -347,14 +347,29 @@ def _verify_online(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub,
 
 
 def _print_verdict(
-    options: argparse.Namespace, ok: bool, records: int, checkpoints: int, seq: int | None, reason: str | None
+    options: argparse.Namespace,
+    ok: bool,
+    records: int,
+    checkpoints: int,
+    seq: int | None,
+    reason: str | None,
+    repairs: Sequence[str] = (),
 ) -> int:
     if options.json:
         print_json(
-            {"ok": ok, "records": records, "checkpoints": checkpoints, "first_bad_seq": seq, "reason": reason}
+            {
+                "ok": ok,
+                "records": records,
+                "checkpoints": checkpoints,
+                "first_bad_seq": seq,
+                "reason": reason,
+                "repaired": list(repairs),
+            }
         )
     elif ok:
         print(f"intact: {records} records and {checkpoints} signed checkpoints verified")
+        for repair in repairs:
+            print(f"repaired: {repair}")
     else:
         print(f"TAMPERED: {reason}")
         print(f"(first bad record: {seq}; {records} records checked before it)")

@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from ..audit import AuditIntegrityError
+from ..audit.space import DEFAULT_MIN_FREE_MB
 from ..import_workers import default_import_workers
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
 from ..policy import PolicyError, default_policy_dir
@@ -122,6 +124,14 @@ def register(commands: Subparsers) -> None:
         help="on SIGTERM or Ctrl-C, report NOT_SERVING on gRPC health this long before the listener "
         f"closes, so that load balancers move callers away first (default {DEFAULT_DRAIN_S:g})",
     )
+    parser.add_argument(
+        "--audit-min-free-mb",
+        type=float,
+        default=DEFAULT_MIN_FREE_MB,
+        metavar="MB",
+        help="free space the data directory's disk must keep: below it checks get UNAVAILABLE and health "
+        f"says NOT_SERVING until space is freed (default {DEFAULT_MIN_FREE_MB}; 0: no watermark)",
+    )
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
 
@@ -144,6 +154,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         store_url=options.store,
         import_workers=max(0, options.import_workers),
         drain_s=max(0.0, options.drain_seconds),
+        audit_min_free_mb=max(0.0, options.audit_min_free_mb),
     )
 
 
@@ -156,7 +167,7 @@ def run(options: argparse.Namespace) -> int:
         return EXIT_FAILURE
     except ConfigError as error:
         return fail(f"refusing to start: {error}", EXIT_INVALID)
-    except StoreError as error:
+    except (StoreError, AuditIntegrityError) as error:
         return fail(f"refusing to start: {error}", EXIT_FAILURE)
     return EXIT_OK
 

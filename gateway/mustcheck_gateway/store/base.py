@@ -249,7 +249,8 @@ class ListStore(Protocol):
         ...
 
     def publish_audit_head(self, head: AuditHead) -> None:
-        """Keep ``head`` as the replica's latest (an older checkpoint never replaces a newer one)."""
+        """Keep ``head`` as the replica's latest if it extends the one kept (larger seq, or the same seq and
+        hash); raise ``audit_heads.HeadRejected`` otherwise."""
         ...
 
     def audit_heads(self) -> list[AuditHead]:

@@ -340,7 +340,8 @@ class PostgresStore:
 
     def publish_audit_head(self, head: AuditHead) -> None:
         with self._db.connection() as connection:
-            connection.execute(audit_heads.upsert("%s"), audit_heads.head_values(head))
+            cursor = connection.execute(audit_heads.upsert("%s"), audit_heads.head_values(head))
+            audit_heads.check_kept(head, cursor.rowcount)
 
     def audit_heads(self) -> list[AuditHead]:
         with self._db.connection() as connection:

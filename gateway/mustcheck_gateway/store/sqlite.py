@@ -267,7 +267,8 @@ class SqliteStore:
 
     def publish_audit_head(self, head: AuditHead) -> None:
         with self._transaction() as connection:
-            connection.execute(audit_heads.upsert("?"), audit_heads.head_values(head))
+            cursor = connection.execute(audit_heads.upsert("?"), audit_heads.head_values(head))
+            audit_heads.check_kept(head, cursor.rowcount)
 
     def audit_heads(self) -> list[AuditHead]:
         return [audit_heads.head_from_values(row) for row in self._connection().execute(audit_heads.SELECT)]
