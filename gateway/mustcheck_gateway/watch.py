@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -77,10 +77,12 @@ class WatchStreams:
         self._per_caller: dict[str, int] = {}
         self._closing = False
 
-    def checked(self, caller_id: str, subject: str) -> None:
+    def checked(self, caller_id: str, subject: str) -> Callable[[], None]:
         """``caller_id`` is checking ``subject`` (its grant and authorisation passed): its streams may
-        name the subject's changes from now on, for as long as the window of its grant."""
-        self.recent.note(caller_id, subject)
+        name the subject's changes from now on, for as long as the window of its grant. Returns the undo,
+        for a check that ends without its audit record."""
+        previous = self.recent.note(caller_id, subject)
+        return lambda: self.recent.withdraw(caller_id, subject, previous)
 
     def close(self) -> None:
         """End every stream at its next wake-up (the gateway is stopping; subscribers reconnect)."""
