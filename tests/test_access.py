@@ -550,3 +550,20 @@ def test_the_first_caller_is_stored_only_into_an_empty_store(store: SqliteStore 
     auth = store.load_auth()
     assert [caller.caller_id for caller in auth.callers] == ["admin"]
     assert [token.caller_id for token in auth.tokens] == ["admin"]
+
+
+def test_an_exhausted_person_quota_raises_one_alert_a_day_not_one_an_item(
+    gateway: Gateway, make_caller: Callable[..., str], target: str
+) -> None:
+    token = make_caller(daily_person_quota=1)
+    with Client(target, token=token) as client:
+        client.check(new_citizen_id(), "MOF-0001")
+        receipt = client.check(new_uscc(), "MOF-0001").receipt
+        batch = client.batch_check([new_citizen_id() for _ in range(30)], "MOF-0001")
+        with pytest.raises(RateLimited):
+            client.check(new_citizen_id(), "MOF-0001")
+    assert receipt is not None
+    assert all(item.error is not None and item.error.reason == "quota.persons" for item in batch.items)
+    assert isinstance(gateway.audit, AuditLog)
+    alerts = [r for r in gateway.audit.query(kind="alert", caller_id=receipt.caller, limit=1000)]
+    assert len(alerts) == 1 and alerts[0].detail["reason"] == "quota.persons"

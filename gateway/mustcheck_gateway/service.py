@@ -26,6 +26,7 @@ from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, Caller, Grant
 from .bounds import shown_message
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
+from .china_time import CHINA_STANDARD_TIME
 from .errors import (
     FailedPrecondition,
     GatewayError,
@@ -272,6 +273,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self.receipts = receipts
         self.watch = watch
         self.observe_latency = observe_latency
+        # The day each caller's person-quota alert was raised (one alert per caller and day).
+        self._quota_alerted: dict[str, dt.date] = {}
 
     async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]:
         if self.watch is None:
@@ -572,10 +575,14 @@ class CheckService(pb_grpc.CheckServiceServicer):
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]
-        if error.reason == "quota.persons":
-            # Bulk enumeration of ID numbers is the abuse to stop: raise an alert for auditors.
-            alert = draft.event(status=error.status.name, outcome="alert", reason=error.reason)
-            events.append(replace(alert, kind="alert"))
+        if error.reason == "quota.persons" and draft.caller is not None:
+            # Bulk enumeration of ID numbers is the abuse to stop: raise an alert for auditors — once per
+            # caller and day (China Standard Time), not once per refused item of every batch.
+            day = self.engine.clock().astimezone(CHINA_STANDARD_TIME).date()
+            if self._quota_alerted.get(draft.caller.caller_id) != day:
+                self._quota_alerted[draft.caller.caller_id] = day
+                alert = draft.event(status=error.status.name, outcome="alert", reason=error.reason)
+                events.append(replace(alert, kind="alert"))
         return events
 
     @staticmethod

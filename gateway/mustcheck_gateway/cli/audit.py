@@ -29,6 +29,7 @@ from ..audit import (
 )
 from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
+from ..china_time import CHINA_STANDARD_TIME
 from ..csv_cells import inert_fields, inert_row
 from ..report import CoverageRow, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
@@ -45,7 +46,6 @@ from .common import (
 )
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 EXIT_TAMPERED = 1
 Handler = Callable[[argparse.Namespace, pb_grpc.AuditServiceStub, CallOptions], int]
 QUERY_COLUMNS = (

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 
+from ..china_time import CHINA_STANDARD_TIME
 from ..logs import configure_logging
 from ..server import DEFAULT_LISTEN
 
@@ -190,7 +191,6 @@ _GREEN_CHANNEL_REASON = {
     "data.not_attested": "no — the store attests no complete list data, so absence proves nothing (R6)",
     "data.too_short": "no — the list data is complete for less than three years (R6)",
 }
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 def shown_time(instant: dt.datetime) -> str:

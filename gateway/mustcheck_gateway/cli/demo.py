@@ -17,6 +17,7 @@ from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
 from ..bootstrap import write_secret
+from ..china_time import CHINA_STANDARD_TIME
 from ..data_lock import in_use
 from ..demo_data import Showcase, generate_rows, showcase
 from ..list_rows import load_rows
@@ -36,7 +37,6 @@ from .rpc import CallOptions
 
 # The demo data's decisions go back less than ten years; it is complete since then (R6).
 DEMO_COMPLETE_YEARS = 10
-CST = dt.timezone(dt.timedelta(hours=8))
 
 DEMO_MARKER = ".mustcheck-demo"
 DEMO_TOKEN_FILE = "demo.token"
@@ -122,7 +122,7 @@ def run(options: argparse.Namespace) -> int:
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
         # The demo data is a complete (synthetic) snapshot of the lists: it attests its years (R6).
         version = gateway.store.set_data_complete_since(
-            dt.datetime(today.year - DEMO_COMPLETE_YEARS, 1, 1, tzinfo=CST),
+            dt.datetime(today.year - DEMO_COMPLETE_YEARS, 1, 1, tzinfo=CHINA_STANDARD_TIME),
             actor="demo",
             how="import",
             at=dt.datetime.now(dt.UTC),
