@@ -480,6 +480,13 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         refusals = audit.query(kind="check", outcome="denied", limit=10_000)[refused_before:]
         assert [record.detail.get("reason") for record in refusals] == ["credentials.mismatch"] * 3
         assert all(record.status == "UNAUTHENTICATED" for record in refusals)
+        # Each refusal names who the token said it was, and the token, as every refused credential does.
+        assert [record.caller_id for record in refusals] == [
+            "other-system",
+            "loose-system",
+            "approval-system",
+        ]
+        assert all(record.detail.get("token_id") for record in refusals)
 
 
 def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:

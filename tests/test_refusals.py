@@ -274,11 +274,16 @@ def test_a_revoked_tokens_denial_names_the_caller_and_token(
         admin_pb2_grpc.AdminServiceStub(channel).ListCallers(
             admin_pb2.ListCallersRequest(), metadata=auth_metadata(revoked), timeout=10
         )
-    check_record, admin_record = new_records(gateway, before)
-    for record in (check_record, admin_record):
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError):
+        stream: Any = check_pb2_grpc.CheckServiceStub(channel).Watch(
+            check_pb2.WatchRequest(hash_key=b"k" * 32), metadata=auth_metadata(revoked), timeout=10
+        )
+        next(stream)
+    check_record, admin_record, watch_record = new_records(gateway, before)
+    for record in (check_record, admin_record, watch_record):
         assert (record.caller_id, record.detail["token_id"]) == ("refusals-revoked", token_id)
         assert record.status == "UNAUTHENTICATED" and record.detail["reason"] == "token.revoked"
-    assert check_record.kind == "check" and admin_record.kind == "admin"
+    assert (check_record.kind, admin_record.kind, watch_record.kind) == ("check", "admin", "watch")
 
 
 def test_an_expired_tokens_denial_names_the_caller_and_token(

@@ -29,7 +29,7 @@ from .auth.access import AccessControl
 from .auth.model import Caller
 from .auth.peers import PeerThrottle
 from .bounds import check_bounds, clip
-from .errors import GatewayError, Unauthenticated
+from .errors import GatewayError, Unauthenticated, presented
 from .masking import mask_id_shapes
 from .service import AuditSink, failure_outcome
 
@@ -86,10 +86,7 @@ class RefusalAudit(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         """Audit ``error`` (unless a throttled peer's aggregate counts it)."""
         if error.accounted:
             return
-        caller_id, detail = (caller.caller_id, {}) if caller else ("", {})
-        if isinstance(error, Unauthenticated):
-            caller_id = error.caller_id
-            detail = {"token_id": error.token_id} if error.token_id else {}
+        caller_id, detail = presented(caller.caller_id if caller else "", error)
         await self.sink.append(
             AuditEvent(
                 kind=kind_of(name),

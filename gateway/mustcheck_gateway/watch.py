@@ -28,7 +28,7 @@ from .audit import AuditEvent
 from .auth.access import AccessControl
 from .auth.model import Caller, Grant
 from .change_feed import ChangeFeed
-from .errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted
+from .errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted, presented
 from .policy.model import PolicySet
 from .recent_checks import RecentChecks, Selection
 from .responses import timestamp
@@ -111,7 +111,7 @@ class WatchStreams:
                 raise InvalidArgument("after_version must not be negative", reason="watch.after_version")
         except GatewayError as error:
             if not error.accounted:  # a throttled peer's refusals are counted in its aggregate
-                await self.audit.append(_event(caller, request, error.status.name, error.reason))
+                await self.audit.append(_event(caller, request, error.status.name, error.reason, error=error))
             raise
         # The place is taken before the first await, so that streams opened at once cannot pass the bound.
         self.subscribers += 1
@@ -169,7 +169,7 @@ class WatchStreams:
             try:
                 current_grant = self._still_allowed(context, caller)
             except GatewayError as error:
-                await self.audit.append(_event(caller, request, error.status.name, error.reason))
+                await self.audit.append(_event(caller, request, error.status.name, error.reason, error=error))
                 raise
             if current_grant is not grant:
                 grant, window_s = current_grant, watch_window_s(self.policy, current_grant)
@@ -231,13 +231,20 @@ def _event(
     *,
     window_s: float = 0.0,
     limit: int = 0,
+    error: GatewayError | None = None,
 ) -> AuditEvent:
-    detail: dict[str, Any] = {"reason": reason} if reason else {}
+    caller_id = caller.caller_id if caller else ""
+    named: dict[str, str] = {}
+    if error is not None:
+        caller_id, named = presented(caller_id, error)
+    detail: dict[str, Any] = dict(named)
+    if reason:
+        detail["reason"] = reason
     if status == "OK":
         detail.update(window_s=window_s, max_streams=limit)
     return AuditEvent(
         kind="watch",
-        caller_id=caller.caller_id if caller else "",
+        caller_id=caller_id,
         department=caller.department if caller else "",
         outcome="subscribed" if status == "OK" else "refused",
         status=status,
