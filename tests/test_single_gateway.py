@@ -100,3 +100,22 @@ def test_the_lock_is_the_gateways_until_it_stops(tmp_path: Path) -> None:
     assert in_use(tmp_path) is None
     with GatewayThread(config):  # a restart takes it again
         assert in_use(tmp_path) is not None
+
+
+@pytest.mark.slow
+def test_two_demos_started_at_once_on_one_directory_never_empty_each_other(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "mustcheck_gateway", "demo", "--listen", "127.0.0.1:0",
+        "--data-dir", str(tmp_path / "demo"), "--subjects", "50", "--exit-after-tour",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONUTF8": "1"}
+    starts = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        for _ in range(2)
+    ]
+    results = [(start.wait(120), *start.communicate()) for start in starts]
+    assert sorted(code for code, _, _ in results) == [0, 2]
+    (refused,) = [err for code, _, err in results if code == 2]
+    assert "in use by another gateway" in refused and "Traceback" not in refused
+    (served,) = [out for code, out, _ in results if code == 0]
+    assert "mustcheck audit report" in served  # its tour ran to the end on a directory nobody emptied

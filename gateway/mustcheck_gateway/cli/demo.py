@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
+import os
 import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -86,6 +90,19 @@ def register(commands: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+@contextlib.contextmanager
+def _starting(directory: Path) -> Iterator[None]:
+    """Hold the parent folder's lock while a demo empties ``directory`` and its gateway takes it: a demo
+    started at the same moment waits, then finds the directory held (no lock file is left behind)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(directory.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def fresh_demo_dir(directory: Path) -> None:
     """Empty ``directory`` for a new demo, refusing one that holds anything but an earlier demo, and one
     that a running gateway holds (another demo still serving)."""
@@ -105,14 +122,14 @@ def fresh_demo_dir(directory: Path) -> None:
 def run(options: argparse.Namespace) -> int:
     configure_logging_from(options)
     today = dt.date.today()
-    try:
-        fresh_demo_dir(options.data_dir)
-    except ConfigError as error:
-        return fail(str(error), EXIT_INVALID)
     config = GatewayConfig(data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir())
     gateway_thread = GatewayThread(config)
     try:
-        gateway = gateway_thread.start()
+        # Two demos started at once on one directory: the second waits, then is refused, rather than
+        # emptying the directory the first has just taken (its gateway's lock comes only at start).
+        with _starting(options.data_dir):
+            fresh_demo_dir(options.data_dir)
+            gateway = gateway_thread.start()
     except PolicyError as error:
         return fail(f"refusing to start: {error}", EXIT_FAILURE)
     except ConfigError as error:
