@@ -191,6 +191,7 @@ class RefusalFlusher:
         self.interval_s = interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -212,6 +213,12 @@ class RefusalFlusher:
         events = self.throttle.due(everything=everything)
         if not events:
             return
+        # Shielded: cancelling the flusher (the gateway stopping) must neither lose these records nor
+        # write them twice; stop() waits for a write in flight.
+        self._writing = asyncio.ensure_future(self._write(events))
+        await asyncio.shield(self._writing)
+
+    async def _write(self, events: list[AuditEvent]) -> None:
         try:
             await self.sink.append_many(events)
         except Exception as error:  # the audit log is away: keep them for the next attempt
@@ -225,4 +232,6 @@ class RefusalFlusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._writing is not None:
+            await self._writing  # a write the cancel interrupted the wait for (it never raises)
         await self.flush(everything=True)
