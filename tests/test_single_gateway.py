@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,3 +120,21 @@ def test_two_demos_started_at_once_on_one_directory_never_empty_each_other(tmp_p
     assert "in use by another gateway" in refused and "Traceback" not in refused
     (served,) = [out for code, out, _ in results if code == 0]
     assert "mustcheck audit report" in served  # its tour ran to the end on a directory nobody emptied
+
+
+def test_a_gateway_that_fails_to_start_leaves_nothing_held(tmp_path: Path) -> None:
+    # The metrics port is taken: the start fails before the gRPC listener is taken, and the data
+    # directory is free for the next start.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = GatewayConfig(
+            data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR, metrics_listen=busy
+        )
+        with pytest.raises(OSError):
+            GatewayThread(config).start()
+    with GatewayThread(
+        GatewayConfig(data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    ) as gateway:
+        assert gateway.port > 0
