@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
 from ..auth.model import DEFAULT_WATCH_STREAMS, ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
-from .common import EXIT_OK, Subparsers, print_json, shown_date
+from ..i18n import _
+from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_date
+from .dates import CHINA_STANDARD_TIME, day, day_help
+from .names import policy_names
 from .rpc import CallOptions, as_dict, stub_command
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
@@ -131,60 +135,17 @@ def _callers_list(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, 
 
 def _grants(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    put = _command(actions, "set", "set (replace) a caller's grant", _grants_set)
+    put = _command(actions, "set", _("set (replace) a caller's grant; shows what changed"), _grants_set)
     put.add_argument("caller_id", metavar="CALLER_ID")
-    put.add_argument(
-        "--matter",
-        dest="matters",
-        action="append",
-        required=True,
-        metavar="CODE",
-        help="matter code, 'kind:<matter kind>' or '*' (repeatable)",
+    _grant_options(put, replace=True)
+    update = _command(
+        actions,
+        "update",
+        _("change only the named fields of a caller's grant; shows what changed"),
+        _grants_update,
     )
-    put.add_argument(
-        "--subject-kind",
-        dest="subject_kinds",
-        action="append",
-        choices=["organization", "person"],
-        help="subject kinds (repeatable; default organization)",
-    )
-    put.add_argument(
-        "--visible",
-        dest="visible_fields",
-        action="append",
-        default=[],
-        choices=sorted(VISIBLE_FIELDS),
-        help="personal field shown unmasked (repeatable; default none)",
-    )
-    put.add_argument(
-        "--purpose-required",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="every check must state a purpose (default yes)",
-    )
-    put.add_argument(
-        "--authorization-ref-required",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="person lookups need an authorisation reference (default yes)",
-    )
-    put.add_argument(
-        "--rate", type=float, default=50.0, metavar="PER_SECOND", help="rate limit (default 50/s)"
-    )
-    put.add_argument("--burst", type=int, default=100, help="burst (default 100)")
-    put.add_argument(
-        "--daily-person-quota", type=int, default=0, metavar="N", help="person lookups a day (default 0)"
-    )
-    put.add_argument(
-        "--watch-streams",
-        type=int,
-        default=0,
-        metavar="N",
-        help=f"Watch streams open at once (default {DEFAULT_WATCH_STREAMS})",
-    )
-    put.add_argument("--valid-from", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
-    put.add_argument("--valid-until", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
-    put.add_argument("--json", action="store_true")
+    update.add_argument("caller_id", metavar="CALLER_ID")
+    _grant_options(update, replace=False)
     revoke = _command(actions, "revoke", "revoke a caller's grant", _grants_revoke)
     revoke.add_argument("caller_id", metavar="CALLER_ID")
     revoke.add_argument("--json", action="store_true")
@@ -193,56 +154,213 @@ def _grants(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--json", action="store_true")
 
 
+def _grant_options(parser: argparse.ArgumentParser, *, replace: bool) -> None:
+    """The grant's fields: ``set`` takes defaults for what is not named, ``update`` keeps it."""
+
+    def default(value: object) -> object:
+        return value if replace else None
+
+    parser.add_argument(
+        "--matter",
+        dest="matters",
+        action="append",
+        required=replace,
+        metavar="CODE",
+        help=_("matter code, 'kind:<matter kind>' or '*' (repeatable)"),
+    )
+    parser.add_argument(
+        "--subject-kind",
+        dest="subject_kinds",
+        action="append",
+        choices=["organization", "person"],
+        help=_("subject kinds (repeatable; default organization)"),
+    )
+    parser.add_argument(
+        "--visible",
+        dest="visible_fields",
+        action="append",
+        default=default([]),
+        choices=sorted(VISIBLE_FIELDS),
+        help=_("personal field shown unmasked (repeatable; default none)"),
+    )
+    parser.add_argument(
+        "--purpose-required",
+        action=argparse.BooleanOptionalAction,
+        default=default(True),
+        help=_("every check must state a purpose (default yes)"),
+    )
+    parser.add_argument(
+        "--authorization-ref-required",
+        action=argparse.BooleanOptionalAction,
+        default=default(True),
+        help=_("person lookups need an authorisation reference (default yes)"),
+    )
+    parser.add_argument(
+        "--rate", type=float, default=default(50.0), metavar="PER_SECOND", help=_("rate limit (default 50/s)")
+    )
+    parser.add_argument("--burst", type=int, default=default(100), help=_("burst (default 100)"))
+    parser.add_argument(
+        "--daily-person-quota",
+        type=int,
+        default=default(0),
+        metavar="N",
+        help=_("person lookups a day (default 0)"),
+    )
+    parser.add_argument(
+        "--watch-streams",
+        type=int,
+        default=default(0),
+        metavar="N",
+        help=_("Watch streams open at once (default {count})").format(count=DEFAULT_WATCH_STREAMS),
+    )
+    parser.add_argument(
+        "--valid-from", type=day, metavar="YYYY-MM-DD", help=day_help(_("first day the grant is valid"))
+    )
+    parser.add_argument(
+        "--valid-until",
+        type=day,
+        metavar="YYYY-MM-DD",
+        help=day_help(_("day the grant ends (00:00 China Standard Time)")),
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+# Each option's field in the Grant message (None: not named on the command line, under `update`).
+_GRANT_FIELDS = {
+    "matters": "matters",
+    "subject_kinds": "subject_kinds",
+    "visible_fields": "visible_fields",
+    "purpose_required": "purpose_required",
+    "authorization_ref_required": "authorization_ref_required_for_persons",
+    "rate": "rate_per_second",
+    "burst": "burst",
+    "daily_person_quota": "daily_person_quota",
+    "watch_streams": "max_watch_streams",
+}
+
+
+def _apply(options: argparse.Namespace, grant: pb.Grant) -> pb.Grant:
+    """``grant`` with every field named in ``options`` set to it."""
+    for option, name in _GRANT_FIELDS.items():
+        value = getattr(options, option)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            del getattr(grant, name)[:]
+            getattr(grant, name).extend(value)
+        else:
+            setattr(grant, name, value)
+    for option in ("valid_from", "valid_until"):
+        day_value = getattr(options, option)
+        if day_value is not None:
+            getattr(grant, option).FromDatetime(
+                dt.datetime.combine(day_value, dt.time(), CHINA_STANDARD_TIME)
+            )
+    return grant
+
+
+def _shown_field(grant: pb.Grant, name: str) -> str:
+    if name in ("valid_from", "valid_until"):
+        given = grant.HasField("valid_from") if name == "valid_from" else grant.HasField("valid_until")
+        return shown_date(getattr(grant, name).ToDatetime(tzinfo=dt.UTC)) if given else "-"
+    value = getattr(grant, name)
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return str(value)
+    return " ".join(value) or "-"
+
+
+def grant_changes(before: pb.Grant, after: pb.Grant) -> list[str]:
+    """One line per field that differs: ``name  before → after``."""
+    names = [*_GRANT_FIELDS.values(), "valid_from", "valid_until"]
+    lines = []
+    for name in names:
+        old = _shown_field(before, name) if before.active else "-"
+        new = _shown_field(after, name)
+        if old != new:
+            lines.append(f"  {name:40} {old} → {new}")
+    return lines
+
+
+def _print_changes(options: argparse.Namespace, before: pb.Grant, after: pb.Grant) -> None:
+    changes = grant_changes(before, after)
+    if not before.active:
+        heading = _("new grant for {caller} (it had none):")
+    elif changes:
+        heading = _("changes to {caller}'s grant:")
+    else:
+        heading = _("{caller}'s grant is unchanged")
+    out = sys.stderr if options.json else sys.stdout
+    print(heading.format(caller=after.caller_id), file=out)
+    for line in changes:
+        print(line, file=out)
+
+
 def _print_grant(options: argparse.Namespace, grant: pb.Grant) -> int:
     if options.json:
         print_json(as_dict(grant))
     elif not grant.active:
-        print(f"{grant.caller_id}: no grant")
+        print(_("{caller}: no grant").format(caller=grant.caller_id))
     else:
-        print(f"caller          {grant.caller_id}")
-        print(f"matters         {' '.join(grant.matters)}")
-        print(f"subject kinds   {' '.join(grant.subject_kinds)}")
-        print(f"visible fields  {' '.join(grant.visible_fields) or '(all personal data masked)'}")
-        print(f"purpose         {'required' if grant.purpose_required else 'optional'}")
-        persons = "required for persons" if grant.authorization_ref_required_for_persons else "no"
-        print(f"authorisation   {persons}")
-        print(f"rate            {grant.rate_per_second:g}/s, burst {grant.burst}")
-        print(f"person quota    {grant.daily_person_quota} a day")
-        print(f"watch streams   {grant.max_watch_streams} at once")
+        names = policy_names()
+        print(_("caller          {caller}").format(caller=grant.caller_id))
+        matters = " ".join(names.matter(matter) for matter in grant.matters)
+        print(_("matters         {matters}").format(matters=matters))
+        print(_("subject kinds   {kinds}").format(kinds=" ".join(grant.subject_kinds)))
+        visible = " ".join(grant.visible_fields) or _("(all personal data masked)")
+        print(_("visible fields  {fields}").format(fields=visible))
+        purpose = _("required") if grant.purpose_required else _("optional")
+        print(_("purpose         {purpose}").format(purpose=purpose))
+        persons = _("required for persons") if grant.authorization_ref_required_for_persons else _("no")
+        print(_("authorisation   {persons}").format(persons=persons))
+        print(
+            _("rate            {rate}/s, burst {burst}").format(
+                rate=f"{grant.rate_per_second:g}", burst=grant.burst
+            )
+        )
+        print(_("person quota    {quota} a day").format(quota=grant.daily_person_quota))
+        print(_("watch streams   {streams} at once").format(streams=grant.max_watch_streams))
         if grant.HasField("valid_from") or grant.HasField("valid_until"):
             since = (
                 shown_date(grant.valid_from.ToDatetime(tzinfo=dt.UTC))
                 if grant.HasField("valid_from")
-                else "(open)"
+                else _("(open)")
             )
             until = (
                 shown_date(grant.valid_until.ToDatetime(tzinfo=dt.UTC))
                 if grant.HasField("valid_until")
-                else "(open)"
+                else _("(open)")
             )
-            print(f"valid           {since} to {until}")
+            print(_("valid           {since} to {until}").format(since=since, until=until))
     return EXIT_OK
 
 
 def _grants_set(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:
-    grant = pb.Grant(
-        caller_id=options.caller_id,
-        matters=options.matters,
-        subject_kinds=options.subject_kinds or ["organization"],
-        visible_fields=options.visible_fields,
-        purpose_required=options.purpose_required,
-        authorization_ref_required_for_persons=options.authorization_ref_required,
-        rate_per_second=options.rate,
-        burst=options.burst,
-        daily_person_quota=options.daily_person_quota,
-        max_watch_streams=options.watch_streams,
-    )
-    cst = dt.timezone(dt.timedelta(hours=8))
-    if options.valid_from:
-        grant.valid_from.FromDatetime(dt.datetime.combine(options.valid_from, dt.time(), cst))
-    if options.valid_until:
-        grant.valid_until.FromDatetime(dt.datetime.combine(options.valid_until, dt.time(), cst))
-    return _print_grant(options, admin.SetGrant(pb.SetGrantRequest(grant=grant), **call))
+    before = admin.GetGrant(pb.CallerRef(caller_id=options.caller_id), **call)
+    grant = _apply(options, pb.Grant(caller_id=options.caller_id, subject_kinds=["organization"]))
+    after = admin.SetGrant(pb.SetGrantRequest(grant=grant), **call)
+    _print_changes(options, before, after)
+    return _print_grant(options, after)
+
+
+def _grants_update(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:
+    before = admin.GetGrant(pb.CallerRef(caller_id=options.caller_id), **call)
+    if not before.active:
+        return fail(
+            _("{caller} has no grant to update: give it one with `admin grants set`").format(
+                caller=options.caller_id
+            ),
+            EXIT_INVALID,
+        )
+    grant = pb.Grant()
+    grant.CopyFrom(before)
+    grant.ClearField("active")
+    after = admin.SetGrant(pb.SetGrantRequest(grant=_apply(options, grant)), **call)
+    _print_changes(options, before, after)
+    return _print_grant(options, after)
 
 
 def _grants_revoke(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:

@@ -30,23 +30,29 @@ from ..audit import (
 from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
 from ..csv_cells import inert_fields, inert_row
-from ..report import CoverageRow, Verification, render
+from ..i18n import _
+from ..report import CoverageRow, Names, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_OK,
+    DeprecatedAlias,
     Subparsers,
     add_gateway_option,
     fail,
     print_json,
     shown_instant,
 )
+from .dates import day, day_help, instant, instant_help
+from .names import policy_names
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 EXIT_TAMPERED = 1
+QUERY_PAGE = 100
+QUERY_MOST = 10_000  # the gateway's bound on one query
 Handler = Callable[[argparse.Namespace, pb_grpc.AuditServiceStub, CallOptions], int]
 QUERY_COLUMNS = (
     "seq",
@@ -109,7 +115,22 @@ def register(commands: Subparsers) -> None:
         "query", help="search records", description="Search audit records (auditor role)."
     )
     _add_filters(query)
-    query.add_argument("--limit", type=int, default=100)
+    query.add_argument(
+        "--limit",
+        type=int,
+        default=QUERY_PAGE,
+        metavar="N",
+        help=_("show the newest N matching records (default {page}, at most {most})").format(
+            page=QUERY_PAGE, most=QUERY_MOST
+        ),
+    )
+    query.add_argument(
+        "--before-seq",
+        type=int,
+        default=0,
+        metavar="SEQ",
+        help=_("only records older than record SEQ: the next page back, as a truncated listing says"),
+    )
     _add_table_output(query)
     add_gateway_option(query)
     query.set_defaults(run=lambda options: _online(options, _query))
@@ -183,7 +204,9 @@ def register(commands: Subparsers) -> None:
         description="Delete records older than --before. Refused when --before is less than three years ago "
         "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped.",
     )
-    prune.add_argument("--before", type=dt.date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    prune.add_argument(
+        "--before", type=day, required=True, metavar="YYYY-MM-DD", help=day_help(_("delete records before"))
+    )
     prune.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
     prune.set_defaults(run=run_prune)
 
@@ -199,8 +222,12 @@ def register(commands: Subparsers) -> None:
 
 
 def _add_window(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--since", type=_instant, metavar="DATE|INSTANT", help="from (inclusive)")
-    parser.add_argument("--until", type=_instant, metavar="DATE|INSTANT", help="until (exclusive)")
+    parser.add_argument(
+        "--since", type=instant, metavar="DATE|INSTANT", help=instant_help(_("from (inclusive)"))
+    )
+    parser.add_argument(
+        "--until", type=instant, metavar="DATE|INSTANT", help=instant_help(_("until (exclusive)"))
+    )
 
 
 def _add_table_output(parser: argparse.ArgumentParser) -> None:
@@ -219,9 +246,17 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         "--outcome", default="", help="e.g. restrictions, no_record, denied, invalid_input, alert"
     )
     group.add_argument(
+        "--record-kind",
         "--kind",
+        action=DeprecatedAlias,
+        old=["--kind"],  # one meaning per flag: `check --subject-kind` once was `check --kind`
+        dest="kind",
         default="",
-        help="check, batch_item, batch, replay, feedback, admin, audit, reveal, alert, refused, keys, watch",
+        metavar="KIND",
+        help=_(
+            "record kind: check, batch_item, batch, replay, feedback, admin, audit, reveal, alert, refused, "
+            "keys, watch (--kind is a deprecated alias)"
+        ),
     )
     group.add_argument(
         "--subject",
@@ -229,13 +264,6 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="raw identifier: the gateway computes its keyed hash (never stored in clear)",
     )
-
-
-def _instant(text: str) -> dt.datetime:
-    if len(text) == 10:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), CHINA_STANDARD_TIME)
-    instant = dt.datetime.fromisoformat(text)
-    return instant if instant.tzinfo else instant.replace(tzinfo=CHINA_STANDARD_TIME)
 
 
 def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
@@ -264,7 +292,7 @@ def run_verify(options: argparse.Namespace) -> int:
         return _online(options, _verify_online)
     database = options.data_dir / DEFAULT_FILE_NAME
     if not database.is_file():
-        return fail(f"no audit log at {database}", EXIT_INVALID)
+        return fail(_("no audit log at {path}").format(path=database), EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
     report = verify_data_dir(options.data_dir, public_keys)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
@@ -367,12 +395,20 @@ def _print_verdict(
             }
         )
     elif ok:
-        print(f"intact: {records} records and {checkpoints} signed checkpoints verified")
+        print(
+            _("intact: {records} records and {checkpoints} signed checkpoints verified").format(
+                records=records, checkpoints=checkpoints
+            )
+        )
         for repair in repairs:
-            print(f"repaired: {repair}")
+            print(_("repaired: {repair}").format(repair=repair))
     else:
-        print(f"TAMPERED: {reason}")
-        print(f"(first bad record: {seq}; {records} records checked before it)")
+        print(_("TAMPERED: {reason}").format(reason=reason))
+        print(
+            _("(first bad record: {seq}; {records} records checked before it)").format(
+                seq=seq, records=records
+            )
+        )
     return EXIT_OK if ok else EXIT_TAMPERED
 
 
@@ -380,8 +416,33 @@ def _print_verdict(
 
 
 def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
-    response = audit.Query(_query_message(options), **call)
-    rows = [as_dict(record) for record in response.records]
+    if not 0 < options.limit <= QUERY_MOST:
+        return fail(
+            _("--limit must be between 1 and {most}").format(most=QUERY_MOST),
+            EXIT_INVALID,
+        )
+    message = _query_message(options)
+    message.before_seq = options.before_seq
+    # One record more than shown tells whether the listing is truncated.
+    message.limit = min(options.limit + 1, QUERY_MOST)
+    records = list(audit.Query(message, **call).records)
+    truncated = len(records) > options.limit
+    records = records[-options.limit :]
+    _print_records(options, records)
+    if truncated:
+        print(
+            _(
+                "mustcheck: showing the newest {shown} matching records; older ones exist — "
+                "page back with --before-seq {seq}, raise --limit (at most {most}), or use `audit export` "
+                "for all of them"
+            ).format(shown=len(records), seq=records[0].seq, most=QUERY_MOST),
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord]) -> None:
+    rows = [as_dict(record) for record in records]
     if options.json:
         print_json(rows)
     elif options.csv:
@@ -393,7 +454,7 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
             )
     else:
         print("  ".join(f"{column:>8}" if column == "seq" else column for column in QUERY_COLUMNS))
-        for record in response.records:
+        for record in records:
             at = (
                 record.at.ToDatetime(tzinfo=dt.UTC)
                 .astimezone(CHINA_STANDARD_TIME)
@@ -405,7 +466,6 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
                 f"{record.matter or '-'}  {record.subject_kind or '-'}  {record.subject_hash[:16] or '-'}  "
                 f"{record.outcome}  {record.status}  {record.data_version}"
             )
-    return EXIT_OK
 
 
 def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
@@ -531,6 +591,7 @@ def _report(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         for row in audit.Coverage(coverage_request, **call).matters
     ]
     daily = [(r.bucket, r.key, r.checks) for r in audit.Stats(stats_request, **call).rows]
+    names = policy_names()
     verdict = audit.Verify(pb.VerifyRequest(), **call)
     page = render(
         since=options.since,
@@ -539,11 +600,12 @@ def _report(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         daily=daily,
         verification=Verification(verdict.ok, verdict.records, verdict.checkpoints, verdict.reason),
         generated_at=dt.datetime.now(CHINA_STANDARD_TIME),
+        names=Names(departments=names.departments, matters=names.matters),
     )
     temporary = options.out.with_name(options.out.name + ".partial")
     temporary.write_text(page, encoding="utf-8")
     temporary.replace(options.out)
-    print(f"report written to {options.out}")
+    print(_("report written to {path}").format(path=options.out))
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_instant
+from .dates import instant_help, instant_text
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
 from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
 
@@ -110,7 +111,12 @@ def register(commands: Subparsers) -> None:
         _complete_since,
     )
     complete.add_argument(
-        "date", nargs="?", default="", metavar="DATE", help="YYYY-MM-DD (00:00 CST) or an ISO 8601 instant"
+        "date",
+        nargs="?",
+        type=instant_text,
+        default="",
+        metavar="DATE",
+        help=instant_help("the day (or instant) the list data is complete since"),
     )
     complete.add_argument(
         "--reason", default="", help="why the data is complete since then (required with DATE)"
@@ -119,7 +125,13 @@ def register(commands: Subparsers) -> None:
 
     export = _command(actions, "export", "export the entries in force, persons masked", _export)
     export.add_argument("--list", choices=["red", "black"])
-    export.add_argument("--as-of", default="", metavar="DATE", help="YYYY-MM-DD or an ISO 8601 instant")
+    export.add_argument(
+        "--as-of",
+        type=instant_text,
+        default="",
+        metavar="DATE",
+        help=instant_help("the entries in force at this day or instant"),
+    )
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
 
