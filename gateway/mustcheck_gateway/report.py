@@ -195,8 +195,8 @@ def _worklist_html(items: Sequence[WorklistItem]) -> str:
     )
     heading = ngettext("{count} exception to follow up", "{count} exceptions to follow up", len(items))
     return (
-        f'<section class="worklist"><h2>{_e(heading.format(count=len(items)))}</h2>'
-        f'<table id="worklist"><tr><th>{_e(_("Exception"))}</th><th>{_e(_("Department"))}</th>'
+        f'<section class="worklist" id="worklist"><h2>{_e(heading.format(count=len(items)))}</h2>'
+        f'<table id="exceptions"><tr><th>{_e(_("Exception"))}</th><th>{_e(_("Department"))}</th>'
         f"<th>{_e(_('Matter'))}</th><th>{_e(_('Approval or count'))}</th></tr>{rows}</table></section>"
     )
 
