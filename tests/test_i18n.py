@@ -196,15 +196,12 @@ def auditor_file(target: str, admin_token: str, tmp_path_factory: pytest.TempPat
     return path
 
 
-def _report(target: str, auditor_file: Path, out: Path, *global_options: str) -> str:
+def _report(target: str, auditor_file: Path, out: Path, *global_options: str, window: bool = True) -> str:
     command = [
         *global_options,
         "audit",
         "report",
-        "--since",
-        "2026-10-01",
-        "--until",
-        "2026-11-01",
+        *(["--since", "2026-10-01", "--until", "2026-11-01"] if window else []),
         "--out",
         str(out),
         "--gateway",
@@ -221,9 +218,8 @@ def test_the_report_in_chinese_by_locale_and_in_english_by_lang(
     target: str, token: str, auditor_file: Path, tmp_path: Path
 ) -> None:
     with Client(target, token=token) as client:
-        client.report_outcome(
-            None, f"APP-I18N-{os.getpid()}", "approved", matter="MOF-0001", subject=new_uscc()
-        )
+        approval = f"APP-I18N-{os.getpid()}"
+        client.report_outcome(None, approval, "approved", matter="MOF-0001", subject=new_uscc())
     chinese = _report(target, auditor_file, tmp_path / "zh.html")
     assert '<html lang="zh-CN">' in chinese and "MustCheck 审计报告" in chinese
     assert "2026-10-01 至 2026-10-31（北京时间）" in chinese  # dates, never "(start) – (now)"
@@ -231,10 +227,24 @@ def test_the_report_in_chinese_by_locale_and_in_english_by_lang(
     assert "审计链完好" in chinese and "各部门、各事项的查询覆盖情况" in chinese
     assert FONT_STACK in chinese
 
+    today = _report(target, auditor_file, tmp_path / "today.html", window=False)
+    worklist = today[today.index('id="worklist"') : today.index('id="coverage"')]
+    assert approval in worklist and "审批未经查询" in worklist  # the exception, listed first
+
     english = _report(target, auditor_file, tmp_path / "en.html", "--lang", "en")
     assert '<html lang="en">' in english and "MustCheck audit report" in english
     assert "2026-10-01 to 2026-10-31 (China Standard Time)" in english
     assert "Audit chain intact" in english and "审计链完好" not in english
+
+
+@pytest.mark.usefixtures("chinese_locale")
+def test_coverage_shows_names_beside_codes(
+    target: str, auditor_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = ["--gateway", target, "--token-file", str(auditor_file)]
+    assert main(["audit", "coverage", "--matter", "MOF-0001", *conn]) == 0
+    out = capsys.readouterr().out
+    assert "无查询" in out and "政府采购供应商资格审查 (MOF-0001) / 财政部 (mof)" in out
 
 
 def test_the_report_lists_exceptions_first_with_names_beside_codes() -> None:

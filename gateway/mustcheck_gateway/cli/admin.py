@@ -409,7 +409,11 @@ def _tokens_issue(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, 
     issued = admin.IssueToken(request, **call)
     if options.out:
         write_secret(options.out, issued.token)
-        print(f"token {issued.info.token_id} for {issued.info.caller_id} written to {options.out}")
+        print(
+            _("token {token} for {caller} written to {path}").format(
+                token=issued.info.token_id, caller=issued.info.caller_id, path=options.out
+            )
+        )
     elif options.json:
         print_json({"token": issued.token, "info": as_dict(issued.info)})
     else:

@@ -358,7 +358,11 @@ def run_heads(options: argparse.Namespace) -> int:
                 f"{row['replica']}  through record {row['seq']}  "
                 f"signed {shown_instant(str(row['signed_at']))}  ({row['key_id']})"
             )
-        print(f"{len(rows)} audit chain(s): verify each gateway's data directory with --store")
+        print(
+            _("{count} audit chain(s): verify each gateway's data directory with --store").format(
+                count=len(rows)
+            )
+        )
     return EXIT_OK
 
 
@@ -474,7 +478,7 @@ def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         print_json([{"seq": item.seq, "subject": item.subject or None} for item in response.subjects])
     else:
         for item in response.subjects:
-            print(f"{item.seq:>8}  {item.subject or '(no subject)'}")
+            print(f"{item.seq:>8}  {item.subject or _('(no subject)')}")
     return EXIT_OK
 
 
@@ -540,15 +544,18 @@ def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call
                 )
             )
     else:
+        # Counts first, in fixed columns; then the matter and department, names beside codes.
+        names = policy_names()
         print(
-            f"{'matter':24} {'department':16} {'reported':>8} {'backed':>7} {'unbacked':>8} "
-            f"{'measures missed':>15} {'restricted, no feedback':>24}"
+            f"{_('reported'):>8} {_('backed'):>7} {_('unbacked'):>8} {_('measures missed'):>15} "
+            f"{_('restricted, no feedback'):>24}  {_('matter')} / {_('department')}"
         )
         for row in rows:
             print(
-                f"{row['matter']:24} {row['department']:16} {row['approvals_reported']:>8} "
-                f"{row['approvals_backed']:>7} {len(row['approvals_without_check']):>8} "
-                f"{len(row['mandatory_not_applied']):>15} {row['restricted_checks_without_feedback']:>24}"
+                f"{row['approvals_reported']:>8} {row['approvals_backed']:>7} "
+                f"{len(row['approvals_without_check']):>8} {len(row['mandatory_not_applied']):>15} "
+                f"{row['restricted_checks_without_feedback']:>24}  "
+                f"{names.matter(row['matter'])} / {names.department(row['department'])}"
             )
     return EXIT_OK
 
@@ -618,10 +625,10 @@ def run_prune(options: argparse.Namespace) -> int:
         with AuditLog.open(options.data_dir) as log:
             deleted = log.prune(before, by="cli")
     except _RetentionError as error:
-        return fail(f"refused: {error}", EXIT_INVALID)
+        return fail(_("refused: {error}").format(error=error), EXIT_INVALID)
     except AuditError as error:
         return fail(str(error), EXIT_FAILURE)
-    print(f"pruned {deleted} records older than {options.before}")
+    print(_("pruned {count} records older than {day}").format(count=deleted, day=options.before))
     return EXIT_OK
 
 
@@ -630,5 +637,9 @@ def run_rotate(options: argparse.Namespace) -> int:
         key_id = KeyRing.load_or_create(options.data_dir / KEYS_DIR_NAME).rotate(options.kind)
     except AuditError as error:
         return fail(str(error), EXIT_FAILURE)
-    print(f"new current {options.kind} key: {key_id} (the gateway uses it from its next start)")
+    print(
+        _("new current {kind} key: {key} (the gateway uses it from its next start)").format(
+            kind=options.kind, key=key_id
+        )
+    )
     return EXIT_OK

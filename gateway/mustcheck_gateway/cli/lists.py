@@ -19,6 +19,7 @@ from mustcheck._generated.v1 import lists_pb2 as pb
 from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
+from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_instant
 from .dates import instant_help, instant_text
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
@@ -152,7 +153,11 @@ def _ref(options: argparse.Namespace) -> pb.EntryRef:
 
 
 def _print_change(change: pb.EntryChange) -> int:
-    print(f"{change.entry_id}: {change.status} (data version {change.data_version})")
+    print(
+        _("{entry}: {status} (data version {version})").format(
+            entry=change.entry_id, status=change.status, version=change.data_version
+        )
+    )
     return EXIT_OK
 
 
@@ -161,14 +166,14 @@ def _print_change(change: pb.EntryChange) -> int:
 
 def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     if options.skip_invalid and options.rejects is None:
-        return fail("--skip-invalid needs --rejects FILE for the rows it leaves out", EXIT_INVALID)
+        return fail(_("--skip-invalid needs --rejects FILE for the rows it leaves out"), EXIT_INVALID)
     try:
         file_format = guess_format(options.file, options.format)
         encoding = detect_encoding(options.file)
     except (ListFileError, OSError) as error:
         return fail(f"{options.file}: {error}", EXIT_INVALID)
     if encoding == GBK:
-        print(f"reading {options.file} as GBK (GB 18030)", file=sys.stderr)
+        print(_("reading {file} as GBK (GB 18030)").format(file=options.file), file=sys.stderr)
     reader = _Chunks(options, file_format, encoding)
     try:
         report = lists.Import(reader.chunks(), timeout=options.timeout, metadata=call["metadata"])
@@ -176,22 +181,44 @@ def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: 
         if reader.error is None:
             raise
     if reader.error is not None:
-        return fail(f"{options.file}: {reader.error}; nothing was applied", EXIT_INVALID)
+        return fail(
+            _("{file}: {error}; nothing was applied").format(file=options.file, error=reader.error),
+            EXIT_INVALID,
+        )
     reader.finish_progress()
     if not report.applied:
-        print(f"nothing applied: {report.rejected} of {report.rows} rows are bad", file=sys.stderr)
+        print(
+            _("nothing applied: {rejected} of {rows} rows are bad").format(
+                rejected=report.rejected, rows=report.rows
+            ),
+            file=sys.stderr,
+        )
         for problem in report.problems[:SHOWN_PROBLEMS]:
-            print(f"  line {problem.line}: {problem.reason}", file=sys.stderr)
+            print(
+                _("  line {line}: {reason}").format(line=problem.line, reason=problem.reason), file=sys.stderr
+            )
         if report.rejected > SHOWN_PROBLEMS:
-            print(f"  … and {report.rejected - SHOWN_PROBLEMS} more", file=sys.stderr)
+            print(_("  … and {count} more").format(count=report.rejected - SHOWN_PROBLEMS), file=sys.stderr)
         return EXIT_INVALID
     print(
-        f"imported {report.rows} rows: {report.inserted} new, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.rejected} rejected; data version {report.data_version}"
+        _(
+            "imported {rows} rows: {inserted} new, {updated} updated, {unchanged} unchanged, "
+            "{rejected} rejected; data version {version}"
+        ).format(
+            rows=report.rows,
+            inserted=report.inserted,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+            version=report.data_version,
+        )
     )
     if report.rejected:
         _write_rejects(options.file, options.rejects, encoding, report.problems)
-        print(f"the {report.rejected} rejected rows are in {options.rejects}", file=sys.stderr)
+        print(
+            _("the {count} rejected rows are in {path}").format(count=report.rejected, path=options.rejects),
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -307,7 +334,7 @@ def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call:
         print_json([as_dict(item) for item in response.items])
         return EXIT_OK
     if not response.items:
-        print("no entries")
+        print(_("no entries"))
     for item in response.items:
         print(
             f"v{item.data_version:<8} {shown_instant(item.changed_at)}  {item.entry_id}  "
@@ -319,9 +346,13 @@ def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call:
 def _legacy(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     response = lists.AllowLegacy(pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call)
     if not response.changed:
-        print(f"{response.code} was already admitted as a legacy code: nothing changed")
+        print(_("{code} was already admitted as a legacy code: nothing changed").format(code=response.code))
         return EXIT_OK
-    print(f"{response.code} admitted as a legacy code (data version {response.data_version})")
+    print(
+        _("{code} admitted as a legacy code (data version {version})").format(
+            code=response.code, version=response.data_version
+        )
+    )
     return EXIT_OK
 
 
@@ -330,27 +361,34 @@ def _disallow(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call
         pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call
     )
     if not response.changed:
-        print(f"{response.code} was not admitted by allow-legacy: nothing changed")
+        print(_("{code} was not admitted by allow-legacy: nothing changed").format(code=response.code))
         return EXIT_OK
-    print(f"{response.code} withdrawn from the legacy codes (data version {response.data_version})")
+    print(
+        _("{code} withdrawn from the legacy codes (data version {version})").format(
+            code=response.code, version=response.data_version
+        )
+    )
     return EXIT_OK
 
 
 def _complete_since(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     if options.date and not options.reason.strip():
-        return fail("say why the list data is complete since then (--reason)", EXIT_INVALID)
+        return fail(_("say why the list data is complete since then (--reason)"), EXIT_INVALID)
     response = lists.SetDataCompleteness(
         pb.DataCompleteness(complete_since=options.date, reason=options.reason), **call
     )
     if options.json:
         print_json(as_dict(response))
     elif not response.complete_since:
-        print("the store attests no complete list data: nobody is green-channel eligible (R6)")
+        print(_("the store attests no complete list data: nobody is green-channel eligible (R6)"))
     else:
         print(
-            f"list data complete since {shown_instant(response.complete_since)} "
-            f"(set by {response.set_by} at {shown_instant(response.set_at)}; "
-            f"data version {response.data_version})"
+            _("list data complete since {since} (set by {actor} at {at}; data version {version})").format(
+                since=shown_instant(response.complete_since),
+                actor=response.set_by,
+                at=shown_instant(response.set_at),
+                version=response.data_version,
+            )
         )
     return EXIT_OK
 
