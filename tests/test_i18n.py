@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mustcheck import Client
+from mustcheck import Client, GatewayUnreachable
 from mustcheck_gateway.cli import main
+from mustcheck_gateway.cli.reasons import TRANSPORT_TEXT, explained
 from mustcheck_gateway.i18n import LOCALE_DIR, activate, language_from_environment
 from mustcheck_gateway.report import FONT_STACK, CoverageRow, Names, Verification, render
 
@@ -306,3 +307,15 @@ def test_the_font_stack_falls_back_across_the_common_cjk_fonts() -> None:
     ):
         assert f'"{font}"' in FONT_STACK
     assert FONT_STACK.endswith("sans-serif")
+
+
+def test_the_sdks_tls_explanations_are_the_ones_translated() -> None:
+    """The SDK words a failed handshake in English (it has no catalogues); the command line translates
+    those exact words, so they must not drift apart."""
+    sdk = " ".join((REPO / "sdk" / "mustcheck" / "_errors.py").read_text(encoding="utf-8").split())
+    for words in TRANSPORT_TEXT:
+        # The SDK spreads each text over implicitly joined literals: compare without the quotes.
+        assert words in sdk.replace('" "', ""), words
+    activate("zh")
+    error = GatewayUnreachable(f"{TRANSPORT_TEXT[0]} (details)")
+    assert explained(error) == "TLS 失败：网关在此端口不使用 TLS（以明文监听） (details)"
