@@ -106,6 +106,7 @@ def test_every_date_option_names_its_formats() -> None:
         "mustcheck admin grants set --valid-from",
         "mustcheck admin grants update --valid-until",
         "mustcheck lists export --as-of",
+        "mustcheck lists import --complete-since",
         "mustcheck demo-data --today",
     } <= named
     for command, action in options:

@@ -25,30 +25,32 @@ Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "admin",
-        help="manage callers, grants and tokens (admin role)",
-        description="Manage callers, their grants and their tokens. Every change is audited and takes effect "
-        "within one second. Needs a token (or certificate) of a caller holding the admin role.",
+        help=_("manage callers, grants and tokens (admin role)"),
+        description=_(
+            "Manage callers, their grants and their tokens. Every change is audited and takes effect "
+            "within one second. Needs a token (or certificate) of a caller holding the admin role."
+        ),
     )
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     _callers(
         groups.add_parser(
             "callers",
-            help="add, disable, list, show callers",
-            description="Add, disable, list and show callers.",
+            help=_("add, disable, list, show callers"),
+            description=_("Add, disable, list and show callers."),
         )
     )
     _grants(
         groups.add_parser(
             "grants",
-            help="set, revoke, show grants",
-            description="Set, revoke and show what a caller may check (R8).",
+            help=_("set, update, revoke, show grants"),
+            description=_("Set, update, revoke and show what a caller may check (R8)."),
         )
     )
     _tokens(
         groups.add_parser(
             "tokens",
-            help="issue, revoke, list bearer tokens",
-            description="Issue (shown once), revoke and list bearer tokens.",
+            help=_("issue, revoke, list bearer tokens"),
+            description=_("Issue (shown once), revoke and list bearer tokens."),
         )
     )
 
@@ -62,27 +64,29 @@ def _command(actions: Subparsers, name: str, help_text: str, handler: Handler) -
 
 def _callers(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = _command(actions, "add", "add a caller", _callers_add)
+    add = _command(actions, "add", _("add a caller"), _callers_add)
     add.add_argument("caller_id", metavar="CALLER_ID")
-    add.add_argument("--department", required=True, metavar="CODE", help="department code (departments.toml)")
-    add.add_argument("--name", default="", help="display name")
+    add.add_argument(
+        "--department", required=True, metavar="CODE", help=_("department code (departments.toml)")
+    )
+    add.add_argument("--name", default="", help=_("display name"))
     add.add_argument(
         "--role",
         dest="roles",
         action="append",
         default=[],
         choices=sorted(ROLES),
-        help="admin, auditor or reveal (repeatable)",
+        help=_("admin, auditor or reveal (repeatable)"),
     )
-    add.add_argument("--tls-identity", default="", metavar="CN", help="client certificate common name")
+    add.add_argument("--tls-identity", default="", metavar="CN", help=_("client certificate common name"))
     add.add_argument("--json", action="store_true")
-    disable = _command(actions, "disable", "disable a caller (its tokens stop working)", _callers_disable)
+    disable = _command(actions, "disable", _("disable a caller (its tokens stop working)"), _callers_disable)
     disable.add_argument("caller_id", metavar="CALLER_ID")
     disable.add_argument("--json", action="store_true")
-    listing = _command(actions, "list", "list callers", _callers_list)
-    listing.add_argument("--all", action="store_true", help="include disabled callers")
+    listing = _command(actions, "list", _("list callers"), _callers_list)
+    listing.add_argument("--all", action="store_true", help=_("include disabled callers"))
     listing.add_argument("--json", action="store_true")
-    show = _command(actions, "show", "show one caller", _callers_show)
+    show = _command(actions, "show", _("show one caller"), _callers_show)
     show.add_argument("caller_id", metavar="CALLER_ID")
     show.add_argument("--json", action="store_true")
 
@@ -146,10 +150,10 @@ def _grants(parser: argparse.ArgumentParser) -> None:
     )
     update.add_argument("caller_id", metavar="CALLER_ID")
     _grant_options(update, replace=False)
-    revoke = _command(actions, "revoke", "revoke a caller's grant", _grants_revoke)
+    revoke = _command(actions, "revoke", _("revoke a caller's grant"), _grants_revoke)
     revoke.add_argument("caller_id", metavar="CALLER_ID")
     revoke.add_argument("--json", action="store_true")
-    show = _command(actions, "show", "show a caller's grant", _grants_show)
+    show = _command(actions, "show", _("show a caller's grant"), _grants_show)
     show.add_argument("caller_id", metavar="CALLER_ID")
     show.add_argument("--json", action="store_true")
 
@@ -376,16 +380,20 @@ def _grants_show(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, c
 
 def _tokens(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    issue = _command(actions, "issue", "issue a token (shown once)", _tokens_issue)
+    issue = _command(actions, "issue", _("issue a token (shown once)"), _tokens_issue)
     issue.add_argument("caller_id", metavar="CALLER_ID")
-    issue.add_argument("--ttl-days", type=int, default=0, metavar="DAYS", help="lifetime (default 90 days)")
-    issue.add_argument("--label", default="", help="what the token is for")
-    issue.add_argument("--out", type=Path, metavar="FILE", help="write the token to FILE (mode 0600) instead")
+    issue.add_argument(
+        "--ttl-days", type=int, default=0, metavar="DAYS", help=_("lifetime (default 90 days)")
+    )
+    issue.add_argument("--label", default="", help=_("what the token is for"))
+    issue.add_argument(
+        "--out", type=Path, metavar="FILE", help=_("write the token to FILE (mode 0600) instead")
+    )
     issue.add_argument("--json", action="store_true")
-    revoke = _command(actions, "revoke", "revoke a token", _tokens_revoke)
+    revoke = _command(actions, "revoke", _("revoke a token"), _tokens_revoke)
     revoke.add_argument("token_id", metavar="TOKEN_ID")
     revoke.add_argument("--json", action="store_true")
-    listing = _command(actions, "list", "list tokens (never the tokens themselves)", _tokens_list)
+    listing = _command(actions, "list", _("list tokens (never the tokens themselves)"), _tokens_list)
     listing.add_argument("--caller", default="", metavar="CALLER_ID")
     listing.add_argument("--json", action="store_true")
 

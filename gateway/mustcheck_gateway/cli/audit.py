@@ -72,19 +72,23 @@ QUERY_COLUMNS = (
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "audit",
-        help="verify, query, reveal, export, prune the audit log",
-        description="Auditor tools: verify the tamper-evident log, query who checked whom, reveal subjects "
-        "(reveal role), export, prune past retention (3 years).",
+        help=_("verify, query, reveal, export, prune the audit log"),
+        description=_(
+            "Auditor tools: verify the tamper-evident log, query who checked whom, reveal subjects "
+            "(reveal role), export, prune past retention (3 years)."
+        ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     verify = actions.add_parser(
         "verify",
-        help="walk the chain and checkpoints; exit 0 intact, 1 tampered",
-        description="Walk the hash chain and the signed checkpoints and report the first bad record. "
-        "With --data-dir it runs offline on a (copy of a) data directory, needing only the public keys.",
+        help=_("walk the chain and checkpoints; exit 0 intact, 1 tampered"),
+        description=_(
+            "Walk the hash chain and the signed checkpoints and report the first bad record. "
+            "With --data-dir it runs offline on a (copy of a) data directory, needing only the public keys."
+        ),
     )
-    verify.add_argument("--data-dir", type=Path, metavar="DIR", help="verify offline, without a gateway")
+    verify.add_argument("--data-dir", type=Path, metavar="DIR", help=_("verify offline, without a gateway"))
     verify.add_argument(
         "--public-keys",
         type=Path,
@@ -94,8 +98,10 @@ def register(commands: Subparsers) -> None:
     verify.add_argument(
         "--store",
         metavar="URL|DIR",
-        help="with --data-dir: also prove the chain reaches the head its gateway published in this store "
-        "(a postgresql:// URL, or the data directory of an embedded store)",
+        help=_(
+            "with --data-dir: also prove the chain reaches the head its gateway published in this store "
+            "(a postgresql:// URL, or the data directory of an embedded store)"
+        ),
     )
     verify.add_argument("--json", action="store_true")
     add_gateway_option(verify)
@@ -103,16 +109,20 @@ def register(commands: Subparsers) -> None:
 
     heads = actions.add_parser(
         "heads",
-        help="list every gateway's audit chain and its published head",
-        description="List the audit chains that make up the record (one per gateway, docs/scaling.md): "
-        "replica id, the last signed checkpoint each published, and when.",
+        help=_("list every gateway's audit chain and its published head"),
+        description=_(
+            "List the audit chains that make up the record (one per gateway, docs/scaling.md): "
+            "replica id, the last signed checkpoint each published, and when."
+        ),
     )
-    heads.add_argument("--store", required=True, metavar="URL|DIR", help="a postgresql:// URL or a data dir")
+    heads.add_argument(
+        "--store", required=True, metavar="URL|DIR", help=_("a postgresql:// URL or a data dir")
+    )
     heads.add_argument("--json", action="store_true")
     heads.set_defaults(run=run_heads)
 
     query = actions.add_parser(
-        "query", help="search records", description="Search audit records (auditor role)."
+        "query", help=_("search records"), description=_("Search audit records (auditor role).")
     )
     _add_filters(query)
     query.add_argument(
@@ -137,33 +147,37 @@ def register(commands: Subparsers) -> None:
 
     reveal = actions.add_parser(
         "reveal",
-        help="decrypt the subjects of records (reveal role; audited)",
-        description="Decrypt the subjects of the given records. Needs the auditor and reveal roles; "
-        "the reveal is itself audited.",
+        help=_("decrypt the subjects of records (reveal role; audited)"),
+        description=_(
+            "Decrypt the subjects of the given records. Needs the auditor and reveal roles; "
+            "the reveal is itself audited."
+        ),
     )
     reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
-    reveal.add_argument("--purpose", required=True, help="why the subjects are needed")
+    reveal.add_argument("--purpose", required=True, help=_("why the subjects are needed"))
     reveal.add_argument("--json", action="store_true")
     add_gateway_option(reveal)
     reveal.set_defaults(run=lambda options: _online(options, _reveal))
 
     export = actions.add_parser(
         "export",
-        help="export records as JSON Lines or CSV",
-        description="Export audit records (subjects as keyed hashes).",
+        help=_("export records as JSON Lines or CSV"),
+        description=_("Export audit records (subjects as keyed hashes)."),
     )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("--out", type=Path, metavar="FILE", help="write to FILE (default stdout)")
+    export.add_argument("--out", type=Path, metavar="FILE", help=_("write to FILE (default stdout)"))
     _add_filters(export)
     add_gateway_option(export)
     export.set_defaults(run=lambda options: _online(options, _export))
 
     coverage = actions.add_parser(
         "coverage",
-        help="应查必查 / 奖惩到位: were approvals backed by checks, were measures applied",
-        description="Per must-check matter: approvals reported; approvals backed by an earlier check of the "
-        "same subject and matter; approvals without one; mandatory measures that applied but were reported "
-        "as not applied; checks with restrictions never followed by feedback. Auditor role.",
+        help=_("应查必查 / 奖惩到位: were approvals backed by checks, were measures applied"),
+        description=_(
+            "Per must-check matter: approvals reported; approvals backed by an earlier check of the "
+            "same subject and matter; approvals without one; mandatory measures that applied but were "
+            "reported as not applied; checks with restrictions never followed by feedback. Auditor role."
+        ),
     )
     _add_window(coverage)
     coverage.add_argument("--department", default="", metavar="CODE")
@@ -174,8 +188,8 @@ def register(commands: Subparsers) -> None:
 
     statistics = actions.add_parser(
         "stats",
-        help="跟踪问效: checks by department, matter, memorandum, measure or outcome",
-        description="Successful checks counted per day or month (China Standard Time). Auditor role.",
+        help=_("跟踪问效: checks by department, matter, memorandum, measure or outcome"),
+        description=_("Successful checks counted per day or month (China Standard Time). Auditor role."),
     )
     _add_window(statistics)
     statistics.add_argument(
@@ -188,10 +202,12 @@ def register(commands: Subparsers) -> None:
 
     report = actions.add_parser(
         "report",
-        help="write a self-contained HTML report (coverage, measures, checks over time, chain)",
-        description="Write one self-contained HTML file (no network; charts as inline SVG): coverage per "
-        "department and matter, restrictions mandated versus applied, checks over time and the audit chain's "
-        "verification status. Auditor role.",
+        help=_("write a self-contained HTML report (coverage, measures, checks over time, chain)"),
+        description=_(
+            "Write one self-contained HTML file (no network; charts as inline SVG), in the command's "
+            "language: the chain's verification status, the exceptions as a worklist, coverage per "
+            "department and matter, restrictions mandated versus applied, checks over time. Auditor role."
+        ),
     )
     _add_window(report)
     report.add_argument("--out", type=Path, required=True, metavar="FILE")
@@ -200,9 +216,11 @@ def register(commands: Subparsers) -> None:
 
     prune = actions.add_parser(
         "prune",
-        help="delete records older than a date, never inside the 3-year retention",
-        description="Delete records older than --before. Refused when --before is less than three years ago "
-        "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped.",
+        help=_("delete records older than a date, never inside the 3-year retention"),
+        description=_(
+            "Delete records older than --before. Refused when --before is less than three years ago "
+            "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped."
+        ),
     )
     prune.add_argument(
         "--before", type=day, required=True, metavar="YYYY-MM-DD", help=day_help(_("delete records before"))
@@ -212,9 +230,11 @@ def register(commands: Subparsers) -> None:
 
     rotate = actions.add_parser(
         "rotate-key",
-        help="add a new current key (hmac, enc or sign); old records stay verifiable",
-        description="Rotate one of the audit keys. Older records keep their key ids and stay searchable, "
-        "decryptable and verifiable. Run it on a data directory whose gateway is stopped.",
+        help=_("add a new current key (hmac, enc or sign); old records stay verifiable"),
+        description=_(
+            "Rotate one of the audit keys. Older records keep their key ids and stay searchable, "
+            "decryptable and verifiable. Run it on a data directory whose gateway is stopped."
+        ),
     )
     rotate.add_argument("kind", choices=["hmac", "enc", "sign"])
     rotate.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
@@ -237,13 +257,13 @@ def _add_table_output(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("filters")
+    group = parser.add_argument_group(_("filters"))
     _add_window(group)
     group.add_argument("--caller", default="", metavar="CALLER_ID")
     group.add_argument("--department", default="", metavar="CODE")
     group.add_argument("--matter", default="", metavar="CODE")
     group.add_argument(
-        "--outcome", default="", help="e.g. restrictions, no_record, denied, invalid_input, alert"
+        "--outcome", default="", help=_("e.g. restrictions, no_record, denied, invalid_input, alert")
     )
     group.add_argument(
         "--record-kind",
@@ -262,7 +282,7 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         "--subject",
         default="",
         metavar="ID",
-        help="raw identifier: the gateway computes its keyed hash (never stored in clear)",
+        help=_("raw identifier: the gateway computes its keyed hash (never stored in clear)"),
     )
 
 

@@ -32,27 +32,27 @@ TOKEN_FILE_VARIABLE = "MUSTCHECK_TOKEN_FILE"
 
 def add_gateway_option(parser: argparse.ArgumentParser) -> None:
     """How a client command reaches the gateway: address, token, TLS."""
-    group = parser.add_argument_group("connection")
+    group = parser.add_argument_group(_("connection"))
     group.add_argument(
         "--gateway",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"gateway address (default {DEFAULT_LISTEN})",
+        help=_("gateway address (default {address})").format(address=DEFAULT_LISTEN),
     )
     group.add_argument(
         "--token-file",
         type=Path,
         default=None,
         metavar="FILE",
-        help=f"file holding the bearer token (default: ${TOKEN_FILE_VARIABLE})",
+        help=_("file holding the bearer token (default: ${variable})").format(variable=TOKEN_FILE_VARIABLE),
     )
     group.add_argument(
-        "--ca", type=Path, default=None, metavar="FILE", help="CA certificate: connect with TLS"
+        "--ca", type=Path, default=None, metavar="FILE", help=_("CA certificate: connect with TLS")
     )
     group.add_argument(
-        "--cert", type=Path, default=None, metavar="FILE", help="client certificate (mutual TLS)"
+        "--cert", type=Path, default=None, metavar="FILE", help=_("client certificate (mutual TLS)")
     )
-    group.add_argument("--key", type=Path, default=None, metavar="FILE", help="client certificate's key")
+    group.add_argument("--key", type=Path, default=None, metavar="FILE", help=_("client certificate's key"))
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ INSTANT_FORMATS = N_(
 
 def day_help(what: str) -> str:
     """``what`` (translated) with the accepted format."""
-    return f"{what} ({_(DAY_FORMATS)})"
+    return _("{what} ({formats})").format(what=what, formats=_(DAY_FORMATS))
 
 
 def instant_help(what: str) -> str:
-    return f"{what} ({_(INSTANT_FORMATS)})"
+    return _("{what} ({formats})").format(what=what, formats=_(INSTANT_FORMATS))
 
 
 def day(text: str) -> dt.date:

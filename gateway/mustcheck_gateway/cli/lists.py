@@ -34,34 +34,45 @@ SHOWN_PROBLEMS = 20
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "lists",
-        help="import and change red/black list entries (admin role)",
-        description="List data: bulk import, one-by-one changes, objections (33号 §22), repair (33号 §21, "
-        "NDRC order No. 36), revocation, history, the legacy code allow-list and export. Every change is "
-        "audited.",
+        help=_("import and change red/black list entries (admin role)"),
+        description=_(
+            "List data: bulk import, one-by-one changes, objections (33号 §22), repair (33号 §21, "
+            "NDRC order No. 36), revocation, history, the legacy code allow-list and export. Every change is "
+            "audited."
+        ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    imports = _command(actions, "import", "import a CSV or JSON Lines file", _import)
+    imports = _command(actions, "import", _("import a CSV or JSON Lines file"), _import)
     imports.add_argument("file", type=Path, metavar="FILE")
-    imports.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
-    imports.add_argument("--source", default="", help="the supplier, for rows without a source column")
+    imports.add_argument("--format", choices=["csv", "jsonl"], help=_("default: from the file name"))
+    imports.add_argument("--source", default="", help=_("the supplier, for rows without a source column"))
     imports.add_argument(
-        "--skip-invalid", action="store_true", help="apply the valid rows and write the bad ones to --rejects"
+        "--skip-invalid",
+        action="store_true",
+        help=_("apply the valid rows and write the bad ones to --rejects"),
     )
-    imports.add_argument("--rejects", type=Path, metavar="FILE", help="where --skip-invalid writes bad rows")
+    imports.add_argument(
+        "--rejects", type=Path, metavar="FILE", help=_("where --skip-invalid writes bad rows")
+    )
     imports.add_argument(
         "--complete-since",
+        type=instant_text,
         default="",
         metavar="DATE",
-        help="the file is a complete snapshot of the list data since DATE (YYYY-MM-DD, CST): once applied, "
-        "the store's data is complete since then (R6, green channel)",
+        help=instant_help(
+            _(
+                "the file is a complete snapshot of the list data since DATE: once applied, "
+                "the store's data is complete since then (R6, green channel)"
+            )
+        ),
     )
     imports.add_argument(
         "--timeout",
         type=float,
         default=3600.0,
         metavar="SECONDS",
-        help="deadline for the whole import (default 3600)",
+        help=_("deadline for the whole import (default 3600)"),
     )
 
     for name, handler, text in (("add", _add, "add one entry"), ("update", _update, "change one entry")):
@@ -70,37 +81,39 @@ def register(commands: Subparsers) -> None:
 
     objection = actions.add_parser(
         "objection",
-        help="open or resolve an objection (33号 §22)",
-        description="Open or resolve an objection: while open, the measures are suspended (R4).",
+        help=_("open or resolve an objection (33号 §22)"),
+        description=_("Open or resolve an objection: while open, the measures are suspended (R4)."),
     )
     objection_actions = objection.add_subparsers(dest="objection_action", metavar="ACTION", required=True)
-    opened = _command(objection_actions, "open", "open an objection: measures suspended at once", _open)
+    opened = _command(objection_actions, "open", _("open an objection: measures suspended at once"), _open)
     _entry_arguments(opened)
-    resolved = _command(objection_actions, "resolve", "resolve an objection", _resolve)
+    resolved = _command(objection_actions, "resolve", _("resolve an objection"), _resolve)
     _entry_arguments(resolved)
     outcome = resolved.add_mutually_exclusive_group(required=True)
-    outcome.add_argument("--upheld", action="store_true", help="the record stands: measures apply again")
+    outcome.add_argument("--upheld", action="store_true", help=_("the record stands: measures apply again"))
     outcome.add_argument(
-        "--corrected", metavar="FIELDS_JSON", help="the record is corrected: these fields change"
+        "--corrected", metavar="FIELDS_JSON", help=_("the record is corrected: these fields change")
     )
-    outcome.add_argument("--revoked", action="store_true", help="the record was wrong: it is revoked")
+    outcome.add_argument("--revoked", action="store_true", help=_("the record was wrong: it is revoked"))
 
     repair = _command(
-        actions, "repair", "repair an entry (refused before the class's minimum period)", _repair
+        actions, "repair", _("repair an entry (refused before the class's minimum period)"), _repair
     )
     _entry_arguments(repair)
-    revoke = _command(actions, "revoke", "revoke an entry", _revoke)
+    revoke = _command(actions, "revoke", _("revoke an entry"), _revoke)
     _entry_arguments(revoke)
 
-    history = _command(actions, "history", "every state a subject's entries have been in", _history)
+    history = _command(actions, "history", _("every state a subject's entries have been in"), _history)
     history.add_argument("subject", metavar="SUBJECT")
     history.add_argument("--json", action="store_true")
 
-    legacy = _command(actions, "allow-legacy", "admit a pilot-era code that fails its checksum (R1)", _legacy)
+    legacy = _command(
+        actions, "allow-legacy", _("admit a pilot-era code that fails its checksum (R1)"), _legacy
+    )
     legacy.add_argument("code", metavar="CODE")
     legacy.add_argument("--reason", required=True)
     withdraw = _command(
-        actions, "disallow-legacy", "withdraw a legacy code admitted with allow-legacy (R1)", _disallow
+        actions, "disallow-legacy", _("withdraw a legacy code admitted with allow-legacy (R1)"), _disallow
     )
     withdraw.add_argument("code", metavar="CODE")
     withdraw.add_argument("--reason", required=True)
@@ -108,7 +121,7 @@ def register(commands: Subparsers) -> None:
     complete = _command(
         actions,
         "data-complete-since",
-        "record (or, without DATE, show) since when the list data is complete (R6, green channel)",
+        _("record (or, without DATE, show) since when the list data is complete (R6, green channel)"),
         _complete_since,
     )
     complete.add_argument(
@@ -120,11 +133,11 @@ def register(commands: Subparsers) -> None:
         help=instant_help("the day (or instant) the list data is complete since"),
     )
     complete.add_argument(
-        "--reason", default="", help="why the data is complete since then (required with DATE)"
+        "--reason", default="", help=_("why the data is complete since then (required with DATE)")
     )
     complete.add_argument("--json", action="store_true")
 
-    export = _command(actions, "export", "export the entries in force, persons masked", _export)
+    export = _command(actions, "export", _("export the entries in force, persons masked"), _export)
     export.add_argument("--list", choices=["red", "black"])
     export.add_argument(
         "--as-of",
@@ -134,7 +147,7 @@ def register(commands: Subparsers) -> None:
         help=instant_help("the entries in force at this day or instant"),
     )
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
-    export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    export.add_argument("--out", type=Path, metavar="FILE", help=_("default: standard output"))
 
 
 def _command(actions: Subparsers, name: str, text: str, handler: Handler) -> argparse.ArgumentParser:
@@ -143,8 +156,8 @@ def _command(actions: Subparsers, name: str, text: str, handler: Handler) -> arg
 
 def _entry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("entry", nargs="?", default="", metavar="ENTRY_ID")
-    parser.add_argument("--source", default="", help="with --document: the entry's key instead of its id")
-    parser.add_argument("--document", default="", help="decision document number")
+    parser.add_argument("--source", default="", help=_("with --document: the entry's key instead of its id"))
+    parser.add_argument("--document", default="", help=_("decision document number"))
     parser.add_argument("--note", default="")
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..i18n import _
 from ..policy import PolicyError, PolicySet, default_policy_dir, load_policies
 from .common import EXIT_FAILURE, EXIT_OK, Subparsers, print_json
 
@@ -14,29 +15,30 @@ from .common import EXIT_FAILURE, EXIT_OK, Subparsers, print_json
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "policies",
-        help="validate or list the policy set",
-        description="Validate or list a policy folder (memoranda, measures, catalog).",
+        help=_("validate or list the policy set"),
+        description=_("Validate or list a policy folder (memoranda, measures, catalog)."),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check",
-        help="validate a policy folder; exit 1 listing every problem",
-        description="Validate a policy folder: exit 0 if valid, 1 listing every problem "
-        "(file, key, problem).",
+        help=_("validate a policy folder; exit 1 listing every problem"),
+        description=_(
+            "Validate a policy folder: exit 0 if valid, 1 listing every problem (file, key, problem)."
+        ),
     )
     check.add_argument(
-        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+        "directory", nargs="?", type=Path, metavar="DIR", help=_("policy folder (default: bundled)")
     )
     check.set_defaults(run=run_check)
     show = actions.add_parser(
         "show",
-        help="list memoranda, measures and matters",
-        description="List memoranda, measures and matters with their codes.",
+        help=_("list memoranda, measures and matters"),
+        description=_("List memoranda, measures and matters with their codes."),
     )
     show.add_argument(
-        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+        "directory", nargs="?", type=Path, metavar="DIR", help=_("policy folder (default: bundled)")
     )
-    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.add_argument("--json", action="store_true", help=_("print one JSON object"))
     show.set_defaults(run=run_show)
 
 
