@@ -115,10 +115,19 @@ def test_a_record_holds_every_field_and_the_subject_only_protected(audit: AuditL
     assert subject.encode() not in database_bytes(audit.path.parent)
 
 
-def test_an_event_carrying_the_raw_subject_in_detail_is_refused() -> None:
+def test_an_event_carrying_the_raw_subject_names_it_instead_and_is_still_written(tmp_path: Path) -> None:
+    # A caller's text that repeats the subject (a purpose, a decision, a note) must neither store it in
+    # clear nor fail the write: the refusal or answer it belongs to is audited all the same (R10).
     subject = new_uscc()
-    with pytest.raises(ValueError, match="raw subject must not appear in the audit event's detail"):
-        check_event(subject, detail={"echo": f"checked {subject}"})
+    event = check_event(
+        subject, detail={"echo": f"checked {subject}", "nested": [{"note": subject}], "reason": "r"}
+    )
+    assert subject not in event.detail_json and "[subject]" in event.detail_json
+    with AuditLog.open(tmp_path, checkpoint_interval_s=60) as log:
+        (record,) = [log.records(since_seq=log.append_sync(event)).__next__()]
+        assert record.detail["echo"] == "checked [subject]"
+        assert record.detail["nested"] == [{"note": "[subject]"}]
+    assert subject.encode() not in database_bytes(tmp_path)
     with pytest.raises(ValueError, match="timezone-aware"):
         check_event(subject, at=dt.datetime(2025, 1, 1))
     assert subject not in repr(check_event(subject))

@@ -220,3 +220,25 @@ def test_batch_kinds_must_match_the_subjects(stub: Any, metadata: Any) -> None:
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "subject_kinds" in (caught.value.details() or "")
+
+
+def test_a_full_batch_may_state_every_items_kind(target: str, token: str) -> None:
+    # One kind per item, for as many items as a batch takes (a grant's few subject kinds bound nothing here).
+    companies = [new_uscc() for _ in range(120)]
+    with Client(target, token=token) as client:
+        batch = client.batch_check([(company, SubjectKind.ORGANIZATION) for company in companies], MATTER)
+    assert [item.result is not None for item in batch.items] == [True] * len(companies)
+
+
+def test_an_undefined_kind_in_a_batch_is_refused(stub: Any, metadata: Any) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.BatchCheck(
+            pb.BatchCheckRequest(
+                subjects=[new_uscc()],
+                subject_kinds=[99],  # type: ignore[list-item]  # no such kind: that is the point
+                matter=MATTER,
+            ),
+            metadata=metadata,
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "subject_kind" in (caught.value.details() or "")

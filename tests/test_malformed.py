@@ -27,7 +27,7 @@ from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.csv_cells import FORMULA_STARTS
 from mustcheck_gateway.server import Gateway
 
-from factories import days, make_entry, new_uscc
+from factories import days, make_entry, new_citizen_id, new_uscc
 from provision import provision
 
 CHECK = "/mustcheck.v1.CheckService/Check"
@@ -196,3 +196,24 @@ def test_csv_exports_neutralise_formulas(gateway: Gateway, target: str, admin_to
         assert any(cell == "'" + FORMULA for row in rows for cell in row)  # kept, as text
     audit_cells = {cell for row in _cells(exported) for cell in row}
     assert {"'@SUM(1+1)", "'-2+3"} <= audit_cells
+
+
+def test_a_report_whose_text_repeats_the_subject_is_refused_and_audited_not_internal(
+    gateway: Gateway, target: str, token: str
+) -> None:
+    # The decision field carrying the subject's own ID number: a wrong decision, refused by name and
+    # audited with the subject named, never written out (and never an INTERNAL that leaves no trace).
+    subject = new_citizen_id()
+    stub = check_pb2_grpc.CheckServiceStub(grpc.insecure_channel(target))
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReportOutcome(
+            check_pb2.OutcomeReport(
+                approval_id="A-REPEAT-1", decision=subject, matter="MOF-0001", subject=subject
+            ),
+            metadata=auth_metadata(token),
+            timeout=10,
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert isinstance(gateway.audit, AuditLog)
+    (record,) = [r for r in gateway.audit.query(kind="feedback", limit=1000) if "A-REPEAT-1" in str(r.detail)]
+    assert record.status == "INVALID_ARGUMENT" and subject not in str(record.detail)

@@ -527,3 +527,26 @@ def test_the_throttle_lifts_after_quiet_and_windows_close() -> None:
 )
 def test_a_peer_is_its_address_without_the_port(peer: str, address: str) -> None:
     assert peer_address(peer) == address
+
+
+def test_a_flood_of_malformed_anonymous_requests_is_aggregated_too(tmp_path: Path) -> None:
+    """Garbage bytes from a peer without credentials: one record each only up to the peer's allowance,
+    then its aggregated record counts them (the log must not grow per request)."""
+    data_dir = tmp_path / "data"
+    config = GatewayConfig(data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    requests = 300
+    with GatewayThread(config) as gateway:
+        before = last_seq(gateway)
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+            garbage = channel.unary_unary(
+                "/mustcheck.v1.CheckService/Check", request_serializer=None, response_deserializer=None
+            )
+            for _ in range(requests):
+                with pytest.raises(grpc.RpcError):
+                    garbage(b"\xff\xff\xff\xff not a message", timeout=10)
+    with AuditLog.open(data_dir) as log:
+        added = list(log.records(since_seq=before + 1))
+    assert len(added) <= FailedAuthLimit().burst + 10
+    one_by_one = [r for r in added if r.kind == "malformed_request"]
+    aggregates = [r for r in added if r.kind == "refused"]
+    assert len(one_by_one) + sum(r.detail["requests"] for r in aggregates) == requests

@@ -83,6 +83,9 @@ COUNT_LIMITS: dict[str, int] = {
     "visible_fields": 16,
     "matters": 1000,
     "seqs": 1000,
+    # A name can mean two things in two messages: a grant's subject kinds (a handful) and a batch's
+    # kind per item (as many as its subjects). ``Message.field`` entries win over the bare name.
+    "BatchCheckRequest.subject_kinds": MAX_RECEIVE_BYTES,
 }
 
 
@@ -104,8 +107,10 @@ def _rules(descriptor: Descriptor | Any) -> tuple[_Rule, ...]:
         rules = _RULES[descriptor.full_name] = tuple(
             _Rule(
                 field,
-                TEXT_LIMITS.get(field.name, DEFAULT_TEXT),
-                COUNT_LIMITS.get(field.name, DEFAULT_COUNT),
+                TEXT_LIMITS.get(f"{descriptor.name}.{field.name}", TEXT_LIMITS.get(field.name, DEFAULT_TEXT)),
+                COUNT_LIMITS.get(
+                    f"{descriptor.name}.{field.name}", COUNT_LIMITS.get(field.name, DEFAULT_COUNT)
+                ),
                 field.type == FieldDescriptor.TYPE_MESSAGE,
                 field.message_type is not None and field.message_type.GetOptions().map_entry,
             )

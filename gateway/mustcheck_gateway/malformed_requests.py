@@ -7,7 +7,6 @@ metadata need not be).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import grpc
@@ -28,8 +27,11 @@ class MalformedRequestAudit:
 
     async def __call__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         caller: Caller | None = None
-        with contextlib.suppress(GatewayError):
+        try:
             caller = self.access.caller(context)
+        except GatewayError as refusal:
+            if refusal.accounted:  # a throttled peer: its aggregated record counts this request (O(1))
+                return
         await self.audit.append(
             AuditEvent(
                 kind=MALFORMED_KIND,

@@ -231,7 +231,7 @@ def _batch_kinds(request: pb.BatchCheckRequest) -> list[SubjectKind | None]:
             f"{len(request.subjects)} subjects",
             reason="batch.subject_kinds",
         )
-    return [SUBJECT_KIND_FROM_PROTO.get(kind) for kind in request.subject_kinds]
+    return [_subject_kind(kind) for kind in request.subject_kinds]  # an undefined kind is refused
 
 
 class WatchSource(Protocol):

@@ -150,6 +150,29 @@ def parse_journal(name: str, data: bytes) -> JournalContents:
     return JournalContents(rows, checkpoints, None, offset)
 
 
+def intact_prefix(data: bytes) -> bytes:
+    """The longest run of intact frames at the start of ``data``, and nothing after it.
+
+    For a copy of a journal that a running writer kept writing and emptying while it was read (an
+    online backup): such a copy can hold a frame cut short by the copy, or by the emptying, before
+    later bytes. Every frame it keeps is whole and checksummed; what it drops was either committed to
+    the database before the emptying or written after the copy began.
+    """
+    if data[:1] == b"{":  # an earlier version's bare JSON lines
+        text = data.split(b"\0", 1)[0]
+        return text[: text.rfind(b"\n") + 1]
+    offset = 0
+    while True:
+        header = data[offset : offset + _HEADER.size]
+        if len(header) < _HEADER.size or header[:4] != MAGIC:
+            return data[:offset]
+        _, length, checksum = _HEADER.unpack(header)
+        stop = offset + _HEADER.size + length
+        if not length or stop > len(data) or zlib.crc32(data[offset + _HEADER.size : stop]) != checksum:
+            return data[:offset]
+        offset = stop
+
+
 def read_journal(path: Path) -> JournalContents:
     """The rows and checkpoint rows in the journal (empty if there is none), and any torn tail."""
     try:

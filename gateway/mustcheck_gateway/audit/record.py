@@ -97,32 +97,46 @@ class AuditEvent:
         if self.at is not None and self.at.tzinfo is None:
             raise ValueError("an audit event's time must be timezone-aware")
         object.__setattr__(self, "measure_ids", tuple(self.measure_ids))
+        needle = (self.subject or "").strip()
+        # The raw subject is stored only in protected form (R10): where a caller's text repeats it (a
+        # purpose, a decision, a note), it is named, not written out — and the record is still written.
+        # Only what could be an identifier (15 characters or more) is looked for: a short hostile subject
+        # such as "r" is in other text by chance, not by a leak. The reason is a rule name the gateway
+        # chose (``uscc.organization_code_check``), never the subject.
+        if len(needle) >= _SHORTEST_IDENTIFIER:
+            for name in ("purpose", "authorization_ref"):
+                object.__setattr__(self, name, getattr(self, name).replace(needle, SUBJECT_NAMED))
+            object.__setattr__(
+                self,
+                "detail",
+                {
+                    key: value if key == "reason" else _named(value, needle)
+                    for key, value in dict(self.detail).items()
+                },
+            )
         try:
             detail_text = canonical_json(dict(self.detail))
         except (TypeError, ValueError) as error:
             raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
         object.__setattr__(self, "detail_json", detail_text)
-        needle = (self.subject or "").strip()
-        # Only what could be an identifier (15 to 18 characters) is looked for: a short hostile subject
-        # such as "r" is in other text by chance, not by a leak. The reason is a rule name the gateway
-        # chose (``uscc.organization_code_check``), never the subject.
-        if len(needle) >= _SHORTEST_IDENTIFIER:
-            scanned = (
-                detail_text
-                if "reason" not in self.detail
-                else canonical_json({key: value for key, value in self.detail.items() if key != "reason"})
-            )
-            for name, text in (
-                ("detail", scanned),
-                ("purpose", self.purpose),
-                ("authorization_ref", self.authorization_ref),
-            ):
-                if needle in text:
-                    raise ValueError(f"the raw subject must not appear in the audit event's {name}")
 
     def __repr__(self) -> str:  # the raw subject never goes into a log line or traceback
         subject = "None" if self.subject is None else "'<redacted>'"
         return f"AuditEvent(kind={self.kind!r}, caller_id={self.caller_id!r}, subject={subject}, ...)"
+
+
+SUBJECT_NAMED = "[subject]"
+
+
+def _named(value: Any, needle: str) -> Any:
+    """``value`` (a detail's JSON value) with every occurrence of the raw subject named instead."""
+    if isinstance(value, str):
+        return value.replace(needle, SUBJECT_NAMED)
+    if isinstance(value, dict):
+        return {key: _named(item, needle) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_named(item, needle) for item in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

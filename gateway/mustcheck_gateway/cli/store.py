@@ -8,11 +8,13 @@ verifies the audit chain of the data directory, which the gateways keep using be
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
 from ..audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
 from ..audit import verify_data_dir
+from ..backup import BackupError, backup_data_dir
 from ..i18n import _
 from ..store import DEFAULT_FILE_NAME, StoreError, is_postgres_url, redacted
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail
@@ -23,7 +25,7 @@ SQLITE_PREFIX = "sqlite:"
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "store",
-        help=_("move the store between backends"),
+        help=_("move the store between backends; back up a data directory"),
         description=_("Manage the store behind the gateway."),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -48,6 +50,33 @@ def register(commands: Subparsers) -> None:
         "--to", dest="target", required=True, metavar="postgresql://…", help=_("an empty database")
     )
     migrate.set_defaults(run=run_migrate)
+    backup = actions.add_parser(
+        "backup",
+        help=_("copy a data directory, online, into a new folder that restores to a working gateway"),
+        description=_(
+            "Copy a data directory while its gateway runs: the store, keys, heads and tokens "
+            "first, then the audit journal's whole frames, then the audit index (SQLite's online backup), so "
+            "that the copy holds every record its heads cover. Restore by copying the folder back in place "
+            "of the data directory with the gateway stopped (docs/operations.md). A PostgreSQL store is "
+            "dumped with pg_dump before this command runs."
+        ),
+    )
+    backup.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help=_("the data directory"))
+    backup.add_argument("--out", type=Path, required=True, metavar="DIR", help=_("a new (or empty) folder"))
+    backup.set_defaults(run=run_backup)
+
+
+def run_backup(options: argparse.Namespace) -> int:
+    try:
+        report = backup_data_dir(options.data_dir, options.out)
+    except (BackupError, OSError, sqlite3.Error) as error:
+        return fail(f"backup failed: {error}", EXIT_FAILURE)
+    print(
+        f"backed up {options.data_dir} into {options.out}: databases {', '.join(report.databases)}, "
+        f"{len(report.files)} other files, {report.journal_bytes:,} bytes of journal "
+        f"({report.bytes:,} bytes in all)"
+    )
+    return EXIT_OK
 
 
 def run_migrate(options: argparse.Namespace) -> int:
