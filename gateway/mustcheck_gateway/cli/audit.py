@@ -450,7 +450,8 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
     # One record more than shown tells whether the listing is truncated.
     message.limit = min(options.limit + 1, QUERY_MOST)
     records = list(audit.Query(message, **call).records)
-    truncated = len(records) > options.limit
+    # At the gateway's bound no extra record can be asked for: a full page is taken as truncated.
+    truncated = len(records) > options.limit or len(records) == QUERY_MOST
     records = records[-options.limit :]
     _print_records(options, records)
     if truncated:

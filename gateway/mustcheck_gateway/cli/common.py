@@ -16,7 +16,7 @@ from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 from ..i18n import N_, _
 from ..logs import configure_logging
 from ..server import DEFAULT_LISTEN
-from .names import policy_names
+from .names import beside, policy_names
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -282,7 +282,7 @@ def render_result(result: CheckResult) -> str:
             "  "
             + _("{list}  {memorandum}  [{state}; decided {decided}, until {until}{department}]{via}").format(
                 list=_(LIST_LABEL.get(membership.list.value, membership.list.value)),
-                memorandum=_beside(membership.memorandum_title, membership.memorandum_id),
+                memorandum=beside(membership.memorandum_title, membership.memorandum_id),
                 state=_entry_state(membership),
                 decided=shown_date(membership.decision_date),
                 until=shown_date(membership.punish_until),
@@ -308,10 +308,6 @@ def render_result(result: CheckResult) -> str:
             )
         )
     return "\n".join(lines)
-
-
-def _beside(name: str, code: str) -> str:
-    return f"{name} ({code})" if name and code and name != code else (name or code)
 
 
 SUBJECT_KIND_LABEL = {"organization": N_("organization"), "person": N_("person")}

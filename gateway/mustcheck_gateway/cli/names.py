@@ -20,18 +20,18 @@ class PolicyNames:
     measures: dict[str, str] = field(default_factory=dict)
 
     def department(self, code: str) -> str:
-        return _beside(self.departments.get(code), code)
+        return beside(self.departments.get(code), code)
 
     def matter(self, code: str) -> str:
-        return _beside(self.matters.get(code), code)
+        return beside(self.matters.get(code), code)
 
     def memorandum(self, code: str) -> str:
-        return _beside(self.memoranda.get(code), code)
+        return beside(self.memoranda.get(code), code)
 
 
-def _beside(name: str | None, code: str) -> str:
-    """``财政部 (mof)``; the code alone where no name is known (or no code is given)."""
-    return f"{name} ({code})" if name and code else code
+def beside(name: str | None, code: str) -> str:
+    """``财政部 (mof)``; the one that is given where the other is missing (or both are the same)."""
+    return f"{name} ({code})" if name and code and name != code else (name or code)
 
 
 @cache
