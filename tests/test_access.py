@@ -480,6 +480,13 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         refusals = audit.query(kind="check", outcome="denied", limit=10_000)[refused_before:]
         assert [record.detail.get("reason") for record in refusals] == ["credentials.mismatch"] * 3
         assert all(record.status == "UNAUTHENTICATED" for record in refusals)
+        # Each refusal names who the token said it was, and the token, as every refused credential does.
+        assert [record.caller_id for record in refusals] == [
+            "other-system",
+            "loose-system",
+            "approval-system",
+        ]
+        assert all(record.detail.get("token_id") for record in refusals)
 
 
 def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:
@@ -550,3 +557,20 @@ def test_the_first_caller_is_stored_only_into_an_empty_store(store: SqliteStore 
     auth = store.load_auth()
     assert [caller.caller_id for caller in auth.callers] == ["admin"]
     assert [token.caller_id for token in auth.tokens] == ["admin"]
+
+
+def test_an_exhausted_person_quota_raises_one_alert_a_day_not_one_an_item(
+    gateway: Gateway, make_caller: Callable[..., str], target: str
+) -> None:
+    token = make_caller(daily_person_quota=1)
+    with Client(target, token=token) as client:
+        client.check(new_citizen_id(), "MOF-0001")
+        receipt = client.check(new_uscc(), "MOF-0001").receipt
+        batch = client.batch_check([new_citizen_id() for _ in range(30)], "MOF-0001")
+        with pytest.raises(RateLimited):
+            client.check(new_citizen_id(), "MOF-0001")
+    assert receipt is not None
+    assert all(item.error is not None and item.error.reason == "quota.persons" for item in batch.items)
+    assert isinstance(gateway.audit, AuditLog)
+    alerts = [r for r in gateway.audit.query(kind="alert", caller_id=receipt.caller, limit=1000)]
+    assert len(alerts) == 1 and alerts[0].detail["reason"] == "quota.persons"

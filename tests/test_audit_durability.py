@@ -191,6 +191,37 @@ def crash_copy(live: Path, crashed: Path) -> None:
     shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("*lock"))
 
 
+def test_an_erased_journal_frame_is_tampering_not_a_silent_loss(tmp_path: Path) -> None:
+    # Records acknowledged but not yet indexed live only in the journal. Zeroing the first frame's first
+    # byte would make reading stop there and hand their sequence numbers out again; it is an alarm.
+    live = tmp_path / "live"
+    log = AuditLog.open(
+        live, checkpoint_every=2, checkpoint_interval_s=3600.0, index_every=10**9, index_interval_s=3600.0
+    )
+    for _ in range(3):
+        log.append_sync(AuditEvent(kind="check", caller_id="c", subject=new_uscc(), outcome="no_record"))
+    crash_copy(live, tmp_path / "erased")
+    log.close()
+    journal = tmp_path / "erased" / "audit.journal"
+    data = bytearray(journal.read_bytes())
+    assert read_journal(journal).rows  # the records are in the journal only
+    data[0] = 0
+    journal.write_bytes(bytes(data))
+    report = verify_data_dir(tmp_path / "erased")
+    assert not report.ok and "erased" in (report.reason or "")
+    with pytest.raises(AuditIntegrityError, match="erased"):
+        AuditLog.open(tmp_path / "erased")
+    assert journal.read_bytes() == bytes(data)  # nothing was repaired
+
+
+def test_frames_beyond_a_zeroed_stretch_are_found() -> None:
+    first, second = (encode_frame([(seq, f"record {seq}")], []) for seq in (1, 2))
+    contents = parse_journal("j", bytes(len(first)) + second + bytes(100))
+    assert contents.rows == [] and contents.stranded == [(2, "record 2")]
+    assert parse_journal("j", first + bytes(200)).stranded == []
+
+
+@pytest.mark.slow
 def test_an_edited_journal_record_is_tampering_and_is_not_cut_off(tmp_path: Path) -> None:
     live = tmp_path / "live"
     log = AuditLog.open(

@@ -22,7 +22,7 @@ from mustcheck._generated.v1 import (
     lists_pb2,
     lists_pb2_grpc,
 )
-from mustcheck.identifiers import citizen_id_check_character
+from mustcheck.identifiers import IdentifierError, citizen_id_check_character, validate_uscc
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.csv_cells import FORMULA_STARTS
 from mustcheck_gateway.server import Gateway
@@ -148,6 +148,33 @@ def test_an_invalid_id_number_is_refused_without_its_birth_date(target: str, tok
         )
         message = batch.items[0].error.message
         assert message and born.isoformat() not in message and f"{born:%Y%m%d}" not in message
+
+
+def test_an_id_number_checked_as_a_company_is_refused_without_its_digits(target: str, token: str) -> None:
+    # Read as a credit code, an ID number's birth date and sequence would be "the embedded organisation
+    # code": the refusal names the rule and the positions, not the digits.
+    number = next(n for n in iter(new_citizen_id, None) if _uscc_rule(n) == "uscc.organization_code_check")
+    with grpc.insecure_channel(target) as channel:
+        stub = check_pb2_grpc.CheckServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Check(
+                check_pb2.CheckRequest(
+                    subject=number, matter="MOF-0001", subject_kind=check_pb2.SUBJECT_KIND_ORGANIZATION
+                ),
+                metadata=auth_metadata(token),
+                timeout=10,
+            )
+    details = _assert_plain(raised.value)
+    assert "[uscc.organization_code_check]" in details
+    assert number[6:14] not in details and number[8:17] not in details
+
+
+def _uscc_rule(text: str) -> str:
+    try:
+        validate_uscc(text)
+    except IdentifierError as error:
+        return error.rule
+    return ""
 
 
 # -- CSV exports --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -234,3 +234,24 @@ def test_an_id_number_cut_short_keeps_its_birth_date_hidden() -> None:
         assert masked == f"摘要：{number[:6]}" + "*" * (length - 6)  # nothing of the birth date is left
     assert mask_id_shapes("914403001922038216") == "914403001922038216"
     assert mask_id_shapes("440300123456789") == "440300123456789"
+
+
+SPELLINGS: dict[str, Callable[[str], str]] = {
+    "groups with spaces": lambda n: f"{n[:6]} {n[6:14]} {n[14:]}",
+    "groups with hyphens": lambda n: f"{n[:6]}-{n[6:14]}-{n[14:]}",
+    "groups with ideographic spaces": lambda n: f"{n[:6]}\u3000{n[6:14]}\u3000{n[14:]}",
+    "a space between every character": lambda n: " ".join(n),
+    "lower-case x": lambda n: n.lower(),
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_an_id_number_written_with_separators_is_masked(spelling: str) -> None:
+    number = new_citizen_id()
+    text = f"当事人{SPELLINGS[spelling](number)}，已列入"
+    # The entry's own person (known number) and any stranger's number in its usual groups.
+    for masked in (Masker().text(text, ids=[number]), Masker().text(text)):
+        if masked == text and spelling == "a space between every character":
+            continue  # an unknown number spaced out character by character is no ID-number shape
+        digits = "".join(char for char in masked if char.isdigit())
+        assert number[6:14] not in digits, masked  # the birth date is gone, however it was written

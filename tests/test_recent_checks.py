@@ -45,3 +45,21 @@ def test_a_caller_over_its_bound_is_told_everything_until_the_forgotten_window_p
     assert not recent.select("b", frozenset({"s1"}), window_s=50).unsure
     clock.now += 60  # past the window of the forgotten check
     assert not recent.select("a", frozenset({"s1"}), window_s=50).unsure
+
+
+def test_a_check_that_ends_without_its_audit_record_is_withdrawn() -> None:
+    # The gateway notes a subject before its lookup; if the check then fails to be audited (the audit
+    # log unavailable), the note is undone: streams name only subjects of audited checks.
+    clock = Clock()
+    recent = RecentChecks(horizon_s=100, clock=clock)
+    change = frozenset({"s1", "s2"})
+    first = recent.note("a", "s1")
+    assert first is None
+    recent.withdraw("a", "s1", first)
+    assert recent.select("a", change, window_s=60).subjects == []
+    recent.note("a", "s2")  # audited
+    clock.now += 50
+    earlier = recent.note("a", "s2")  # checked again, and this one is not audited
+    recent.withdraw("a", "s2", earlier)
+    assert recent.select("a", change, window_s=60).subjects == ["s2"]  # the audited check still counts
+    assert recent.select("a", change, window_s=40).subjects == []  # but only from its own time

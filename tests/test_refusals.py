@@ -274,11 +274,16 @@ def test_a_revoked_tokens_denial_names_the_caller_and_token(
         admin_pb2_grpc.AdminServiceStub(channel).ListCallers(
             admin_pb2.ListCallersRequest(), metadata=auth_metadata(revoked), timeout=10
         )
-    check_record, admin_record = new_records(gateway, before)
-    for record in (check_record, admin_record):
+    with grpc.insecure_channel(target) as channel, pytest.raises(grpc.RpcError):
+        stream: Any = check_pb2_grpc.CheckServiceStub(channel).Watch(
+            check_pb2.WatchRequest(hash_key=b"k" * 32), metadata=auth_metadata(revoked), timeout=10
+        )
+        next(stream)
+    check_record, admin_record, watch_record = new_records(gateway, before)
+    for record in (check_record, admin_record, watch_record):
         assert (record.caller_id, record.detail["token_id"]) == ("refusals-revoked", token_id)
         assert record.status == "UNAUTHENTICATED" and record.detail["reason"] == "token.revoked"
-    assert check_record.kind == "check" and admin_record.kind == "admin"
+    assert (check_record.kind, admin_record.kind, watch_record.kind) == ("check", "admin", "watch")
 
 
 def test_an_expired_tokens_denial_names_the_caller_and_token(
@@ -501,10 +506,12 @@ def test_the_throttle_lifts_after_quiet_and_windows_close() -> None:
     assert alert.kind == "alert" and alert.detail["peer"] == "10.0.0.1"
     clock.now += 1.5  # a token back, but the peer is still throttled until its allowance is whole
     assert throttle.failed("10.0.0.1", "token.unknown") >= 1
+    clock.now += 1.9  # a whole allowance's time since the first throttled failure, but not since the last:
+    assert throttle.failed("10.0.0.1", "token.unknown") >= 1  # a flood that goes on stays throttled
     clock.now += 10  # the window closes: its aggregate falls due
     (aggregate,) = throttle.due()
-    assert (aggregate.detail["requests"], aggregate.detail["items"]) == (3, 1002)
-    assert aggregate.detail["reasons"] == {"credentials.missing": 1, "token.unknown": 2}
+    assert (aggregate.detail["requests"], aggregate.detail["items"]) == (4, 1003)
+    assert aggregate.detail["reasons"] == {"credentials.missing": 1, "token.unknown": 3}
     assert throttle.failed("10.0.0.1", "token.unknown") == 0.0  # quiet long enough: a new episode
     # A third peer evicts the least recent one; its open window is written, not lost.
     throttle.failed("10.0.0.2", "token.unknown")
@@ -521,7 +528,9 @@ def test_the_throttle_lifts_after_quiet_and_windows_close() -> None:
     ("peer", "address"),
     [
         ("ipv4:127.0.0.1:5123", "127.0.0.1"),
-        ("ipv6:[::1]:5123", "::1"),
+        ("ipv6:[::1]:5123", "::/64"),
+        ("ipv6:[2001:db8::5]:5123", "2001:db8::/64"),
+        ("ipv6:[2001:db8::ffff:1]:6000", "2001:db8::/64"),  # another address of the same host's /64
         ("unix:/tmp/socket", "unix:/tmp/socket"),
     ],
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -100,3 +101,40 @@ def test_the_lock_is_the_gateways_until_it_stops(tmp_path: Path) -> None:
     assert in_use(tmp_path) is None
     with GatewayThread(config):  # a restart takes it again
         assert in_use(tmp_path) is not None
+
+
+@pytest.mark.slow
+def test_two_demos_started_at_once_on_one_directory_never_empty_each_other(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "mustcheck_gateway", "demo", "--listen", "127.0.0.1:0",
+        "--data-dir", str(tmp_path / "demo"), "--subjects", "50", "--exit-after-tour",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONUTF8": "1"}
+    starts = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        for _ in range(2)
+    ]
+    results = [(start.wait(120), *start.communicate()) for start in starts]
+    assert sorted(code for code, _, _ in results) == [0, 2]
+    (refused,) = [err for code, _, err in results if code == 2]
+    assert "in use by another gateway" in refused and "Traceback" not in refused
+    (served,) = [out for code, out, _ in results if code == 0]
+    assert "mustcheck audit report" in served  # its tour ran to the end on a directory nobody emptied
+
+
+def test_a_gateway_that_fails_to_start_leaves_nothing_held(tmp_path: Path) -> None:
+    # The metrics port is taken: the start fails before the gRPC listener is taken, and the data
+    # directory is free for the next start.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = GatewayConfig(
+            data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR, metrics_listen=busy
+        )
+        with pytest.raises(OSError):
+            GatewayThread(config).start()
+    with GatewayThread(
+        GatewayConfig(data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    ) as gateway:
+        assert gateway.port > 0

@@ -14,6 +14,7 @@ from typing import Protocol
 from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from . import subjects
+from .china_time import CHINA_STANDARD_TIME
 from .errors import InvalidArgument, UnknownMatter, echo
 from .evaluation import Evaluation, evaluate
 from .policy.model import Matter, PolicySet
@@ -21,7 +22,6 @@ from .store.base import ListStore, Lookup
 
 Clock = Callable[[], dt.datetime]
 MAX_BATCH = 1000
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 
 
 def utc_now() -> dt.datetime:

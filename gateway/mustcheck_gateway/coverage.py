@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .audit import AuditRecord
 from .audit.record import CHECK_KINDS
-from .auth.ratelimit import CHINA_STANDARD_TIME
+from .china_time import CHINA_STANDARD_TIME
 from .feedback import Feedback
 from .policy.model import PolicySet
 

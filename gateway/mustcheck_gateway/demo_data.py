@@ -27,8 +27,8 @@ from mustcheck.identifiers import (
     validate_uscc,
 )
 
+from .china_time import CHINA_STANDARD_TIME
 from .evaluation import add_months
-from .list_rows import CHINA_STANDARD_TIME
 from .policy.model import ListKind, Memorandum, PolicySet
 
 SOURCE = "demo"

@@ -73,6 +73,14 @@ class Unauthenticated(GatewayError):
         self.token_id = token_id
 
 
+def presented(caller_id: str, error: GatewayError) -> tuple[str, dict[str, str]]:
+    """Who a refused call is audited as: its authenticated caller (``caller_id``), or else the caller and
+    token id that refused credentials named (revoked, expired, mismatched), with the token id as detail."""
+    if isinstance(error, Unauthenticated):
+        return error.caller_id or caller_id, {"token_id": error.token_id} if error.token_id else {}
+    return caller_id, {}
+
+
 class PermissionDenied(GatewayError):
     status = grpc.StatusCode.PERMISSION_DENIED
     default_reason = "permission_denied"

@@ -94,7 +94,11 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
     if isinstance(error, AuditUnavailable):  # no answer leaves without its durable record (R10)
         log.warning("audit_unavailable", method=method, error=str(error))
         context.set_trailing_metadata(((REASON_METADATA_KEY, "audit.unavailable"),))
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"the audit log cannot record calls now: {error}")
+        # Why (a full disk, a restarting writer) is for operators' logs; the caller learns what to do.
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            "the audit log cannot record calls now, so none is answered: try another gateway or later",
+        )
     reference = uuid.uuid4().hex[:12]
     log.error("unhandled_error", method=method, reference=reference, exc_info=error)
     context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))

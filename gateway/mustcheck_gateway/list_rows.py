@@ -28,13 +28,13 @@ from typing import Any, TextIO
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, validate_subject
 
+from .china_time import CHINA_STANDARD_TIME
 from .errors import echo
 from .evaluation import add_months
 from .policy.model import ListKind, PolicySet
 from .store.base import EntryStatus, ListEntry, ListStore, PersonRole, ResponsiblePerson
 from .store.codec import entry_key
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 # A list file whose last line ends without a newline, in the middle of a row.
 TRUNCATED = "line {} is cut short: the file's last line is truncated"
 ROW_FIELDS = (

@@ -28,11 +28,12 @@ from .audit import AuditEvent
 from .auth.access import AccessControl
 from .auth.model import ROLE_ADMIN, Caller
 from .checks import Clock
+from .china_time import CHINA_STANDARD_TIME
 from .csv_cells import inert_fields
 from .errors import FailedPrecondition, InvalidArgument, NotFound, echo
 from .evaluation import add_months, display_end, is_in_force
 from .import_workers import ImportRules, ImportWorkers, StreamPart
-from .list_rows import CHINA_STANDARD_TIME, ROW_FIELDS, RowError, entry_from_row, parse_instant
+from .list_rows import ROW_FIELDS, RowError, entry_from_row, parse_instant
 from .masking import Masker, mask_id, mask_id_shapes, mask_name
 from .policy.model import PolicySet
 from .responses import persons_of

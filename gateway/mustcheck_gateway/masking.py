@@ -7,12 +7,13 @@ by law. A caller's grant may widen visibility field by field (``visible``).
 Free text (a membership's reason, a decision document number, an exported row) is masked too
 (:meth:`Masker.text`): the names and ID numbers of the persons the entry names, and any ID-number-shaped
 string (:func:`mask_id_shapes`) — a run of 15 or 18 digits (the last may be X) whose birth-date part
-is a date, or any other run of 15 or more digits, half- or full-width. What free text cannot be searched
-for is said in docs/masking.md.
+is a date, or any other run of 15 or more digits, half- or full-width, also written in groups with
+spaces or hyphens. What free text cannot be searched for is said in docs/bounds-and-refusals.md.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable
 
@@ -55,9 +56,25 @@ class Masker:
                 text = text.replace(name, mask_name(name))
         if PERSON_ID not in self.visible:
             for number in sorted({number for number in ids if number}, key=len, reverse=True):
-                text = text.replace(number, mask_id(number))
+                text = _spelled(number).sub(mask_id(number), text)
             text = mask_id_shapes(text)
         return text
+
+
+# What people put between the groups of an ID number they write out: spaces (the ideographic one too)
+# and hyphens, e.g. "110108 19900307 123X" or "110108-19900307-123X".
+_SEPARATOR = "[ \u3000\\-‐－]?"
+
+
+@functools.lru_cache(maxsize=4096)
+def _spelled(number: str) -> re.Pattern[str]:
+    """``number`` as free text may spell it: with separators between its characters, a lower-case x, or
+    full-width digits."""
+    alternatives = []
+    for char in number:
+        forms = {char, char.lower(), chr(ord(char) + 0xFEE0)} if char.isascii() and char.isalnum() else {char}
+        alternatives.append("[" + "".join(re.escape(form) for form in sorted(forms)) + "]")
+    return re.compile(_SEPARATOR.join(alternatives))
 
 
 # A run of 14 or more digits (half- or full-width), the last one possibly X: the shapes of citizen
@@ -95,6 +112,23 @@ def _mask_run(match: re.Match[str]) -> str:
     return mask_id(run)
 
 
+# An 18-character ID number written in its usual groups with separators: region, birth date, the rest.
+_GROUPED = re.compile(
+    r"(?<![0-9\uff10-\uff19])([0-9\uff10-\uff19]{6})[ \u3000\-‐－]([0-9\uff10-\uff19]{8})[ \u3000\-‐－]?"
+    r"([0-9\uff10-\uff19]{3}[0-9\uff10-\uff19XxＸｘ])(?![0-9\uff10-\uff19])"
+)
+
+
+def _mask_grouped(match: re.Match[str]) -> str:
+    digits = "".join(match.groups())
+    if not _full_birth_date(digits[6:14].translate(_FULL_WIDTH_DIGITS)):
+        return match.group(0)
+    return mask_id(digits)
+
+
 def mask_id_shapes(text: str) -> str:
-    """``text`` with every ID-number-shaped run of digits masked (first six and last four kept)."""
-    return _DIGIT_RUN.sub(_mask_run, text) if text else text
+    """``text`` with every ID-number-shaped run of digits masked (first six and last four kept), also
+    where it is written in groups with spaces or hyphens."""
+    if not text:
+        return text
+    return _DIGIT_RUN.sub(_mask_run, _GROUPED.sub(_mask_grouped, text))

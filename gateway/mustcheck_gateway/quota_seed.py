@@ -6,7 +6,8 @@ import datetime as dt
 
 from .audit import AuditLog
 from .audit.record import CHECK_KINDS
-from .auth.ratelimit import CHINA_STANDARD_TIME, PersonQuota
+from .auth.ratelimit import PersonQuota
+from .china_time import CHINA_STANDARD_TIME
 
 
 def seed_person_quota(quota: PersonQuota, log: AuditLog, at: dt.datetime) -> None:

@@ -48,18 +48,31 @@ class RecentChecks:
         # Per caller: when the newest subject it forgot early was checked.
         self._forgotten: dict[str, float] = {}
 
-    def note(self, caller_id: str, subject: str) -> None:
-        """``caller_id`` checks ``subject`` now."""
+    def note(self, caller_id: str, subject: str) -> float | None:
+        """``caller_id`` checks ``subject`` now; returns when it was noted before (None: it was not)."""
         now = self.clock()
         subjects = self._by_caller.get(caller_id)
         if subjects is None:
             subjects = self._by_caller[caller_id] = OrderedDict()
+        previous = subjects.get(subject)
         subjects[subject] = now
         subjects.move_to_end(subject)
         self._prune(subjects, now)
         while len(subjects) > self.max_per_caller:
             _, at = subjects.popitem(last=False)
             self._forgotten[caller_id] = max(self._forgotten.get(caller_id, _NEVER), at)
+        return previous
+
+    def withdraw(self, caller_id: str, subject: str, previous: float | None) -> None:
+        """Undo :meth:`note` for a check that ended without its audit record: the subject's changes are
+        named only for checks that were audited (as before the note, if it had been checked before)."""
+        subjects = self._by_caller.get(caller_id)
+        if subjects is None or subject not in subjects:
+            return
+        if previous is None:
+            del subjects[subject]
+        else:
+            subjects[subject] = previous
 
     def select(self, caller_id: str, subjects: Collection[str], window_s: float) -> Selection:
         """Those of ``subjects`` that ``caller_id`` checked within the last ``window_s`` seconds, and

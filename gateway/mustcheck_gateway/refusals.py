@@ -29,7 +29,7 @@ from .auth.access import AccessControl
 from .auth.model import Caller
 from .auth.peers import PeerThrottle
 from .bounds import check_bounds, clip
-from .errors import GatewayError, Unauthenticated
+from .errors import GatewayError, Unauthenticated, presented
 from .masking import mask_id_shapes
 from .service import AuditSink, failure_outcome
 
@@ -86,10 +86,7 @@ class RefusalAudit(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         """Audit ``error`` (unless a throttled peer's aggregate counts it)."""
         if error.accounted:
             return
-        caller_id, detail = (caller.caller_id, {}) if caller else ("", {})
-        if isinstance(error, Unauthenticated):
-            caller_id = error.caller_id
-            detail = {"token_id": error.token_id} if error.token_id else {}
+        caller_id, detail = presented(caller.caller_id if caller else "", error)
         await self.sink.append(
             AuditEvent(
                 kind=kind_of(name),
@@ -194,6 +191,7 @@ class RefusalFlusher:
         self.interval_s = interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -215,6 +213,12 @@ class RefusalFlusher:
         events = self.throttle.due(everything=everything)
         if not events:
             return
+        # Shielded: cancelling the flusher (the gateway stopping) must neither lose these records nor
+        # write them twice; stop() waits for a write in flight.
+        self._writing = asyncio.ensure_future(self._write(events))
+        await asyncio.shield(self._writing)
+
+    async def _write(self, events: list[AuditEvent]) -> None:
         try:
             await self.sink.append_many(events)
         except Exception as error:  # the audit log is away: keep them for the next attempt
@@ -228,4 +232,6 @@ class RefusalFlusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._writing is not None:
+            await self._writing  # a write the cancel interrupted the wait for (it never raises)
         await self.flush(everything=True)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .china_time import CHINA_STANDARD_TIME
 from .i18n import N_, _, active_language, ngettext
 
 OUTCOME_COLOURS = {
@@ -106,7 +107,6 @@ FONT_STACK = (
     '"WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "PingFang SC", "Hiragino Sans GB", '
     '"Microsoft YaHei", "SimHei", "SimSun", sans-serif'
 )
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True)

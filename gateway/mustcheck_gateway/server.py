@@ -291,6 +291,8 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
     sink: AuditSink = metered
+    server: grpc.aio.Server | None = None
+    import_workers: ImportWorkers | None = None
     try:
         admin_token_file = await bootstrap_admin(
             store, sink, config.data_dir, config.admin_department, config.clock()
@@ -358,6 +360,8 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
             raise ConfigError(
                 f"cannot listen on {config.listen}: the address is in use (another gateway?) or not available"
             ) from None
+        # Metrics first: a metrics port in use fails the start before the gRPC listener is taken.
+        metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
         await server.start()
         refusals = RefusalFlusher(access.peers, sink)
         refusals.start()
@@ -375,8 +379,11 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         )
         if heads is not None:
             heads.start()
-        metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
     except BaseException:
+        if server is not None:
+            await server.stop(None)
+        if import_workers is not None:
+            import_workers.close()
         metrics.close()
         audit.close()
         store.close()

@@ -26,6 +26,7 @@ from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, Caller, Grant
 from .bounds import shown_message
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
+from .china_time import CHINA_STANDARD_TIME
 from .errors import (
     FailedPrecondition,
     GatewayError,
@@ -242,12 +243,17 @@ class WatchSource(Protocol):
         """This gateway process, as its streams and answers name it (``gateway_instance``)."""
         ...
 
-    def checked(self, caller_id: str, subject: str) -> None:
-        """A caller passed its grant for ``subject``: its streams may name the subject's changes."""
+    def checked(self, caller_id: str, subject: str) -> Callable[[], None]:
+        """A caller passed its grant for ``subject``: its streams may name the subject's changes.
+        Returns the undo, for a check that ends without an audited answer."""
         ...
 
 
 def _no_observer(method: str, seconds: float) -> None:
+    return None
+
+
+def _nothing() -> None:
     return None
 
 
@@ -267,6 +273,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self.receipts = receipts
         self.watch = watch
         self.observe_latency = observe_latency
+        # The day each caller's person-quota alert was raised (one alert per caller and day).
+        self._quota_alerted: dict[str, dt.date] = {}
 
     async def Watch(self, request: pb.WatchRequest, context: Context) -> AsyncIterator[pb.WatchEvent]:
         if self.watch is None:
@@ -368,40 +376,45 @@ class CheckService(pb_grpc.CheckServiceServicer):
             request.authorization_ref,
             request.subject,
         )
+        undo_watch: Callable[[], None] = _nothing
         try:
-            draft.caller = self.access.caller(context)
-            matter = self.engine.matter(request.matter)
-            if replay:
-                answer, grant = self._replay(draft.caller, request, matter)
-            else:
-                at = self.engine.clock()
-                grant = self.access.grant(draft.caller, matter, request.purpose, at)
-                self.access.throttle(draft.caller, grant)
-                subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
-                self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
-                if self.watch is not None:  # before the lookup: no change after it goes unnamed
-                    self.watch.checked(draft.caller.caller_id, subject.code)
-                answer = self.engine.answer(subject, matter, draft.caller.department, at)
-            response = check_response(answer, Masker(grant.visible_fields))
-            if self.watch is not None and not replay:
-                response.gateway_instance = self.watch.instance
-        except GatewayError as error:
-            if not error.accounted:
-                await self.audit.append_many(
-                    self._failure_events(draft.refused_by(error), error), announcement=announcement
-                )
-            self._log(draft.kind, draft, error.status.name)
+            try:
+                draft.caller = self.access.caller(context)
+                matter = self.engine.matter(request.matter)
+                if replay:
+                    answer, grant = self._replay(draft.caller, request, matter)
+                else:
+                    at = self.engine.clock()
+                    grant = self.access.grant(draft.caller, matter, request.purpose, at)
+                    self.access.throttle(draft.caller, grant)
+                    subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
+                    self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+                    if self.watch is not None:  # before the lookup: no change after it goes unnamed
+                        undo_watch = self.watch.checked(draft.caller.caller_id, subject.code)
+                    answer = self.engine.answer(subject, matter, draft.caller.department, at)
+                response = check_response(answer, Masker(grant.visible_fields))
+                if self.watch is not None and not replay:
+                    response.gateway_instance = self.watch.instance
+            except GatewayError as error:
+                if not error.accounted:
+                    await self.audit.append_many(
+                        self._failure_events(draft.refused_by(error), error), announcement=announcement
+                    )
+                self._log(draft.kind, draft, error.status.name)
+                raise
+            except Exception as error:
+                await self.audit.append(_internal_error(draft, error), announcement=announcement)
+                raise
+            # The receipt is signed where the record gets its seq. A replay shows the past: it is no check an
+            # approval could rest on, and has none.
+            _, receipts = await self.audit.append_receipted(
+                [draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)],
+                () if replay or self.receipts is None else (0,),
+                announcement=announcement,
+            )
+        except BaseException:
+            undo_watch()  # no audited answer: the caller's streams name nothing for this check
             raise
-        except Exception as error:
-            await self.audit.append(_internal_error(draft, error), announcement=announcement)
-            raise
-        # The receipt is signed where the record gets its seq. A replay shows the past: it is no check an
-        # approval could rest on, and has none.
-        _, receipts = await self.audit.append_receipted(
-            [draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)],
-            () if replay or self.receipts is None else (0,),
-            announcement=announcement,
-        )
         if receipts:
             response.receipt = receipts[0]
         self._log(draft.kind, draft, "OK")
@@ -497,44 +510,54 @@ class CheckService(pb_grpc.CheckServiceServicer):
         # The store's version learnt once for the whole batch (not once an item): every item is answered
         # as of at least this version, and the gateway's cache has caught up with it before any answer.
         current = self.engine.lookups.current_version()
-        for index, draft in enumerate(drafts):
-            try:
-                subject = self.engine.subject(draft.subject, kinds[index], at)
-                self.access.subject(caller, grant, subject, request.authorization_ref, at)
-                if self.watch is not None:
-                    self.watch.checked(caller.caller_id, subject.code)
-                answer = self.engine.answer(subject, matter, caller.department, at, current_version=current)
-            except Exception as error:
-                if not isinstance(error, _PER_ITEM_ERRORS):
-                    # Everything checked so far, and this item, is audited before the call fails.
-                    await self.audit.append_many(
-                        [*events, _internal_error(draft, error)], announcement=announcement
+        undo_watch: list[Callable[[], None]] = []
+        try:
+            for index, draft in enumerate(drafts):
+                try:
+                    subject = self.engine.subject(draft.subject, kinds[index], at)
+                    self.access.subject(caller, grant, subject, request.authorization_ref, at)
+                    if self.watch is not None:
+                        undo_watch.append(self.watch.checked(caller.caller_id, subject.code))
+                    answer = self.engine.answer(
+                        subject, matter, caller.department, at, current_version=current
                     )
-                    raise
-                events.extend(self._failure_events(draft, error))
-                items.append(
-                    pb.BatchCheckItem(
-                        index=index,
-                        error=pb.ItemError(
-                            code=error.status.value[0],
-                            message=shown_message(error.message),
-                            reason=error.reason,
-                        ),
+                except Exception as error:
+                    if not isinstance(error, _PER_ITEM_ERRORS):
+                        # Everything checked so far, and this item, is audited before the call fails.
+                        await self.audit.append_many(
+                            [*events, _internal_error(draft, error)], announcement=announcement
+                        )
+                        raise
+                    events.extend(self._failure_events(draft, error))
+                    items.append(
+                        pb.BatchCheckItem(
+                            index=index,
+                            error=pb.ItemError(
+                                code=error.status.value[0],
+                                message=shown_message(error.message),
+                                reason=error.reason,
+                            ),
+                        )
                     )
+                    continue
+                version = max(version, answer.data_version)
+                answered.append((len(items), len(events)))
+                events.append(
+                    draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)
                 )
-                continue
-            version = max(version, answer.data_version)
-            answered.append((len(items), len(events)))
-            events.append(draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer))
-            result = check_response(answer, masker)
-            if self.watch is not None:
-                result.gateway_instance = self.watch.instance
-            items.append(pb.BatchCheckItem(index=index, result=result))
-        _, receipts = await self.audit.append_receipted(
-            events,
-            [event_index for _, event_index in answered] if self.receipts is not None else (),
-            announcement=announcement,
-        )
+                result = check_response(answer, masker)
+                if self.watch is not None:
+                    result.gateway_instance = self.watch.instance
+                items.append(pb.BatchCheckItem(index=index, result=result))
+            _, receipts = await self.audit.append_receipted(
+                events,
+                [event_index for _, event_index in answered] if self.receipts is not None else (),
+                announcement=announcement,
+            )
+        except BaseException:
+            for undo in undo_watch:  # no audited answers: the caller's streams name nothing for them
+                undo()
+            raise
         if receipts:  # one for each allowed item, in order
             for (item_index, _), receipt in zip(answered, receipts, strict=True):
                 items[item_index].result.receipt = receipt
@@ -552,10 +575,14 @@ class CheckService(pb_grpc.CheckServiceServicer):
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]
-        if error.reason == "quota.persons":
-            # Bulk enumeration of ID numbers is the abuse to stop: raise an alert for auditors.
-            alert = draft.event(status=error.status.name, outcome="alert", reason=error.reason)
-            events.append(replace(alert, kind="alert"))
+        if error.reason == "quota.persons" and draft.caller is not None:
+            # Bulk enumeration of ID numbers is the abuse to stop: raise an alert for auditors — once per
+            # caller and day (China Standard Time), not once per refused item of every batch.
+            day = self.engine.clock().astimezone(CHINA_STANDARD_TIME).date()
+            if self._quota_alerted.get(draft.caller.caller_id) != day:
+                self._quota_alerted[draft.caller.caller_id] = day
+                alert = draft.event(status=error.status.name, outcome="alert", reason=error.reason)
+                events.append(replace(alert, kind="alert"))
         return events
 
     @staticmethod

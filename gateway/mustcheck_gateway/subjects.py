@@ -13,12 +13,17 @@ from mustcheck.identifiers import IdentifierError, SubjectKind, ValidSubject, va
 
 from .errors import InvalidSubject
 
-# Rules whose message would quote digits a masked identifier hides (R9: the birth date, positions 7-14):
+# Rules whose message would quote digits a masked identifier hides (R9: positions 7-14 and more):
 # the gateway says what is wrong without them.
 _WITHOUT_DIGITS = {
     "id.birth_date": "the birth date (positions 7-14) is not a possible birth date",
     "subject.ambiguous": "the subject is valid both as a unified social credit code and as a citizen "
     "identity number; state the subject kind",
+    # Read as a credit code, an ID number's positions 3-8 and 9-17 (birth date and sequence) would be
+    # quoted as the division code and the embedded organisation code.
+    "uscc.division_code": "positions 3-8 are not a 6-digit administrative division code",
+    "uscc.organization_code_check": "the embedded organisation code (positions 9-17) fails its GB 11714 "
+    "check character",
 }
 
 

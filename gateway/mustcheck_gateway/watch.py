@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -28,7 +28,7 @@ from .audit import AuditEvent
 from .auth.access import AccessControl
 from .auth.model import Caller, Grant
 from .change_feed import ChangeFeed
-from .errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted
+from .errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted, presented
 from .policy.model import PolicySet
 from .recent_checks import RecentChecks, Selection
 from .responses import timestamp
@@ -77,10 +77,12 @@ class WatchStreams:
         self._per_caller: dict[str, int] = {}
         self._closing = False
 
-    def checked(self, caller_id: str, subject: str) -> None:
+    def checked(self, caller_id: str, subject: str) -> Callable[[], None]:
         """``caller_id`` is checking ``subject`` (its grant and authorisation passed): its streams may
-        name the subject's changes from now on, for as long as the window of its grant."""
-        self.recent.note(caller_id, subject)
+        name the subject's changes from now on, for as long as the window of its grant. Returns the undo,
+        for a check that ends without its audit record."""
+        previous = self.recent.note(caller_id, subject)
+        return lambda: self.recent.withdraw(caller_id, subject, previous)
 
     def close(self) -> None:
         """End every stream at its next wake-up (the gateway is stopping; subscribers reconnect)."""
@@ -109,7 +111,7 @@ class WatchStreams:
                 raise InvalidArgument("after_version must not be negative", reason="watch.after_version")
         except GatewayError as error:
             if not error.accounted:  # a throttled peer's refusals are counted in its aggregate
-                await self.audit.append(_event(caller, request, error.status.name, error.reason))
+                await self.audit.append(_event(caller, request, error.status.name, error.reason, error=error))
             raise
         # The place is taken before the first await, so that streams opened at once cannot pass the bound.
         self.subscribers += 1
@@ -167,7 +169,7 @@ class WatchStreams:
             try:
                 current_grant = self._still_allowed(context, caller)
             except GatewayError as error:
-                await self.audit.append(_event(caller, request, error.status.name, error.reason))
+                await self.audit.append(_event(caller, request, error.status.name, error.reason, error=error))
                 raise
             if current_grant is not grant:
                 grant, window_s = current_grant, watch_window_s(self.policy, current_grant)
@@ -229,13 +231,20 @@ def _event(
     *,
     window_s: float = 0.0,
     limit: int = 0,
+    error: GatewayError | None = None,
 ) -> AuditEvent:
-    detail: dict[str, Any] = {"reason": reason} if reason else {}
+    caller_id = caller.caller_id if caller else ""
+    named: dict[str, str] = {}
+    if error is not None:
+        caller_id, named = presented(caller_id, error)
+    detail: dict[str, Any] = dict(named)
+    if reason:
+        detail["reason"] = reason
     if status == "OK":
         detail.update(window_s=window_s, max_streams=limit)
     return AuditEvent(
         kind="watch",
-        caller_id=caller.caller_id if caller else "",
+        caller_id=caller_id,
         department=caller.department if caller else "",
         outcome="subscribed" if status == "OK" else "refused",
         status=status,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .checkpoint import Checkpoint, CheckpointKind, signature_problem
+from .checkpoint import Checkpoint, signature_problem
 from .errors import AuditIntegrityError
 from .mirror import MIRROR_FILE_NAME, read_mirror
 
@@ -103,10 +103,3 @@ def check_no_rewind(
                 f"audit log tamper alarm: {problem}. Refusing to continue the log (nothing was repaired, no "
                 "seq is reused); restore the data directory or investigate"
             )
-
-
-def published_checkpoint(
-    seq: int, record_hash: str, key_id: str, signature: str, signed_at: dt.datetime
-) -> Checkpoint:
-    """A published head as the chain checkpoint it was made from (its signature covers the same bytes)."""
-    return Checkpoint(CheckpointKind.CHAIN, seq, record_hash, signed_at, key_id, signature)

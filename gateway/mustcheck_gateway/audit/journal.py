@@ -68,6 +68,10 @@ class JournalContents:
     torn: TornTail | None = None
     end: int = 0  # where the intact frames end (the next frame is written here)
     legacy: bool = field(default=False)
+    # Records of whole frames found beyond the zero byte where reading stopped. A crash while the journal
+    # was being emptied leaves only records the database already holds there; any other record there
+    # means part of the journal was erased (see :func:`erased_records`).
+    stranded: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def encode_frame(rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> bytes:
@@ -147,7 +151,38 @@ def parse_journal(name: str, data: bytes) -> JournalContents:
             )
         kept = len(payload.rstrip(b"\0"))
         return JournalContents(rows, checkpoints, TornTail(offset, _HEADER.size + kept), offset)
-    return JournalContents(rows, checkpoints, None, offset)
+    stranded = _stranded_rows(name, data, offset) if data[offset:].strip(b"\0") else []
+    return JournalContents(rows, checkpoints, None, offset, stranded=stranded)
+
+
+def _stranded_rows(name: str, data: bytes, start: int) -> list[tuple[Any, ...]]:
+    """The records of whole, checksummed frames anywhere after ``start``."""
+    rows: list[tuple[Any, ...]] = []
+    checkpoints: list[tuple[Any, ...]] = []
+    position = data.find(MAGIC, start)
+    while position >= 0:
+        header = data[position : position + _HEADER.size]
+        if len(header) == _HEADER.size:
+            _, length, checksum = _HEADER.unpack(header)
+            stop = position + _HEADER.size + length
+            payload = data[position + _HEADER.size : stop]
+            if length and stop <= len(data) and zlib.crc32(payload) == checksum:
+                _entries(name, payload, f"frame at offset {position}", rows, checkpoints)
+                position = data.find(MAGIC, stop)
+                continue
+        position = data.find(MAGIC, position + 1)
+    return rows
+
+
+def erased_records(name: str, contents: JournalContents, last_seq: int) -> None:
+    """Raise if whole frames beyond a zeroed stretch hold records after ``last_seq`` (the last record
+    the database and the journal's readable frames hold): acknowledged records would vanish unseen."""
+    lost = sorted(int(row[0]) for row in contents.stranded if int(row[0]) > last_seq)
+    if lost:
+        raise AuditIntegrityError(
+            f"{name}: records {lost[0]}–{lost[-1]} lie in whole frames beyond a zeroed stretch of the "
+            f"journal (from offset {contents.end}): part of the journal was erased (altered or damaged)"
+        )
 
 
 def intact_prefix(data: bytes) -> bytes:

@@ -36,7 +36,7 @@ from ..store.sqlite_connections import consistent_read
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, signature_problem
 from .errors import AuditIntegrityError, KeyRingError
-from .journal import JournalContents, journal_path_for, read_journal
+from .journal import JournalContents, erased_records, journal_path_for, read_journal
 from .keys import load_public_keys
 from .mirror import MIRROR_FILE_NAME, MirrorLine, mirror_path_for, read_mirror
 from .record import GENESIS_HASH, TAIL_CUT_OUTCOME, AuditRecord
@@ -188,6 +188,11 @@ class _Verification:
         for row in self.journal.rows if self.journal else ():
             if int(row[0]) > self.walker.last_seq:
                 yield row
+        if self.journal is not None:
+            try:
+                erased_records("the journal", self.journal, self.walker.last_seq)
+            except AuditIntegrityError as error:
+                raise _Problem(self.walker.last_seq + 1, str(error)) from None
 
     # 4
     def _coverage(self, signed: Mapping[int, str], seen: Mapping[int, str]) -> None:

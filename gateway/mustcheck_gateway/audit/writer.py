@@ -39,7 +39,7 @@ from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError
 from .heads import Head, LogView, check_no_rewind, mirror_head, newest
-from .journal import Journal, TornTail, read_journal
+from .journal import Journal, TornTail, erased_records, read_journal
 from .keys import KeyKind, KeyRing, load_public_keys
 from .mirror import CheckpointMirror
 from .record import AuditRecord, PendingRecord
@@ -315,6 +315,8 @@ class GroupCommitWriter:
         """Copy into the database what a crash left only in the journal, then empty the journal;
         return the torn tail cut off, if any (an unfinished write, never acknowledged)."""
         contents = read_journal(path)
+        last = max([self._store.tail().last_seq, *(int(row[0]) for row in contents.rows)])
+        erased_records(path.name, contents, last)
         if contents.rows or contents.checkpoints:
             self._copy_journal(path, contents.rows, contents.checkpoints)
         journal = Journal(path)  # opening it zeroes a torn tail

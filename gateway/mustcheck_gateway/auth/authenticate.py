@@ -77,7 +77,7 @@ class Authenticator:
             caller = snapshot.callers.get(record.caller_id)
             identity = certificate_identity(context)
             if caller is not None and identity is not None:
-                _same_caller(caller, identity, snapshot.by_tls_identity.get(identity))
+                _same_caller(caller, identity, snapshot.by_tls_identity.get(identity), record.token_id)
         else:
             identity = certificate_identity(context)
             if identity is None:
@@ -100,16 +100,21 @@ class Authenticator:
         return caller
 
 
-def _same_caller(caller: Caller, identity: str, certified: Caller | None) -> None:
+def _same_caller(caller: Caller, identity: str, certified: Caller | None, token_id: str) -> None:
     """Refuse a call whose certificate (common name ``identity``, mapped to ``certified``) names
-    another caller than its token (``caller``)."""
+    another caller than its token (``caller``, token ``token_id``). The refusal is audited with the
+    token's caller and token id (the certificate's identity is in the message)."""
+    presented = {"caller_id": caller.caller_id, "token_id": token_id}
     if certified is not None and certified.caller_id != caller.caller_id:
         raise Unauthenticated(
-            "the client certificate and the bearer token name different callers",
+            f"the client certificate (caller {certified.caller_id}) and the bearer token (caller "
+            f"{caller.caller_id}) name different callers",
             reason="credentials.mismatch",
+            **presented,
         )
     if caller.tls_identity and caller.tls_identity != identity:
         raise Unauthenticated(
             f"caller {caller.caller_id} is bound to another client certificate than this one",
             reason="credentials.mismatch",
+            **presented,
         )

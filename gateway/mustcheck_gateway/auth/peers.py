@@ -15,7 +15,9 @@ what stops guessing; it keeps a flood from filling the audit disk, and raises th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import ipaddress
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -55,11 +57,16 @@ class _Peer:
 
 
 def peer_address(peer: str) -> str:
-    """``ipv4:127.0.0.1:53412`` → ``127.0.0.1``; ``ipv6:[::1]:53412`` → ``::1``; others as they are."""
+    """Whom a connection is counted against: ``ipv4:127.0.0.1:53412`` → ``127.0.0.1``; an IPv6 address
+    by its /64 network (one host holds a whole /64: ``ipv6:[2001:db8::5]:53412`` → ``2001:db8::/64``);
+    others as they are."""
     kind, _, rest = peer.partition(":")
     if kind in ("ipv4", "ipv6") and rest:
-        host = rest.rsplit(":", 1)[0] if ":" in rest else rest
-        return host.strip("[]")
+        host = (rest.rsplit(":", 1)[0] if ":" in rest else rest).strip("[]")
+        if kind == "ipv6":
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.IPv6Network(f"{host.split('%', 1)[0]}/64", strict=False))
+        return host
     return peer
 
 
@@ -103,6 +110,9 @@ class PeerThrottle:
             if not state.throttled:
                 state.throttled = alert = True
                 self._due.append(self._alert(peer))
+            # A failure while throttled starts the quiet period again: a flood that never stops never
+            # earns a new allowance of records one by one (it stays in its aggregate).
+            state.tokens = 0.0
             self._count(peer, state, now, reason, items)
             wait = (limit.burst - state.tokens) / limit.per_second if limit.per_second > 0 else 3600.0
         if alert:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
+from ..china_time import CHINA_STANDARD_TIME
 
 
 @dataclass

@@ -13,9 +13,10 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
 from ..auth.model import DEFAULT_WATCH_STREAMS, ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
+from ..china_time import CHINA_STANDARD_TIME
 from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_date
-from .dates import CHINA_STANDARD_TIME, day, day_help
+from .dates import day, day_help
 from .names import policy_names
 from .rpc import CallOptions, as_dict, stub_command
 

@@ -29,6 +29,7 @@ from ..audit import (
 )
 from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
+from ..china_time import CHINA_STANDARD_TIME
 from ..csv_cells import inert_fields, inert_row
 from ..i18n import _
 from ..report import CoverageRow, Names, Verification, render
@@ -49,7 +50,6 @@ from .dates import day, day_help, instant, instant_help
 from .names import policy_names
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8))
 EXIT_TAMPERED = 1
 QUERY_PAGE = 100
 QUERY_MOST = 10_000  # the gateway's bound on one query

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 
+from ..china_time import CHINA_STANDARD_TIME
 from ..i18n import N_, _
 from ..logs import configure_logging
 from ..server import DEFAULT_LISTEN
@@ -205,7 +206,6 @@ _ENTRY_STATE = {
     "repaired": N_("repaired"),
     "expired": N_("expired"),
 }
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 def shown_time(instant: dt.datetime) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+from ..china_time import CHINA_STANDARD_TIME
 from ..i18n import N_, _
 
-CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 DAY_FORMATS = N_("YYYY-MM-DD, e.g. 2026-12-01")
 INSTANT_FORMATS = N_(
     "YYYY-MM-DD (00:00 China Standard Time) or an ISO 8601 instant such as 2026-12-01T09:30:00+08:00 "

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
+import os
 import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -17,6 +21,7 @@ from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
 from ..bootstrap import write_secret
+from ..china_time import CHINA_STANDARD_TIME
 from ..data_lock import in_use
 from ..demo_data import Showcase, generate_rows, showcase
 from ..list_rows import load_rows
@@ -36,7 +41,6 @@ from .rpc import CallOptions
 
 # The demo data's decisions go back less than ten years; it is complete since then (R6).
 DEMO_COMPLETE_YEARS = 10
-CST = dt.timezone(dt.timedelta(hours=8))
 
 DEMO_MARKER = ".mustcheck-demo"
 DEMO_TOKEN_FILE = "demo.token"
@@ -86,6 +90,19 @@ def register(commands: Subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+@contextlib.contextmanager
+def _starting(directory: Path) -> Iterator[None]:
+    """Hold the parent folder's lock while a demo empties ``directory`` and its gateway takes it: a demo
+    started at the same moment waits, then finds the directory held (no lock file is left behind)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(directory.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def fresh_demo_dir(directory: Path) -> None:
     """Empty ``directory`` for a new demo, refusing one that holds anything but an earlier demo, and one
     that a running gateway holds (another demo still serving)."""
@@ -105,14 +122,14 @@ def fresh_demo_dir(directory: Path) -> None:
 def run(options: argparse.Namespace) -> int:
     configure_logging_from(options)
     today = dt.date.today()
-    try:
-        fresh_demo_dir(options.data_dir)
-    except ConfigError as error:
-        return fail(str(error), EXIT_INVALID)
     config = GatewayConfig(data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir())
     gateway_thread = GatewayThread(config)
     try:
-        gateway = gateway_thread.start()
+        # Two demos started at once on one directory: the second waits, then is refused, rather than
+        # emptying the directory the first has just taken (its gateway's lock comes only at start).
+        with _starting(options.data_dir):
+            fresh_demo_dir(options.data_dir)
+            gateway = gateway_thread.start()
     except PolicyError as error:
         return fail(f"refusing to start: {error}", EXIT_FAILURE)
     except ConfigError as error:
@@ -122,7 +139,7 @@ def run(options: argparse.Namespace) -> int:
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
         # The demo data is a complete (synthetic) snapshot of the lists: it attests its years (R6).
         version = gateway.store.set_data_complete_since(
-            dt.datetime(today.year - DEMO_COMPLETE_YEARS, 1, 1, tzinfo=CST),
+            dt.datetime(today.year - DEMO_COMPLETE_YEARS, 1, 1, tzinfo=CHINA_STANDARD_TIME),
             actor="demo",
             how="import",
             at=dt.datetime.now(dt.UTC),
