@@ -6,6 +6,7 @@ those cases are skipped, saying why)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,9 @@ TEST_DEPARTMENT = "approval"
 TEST_CALLER = "tester"
 
 configure_logging(level="warning")
+# The command line speaks the locale's language: tests read English unless they choose one
+# (tests/test_i18n.py), whatever the machine's locale.
+os.environ["LANGUAGE"] = "en"
 # Property tests must not fail on a slow example when the machine is busy (2 cores, gateways running).
 settings.register_profile("mustcheck", deadline=None)
 settings.load_profile("mustcheck")  # operational logs go to stderr, never into a command's stdout

@@ -162,7 +162,7 @@ def test_online_verify_and_cli(
     common = ["--gateway", target, "--token-file", str(token_file)]
     assert main(["audit", "verify", *common, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
-    assert main(["audit", "query", *common, "--kind", "admin", "--json"]) == 0
+    assert main(["audit", "query", *common, "--record-kind", "admin", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)
     out = tmp_path / "export.jsonl"
     assert main(["audit", "export", *common, "--format", "jsonl", "--out", str(out)]) == 0

@@ -3,7 +3,10 @@ traceback."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +16,8 @@ import pytest
 from mustcheck import Client
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
-from mustcheck_gateway.cli.main import EXIT_BROKEN_PIPE
+from mustcheck_gateway.cli.dates import DATE_TYPES
+from mustcheck_gateway.cli.main import EXIT_BROKEN_PIPE, build_parser
 from mustcheck_gateway.server import Gateway
 
 from factories import new_uscc
@@ -71,3 +75,165 @@ def test_receipts_verify_with_a_folder_of_private_keys_says_so(
     said = capsys.readouterr().err
     assert "private keys only" in said and "Traceback" not in said
     assert main(["receipts", "verify", receipt.compact, "--public-keys", str(keys / "public")]) == 0
+
+
+# -- dates, truncated listings, flag names, grants (issue 18, item 5) ---------------------------------
+
+
+def _date_options() -> list[tuple[str, argparse.Action]]:
+    found = []
+    stack: list[tuple[str, argparse.ArgumentParser]] = [("mustcheck", build_parser())]
+    while stack:
+        name, parser = stack.pop()
+        for action in parser._actions:
+            if isinstance(action.choices, dict):
+                stack.extend((f"{name} {sub}", child) for sub, child in action.choices.items())
+            elif action.type in DATE_TYPES:
+                found.append((name, action))
+    return found
+
+
+def test_every_date_option_names_its_formats() -> None:
+    options = _date_options()
+    named = {
+        f"{command} {action.option_strings[0] if action.option_strings else action.dest}"
+        for command, action in options
+    }
+    assert {
+        "mustcheck audit query --since",
+        "mustcheck audit report --until",
+        "mustcheck audit prune --before",
+        "mustcheck admin grants set --valid-from",
+        "mustcheck admin grants update --valid-until",
+        "mustcheck lists export --as-of",
+        "mustcheck lists import --complete-since",
+        "mustcheck demo-data --today",
+    } <= named
+    for command, action in options:
+        assert action.help and "YYYY-MM-DD" in action.help, f"{command} {action.dest}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "query", "--since", "2026/12/01"],
+        ["audit", "report", "--until", "2026/12/01", "--out", "report.html"],
+        ["audit", "prune", "--before", "2026/12/01", "--data-dir", "."],
+        ["admin", "grants", "set", "someone", "--matter", "*", "--valid-from", "2026/12/01"],
+        ["lists", "export", "--as-of", "2026/12/01"],
+    ],
+)
+def test_a_bad_date_says_which_formats_are_accepted(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(command) == 2
+    said = capsys.readouterr().err
+    assert "'2026/12/01' is not a date" in said and "give YYYY-MM-DD" in said
+    assert "_instant" not in said and "fromisoformat" not in said
+
+
+@pytest.fixture(scope="module")
+def auditor_token_file(target: str, admin_token: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("auditor") / "auditor.token"
+    path.write_text(provision(target, admin_token, "hygiene-auditor", roles=["auditor"], grant=False))
+    return path
+
+
+def test_a_truncated_query_says_so_and_pages_back_without_a_gap(
+    target: str, admin_token: str, auditor_token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caller = f"pager-{os.getpid()}"
+    with Client(target, token=provision(target, admin_token, caller)) as client:
+        for _ in range(5):
+            client.check(new_uscc(), "MOF-0001")
+    conn = ["--gateway", target, "--token-file", str(auditor_token_file)]
+    query = ["audit", "query", "--caller", caller, "--record-kind", "check", *conn]
+    assert main([*query, "--json"]) == 0
+    every = [row["seq"] for row in json.loads(capsys.readouterr().out)]
+    assert len(every) == 5
+
+    assert main([*query, "--limit", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    first = [row["seq"] for row in json.loads(captured.out)]
+    assert first == every[-2:]
+    assert "showing the newest 2 matching records" in captured.err
+    assert f"--before-seq {first[0]}" in captured.err
+
+    pages = [first]
+    while True:
+        assert main([*query, "--limit", "2", "--before-seq", str(pages[-1][0]), "--json"]) == 0
+        captured = capsys.readouterr()
+        pages.append([row["seq"] for row in json.loads(captured.out)])
+        if "showing the newest" not in captured.err:
+            break
+    assert [seq for page in reversed(pages) for seq in page] == every  # every record once, in order
+    assert main([*query, "--limit", "5"]) == 0
+    assert "showing the newest" not in capsys.readouterr().err  # all of them: nothing to say
+    assert main([*query, "--limit", "0"]) == 2
+    assert "--limit must be between 1 and 10000" in capsys.readouterr().err
+
+
+def test_kind_has_one_meaning_the_old_spellings_warn(
+    target: str, token: str, auditor_token_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["check", "X", "--matter", "M", "--subject-kind", "person"]).kind == "person"
+    assert parser.parse_args(["audit", "query", "--record-kind", "admin"]).kind == "admin"
+    token_file = tmp_path / "caller.token"
+    token_file.write_text(token)
+    check = [
+        "check",
+        new_uscc(),
+        "--matter",
+        "MOF-0001",
+        "--gateway",
+        target,
+        "--token-file",
+        str(token_file),
+    ]
+    assert main([*check, "--kind", "organization"]) == 0
+    assert "--kind is deprecated here: use --subject-kind" in capsys.readouterr().err
+    assert main([*check, "--subject-kind", "organization"]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    conn = ["--gateway", target, "--token-file", str(auditor_token_file)]
+    assert main(["audit", "query", "--kind", "check", "--limit", "1", *conn]) == 0
+    assert "--kind is deprecated here: use --record-kind" in capsys.readouterr().err
+
+
+def test_grants_set_shows_what_changes_and_update_changes_only_what_is_named(
+    target: str, admin_token: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = tmp_path / "admin.token"
+    admin.write_text(admin_token)
+    conn = ["--gateway", target, "--token-file", str(admin)]
+    caller = f"granted-{os.getpid()}"
+    assert main(["admin", "callers", "add", caller, "--department", "mof", *conn]) == 0
+    capsys.readouterr()
+
+    assert main(["admin", "grants", "set", caller, "--matter", "MOF-0001", "--rate", "20", *conn]) == 0
+    out = capsys.readouterr().out
+    assert f"new grant for {caller} (it had none):" in out
+    assert re.search(r"matters\s+- → MOF-0001", out) and re.search(r"rate_per_second\s+- → 20", out)
+
+    assert main(["admin", "grants", "set", caller, "--matter", "MOF-0001", "--burst", "7", *conn]) == 0
+    out = capsys.readouterr().out
+    # set replaces the whole grant: the rate not named goes back to its default, and says so.
+    assert f"changes to {caller}'s grant:" in out
+    assert re.search(r"rate_per_second\s+20 → 50", out) and re.search(r"burst\s+100 → 7", out)
+    assert "matters " not in out.split("caller ")[0]  # unchanged fields are not listed
+
+    update = ["admin", "grants", "update", caller, "--rate", "5", "--subject-kind", "person", *conn]
+    assert main([*update, "--json"]) == 0
+    captured = capsys.readouterr()
+    grant = json.loads(captured.out)
+    assert grant["rate_per_second"] == 5 and grant["subject_kinds"] == ["person"]
+    assert grant["burst"] == 7 and grant["matters"] == ["MOF-0001"]  # not named: kept
+    assert re.search(r"rate_per_second\s+50 → 5", captured.err)  # the diff beside JSON goes to stderr
+    assert "burst" not in captured.err
+
+    assert main(["admin", "grants", "update", caller, "--burst", "7", *conn]) == 0
+    assert f"{caller}'s grant is unchanged" in capsys.readouterr().out
+    assert main(["admin", "grants", "revoke", caller, *conn]) == 0
+    capsys.readouterr()
+    assert main(["admin", "grants", "update", caller, "--rate", "1", *conn]) == 2
+    assert "has no grant to update" in capsys.readouterr().err

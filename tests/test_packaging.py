@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from conftest import REPO
 
@@ -60,3 +65,23 @@ def test_policies_ship_in_the_wheel_data() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "*.toml" in config["package-data"]["mustcheck_gateway.bundled_policies"]
     assert list(Path(REPO / "policies").glob("*.toml"))
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_compiled_catalogues(tmp_path: Path) -> None:
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not installed: the wheel cannot be built offline here")
+    build = [sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation"]
+    leftover = REPO / "build"  # setuptools' working folder in the checkout: removed if this test made it
+    made_here = not leftover.exists()
+    try:
+        subprocess.run([*build, "-q", "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    finally:
+        if made_here:
+            shutil.rmtree(leftover, ignore_errors=True)
+    (wheel,) = tmp_path.glob("mustcheck-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    for po in (REPO / "gateway" / "mustcheck_gateway" / "locale").glob("*/LC_MESSAGES/*.po"):
+        relative = po.relative_to(REPO / "gateway").as_posix()
+        assert relative in names and relative.removesuffix(".po") + ".mo" in names

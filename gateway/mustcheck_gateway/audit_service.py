@@ -149,7 +149,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
         limit = request.limit or DEFAULT_LIMIT
         if not 0 < limit <= MAX_LIMIT:
             raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}", reason="audit.limit")
-        records = await self._run(partial(log.query, limit=limit, **filters(request)))
+        before_seq = request.before_seq if request.before_seq > 0 else None
+        records = await self._run(partial(log.query, limit=limit, before_seq=before_seq, **filters(request)))
         await self._note(caller, "query", request)  # after the search, which must not find itself
         return pb.AuditRecords(records=[record_message(record) for record in records])
 

@@ -15,6 +15,7 @@ a record then says how many were refused. :meth:`AuditLog.unavailable` says why 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -410,8 +411,10 @@ class AuditLog:
         kind: str | None = None,
         subject: str | None = None,
         limit: int = 100,
+        before_seq: int | None = None,
     ) -> list[AuditRecord]:
-        """The newest ``limit`` records matching every given filter, oldest first (newest last).
+        """The newest ``limit`` records matching every given filter (and older than ``before_seq``, when
+        given), oldest first (newest last).
 
         ``subject`` is the raw identifier; it is hashed under every HMAC key id (old ones too) and
         never stored or returned. ``since`` is inclusive, ``until`` exclusive.
@@ -426,6 +429,8 @@ class AuditLog:
             kind=kind,
             subject=subject,
         )
+        if before_seq is not None:
+            criteria = dataclasses.replace(criteria, before_seq=before_seq)
         self._writer.flush()
         return self._store.query(criteria, limit=limit)
 

@@ -23,3 +23,5 @@ class AuditFilter:
     outcome: str | None = None
     kind: str | None = None
     subject_hashes: tuple[tuple[str, str], ...] | None = None
+    # Only records with a smaller seq (paging back through the newest first).
+    before_seq: int | None = None

@@ -148,6 +148,9 @@ def _where(criteria: AuditFilter) -> tuple[str, list[Any]]:
     if criteria.until is not None:
         clauses.append("at < ?")
         parameters.append(format_instant(criteria.until))
+    if criteria.before_seq is not None:
+        clauses.append("seq < ?")
+        parameters.append(criteria.before_seq)
     for column in ("caller_id", "department", "matter", "outcome", "kind"):
         value = getattr(criteria, column)
         if value is not None:

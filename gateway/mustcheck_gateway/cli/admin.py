@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,11 @@ from mustcheck._generated.v1 import admin_pb2_grpc as pb_grpc
 
 from ..auth.model import DEFAULT_WATCH_STREAMS, ROLES, VISIBLE_FIELDS
 from ..bootstrap import write_secret
-from .common import EXIT_OK, Subparsers, print_json, shown_date
+from ..china_time import CHINA_STANDARD_TIME
+from ..i18n import _
+from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_date
+from .dates import day, day_help
+from .names import policy_names
 from .rpc import CallOptions, as_dict, stub_command
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
@@ -21,30 +26,32 @@ Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "admin",
-        help="manage callers, grants and tokens (admin role)",
-        description="Manage callers, their grants and their tokens. Every change is audited and takes effect "
-        "within one second. Needs a token (or certificate) of a caller holding the admin role.",
+        help=_("manage callers, grants and tokens (admin role)"),
+        description=_(
+            "Manage callers, their grants and their tokens. Every change is audited and takes effect "
+            "within one second. Needs a token (or certificate) of a caller holding the admin role."
+        ),
     )
     groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
     _callers(
         groups.add_parser(
             "callers",
-            help="add, disable, list, show callers",
-            description="Add, disable, list and show callers.",
+            help=_("add, disable, list, show callers"),
+            description=_("Add, disable, list and show callers."),
         )
     )
     _grants(
         groups.add_parser(
             "grants",
-            help="set, revoke, show grants",
-            description="Set, revoke and show what a caller may check (R8).",
+            help=_("set, update, revoke, show grants"),
+            description=_("Set, update, revoke and show what a caller may check (R8)."),
         )
     )
     _tokens(
         groups.add_parser(
             "tokens",
-            help="issue, revoke, list bearer tokens",
-            description="Issue (shown once), revoke and list bearer tokens.",
+            help=_("issue, revoke, list bearer tokens"),
+            description=_("Issue (shown once), revoke and list bearer tokens."),
         )
     )
 
@@ -58,27 +65,29 @@ def _command(actions: Subparsers, name: str, help_text: str, handler: Handler) -
 
 def _callers(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = _command(actions, "add", "add a caller", _callers_add)
+    add = _command(actions, "add", _("add a caller"), _callers_add)
     add.add_argument("caller_id", metavar="CALLER_ID")
-    add.add_argument("--department", required=True, metavar="CODE", help="department code (departments.toml)")
-    add.add_argument("--name", default="", help="display name")
+    add.add_argument(
+        "--department", required=True, metavar="CODE", help=_("department code (departments.toml)")
+    )
+    add.add_argument("--name", default="", help=_("display name"))
     add.add_argument(
         "--role",
         dest="roles",
         action="append",
         default=[],
         choices=sorted(ROLES),
-        help="admin, auditor or reveal (repeatable)",
+        help=_("admin, auditor or reveal (repeatable)"),
     )
-    add.add_argument("--tls-identity", default="", metavar="CN", help="client certificate common name")
+    add.add_argument("--tls-identity", default="", metavar="CN", help=_("client certificate common name"))
     add.add_argument("--json", action="store_true")
-    disable = _command(actions, "disable", "disable a caller (its tokens stop working)", _callers_disable)
+    disable = _command(actions, "disable", _("disable a caller (its tokens stop working)"), _callers_disable)
     disable.add_argument("caller_id", metavar="CALLER_ID")
     disable.add_argument("--json", action="store_true")
-    listing = _command(actions, "list", "list callers", _callers_list)
-    listing.add_argument("--all", action="store_true", help="include disabled callers")
+    listing = _command(actions, "list", _("list callers"), _callers_list)
+    listing.add_argument("--all", action="store_true", help=_("include disabled callers"))
     listing.add_argument("--json", action="store_true")
-    show = _command(actions, "show", "show one caller", _callers_show)
+    show = _command(actions, "show", _("show one caller"), _callers_show)
     show.add_argument("caller_id", metavar="CALLER_ID")
     show.add_argument("--json", action="store_true")
 
@@ -131,118 +140,232 @@ def _callers_list(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, 
 
 def _grants(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    put = _command(actions, "set", "set (replace) a caller's grant", _grants_set)
+    put = _command(actions, "set", _("set (replace) a caller's grant; shows what changed"), _grants_set)
     put.add_argument("caller_id", metavar="CALLER_ID")
-    put.add_argument(
+    _grant_options(put, replace=True)
+    update = _command(
+        actions,
+        "update",
+        _("change only the named fields of a caller's grant; shows what changed"),
+        _grants_update,
+    )
+    update.add_argument("caller_id", metavar="CALLER_ID")
+    _grant_options(update, replace=False)
+    revoke = _command(actions, "revoke", _("revoke a caller's grant"), _grants_revoke)
+    revoke.add_argument("caller_id", metavar="CALLER_ID")
+    revoke.add_argument("--json", action="store_true")
+    show = _command(actions, "show", _("show a caller's grant"), _grants_show)
+    show.add_argument("caller_id", metavar="CALLER_ID")
+    show.add_argument("--json", action="store_true")
+
+
+def _grant_options(parser: argparse.ArgumentParser, *, replace: bool) -> None:
+    """The grant's fields: ``set`` takes defaults for what is not named, ``update`` keeps it."""
+
+    def default(value: object) -> object:
+        return value if replace else None
+
+    parser.add_argument(
         "--matter",
         dest="matters",
         action="append",
-        required=True,
+        required=replace,
         metavar="CODE",
-        help="matter code, 'kind:<matter kind>' or '*' (repeatable)",
+        help=_("matter code, 'kind:<matter kind>' or '*' (repeatable)"),
     )
-    put.add_argument(
+    parser.add_argument(
         "--subject-kind",
         dest="subject_kinds",
         action="append",
         choices=["organization", "person"],
-        help="subject kinds (repeatable; default organization)",
+        help=_("subject kinds (repeatable; default organization)"),
     )
-    put.add_argument(
+    parser.add_argument(
         "--visible",
         dest="visible_fields",
         action="append",
-        default=[],
+        default=default([]),
         choices=sorted(VISIBLE_FIELDS),
-        help="personal field shown unmasked (repeatable; default none)",
+        help=_("personal field shown unmasked (repeatable; default none)"),
     )
-    put.add_argument(
+    parser.add_argument(
         "--purpose-required",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="every check must state a purpose (default yes)",
+        default=default(True),
+        help=_("every check must state a purpose (default yes)"),
     )
-    put.add_argument(
+    parser.add_argument(
         "--authorization-ref-required",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="person lookups need an authorisation reference (default yes)",
+        default=default(True),
+        help=_("person lookups need an authorisation reference (default yes)"),
     )
-    put.add_argument(
-        "--rate", type=float, default=50.0, metavar="PER_SECOND", help="rate limit (default 50/s)"
+    parser.add_argument(
+        "--rate", type=float, default=default(50.0), metavar="PER_SECOND", help=_("rate limit (default 50/s)")
     )
-    put.add_argument("--burst", type=int, default=100, help="burst (default 100)")
-    put.add_argument(
-        "--daily-person-quota", type=int, default=0, metavar="N", help="person lookups a day (default 0)"
+    parser.add_argument("--burst", type=int, default=default(100), help=_("burst (default 100)"))
+    parser.add_argument(
+        "--daily-person-quota",
+        type=int,
+        default=default(0),
+        metavar="N",
+        help=_("person lookups a day (default 0)"),
     )
-    put.add_argument(
+    parser.add_argument(
         "--watch-streams",
         type=int,
-        default=0,
+        default=default(0),
         metavar="N",
-        help=f"Watch streams open at once (default {DEFAULT_WATCH_STREAMS})",
+        help=_("Watch streams open at once (default {count})").format(count=DEFAULT_WATCH_STREAMS),
     )
-    put.add_argument("--valid-from", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
-    put.add_argument("--valid-until", type=dt.date.fromisoformat, metavar="YYYY-MM-DD")
-    put.add_argument("--json", action="store_true")
-    revoke = _command(actions, "revoke", "revoke a caller's grant", _grants_revoke)
-    revoke.add_argument("caller_id", metavar="CALLER_ID")
-    revoke.add_argument("--json", action="store_true")
-    show = _command(actions, "show", "show a caller's grant", _grants_show)
-    show.add_argument("caller_id", metavar="CALLER_ID")
-    show.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--valid-from", type=day, metavar="YYYY-MM-DD", help=day_help(_("first day the grant is valid"))
+    )
+    parser.add_argument(
+        "--valid-until",
+        type=day,
+        metavar="YYYY-MM-DD",
+        help=day_help(_("day the grant ends (00:00 China Standard Time)")),
+    )
+    parser.add_argument("--json", action="store_true")
+
+
+# Each option's field in the Grant message (None: not named on the command line, under `update`).
+_GRANT_FIELDS = {
+    "matters": "matters",
+    "subject_kinds": "subject_kinds",
+    "visible_fields": "visible_fields",
+    "purpose_required": "purpose_required",
+    "authorization_ref_required": "authorization_ref_required_for_persons",
+    "rate": "rate_per_second",
+    "burst": "burst",
+    "daily_person_quota": "daily_person_quota",
+    "watch_streams": "max_watch_streams",
+}
+
+
+def _apply(options: argparse.Namespace, grant: pb.Grant) -> pb.Grant:
+    """``grant`` with every field named in ``options`` set to it."""
+    for option, name in _GRANT_FIELDS.items():
+        value = getattr(options, option)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            del getattr(grant, name)[:]
+            getattr(grant, name).extend(value)
+        else:
+            setattr(grant, name, value)
+    for option in ("valid_from", "valid_until"):
+        day_value = getattr(options, option)
+        if day_value is not None:
+            getattr(grant, option).FromDatetime(
+                dt.datetime.combine(day_value, dt.time(), CHINA_STANDARD_TIME)
+            )
+    return grant
+
+
+def _shown_field(grant: pb.Grant, name: str) -> str:
+    if name in ("valid_from", "valid_until"):
+        given = grant.HasField("valid_from") if name == "valid_from" else grant.HasField("valid_until")
+        return shown_date(getattr(grant, name).ToDatetime(tzinfo=dt.UTC)) if given else "-"
+    value = getattr(grant, name)
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return str(value)
+    return " ".join(value) or "-"
+
+
+def grant_changes(before: pb.Grant, after: pb.Grant) -> list[str]:
+    """One line per field that differs: ``name  before → after``."""
+    names = [*_GRANT_FIELDS.values(), "valid_from", "valid_until"]
+    lines = []
+    for name in names:
+        old = _shown_field(before, name) if before.active else "-"
+        new = _shown_field(after, name)
+        if old != new:
+            lines.append(f"  {name:40} {old} → {new}")
+    return lines
+
+
+def _print_changes(options: argparse.Namespace, before: pb.Grant, after: pb.Grant) -> None:
+    changes = grant_changes(before, after)
+    if not before.active:
+        heading = _("new grant for {caller} (it had none):")
+    elif changes:
+        heading = _("changes to {caller}'s grant:")
+    else:
+        heading = _("{caller}'s grant is unchanged")
+    out = sys.stderr if options.json else sys.stdout
+    print(heading.format(caller=after.caller_id), file=out)
+    for line in changes:
+        print(line, file=out)
 
 
 def _print_grant(options: argparse.Namespace, grant: pb.Grant) -> int:
     if options.json:
         print_json(as_dict(grant))
     elif not grant.active:
-        print(f"{grant.caller_id}: no grant")
+        print(_("{caller}: no grant").format(caller=grant.caller_id))
     else:
-        print(f"caller          {grant.caller_id}")
-        print(f"matters         {' '.join(grant.matters)}")
-        print(f"subject kinds   {' '.join(grant.subject_kinds)}")
-        print(f"visible fields  {' '.join(grant.visible_fields) or '(all personal data masked)'}")
-        print(f"purpose         {'required' if grant.purpose_required else 'optional'}")
-        persons = "required for persons" if grant.authorization_ref_required_for_persons else "no"
-        print(f"authorisation   {persons}")
-        print(f"rate            {grant.rate_per_second:g}/s, burst {grant.burst}")
-        print(f"person quota    {grant.daily_person_quota} a day")
-        print(f"watch streams   {grant.max_watch_streams} at once")
+        names = policy_names()
+        print(_("caller          {caller}").format(caller=grant.caller_id))
+        matters = " ".join(names.matter(matter) for matter in grant.matters)
+        print(_("matters         {matters}").format(matters=matters))
+        print(_("subject kinds   {kinds}").format(kinds=" ".join(grant.subject_kinds)))
+        visible = " ".join(grant.visible_fields) or _("(all personal data masked)")
+        print(_("visible fields  {fields}").format(fields=visible))
+        purpose = _("required") if grant.purpose_required else _("optional")
+        print(_("purpose         {purpose}").format(purpose=purpose))
+        persons = _("required for persons") if grant.authorization_ref_required_for_persons else _("no")
+        print(_("authorisation   {persons}").format(persons=persons))
+        print(
+            _("rate            {rate}/s, burst {burst}").format(
+                rate=f"{grant.rate_per_second:g}", burst=grant.burst
+            )
+        )
+        print(_("person quota    {quota} a day").format(quota=grant.daily_person_quota))
+        print(_("watch streams   {streams} at once").format(streams=grant.max_watch_streams))
         if grant.HasField("valid_from") or grant.HasField("valid_until"):
             since = (
                 shown_date(grant.valid_from.ToDatetime(tzinfo=dt.UTC))
                 if grant.HasField("valid_from")
-                else "(open)"
+                else _("(open)")
             )
             until = (
                 shown_date(grant.valid_until.ToDatetime(tzinfo=dt.UTC))
                 if grant.HasField("valid_until")
-                else "(open)"
+                else _("(open)")
             )
-            print(f"valid           {since} to {until}")
+            print(_("valid           {since} to {until}").format(since=since, until=until))
     return EXIT_OK
 
 
 def _grants_set(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:
-    grant = pb.Grant(
-        caller_id=options.caller_id,
-        matters=options.matters,
-        subject_kinds=options.subject_kinds or ["organization"],
-        visible_fields=options.visible_fields,
-        purpose_required=options.purpose_required,
-        authorization_ref_required_for_persons=options.authorization_ref_required,
-        rate_per_second=options.rate,
-        burst=options.burst,
-        daily_person_quota=options.daily_person_quota,
-        max_watch_streams=options.watch_streams,
-    )
-    cst = dt.timezone(dt.timedelta(hours=8))
-    if options.valid_from:
-        grant.valid_from.FromDatetime(dt.datetime.combine(options.valid_from, dt.time(), cst))
-    if options.valid_until:
-        grant.valid_until.FromDatetime(dt.datetime.combine(options.valid_until, dt.time(), cst))
-    return _print_grant(options, admin.SetGrant(pb.SetGrantRequest(grant=grant), **call))
+    before = admin.GetGrant(pb.CallerRef(caller_id=options.caller_id), **call)
+    grant = _apply(options, pb.Grant(caller_id=options.caller_id, subject_kinds=["organization"]))
+    after = admin.SetGrant(pb.SetGrantRequest(grant=grant), **call)
+    _print_changes(options, before, after)
+    return _print_grant(options, after)
+
+
+def _grants_update(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:
+    before = admin.GetGrant(pb.CallerRef(caller_id=options.caller_id), **call)
+    if not before.active:
+        return fail(
+            _("{caller} has no grant to update: give it one with `admin grants set`").format(
+                caller=options.caller_id
+            ),
+            EXIT_INVALID,
+        )
+    grant = pb.Grant()
+    grant.CopyFrom(before)
+    grant.ClearField("active")
+    after = admin.SetGrant(pb.SetGrantRequest(grant=_apply(options, grant)), **call)
+    _print_changes(options, before, after)
+    return _print_grant(options, after)
 
 
 def _grants_revoke(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, call: CallOptions) -> int:
@@ -258,16 +381,20 @@ def _grants_show(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, c
 
 def _tokens(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    issue = _command(actions, "issue", "issue a token (shown once)", _tokens_issue)
+    issue = _command(actions, "issue", _("issue a token (shown once)"), _tokens_issue)
     issue.add_argument("caller_id", metavar="CALLER_ID")
-    issue.add_argument("--ttl-days", type=int, default=0, metavar="DAYS", help="lifetime (default 90 days)")
-    issue.add_argument("--label", default="", help="what the token is for")
-    issue.add_argument("--out", type=Path, metavar="FILE", help="write the token to FILE (mode 0600) instead")
+    issue.add_argument(
+        "--ttl-days", type=int, default=0, metavar="DAYS", help=_("lifetime (default 90 days)")
+    )
+    issue.add_argument("--label", default="", help=_("what the token is for"))
+    issue.add_argument(
+        "--out", type=Path, metavar="FILE", help=_("write the token to FILE (mode 0600) instead")
+    )
     issue.add_argument("--json", action="store_true")
-    revoke = _command(actions, "revoke", "revoke a token", _tokens_revoke)
+    revoke = _command(actions, "revoke", _("revoke a token"), _tokens_revoke)
     revoke.add_argument("token_id", metavar="TOKEN_ID")
     revoke.add_argument("--json", action="store_true")
-    listing = _command(actions, "list", "list tokens (never the tokens themselves)", _tokens_list)
+    listing = _command(actions, "list", _("list tokens (never the tokens themselves)"), _tokens_list)
     listing.add_argument("--caller", default="", metavar="CALLER_ID")
     listing.add_argument("--json", action="store_true")
 
@@ -291,7 +418,11 @@ def _tokens_issue(options: argparse.Namespace, admin: pb_grpc.AdminServiceStub, 
     issued = admin.IssueToken(request, **call)
     if options.out:
         write_secret(options.out, issued.token)
-        print(f"token {issued.info.token_id} for {issued.info.caller_id} written to {options.out}")
+        print(
+            _("token {token} for {caller} written to {path}").format(
+                token=issued.info.token_id, caller=issued.info.caller_id, path=options.out
+            )
+        )
     elif options.json:
         print_json({"token": issued.token, "info": as_dict(issued.info)})
     else:

@@ -31,22 +31,28 @@ from ..audit import RetentionError as _RetentionError
 from ..chain_heads import REPLICA_FILE_NAME, head_problem, read_replica_id
 from ..china_time import CHINA_STANDARD_TIME
 from ..csv_cells import inert_fields, inert_row
-from ..report import CoverageRow, Verification, render
+from ..i18n import _
+from ..report import CoverageRow, Names, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_OK,
+    DeprecatedAlias,
     Subparsers,
     add_gateway_option,
     fail,
     print_json,
     shown_instant,
 )
+from .dates import day, day_help, instant, instant_help
+from .names import policy_names
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 EXIT_TAMPERED = 1
+QUERY_PAGE = 100
+QUERY_MOST = 10_000  # the gateway's bound on one query
 Handler = Callable[[argparse.Namespace, pb_grpc.AuditServiceStub, CallOptions], int]
 QUERY_COLUMNS = (
     "seq",
@@ -66,19 +72,23 @@ QUERY_COLUMNS = (
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "audit",
-        help="verify, query, reveal, export, prune the audit log",
-        description="Auditor tools: verify the tamper-evident log, query who checked whom, reveal subjects "
-        "(reveal role), export, prune past retention (3 years).",
+        help=_("verify, query, reveal, export, prune the audit log"),
+        description=_(
+            "Auditor tools: verify the tamper-evident log, query who checked whom, reveal subjects "
+            "(reveal role), export, prune past retention (3 years)."
+        ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     verify = actions.add_parser(
         "verify",
-        help="walk the chain and checkpoints; exit 0 intact, 1 tampered",
-        description="Walk the hash chain and the signed checkpoints and report the first bad record. "
-        "With --data-dir it runs offline on a (copy of a) data directory, needing only the public keys.",
+        help=_("walk the chain and checkpoints; exit 0 intact, 1 tampered"),
+        description=_(
+            "Walk the hash chain and the signed checkpoints and report the first bad record. "
+            "With --data-dir it runs offline on a (copy of a) data directory, needing only the public keys."
+        ),
     )
-    verify.add_argument("--data-dir", type=Path, metavar="DIR", help="verify offline, without a gateway")
+    verify.add_argument("--data-dir", type=Path, metavar="DIR", help=_("verify offline, without a gateway"))
     verify.add_argument(
         "--public-keys",
         type=Path,
@@ -88,8 +98,10 @@ def register(commands: Subparsers) -> None:
     verify.add_argument(
         "--store",
         metavar="URL|DIR",
-        help="with --data-dir: also prove the chain reaches the head its gateway published in this store "
-        "(a postgresql:// URL, or the data directory of an embedded store)",
+        help=_(
+            "with --data-dir: also prove the chain reaches the head its gateway published in this store "
+            "(a postgresql:// URL, or the data directory of an embedded store)"
+        ),
     )
     verify.add_argument("--json", action="store_true")
     add_gateway_option(verify)
@@ -97,52 +109,75 @@ def register(commands: Subparsers) -> None:
 
     heads = actions.add_parser(
         "heads",
-        help="list every gateway's audit chain and its published head",
-        description="List the audit chains that make up the record (one per gateway, docs/scaling.md): "
-        "replica id, the last signed checkpoint each published, and when.",
+        help=_("list every gateway's audit chain and its published head"),
+        description=_(
+            "List the audit chains that make up the record (one per gateway, docs/scaling.md): "
+            "replica id, the last signed checkpoint each published, and when."
+        ),
     )
-    heads.add_argument("--store", required=True, metavar="URL|DIR", help="a postgresql:// URL or a data dir")
+    heads.add_argument(
+        "--store", required=True, metavar="URL|DIR", help=_("a postgresql:// URL or a data dir")
+    )
     heads.add_argument("--json", action="store_true")
     heads.set_defaults(run=run_heads)
 
     query = actions.add_parser(
-        "query", help="search records", description="Search audit records (auditor role)."
+        "query", help=_("search records"), description=_("Search audit records (auditor role).")
     )
     _add_filters(query)
-    query.add_argument("--limit", type=int, default=100)
+    query.add_argument(
+        "--limit",
+        type=int,
+        default=QUERY_PAGE,
+        metavar="N",
+        help=_("show the newest N matching records (default {page}, at most {most})").format(
+            page=QUERY_PAGE, most=QUERY_MOST
+        ),
+    )
+    query.add_argument(
+        "--before-seq",
+        type=int,
+        default=0,
+        metavar="SEQ",
+        help=_("only records older than record SEQ: the next page back, as a truncated listing says"),
+    )
     _add_table_output(query)
     add_gateway_option(query)
     query.set_defaults(run=lambda options: _online(options, _query))
 
     reveal = actions.add_parser(
         "reveal",
-        help="decrypt the subjects of records (reveal role; audited)",
-        description="Decrypt the subjects of the given records. Needs the auditor and reveal roles; "
-        "the reveal is itself audited.",
+        help=_("decrypt the subjects of records (reveal role; audited)"),
+        description=_(
+            "Decrypt the subjects of the given records. Needs the auditor and reveal roles; "
+            "the reveal is itself audited."
+        ),
     )
     reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
-    reveal.add_argument("--purpose", required=True, help="why the subjects are needed")
+    reveal.add_argument("--purpose", required=True, help=_("why the subjects are needed"))
     reveal.add_argument("--json", action="store_true")
     add_gateway_option(reveal)
     reveal.set_defaults(run=lambda options: _online(options, _reveal))
 
     export = actions.add_parser(
         "export",
-        help="export records as JSON Lines or CSV",
-        description="Export audit records (subjects as keyed hashes).",
+        help=_("export records as JSON Lines or CSV"),
+        description=_("Export audit records (subjects as keyed hashes)."),
     )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("--out", type=Path, metavar="FILE", help="write to FILE (default stdout)")
+    export.add_argument("--out", type=Path, metavar="FILE", help=_("write to FILE (default stdout)"))
     _add_filters(export)
     add_gateway_option(export)
     export.set_defaults(run=lambda options: _online(options, _export))
 
     coverage = actions.add_parser(
         "coverage",
-        help="应查必查 / 奖惩到位: were approvals backed by checks, were measures applied",
-        description="Per must-check matter: approvals reported; approvals backed by an earlier check of the "
-        "same subject and matter; approvals without one; mandatory measures that applied but were reported "
-        "as not applied; checks with restrictions never followed by feedback. Auditor role.",
+        help=_("应查必查 / 奖惩到位: were approvals backed by checks, were measures applied"),
+        description=_(
+            "Per must-check matter: approvals reported; approvals backed by an earlier check of the "
+            "same subject and matter; approvals without one; mandatory measures that applied but were "
+            "reported as not applied; checks with restrictions never followed by feedback. Auditor role."
+        ),
     )
     _add_window(coverage)
     coverage.add_argument("--department", default="", metavar="CODE")
@@ -153,8 +188,8 @@ def register(commands: Subparsers) -> None:
 
     statistics = actions.add_parser(
         "stats",
-        help="跟踪问效: checks by department, matter, memorandum, measure or outcome",
-        description="Successful checks counted per day or month (China Standard Time). Auditor role.",
+        help=_("跟踪问效: checks by department, matter, memorandum, measure or outcome"),
+        description=_("Successful checks counted per day or month (China Standard Time). Auditor role."),
     )
     _add_window(statistics)
     statistics.add_argument(
@@ -167,10 +202,12 @@ def register(commands: Subparsers) -> None:
 
     report = actions.add_parser(
         "report",
-        help="write a self-contained HTML report (coverage, measures, checks over time, chain)",
-        description="Write one self-contained HTML file (no network; charts as inline SVG): coverage per "
-        "department and matter, restrictions mandated versus applied, checks over time and the audit chain's "
-        "verification status. Auditor role.",
+        help=_("write a self-contained HTML report (coverage, measures, checks over time, chain)"),
+        description=_(
+            "Write one self-contained HTML file (no network; charts as inline SVG), in the command's "
+            "language: the chain's verification status, the exceptions as a worklist, coverage per "
+            "department and matter, restrictions mandated versus applied, checks over time. Auditor role."
+        ),
     )
     _add_window(report)
     report.add_argument("--out", type=Path, required=True, metavar="FILE")
@@ -179,19 +216,25 @@ def register(commands: Subparsers) -> None:
 
     prune = actions.add_parser(
         "prune",
-        help="delete records older than a date, never inside the 3-year retention",
-        description="Delete records older than --before. Refused when --before is less than three years ago "
-        "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped.",
+        help=_("delete records older than a date, never inside the 3-year retention"),
+        description=_(
+            "Delete records older than --before. Refused when --before is less than three years ago "
+            "(个人信息保护法 Art. 56). Run it on a data directory whose gateway is stopped."
+        ),
     )
-    prune.add_argument("--before", type=dt.date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    prune.add_argument(
+        "--before", type=day, required=True, metavar="YYYY-MM-DD", help=day_help(_("delete records before"))
+    )
     prune.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
     prune.set_defaults(run=run_prune)
 
     rotate = actions.add_parser(
         "rotate-key",
-        help="add a new current key (hmac, enc or sign); old records stay verifiable",
-        description="Rotate one of the audit keys. Older records keep their key ids and stay searchable, "
-        "decryptable and verifiable. Run it on a data directory whose gateway is stopped.",
+        help=_("add a new current key (hmac, enc or sign); old records stay verifiable"),
+        description=_(
+            "Rotate one of the audit keys. Older records keep their key ids and stay searchable, "
+            "decryptable and verifiable. Run it on a data directory whose gateway is stopped."
+        ),
     )
     rotate.add_argument("kind", choices=["hmac", "enc", "sign"])
     rotate.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
@@ -199,8 +242,12 @@ def register(commands: Subparsers) -> None:
 
 
 def _add_window(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    parser.add_argument("--since", type=_instant, metavar="DATE|INSTANT", help="from (inclusive)")
-    parser.add_argument("--until", type=_instant, metavar="DATE|INSTANT", help="until (exclusive)")
+    parser.add_argument(
+        "--since", type=instant, metavar="DATE|INSTANT", help=instant_help(_("from (inclusive)"))
+    )
+    parser.add_argument(
+        "--until", type=instant, metavar="DATE|INSTANT", help=instant_help(_("until (exclusive)"))
+    )
 
 
 def _add_table_output(parser: argparse.ArgumentParser) -> None:
@@ -210,32 +257,33 @@ def _add_table_output(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("filters")
+    group = parser.add_argument_group(_("filters"))
     _add_window(group)
     group.add_argument("--caller", default="", metavar="CALLER_ID")
     group.add_argument("--department", default="", metavar="CODE")
     group.add_argument("--matter", default="", metavar="CODE")
     group.add_argument(
-        "--outcome", default="", help="e.g. restrictions, no_record, denied, invalid_input, alert"
+        "--outcome", default="", help=_("e.g. restrictions, no_record, denied, invalid_input, alert")
     )
     group.add_argument(
+        "--record-kind",
         "--kind",
+        action=DeprecatedAlias,
+        old=["--kind"],  # one meaning per flag: `check --subject-kind` once was `check --kind`
+        dest="kind",
         default="",
-        help="check, batch_item, batch, replay, feedback, admin, audit, reveal, alert, refused, keys, watch",
+        metavar="KIND",
+        help=_(
+            "record kind: check, batch_item, batch, replay, feedback, admin, audit, reveal, alert, refused, "
+            "keys, watch (--kind is a deprecated alias)"
+        ),
     )
     group.add_argument(
         "--subject",
         default="",
         metavar="ID",
-        help="raw identifier: the gateway computes its keyed hash (never stored in clear)",
+        help=_("raw identifier: the gateway computes its keyed hash (never stored in clear)"),
     )
-
-
-def _instant(text: str) -> dt.datetime:
-    if len(text) == 10:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), CHINA_STANDARD_TIME)
-    instant = dt.datetime.fromisoformat(text)
-    return instant if instant.tzinfo else instant.replace(tzinfo=CHINA_STANDARD_TIME)
 
 
 def _query_message(options: argparse.Namespace) -> pb.AuditQuery:
@@ -264,7 +312,7 @@ def run_verify(options: argparse.Namespace) -> int:
         return _online(options, _verify_online)
     database = options.data_dir / DEFAULT_FILE_NAME
     if not database.is_file():
-        return fail(f"no audit log at {database}", EXIT_INVALID)
+        return fail(_("no audit log at {path}").format(path=database), EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
     report = verify_data_dir(options.data_dir, public_keys)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
@@ -330,7 +378,11 @@ def run_heads(options: argparse.Namespace) -> int:
                 f"{row['replica']}  through record {row['seq']}  "
                 f"signed {shown_instant(str(row['signed_at']))}  ({row['key_id']})"
             )
-        print(f"{len(rows)} audit chain(s): verify each gateway's data directory with --store")
+        print(
+            _("{count} audit chain(s): verify each gateway's data directory with --store").format(
+                count=len(rows)
+            )
+        )
     return EXIT_OK
 
 
@@ -367,12 +419,20 @@ def _print_verdict(
             }
         )
     elif ok:
-        print(f"intact: {records} records and {checkpoints} signed checkpoints verified")
+        print(
+            _("intact: {records} records and {checkpoints} signed checkpoints verified").format(
+                records=records, checkpoints=checkpoints
+            )
+        )
         for repair in repairs:
-            print(f"repaired: {repair}")
+            print(_("repaired: {repair}").format(repair=repair))
     else:
-        print(f"TAMPERED: {reason}")
-        print(f"(first bad record: {seq}; {records} records checked before it)")
+        print(_("TAMPERED: {reason}").format(reason=reason))
+        print(
+            _("(first bad record: {seq}; {records} records checked before it)").format(
+                seq=seq, records=records
+            )
+        )
     return EXIT_OK if ok else EXIT_TAMPERED
 
 
@@ -380,8 +440,34 @@ def _print_verdict(
 
 
 def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
-    response = audit.Query(_query_message(options), **call)
-    rows = [as_dict(record) for record in response.records]
+    if not 0 < options.limit <= QUERY_MOST:
+        return fail(
+            _("--limit must be between 1 and {most}").format(most=QUERY_MOST),
+            EXIT_INVALID,
+        )
+    message = _query_message(options)
+    message.before_seq = options.before_seq
+    # One record more than shown tells whether the listing is truncated.
+    message.limit = min(options.limit + 1, QUERY_MOST)
+    records = list(audit.Query(message, **call).records)
+    # At the gateway's bound no extra record can be asked for: a full page is taken as truncated.
+    truncated = len(records) > options.limit or len(records) == QUERY_MOST
+    records = records[-options.limit :]
+    _print_records(options, records)
+    if truncated:
+        print(
+            _(
+                "mustcheck: showing the newest {shown} matching records; older ones exist — "
+                "page back with --before-seq {seq}, raise --limit (at most {most}), or use `audit export` "
+                "for all of them"
+            ).format(shown=len(records), seq=records[0].seq, most=QUERY_MOST),
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord]) -> None:
+    rows = [as_dict(record) for record in records]
     if options.json:
         print_json(rows)
     elif options.csv:
@@ -393,7 +479,7 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
             )
     else:
         print("  ".join(f"{column:>8}" if column == "seq" else column for column in QUERY_COLUMNS))
-        for record in response.records:
+        for record in records:
             at = (
                 record.at.ToDatetime(tzinfo=dt.UTC)
                 .astimezone(CHINA_STANDARD_TIME)
@@ -405,7 +491,6 @@ def _query(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: C
                 f"{record.matter or '-'}  {record.subject_kind or '-'}  {record.subject_hash[:16] or '-'}  "
                 f"{record.outcome}  {record.status}  {record.data_version}"
             )
-    return EXIT_OK
 
 
 def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
@@ -414,7 +499,7 @@ def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         print_json([{"seq": item.seq, "subject": item.subject or None} for item in response.subjects])
     else:
         for item in response.subjects:
-            print(f"{item.seq:>8}  {item.subject or '(no subject)'}")
+            print(f"{item.seq:>8}  {item.subject or _('(no subject)')}")
     return EXIT_OK
 
 
@@ -480,15 +565,18 @@ def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call
                 )
             )
     else:
+        # Counts first, in fixed columns; then the matter and department, names beside codes.
+        names = policy_names()
         print(
-            f"{'matter':24} {'department':16} {'reported':>8} {'backed':>7} {'unbacked':>8} "
-            f"{'measures missed':>15} {'restricted, no feedback':>24}"
+            f"{_('reported'):>8} {_('backed'):>7} {_('unbacked'):>8} {_('measures missed'):>15} "
+            f"{_('restricted, no feedback'):>24}  {_('matter')} / {_('department')}"
         )
         for row in rows:
             print(
-                f"{row['matter']:24} {row['department']:16} {row['approvals_reported']:>8} "
-                f"{row['approvals_backed']:>7} {len(row['approvals_without_check']):>8} "
-                f"{len(row['mandatory_not_applied']):>15} {row['restricted_checks_without_feedback']:>24}"
+                f"{row['approvals_reported']:>8} {row['approvals_backed']:>7} "
+                f"{len(row['approvals_without_check']):>8} {len(row['mandatory_not_applied']):>15} "
+                f"{row['restricted_checks_without_feedback']:>24}  "
+                f"{names.matter(row['matter'])} / {names.department(row['department'])}"
             )
     return EXIT_OK
 
@@ -531,6 +619,7 @@ def _report(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         for row in audit.Coverage(coverage_request, **call).matters
     ]
     daily = [(r.bucket, r.key, r.checks) for r in audit.Stats(stats_request, **call).rows]
+    names = policy_names()
     verdict = audit.Verify(pb.VerifyRequest(), **call)
     page = render(
         since=options.since,
@@ -539,11 +628,12 @@ def _report(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: 
         daily=daily,
         verification=Verification(verdict.ok, verdict.records, verdict.checkpoints, verdict.reason),
         generated_at=dt.datetime.now(CHINA_STANDARD_TIME),
+        names=Names(departments=names.departments, matters=names.matters),
     )
     temporary = options.out.with_name(options.out.name + ".partial")
     temporary.write_text(page, encoding="utf-8")
     temporary.replace(options.out)
-    print(f"report written to {options.out}")
+    print(_("report written to {path}").format(path=options.out))
     return EXIT_OK
 
 
@@ -556,10 +646,10 @@ def run_prune(options: argparse.Namespace) -> int:
         with AuditLog.open(options.data_dir) as log:
             deleted = log.prune(before, by="cli")
     except _RetentionError as error:
-        return fail(f"refused: {error}", EXIT_INVALID)
+        return fail(_("refused: {error}").format(error=error), EXIT_INVALID)
     except AuditError as error:
         return fail(str(error), EXIT_FAILURE)
-    print(f"pruned {deleted} records older than {options.before}")
+    print(_("pruned {count} records older than {day}").format(count=deleted, day=options.before))
     return EXIT_OK
 
 
@@ -568,5 +658,9 @@ def run_rotate(options: argparse.Namespace) -> int:
         key_id = KeyRing.load_or_create(options.data_dir / KEYS_DIR_NAME).rotate(options.kind)
     except AuditError as error:
         return fail(str(error), EXIT_FAILURE)
-    print(f"new current {options.kind} key: {key_id} (the gateway uses it from its next start)")
+    print(
+        _("new current {kind} key: {key} (the gateway uses it from its next start)").format(
+            kind=options.kind, key=key_id
+        )
+    )
     return EXIT_OK

@@ -6,22 +6,25 @@ import argparse
 from pathlib import Path
 
 from ..auth.certs import init_certificates
+from ..i18n import _
 from .common import EXIT_OK, Subparsers
 
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "certs",
-        help="create development certificates",
-        description="Create development certificates (not for production: use your own PKI there).",
+        help=_("create development certificates"),
+        description=_("Create development certificates (not for production: use your own PKI there)."),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     init = actions.add_parser(
         "init",
-        help="create a CA, a server certificate and client certificates",
-        description="Write ca.pem/ca.key, server.pem/server.key (for localhost, 127.0.0.1, ::1 and "
-        "--host names) and NAME.pem/NAME.key for each --client (its common name is the caller's "
-        "--tls-identity).",
+        help=_("create a CA, a server certificate and client certificates"),
+        description=_(
+            "Write ca.pem/ca.key, server.pem/server.key (for localhost, 127.0.0.1, ::1 and "
+            "--host names) and NAME.pem/NAME.key for each --client (its common name is the caller's "
+            "--tls-identity)."
+        ),
     )
     init.add_argument("directory", type=Path, metavar="DIR")
     init.add_argument(
@@ -29,7 +32,7 @@ def register(commands: Subparsers) -> None:
         dest="clients",
         action="append",
         metavar="NAME",
-        help="client certificate common name (repeatable; default: admin, auditor, client)",
+        help=_("client certificate common name (repeatable; default: admin, auditor, client)"),
     )
     init.add_argument(
         "--host",
@@ -37,7 +40,7 @@ def register(commands: Subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="extra server host name or address (repeatable)",
+        help=_("extra server host name or address (repeatable)"),
     )
     init.set_defaults(run=run_init)
 

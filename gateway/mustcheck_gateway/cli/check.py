@@ -19,11 +19,13 @@ from mustcheck import (
 )
 from mustcheck.identifiers import IdentifierError, validate_subject
 
+from ..i18n import _
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_UNAVAILABLE,
+    DeprecatedAlias,
     Subparsers,
     UsageError,
     add_gateway_option,
@@ -33,27 +35,40 @@ from .common import (
     render_result,
     result_as_json,
 )
-from .rpc import exit_code_for, explained
+from .reasons import explained, subject_error
+from .rpc import exit_code_for
 
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "check",
-        help="check one subject for one matter",
-        description="Check one subject (unified social credit code or citizen ID) for one approval matter. "
-        "Exit codes: 0 answered, 2 invalid input, 3 gateway unavailable, 4 permission denied.",
+        help=_("check one subject for one matter"),
+        description=_(
+            "Check one subject (unified social credit code or citizen ID) for one approval matter. "
+            "Exit codes: 0 answered, 2 invalid input, 3 gateway unavailable, 4 permission denied."
+        ),
     )
-    parser.add_argument("subject", help="unified social credit code or citizen identity number")
-    parser.add_argument("--matter", required=True, metavar="CODE", help="matter code from the query catalog")
-    parser.add_argument("--purpose", default="", help="business purpose of the lookup")
+    parser.add_argument("subject", help=_("unified social credit code or citizen identity number"))
     parser.add_argument(
-        "--authorization-ref", default="", metavar="REF", help="authorisation reference (persons)"
+        "--matter", required=True, metavar="CODE", help=_("matter code from the query catalog")
+    )
+    parser.add_argument("--purpose", default="", help=_("business purpose of the lookup"))
+    parser.add_argument(
+        "--authorization-ref", default="", metavar="REF", help=_("authorisation reference (persons)")
     )
     parser.add_argument(
-        "--kind", choices=[kind.value for kind in SubjectKind], help="subject kind, if ambiguous"
+        "--subject-kind",
+        "--kind",
+        action=DeprecatedAlias,
+        old=["--kind"],  # one meaning per flag: `audit query` once used --kind for the record's kind
+        dest="kind",
+        choices=[kind.value for kind in SubjectKind],
+        help=_("subject kind, if ambiguous (--kind is a deprecated alias)"),
     )
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="deadline (default 5)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help=_("deadline (default 5)")
+    )
+    parser.add_argument("--json", action="store_true", help=_("print one JSON object"))
     add_gateway_option(parser)
     parser.set_defaults(run=run)
 
@@ -77,22 +92,29 @@ def run(options: argparse.Namespace) -> int:
                 subject_kind=kind,
             )
     except InvalidRequest as error:
-        return fail(f"invalid input: {error.message}", EXIT_INVALID)
+        return fail(_("invalid input: {message}").format(message=subject_error(error)), EXIT_INVALID)
     except CheckUnavailable as error:
         if checksum_error is not None:
             # Only the gateway's legacy allow-list could have admitted this identifier.
             return fail(
-                f"invalid input: {checksum_error.message} [{checksum_error.rule}] "
-                f"(the gateway at {options.gateway}, which keeps the legacy allow-list, gave no answer)",
+                _(
+                    "invalid input: {message} [{rule}] (the gateway at {gateway}, which keeps the legacy "
+                    "allow-list, gave no answer)"
+                ).format(message=checksum_error.message, rule=checksum_error.rule, gateway=options.gateway),
                 EXIT_INVALID,
             )
-        return fail(f"no answer from the gateway at {options.gateway}: {error.message}", EXIT_UNAVAILABLE)
+        return fail(
+            _("no answer from the gateway at {gateway}: {message}").format(
+                gateway=options.gateway, message=explained(error)
+            ),
+            EXIT_UNAVAILABLE,
+        )
     except (PermissionDenied, AuthenticationFailed) as error:
-        return fail(f"not allowed: {explained(error)}", exit_code_for(error))
+        return fail(_("not allowed: {message}").format(message=explained(error)), exit_code_for(error))
     except RateLimited as error:
-        return fail(f"rate limited: {error.message}", EXIT_UNAVAILABLE)
+        return fail(_("rate limited: {message}").format(message=explained(error)), EXIT_UNAVAILABLE)
     except MustCheckError as error:
-        return fail(error.message, EXIT_FAILURE)
+        return fail(explained(error), EXIT_FAILURE)
     if options.json:
         print_json(result_as_json(result))
     else:

@@ -14,8 +14,10 @@ from typing import Any, TypeAlias
 from mustcheck import CheckResult, EntryStatus, Measure, Membership, TLSConfig
 
 from ..china_time import CHINA_STANDARD_TIME
+from ..i18n import N_, _
 from ..logs import configure_logging
 from ..server import DEFAULT_LISTEN
+from .names import beside, policy_names
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -31,27 +33,27 @@ TOKEN_FILE_VARIABLE = "MUSTCHECK_TOKEN_FILE"
 
 def add_gateway_option(parser: argparse.ArgumentParser) -> None:
     """How a client command reaches the gateway: address, token, TLS."""
-    group = parser.add_argument_group("connection")
+    group = parser.add_argument_group(_("connection"))
     group.add_argument(
         "--gateway",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"gateway address (default {DEFAULT_LISTEN})",
+        help=_("gateway address (default {address})").format(address=DEFAULT_LISTEN),
     )
     group.add_argument(
         "--token-file",
         type=Path,
         default=None,
         metavar="FILE",
-        help=f"file holding the bearer token (default: ${TOKEN_FILE_VARIABLE})",
+        help=_("file holding the bearer token (default: ${variable})").format(variable=TOKEN_FILE_VARIABLE),
     )
     group.add_argument(
-        "--ca", type=Path, default=None, metavar="FILE", help="CA certificate: connect with TLS"
+        "--ca", type=Path, default=None, metavar="FILE", help=_("CA certificate: connect with TLS")
     )
     group.add_argument(
-        "--cert", type=Path, default=None, metavar="FILE", help="client certificate (mutual TLS)"
+        "--cert", type=Path, default=None, metavar="FILE", help=_("client certificate (mutual TLS)")
     )
-    group.add_argument("--key", type=Path, default=None, metavar="FILE", help="client certificate's key")
+    group.add_argument("--key", type=Path, default=None, metavar="FILE", help=_("client certificate's key"))
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,17 @@ def connection_from(options: argparse.Namespace) -> Connection:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise UsageError(f"cannot read the token file {token_file}: {error.strerror}") from None
+            raise UsageError(
+                _("cannot read the token file {path}: {reason}").format(
+                    path=token_file, reason=error.strerror
+                )
+            ) from None
     tls = None
     if options.ca or options.cert or options.key:
         try:
             tls = TLSConfig.from_files(options.ca, options.cert, options.key)
         except (OSError, ValueError) as error:
-            raise UsageError(f"TLS files: {error}") from None
+            raise UsageError(_("TLS files: {error}").format(error=error)) from None
     return Connection(options.gateway, token, tls)
 
 
@@ -111,6 +117,7 @@ def configure_logging_from(options: argparse.Namespace) -> None:
 
 
 def fail(message: str, code: int) -> int:
+    """Print ``message`` (already in the active language) as the command's error; return ``code``."""
     print(f"mustcheck: {message}", file=sys.stderr)
     return code
 
@@ -178,18 +185,26 @@ def print_json(data: Any) -> None:
 
 
 _OUTCOME_LABEL = {
-    "no_record": "no record (无记录)",
-    "incentives": "incentives apply (守信激励)",
-    "restrictions": "restrictions apply (失信惩戒)",
-    "under_objection": "under objection — measures suspended (异议处理中)",
-    "listed_no_measures": "listed — no measure for this matter that your department implements (无适用措施)",
+    "no_record": N_("no record"),
+    "incentives": N_("incentives apply"),
+    "restrictions": N_("restrictions apply"),
+    "under_objection": N_("under objection — measures suspended"),
+    "listed_no_measures": N_("listed — no measure for this matter that your department implements"),
 }
 # Shown instead of "no record" when entries are displayed that no longer count.
-_NOTHING_IN_FORCE = "nothing in force — the entries below no longer count (无生效记录)"
+_NOTHING_IN_FORCE = N_("nothing in force — the entries below no longer count")
 _GREEN_CHANNEL_REASON = {
-    "bad_record": "no — a bad record in the last three years",
-    "data.not_attested": "no — the store attests no complete list data, so absence proves nothing (R6)",
-    "data.too_short": "no — the list data is complete for less than three years (R6)",
+    "bad_record": N_("no — a bad record in the last three years"),
+    "data.not_attested": N_("no — the store attests no complete list data, so absence proves nothing (R6)"),
+    "data.too_short": N_("no — the list data is complete for less than three years (R6)"),
+}
+_ENTRY_STATE = {
+    "in_force": N_("in force"),
+    "ended": N_("measures period ended"),
+    "under_objection": N_("under objection"),
+    "removed": N_("removed"),
+    "repaired": N_("repaired"),
+    "expired": N_("expired"),
 }
 
 
@@ -214,47 +229,111 @@ def shown_instant(text: str) -> str:
 
 def _green_channel_line(result: CheckResult) -> str:
     if result.green_channel:
-        since = (
-            f" (list data complete since {shown_date(result.data_complete_since)})"
-            if (result.data_complete_since)
-            else ""
-        )
-        return f"green channel yes — no bad record for three years (33号 §4){since}"
-    return "green channel " + _GREEN_CHANNEL_REASON.get(result.green_channel_reason, "no")
+        if result.data_complete_since:
+            return _(
+                "green channel yes — no bad record for three years (33号 §4) "
+                "(list data complete since {date})"
+            ).format(date=shown_date(result.data_complete_since))
+        return _("green channel yes — no bad record for three years (33号 §4)")
+    reason = _GREEN_CHANNEL_REASON.get(result.green_channel_reason, N_("no"))
+    return _("green channel {reason}").format(reason=_(reason))
+
+
+def _entry_state(membership: Membership) -> str:
+    if membership.in_force:
+        return _(_ENTRY_STATE["in_force"])
+    if membership.status is EntryStatus.ACTIVE:
+        return _(_ENTRY_STATE["ended"])
+    status = membership.status.value
+    return _(_ENTRY_STATE[status]) if status in _ENTRY_STATE else status.replace("_", " ")
 
 
 def render_result(result: CheckResult) -> str:
-    outcome = _OUTCOME_LABEL[result.outcome.value]
+    """A check's answer for people, in the active language, names beside codes."""
+    names = policy_names()
+    outcome = _(_OUTCOME_LABEL[result.outcome.value])
     if result.outcome.value == "no_record" and result.memberships:
-        outcome = _NOTHING_IN_FORCE
+        outcome = _(_NOTHING_IN_FORCE)
+    kind = _(SUBJECT_KIND_LABEL.get(result.subject_kind.value, result.subject_kind.value))
     lines = [
-        f"subject      {result.subject}  {result.subject_name}  ({result.subject_kind.value})"
-        + ("  [legacy code]" if result.legacy_code else ""),
-        f"matter       {result.matter}",
-        f"outcome      {outcome}",
+        _("subject        {subject}  {name}  ({kind})").format(
+            subject=result.subject, name=result.subject_name, kind=kind
+        )
+        + (_("  [legacy code]") if result.legacy_code else ""),
+        _("matter         {matter}").format(matter=names.matter(result.matter)),
+        _("outcome        {outcome}").format(outcome=outcome),
         _green_channel_line(result),
     ]
     for membership in result.memberships:
-        if membership.in_force:
-            state = "in force"
-        elif membership.status is EntryStatus.ACTIVE:
-            state = "measures period ended"
-        else:
-            state = membership.status.value.replace("_", " ")
         via = ""
         if membership.via is not None:
             link = membership.via
-            via = f"  via {link.organization_name} {link.organization_code} ({link.role})"
+            via = _("  via {name} {code} ({role})").format(
+                name=link.organization_name, code=link.organization_code, role=link.role
+            )
+        department = (
+            _("; initiated by {department}").format(
+                department=names.department(membership.initiating_department)
+            )
+            if membership.initiating_department
+            else ""
+        )
         lines.append(
-            f"  {membership.list.value:5} {membership.memorandum_title}  [{state}; decided "
-            f"{shown_date(membership.decision_date)}, until {shown_date(membership.punish_until)}]{via}"
+            "  "
+            + _("{list}  {memorandum}  [{state}; decided {decided}, until {until}{department}]{via}").format(
+                list=_(LIST_LABEL.get(membership.list.value, membership.list.value)),
+                memorandum=beside(membership.memorandum_title, membership.memorandum_id),
+                state=_entry_state(membership),
+                decided=shown_date(membership.decision_date),
+                until=shown_date(membership.punish_until),
+                department=department,
+                via=via,
+            )
         )
     for measure in result.measures:
-        tag = "mandatory  " if measure.mandatory else "recommended"
-        lines.append(f"  - {tag} {measure.id}: {measure.text}  ({measure.legal_basis})")
+        tag = _("mandatory") if measure.mandatory else _("recommended")
+        basis = f"  ({measure.legal_basis})" if measure.legal_basis else ""
+        lines.append(f"  - {tag} {measure.id}: {measure.text}{basis}")
     if result.human_review_required:
         lines.append(f"  ! {result.review_notice}")
-    lines.append(f"data version {result.data_version}, checked at {shown_time(result.checked_at)}")
+    lines.append(
+        _("data version {version}, checked at {time}").format(
+            version=result.data_version, time=shown_time(result.checked_at)
+        )
+    )
     if result.receipt is not None:
-        lines.append(f"receipt      {result.receipt.receipt_id} (audit record {result.receipt.audit_seq})")
+        lines.append(
+            _("receipt        {receipt} (audit record {seq})").format(
+                receipt=result.receipt.receipt_id, seq=result.receipt.audit_seq
+            )
+        )
     return "\n".join(lines)
+
+
+SUBJECT_KIND_LABEL = {"organization": N_("organization"), "person": N_("person")}
+LIST_LABEL = {"red": N_("red list"), "black": N_("black list")}
+
+
+class DeprecatedAlias(argparse.Action):
+    """Stores the value like ``store``; an old spelling among ``option_strings`` earns a warning on
+    stderr naming the new one (the first spelling)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        self.old = tuple(kwargs.pop("old", ()))
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if option_string in self.old:
+            print(
+                _("mustcheck: {old} is deprecated here: use {new}").format(
+                    old=option_string, new=self.option_strings[0]
+                ),
+                file=sys.stderr,
+            )
+        setattr(namespace, self.dest, values)

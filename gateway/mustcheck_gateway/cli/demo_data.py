@@ -11,6 +11,7 @@ from ..demo_data import generate_rows
 from ..list_rows import write_jsonl
 from ..policy import PolicyError, default_policy_dir, load_policies
 from .common import EXIT_FAILURE, EXIT_OK, Subparsers, add_policies_option
+from .dates import day, day_help
 
 
 def register(commands: Subparsers) -> None:
@@ -26,10 +27,10 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--seed", type=int, default=2016, metavar="S", help="random seed (default 2016)")
     parser.add_argument(
         "--today",
-        type=dt.date.fromisoformat,
+        type=day,
         default=None,
         metavar="YYYY-MM-DD",
-        help="the day the periods are laid around (default: today)",
+        help=day_help("the day the periods are laid around (default: today)"),
     )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="output file ('-' for stdout)"

@@ -19,7 +19,9 @@ from mustcheck._generated.v1 import lists_pb2 as pb
 from mustcheck._generated.v1 import lists_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
+from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_instant
+from .dates import instant_help, instant_text
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
 from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
 
@@ -32,34 +34,45 @@ SHOWN_PROBLEMS = 20
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "lists",
-        help="import and change red/black list entries (admin role)",
-        description="List data: bulk import, one-by-one changes, objections (33号 §22), repair (33号 §21, "
-        "NDRC order No. 36), revocation, history, the legacy code allow-list and export. Every change is "
-        "audited.",
+        help=_("import and change red/black list entries (admin role)"),
+        description=_(
+            "List data: bulk import, one-by-one changes, objections (33号 §22), repair (33号 §21, "
+            "NDRC order No. 36), revocation, history, the legacy code allow-list and export. Every change is "
+            "audited."
+        ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    imports = _command(actions, "import", "import a CSV or JSON Lines file", _import)
+    imports = _command(actions, "import", _("import a CSV or JSON Lines file"), _import)
     imports.add_argument("file", type=Path, metavar="FILE")
-    imports.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
-    imports.add_argument("--source", default="", help="the supplier, for rows without a source column")
+    imports.add_argument("--format", choices=["csv", "jsonl"], help=_("default: from the file name"))
+    imports.add_argument("--source", default="", help=_("the supplier, for rows without a source column"))
     imports.add_argument(
-        "--skip-invalid", action="store_true", help="apply the valid rows and write the bad ones to --rejects"
+        "--skip-invalid",
+        action="store_true",
+        help=_("apply the valid rows and write the bad ones to --rejects"),
     )
-    imports.add_argument("--rejects", type=Path, metavar="FILE", help="where --skip-invalid writes bad rows")
+    imports.add_argument(
+        "--rejects", type=Path, metavar="FILE", help=_("where --skip-invalid writes bad rows")
+    )
     imports.add_argument(
         "--complete-since",
+        type=instant_text,
         default="",
         metavar="DATE",
-        help="the file is a complete snapshot of the list data since DATE (YYYY-MM-DD, CST): once applied, "
-        "the store's data is complete since then (R6, green channel)",
+        help=instant_help(
+            _(
+                "the file is a complete snapshot of the list data since DATE: once applied, "
+                "the store's data is complete since then (R6, green channel)"
+            )
+        ),
     )
     imports.add_argument(
         "--timeout",
         type=float,
         default=3600.0,
         metavar="SECONDS",
-        help="deadline for the whole import (default 3600)",
+        help=_("deadline for the whole import (default 3600)"),
     )
 
     for name, handler, text in (("add", _add, "add one entry"), ("update", _update, "change one entry")):
@@ -68,37 +81,39 @@ def register(commands: Subparsers) -> None:
 
     objection = actions.add_parser(
         "objection",
-        help="open or resolve an objection (33号 §22)",
-        description="Open or resolve an objection: while open, the measures are suspended (R4).",
+        help=_("open or resolve an objection (33号 §22)"),
+        description=_("Open or resolve an objection: while open, the measures are suspended (R4)."),
     )
     objection_actions = objection.add_subparsers(dest="objection_action", metavar="ACTION", required=True)
-    opened = _command(objection_actions, "open", "open an objection: measures suspended at once", _open)
+    opened = _command(objection_actions, "open", _("open an objection: measures suspended at once"), _open)
     _entry_arguments(opened)
-    resolved = _command(objection_actions, "resolve", "resolve an objection", _resolve)
+    resolved = _command(objection_actions, "resolve", _("resolve an objection"), _resolve)
     _entry_arguments(resolved)
     outcome = resolved.add_mutually_exclusive_group(required=True)
-    outcome.add_argument("--upheld", action="store_true", help="the record stands: measures apply again")
+    outcome.add_argument("--upheld", action="store_true", help=_("the record stands: measures apply again"))
     outcome.add_argument(
-        "--corrected", metavar="FIELDS_JSON", help="the record is corrected: these fields change"
+        "--corrected", metavar="FIELDS_JSON", help=_("the record is corrected: these fields change")
     )
-    outcome.add_argument("--revoked", action="store_true", help="the record was wrong: it is revoked")
+    outcome.add_argument("--revoked", action="store_true", help=_("the record was wrong: it is revoked"))
 
     repair = _command(
-        actions, "repair", "repair an entry (refused before the class's minimum period)", _repair
+        actions, "repair", _("repair an entry (refused before the class's minimum period)"), _repair
     )
     _entry_arguments(repair)
-    revoke = _command(actions, "revoke", "revoke an entry", _revoke)
+    revoke = _command(actions, "revoke", _("revoke an entry"), _revoke)
     _entry_arguments(revoke)
 
-    history = _command(actions, "history", "every state a subject's entries have been in", _history)
+    history = _command(actions, "history", _("every state a subject's entries have been in"), _history)
     history.add_argument("subject", metavar="SUBJECT")
     history.add_argument("--json", action="store_true")
 
-    legacy = _command(actions, "allow-legacy", "admit a pilot-era code that fails its checksum (R1)", _legacy)
+    legacy = _command(
+        actions, "allow-legacy", _("admit a pilot-era code that fails its checksum (R1)"), _legacy
+    )
     legacy.add_argument("code", metavar="CODE")
     legacy.add_argument("--reason", required=True)
     withdraw = _command(
-        actions, "disallow-legacy", "withdraw a legacy code admitted with allow-legacy (R1)", _disallow
+        actions, "disallow-legacy", _("withdraw a legacy code admitted with allow-legacy (R1)"), _disallow
     )
     withdraw.add_argument("code", metavar="CODE")
     withdraw.add_argument("--reason", required=True)
@@ -106,22 +121,33 @@ def register(commands: Subparsers) -> None:
     complete = _command(
         actions,
         "data-complete-since",
-        "record (or, without DATE, show) since when the list data is complete (R6, green channel)",
+        _("record (or, without DATE, show) since when the list data is complete (R6, green channel)"),
         _complete_since,
     )
     complete.add_argument(
-        "date", nargs="?", default="", metavar="DATE", help="YYYY-MM-DD (00:00 CST) or an ISO 8601 instant"
+        "date",
+        nargs="?",
+        type=instant_text,
+        default="",
+        metavar="DATE",
+        help=instant_help("the day (or instant) the list data is complete since"),
     )
     complete.add_argument(
-        "--reason", default="", help="why the data is complete since then (required with DATE)"
+        "--reason", default="", help=_("why the data is complete since then (required with DATE)")
     )
     complete.add_argument("--json", action="store_true")
 
-    export = _command(actions, "export", "export the entries in force, persons masked", _export)
+    export = _command(actions, "export", _("export the entries in force, persons masked"), _export)
     export.add_argument("--list", choices=["red", "black"])
-    export.add_argument("--as-of", default="", metavar="DATE", help="YYYY-MM-DD or an ISO 8601 instant")
+    export.add_argument(
+        "--as-of",
+        type=instant_text,
+        default="",
+        metavar="DATE",
+        help=instant_help("the entries in force at this day or instant"),
+    )
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
-    export.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    export.add_argument("--out", type=Path, metavar="FILE", help=_("default: standard output"))
 
 
 def _command(actions: Subparsers, name: str, text: str, handler: Handler) -> argparse.ArgumentParser:
@@ -130,8 +156,8 @@ def _command(actions: Subparsers, name: str, text: str, handler: Handler) -> arg
 
 def _entry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("entry", nargs="?", default="", metavar="ENTRY_ID")
-    parser.add_argument("--source", default="", help="with --document: the entry's key instead of its id")
-    parser.add_argument("--document", default="", help="decision document number")
+    parser.add_argument("--source", default="", help=_("with --document: the entry's key instead of its id"))
+    parser.add_argument("--document", default="", help=_("decision document number"))
     parser.add_argument("--note", default="")
 
 
@@ -140,7 +166,11 @@ def _ref(options: argparse.Namespace) -> pb.EntryRef:
 
 
 def _print_change(change: pb.EntryChange) -> int:
-    print(f"{change.entry_id}: {change.status} (data version {change.data_version})")
+    print(
+        _("{entry}: {status} (data version {version})").format(
+            entry=change.entry_id, status=change.status, version=change.data_version
+        )
+    )
     return EXIT_OK
 
 
@@ -149,14 +179,14 @@ def _print_change(change: pb.EntryChange) -> int:
 
 def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     if options.skip_invalid and options.rejects is None:
-        return fail("--skip-invalid needs --rejects FILE for the rows it leaves out", EXIT_INVALID)
+        return fail(_("--skip-invalid needs --rejects FILE for the rows it leaves out"), EXIT_INVALID)
     try:
         file_format = guess_format(options.file, options.format)
         encoding = detect_encoding(options.file)
     except (ListFileError, OSError) as error:
         return fail(f"{options.file}: {error}", EXIT_INVALID)
     if encoding == GBK:
-        print(f"reading {options.file} as GBK (GB 18030)", file=sys.stderr)
+        print(_("reading {file} as GBK (GB 18030)").format(file=options.file), file=sys.stderr)
     reader = _Chunks(options, file_format, encoding)
     try:
         report = lists.Import(reader.chunks(), timeout=options.timeout, metadata=call["metadata"])
@@ -164,22 +194,44 @@ def _import(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: 
         if reader.error is None:
             raise
     if reader.error is not None:
-        return fail(f"{options.file}: {reader.error}; nothing was applied", EXIT_INVALID)
+        return fail(
+            _("{file}: {error}; nothing was applied").format(file=options.file, error=reader.error),
+            EXIT_INVALID,
+        )
     reader.finish_progress()
     if not report.applied:
-        print(f"nothing applied: {report.rejected} of {report.rows} rows are bad", file=sys.stderr)
+        print(
+            _("nothing applied: {rejected} of {rows} rows are bad").format(
+                rejected=report.rejected, rows=report.rows
+            ),
+            file=sys.stderr,
+        )
         for problem in report.problems[:SHOWN_PROBLEMS]:
-            print(f"  line {problem.line}: {problem.reason}", file=sys.stderr)
+            print(
+                _("  line {line}: {reason}").format(line=problem.line, reason=problem.reason), file=sys.stderr
+            )
         if report.rejected > SHOWN_PROBLEMS:
-            print(f"  … and {report.rejected - SHOWN_PROBLEMS} more", file=sys.stderr)
+            print(_("  … and {count} more").format(count=report.rejected - SHOWN_PROBLEMS), file=sys.stderr)
         return EXIT_INVALID
     print(
-        f"imported {report.rows} rows: {report.inserted} new, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.rejected} rejected; data version {report.data_version}"
+        _(
+            "imported {rows} rows: {inserted} new, {updated} updated, {unchanged} unchanged, "
+            "{rejected} rejected; data version {version}"
+        ).format(
+            rows=report.rows,
+            inserted=report.inserted,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+            version=report.data_version,
+        )
     )
     if report.rejected:
         _write_rejects(options.file, options.rejects, encoding, report.problems)
-        print(f"the {report.rejected} rejected rows are in {options.rejects}", file=sys.stderr)
+        print(
+            _("the {count} rejected rows are in {path}").format(count=report.rejected, path=options.rejects),
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -295,7 +347,7 @@ def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call:
         print_json([as_dict(item) for item in response.items])
         return EXIT_OK
     if not response.items:
-        print("no entries")
+        print(_("no entries"))
     for item in response.items:
         print(
             f"v{item.data_version:<8} {shown_instant(item.changed_at)}  {item.entry_id}  "
@@ -307,9 +359,13 @@ def _history(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call:
 def _legacy(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     response = lists.AllowLegacy(pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call)
     if not response.changed:
-        print(f"{response.code} was already admitted as a legacy code: nothing changed")
+        print(_("{code} was already admitted as a legacy code: nothing changed").format(code=response.code))
         return EXIT_OK
-    print(f"{response.code} admitted as a legacy code (data version {response.data_version})")
+    print(
+        _("{code} admitted as a legacy code (data version {version})").format(
+            code=response.code, version=response.data_version
+        )
+    )
     return EXIT_OK
 
 
@@ -318,27 +374,34 @@ def _disallow(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call
         pb.LegacyCode(code=normalise(options.code), reason=options.reason), **call
     )
     if not response.changed:
-        print(f"{response.code} was not admitted by allow-legacy: nothing changed")
+        print(_("{code} was not admitted by allow-legacy: nothing changed").format(code=response.code))
         return EXIT_OK
-    print(f"{response.code} withdrawn from the legacy codes (data version {response.data_version})")
+    print(
+        _("{code} withdrawn from the legacy codes (data version {version})").format(
+            code=response.code, version=response.data_version
+        )
+    )
     return EXIT_OK
 
 
 def _complete_since(options: argparse.Namespace, lists: pb_grpc.ListsServiceStub, call: CallOptions) -> int:
     if options.date and not options.reason.strip():
-        return fail("say why the list data is complete since then (--reason)", EXIT_INVALID)
+        return fail(_("say why the list data is complete since then (--reason)"), EXIT_INVALID)
     response = lists.SetDataCompleteness(
         pb.DataCompleteness(complete_since=options.date, reason=options.reason), **call
     )
     if options.json:
         print_json(as_dict(response))
     elif not response.complete_since:
-        print("the store attests no complete list data: nobody is green-channel eligible (R6)")
+        print(_("the store attests no complete list data: nobody is green-channel eligible (R6)"))
     else:
         print(
-            f"list data complete since {shown_instant(response.complete_since)} "
-            f"(set by {response.set_by} at {shown_instant(response.set_at)}; "
-            f"data version {response.data_version})"
+            _("list data complete since {since} (set by {actor} at {at}; data version {version})").format(
+                since=shown_instant(response.complete_since),
+                actor=response.set_by,
+                at=shown_instant(response.set_at),
+                version=response.data_version,
+            )
         )
     return EXIT_OK
 

@@ -7,36 +7,39 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..i18n import _
 from ..policy import PolicyError, PolicySet, default_policy_dir, load_policies
 from .common import EXIT_FAILURE, EXIT_OK, Subparsers, print_json
+from .names import beside
 
 
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "policies",
-        help="validate or list the policy set",
-        description="Validate or list a policy folder (memoranda, measures, catalog).",
+        help=_("validate or list the policy set"),
+        description=_("Validate or list a policy folder (memoranda, measures, catalog)."),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser(
         "check",
-        help="validate a policy folder; exit 1 listing every problem",
-        description="Validate a policy folder: exit 0 if valid, 1 listing every problem "
-        "(file, key, problem).",
+        help=_("validate a policy folder; exit 1 listing every problem"),
+        description=_(
+            "Validate a policy folder: exit 0 if valid, 1 listing every problem (file, key, problem)."
+        ),
     )
     check.add_argument(
-        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+        "directory", nargs="?", type=Path, metavar="DIR", help=_("policy folder (default: bundled)")
     )
     check.set_defaults(run=run_check)
     show = actions.add_parser(
         "show",
-        help="list memoranda, measures and matters",
-        description="List memoranda, measures and matters with their codes.",
+        help=_("list memoranda, measures and matters"),
+        description=_("List memoranda, measures and matters with their codes."),
     )
     show.add_argument(
-        "directory", nargs="?", type=Path, metavar="DIR", help="policy folder (default: bundled)"
+        "directory", nargs="?", type=Path, metavar="DIR", help=_("policy folder (default: bundled)")
     )
-    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.add_argument("--json", action="store_true", help=_("print one JSON object"))
     show.set_defaults(run=run_show)
 
 
@@ -54,8 +57,16 @@ def run_check(options: argparse.Namespace) -> int:
     if policy is None:
         return EXIT_FAILURE
     print(
-        f"{directory}: valid — {len(policy.memoranda)} memoranda, {len(policy.measures)} measures, "
-        f"{len(policy.matters)} matters, {len(policy.departments)} departments"
+        _(
+            "{directory}: valid — {memoranda} memoranda, {measures} measures, {matters} matters, "
+            "{departments} departments"
+        ).format(
+            directory=directory,
+            memoranda=len(policy.memoranda),
+            measures=len(policy.measures),
+            matters=len(policy.matters),
+            departments=len(policy.departments),
+        )
     )
     return EXIT_OK
 
@@ -67,17 +78,21 @@ def run_show(options: argparse.Namespace) -> int:
     if options.json:
         print_json(policy_as_json(policy))
         return EXIT_OK
-    print("Memoranda")
+    print(_("Memoranda"))
     for memo in sorted(policy.memoranda.values(), key=lambda m: (m.number, m.id)):
         print(f"  {memo.number:>2} {memo.id:34} {memo.list_kind.value:5} {memo.title}")
-    print("Measures")
+    print(_("Measures"))
     for measure in policy.measures.values():
-        tag = "mandatory" if measure.mandatory else "recommended"
+        tag = _("mandatory") if measure.mandatory else _("recommended")
         print(f"  {measure.id:28} {measure.kind.value:10} {tag:11} {measure.text}  ({measure.legal_basis})")
-    print("Matters")
+    print(_("Matters"))
     for matter in policy.matters.values():
-        must = "must-check" if matter.must_check else "optional"
-        print(f"  {matter.code:22} {matter.department:16} {must:10} {matter.name}")
+        must = _("must-check") if matter.must_check else _("optional")
+        department = policy.departments.get(matter.department)
+        print(
+            f"  {matter.code:22} {must:10} {matter.name}  "
+            f"{beside(department.name if department else '', matter.department)}"
+        )
     return EXIT_OK
 
 

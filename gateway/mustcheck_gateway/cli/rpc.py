@@ -24,18 +24,19 @@ from mustcheck import (
 from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._errors import explain_transport, from_rpc_error
 
+from ..i18n import _
 from .common import (
     EXIT_DENIED,
     EXIT_FAILURE,
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
-    TOKEN_FILE_VARIABLE,
     Subparsers,
     UsageError,
     add_gateway_option,
     connection_from,
     fail,
 )
+from .reasons import explained
 
 T = TypeVar("T")
 RPC_TIMEOUT = 30.0
@@ -53,18 +54,7 @@ class CommandFailed(Exception):
 
 
 # Refusals that a corrected command line fixes (input, not rights): exit 2, naming the option.
-INPUT_REFUSALS = {"grant.purpose": "--purpose TEXT", "grant.authorization_ref": "--authorization-ref REF"}
-
-
-def explained(error: MustCheckError) -> str:
-    """The gateway's message, with the command-line option that answers it."""
-    if error.reason == "credentials.missing":
-        return (
-            f"{error.message} — give --token-file FILE, or set {TOKEN_FILE_VARIABLE} to the token file's path"
-        )
-    if error.reason in INPUT_REFUSALS:
-        return f"{error.message} — give {INPUT_REFUSALS[error.reason]}"
-    return error.message
+INPUT_REFUSALS = frozenset({"grant.purpose", "grant.authorization_ref"})
 
 
 def exit_code_for(error: MustCheckError) -> int:
@@ -138,7 +128,7 @@ def write_text_chunks(chunks: Iterable[Any], out: Path | None) -> None:
         for chunk in chunks:
             handle.write(chunk.data)
     temporary.replace(out)
-    print(f"exported to {out}", file=sys.stderr)
+    print(_("exported to {path}").format(path=out), file=sys.stderr)
 
 
 def as_dict(message: Message) -> dict[str, Any]:

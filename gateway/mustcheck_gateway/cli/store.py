@@ -15,6 +15,7 @@ from pathlib import Path
 from ..audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
 from ..audit import verify_data_dir
 from ..backup import BackupError, backup_data_dir
+from ..i18n import _
 from ..store import DEFAULT_FILE_NAME, StoreError, is_postgres_url, redacted
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, fail
 
@@ -24,36 +25,44 @@ SQLITE_PREFIX = "sqlite:"
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "store",
-        help="move the store between backends; back up a data directory",
-        description="Manage the store behind the gateway.",
+        help=_("move the store between backends; back up a data directory"),
+        description=_("Manage the store behind the gateway."),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     migrate = actions.add_parser(
         "migrate",
-        help="copy a SQLite store into an empty PostgreSQL database and verify it",
-        description="Copy everything in a SQLite store (lists, history, callers, grants, tokens, "
-        "feedback, legacy codes, change records, versions) into an empty PostgreSQL database in one "
-        "transaction, compare every table's count and the versions before committing, then verify the "
-        "audit chain of the data directory. Stop the gateway first.",
+        help=_("copy a SQLite store into an empty PostgreSQL database and verify it"),
+        description=_(
+            "Copy everything in a SQLite store (lists, history, callers, grants, tokens, "
+            "feedback, legacy codes, change records, versions) into an empty PostgreSQL database in one "
+            "transaction, compare every table's count and the versions before committing, then verify the "
+            "audit chain of the data directory. Stop the gateway first."
+        ),
     )
     migrate.add_argument(
-        "--from", dest="source", required=True, metavar="sqlite:PATH", help="the data directory or store file"
+        "--from",
+        dest="source",
+        required=True,
+        metavar="sqlite:PATH",
+        help=_("the data directory or store file"),
     )
     migrate.add_argument(
-        "--to", dest="target", required=True, metavar="postgresql://…", help="an empty database"
+        "--to", dest="target", required=True, metavar="postgresql://…", help=_("an empty database")
     )
     migrate.set_defaults(run=run_migrate)
     backup = actions.add_parser(
         "backup",
-        help="copy a data directory, online, into a new folder that restores to a working gateway",
-        description="Copy a data directory while its gateway runs: the store, keys, heads and tokens "
-        "first, then the audit journal's whole frames, then the audit index (SQLite's online backup), so "
-        "that the copy holds every record its heads cover. Restore by copying the folder back in place "
-        "of the data directory with the gateway stopped (docs/operations.md). A PostgreSQL store is "
-        "dumped with pg_dump before this command runs.",
+        help=_("copy a data directory, online, into a new folder that restores to a working gateway"),
+        description=_(
+            "Copy a data directory while its gateway runs: the store, keys, heads and tokens "
+            "first, then the audit journal's whole frames, then the audit index (SQLite's online backup), so "
+            "that the copy holds every record its heads cover. Restore by copying the folder back in place "
+            "of the data directory with the gateway stopped (docs/operations.md). A PostgreSQL store is "
+            "dumped with pg_dump before this command runs."
+        ),
     )
-    backup.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="the data directory")
-    backup.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new (or empty) folder")
+    backup.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help=_("the data directory"))
+    backup.add_argument("--out", type=Path, required=True, metavar="DIR", help=_("a new (or empty) folder"))
     backup.set_defaults(run=run_backup)
 
 

@@ -107,6 +107,7 @@ class AuditQuery(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    BEFORE_SEQ_FIELD_NUMBER: _builtins.int
     caller_id: _builtins.str
     department: _builtins.str
     matter: _builtins.str
@@ -115,6 +116,8 @@ class AuditQuery(_message.Message):
     """The raw identifier: the gateway computes its keyed hash under every key."""
     kind: _builtins.str
     limit: _builtins.int
+    before_seq: _builtins.int
+    """Only records older than this seq (paging back through a listing); 0 means no bound."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -131,10 +134,11 @@ class AuditQuery(_message.Message):
         subject: _builtins.str = ...,
         kind: _builtins.str = ...,
         limit: _builtins.int = ...,
+        before_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller_id", b"caller_id", "department", b"department", "kind", b"kind", "limit", b"limit", "matter", b"matter", "outcome", b"outcome", "since", b"since", "subject", b"subject", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_seq", b"before_seq", "caller_id", b"caller_id", "department", b"department", "kind", b"kind", "limit", b"limit", "matter", b"matter", "outcome", b"outcome", "since", b"since", "subject", b"subject", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
