@@ -26,6 +26,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from mustcheck.tree_head import TreeHead
+
 from ..store.codec import format_instant
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
@@ -42,7 +44,7 @@ from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
 from .sqlite_log import SqliteAuditStore
-from .verify import VerifyReport, verify_log
+from .verify import TreeState, VerifyReport, verify_log
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -50,10 +52,24 @@ DEFAULT_FILE_NAME = "audit.sqlite3"
 KEYS_DIR_NAME = "keys"
 
 
-def verify_data_dir(data_dir: Path, public_keys: Path | None = None) -> VerifyReport:
+def verify_data_dir(
+    data_dir: Path,
+    public_keys: Path | None = None,
+    *,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    state: TreeState | None = None,
+) -> VerifyReport:
     """Verify the audit log of a (copy of a) data directory offline, read-only, with only the public keys
-    (by default those the directory holds)."""
-    return verify_log(data_dir / DEFAULT_FILE_NAME, public_keys or data_dir / KEYS_DIR_NAME / "public")
+    (by default those the directory holds), against the tree ``heads`` an auditor holds, incrementally
+    from ``state`` if given."""
+    replica = data_dir / "replica.id"
+    return verify_log(
+        data_dir / DEFAULT_FILE_NAME,
+        public_keys or data_dir / KEYS_DIR_NAME / "public",
+        log_id=replica.read_text(encoding="ascii").strip() if replica.is_file() else None,
+        heads=heads,
+        state=state,
+    )
 
 
 def _log_level() -> str:

@@ -78,7 +78,16 @@ class _Answers:
         for token, outcome in outcomes:
             to_loop = token in self.loop_tokens
             self.loop_tokens.discard(token)
-            answers.append((token, outcome, self.receipts_due.pop(token, None), to_loop))
+            due = self.receipts_due.pop(token, None)
+            if due is not None and not isinstance(outcome, BaseException):
+                # Proven against the head the writer signed for this commit, on the writer's thread,
+                # while the commit's tree is the current one (one signature for all of them).
+                try:
+                    assert self.writer is not None
+                    outcome = (outcome, [self.writer.receipt(outcome[i]) for i in due[0]])
+                except Exception as error:  # the records are durable; the checks fail without receipts
+                    outcome = f"the receipts could not be made: {error!r}"
+            answers.append((token, outcome, None, to_loop))
         self._answering.submit(self._answer, answers, self.stats(), self.receipts)
 
     def _answer(

@@ -33,6 +33,7 @@ from ..csv_cells import inert_fields, inert_row
 from ..report import CoverageRow, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
+from . import audit_tree
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
@@ -91,9 +92,11 @@ def register(commands: Subparsers) -> None:
         help="with --data-dir: also prove the chain reaches the head its gateway published in this store "
         "(a postgresql:// URL, or the data directory of an embedded store)",
     )
+    audit_tree.add_verify_options(verify)
     verify.add_argument("--json", action="store_true")
     add_gateway_option(verify)
     verify.set_defaults(run=run_verify)
+    audit_tree.register_prove(actions)
 
     heads = actions.add_parser(
         "heads",
@@ -266,8 +269,15 @@ def run_verify(options: argparse.Namespace) -> int:
     if not database.is_file():
         return fail(f"no audit log at {database}", EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
-    report = verify_data_dir(options.data_dir, public_keys)
+    try:
+        heads = [] if options.receipts is None else audit_tree.receipt_heads(options.receipts, public_keys)
+        state = audit_tree.read_state(options)
+    except (OSError, ValueError) as error:
+        return fail(str(error), EXIT_INVALID)
+    report = verify_data_dir(options.data_dir, public_keys, heads=heads, state=state)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
+    if ok:
+        audit_tree.write_state(options.state, report.state)
     if ok and options.store:
         try:
             head = _published_head(options.data_dir, options.store)
