@@ -217,8 +217,8 @@ def _proof_split(compact: str) -> tuple[Receipt, bytes, dict[str, Any]]:
     return receipt, proof, answer
 
 
-# Heads already verified (a batch's receipts share one): (signed bytes, signature, key) -> True.
-_verified_heads: dict[tuple[bytes, bytes, int], bool] = {}
+# Heads already verified (a batch's receipts share one): (signed bytes, signature, public key) -> True.
+_verified_heads: dict[tuple[bytes, bytes, bytes], bool] = {}
 
 
 def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
@@ -230,7 +230,8 @@ def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicK
         raise InvalidReceipt(
             f"signed with key {head.key_id}, which is not among the {len(public_keys)} known keys"
         )
-    cache_key = (head.signed_bytes(), head.signature, id(key))
+    material = key if isinstance(key, bytes) else key.public_bytes_raw()
+    cache_key = (head.signed_bytes(), head.signature, material)
     if cache_key not in _verified_heads:
         problem = head.signature_problem(public_keys)
         if problem is not None:

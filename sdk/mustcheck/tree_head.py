@@ -14,12 +14,14 @@ and an auditor from the stored record.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .merkle import SHA256, TreeHasher
@@ -150,17 +152,20 @@ class TreeHead:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _load_pem(pem: bytes) -> Ed25519PublicKey | None:
+    try:
+        loaded = serialization.load_pem_public_key(pem)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, Ed25519PublicKey) else None
+
+
 def _load_ed25519(key: Any) -> Ed25519PublicKey | None:
     if isinstance(key, Ed25519PublicKey):
         return key
     if isinstance(key, bytes):
-        from cryptography.hazmat.primitives import serialization
-
-        try:
-            loaded = serialization.load_pem_public_key(key)
-        except ValueError:
-            return None
-        return loaded if isinstance(loaded, Ed25519PublicKey) else None
+        return _load_pem(key)  # loaded once: a verifier checks many receipts with the same keys
     return None
 
 
