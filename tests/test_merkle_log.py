@@ -4,20 +4,25 @@ record, records cut from the end found by an auditor holding a receipt, proofs, 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mustcheck import Client, InvalidReceipt, verify_receipt
 from mustcheck.merkle import SHA256
 from mustcheck.receipts import encode_receipt, parse_receipt, sign_receipt
 from mustcheck.tree_head import ALGORITHMS, TreeHead, sign_tree_head
 from mustcheck_gateway.audit import KeyKind, KeyRing
+from mustcheck_gateway.audit.tree import MerkleTree
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import GatewayConfig, GatewayThread
+from mustcheck_gateway.store import AuditHead, ListStore, open_store
+from mustcheck_gateway.store.audit_heads import HeadRejected
 
 from conftest import POLICY_DIR
 from factories import new_citizen_id, new_uscc
@@ -238,9 +243,7 @@ def test_a_log_made_before_the_tree_is_converted_and_old_receipts_still_verify(t
 
 
 def test_a_receipt_stays_within_2_kb_at_10_to_the_8_records() -> None:
-    keyring_key = __import__(
-        "cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["Ed25519PrivateKey"]
-    ).Ed25519PrivateKey.generate()
+    keyring_key = Ed25519PrivateKey.generate()
     size = 10**8
     head = sign_tree_head(
         "0123456789abcdef",
@@ -267,3 +270,51 @@ def test_a_receipt_stays_within_2_kb_at_10_to_the_8_records() -> None:
     assert len(compact) <= 2048, len(compact)
     assert parse_receipt(compact).tree_head == head
     assert isinstance(TreeHead.from_json(head.to_json()), TreeHead) and SHA256.digest_size == 32
+
+
+def test_the_store_keeps_a_tree_head_only_with_a_consistency_proof(store: ListStore) -> None:
+    signer = Ed25519PrivateKey.generate()
+    tree = MerkleTree(SHA256, 0, lambda level, index: None)
+    for number in range(9):
+        tree.append(SHA256.leaf(b"record %d" % number))
+
+    def head(seq: int, size: int, root: bytes | None = None) -> AuditHead:
+        tree_head = sign_tree_head(
+            "log-a", size, root or tree.root_at(size), "2026-12-04T00:00:00+00:00", "k", signer
+        )
+        now = dt.datetime.now(dt.UTC)
+        return AuditHead("log-a", seq, f"{seq:064x}", "k", "c2ln", now, now, tree_head.to_json())
+
+    store.publish_audit_head(head(4, 4))
+    store.publish_audit_head(head(7, 7), tree.consistency(4, 7))
+    (kept,) = store.audit_heads()
+    assert TreeHead.from_json(kept.tree_head).size == 7
+    with pytest.raises(HeadRejected, match="not proven consistent"):
+        store.publish_audit_head(head(9, 9), [])  # no proof
+    with pytest.raises(HeadRejected, match="not proven consistent"):
+        store.publish_audit_head(head(9, 9, root=b"\5" * 32), tree.consistency(7, 9))  # a rewritten log
+    with pytest.raises(HeadRejected, match="carries no tree head"):
+        now = dt.datetime.now(dt.UTC)
+        store.publish_audit_head(AuditHead("log-a", 9, "0" * 64, "k", "c2ln", now, now))
+    store.publish_audit_head(head(9, 9), tree.consistency(7, 9))
+    assert TreeHead.from_json(store.audit_heads()[0].tree_head).size == 9
+
+
+def test_a_cut_log_is_found_against_the_tree_head_published_to_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = Deployment(tmp_path)
+    checked(deployment, batches=0, singles=3)
+    checked(deployment, batches=0, singles=2)  # a second run: its head extends the first one's
+    store = open_store(tmp_path)
+    try:
+        (published,) = store.audit_heads()
+    finally:
+        store.close()
+    assert published.tree_head and TreeHead.from_json(published.tree_head).size == published.seq
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--store", str(tmp_path)]) == 0
+    keep = cut_from_the_end(tmp_path, 1)
+    capsys.readouterr()
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--store", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "cut from the end" in out and "published to the store" in out and f"ends at record {keep}" in out

@@ -510,6 +510,15 @@ class AuditLog:
         self._writer.flush()
         return self._store.checkpoints()
 
+    def latest_tree_head(self) -> TreeHead | None:
+        """The newest signed tree head in the database (after indexing what is durable)."""
+        self._writer.flush()
+        return self._store.latest_tree_head()
+
+    def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The consistency proof from the tree of ``old_size`` records to that of ``new_size``."""
+        return self._store.tree_consistency(old_size, new_size)
+
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         """The checkpoint of ``kind`` with the highest seq, if there is one."""
         self._writer.flush()

@@ -272,17 +272,16 @@ def run_verify(options: argparse.Namespace) -> int:
     try:
         heads = [] if options.receipts is None else audit_tree.receipt_heads(options.receipts, public_keys)
         state = audit_tree.read_state(options)
-    except (OSError, ValueError) as error:
+        head = None if not options.store else _published_head(options.data_dir, options.store)
+        if head is not None and head.tree_head:
+            heads.append(audit_tree.published_tree_head(head.tree_head))
+    except (OSError, ValueError, StoreError) as error:
         return fail(str(error), EXIT_INVALID)
     report = verify_data_dir(options.data_dir, public_keys, heads=heads, state=state)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
     if ok:
         audit_tree.write_state(options.state, report.state)
-    if ok and options.store:
-        try:
-            head = _published_head(options.data_dir, options.store)
-        except (StoreError, ValueError) as error:
-            return fail(str(error), EXIT_INVALID)
+    if ok and head is not None:
         reason = head_problem(database, head, public_keys)
         ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(

@@ -54,6 +54,11 @@ def receipt_heads(path: Path, public_keys_dir: Path) -> list[tuple[TreeHead, str
     return heads
 
 
+def published_tree_head(text: str) -> tuple[TreeHead, str]:
+    """The tree head a gateway published to the shared store (``ValueError`` if unreadable)."""
+    return TreeHead.from_json(text), "the tree head published to the store"
+
+
 def read_state(options: argparse.Namespace) -> TreeState | None:
     path: Path | None = options.state
     if path is None or options.full or not path.exists():
