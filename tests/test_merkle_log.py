@@ -318,3 +318,14 @@ def test_a_cut_log_is_found_against_the_tree_head_published_to_the_store(
     assert main(["audit", "verify", "--data-dir", str(tmp_path), "--store", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "cut from the end" in out and "published to the store" in out and f"ends at record {keep}" in out
+
+
+def test_a_writer_refuses_a_stored_tree_that_does_not_extend_its_signed_head(tmp_path: Path) -> None:
+    deployment = Deployment(tmp_path)
+    checked(deployment, batches=0, singles=3)
+    connection = sqlite3.connect(tmp_path / "audit.sqlite3")
+    with connection:  # the oldest subtree of every level replaced: the tree's root is not the signed one
+        connection.execute("UPDATE audit_tree_nodes SET hash = ? WHERE idx = 0", (b"\3" * 32,))
+    connection.close()
+    with pytest.raises(Exception, match="tamper alarm: the newest tree head in the audit database"):
+        checked(deployment, batches=0, singles=1)

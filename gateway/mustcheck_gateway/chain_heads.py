@@ -116,6 +116,7 @@ class HeadPublisher:
         self.store.publish_audit_head(head, proof)
         self.published = head
         self.audit.published_head = latest  # a restarted writer checks the log against it
+        self.audit.published_tree_head = head.tree_head
         return head
 
     def _tree_head_text(self) -> str:

@@ -92,6 +92,7 @@ class AuditLog:
         index_interval_s: float | None = None,
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
+        published_tree_head: str = "",
     ) -> None:
         self.path = db_path
         self.keyring = keyring
@@ -106,6 +107,7 @@ class AuditLog:
             log_level=_log_level(),
         )
         self.published_head = published_head  # the newest head published to the store (no rewind past it)
+        self.published_tree_head = published_tree_head  # its tree head (JSON): the log must be consistent
         self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
         self._state = threading.Lock()
         self._closing = False
@@ -141,6 +143,7 @@ class AuditLog:
         index_interval_s: float | None = None,
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
+        published_tree_head: str = "",
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
@@ -160,6 +163,7 @@ class AuditLog:
             index_interval_s=index_interval_s,
             min_free_mb=min_free_mb,
             published_head=published_head,
+            published_tree_head=published_tree_head,
         )
 
     # -- the writer process: started, watched, started again -----------------------------
@@ -172,6 +176,7 @@ class AuditLog:
             self.keyring,
             self._settings,
             published_head=self.published_head,
+            published_tree_head=self.published_tree_head,
             on_exit=self._writer_stopped,
         )
         if writer.cut is not None:

@@ -26,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mustcheck.tree_head import TreeHead
+
 from ..logs import configure_logging
 from ..receipts import ReceiptSigner
 from . import wire
@@ -200,6 +202,11 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
             published_head=(
                 None if options.published_head is None else Checkpoint.from_json(options.published_head)
             ),
+            published_tree_head=(
+                None
+                if options.published_tree_head is None
+                else TreeHead.from_json(options.published_tree_head)
+            ),
         )
     except Exception as error:
         store.close()
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-answers", type=int, required=True, help="descriptor for the event loop's")
     parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
     parser.add_argument("--published-head", default=None, help="the head last published, as JSON")
+    parser.add_argument("--published-tree-head", default=None, help="its signed tree head, as JSON")
     parser.add_argument("--log-level", default="info")
     options = parser.parse_args(argv)
     # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this
