@@ -231,9 +231,10 @@ def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicK
             f"signed with key {head.key_id}, which is not among the {len(public_keys)} known keys"
         )
     material = key if isinstance(key, bytes) else key.public_bytes_raw()
-    cache_key = (head.signed_bytes(), head.signature, material)
+    signed = head.signed_bytes()
+    cache_key = (signed, head.signature, material)
     if cache_key not in _verified_heads:
-        problem = head.signature_problem(public_keys)
+        problem = head.signature_problem(public_keys, signed)
         if problem is not None:
             raise InvalidReceipt(
                 f"the signature does not match: the receipt was altered or signed by another key ({problem})"

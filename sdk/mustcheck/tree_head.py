@@ -135,7 +135,7 @@ class TreeHead:
         signature = unb64(data.pop("sig"))
         return cls.from_body(data, signature)
 
-    def signature_problem(self, public_keys: Mapping[str, Any]) -> str | None:
+    def signature_problem(self, public_keys: Mapping[str, Any], signed: bytes | None = None) -> str | None:
         """None if the head is signed by its key id's key under a known suite, else why not.
 
         ``public_keys`` maps key ids to Ed25519 public keys (objects, or PEM bytes).
@@ -147,7 +147,7 @@ class TreeHead:
         if key is None:
             unknown = self.key_id
             return f"tree head of size {self.size}: signed with key {unknown}, which is not a known key"
-        if not verify(key, self.signature, self.signed_bytes()):
+        if not verify(key, self.signature, self.signed_bytes() if signed is None else signed):
             return f"tree head of size {self.size}: signature invalid"
         return None
 

@@ -254,9 +254,12 @@ class _Verification:
         size = self.frontier.size
         self.roots[size] = self.frontier.root()
         state = self.state
-        stored = MerkleTree(
-            SHA256, min(tree_size, size), lambda level, index: read_node(connection, level, index)
-        )
+        try:
+            stored = MerkleTree(
+                SHA256, min(tree_size, size), lambda level, index: read_node(connection, level, index)
+            )
+        except LookupError as error:
+            raise _Problem(None, f"the stored tree is incomplete: {error} (deleted)") from None
         for head, source in sorted(heads, key=lambda item: item[0].size):
             where = f"the tree head of size {head.size} signed {head.at} ({source})"
             problem = head.signature_problem(self.public_keys)

@@ -206,6 +206,7 @@ class GroupCommitWriter:
                     else:
                         flush.future.set_exception(indexed)
             self._journal.close()
+            self._tree_reader.close()
         except BaseException:  # never leave a waiter hanging
             log.exception("audit_writer_crashed")
             self._fail_queued(AuditError("the audit writer stopped"))
@@ -406,11 +407,16 @@ class GroupCommitWriter:
                 tree = merkle_tree.stored_tree(writing, SHA256)
                 added = merkle_tree.catch_up(writing, tree, self._store.pruned_through())
                 newest = merkle_tree.latest_head(writing)
+        except LookupError as error:  # nodes the stored tree's right edge needs were deleted
+            raise AuditIntegrityError(
+                f"audit log tamper alarm: the stored Merkle tree is incomplete ({error}). Refusing to "
+                "continue the log; restore the data directory or investigate"
+            ) from None
         finally:
             connection.close()
         if added:
             log.info("audit_tree_caught_up", leaves=added, size=tree.size)
-        reader = self._store.connect()
+        reader = self._tree_reader = self._store.connect()
         tree = merkle_tree.MerkleTree(
             SHA256, tree.size, lambda level, index: merkle_tree.read_node(reader, level, index)
         )
