@@ -43,7 +43,7 @@ def test_permit_flow_example(
     assert done.returncode == 0, done.stderr
     kept = [json.loads(line) for line in decisions.read_text().splitlines()]
     assert [d["decision"] for d in kept] == ["rejected", "approved", "rejected"]
-    assert kept[0]["applied_measures"] and kept[0]["receipt"].startswith("mcr1.")
+    assert kept[0]["applied_measures"] and kept[0]["receipt"].startswith("mcr2.")
     assert "invalid applicant identifier" in kept[2]["why"] and kept[2]["receipt"] == ""
     reports = gateway.store.feedback_between(None, None)
     assert {r.approval_id for r in reports} >= {kept[0]["application_id"], kept[1]["application_id"]}

@@ -93,7 +93,7 @@ def test_the_readme_python_examples_run_twice(demo: Demo) -> None:
             env=ENV,
         )
         assert done.returncode == 0, f"run {attempt}:\n{done.stderr}"
-        assert "keep with the decision: mcr1." in done.stdout
+        assert "keep with the decision: mcr2." in done.stdout
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mustcheck import Client, InvalidReceipt, verify_receipt
-from mustcheck.receipts import sign_receipt
+from mustcheck.receipts import parse_receipt, sign_receipt
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway
@@ -51,11 +51,17 @@ def test_every_allowed_answer_carries_a_verifiable_receipt(target: str, token: s
 
 
 def _tamper(compact: str, **changes: object) -> str:
-    prefix, payload, signature = compact.split(".")
+    """The receipt with answer fields (``mcr2``) or fields (``mcr1``) changed, spelt canonically."""
+    prefix, payload, *rest = compact.split(".")
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    data.update(changes)
-    forged = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
-    return f"{prefix}.{forged.rstrip(b'=').decode()}.{signature}"
+    (data["answer"] if prefix == "mcr2" else data).update(changes)
+    forged = base64.urlsafe_b64encode(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+    return ".".join([prefix, forged.rstrip(b"=").decode(), *rest])
+
+
+ALTERED = "signature does not match|inclusion proof does not lead to the signed root"
 
 
 def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> None:
@@ -64,13 +70,27 @@ def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> Non
         keys = client.receipt_keys()
     assert result.receipt is not None
     compact = result.receipt.compact
-    with pytest.raises(InvalidReceipt, match="signature does not match"):
+    assert compact.startswith("mcr2.")
+    with pytest.raises(InvalidReceipt, match=ALTERED):
         verify_receipt(
             _tamper(compact, outcome="no_record" if result.outcome.value != "no_record" else "restrictions"),
             keys,
         )
-    with pytest.raises(InvalidReceipt, match="signature does not match"):
+    with pytest.raises(InvalidReceipt, match=ALTERED):
         verify_receipt(_tamper(compact, caller="someone-else"), keys)
+    with pytest.raises(InvalidReceipt, match=ALTERED):
+        verify_receipt(_tamper(compact, seq=parse_receipt(compact).audit_seq + 1), keys)
+    # A head re-signed by a stranger under the gateway's key id, or a proof cut short.
+    prefix, payload, proof, signature = compact.split(".")
+    head = parse_receipt(compact).tree_head
+    assert head is not None
+    stranger_head = base64.urlsafe_b64encode(Ed25519PrivateKey.generate().sign(head.signed_bytes()))
+    with pytest.raises(InvalidReceipt, match="signature does not match"):
+        verify_receipt(f"{prefix}.{payload}.{proof}.{stranger_head.rstrip(b'=').decode()}", keys)
+    if len(proof) > 86:  # the record hash and at least one proof hash: drop the last hash
+        short = base64.urlsafe_b64encode(base64.urlsafe_b64decode(proof + "=" * (-len(proof) % 4))[:-32])
+        with pytest.raises(InvalidReceipt, match=ALTERED):
+            verify_receipt(f"{prefix}.{payload}.{short.rstrip(b'=').decode()}.{signature}", keys)
     stranger = Ed25519PrivateKey.generate()
     fields = {
         "id": "x",
@@ -107,12 +127,14 @@ def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: st
     assert result.receipt is not None
     compact = result.receipt.compact
     assert verify_receipt(compact, keys).compact == compact
-    prefix, payload, signature = compact.split(".")
+    prefix, payload, proof, signature = compact.split(".")
+    prefix = f"{prefix}.{payload}"
+    payload = proof
     # The signature (64 bytes) leaves 4 unused bits in its last character: flipping one spells the same
     # bytes, which a lenient decoder takes.
     last = _B64URL.index(signature[-1])
     same_bytes = f"{prefix}.{payload}.{signature[:-1]}{_B64URL[last ^ 1]}"
-    assert _lenient_b64(same_bytes.split(".")[2]) == _lenient_b64(signature)
+    assert _lenient_b64(same_bytes.split(".")[-1]) == _lenient_b64(signature)
     variants = [
         same_bytes,
         f"{prefix}.{payload}.{signature}==",
@@ -128,14 +150,15 @@ def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: st
     variants += [compact.replace(urlsafe, standard, 1) for urlsafe, standard in (("-", "+"), ("_", "/"))]
     variants = [variant for variant in variants if variant != compact]
     # A payload re-spelt as other JSON of the same meaning (white space between its members).
-    data = json.loads(_lenient_b64(payload))
+    head_prefix, json_payload = prefix.split(".")
+    data = json.loads(_lenient_b64(json_payload))
     spaced = base64.urlsafe_b64encode(json.dumps(data, sort_keys=True).encode()).rstrip(b"=").decode()
-    variants.append(f"{prefix}.{spaced}.{signature}")
+    variants.append(f"{head_prefix}.{spaced}.{payload}.{signature}")
     for variant in variants:
         with pytest.raises(InvalidReceipt, match=r"canonical|not a receipt|not readable"):
             verify_receipt(variant, keys)
     with pytest.raises(InvalidReceipt, match="canonical JSON"):
-        verify_receipt(f"{prefix}.{spaced}.{signature}", keys)
+        verify_receipt(f"{head_prefix}.{spaced}.{payload}.{signature}", keys)
 
 
 def test_receipts_verify_offline_from_the_command_line(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import structlog
 
+from mustcheck.tree_head import TreeHead
+
 from .audit import AuditIntegrityError, AuditLog, Checkpoint, CheckpointKind, load_public_keys
 from .audit.checkpoint import signature_problem
 from .audit.journal import journal_path_for, read_journal
@@ -85,12 +87,22 @@ class HeadPublisher:
         if latest is None:
             return None
         if self.published is not None:
-            if (self.published.seq, self.published.record_hash) == (latest.seq, latest.record_hash):
+            if (self.published.seq, self.published.record_hash) == (
+                latest.seq,
+                latest.record_hash,
+            ) and self.published.tree_head == self._tree_head_text():
                 return self.published
             problem = self.audit.extends(head_checkpoint(self.published))
             if problem is not None:
                 log.error("audit_tamper_alarm", problem=problem, replica=self.replica)
                 raise AuditIntegrityError(f"not publishing a new audit head: {problem}")
+        tree_head = self.audit.latest_tree_head()
+        proof: list[bytes] = []
+        if tree_head is not None and self.published is not None and self.published.tree_head:
+            # The store keeps the new tree head only with a proof that it extends the one published.
+            proof = self.audit.tree_consistency(
+                TreeHead.from_json(self.published.tree_head).size, tree_head.size
+            )
         head = AuditHead(
             self.replica,
             latest.seq,
@@ -99,11 +111,17 @@ class HeadPublisher:
             latest.signature,
             latest.at,
             dt.datetime.now(dt.UTC),
+            "" if tree_head is None else tree_head.to_json(),
         )
-        self.store.publish_audit_head(head)
+        self.store.publish_audit_head(head, proof)
         self.published = head
         self.audit.published_head = latest  # a restarted writer checks the log against it
+        self.audit.published_tree_head = head.tree_head
         return head
+
+    def _tree_head_text(self) -> str:
+        tree_head = self.audit.latest_tree_head()
+        return "" if tree_head is None else tree_head.to_json()
 
     def publish_final(self) -> AuditHead | None:
         """On stop: sign a head for every record written, and publish it."""

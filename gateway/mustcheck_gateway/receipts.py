@@ -1,10 +1,10 @@
 """Signing receipts (R11) with the gateway's Ed25519 keys (those of the audit log's key ring).
 
-A receipt is made from the audit record of its check, once the record has its sequence number: it
-names that record (``audit_seq``), so an auditor can go from a receipt kept with an approval decision
-to the record, and back, and its subject hash is the record's. With the audit log on, receipts are
-signed in the audit writer process, where the sequence numbers are assigned (:mod:`.audit.writer_process`),
-so that signing costs the gateway's event loop nothing.
+With the audit log on, receipts are proofs (``mcr2``): the audit writer process makes them when it
+commits the records, as inclusion proofs against the one tree head it signs per commit
+(:meth:`.audit.writer.GroupCommitWriter.receipt`, docs/receipts.md). This signer makes receipts of the
+first format (``mcr1``, one Ed25519 signature each) only for a gateway without its audit log (the
+benchmarks' baseline): they name ``audit_seq`` 0.
 """
 
 from __future__ import annotations

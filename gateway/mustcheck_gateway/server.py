@@ -281,6 +281,7 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
                 checkpoint_interval_s=config.checkpoint_interval_s,
                 min_free_mb=config.audit_min_free_mb,
                 published_head=None if published is None else head_checkpoint(published),
+                published_tree_head="" if published is None else published.tree_head,
             )
             if config.audit_enabled
             else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))

@@ -43,6 +43,7 @@ class TreeHasher:
 
     algorithm: str
     digest: Callable[[bytes], bytes]
+    digest_size: int = 32
 
     def empty_root(self) -> bytes:
         return self.digest(b"")

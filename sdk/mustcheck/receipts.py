@@ -1,12 +1,19 @@
-"""Receipts (R11): the gateway's signed word that a check happened, verifiable offline.
+"""Receipts (R11): the gateway's proof that a check happened and is in its signed audit log, offline.
 
 Every allowed check answer carries a receipt that the approval system keeps with its decision. Its
-compact form is ``mcr1.<payload>.<signature>`` (base64url): the payload is canonical JSON naming the
-receipt id, caller, matter, the subject as a keyed hash (never in clear), outcome, measure ids, data
-version, the time of issue, the audit record's sequence number and the signing key's id; the signature
-is Ed25519 over a domain tag and the payload. :func:`verify_receipt` needs only the gateway's public
-keys (current and past: a receipt signed before a key rotation still verifies).
-A receipt has one string: :func:`verify_receipt` and :func:`parse_receipt` refuse any other spelling of it.
+compact form is ``mcr2.<payload>.<proof>.<signature>`` (each unpadded base64url): the payload is
+canonical JSON of the answer (caller, matter, the subject as a keyed hash, never in clear, outcome,
+measure ids, data version, time, the audit record's sequence number) and the signed tree head
+(:mod:`.tree_head`) of the log after the record's commit; the proof is the record's hash in the audit
+chain followed by its inclusion proof in that tree (hashes concatenated, nearest first); the signature
+is the tree head's. All receipts of one commit (a whole batch) share the head and its one signature.
+:func:`verify_receipt` checks the head's signature and that the answer's leaf is in the tree the head
+signs: the gateway gave this answer, and its audit record is in the log (docs/receipts.md).
+
+Receipts of the first format, ``mcr1.<payload>.<signature>`` (one Ed25519 signature per answer), still
+verify. A receipt has one string: :func:`verify_receipt` and :func:`parse_receipt` refuse any other
+spelling of it. :func:`verify_receipt` needs only the gateway's public keys (current and past: a receipt
+signed before a key rotation still verifies).
 """
 
 from __future__ import annotations
@@ -24,10 +31,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ._errors import MustCheckError
+from .merkle import verify_inclusion
+from .tree_head import ANSWER_FIELDS, TreeHead, canonical_json, leaf_data
 
-__all__ = ["InvalidReceipt", "Receipt", "load_public_keys", "parse_receipt", "sign_receipt", "verify_receipt"]
+__all__ = [
+    "InvalidReceipt",
+    "Receipt",
+    "encode_receipt",
+    "load_public_keys",
+    "parse_receipt",
+    "sign_receipt",
+    "verify_receipt",
+]
 
 PREFIX = "mcr1"
+PROOF_PREFIX = "mcr2"
 DOMAIN = b"mustcheck.receipt.v1\n"
 _FIELDS = (
     "id",
@@ -62,6 +80,15 @@ class Receipt:
     audit_seq: int
     key_id: str
     compact: str
+    # Receipts that are proofs (mcr2): the log, the record's hash, and the signed head it is proven in.
+    log_id: str = ""
+    record_hash: str = ""
+    tree_head: TreeHead | None = None
+
+    @property
+    def leaf_index(self) -> int | None:
+        """The record's leaf in the log's Merkle tree (None for a receipt of the first format)."""
+        return None if self.tree_head is None else self.audit_seq - 1
 
     def __str__(self) -> str:
         return self.compact
@@ -125,7 +152,110 @@ def _split(compact: str) -> tuple[bytes, bytes, dict[str, Any]]:
 
 def parse_receipt(compact: str) -> Receipt:
     """Read a receipt without verifying it (use :func:`verify_receipt` to trust it)."""
+    if compact.startswith(PROOF_PREFIX + "."):
+        return _proof_split(compact)[0]
     return _receipt(_split(compact)[2], compact)
+
+
+def encode_receipt(answer: Mapping[str, Any], record_hash: str, proof: list[bytes], head: TreeHead) -> str:
+    """The compact proof receipt (the gateway's side): ``answer`` holds :data:`ANSWER_FIELDS`."""
+    payload = canonical_json({"answer": dict(answer), "head": head.body()})
+    proven = bytes.fromhex(record_hash) + b"".join(proof)
+    return f"{PROOF_PREFIX}.{_b64(payload)}.{_b64(proven)}.{_b64(head.signature)}"
+
+
+_NOT_CANONICAL = "the receipt is not in its canonical form"
+
+
+def _proof_split(compact: str) -> tuple[Receipt, bytes, dict[str, Any]]:
+    """The receipt and its proof bytes, from its one canonical spelling; anything else is refused."""
+    parts = compact.split(".")
+    if len(parts) != 4 or parts[0] != PROOF_PREFIX:
+        raise InvalidReceipt(f"not a receipt: expected {PROOF_PREFIX}.<payload>.<proof>.<signature>")
+    try:
+        payload, proof, signature = (_unb64(part) for part in parts[1:])
+    except ValueError:
+        raise InvalidReceipt(f"{_NOT_CANONICAL}: its parts must be unpadded base64url") from None
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidReceipt("the receipt's payload is not readable") from None
+    if not isinstance(data, dict) or canonical_json(data) != payload:
+        raise InvalidReceipt(f"{_NOT_CANONICAL}: its payload is not canonical JSON")
+    if sorted(data) != ["answer", "head"]:
+        raise InvalidReceipt("the receipt's payload must hold exactly answer and head")
+    answer = data["answer"]
+    if not isinstance(answer, dict) or sorted(answer) != sorted(ANSWER_FIELDS):
+        raise InvalidReceipt(f"the receipt's answer must hold exactly {', '.join(ANSWER_FIELDS)}")
+    if not isinstance(data["head"], dict) or len(proof) < 32:
+        raise InvalidReceipt("the receipt's fields are not readable")
+    record_hash, proof = proof[:32].hex(), proof[32:]
+    try:
+        head = TreeHead.from_body(data["head"], signature)
+    except ValueError as error:
+        raise InvalidReceipt(f"the receipt's tree head is not readable: {error}") from None
+    try:
+        receipt = Receipt(
+            receipt_id=f"{head.log_id}-{int(answer['seq'])}",
+            caller=str(answer["caller"]),
+            matter=str(answer["matter"]),
+            subject_hash=str(answer["subject"]),
+            subject_key_id=str(answer["key"]),
+            outcome=str(answer["outcome"]),
+            measure_ids=tuple(str(m) for m in answer["measures"]),
+            data_version=int(answer["version"]),
+            issued_at=dt.datetime.fromisoformat(answer["at"]),
+            audit_seq=int(answer["seq"]),
+            key_id=head.key_id,
+            compact=compact,
+            log_id=head.log_id,
+            record_hash=record_hash,
+            tree_head=head,
+        )
+    except (TypeError, ValueError):
+        raise InvalidReceipt("the receipt's fields are not readable") from None
+    return receipt, proof, answer
+
+
+# Heads already verified (a batch's receipts share one): (signed bytes, signature, public key) -> True.
+_verified_heads: dict[tuple[bytes, bytes, bytes], bool] = {}
+
+
+def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
+    receipt, proof, answer = _proof_split(compact)
+    head = receipt.tree_head
+    assert head is not None
+    key = public_keys.get(head.key_id)
+    if key is None:
+        raise InvalidReceipt(
+            f"signed with key {head.key_id}, which is not among the {len(public_keys)} known keys"
+        )
+    material = key if isinstance(key, bytes) else key.public_bytes_raw()
+    signed = head.signed_bytes()
+    cache_key = (signed, head.signature, material)
+    if cache_key not in _verified_heads:
+        problem = head.signature_problem(public_keys, signed)
+        if problem is not None:
+            raise InvalidReceipt(
+                f"the signature does not match: the receipt was altered or signed by another key ({problem})"
+            )
+        if len(_verified_heads) >= 4096:
+            _verified_heads.clear()
+        _verified_heads[cache_key] = True
+    hasher = head.hasher
+    size = hasher.digest_size
+    if len(proof) % size:
+        raise InvalidReceipt("the receipt's inclusion proof is not a whole number of hashes")
+    path = [proof[i : i + size] for i in range(0, len(proof), size)]
+    leaf = hasher.leaf(leaf_data(answer, receipt.record_hash))
+    if receipt.audit_seq < 1 or not verify_inclusion(
+        hasher, receipt.audit_seq - 1, head.size, leaf, path, head.root
+    ):
+        raise InvalidReceipt(
+            f"the inclusion proof does not lead to the signed root: record {receipt.audit_seq} is not "
+            f"proven in the log's tree of {head.size} records (the receipt was altered)"
+        )
+    return receipt
 
 
 def _receipt(data: dict[str, Any], compact: str) -> Receipt:
@@ -149,7 +279,14 @@ def _receipt(data: dict[str, Any], compact: str) -> Receipt:
 
 
 def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
-    """The receipt, if its signature is valid under the named key; else :class:`InvalidReceipt` saying why."""
+    """The receipt, if it is genuine, else :class:`InvalidReceipt` saying why.
+
+    A proof receipt (``mcr2``) is genuine if its tree head is signed by the named key and its inclusion
+    proof leads from the answer's leaf to the head's root; one of the first format (``mcr1``) if its own
+    signature is valid under the named key.
+    """
+    if compact.startswith(PROOF_PREFIX + "."):
+        return _verify_proof_receipt(compact, public_keys)
     payload, signature, data = _split(compact)
     key_id = str(data["kid"])
     key = public_keys.get(key_id)

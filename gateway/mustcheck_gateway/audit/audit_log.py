@@ -27,6 +27,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from mustcheck.tree_head import TreeHead
+
 from ..store.codec import format_instant
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
@@ -43,7 +45,7 @@ from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
 from .sqlite_log import SqliteAuditStore
-from .verify import VerifyReport, verify_log
+from .verify import TreeState, VerifyReport, verify_log
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -51,10 +53,24 @@ DEFAULT_FILE_NAME = "audit.sqlite3"
 KEYS_DIR_NAME = "keys"
 
 
-def verify_data_dir(data_dir: Path, public_keys: Path | None = None) -> VerifyReport:
+def verify_data_dir(
+    data_dir: Path,
+    public_keys: Path | None = None,
+    *,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    state: TreeState | None = None,
+) -> VerifyReport:
     """Verify the audit log of a (copy of a) data directory offline, read-only, with only the public keys
-    (by default those the directory holds)."""
-    return verify_log(data_dir / DEFAULT_FILE_NAME, public_keys or data_dir / KEYS_DIR_NAME / "public")
+    (by default those the directory holds), against the tree ``heads`` an auditor holds, incrementally
+    from ``state`` if given."""
+    replica = data_dir / "replica.id"
+    return verify_log(
+        data_dir / DEFAULT_FILE_NAME,
+        public_keys or data_dir / KEYS_DIR_NAME / "public",
+        log_id=replica.read_text(encoding="ascii").strip() if replica.is_file() else None,
+        heads=heads,
+        state=state,
+    )
 
 
 def _log_level() -> str:
@@ -77,6 +93,7 @@ class AuditLog:
         index_interval_s: float | None = None,
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
+        published_tree_head: str = "",
     ) -> None:
         self.path = db_path
         self.keyring = keyring
@@ -91,6 +108,7 @@ class AuditLog:
             log_level=_log_level(),
         )
         self.published_head = published_head  # the newest head published to the store (no rewind past it)
+        self.published_tree_head = published_tree_head  # its tree head (JSON): the log must be consistent
         self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
         self._state = threading.Lock()
         self._closing = False
@@ -126,6 +144,7 @@ class AuditLog:
         index_interval_s: float | None = None,
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
+        published_tree_head: str = "",
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
@@ -145,6 +164,7 @@ class AuditLog:
             index_interval_s=index_interval_s,
             min_free_mb=min_free_mb,
             published_head=published_head,
+            published_tree_head=published_tree_head,
         )
 
     # -- the writer process: started, watched, started again -----------------------------
@@ -157,6 +177,7 @@ class AuditLog:
             self.keyring,
             self._settings,
             published_head=self.published_head,
+            published_tree_head=self.published_tree_head,
             on_exit=self._writer_stopped,
         )
         if writer.cut is not None:
@@ -498,6 +519,15 @@ class AuditLog:
     def checkpoints(self) -> list[Checkpoint]:
         self._writer.flush()
         return self._store.checkpoints()
+
+    def latest_tree_head(self) -> TreeHead | None:
+        """The newest signed tree head in the database (after indexing what is durable)."""
+        self._writer.flush()
+        return self._store.latest_tree_head()
+
+    def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The consistency proof from the tree of ``old_size`` records to that of ``new_size``."""
+        return self._store.tree_consistency(old_size, new_size)
 
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         """The checkpoint of ``kind`` with the highest seq, if there is one."""

@@ -115,6 +115,7 @@ class RemoteWriter:
         settings: WriterSettings,
         *,
         published_head: Checkpoint | None = None,
+        published_tree_head: str = "",
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self._keyring = keyring
@@ -144,6 +145,8 @@ class RemoteWriter:
             command += ["--index-interval", repr(settings.index_interval_s)]
         if published_head is not None:
             command += ["--published-head", published_head.to_json()]
+        if published_tree_head:
+            command += ["--published-tree-head", published_tree_head]
         try:
             self._process = subprocess.Popen(
                 command,

@@ -56,6 +56,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "the Merkle tree over the records: perfect subtree roots and signed tree heads",
+        (
+            """CREATE TABLE audit_tree_nodes (
+                level INTEGER NOT NULL,
+                idx BIGINT NOT NULL,
+                hash BYTEA NOT NULL,
+                PRIMARY KEY (level, idx)
+            )""",
+            """CREATE TABLE audit_tree_heads (
+                size BIGINT NOT NULL,
+                at TEXT NOT NULL,
+                head TEXT NOT NULL,
+                PRIMARY KEY (size, at)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

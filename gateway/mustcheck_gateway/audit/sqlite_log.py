@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mustcheck.merkle import SHA256
+from mustcheck.tree_head import TreeHead
+
 from ..store.codec import format_instant, parse_instant
 from ..store.migrations import apply_migrations
 from ..store.sqlite_connections import ThreadConnections, consistent_read, transaction
+from . import tree
 from .chain import ChainWalker
 from .checkpoint import CHECKPOINT_COLUMNS, Checkpoint, CheckpointKind
 from .errors import AuditIntegrityError
@@ -296,6 +300,15 @@ class SqliteAuditStore:
         """The seq of the last record a prune deleted (0: none)."""
         anchors = read_prune_anchors(self._reader())
         return anchors[-1].seq if anchors else 0
+
+    def latest_tree_head(self) -> TreeHead | None:
+        return tree.latest_head(self._reader())
+
+    def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """The consistency proof between two sizes of the stored tree (``LookupError`` if not stored)."""
+        if old_size in (0, new_size):
+            return []
+        return tree.stored_tree(self._reader(), SHA256).consistency(old_size, new_size)
 
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         row = (

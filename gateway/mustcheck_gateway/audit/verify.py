@@ -13,7 +13,16 @@ the first problem, which it names with a seq and a plain reason:
    mirror, so a truncated tail shows even without its checkpoint rows; lines deleted from the mirror
    are still in the database);
 6. a log with records has at least one signed head (a checkpoint): without one nothing shows that
-   records were not cut off or rewritten.
+   records were not cut off or rewritten;
+7. the Merkle tree (:mod:`.tree`), rebuilt from the records, against every tree head known: those in
+   the database, and those the auditor hands in (from receipts, or published to the shared store). A
+   head must be genuine, name this log, cover no more records than the log holds (else records were
+   cut from the end after it was signed) and have the root of the log's first ``size`` records; the
+   stored tree nodes (what proofs are made from) must give the same root.
+
+Verification can be incremental (:class:`TreeState`): from the last head an auditor verified (its
+size, the last record's hash and the tree's frontier, kept by the auditor), only the records after it
+are walked; tree heads older than it are checked with a consistency proof from the stored tree.
 
 A torn journal tail (a write a crash or a full disk cut short: never acknowledged, see
 :mod:`.journal`) is no tampering: the report stays ``ok`` and lists it under ``repairs``, as it lists
@@ -24,6 +33,7 @@ altered is tampering.
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mustcheck.merkle import SHA256, Frontier, verify_consistency
+from mustcheck.tree_head import TreeHead, b64, unb64
 
 from ..store.sqlite_connections import consistent_read
 from .chain import ChainWalker
@@ -47,6 +60,7 @@ from .sqlite_log import (
     read_checkpoints,
     read_prune_anchors,
 )
+from .tree import MerkleTree, read_heads, read_node, record_leaf, stored_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,9 @@ class VerifyReport:
     reason: str | None = None
     # Torn tails (unfinished writes, never acknowledged) found in the journal or cut off by a gateway.
     repairs: tuple[str, ...] = ()
+    tree_heads_checked: int = 0
+    # Where an incremental verification may start next time (None: the log failed, or has no tree).
+    state: TreeState | None = None
 
     @property
     def tampered(self) -> bool:
@@ -79,6 +96,84 @@ class VerifyReport:
         return f"audit log verifies ({counts}){repaired}"
 
 
+@dataclass(frozen=True, slots=True)
+class TreeState:
+    """What an auditor keeps of the last verified log: its size, last record hash and tree frontier."""
+
+    log_id: str
+    size: int
+    last_hash: str
+    frontier: tuple[bytes, ...]
+
+    def root(self) -> bytes:
+        return Frontier(SHA256, self.size, list(self.frontier)).root()
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "log": self.log_id,
+                "size": self.size,
+                "last_hash": self.last_hash,
+                "frontier": [b64(node) for node in self.frontier],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TreeState:
+        data = json.loads(text)
+        try:
+            frontier = tuple(unb64(node) for node in data["frontier"])
+            state = cls(str(data["log"]), int(data["size"]), str(data["last_hash"]), frontier)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a verification state: {error}") from None
+        if len(frontier) != state.size.bit_count():
+            raise ValueError("not a verification state: its frontier does not fit its size")
+        return state
+
+
+class _StoredNodes:
+    """The stored tree nodes, read level by level in index order, to compare with the rebuilt tree."""
+
+    def __init__(self, connection: sqlite3.Connection, size: int) -> None:
+        self._connection = connection
+        self._size = size
+        self._cursors: dict[int, Iterator[tuple[int, bytes]]] = {}
+        self._current: dict[int, tuple[int, bytes] | None] = {}
+        # The first stored node found wrong: reported after the chain's own checks (step 7).
+        self.problem: _Problem | None = None
+
+    def _found(self, seq: int, reason: str) -> None:
+        if self.problem is None:
+            self.problem = _Problem(seq, reason)
+
+    def check(self, level: int, index: int, digest: bytes) -> None:
+        if self.problem is not None or (index + 1) << level > self._size:
+            return  # not indexed yet (the journal's records) or not stored: nothing to compare
+        cursor = self._cursors.get(level)
+        if cursor is None:
+            rows = self._connection.execute(
+                "SELECT idx, hash FROM audit_tree_nodes WHERE level = ? AND idx >= ? ORDER BY idx",
+                (level, index),
+            )
+            cursor = self._cursors[level] = ((int(i), bytes(h)) for i, h in rows)
+            self._current[level] = next(cursor, None)
+        current = self._current[level]
+        while current is not None and current[0] < index:
+            current = next(cursor, None)
+        self._current[level] = current
+        if current is None or current[0] != index:
+            self._found(
+                index << level, f"the stored tree lacks its node at level {level}, index {index} (deleted)"
+            )
+        elif current[1] != digest:
+            self._found(
+                (index << level) + 1,
+                f"the stored tree nodes do not match the records: the node at level {level}, index {index} "
+                "was altered (proofs made from it would be false)",
+            )
+
+
 class _Problem(Exception):
     def __init__(self, seq: int | None, reason: str) -> None:
         super().__init__(reason)
@@ -92,7 +187,19 @@ class _Verification:
         public_keys: Mapping[str, Ed25519PublicKey],
         mirror: list[MirrorLine] | None,
         journal: JournalContents | None = None,
+        *,
+        log_id: str | None = None,
+        heads: Sequence[tuple[TreeHead, str]] = (),
+        state: TreeState | None = None,
     ) -> None:
+        self.log_id = log_id
+        self.given_heads = heads
+        self.state = state
+        self.frontier: Frontier | None = None
+        self.wanted: set[int] = set()
+        self.roots: dict[int, bytes] = {}
+        self.heads_checked = 0
+        self.nodes: _StoredNodes | None = None
         self.public_keys = public_keys
         self.mirror = mirror
         self.journal = journal
@@ -109,10 +216,106 @@ class _Verification:
         self._anchors(anchors, checkpoints)
         anchor = anchors[-1] if anchors else None
         signed = self._signed_seqs(checkpoints, anchor)
+        if self.state is not None:  # verified before: only what follows is walked
+            signed = {seq: hashed for seq, hashed in signed.items() if seq > self.state.size}
+            self.roots[self.state.size] = self.state.root()
+        heads = [(head, "the audit database") for head in read_heads(connection)] + list(self.given_heads)
+        tree_size = stored_size(connection)
+        self.nodes = _StoredNodes(connection, tree_size)
+        self.wanted = {head.size for head, _ in heads} | {tree_size}
         seen = self._walk(connection, anchor, signed)
         self._coverage(signed, seen)
         self._mirror_agrees(checkpoints)
         self._signed_at_all(checkpoints, anchor)
+        self._tree(connection, heads, tree_size)
+
+    def _append_leaf(self, leaf: bytes) -> None:
+        """Grow the rebuilt tree, comparing every node it completes with the stored one."""
+        assert self.frontier is not None
+        frontier, nodes = self.frontier, self.nodes
+        index, level, merged = frontier.size, 0, leaf
+        if nodes is not None:
+            nodes.check(0, index, merged)
+        while index & 1:
+            merged = SHA256.node(frontier.nodes.pop(), merged)
+            index >>= 1
+            level += 1
+            if nodes is not None:
+                nodes.check(level, index, merged)
+        frontier.nodes.append(merged)
+        frontier.size += 1
+
+    # 7
+    def _tree(
+        self, connection: sqlite3.Connection, heads: list[tuple[TreeHead, str]], tree_size: int
+    ) -> None:
+        if self.frontier is None:
+            return
+        size = self.frontier.size
+        self.roots[size] = self.frontier.root()
+        state = self.state
+        try:
+            stored = MerkleTree(
+                SHA256, min(tree_size, size), lambda level, index: read_node(connection, level, index)
+            )
+        except LookupError as error:
+            raise _Problem(None, f"the stored tree is incomplete: {error} (deleted)") from None
+        for head, source in sorted(heads, key=lambda item: item[0].size):
+            where = f"the tree head of size {head.size} signed {head.at} ({source})"
+            problem = head.signature_problem(self.public_keys)
+            if problem is not None:
+                raise _Problem(None, f"{source}: a forged tree head: {problem}")
+            if self.log_id is not None and head.log_id != self.log_id:
+                raise _Problem(None, f"{where} is of log {head.log_id}, not of this log ({self.log_id})")
+            if head.size > size:
+                first = size + 1
+                cut = f"record {first}" if first == head.size else f"records {first}–{head.size}"
+                raise _Problem(
+                    first,
+                    f"the log ends at record {size} but {where} covers {head.size} records: {cut} "
+                    "were cut from the end after that head was signed (truncated)",
+                )
+            root = self.roots.get(head.size)
+            if root is not None:
+                if root != head.root:
+                    raise _Problem(
+                        head.size,
+                        f"the log's first {head.size} records do not have the root {where} signed "
+                        "(rewritten)",
+                    )
+            elif state is not None and head.size < state.size:
+                try:
+                    proof = stored.consistency(head.size, state.size) if head.size else []
+                except (LookupError, ValueError):
+                    proof = None
+                if proof is None or not verify_consistency(
+                    SHA256, head.size, state.size, head.root, state.root(), proof
+                ):
+                    raise _Problem(
+                        head.size, f"{where} is not consistent with the last verified head (rewritten)"
+                    )
+            self.heads_checked += 1
+        if self.nodes is not None and self.nodes.problem is not None:
+            raise self.nodes.problem
+        if tree_size > size:
+            raise _Problem(
+                size + 1,
+                f"the stored tree has {tree_size} leaves but the log ends at record {size}: records "
+                f"{size + 1}–{tree_size} were cut from the end (truncated)",
+            )
+        checked = min(tree_size, size)
+        if checked and self.roots.get(checked) is not None:
+            try:
+                stored_root = stored.root_at(checked)
+            except LookupError as error:
+                raise _Problem(None, f"the stored tree is incomplete: {error}") from None
+            if stored_root != self.roots[checked]:
+                raise _Problem(None, "the stored tree nodes do not match the records (altered)")
+
+    def new_state(self, log_id: str | None) -> TreeState | None:
+        if self.frontier is None or log_id is None:
+            return None
+        return TreeState(log_id, self.frontier.size, self.walker.last_hash, tuple(self.frontier.nodes))
 
     # 1
     def _signatures(self, checkpoints: list[Checkpoint]) -> None:
@@ -154,6 +357,26 @@ class _Verification:
         self, connection: sqlite3.Connection, anchor: PruneAnchor | None, signed: Mapping[int, str]
     ) -> dict[int, str]:
         start_seq, start_hash = (anchor.seq, anchor.record_hash) if anchor else (0, GENESIS_HASH)
+        self.frontier = Frontier(SHA256)
+        if self.state is not None and self.state.size >= start_seq:
+            state = self.state
+            found = connection.execute("SELECT record_hash FROM audit_records WHERE seq = ?", (state.size,))
+            row = found.fetchone()
+            if state.size and (row is None or str(row[0]) != state.last_hash) and state.size != start_seq:
+                raise _Problem(
+                    state.size,
+                    f"record {state.size}, the last one verified before, is missing or changed "
+                    "(truncated or rewritten since)",
+                )
+            start_seq, start_hash = state.size, state.last_hash
+            self.frontier = Frontier(SHA256, state.size, list(state.frontier))
+        elif start_seq:
+            try:
+                self.frontier = MerkleTree(
+                    SHA256, start_seq, lambda level, index: read_node(connection, level, index)
+                ).frontier
+            except LookupError:
+                self.frontier = None  # pruned before the log had a tree: nothing to rebuild it from
         if anchor is not None:
             stray = connection.execute(
                 "SELECT MIN(seq) FROM audit_records WHERE seq <= ?", (anchor.seq,)
@@ -176,6 +399,10 @@ class _Verification:
                 raise _Problem(record.seq, problem)
             if self.first_seq is None:
                 self.first_seq = record.seq
+            if self.frontier is not None:
+                self._append_leaf(record_leaf(SHA256, row))
+                if self.frontier.size in self.wanted:
+                    self.roots[self.frontier.size] = self.frontier.root()
             if record.seq in signed:
                 seen[record.seq] = record.record_hash
             if record.kind == "admin" and record.outcome == TAIL_CUT_OUTCOME:
@@ -256,8 +483,17 @@ def _seq_of(row: Sequence[object]) -> int | None:
     return row[0] if row and isinstance(row[0], int) else None
 
 
-def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None = None) -> VerifyReport:
-    """Verify the audit log in ``db_path`` with only the public keys in ``public_keys_dir``."""
+def verify_log(
+    db_path: Path,
+    public_keys_dir: Path,
+    *,
+    mirror_path: Path | None = None,
+    log_id: str | None = None,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    state: TreeState | None = None,
+) -> VerifyReport:
+    """Verify the audit log in ``db_path`` with only the public keys in ``public_keys_dir``; also against
+    the tree ``heads`` given (with where each came from), incrementally from ``state`` if given."""
     mirror_file = mirror_path or mirror_path_for(db_path)
     try:
         public_keys = load_public_keys(public_keys_dir)
@@ -269,7 +505,7 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
         journal = read_journal(journal_path_for(db_path))
     except AuditIntegrityError as error:
         return VerifyReport(False, 0, 0, 0, reason=str(error))
-    verification = _Verification(public_keys, mirror, journal)
+    verification = _Verification(public_keys, mirror, journal, log_id=log_id, heads=heads, state=state)
     if journal.torn is not None:
         verification.repairs.append(
             f"torn journal tail ({journal.torn.describe()}; never acknowledged, cut off at the next start)"
@@ -300,4 +536,6 @@ def verify_log(db_path: Path, public_keys_dir: Path, *, mirror_path: Path | None
         problem_seq=problem.seq if problem else None,
         reason=problem.reason if problem else None,
         repairs=tuple(verification.repairs),
+        tree_heads_checked=verification.heads_checked,
+        state=None if problem is not None else verification.new_state(log_id),
     )

@@ -16,6 +16,12 @@ more than a journal sync, so this keeps the cost per record low when requests co
 A ``chain`` checkpoint is signed for every ``checkpoint_every``-th record, and for the last record when
 ``checkpoint_interval_s`` has passed with records not yet covered, and on stop. Checkpoints go to the
 mirror file after the database transaction that stores them commits.
+
+Every commit also appends its records' leaves to the log's Merkle tree (:mod:`.tree`) and signs ONE tree
+head over the new size and root (:mod:`mustcheck.tree_head`): the receipts of all answers in the commit
+are proven against it (:meth:`GroupCommitWriter.receipt`). New tree nodes and heads go to the database
+with the records' index transaction; the tree is derivable from the records, so a crash before that
+transaction loses nothing (the tree catches up from the records when the writer starts).
 """
 
 from __future__ import annotations
@@ -34,7 +40,12 @@ from typing import Any, Protocol
 
 import structlog
 
+from mustcheck.merkle import SHA256
+from mustcheck.receipts import encode_receipt
+from mustcheck.tree_head import TreeHead, sign_tree_head
+
 from ..store.sqlite_connections import transaction
+from . import tree as merkle_tree
 from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError
@@ -44,6 +55,7 @@ from .keys import KeyKind, KeyRing, load_public_keys
 from .mirror import CheckpointMirror
 from .record import AuditRecord, PendingRecord
 from .sqlite_log import SqliteAuditStore
+from .tree import consistency_problem
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -110,6 +122,8 @@ class GroupCommitWriter:
         deliver: Callable[[list[tuple[int, Any]]], None],
         announced: SharedCounter,
         published_head: Checkpoint | None = None,
+        log_id: str | None = None,
+        published_tree_head: TreeHead | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -132,6 +146,16 @@ class GroupCommitWriter:
         # What replaying the journal cut off: an unfinished write (a crash, a full disk), never acknowledged.
         self.cut: TornTail | None = self._replay_journal(journal_path)
         self._check_no_rewind(published_head)
+        if log_id is None:
+            from ..chain_heads import replica_id
+
+            log_id = replica_id(store.path.parent)
+        self.log_id = log_id
+        self._tree = self._open_tree(published_tree_head)
+        self.head: TreeHead | None = None  # the head signed after the last commit
+        self._unindexed_nodes: list[merkle_tree.Node] = []
+        self._unindexed_heads: list[TreeHead] = []
+        self._commit_rows: list[tuple[Any, ...]] = []
         self._journal = Journal(journal_path)
         self._unindexed_rows: list[tuple[Any, ...]] = []
         self._unindexed_checkpoints: list[Checkpoint] = []
@@ -182,6 +206,7 @@ class GroupCommitWriter:
                     else:
                         flush.future.set_exception(indexed)
             self._journal.close()
+            self._tree_reader.close()
         except BaseException:  # never leave a waiter hanging
             log.exception("audit_writer_crashed")
             self._fail_queued(AuditError("the audit writer stopped"))
@@ -280,6 +305,7 @@ class GroupCommitWriter:
             self._settle(batch, error=error)
             return
         self._last_seq, self._last_hash, self._covered_seq = seq, prev_hash, covered
+        self._grow_tree(rows)
         self._unindexed_rows.extend(rows)
         self._unindexed_checkpoints.extend(checkpoints)
         self._headed = self._headed or bool(checkpoints)
@@ -300,11 +326,15 @@ class GroupCommitWriter:
         try:
             with transaction(self._connection) as connection:
                 self._store.insert_rows(connection, rows, checkpoints)
+                merkle_tree.insert_nodes(connection, self._unindexed_nodes)
+                merkle_tree.insert_heads(connection, self._unindexed_heads)
         except (sqlite3.Error, OSError) as error:
             log.error("audit_index_failed", records=len(rows), error=repr(error))
             self._index_retry_at = time.monotonic() + INDEX_RETRY_S
             return AuditError(f"the audit database cannot be written now: {error}")
         self._unindexed_rows, self._unindexed_checkpoints = [], []
+        self._unindexed_nodes, self._unindexed_heads = [], []
+        self._tree.stored()
         self._last_index_time = time.monotonic()
         self._journal.clear()
         if checkpoints:
@@ -367,6 +397,70 @@ class GroupCommitWriter:
         if checkpoints:
             self._publish(checkpoints)
         log.warning("audit_journal_replayed", records=len(rows), checkpoints=len(checkpoints))
+
+    # -- the Merkle tree ----------------------------------------------------------------------
+
+    def _open_tree(self, published: TreeHead | None) -> merkle_tree.MerkleTree:
+        """The stored tree, caught up with the stored records, checked against the newest tree heads
+        (stored, and published to the shared store) with consistency proofs: no rewind."""
+        connection = self._store.connect()
+        try:
+            with transaction(connection) as writing:
+                tree = merkle_tree.stored_tree(writing, SHA256)
+                added = merkle_tree.catch_up(writing, tree, self._store.pruned_through())
+                newest = merkle_tree.latest_head(writing)
+        except LookupError as error:  # nodes the stored tree's right edge needs were deleted
+            raise AuditIntegrityError(
+                f"audit log tamper alarm: the stored Merkle tree is incomplete ({error}). Refusing to "
+                "continue the log; restore the data directory or investigate"
+            ) from None
+        finally:
+            connection.close()
+        if added:
+            log.info("audit_tree_caught_up", leaves=added, size=tree.size)
+        reader = self._tree_reader = self._store.connect()
+        tree = merkle_tree.MerkleTree(
+            SHA256, tree.size, lambda level, index: merkle_tree.read_node(reader, level, index)
+        )
+        public_keys = load_public_keys(self._keyring.public_dir)
+        for head, source in ((newest, "the audit database"), (published, "the store")):
+            if head is None:
+                continue
+            problem = head.signature_problem(public_keys)
+            if problem is None:
+                problem = consistency_problem(tree, head)
+            if problem is not None:
+                raise AuditIntegrityError(
+                    f"audit log tamper alarm: the newest tree head in {source}: {problem}. Refusing to "
+                    "continue the log (nothing was repaired, no seq is reused); restore the data "
+                    "directory or investigate"
+                )
+        return tree
+
+    def _grow_tree(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append the commit's leaves and sign one tree head over the new size (on the writer's thread)."""
+        for row in rows:
+            self._tree.append(merkle_tree.record_leaf(SHA256, row))
+        self._unindexed_nodes.extend(self._tree.take_pending())
+        key_id = self._keyring.current_id(KeyKind.SIGN)
+        self.head = sign_tree_head(
+            self.log_id,
+            self._tree.size,
+            self._tree.root(),
+            dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            key_id,
+            self._keyring.signer(key_id),
+        )
+        self._unindexed_heads.append(self.head)
+        self._commit_rows = rows
+
+    def receipt(self, seq: int) -> str:
+        """The proof receipt of record ``seq`` of the commit being settled (call from ``deliver``)."""
+        assert self.head is not None and self._commit_rows
+        first = int(self._commit_rows[0][0])
+        row = self._commit_rows[seq - first]
+        proof = self._tree.inclusion(seq - 1, self.head.size)
+        return encode_receipt(merkle_tree.answer_fields(row), str(row[-1]), proof, self.head)
 
     def _settle(
         self, batch: list[Submission], *, seqs: list[list[int]] | None = None, error: Exception | None = None

@@ -6,7 +6,8 @@ progress (:mod:`.announced`). It holds the database's writer lock, replays the j
 protected records (:mod:`.wire`), gives them their seqs and hash links, journals and syncs them
 (:class:`~.writer.GroupCommitWriter`, on this process's only thread: it reads the request pipe
 itself) and answers with the seqs once they are durable, and with the receipts (R11) of the allowed
-checks among them, signed here because here is where their seqs are known. It stops,
+checks among them, made here because here is where their seqs and the tree are known: inclusion
+proofs against the one tree head the writer signs for each commit. It stops,
 after committing everything it was sent and writing a final checkpoint, when told to or when the
 request pipe closes (the gateway is gone: whatever it sent is still made durable).
 """
@@ -26,8 +27,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mustcheck.tree_head import TreeHead
+
 from ..logs import configure_logging
-from ..receipts import ReceiptSigner
 from . import wire
 from .announced import SharedCounter
 from .checkpoint import Checkpoint
@@ -38,16 +40,17 @@ from .record import PendingRecord
 from .sqlite_log import SqliteAuditStore
 from .writer import STOP, Flush, GroupCommitWriter, Submission
 
-# An outcome to send: (token, seqs or error, receipts to sign or None, whether the event loop reads it)
-_Answer = tuple[int, Any, "tuple[list[int], list[PendingRecord]] | None", bool]
+# An outcome to send: (token, seqs, (seqs, receipts), or error; whether the event loop reads it)
+_Answer = tuple[int, Any, bool]
 
 
 class _Answers:
     """The two answer pipes: outcomes of commits and flushes, and the start and the end.
 
-    Outcomes are sent by a thread of their own, which first signs the receipts asked for with the
-    records (R11), now that the commit has given them their seqs; meanwhile the writer goes on with
-    the next commit (Ed25519 signing releases the interpreter lock). One thread keeps them in order.
+    The receipts asked for with the records (R11) are made on the writer's thread when the commit is
+    settled (inclusion proofs against the tree head signed for that commit, while its tree is the
+    current one); the outcomes are then sent by a thread of their own while the writer goes on with
+    the next commit. One thread keeps them in order.
     """
 
     def __init__(self, descriptor: int, loop_descriptor: int) -> None:
@@ -57,7 +60,6 @@ class _Answers:
         self._answering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
         self.writer: GroupCommitWriter | None = None
         self.loop_tokens: set[int] = set()
-        self.receipts: ReceiptSigner | None = None  # set with the key ring, once it is loaded
         # token -> (indexes of the rows to sign receipts for, the submission's records)
         self.receipts_due: dict[int, tuple[list[int], list[PendingRecord]]] = {}
 
@@ -78,25 +80,25 @@ class _Answers:
         for token, outcome in outcomes:
             to_loop = token in self.loop_tokens
             self.loop_tokens.discard(token)
-            answers.append((token, outcome, self.receipts_due.pop(token, None), to_loop))
-        self._answering.submit(self._answer, answers, self.stats(), self.receipts)
+            due = self.receipts_due.pop(token, None)
+            if due is not None and not isinstance(outcome, BaseException):
+                # Proven against the head the writer signed for this commit, on the writer's thread,
+                # while the commit's tree is the current one (one signature for all of them).
+                try:
+                    assert self.writer is not None
+                    outcome = (outcome, [self.writer.receipt(outcome[i]) for i in due[0]])
+                except Exception as error:  # the records are durable; the checks fail without receipts
+                    outcome = f"the receipts could not be made: {error!r}"
+            answers.append((token, outcome, to_loop))
+        self._answering.submit(self._answer, answers, self.stats())
 
-    def _answer(
-        self, answers: list[_Answer], stats: tuple[int, int, int, float], receipts: ReceiptSigner | None
-    ) -> None:
+    def _answer(self, answers: list[_Answer], stats: tuple[int, int, int, float]) -> None:
         to_loop: list[tuple[int, Any]] = []
         to_main: list[tuple[int, Any]] = []
-        for token, outcome, due, loop in answers:
+        for token, outcome, loop in answers:
             plain: Any = outcome
             if isinstance(outcome, BaseException):
                 plain = repr(outcome)
-            elif due is not None:
-                indexes, records = due
-                try:
-                    assert receipts is not None
-                    plain = (outcome, [receipts.sign(records[i], outcome[i]) for i in indexes])
-                except Exception as error:  # the records are durable; the checks fail without receipts
-                    plain = f"the receipts could not be signed: {error!r}"
             (to_loop if loop else to_main).append((token, plain))
         with contextlib.suppress(OSError):  # the gateway is gone: nobody waits for these
             if to_loop:
@@ -154,7 +156,6 @@ class _PipeInbox:
                     assert self._answers.writer is not None
                     keyring = KeyRing(self._keys_dir)
                     self._answers.writer.use_keyring(keyring)
-                    self._answers.receipts = ReceiptSigner(keyring)
                 if to_loop:
                     self._answers.loop_tokens.add(token)
                 records = [wire.pending_from_row(row) for row in rows]
@@ -174,7 +175,6 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
     store = SqliteAuditStore(options.db)
     try:
         keyring = KeyRing(options.keys_dir)
-        answers.receipts = ReceiptSigner(keyring)
         writer = GroupCommitWriter(
             store,
             keyring,
@@ -190,6 +190,11 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
             inbox=_PipeInbox(options.requests, answers, options.keys_dir),
             published_head=(
                 None if options.published_head is None else Checkpoint.from_json(options.published_head)
+            ),
+            published_tree_head=(
+                None
+                if options.published_tree_head is None
+                else TreeHead.from_json(options.published_tree_head)
             ),
         )
     except Exception as error:
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-answers", type=int, required=True, help="descriptor for the event loop's")
     parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
     parser.add_argument("--published-head", default=None, help="the head last published, as JSON")
+    parser.add_argument("--published-tree-head", default=None, help="its signed tree head, as JSON")
     parser.add_argument("--log-level", default="info")
     options = parser.parse_args(argv)
     # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this

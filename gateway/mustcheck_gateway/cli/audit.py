@@ -35,6 +35,7 @@ from ..i18n import _
 from ..report import CoverageRow, Names, Verification, render
 from ..store import DEFAULT_FILE_NAME as STORE_FILE_NAME
 from ..store import AuditHead, ListStore, StoreError, is_postgres_url, open_store, redacted
+from . import audit_tree
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
@@ -103,9 +104,11 @@ def register(commands: Subparsers) -> None:
             "(a postgresql:// URL, or the data directory of an embedded store)"
         ),
     )
+    audit_tree.add_verify_options(verify)
     verify.add_argument("--json", action="store_true")
     add_gateway_option(verify)
     verify.set_defaults(run=run_verify)
+    audit_tree.register_prove(actions)
 
     heads = actions.add_parser(
         "heads",
@@ -314,13 +317,19 @@ def run_verify(options: argparse.Namespace) -> int:
     if not database.is_file():
         return fail(_("no audit log at {path}").format(path=database), EXIT_INVALID)
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
-    report = verify_data_dir(options.data_dir, public_keys)
+    try:
+        heads = [] if options.receipts is None else audit_tree.receipt_heads(options.receipts, public_keys)
+        state = audit_tree.read_state(options)
+        head = None if not options.store else _published_head(options.data_dir, options.store)
+        if head is not None and head.tree_head:
+            heads.append(audit_tree.published_tree_head(head.tree_head))
+    except (OSError, ValueError, StoreError) as error:
+        return fail(str(error), EXIT_INVALID)
+    report = verify_data_dir(options.data_dir, public_keys, heads=heads, state=state)
     ok, reason, problem_seq = report.ok, report.reason, report.problem_seq
-    if ok and options.store:
-        try:
-            head = _published_head(options.data_dir, options.store)
-        except (StoreError, ValueError) as error:
-            return fail(str(error), EXIT_INVALID)
+    if ok:
+        audit_tree.write_state(options.state, report.state)
+    if ok and head is not None:
         reason = head_problem(database, head, public_keys)
         ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(

@@ -39,7 +39,7 @@ def register(commands: Subparsers) -> None:
         help="verify a receipt: exit 0 valid, 1 invalid (saying why)",
         description="Verify a receipt with no gateway: exit 0 valid, 1 invalid (saying why).",
     )
-    verify.add_argument("receipt", metavar="RECEIPT", help="the compact receipt (mcr1.…), or @FILE")
+    verify.add_argument("receipt", metavar="RECEIPT", help="the compact receipt (mcr2.… or mcr1.…), or @FILE")
     verify.add_argument(
         "--public-keys",
         type=Path,

@@ -145,6 +145,8 @@ class AuditHead:
     signature: str
     signed_at: dt.datetime
     published_at: dt.datetime
+    # The latest signed tree head of the replica's audit log (canonical JSON; "" from older gateways).
+    tree_head: str = ""
 
 
 class StoreError(Exception):
@@ -248,9 +250,10 @@ class ListStore(Protocol):
         """What each data version after ``after`` touched, oldest first, at most ``limit`` versions."""
         ...
 
-    def publish_audit_head(self, head: AuditHead) -> None:
+    def publish_audit_head(self, head: AuditHead, proof: Sequence[bytes] = ()) -> None:
         """Keep ``head`` as the replica's latest if it extends the one kept (larger seq, or the same seq and
-        hash); raise ``audit_heads.HeadRejected`` otherwise."""
+        hash; and its tree head, with ``proof``, a consistency proof from the kept tree head); raise
+        ``audit_heads.HeadRejected`` otherwise."""
         ...
 
     def audit_heads(self) -> list[AuditHead]:

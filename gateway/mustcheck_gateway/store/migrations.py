@@ -175,6 +175,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "since when the list data is complete, so that the green channel is granted only on evidence (R6)",
         (completeness.CREATE_TABLE,),
     ),
+    Migration(
+        8,
+        "each gateway's latest signed tree head of its audit log (a Merkle tree), kept only when extended",
+        ("ALTER TABLE audit_heads ADD COLUMN tree_head TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

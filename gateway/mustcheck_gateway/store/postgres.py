@@ -338,8 +338,10 @@ class PostgresStore:
             _record_changes(connection, version, [code])
         return self._committed(version)
 
-    def publish_audit_head(self, head: AuditHead) -> None:
+    def publish_audit_head(self, head: AuditHead, proof: Sequence[bytes] = ()) -> None:
         with self._db.connection() as connection:
+            row = connection.execute(audit_heads.select_one("%s") + " FOR UPDATE", (head.replica,)).fetchone()
+            audit_heads.check_tree(None if row is None else audit_heads.head_from_values(row), head, proof)
             cursor = connection.execute(audit_heads.upsert("%s"), audit_heads.head_values(head))
             audit_heads.check_kept(head, cursor.rowcount)
 

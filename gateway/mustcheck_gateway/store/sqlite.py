@@ -265,8 +265,10 @@ class SqliteStore:
         found = self._entries(f"{_SELECT_ENTRIES} WHERE entry_id = ?", (entry_id,))
         return found[0] if found else None
 
-    def publish_audit_head(self, head: AuditHead) -> None:
+    def publish_audit_head(self, head: AuditHead, proof: Sequence[bytes] = ()) -> None:
         with self._transaction() as connection:
+            row = connection.execute(audit_heads.select_one("?"), (head.replica,)).fetchone()
+            audit_heads.check_tree(None if row is None else audit_heads.head_from_values(row), head, proof)
             cursor = connection.execute(audit_heads.upsert("?"), audit_heads.head_values(head))
             audit_heads.check_kept(head, cursor.rowcount)
 

@@ -1,0 +1,141 @@
+"""The Merkle-tree side of ``mustcheck audit``: the heads an auditor holds, the verification state kept
+between runs, and ``audit prove SEQ`` (an inclusion proof for one record)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mustcheck.merkle import SHA256, verify_inclusion
+from mustcheck.receipts import InvalidReceipt, load_public_keys, verify_receipt
+from mustcheck.tree_head import TreeHead
+
+from ..audit import DEFAULT_FILE_NAME, KEYS_DIR_NAME
+from ..audit.sqlite_log import connect_read_only, iter_rows
+from ..audit.tree import latest_head, record_leaf, stored_tree
+from ..audit.verify import TreeState
+from .common import EXIT_INVALID, EXIT_OK, fail, print_json
+
+
+def add_verify_options(verify: argparse.ArgumentParser) -> None:
+    verify.add_argument(
+        "--receipts",
+        type=Path,
+        metavar="FILE",
+        help="with --data-dir: receipts an auditor holds, one per line; the log must still hold every "
+        "record their signed tree heads cover (records cut from the end are reported)",
+    )
+    verify.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="with --data-dir: the auditor's verification state: verify incrementally from the head it "
+        "names and write the new one there when the log verifies",
+    )
+    verify.add_argument("--full", action="store_true", help="with --state: verify the whole log again")
+
+
+def receipt_heads(path: Path, public_keys_dir: Path) -> list[tuple[TreeHead, str]]:
+    """The signed tree heads of the receipts in ``path`` (``ValueError`` names a line not genuine)."""
+    keys = load_public_keys(public_keys_dir)
+    heads: list[tuple[TreeHead, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            receipt = verify_receipt(line.strip(), keys)
+        except InvalidReceipt as error:
+            raise ValueError(f"{path.name} line {number}: not a genuine receipt: {error.message}") from None
+        if receipt.tree_head is not None:
+            heads.append(
+                (receipt.tree_head, f"receipt on line {number} of {path.name}, record {receipt.audit_seq}")
+            )
+    return heads
+
+
+def published_tree_head(text: str) -> tuple[TreeHead, str]:
+    """The tree head a gateway published to the shared store (``ValueError`` if unreadable)."""
+    return TreeHead.from_json(text), "the tree head published to the store"
+
+
+def read_state(options: argparse.Namespace) -> TreeState | None:
+    path: Path | None = options.state
+    if path is None or options.full or not path.exists():
+        return None
+    return TreeState.from_json(path.read_text(encoding="utf-8"))
+
+
+def write_state(path: Path | None, state: TreeState | None) -> None:
+    if path is None or state is None:
+        return
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(state.to_json() + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+# -- prove -------------------------------------------------------------------------------------
+
+
+def register_prove(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prove = actions.add_parser(
+        "prove",
+        help="print an inclusion proof for one record (offline)",
+        description="Prove that record SEQ is in the log: its leaf, the inclusion proof in the tree of the "
+        "newest signed tree head, and that head. Runs offline on a (copy of a) data directory.",
+    )
+    prove.add_argument("seq", type=int, metavar="SEQ")
+    prove.add_argument("--data-dir", type=Path, metavar="DIR", required=True)
+    prove.add_argument("--json", action="store_true")
+    prove.set_defaults(run=run_prove)
+
+
+def run_prove(options: argparse.Namespace) -> int:
+    database = options.data_dir / DEFAULT_FILE_NAME
+    try:
+        connection = connect_read_only(database)
+    except (OSError, ValueError) as error:
+        return fail(f"no audit log at {database}: {error}", EXIT_INVALID)
+    try:
+        head = latest_head(connection)
+        if head is None:
+            return fail("the log has no signed tree head yet: start its gateway once", EXIT_INVALID)
+        if not 1 <= options.seq <= head.size:
+            return fail(
+                f"record {options.seq} is not covered by the newest tree head (size {head.size})",
+                EXIT_INVALID,
+            )
+        rows = list(iter_rows(connection, after_seq=options.seq - 1, until_seq=options.seq))
+        if not rows:
+            return fail(f"record {options.seq} is not in the log (pruned?)", EXIT_INVALID)
+        leaf = record_leaf(SHA256, rows[0])
+        proof = stored_tree(connection, SHA256).inclusion(options.seq - 1, head.size)
+    finally:
+        connection.close()
+    proven = verify_inclusion(SHA256, options.seq - 1, head.size, leaf, proof, head.root)
+    if options.json:
+        print_json(
+            {
+                "seq": options.seq,
+                "leaf_index": options.seq - 1,
+                "leaf_hash": leaf.hex(),
+                "proof": [node.hex() for node in proof],
+                "tree_head": head.to_json(),
+                "proven": proven,
+            }
+        )
+    else:
+        print(f"record {options.seq}: leaf {options.seq - 1}, leaf hash {leaf.hex()}")
+        print(f"tree head: {head.to_json()}")
+        for node in proof:
+            print(f"  {node.hex()}")
+        print(
+            "proven: the proof leads to the signed root"
+            if proven
+            else "NOT PROVEN: the stored tree is altered"
+        )
+    return EXIT_OK if proven else 1
+
+
+def default_public_keys(options: argparse.Namespace) -> Path:
+    return Path(options.public_keys or options.data_dir / KEYS_DIR_NAME / "public")
