@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import re
 import string
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,3 +320,122 @@ def test_the_sdks_tls_explanations_are_the_ones_translated() -> None:
     activate("zh")
     error = GatewayUnreachable(f"{TRANSPORT_TEXT[0]} (details)")
     assert explained(error) == "TLS 失败：网关在此端口不使用 TLS（以明文监听） (details)"
+
+
+# -- the gateway's own commands: serve, demo, demo-data, store -------------------------------------
+
+
+@pytest.mark.slow
+def test_the_demo_tour_in_chinese(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "mustcheck_gateway", "--lang", "zh", "demo", "--exit-after-tour",
+        "--subjects", "50", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONUTF8": "1"}
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("MustCheck 演示：已将 50 个信用主体的")
+    assert "演示调用方 'demo'（所属部门 'approval'，已获准查询全部事项）的令牌保存在" in out
+    assert "[1] 红名单企业（纳税信用 A 级纳税人）通过联合审批提出申请" in out  # a step title
+    assert "[2] 黑名单企业（失信被执行人）参加政府采购投标" in out
+    assert "就事项 MOF-0001（政府采购供应商资格审查）查询" in out  # the narration
+    assert "结果      适用失信惩戒" in out  # the answers, as `check` shows them
+    # The invalid ID: its rule in Chinese, the gateway's own words after it.
+    assert "已拒绝：不是有效的统一社会信用代码 [uscc.check_character]（网关原文：invalid subject" in out
+    assert "从审计员的角度查看以上查询" in out
+    (printed,) = [
+        line.strip() for line in out.splitlines() if line.strip().startswith("mustcheck audit report")
+    ]
+    assert "auditor.token" in printed  # the suggested command stays a command
+    for english in (
+        "MustCheck demo:",
+        "A red-listed company",
+        "checking ",
+        "rejected:",
+        "The auditor's view",
+    ):
+        assert english not in out
+
+
+def test_serve_and_store_backup_help_in_chinese(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: the phrases are not wrapped apart
+    assert main(["--lang", "zh", "serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("用法：mustcheck serve")
+    assert "运行网关：在同一端口上提供查询、管理和审计服务" in out
+    assert "监听地址（默认 127.0.0.1:50051；端口为 0 时自动选择空闲端口）" in out
+    assert "审计日志、密钥和嵌入式数据库所在的数据目录（默认 ./mustcheck-data）" in out
+    assert "政策目录（默认：$MUSTCHECK_POLICIES，未设置时使用内置的 policies/）" in out  # shared options too
+    assert "运行日志的最低输出级别（默认 info）" in out
+    assert "run the gateway" not in out and "address to listen on" not in out
+    assert main(["--lang", "zh", "store", "backup", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("用法：mustcheck store backup")
+    assert "在网关运行时复制其数据目录" in out and "一个新的（或空的）目录" in out
+    assert main(["--lang", "en", "serve", "--help"]) == 0
+    assert (
+        "address to listen on (default 127.0.0.1:50051; port 0 picks a free one)" in capsys.readouterr().out
+    )
+
+
+def test_refusals_of_serve_store_and_demo_data_in_chinese(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve = ["serve", "--tls-cert", str(tmp_path / "server.pem"), "--data-dir", str(tmp_path / "data")]
+    assert main(["--lang", "zh", *serve]) == 2
+    assert "mustcheck: 拒绝启动：--tls-cert 和 --tls-key 须同时给出" in capsys.readouterr().err
+    assert main(["--lang", "en", *serve]) == 2
+    assert "mustcheck: refusing to start: --tls-cert and --tls-key go together" in capsys.readouterr().err
+    assert main(["--lang", "zh", "store", "migrate", "--from", "x", "--to", "postgresql://u@h/db"]) == 2
+    assert "mustcheck: --from 须为 sqlite:PATH，实际为 'x'" in capsys.readouterr().err
+    assert (
+        main(["--lang", "zh", "store", "backup", "--data-dir", str(tmp_path), "--out", str(tmp_path / "b")])
+        == 1
+    )
+    assert "mustcheck: 备份失败：" in capsys.readouterr().err
+    assert main(["--lang", "zh", "demo-data", "--subjects", "0", "--out", str(tmp_path / "rows.jsonl")]) == 2
+    assert "mustcheck: --subjects 至少为 1" in capsys.readouterr().err
+    assert main(["--lang", "zh", "demo-data", "--subjects", "5", "--out", str(tmp_path / "rows.jsonl")]) == 0
+    assert re.search(r"已将 5 个信用主体的 \d+ 条记录写入 ", capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_serve_and_its_backup_speak_chinese(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "data"
+    serving = subprocess.Popen(
+        [
+            sys.executable, "-m", "mustcheck_gateway", "--lang", "zh", "serve", "--listen", "127.0.0.1:0",
+            "--data-dir", str(data_dir), "--policies", str(REPO / "policies"), "--drain-seconds", "0",
+            "--log-level", "error",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUTF8": "1"},
+    )  # fmt: skip
+    said: list[str] = []
+    try:
+        assert serving.stderr is not None
+        for line in serving.stderr:
+            said.append(line)
+            if "网关正在监听端口" in line:
+                break
+        assert f"首次启动：管理员调用方的令牌已保存在 {data_dir / 'admin.token'}（权限 0600）\n" in said, said
+        assert re.fullmatch(r"mustcheck 网关正在监听端口 \d+（按 Ctrl-C 停止）\n", said[-1]), said
+        assert (
+            main(
+                ["--lang", "zh", "store", "backup", "--data-dir", str(data_dir), "--out", str(tmp_path / "b")]
+            )
+            == 0
+        )
+        out = capsys.readouterr().out
+        assert (
+            out.startswith(f"已将 {data_dir} 备份到 {tmp_path / 'b'}：数据库 mustcheck.sqlite3")
+            and "字节）" in out
+        )
+    finally:
+        serving.terminate()
+        serving.wait(30)

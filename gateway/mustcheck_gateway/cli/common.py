@@ -96,19 +96,24 @@ def add_policies_option(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="policy folder (default: $MUSTCHECK_POLICIES, else the bundled policies/)",
+        help=_("policy folder (default: $MUSTCHECK_POLICIES, else the bundled policies/)"),
     )
 
 
 def add_logging_options(parser: argparse.ArgumentParser, *, default_level: str) -> None:
     """``--log-level`` and ``--log-format``: operational logs are JSON lines on stderr unless a person
     asks for console output."""
-    parser.add_argument("--log-level", default=default_level, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level",
+        default=default_level,
+        choices=["debug", "info", "warning", "error"],
+        help=_("least severe operational log level shown (default {level})").format(level=default_level),
+    )
     parser.add_argument(
         "--log-format",
         default="json",
         choices=["json", "console"],
-        help="operational logs on stderr: JSON lines (default) or console text for a person",
+        help=_("operational logs on stderr: JSON lines (default) or console text for a person"),
     )
 
 

@@ -24,6 +24,7 @@ from ..bootstrap import write_secret
 from ..china_time import CHINA_STANDARD_TIME
 from ..data_lock import in_use
 from ..demo_data import Showcase, generate_rows, showcase
+from ..i18n import N_, _
 from ..list_rows import load_rows
 from ..policy import PolicyError, PolicySet, default_policy_dir
 from ..server import DEFAULT_LISTEN, ConfigError, GatewayConfig, GatewayThread
@@ -37,11 +38,13 @@ from .common import (
     fail,
     render_result,
 )
+from .reasons import explained, subject_error
 from .rpc import CallOptions
 
 # The demo data's decisions go back less than ten years; it is complete since then (R6).
 DEMO_COMPLETE_YEARS = 10
 
+DEFAULT_DEMO_DIR = Path("mustcheck-demo")
 DEMO_MARKER = ".mustcheck-demo"
 DEMO_TOKEN_FILE = "demo.token"
 DEMO_CALLER = "demo"
@@ -58,33 +61,37 @@ INVALID_EXAMPLE = "914403001922038217"  # a published code with its check charac
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "demo",
-        help="run the gateway on demo data and take a short tour",
-        description="Start the gateway on a fresh embedded store loaded with demo data, check a few example "
-        "subjects through the SDK (red list, black list, a person linked to a black-listed company, an entry "
-        "under objection, an invalid ID), then keep serving.",
+        help=_("run the gateway on demo data and take a short tour"),
+        description=_(
+            "Start the gateway on a fresh embedded store loaded with demo data, check a few example "
+            "subjects through the SDK (red list, black list, a person linked to a black-listed company, an "
+            "entry under objection, an invalid ID), then keep serving."
+        ),
     )
     parser.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"address to listen on (default {DEFAULT_LISTEN})",
+        help=_("address to listen on (default {address})").format(address=DEFAULT_LISTEN),
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("mustcheck-demo"),
+        default=DEFAULT_DEMO_DIR,
         metavar="DIR",
-        help="where the demo's store, audit log and tokens are created afresh (default ./mustcheck-demo)",
+        help=_(
+            "where the demo's store, audit log and tokens are created afresh (default ./{directory})"
+        ).format(directory=DEFAULT_DEMO_DIR),
     )
     parser.add_argument(
         "--subjects",
         type=int,
         default=DEMO_SUBJECTS,
         metavar="N",
-        help=f"demo subjects to load (default {DEMO_SUBJECTS})",
+        help=_("demo subjects to load (default {count})").format(count=DEMO_SUBJECTS),
     )
     parser.add_argument(
-        "--exit-after-tour", action="store_true", help="stop after the tour instead of serving"
+        "--exit-after-tour", action="store_true", help=_("stop after the tour instead of serving")
     )
     add_logging_options(parser, default_level="warning")
     parser.set_defaults(run=run)
@@ -108,11 +115,13 @@ def fresh_demo_dir(directory: Path) -> None:
     that a running gateway holds (another demo still serving)."""
     busy = in_use(directory)
     if busy is not None:
-        raise ConfigError(f"{busy}; stop it or choose another --data-dir")
+        raise ConfigError(_("{busy}; stop it or choose another --data-dir").format(busy=busy))
     if directory.exists() and any(directory.iterdir()):
         if not (directory / DEMO_MARKER).is_file():
             raise ConfigError(
-                f"{directory} is not empty and holds no earlier demo; choose another --data-dir"
+                _("{directory} is not empty and holds no earlier demo; choose another --data-dir").format(
+                    directory=directory
+                )
             )
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -131,7 +140,7 @@ def run(options: argparse.Namespace) -> int:
             fresh_demo_dir(options.data_dir)
             gateway = gateway_thread.start()
     except PolicyError as error:
-        return fail(f"refusing to start: {error}", EXIT_FAILURE)
+        return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     except ConfigError as error:
         return fail(str(error), EXIT_INVALID)
     try:
@@ -149,35 +158,48 @@ def run(options: argparse.Namespace) -> int:
         token_file = options.data_dir / DEMO_TOKEN_FILE
         admin_token_file = gateway.admin_token_file
         if admin_token_file is None:
-            return fail("the demo store already had callers; no admin token was bootstrapped", EXIT_FAILURE)
+            return fail(
+                _("the demo store already had callers; no admin token was bootstrapped"), EXIT_FAILURE
+            )
         admin_token = admin_token_file.read_text().strip()
         write_secret(token_file, provision_demo_caller(address, admin_token))
         auditor_token_file = options.data_dir / DEMO_AUDITOR_TOKEN_FILE
         write_secret(auditor_token_file, provision_demo_auditor(address, admin_token))
         print(
-            f"MustCheck demo: {count} list entries for {options.subjects} subjects loaded "
-            f"(data version {version}) into {options.data_dir}"
+            _(
+                "MustCheck demo: {count} list entries for {subjects} subjects loaded (data version "
+                "{version}) into {directory}"
+            ).format(count=count, subjects=options.subjects, version=version, directory=options.data_dir)
         )
         print(
-            f"Gateway listening on {address}. The demo caller {DEMO_CALLER!r} "
-            f"(department {DEMO_DEPARTMENT!r}, granted every matter) has its token in {token_file};"
+            _(
+                "Gateway listening on {address}. The demo caller {caller!r} (department {department!r}, "
+                "granted every matter) has its token in {token_file};"
+            ).format(address=address, caller=DEMO_CALLER, department=DEMO_DEPARTMENT, token_file=token_file)
         )
         print(
-            f"the first admin's token is in {admin_token_file}, "
-            f"and the auditor {DEMO_AUDITOR!r}'s in {auditor_token_file}.\n"
+            _(
+                "the first admin's token is in {admin_token_file}, and the auditor {auditor!r}'s in "
+                "{auditor_token_file}."
+            ).format(
+                admin_token_file=admin_token_file, auditor=DEMO_AUDITOR, auditor_token_file=auditor_token_file
+            )
+            + "\n"
         )
         cases = showcase(DEMO_SEED, today, gateway.policy)
         with Client(address, token=token_file.read_text().strip(), timeout=5) as client:
             tour(client, cases, gateway.policy)
         report_file = options.data_dir / "report.html"
-        print("The auditor's view of these checks (who checked whom, coverage, measures, the log verified):")
+        print(
+            _("The auditor's view of these checks (who checked whom, coverage, measures, the log verified):")
+        )
         print(
             f"  mustcheck audit report --out {report_file} --gateway {address} "
             f"--token-file {auditor_token_file}"
         )
         if options.exit_after_tour:
             return EXIT_OK
-        print("\nThe gateway keeps serving. From another terminal, try:")
+        print("\n" + _("The gateway keeps serving. From another terminal, try:"))
         print(
             f"  mustcheck check {cases.black_company} --matter MOF-0001 --purpose 供应商资格审查 "
             f"--gateway {address} --token-file {token_file}"
@@ -187,8 +209,8 @@ def run(options: argparse.Namespace) -> int:
             f"--authorization-ref 授权-0001 --gateway {address} --token-file {token_file} --json"
         )
         print(f"  mustcheck admin callers list --gateway {address} --token-file {admin_token_file}")
-        print("  mustcheck policies show            # every matter code")
-        print("Ctrl-C stops it.", flush=True)
+        print("  mustcheck policies show            # " + _("every matter code"))
+        print(_("Ctrl-C stops it."), flush=True)
         _wait_for_interrupt()
         return EXIT_OK
     finally:
@@ -242,44 +264,58 @@ def provision_demo_auditor(address: str, admin_token: str) -> str:
 def tour(client: Client, cases: Showcase, policy: PolicySet) -> None:
     steps: list[tuple[str, str, str]] = [
         (
-            "A red-listed company (A-grade taxpayer) applying through a joint approval",
+            N_("A red-listed company (A-grade taxpayer) applying through a joint approval"),
             cases.red_company,
             "APPROVAL-0001",
         ),
         (
-            "A black-listed company (judgment defaulter) bidding in government procurement",
+            N_("A black-listed company (judgment defaulter) bidding in government procurement"),
             cases.black_company,
             "MOF-0001",
         ),
         (
-            "Its legal representative, applying for civil-service recruitment (R7, R13)",
+            N_("Its legal representative, applying for civil-service recruitment (R7, R13)"),
             cases.linked_person,
             "ORGANIZATION-0001",
         ),
         (
-            "A company whose record is under objection: measures suspended (R4)",
+            N_("A company whose record is under objection: measures suspended (R4)"),
             cases.objection_company,
             "MOF-0001",
         ),
         (
-            "A company with no bad record for three years: green channel (R6)",
+            N_("A company with no bad record for three years: green channel (R6)"),
             cases.clean_company,
             "APPROVAL-0001",
         ),
-        ("A government body with a government-integrity record (76号)", cases.government_body, "MOHRSS-0001"),
-        ("An invalid ID: a published code with a wrong check character (R1)", INVALID_EXAMPLE, "MOF-0001"),
+        (
+            N_("A government body with a government-integrity record (76号)"),
+            cases.government_body,
+            "MOHRSS-0001",
+        ),
+        (
+            N_("An invalid ID: a published code with a wrong check character (R1)"),
+            INVALID_EXAMPLE,
+            "MOF-0001",
+        ),
     ]
     for number, (title, subject, matter) in enumerate(steps, start=1):
         matter_name = policy.matters[matter].name if matter in policy.matters else matter
-        print(f"[{number}] {title}")
-        print(f"    checking {subject} for matter {matter} ({matter_name})")
+        print(f"[{number}] {_(title)}")
+        print(
+            "    "
+            + _("checking {subject} for matter {matter} ({name})").format(
+                subject=subject, matter=matter, name=matter_name
+            )
+        )
         try:
             result = client.check(subject, matter, purpose="demo tour", authorization_ref="DEMO-AUTH-0001")
         except InvalidSubject as error:
-            print(f"    rejected: {error.message}\n")
+            # In English the gateway's words, rule included ([uscc.check_character]: .ci/run greps it).
+            print("    " + _("rejected: {message}").format(message=subject_error(error)) + "\n")
             continue
         except MustCheckError as error:
-            print(f"    error: {error.message}\n")
+            print("    " + _("error: {message}").format(message=explained(error)) + "\n")
             continue
         print("    " + render_result(result).replace("\n", "\n    ") + "\n")
 
@@ -299,4 +335,4 @@ def _wait_for_interrupt() -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    print("stopping", file=sys.stderr)
+    print(_("stopping"), file=sys.stderr)

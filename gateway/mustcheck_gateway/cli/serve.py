@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..audit import AuditIntegrityError
 from ..audit.space import DEFAULT_MIN_FREE_MB
+from ..i18n import _
 from ..import_workers import default_import_workers
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
 from ..policy import PolicyError, default_policy_dir
@@ -39,7 +40,7 @@ DEFAULT_DATA_DIR = Path("mustcheck-data")
 def store_url(text: str) -> str:
     if not is_postgres_url(text):
         raise argparse.ArgumentTypeError(
-            "give a postgresql:// URL (without --store: the embedded SQLite store)"
+            _("give a postgresql:// URL (without --store: the embedded SQLite store)")
         )
     return text
 
@@ -51,86 +52,105 @@ DEFAULT_DRAIN_S = 5.0
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "serve",
-        help="run the gateway",
-        description="Run the gateway: check, admin and audit services, health checking and reflection on one "
-        "port. The audit log and the embedded store are created in the data directory on first run (with "
-        "--store, the store's tables in that PostgreSQL database instead); a store with no caller yet gets a "
-        "first admin caller whose token is written to DATA_DIR/admin.token (mode 0600).",
+        help=_("run the gateway"),
+        description=_(
+            "Run the gateway: check, admin and audit services, health checking and reflection on one "
+            "port. The audit log and the embedded store are created in the data directory on first run (with "
+            "--store, the store's tables in that PostgreSQL database instead); a store with no caller yet "
+            "gets a first admin caller whose token is written to DATA_DIR/admin.token (mode 0600)."
+        ),
     )
     parser.add_argument(
         "--listen",
         default=DEFAULT_LISTEN,
         metavar="HOST:PORT",
-        help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)",
+        help=_("address to listen on (default {address}; port 0 picks a free one)").format(
+            address=DEFAULT_LISTEN
+        ),
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DATA_DIR,
         metavar="DIR",
-        help=f"where the audit log, the keys and the embedded store live (default ./{DEFAULT_DATA_DIR})",
+        help=_("where the audit log, the keys and the embedded store live (default ./{directory})").format(
+            directory=DEFAULT_DATA_DIR
+        ),
     )
     parser.add_argument(
         "--store",
         type=store_url,
         metavar="postgresql://…",
-        help="keep the lists, callers and feedback in this PostgreSQL database instead of the embedded "
-        "SQLite file, so that several gateways can share them (put the password in PGPASSWORD or ~/.pgpass "
-        "rather than the URL). The audit log stays in the data directory.",
+        help=_(
+            "keep the lists, callers and feedback in this PostgreSQL database instead of the embedded "
+            "SQLite file, so that several gateways can share them (put the password in PGPASSWORD or "
+            "~/.pgpass rather than the URL). The audit log stays in the data directory."
+        ),
     )
     add_policies_option(parser)
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help="server certificate (PEM): serve TLS")
-    parser.add_argument("--tls-key", type=Path, metavar="FILE", help="the server certificate's key (PEM)")
     parser.add_argument(
-        "--client-ca", type=Path, metavar="FILE", help="CA of client certificates: require mutual TLS"
+        "--tls-cert", type=Path, metavar="FILE", help=_("server certificate (PEM): serve TLS")
+    )
+    parser.add_argument("--tls-key", type=Path, metavar="FILE", help=_("the server certificate's key (PEM)"))
+    parser.add_argument(
+        "--client-ca", type=Path, metavar="FILE", help=_("CA of client certificates: require mutual TLS")
     )
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow plaintext on a non-loopback address (warned about on every start)",
+        help=_("allow plaintext on a non-loopback address (warned about on every start)"),
     )
     parser.add_argument(
         "--admin-department",
         default=DEFAULT_ADMIN_DEPARTMENT,
         metavar="CODE",
-        help=f"department of the first admin caller of an empty store (default {DEFAULT_ADMIN_DEPARTMENT})",
+        help=_("department of the first admin caller of an empty store (default {department})").format(
+            department=DEFAULT_ADMIN_DEPARTMENT
+        ),
     )
     parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
-        help="serve Prometheus metrics over HTTP at /metrics on this address",
+        help=_("serve Prometheus metrics over HTTP at /metrics on this address"),
     )
     parser.add_argument(
         "--cache-entries",
         type=int,
         default=DEFAULT_CACHE_ENTRIES,
         metavar="N",
-        help="subjects the gateway keeps in memory until a write touches them "
-        f"(default {DEFAULT_CACHE_ENTRIES}; 0: off)",
+        help=_(
+            "subjects the gateway keeps in memory until a write touches them (default {count}; 0: off)"
+        ).format(count=DEFAULT_CACHE_ENTRIES),
     )
     parser.add_argument(
         "--import-workers",
         type=int,
         default=default_import_workers(),
         metavar="N",
-        help="processes that validate list imports while the gateway writes them (default: one per core, "
-        "at most 2; 0: validate in the gateway process)",
+        help=_(
+            "processes that validate list imports while the gateway writes them (default: one per core, "
+            "at most 2; 0: validate in the gateway process)"
+        ),
     )
     parser.add_argument(
         "--drain-seconds",
         type=float,
         default=DEFAULT_DRAIN_S,
         metavar="S",
-        help="on SIGTERM or Ctrl-C, report NOT_SERVING on gRPC health this long before the listener "
-        f"closes, so that load balancers move callers away first (default {DEFAULT_DRAIN_S:g})",
+        help=_(
+            "on SIGTERM or Ctrl-C, report NOT_SERVING on gRPC health this long before the listener "
+            "closes, so that load balancers move callers away first (default {seconds})"
+        ).format(seconds=f"{DEFAULT_DRAIN_S:g}"),
     )
     parser.add_argument(
         "--audit-min-free-mb",
         type=float,
         default=DEFAULT_MIN_FREE_MB,
         metavar="MB",
-        help="free space the data directory's disk must keep: below it checks get UNAVAILABLE and health "
-        f"says NOT_SERVING until space is freed (default {DEFAULT_MIN_FREE_MB}; 0: no watermark)",
+        help=_(
+            "free space the data directory's disk must keep: below it checks get UNAVAILABLE and health "
+            "says NOT_SERVING until space is freed (default {megabytes}; 0: no watermark)"
+        ).format(megabytes=DEFAULT_MIN_FREE_MB),
     )
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
@@ -138,9 +158,9 @@ def register(commands: Subparsers) -> None:
 
 def config_from(options: argparse.Namespace) -> GatewayConfig:
     if (options.tls_cert is None) != (options.tls_key is None):
-        raise ConfigError("--tls-cert and --tls-key go together")
+        raise ConfigError(_("--tls-cert and --tls-key go together"))
     if options.client_ca and not options.tls_cert:
-        raise ConfigError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        raise ConfigError(_("--client-ca (mutual TLS) needs --tls-cert and --tls-key"))
     tls = TLSFiles(options.tls_cert, options.tls_key, options.client_ca) if options.tls_cert else None
     return GatewayConfig(
         data_dir=options.data_dir,
@@ -163,12 +183,11 @@ def run(options: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(config_from(options)))
     except PolicyError as error:
-        print(f"mustcheck: refusing to start: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     except ConfigError as error:
-        return fail(f"refusing to start: {error}", EXIT_INVALID)
+        return fail(_("refusing to start: {error}").format(error=error), EXIT_INVALID)
     except (StoreError, AuditIntegrityError) as error:
-        return fail(f"refusing to start: {error}", EXIT_FAILURE)
+        return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     return EXIT_OK
 
 
@@ -180,11 +199,16 @@ async def _serve(config: GatewayConfig) -> None:
     gateway = await start_gateway(config)
     if gateway.admin_token_file is not None:
         print(
-            f"first start: the admin caller's token is in {gateway.admin_token_file} (mode 0600)",
+            _("first start: the admin caller's token is in {path} (mode 0600)").format(
+                path=gateway.admin_token_file
+            ),
             file=sys.stderr,
         )
+    # tests/processes.py reads the port from the English line ("listening on port N").
     print(
-        f"mustcheck gateway listening on port {gateway.port} (Ctrl-C stops it)", file=sys.stderr, flush=True
+        _("mustcheck gateway listening on port {port} (Ctrl-C stops it)").format(port=gateway.port),
+        file=sys.stderr,
+        flush=True,
     )
     await stopping.wait()
     await gateway.stop()

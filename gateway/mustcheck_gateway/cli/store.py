@@ -70,11 +70,19 @@ def run_backup(options: argparse.Namespace) -> int:
     try:
         report = backup_data_dir(options.data_dir, options.out)
     except (BackupError, OSError, sqlite3.Error) as error:
-        return fail(f"backup failed: {error}", EXIT_FAILURE)
+        return fail(_("backup failed: {error}").format(error=error), EXIT_FAILURE)
     print(
-        f"backed up {options.data_dir} into {options.out}: databases {', '.join(report.databases)}, "
-        f"{len(report.files)} other files, {report.journal_bytes:,} bytes of journal "
-        f"({report.bytes:,} bytes in all)"
+        _(
+            "backed up {source} into {out}: databases {databases}, {files} other files, {journal} bytes "
+            "of journal ({total} bytes in all)"
+        ).format(
+            source=options.data_dir,
+            out=options.out,
+            databases=", ".join(report.databases),
+            files=len(report.files),
+            journal=f"{report.journal_bytes:,}",
+            total=f"{report.bytes:,}",
+        )
     )
     return EXIT_OK
 
@@ -83,22 +91,27 @@ def run_migrate(options: argparse.Namespace) -> int:
     from ..store.transfer import copy_sqlite_to_postgres  # needs the postgresql extra
 
     if not options.source.startswith(SQLITE_PREFIX):
-        return fail(f"--from must be sqlite:PATH, got {options.source!r}", EXIT_INVALID)
+        return fail(_("--from must be sqlite:PATH, got {value!r}").format(value=options.source), EXIT_INVALID)
     if not is_postgres_url(options.target):
-        return fail(f"--to must be a postgresql:// URL, got {redacted(options.target)!r}", EXIT_INVALID)
+        return fail(
+            _("--to must be a postgresql:// URL, got {value!r}").format(value=redacted(options.target)),
+            EXIT_INVALID,
+        )
     path = Path(options.source[len(SQLITE_PREFIX) :])
     store_file = path / DEFAULT_FILE_NAME if path.is_dir() else path
     if not store_file.is_file():
-        return fail(f"no SQLite store at {store_file}", EXIT_INVALID)
+        return fail(_("no SQLite store at {path}").format(path=store_file), EXIT_INVALID)
     try:
         report = copy_sqlite_to_postgres(
             store_file,
             options.target,
-            progress=lambda table, rows: print(f"copied {table}: {rows} rows", file=sys.stderr),
+            progress=lambda table, rows: print(
+                _("copied {table}: {rows} rows").format(table=table, rows=rows), file=sys.stderr
+            ),
         )
     except StoreError as error:
         return fail(str(error), EXIT_FAILURE)
-    print(f"copied into {redacted(options.target)}; counts and versions verified:")
+    print(_("copied into {target}; counts and versions verified:").format(target=redacted(options.target)))
     for table, rows in report.rows.items():
         print(f"  {table}: {rows}")
     for key, value in report.versions.items():
@@ -106,16 +119,19 @@ def run_migrate(options: argparse.Namespace) -> int:
     data_dir = store_file.parent
     audit_file = data_dir / AUDIT_FILE_NAME
     if not audit_file.is_file():
-        print(f"no audit log in {data_dir}: nothing to verify")
+        print(_("no audit log in {directory}: nothing to verify").format(directory=data_dir))
         return EXIT_OK
     verdict = verify_data_dir(data_dir)
     if not verdict.ok:
         return fail(
-            f"audit chain in {data_dir}: TAMPERED at seq {verdict.problem_seq}: {verdict.reason}",
+            _("audit chain in {directory}: TAMPERED at seq {seq}: {reason}").format(
+                directory=data_dir, seq=verdict.problem_seq, reason=verdict.reason
+            ),
             EXIT_FAILURE,
         )
     print(
-        f"audit chain in {data_dir}: intact "
-        f"({verdict.records_checked} records, {verdict.checkpoints_checked} checkpoints)"
+        _("audit chain in {directory}: intact ({records} records, {checkpoints} checkpoints)").format(
+            directory=data_dir, records=verdict.records_checked, checkpoints=verdict.checkpoints_checked
+        )
     )
     return EXIT_OK
