@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 
 from mustcheck import Client, GatewayUnreachable
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.cli.reasons import TRANSPORT_TEXT, explained
 from mustcheck_gateway.i18n import LOCALE_DIR, activate, language_from_environment
 from mustcheck_gateway.report import FONT_STACK, CoverageRow, Names, Verification, render
+from mustcheck_gateway.server import Gateway
 
 from conftest import REPO
 from factories import new_uscc
@@ -439,3 +441,21 @@ def test_serve_and_its_backup_speak_chinese(tmp_path: Path, capsys: pytest.Captu
     finally:
         serving.terminate()
         serving.wait(30)
+
+
+@pytest.mark.usefixtures("chinese_locale")
+def test_receipts_verify_and_audit_prove_speak_chinese(
+    gateway: Gateway, target: str, token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(target, token=token) as client:
+        receipt = client.check(new_uscc(), "MOF-0001").receipt
+    assert receipt is not None and isinstance(gateway.audit, AuditLog)
+    public = gateway.audit.keyring.directory / "public"
+    assert main(["receipts", "verify", receipt.compact, "--public-keys", str(public)]) == 0
+    assert capsys.readouterr().out.startswith("有效：回执 ")
+    assert main(["--lang", "en", "receipts", "verify", receipt.compact, "--public-keys", str(public)]) == 0
+    assert capsys.readouterr().out.startswith("valid: receipt ")
+    assert main(["receipts", "verify", receipt.compact[:-4] + "AAAA", "--public-keys", str(public)]) == 1
+    assert capsys.readouterr().out.startswith("无效：")
+    assert main(["audit", "prove", "999999999", "--data-dir", str(gateway.audit.path.parent)]) == 2
+    assert "不在最新树头的覆盖范围内" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from ..audit import DEFAULT_FILE_NAME, KEYS_DIR_NAME
 from ..audit.sqlite_log import connect_read_only, iter_rows
 from ..audit.tree import latest_head, record_leaf, stored_tree
 from ..audit.verify import TreeState
+from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, fail, print_json
 
 
@@ -23,17 +24,21 @@ def add_verify_options(verify: argparse.ArgumentParser) -> None:
         "--receipts",
         type=Path,
         metavar="FILE",
-        help="with --data-dir: receipts an auditor holds, one per line; the log must still hold every "
-        "record their signed tree heads cover (records cut from the end are reported)",
+        help=_(
+            "with --data-dir: receipts an auditor holds, one per line; the log must still hold every "
+            "record their signed tree heads cover (records cut from the end are reported)"
+        ),
     )
     verify.add_argument(
         "--state",
         type=Path,
         metavar="FILE",
-        help="with --data-dir: the auditor's verification state: verify incrementally from the head it "
-        "names and write the new one there when the log verifies",
+        help=_(
+            "with --data-dir: the auditor's verification state: verify incrementally from the head it "
+            "names and write the new one there when the log verifies"
+        ),
     )
-    verify.add_argument("--full", action="store_true", help="with --state: verify the whole log again")
+    verify.add_argument("--full", action="store_true", help=_("with --state: verify the whole log again"))
 
 
 def receipt_heads(path: Path, public_keys_dir: Path) -> list[tuple[TreeHead, str]]:
@@ -80,9 +85,11 @@ def write_state(path: Path | None, state: TreeState | None) -> None:
 def register_prove(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     prove = actions.add_parser(
         "prove",
-        help="print an inclusion proof for one record (offline)",
-        description="Prove that record SEQ is in the log: its leaf, the inclusion proof in the tree of the "
-        "newest signed tree head, and that head. Runs offline on a (copy of a) data directory.",
+        help=_("print an inclusion proof for one record (offline)"),
+        description=_(
+            "Prove that record SEQ is in the log: its leaf, the inclusion proof in the tree of the "
+            "newest signed tree head, and that head. Runs offline on a (copy of a) data directory."
+        ),
     )
     prove.add_argument("seq", type=int, metavar="SEQ")
     prove.add_argument("--data-dir", type=Path, metavar="DIR", required=True)
@@ -95,19 +102,21 @@ def run_prove(options: argparse.Namespace) -> int:
     try:
         connection = connect_read_only(database)
     except (OSError, ValueError) as error:
-        return fail(f"no audit log at {database}: {error}", EXIT_INVALID)
+        return fail(_("no audit log at {path}: {error}").format(path=database, error=error), EXIT_INVALID)
     try:
         head = latest_head(connection)
         if head is None:
-            return fail("the log has no signed tree head yet: start its gateway once", EXIT_INVALID)
+            return fail(_("the log has no signed tree head yet: start its gateway once"), EXIT_INVALID)
         if not 1 <= options.seq <= head.size:
             return fail(
-                f"record {options.seq} is not covered by the newest tree head (size {head.size})",
+                _("record {seq} is not covered by the newest tree head (size {size})").format(
+                    seq=options.seq, size=head.size
+                ),
                 EXIT_INVALID,
             )
         rows = list(iter_rows(connection, after_seq=options.seq - 1, until_seq=options.seq))
         if not rows:
-            return fail(f"record {options.seq} is not in the log (pruned?)", EXIT_INVALID)
+            return fail(_("record {seq} is not in the log (pruned?)").format(seq=options.seq), EXIT_INVALID)
         leaf = record_leaf(SHA256, rows[0])
         proof = stored_tree(connection, SHA256).inclusion(options.seq - 1, head.size)
     finally:
@@ -125,14 +134,18 @@ def run_prove(options: argparse.Namespace) -> int:
             }
         )
     else:
-        print(f"record {options.seq}: leaf {options.seq - 1}, leaf hash {leaf.hex()}")
-        print(f"tree head: {head.to_json()}")
+        print(
+            _("record {seq}: leaf {leaf}, leaf hash {hash}").format(
+                seq=options.seq, leaf=options.seq - 1, hash=leaf.hex()
+            )
+        )
+        print(_("tree head: {head}").format(head=head.to_json()))
         for node in proof:
             print(f"  {node.hex()}")
         print(
-            "proven: the proof leads to the signed root"
+            _("proven: the proof leads to the signed root")
             if proven
-            else "NOT PROVEN: the stored tree is altered"
+            else _("NOT PROVEN: the stored tree is altered")
         )
     return EXIT_OK if proven else 1
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from mustcheck import Client, InvalidReceipt, MustCheckError, verify_receipt
 from mustcheck.receipts import load_public_keys
 
+from ..i18n import _
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
@@ -29,32 +30,36 @@ EXIT_BAD_RECEIPT = 1
 def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "receipts",
-        help="verify receipts offline; fetch the gateway's receipt keys",
-        description="Receipts (R11) are the gateway's signed word that a check happened. They verify offline "
-        "with the gateway's public keys.",
+        help=_("verify receipts offline; fetch the gateway's receipt keys"),
+        description=_(
+            "Receipts (R11) are the gateway's signed word that a check happened. They verify offline "
+            "with the gateway's public keys."
+        ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     verify = actions.add_parser(
         "verify",
-        help="verify a receipt: exit 0 valid, 1 invalid (saying why)",
-        description="Verify a receipt with no gateway: exit 0 valid, 1 invalid (saying why).",
+        help=_("verify a receipt: exit 0 valid, 1 invalid (saying why)"),
+        description=_("Verify a receipt with no gateway: exit 0 valid, 1 invalid (saying why)."),
     )
-    verify.add_argument("receipt", metavar="RECEIPT", help="the compact receipt (mcr2.… or mcr1.…), or @FILE")
+    verify.add_argument(
+        "receipt", metavar="RECEIPT", help=_("the compact receipt (mcr2.… or mcr1.…), or @FILE")
+    )
     verify.add_argument(
         "--public-keys",
         type=Path,
         required=True,
         metavar="FILE|DIR",
-        help="JSON {key_id: PEM} (from `receipts keys`) or a directory of <key_id>.pem",
+        help=_("JSON {key_id: PEM} (from `receipts keys`) or a directory of <key_id>.pem"),
     )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(run=run_verify)
     keys = actions.add_parser(
         "keys",
-        help="fetch the gateway's receipt keys (current and past)",
-        description="Fetch the gateway's receipt verification keys as JSON {key_id: PEM}.",
+        help=_("fetch the gateway's receipt keys (current and past)"),
+        description=_("Fetch the gateway's receipt verification keys as JSON {key_id: PEM}."),
     )
-    keys.add_argument("--out", type=Path, metavar="FILE", help="default: standard output")
+    keys.add_argument("--out", type=Path, metavar="FILE", help=_("default: standard output"))
     add_gateway_option(keys)
     keys.set_defaults(run=run_keys)
 
@@ -67,14 +72,14 @@ def run_verify(options: argparse.Namespace) -> int:
             text = Path(text[1:]).read_text(encoding="utf-8").strip()
         public_keys = load_public_keys(options.public_keys)
     except (OSError, ValueError) as error:
-        return fail(f"cannot read: {error}", EXIT_INVALID)
+        return fail(_("cannot read: {error}").format(error=error), EXIT_INVALID)
     try:
         receipt = verify_receipt(text, public_keys)
     except InvalidReceipt as error:
         if options.json:
             print_json({"valid": False, "reason": error.message})
         else:
-            print(f"INVALID: {error.message}")
+            print(_("INVALID: {reason}").format(reason=error.message))
         return EXIT_BAD_RECEIPT
     if options.json:
         print_json(
@@ -94,9 +99,19 @@ def run_verify(options: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"valid: receipt {receipt.receipt_id} — caller {receipt.caller}, matter {receipt.matter}, "
-            f"outcome {receipt.outcome}, data version {receipt.data_version}, "
-            f"issued {shown_time(receipt.issued_at)}, audit record {receipt.audit_seq}, key {receipt.key_id}"
+            _(
+                "valid: receipt {receipt} — caller {caller}, matter {matter}, outcome {outcome}, "
+                "data version {version}, issued {issued}, audit record {seq}, key {key}"
+            ).format(
+                receipt=receipt.receipt_id,
+                caller=receipt.caller,
+                matter=receipt.matter,
+                outcome=receipt.outcome,
+                version=receipt.data_version,
+                issued=shown_time(receipt.issued_at),
+                seq=receipt.audit_seq,
+                key=receipt.key_id,
+            )
         )
     return EXIT_OK
 
@@ -113,7 +128,7 @@ def run_keys(options: argparse.Namespace) -> int:
     text = json.dumps(keys, indent=2, sort_keys=True)
     if options.out:
         options.out.write_text(text + "\n", encoding="utf-8")
-        print(f"{len(keys)} key(s) written to {options.out}")
+        print(_("{count} key(s) written to {path}").format(count=len(keys), path=options.out))
     else:
         print(text)
     return EXIT_OK if keys else EXIT_FAILURE
