@@ -522,3 +522,14 @@ def test_journal_frames_torn_or_damaged() -> None:
     hole[14] = 0  # a zero inside the first frame, an intact frame after it
     with pytest.raises(AuditIntegrityError, match="followed by another"):
         parse_journal("j", bytes(hole))
+
+
+def test_a_fresh_gateway_stops_without_signing_its_first_head_twice(tmp_path: Path) -> None:
+    # Its first commit (the first admin's record) carries a head; the head signed on stop must not be
+    # a second checkpoint for the same record (a UNIQUE failure in the log, a head lost).
+    gateway = ServeProcess(tmp_path / "data")
+    gateway.stop(signal.SIGTERM)
+    assert gateway.process.returncode == 0
+    assert not [line for line in gateway.lines if "audit_checkpoint_failed" in line], gateway.lines
+    report = verify_data_dir(tmp_path / "data")
+    assert report.ok and report.checkpoints_checked >= 1

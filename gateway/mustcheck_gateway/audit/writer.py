@@ -299,6 +299,7 @@ class GroupCommitWriter:
                 # The log's first commit gets a head in its own frame (the cadence is unchanged): a log
                 # never holds records without a signed head, whenever it crashes.
                 checkpoints.append(self._sign(seq, prev_hash))
+                covered = seq  # it covers the commit: the next checkpoint is not signed for the same record
             self._journal.append(rows, checkpoints)
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
