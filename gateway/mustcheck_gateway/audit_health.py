@@ -10,7 +10,6 @@ it refused meanwhile. No restart of the gateway is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 from grpc_health.v1 import health_pb2
 
 from .audit import AuditError, AuditLog
+from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
 DEFAULT_POLL_S = 0.1
@@ -38,11 +38,8 @@ class AuditHealth:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mustcheck-audit-health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _set(self, status: int) -> None:
         for service in self.services:

@@ -31,6 +31,7 @@ from .audit.record import RECORD_COLUMNS
 from .audit.sqlite_log import connect_read_only
 from .store.audit_heads import HeadRejected
 from .store.base import AuditHead, ListStore
+from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
 REPLICA_FILE_NAME = "replica.id"
@@ -132,11 +133,8 @@ class HeadPublisher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="mustcheck-audit-heads")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ import structlog
 
 from .store.base import ListStore
 from .store.changes import SubjectChange
+from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
 Listener = Callable[[list[SubjectChange]], None]
@@ -69,11 +70,8 @@ class ChangeFeed:
         self._task = self._loop.create_task(self._poll(), name="mustcheck-change-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     async def wait_beyond(self, version: int, timeout: float) -> None:
         """Wait until the feed is past ``version``, or ``timeout`` has passed."""

@@ -32,6 +32,7 @@ from .bounds import check_bounds, clip
 from .errors import GatewayError, Unauthenticated, presented
 from .masking import mask_id_shapes
 from .service import AuditSink, failure_outcome
+from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
 
@@ -227,11 +228,8 @@ class RefusalFlusher:
 
     async def stop(self) -> None:
         """Stop, writing every record still due (open windows included)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         if self._writing is not None:
             await self._writing  # a write the cancel interrupted the wait for (it never raises)
         await self.flush(everything=True)
