@@ -105,16 +105,16 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 
-class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Turns :class:`GatewayError` into its status and reason; anything else into INTERNAL.
+class GuardingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Wraps each method's handler in :meth:`guard`, once, on the method's first call, and keeps it (the
+    services registered on a server do not change), so that a call pays for no new closure and no new
+    handler."""
 
-    A method's guarded handler is made once, on its first call, and kept (the services registered on
-    a server do not change), so that a call pays for no new closure and no new handler.
-    """
-
-    def __init__(self, on_malformed: MalformedObserver | None = None) -> None:
+    def __init__(self) -> None:
         self._guarded: dict[str, Handler] = {}
-        self._on_malformed = on_malformed
+
+    def guard(self, handler: Handler, method: str) -> Handler:
+        raise NotImplementedError
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -126,8 +126,19 @@ class ErrorMapping(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        guarded = self._guarded[method] = _guard(handler, method, self._on_malformed)
+        guarded = self._guarded[method] = self.guard(handler, method)
         return guarded
+
+
+class ErrorMapping(GuardingInterceptor):
+    """Turns :class:`GatewayError` into its status and reason; anything else into INTERNAL."""
+
+    def __init__(self, on_malformed: MalformedObserver | None = None) -> None:
+        super().__init__()
+        self._on_malformed = on_malformed
+
+    def guard(self, handler: Handler, method: str) -> Handler:
+        return _guard(handler, method, self._on_malformed)
 
 
 def _guard(handler: Handler, method: str, observe: MalformedObserver | None = None) -> Handler:

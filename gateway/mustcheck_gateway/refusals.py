@@ -30,14 +30,13 @@ from .auth.model import Caller
 from .auth.peers import PeerThrottle
 from .bounds import check_bounds, clip
 from .errors import GatewayError, Unauthenticated, presented
+from .interceptors import GuardingInterceptor, Handler
 from .masking import mask_id_shapes
 from .service import AuditSink, failure_outcome
 from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
 
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 PACKAGE = "/mustcheck.v1."
@@ -62,24 +61,16 @@ def kind_of(name: str) -> str:
     return KINDS.get(name) or KINDS.get(name.split("/", 1)[0], "request")
 
 
-class RefusalAudit(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class RefusalAudit(GuardingInterceptor):
     def __init__(self, access: AccessControl, sink: AuditSink) -> None:
+        super().__init__()
         self.access = access
         self.sink = sink
-        self._guarded: dict[str, Handler] = {}
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> Handler:
-        method = handler_call_details.method
-        guarded = self._guarded.get(method)
-        if guarded is not None:
-            return guarded
-        handler = await continuation(handler_call_details)
-        if handler is None or not method.startswith(PACKAGE):
+    def guard(self, handler: Handler, method: str) -> Handler:
+        if not method.startswith(PACKAGE):
             return handler
-        guarded = self._guarded[method] = self._guard(handler, method[len(PACKAGE) :])
-        return guarded
+        return self._guard(handler, method[len(PACKAGE) :])
 
     # -- the records --------------------------------------------------------------------------
 
