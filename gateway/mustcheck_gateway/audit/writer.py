@@ -165,6 +165,7 @@ class GroupCommitWriter:
         self._last_hash = tail.last_hash
         self._covered_seq = tail.covered_seq
         self._headed = tail.covered_seq > 0  # the log has a signed head (else its first record gets one)
+        self._signed_seq = tail.covered_seq  # the newest record a checkpoint was signed for
         # Records left uncovered by an earlier run get their checkpoint on the first turn.
         self._last_checkpoint_time = time.monotonic() - (self._interval if self._uncovered else 0.0)
         self._index_retry_at = 0.0
@@ -299,7 +300,6 @@ class GroupCommitWriter:
                 # The log's first commit gets a head in its own frame (the cadence is unchanged): a log
                 # never holds records without a signed head, whenever it crashes.
                 checkpoints.append(self._sign(seq, prev_hash))
-                covered = seq  # it covers the commit: the next checkpoint is not signed for the same record
             self._journal.append(rows, checkpoints)
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
@@ -310,6 +310,8 @@ class GroupCommitWriter:
         self._unindexed_rows.extend(rows)
         self._unindexed_checkpoints.extend(checkpoints)
         self._headed = self._headed or bool(checkpoints)
+        if checkpoints:
+            self._signed_seq = checkpoints[-1].seq
         self.last_commit_latency_s = time.perf_counter() - started
         self.commits += 1
         self._settle(batch, seqs=seqs)
@@ -485,6 +487,11 @@ class GroupCommitWriter:
 
     def _write_checkpoint(self) -> None:
         assert self._connection is not None
+        if self._signed_seq == self._last_seq:
+            # Already signed with its commit (the log's first head): one checkpoint per record.
+            self._covered_seq = self._last_seq
+            self._last_checkpoint_time = time.monotonic()
+            return
         if self._unindexed_rows and (time.monotonic() < self._index_retry_at or self._index() is not None):
             return  # the checkpoint's record must be in the database with it: try again later
         checkpoint = self._sign(self._last_seq, self._last_hash)
@@ -495,7 +502,7 @@ class GroupCommitWriter:
             log.error("audit_checkpoint_failed", seq=checkpoint.seq, error=repr(error))
             self._last_checkpoint_time = time.monotonic()  # retry after another interval
             return
-        self._covered_seq = checkpoint.seq
+        self._covered_seq = self._signed_seq = checkpoint.seq
         self._last_checkpoint_time = time.monotonic()
         self._publish([checkpoint])
 
