@@ -1,0 +1,272 @@
+"""R1 against oracles written from the standards, not from the module under test.
+
+Every expected check character here is computed by the test-side functions below, derived from the
+text of the standards (the weights are computed from their defining formula, not copied from the
+module), and cross-checked against python-stdnum where it implements the same standard. Candidates
+come from a fixed seed, so the tests are deterministic and fast enough to run once per mutant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from stdnum.cn import ric, uscc
+
+from mustcheck.identifiers import (
+    IdentifierError,
+    SubjectKind,
+    citizen_id_check_character,
+    convert_first_generation,
+    normalise,
+    organization_code_check_character,
+    uscc_check_character,
+    validate_citizen_id,
+    validate_subject,
+    validate_uscc,
+)
+
+TODAY = dt.date(2026, 11, 22)
+SEED = 20261204
+
+# -- the oracles ----------------------------------------------------------------------------
+
+# GB 11643-1999 §8.2: W_i = 2^(i-1) mod 11 for positions i = 18 (leftmost) .. 2; check = (12 - S mod 11)
+# mod 11, written X for 10.
+GB11643_WEIGHTS = [pow(2, 17 - position, 11) for position in range(17)]
+
+
+def gb11643_check(first17: str) -> str:
+    total = sum(int(digit) * weight for digit, weight in zip(first17, GB11643_WEIGHTS, strict=True))
+    value = (12 - total % 11) % 11
+    return "X" if value == 10 else str(value)
+
+
+# GB 32100-2015 §4.3: the 31 code characters (no I, O, S, V, Z) are worth 0..30; W_i = 3^(i-1) mod 31;
+# check = 31 - S mod 31, 31 written as 0.
+GB32100_CHARS = [c for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in "IOSVZ"]
+GB32100_WEIGHTS = [pow(3, position, 31) for position in range(17)]
+
+
+def gb32100_check(first17: str) -> str:
+    total = sum(GB32100_CHARS.index(c) * w for c, w in zip(first17, GB32100_WEIGHTS, strict=True))
+    return GB32100_CHARS[(31 - total % 31) % 31]
+
+
+# GB 11714-1997: digits are worth themselves, A-Z 10-35; weights 3 7 9 10 5 8 4 2; C9 = 11 - S mod 11,
+# written X for 10 and 0 for 11.
+GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def gb11714_check(body8: str) -> str:
+    total = sum(int(c, 36) * w for c, w in zip(body8, GB11714_WEIGHTS, strict=True))
+    value = 11 - total % 11
+    return {10: "X", 11: "0"}.get(value, str(value))
+
+
+def test_the_oracles_agree_with_the_standards_published_examples_and_with_stdnum() -> None:
+    # GB 11643-1999 appendix example; GB 32100 examples printed on real licences.
+    assert GB11643_WEIGHTS == [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    assert gb11643_check("11010519491231002") == "X"
+    assert gb32100_check("91110108551385082") == "Q"
+    assert gb11714_check("D2143569") == "X"  # GB 11714's own worked example
+    rng = random.Random(SEED)
+    for _ in range(300):
+        first17 = "".join(rng.choice("0123456789") for _ in range(17))
+        assert gb11643_check(first17) == ric.calc_check_digit(first17 + "0")  # it drops the last
+        code17 = "".join(rng.choice(GB32100_CHARS) for _ in range(17))
+        assert gb32100_check(code17) == uscc.calc_check_digit(code17)
+
+
+# -- candidates -----------------------------------------------------------------------------
+
+REGIONS = ["110105", "310115", "440305", "650102", "820000", "130102", "540102", "710000"]
+
+
+def citizen_ids(count: int) -> list[str]:
+    """Valid citizen IDs with every digit at every position, completed by the oracle."""
+    rng = random.Random(SEED)
+    numbers = []
+    for index in range(count):
+        born = dt.date(1900, 1, 1) + dt.timedelta(days=rng.randrange((TODAY - dt.date(1900, 1, 1)).days))
+        first17 = f"{REGIONS[index % len(REGIONS)]}{born:%Y%m%d}{rng.randrange(1000):03d}"
+        numbers.append(first17 + gb11643_check(first17))
+    return numbers
+
+
+PAIRS = [("9", "1"), ("9", "2"), ("9", "3"), ("1", "1"), ("5", "3"), ("Y", "1"), ("N", "9"), ("A", "1")]
+
+
+def credit_codes(count: int) -> list[str]:
+    rng = random.Random(SEED + 1)
+    codes = []
+    for index in range(count):
+        authority, org_type = PAIRS[index % len(PAIRS)]
+        body = "".join(rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(8))
+        first17 = authority + org_type + f"{rng.randrange(10**6):06d}" + body + gb11714_check(body)
+        codes.append(first17 + gb32100_check(first17))
+    return codes
+
+
+IDS = citizen_ids(400)
+CODES = credit_codes(400)
+
+
+# -- check characters -----------------------------------------------------------------------
+
+
+def test_citizen_id_check_character_matches_the_gb11643_oracle() -> None:
+    """Kills a wrong weight at any position: every position carries every digit among 400 IDs."""
+    checks = {number[17] for number in IDS}
+    assert checks == set("0123456789X")  # every check value is exercised, X included
+    for number in IDS:
+        assert citizen_id_check_character(number[:17]) == number[17]
+        assert validate_citizen_id(number, today=TODAY) == number
+
+
+def test_each_weight_of_the_citizen_id_check_is_the_standards() -> None:
+    """A one-digit change at each position moves the check by that position's weight (GB 11643)."""
+    base = "11010519491231002"
+    for position in range(17):
+        bumped = base[:position] + str((int(base[position]) + 1) % 10) + base[position + 1 :]
+        assert citizen_id_check_character(bumped) == gb11643_check(bumped), position
+
+
+def test_every_wrong_citizen_id_check_character_is_refused_by_rule() -> None:
+    for number in IDS[:60]:
+        for wrong in set("0123456789X") - {number[17]}:
+            with pytest.raises(IdentifierError) as caught:
+                validate_citizen_id(number[:17] + wrong, today=TODAY)
+            assert caught.value.rule == "id.check_character"
+            assert caught.value.checksum_only
+            assert repr(number[17]) in caught.value.message
+
+
+def test_credit_code_check_characters_match_the_oracles() -> None:
+    checks = {code[17] for code in CODES}
+    inner = {code[16] for code in CODES}
+    assert len(checks) == 31  # every value of the mod-31 check, 0 included
+    assert {"X", "0"} <= inner  # GB 11714's two special cases
+    for code in CODES:
+        assert uscc_check_character(code[:17]) == code[17]
+        assert organization_code_check_character(code[8:16]) == code[16]
+        assert validate_uscc(code) == code
+
+
+def test_the_embedded_organisation_code_check_is_enforced_on_every_code() -> None:
+    """Replaces the single-example test: each code's GB 11714 check character is broken, the outer
+    GB 32100 check recomputed by the oracle, and only the embedded check is left to catch it."""
+    for code in CODES[:120]:
+        for wrong in ["X", "0", "5"]:
+            if wrong == code[16]:
+                continue
+            first17 = code[:16] + wrong
+            forged = first17 + gb32100_check(first17)
+            with pytest.raises(IdentifierError) as caught:
+                validate_uscc(forged)
+            assert caught.value.rule == "uscc.organization_code_check"
+            assert caught.value.checksum_only
+            assert caught.value.stage == 4
+
+
+def test_every_wrong_credit_code_check_character_is_refused_by_rule() -> None:
+    for code in CODES[:40]:
+        for wrong in set(GB32100_CHARS) - {code[17]}:
+            with pytest.raises(IdentifierError) as caught:
+                validate_uscc(code[:17] + wrong)
+            assert caught.value.rule == "uscc.check_character"
+            assert caught.value.checksum_only
+
+
+def test_first_generation_conversion_completes_with_the_oracles_check() -> None:
+    for number in IDS[:50]:
+        if number[6:8] != "19":
+            continue
+        old = number[:6] + number[8:17]
+        assert convert_first_generation(old) == number[:17] + gb11643_check(number[:17])
+
+
+# -- birth dates: the boundaries, many of them ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "born", [dt.date(1990, 2, 28), dt.date(2000, 2, 29), dt.date(2026, 1, 1), dt.date(2026, 11, 22)]
+)
+def test_a_birth_date_is_refused_from_the_day_after_today(born: dt.date) -> None:
+    """Replaces the single future-birth example: today is allowed, tomorrow is not, for several days."""
+    first17 = f"110105{born:%Y%m%d}123"
+    number = first17 + gb11643_check(first17)
+    assert validate_citizen_id(number, today=born) == number
+    assert validate_citizen_id(number, today=born + dt.timedelta(days=365)) == number
+    for today in (born - dt.timedelta(days=1), born - dt.timedelta(days=400)):
+        with pytest.raises(IdentifierError) as caught:
+            validate_citizen_id(number, today=today)
+        assert caught.value.rule == "id.birth_date"
+        assert "future" in caught.value.message
+        assert caught.value.stage == 6
+
+
+def test_the_default_today_is_the_real_date() -> None:
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    first17 = f"110105{tomorrow:%Y%m%d}123"
+    with pytest.raises(IdentifierError, match="future"):
+        validate_citizen_id(first17 + gb11643_check(first17))
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    first17 = f"110105{yesterday:%Y%m%d}123"
+    assert validate_citizen_id(first17 + gb11643_check(first17)).startswith(first17)
+
+
+def test_the_earliest_birth_year_is_1800() -> None:
+    first17 = "110105" + "18000101" + "123"
+    assert validate_citizen_id(first17 + gb11643_check(first17), today=TODAY)
+    first17 = "110105" + "17991231" + "123"
+    with pytest.raises(IdentifierError, match="impossibly early") as caught:
+        validate_citizen_id(first17 + gb11643_check(first17), today=TODAY)
+    assert caught.value.stage == 6
+
+
+@pytest.mark.parametrize("birth", ["19490230", "19491301", "19490001", "19490100", "20230229"])
+def test_a_birth_date_that_is_no_calendar_date_is_refused(birth: str) -> None:
+    first17 = "110105" + birth + "123"
+    with pytest.raises(IdentifierError, match="not a calendar date") as caught:
+        validate_citizen_id(first17 + gb11643_check(first17), today=TODAY)
+    assert caught.value.stage == 7  # its own check character holds: a citizen ID beyond doubt
+    with pytest.raises(IdentifierError) as wrong_check:
+        validate_citizen_id(first17 + ("1" if gb11643_check(first17) != "1" else "2"), today=TODAY)
+    assert wrong_check.value.stage == 3
+
+
+# -- canonical form and kinds ---------------------------------------------------------------
+
+
+def test_normalise_folds_strips_and_upper_cases_only_ascii() -> None:
+    assert normalise(" 11010519491231002x\t") == "11010519491231002X"
+    assert normalise("\u3000９１ａｂ\u3000") == "91AB"
+    assert normalise("ß１") == "ß1"  # no 'SS': only ASCII letters are upper-cased
+    assert normalise("ａｚ") == "AZ" and normalise("az") == "AZ"
+    assert normalise("\uff01\uff5e") == "!~"  # both ends of the full-width block
+
+
+def test_a_valid_credit_code_and_a_valid_id_are_told_apart_by_kind() -> None:
+    code, number = CODES[0], IDS[0]
+    assert validate_subject(code, today=TODAY).kind is SubjectKind.ORGANIZATION
+    assert validate_subject(number, today=TODAY).kind is SubjectKind.PERSON
+    assert not validate_subject(code, today=TODAY).legacy
+    with pytest.raises(IdentifierError):
+        validate_subject(code, kind=SubjectKind.PERSON, today=TODAY)
+    with pytest.raises(IdentifierError):
+        validate_subject(number, kind=SubjectKind.ORGANIZATION, today=TODAY)
+
+
+def test_a_legacy_code_is_admitted_only_for_a_checksum_failure_and_only_when_listed() -> None:
+    code = CODES[3]
+    wrong = code[:17] + ("0" if code[17] != "0" else "1")
+    assert validate_subject(wrong, legacy_codes={wrong}, today=TODAY).legacy
+    assert validate_subject(wrong.lower(), legacy_codes={wrong}, today=TODAY).code == wrong
+    with pytest.raises(IdentifierError, match="check character"):
+        validate_subject(wrong, legacy_codes={code}, today=TODAY)
+    bad_type = "97" + code[2:]  # a structural error, not a checksum one: never admitted
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(bad_type, legacy_codes={bad_type}, today=TODAY)
+    assert caught.value.rule == "uscc.organization_type"
