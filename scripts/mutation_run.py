@@ -20,6 +20,7 @@ Sessions are kept in ``results/mutation/<module>.sqlite``; a run resumes an unfi
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -152,19 +153,51 @@ def write_config(module: Module, settings: Settings) -> Path:
     return config
 
 
+Span = tuple[int, int, int, int]
+
+
+def annotation_spans(path: Path) -> list[Span]:
+    """Where the annotations of a module under ``from __future__ import annotations`` are: never
+    evaluated, so a mutant inside one (``X | None`` to ``X - None``) cannot change behaviour."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    future = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+        for node in tree.body
+    )
+    if not future:
+        return []
+    annotations: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+            annotations.append(node.returns)
+        elif isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            annotations.append(node.annotation)
+    return [(a.lineno, a.col_offset, a.end_lineno or a.lineno, a.end_col_offset or 0) for a in annotations]
+
+
+def _inside(row: int, col: int, spans: list[Span]) -> bool:
+    return any((row, col) >= (r0, c0) and (row, col) < (r1, c1) for r0, c0, r1, c1 in spans)
+
+
 def skip_out_of_scope(database: Path, module: Module, settings: Settings) -> None:
-    """Mark as skipped the mutants of excluded operators and of functions outside ``functions``."""
+    """Mark as skipped the mutants of excluded operators, of functions outside ``functions``, and those
+    inside annotations that are never evaluated."""
     excluded = [re.compile(pattern) for pattern in settings.exclude_operators]
+    spans = {path: annotation_spans(TREE / path) for path in module.paths}
     with sqlite3.connect(database) as connection:
         rows = connection.execute(
-            "SELECT s.job_id, s.operator_name, s.definition_name FROM mutation_specs s "
+            "SELECT s.job_id, s.operator_name, s.definition_name, s.module_path, s.start_pos_row, "
+            "s.start_pos_col FROM mutation_specs s "
             "LEFT JOIN work_results r ON r.job_id = s.job_id WHERE r.job_id IS NULL"
         ).fetchall()
         skipped = [
             (job_id,)
-            for job_id, operator, definition in rows
+            for job_id, operator, definition, path, row, col in rows
             if any(pattern.search(operator) for pattern in excluded)
             or (module.functions and definition not in module.functions)
+            or _inside(row, col, spans.get(path, []))
         ]
         connection.executemany(
             "INSERT INTO work_results (job_id, worker_outcome) VALUES (?, 'skipped')", skipped

@@ -270,3 +270,127 @@ def test_a_legacy_code_is_admitted_only_for_a_checksum_failure_and_only_when_lis
     with pytest.raises(IdentifierError) as caught:
         validate_subject(bad_type, legacy_codes={bad_type}, today=TODAY)
     assert caught.value.rule == "uscc.organization_type"
+
+
+# -- which rule is reported: each rule's own input, and the stage order between the two kinds ----------
+
+
+def test_lengths_other_than_18_are_refused_by_length() -> None:
+    code, number = CODES[5], IDS[5]
+    for wrong in (code + "1", code[:17]):
+        with pytest.raises(IdentifierError) as caught:
+            validate_uscc(wrong)
+        assert caught.value.rule == "uscc.length"
+        assert f"got {len(wrong)}" in caught.value.message
+    for wrong in (number + "1", number[:17]):
+        with pytest.raises(IdentifierError) as caught:
+            validate_citizen_id(wrong, today=TODAY)
+        assert caught.value.rule == "id.length"
+
+
+def test_a_digit_string_of_neither_length_is_reported_as_a_credit_code() -> None:
+    """Both kinds fail at their first rule (stage 0): the tie goes to the credit code."""
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject("1234567890123456", today=TODAY)
+    assert caught.value.rule == "uscc.length"
+
+
+def test_a_citizen_id_that_got_further_outranks_a_credit_code_error() -> None:
+    """Authority '2' does not issue type '3' (credit-code stage 2); as a citizen ID the same string has a
+    known province and no calendar date (stage 3): the citizen-ID error is reported."""
+    first17 = "230102" + "19491301" + "123"
+    wrong = "1" if gb11643_check(first17) != "1" else "2"
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(first17 + wrong, today=TODAY)
+    assert caught.value.rule == "id.birth_date"
+    assert caught.value.message == "birth date 19491301 is not a calendar date"
+
+
+def test_an_unknown_province_loses_to_an_equal_credit_code_error() -> None:
+    first17 = "990102" + "19491231" + "123"  # 99: no province; as a credit code, authority '9' type '9'
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(first17 + gb11643_check(first17), today=TODAY)
+    assert caught.value.rule == "uscc.organization_type"
+
+
+def test_the_division_code_is_six_digits_at_positions_3_to_8() -> None:
+    for position in (2, 7):
+        body = "0123ABCD"
+        head = "91" + "440300"
+        head = head[:position] + "A" + head[position + 1 :]
+        first17 = head + body + gb11714_check(body)
+        with pytest.raises(IdentifierError) as caught:
+            validate_uscc(first17 + gb32100_check(first17))
+        assert caught.value.rule == "uscc.division_code", position
+
+
+def test_check_character_messages_name_what_was_found() -> None:
+    code = CODES[7]
+    wrong_outer = "W" if code[17] != "W" else "Y"
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc(code[:17] + wrong_outer)
+    assert (
+        caught.value.message == f"check character (position 18) should be {code[17]!r}, got {wrong_outer!r}"
+    )
+    wrong_inner = "X" if code[16] != "X" else "0"
+    first17 = code[:16] + wrong_inner
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc(first17 + gb32100_check(first17))
+    assert f"position 17 should be {code[16]!r}, got {wrong_inner!r}" in caught.value.message
+
+
+def test_a_charset_error_names_the_character_and_its_position() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc("91440300192203821$")
+    assert caught.value.rule == "uscc.charset" and "has '$' at position 18;" in caught.value.message
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc("9中440300192203821")
+    assert "has U+4E2D at position 2;" in caught.value.message
+    with pytest.raises(IdentifierError) as caught:
+        validate_citizen_id("\x0111010519491231002", today=TODAY)
+    assert "has U+0001 at position 1;" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "rule"),
+    [
+        ("11010519491231002中", "id.charset"),  # digits and one foreign character: looks like an ID
+        ("1101051949123100中X", "id.charset"),
+        ("1ABCDEFGHJKLMNPQ中X", "uscc.charset"),  # letters inside: looks like a credit code
+        ("ABCDEFGHJKLMNPQR中X", "uscc.charset"),
+    ],
+)
+def test_a_foreign_character_is_reported_for_the_kind_the_string_resembles(raw: str, rule: str) -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject(raw, today=TODAY)
+    assert caught.value.rule == rule
+
+
+def test_a_citizen_id_ends_in_a_digit_or_x_only() -> None:
+    number = IDS[9]
+    for last in ("A", "W", "Y"):
+        with pytest.raises(IdentifierError) as caught:
+            validate_citizen_id(number[:17] + last, today=TODAY)
+        assert caught.value.rule == "id.charset"
+        assert caught.value.message == "citizen identity number must be 17 digits followed by a digit or X"
+    with pytest.raises(IdentifierError) as caught:
+        validate_citizen_id("A" + number[1:], today=TODAY)
+    assert caught.value.message == "citizen identity number must be 17 digits followed by a digit or X"
+
+
+def test_the_check_character_function_needs_17_ascii_digits() -> None:
+    for bad in (
+        "1101051949123100",
+        "110105194912310021",
+        "1101051949123100A",
+        "１１０１０５１９４９１２３１００２",
+    ):
+        with pytest.raises(IdentifierError) as caught:
+            citizen_id_check_character(bad)
+        assert caught.value.rule == "id.charset"
+
+
+def test_full_width_folding_covers_exactly_ff01_to_ff5e() -> None:
+    assert normalise("\uff01") == "!" and normalise("\uff5e") == "~"
+    assert normalise("\uff00") == "\uff00" and normalise("\uff5f") == "\uff5f"
+    assert normalise("\uff21\uff3a\uff41\uff5a") == "AZAZ"
