@@ -394,3 +394,34 @@ def test_full_width_folding_covers_exactly_ff01_to_ff5e() -> None:
     assert normalise("\uff01") == "!" and normalise("\uff5e") == "~"
     assert normalise("\uff00") == "\uff00" and normalise("\uff5f") == "\uff5f"
     assert normalise("\uff21\uff3a\uff41\uff5a") == "AZAZ"
+
+
+def test_an_unknown_province_is_named_with_its_region_code() -> None:
+    first17 = "990102" + "19491231" + "123"
+    with pytest.raises(IdentifierError) as caught:
+        validate_citizen_id(first17 + gb11643_check(first17), today=TODAY)
+    assert caught.value.rule == "id.region_code" and caught.value.stage == 2
+    assert caught.value.message == "region code 990102 does not start with a known province code (99)"
+
+
+def test_a_wrong_id_check_character_outranks_a_wrong_credit_code_check_character() -> None:
+    """A string that as a citizen ID fails only its check character (stage 6) and as a credit code
+    only its own (stage 5) is reported as the citizen ID's error."""
+    found = 0
+    for number in IDS:
+        for wrong in "0123456789":
+            candidate = number[:17] + wrong
+            if wrong == number[17] or candidate[1] not in "123":
+                continue
+            try:
+                validate_uscc(candidate)
+            except IdentifierError as error:
+                if error.rule != "uscc.check_character":
+                    continue
+            else:
+                continue
+            with pytest.raises(IdentifierError) as caught:
+                validate_subject(candidate, today=TODAY)
+            assert caught.value.rule == "id.check_character"
+            found += 1
+    assert found >= 3
