@@ -140,7 +140,9 @@ def test_every_wrong_citizen_id_check_character_is_refused_by_rule() -> None:
                 validate_citizen_id(number[:17] + wrong, today=TODAY)
             assert caught.value.rule == "id.check_character"
             assert caught.value.checksum_only
-            assert repr(number[17]) in caught.value.message
+            assert caught.value.message == (
+                f"check character (position 18) should be {number[17]!r}, got {wrong!r}"
+            )
 
 
 def test_credit_code_check_characters_match_the_oracles() -> None:
@@ -358,6 +360,7 @@ def test_a_charset_error_names_the_character_and_its_position() -> None:
         ("1101051949123100中X", "id.charset"),
         ("1ABCDEFGHJKLMNPQ中X", "uscc.charset"),  # letters inside: looks like a credit code
         ("ABCDEFGHJKLMNPQR中X", "uscc.charset"),
+        ("110105194912310中AX", "uscc.charset"),  # a letter before the final X is no ID digit
     ],
 )
 def test_a_foreign_character_is_reported_for_the_kind_the_string_resembles(raw: str, rule: str) -> None:
@@ -425,3 +428,41 @@ def test_a_wrong_id_check_character_outranks_a_wrong_credit_code_check_character
             assert caught.value.rule == "id.check_character"
             found += 1
     assert found >= 3
+
+
+def test_structural_credit_code_errors_say_exactly_what_was_found() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc("23" + CODES[0][2:])
+    assert caught.value.message == (
+        "organisation type '3' (position 2) is not issued by registration authority '2' (外交); allowed: 1, 9"
+    )
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc("914403A0" + CODES[0][8:])
+    assert (
+        caught.value.message == "positions 3-8 must be a 6-digit administrative division code, got '4403A0'"
+    )
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc("9I" + CODES[0][2:])
+    assert caught.value.rule == "uscc.forbidden_letter"
+    assert "has the letter 'I' at position 2;" in caught.value.message
+    code = CODES[11]
+    first17 = code[:16] + ("X" if code[16] != "X" else "0")
+    with pytest.raises(IdentifierError) as caught:
+        validate_uscc(first17 + gb32100_check(first17))
+    assert caught.value.message.startswith(
+        f"embedded organisation code {first17[8:17]} fails its GB 11714 check"
+    )
+
+
+def test_only_15_ascii_digits_are_a_first_generation_number() -> None:
+    for bad in ("11010549123100X", "1101054912310021", "11010549123100"):
+        with pytest.raises(IdentifierError) as caught:
+            convert_first_generation(bad)
+        assert caught.value.rule == "id.first_generation"
+
+
+def test_a_valid_subject_is_immutable_and_hashable() -> None:
+    subject = validate_subject(CODES[0], today=TODAY)
+    with pytest.raises(AttributeError):
+        subject.code = "x"  # type: ignore[misc]
+    assert {subject: 1}[validate_subject(CODES[0], today=TODAY)] == 1
