@@ -466,3 +466,28 @@ def test_a_valid_subject_is_immutable_and_hashable() -> None:
     with pytest.raises(AttributeError):
         subject.code = "x"  # type: ignore[misc]
     assert {subject: 1}[validate_subject(CODES[0], today=TODAY)] == 1
+
+
+def test_normalise_upper_cases_a_to_z_and_nothing_next_to_them() -> None:
+    assert normalise("`az{") == "`AZ{"
+    assert normalise("\uff40\uff5b") == "`{"
+
+
+def test_an_unknown_authority_ties_with_an_unknown_province_and_the_credit_code_error_wins() -> None:
+    with pytest.raises(IdentifierError) as caught:
+        validate_subject("010105194912310021", today=TODAY)
+    assert caught.value.rule == "uscc.registration_authority"
+
+
+def test_short_digit_strings_are_a_length_error_unless_they_have_15_digits() -> None:
+    for short in ("11010549123100", "1101054912310"):
+        with pytest.raises(IdentifierError) as caught:
+            validate_citizen_id(short, today=TODAY)
+        assert caught.value.rule == "id.length"
+
+
+def test_a_letter_at_position_17_is_a_charset_error() -> None:
+    number = IDS[13]
+    with pytest.raises(IdentifierError) as caught:
+        validate_citizen_id(number[:16] + "A" + number[17], today=TODAY)
+    assert caught.value.message == "citizen identity number must be 17 digits followed by a digit or X"
