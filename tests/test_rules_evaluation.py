@@ -20,6 +20,8 @@ from mustcheck_gateway.evaluation import (
     display_end,
     evaluate,
     green_channel,
+    is_in_force,
+    is_shown,
 )
 from mustcheck_gateway.policy import PolicySet
 from mustcheck_gateway.policy.model import ListKind, MeasureKind
@@ -270,3 +272,95 @@ def test_incentives_need_no_black_entry_in_force(policy: PolicySet) -> None:
     assert result.outcome is Outcome.INCENTIVES
     assert result.measures and all(m.measure.kind is MeasureKind.INCENTIVE for m in result.measures)
     assert not result.human_review_required
+
+
+def test_an_entry_is_in_force_only_while_active_and_before_both_ends(policy: PolicySet) -> None:
+    cap_first = make_entry(
+        new_uscc(),
+        decision=T0,
+        effective=T0,
+        severity="general",
+        punish_until=T0 + days(900),
+        display_until=T0 + days(950),
+    )
+    cap = add_months(T0, 12)
+    assert is_in_force(cap_first, policy, cap - TICK) and not is_in_force(cap_first, policy, cap)
+    objected = make_entry(new_uscc(), effective=T0, status=EntryStatus.UNDER_OBJECTION, status_changed_at=T0)
+    assert is_shown(objected, policy, T0) and not is_in_force(objected, policy, T0)
+    assert not is_in_force(objected, policy, T0 - TICK)
+
+
+def test_entries_of_unknown_memoranda_are_ignored(policy: PolicySet) -> None:
+    code = new_uscc()
+    unknown = make_entry(code, memorandum="no-such-memorandum", effective=T0)
+    result = check(policy, [unknown], T0 + days(1))
+    assert result.memberships == () and result.outcome is Outcome.NO_RECORD
+    person = new_citizen_id()
+    linked = make_entry(
+        new_uscc(),
+        memorandum="no-such-memorandum",
+        effective=T0,
+        persons=((person, "丙", PersonRole.PRINCIPAL),),
+    )
+    assert check(policy, [], T0 + days(1), person=person, linked=[linked]).memberships == ()
+
+
+def test_an_organisation_carries_no_linked_entries(policy: PolicySet) -> None:
+    code = new_uscc()
+    linked = make_entry(new_uscc(), effective=T0, persons=((code, "x", PersonRole.PRINCIPAL),))
+    result = evaluate(
+        subject=ValidSubject(code, SubjectKind.ORGANIZATION),
+        own_entries=[],
+        linked_entries=[linked],
+        matter=policy.matters["MOF-0001"],
+        department="approval",
+        policy=policy,
+        at=T0 + days(1),
+        complete_since=COMPLETE_SINCE,
+    )
+    assert result.memberships == () and result.outcome is Outcome.NO_RECORD
+
+
+def test_a_person_s_green_channel_counts_linked_black_entries_only(policy: PolicySet) -> None:
+    person = new_citizen_id()
+    red = make_entry(
+        new_uscc(),
+        memorandum="a-grade-taxpayers",
+        list_kind=ListKind.RED,
+        effective=T0,
+        persons=((person, "丁", PersonRole.LEGAL_REPRESENTATIVE),),
+    )
+    assert check(policy, [], T0 + days(1), person=person, linked=[red]).green_channel
+    black = make_entry(new_uscc(), effective=T0, persons=((person, "丁", PersonRole.LEGAL_REPRESENTATIVE),))
+    barred = check(policy, [], T0 + days(1), person=person, linked=[black])
+    assert not barred.green_channel and barred.green_channel_reason == "bad_record"
+
+
+def test_an_objection_outranks_incentives(policy: PolicySet) -> None:
+    code = new_uscc()
+    red = make_entry(code, memorandum="a-grade-taxpayers", list_kind=ListKind.RED, effective=T0)
+    objected = make_entry(code, effective=T0, status=EntryStatus.UNDER_OBJECTION, status_changed_at=T0)
+    result = check(policy, [red, objected], T0 + days(1), matter="APPROVAL-0001")
+    assert result.outcome is Outcome.UNDER_OBJECTION
+    assert result.measures and all(m.measure.kind is MeasureKind.INCENTIVE for m in result.measures)
+
+
+def test_two_entries_of_one_memorandum_apply_each_measure_once_from_the_first(policy: PolicySet) -> None:
+    code = new_uscc()
+    first = make_entry(code, effective=T0 - days(2))
+    second = make_entry(code, effective=T0 - days(1))
+    result = check(policy, [second, first], T0)
+    ids = [m.measure.id for m in result.measures]
+    assert ids and len(ids) == len(set(ids))
+    earliest = min(first.entry_id, second.entry_id)
+    assert all(m.entry_id == earliest and m.memorandum_id == "judgment-defaulters" for m in result.measures)
+
+
+def test_the_subject_name_is_the_first_one_given(policy: PolicySet) -> None:
+    code = new_uscc()
+    unnamed = make_entry(code, effective=T0, name="")
+    named = make_entry(code, effective=T0, name="某某公司")
+    assert check(policy, [unnamed, named], T0 + days(1)).subject_name == "某某公司"
+    person = new_citizen_id()
+    company = make_entry(new_uscc(), effective=T0, persons=((person, "", PersonRole.PRINCIPAL),))
+    assert check(policy, [], T0 + days(1), person=person, linked=[company]).subject_name == ""
