@@ -25,6 +25,7 @@ def test_a_name_keeps_only_its_first_character(name: str, masked: str) -> None:
         ("12345678901", "123456*8901"),
         ("110105850312001", "110105*****2001"),
         ("11010519491231002X", "110105********002X"),
+        ("110105194912310021234", "110105***********1234"),  # longer than any ID: still the middle hidden
     ],
 )
 def test_an_id_number_keeps_its_first_six_and_last_four(number: str, masked: str) -> None:
@@ -91,6 +92,7 @@ def test_longer_ids_are_replaced_before_the_ones_they_contain() -> None:
         ("11010519491231002x", "110105********002x"),
         ("１１０１０５１９８５０３１２", "１１０１０５********"),  # full width, cut short
         ("a11010519850312b", "a110105********b"),
+        ("1101051985031200149999", "110105************9999"),  # 22 digits
         ("号1101051985031200，1101051985031201。", "号110105******1200，110105******1201。"),
     ],
 )
