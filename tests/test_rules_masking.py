@@ -89,6 +89,7 @@ def test_longer_ids_are_replaced_before_the_ones_they_contain() -> None:
         ("1101051985031200", "110105******1200"),  # 16 digits: masked whatever it holds
         ("11010599999999999", "110105*******9999"),  # 17
         ("110105999999999999", "110105999999999999"),  # 18 without a birth date: a credit-code shape
+        ("110105990101019999", "110105990101019999"),  # 18: a first-generation MMDD is no birth date here
         ("11010519491231002x", "110105********002x"),
         ("１１０１０５１９８５０３１２", "１１０１０５********"),  # full width, cut short
         ("a11010519850312b", "a110105********b"),
