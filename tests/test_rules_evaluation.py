@@ -364,3 +364,11 @@ def test_the_subject_name_is_the_first_one_given(policy: PolicySet) -> None:
     person = new_citizen_id()
     company = make_entry(new_uscc(), effective=T0, persons=((person, "", PersonRole.PRINCIPAL),))
     assert check(policy, [], T0 + days(1), person=person, linked=[company]).subject_name == ""
+
+
+def test_an_answer_cannot_be_changed_after_it_is_made(policy: PolicySet) -> None:
+    result = check(policy, [make_entry(new_uscc(), effective=T0)], T0 + days(1))
+    with pytest.raises(AttributeError):
+        result.outcome = Outcome.NO_RECORD  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        result.measures[0].entry_id = "other"  # type: ignore[misc]
