@@ -4,13 +4,14 @@ gateway cannot be reached). The end-to-end behaviour is in tests/test_freshness.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Hashable
 
 import pytest
 
-from mustcheck import CheckUnavailable, PermissionDenied
+from mustcheck import AsyncClient, CheckUnavailable, PermissionDenied
 from mustcheck._cache import AnswerCache
 from mustcheck._client import _BaseClient
 from mustcheck._convert import check_result
@@ -206,3 +207,23 @@ def test_the_client_serves_stale_only_when_the_gateway_cannot_answer() -> None:
     uncached = _BaseClient("127.0.0.1:9")
     with pytest.raises(CheckUnavailable):
         uncached._stale_or_raise(key, unavailable)
+
+
+def test_the_async_client_serves_stale_only_for_plain_checks_when_unreachable() -> None:
+    async def scenario() -> None:
+        async with AsyncClient("127.0.0.1:9", cache_size=4, timeout=0.5) as client:
+            assert client.cache is not None
+            client.cache.apply(pb.WatchEvent(heartbeat_interval_ms=60_000, gateway_instance=INSTANCE))
+            key = client._cache_key(SUBJECT, "MOF-0001", "", "", None)
+            client._remember(key, SUBJECT, response(serve_stale=True))
+            assert (await client.check(SUBJECT, "MOF-0001")).from_cache  # fresh while the stream lives
+            client.cache.stream_lost()
+            served = await client.check(SUBJECT, "MOF-0001")
+            assert served.stale and served.from_cache
+            with pytest.raises(CheckUnavailable):  # a replay is never answered from the cache
+                await client.check(SUBJECT, "MOF-0001", as_of_version=5)
+        async with AsyncClient("127.0.0.1:9", timeout=0.5) as uncached:
+            with pytest.raises(CheckUnavailable):
+                await uncached.check(SUBJECT, "MOF-0001")
+
+    asyncio.run(scenario())
