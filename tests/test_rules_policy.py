@@ -305,3 +305,32 @@ def test_missing_and_empty_files(copy: Path) -> None:
     found = load_problems(copy)
     assert "severity.toml: severity: expected one or more [[severity]] entries" in found
     assert f"departments.toml: : file not found in {copy}" in found
+
+
+@pytest.mark.parametrize("severity", ["general", "minor", "serious"])
+def test_a_red_memorandum_may_name_no_severity_class(policy: PolicySet, severity: str) -> None:
+    red = next(m for m in policy.memoranda.values() if m.list_kind is ListKind.RED)
+    assert problems(with_memo(policy, red.id, severity=severity)) == [
+        f"memoranda.toml: memorandum ({red.id}).severity: a red list has no severity class; use 'none'"
+    ]
+
+
+def test_counts_may_not_be_negative(copy: Path) -> None:
+    replace_in(copy / "severity.toml", "min_months = 0", "min_months = -1")
+    assert "severity.toml: severity[0] (minor).min_months: must be at least 0, got -1" in load_problems(copy)
+
+
+def test_a_decision_tolerance_of_one_second_is_the_least(copy: Path) -> None:
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    start = text.index("decision_tolerance_s = ")
+    end = text.index("\n", start)
+    (copy / "catalog.toml").write_text(
+        text[:start] + "decision_tolerance_s = 1" + text[end:], encoding="utf-8"
+    )
+    first = min(load_policies(copy).matters.values(), key=lambda m: m.decision_tolerance_s)
+    assert first.decision_tolerance_s == 1
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    (copy / "catalog.toml").write_text(
+        text.replace("decision_tolerance_s = 1\n", "decision_tolerance_s = 0\n", 1), encoding="utf-8"
+    )
+    assert any(p.endswith("decision_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
