@@ -116,3 +116,12 @@ def test_subject_kinds_and_the_authorisation_reference_for_persons() -> None:
         CALLER.caller_id, subject_kinds=frozenset(SubjectKind), authorization_ref_required_for_persons=False
     )
     check_subject(CALLER, relaxed, SubjectKind.PERSON, "")
+
+
+def test_a_grant_s_defaults_are_the_strict_ones() -> None:
+    grant = Grant(CALLER.caller_id)
+    assert grant.matters == () and grant.subject_kinds == {SubjectKind.ORGANIZATION}
+    assert grant.visible_fields == frozenset()
+    assert grant.purpose_required and grant.authorization_ref_required_for_persons
+    assert (grant.rate_per_second, grant.burst, grant.daily_person_quota) == (50.0, 100, 0)
+    assert grant.valid_from is None and grant.valid_until is None
