@@ -159,3 +159,27 @@ def test_the_least_recent_peer_is_evicted_with_its_aggregate() -> None:
     throttle.failed("d", "r")  # evicts a, whose open window is written
     (aggregate,) = throttle.due()
     assert aggregate.detail["peer"] == "a" and aggregate.detail["requests"] == 2
+
+
+def test_a_large_burst_keeps_its_bucket() -> None:
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", 1.0, int("1000"), count=1000) == 0.0  # a burst no small-int cache holds
+    assert limiter.take("a", 1.0, int("1000")) == pytest.approx(1.0)
+
+
+def test_a_quota_already_exceeded_stays_exceeded() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), 5)  # counted by another gateway, before the quota was lowered
+    assert not quota.take("a", at, 3)
+
+
+def test_a_window_closes_after_window_s_whatever_the_clock_reads() -> None:
+    clock = Clock()
+    clock.now = 5.0  # a monotonic clock may start small
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0, window_s=10.0), monotonic=clock)
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")
+    assert [e.kind for e in throttle.due()] == ["alert"]
+    clock.now = 15.0
+    assert [e.kind for e in throttle.due()] == ["refused"]
