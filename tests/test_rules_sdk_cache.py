@@ -227,3 +227,36 @@ def test_the_async_client_serves_stale_only_for_plain_checks_when_unreachable() 
                 await uncached.check(SUBJECT, "MOF-0001")
 
     asyncio.run(scenario())
+
+
+def test_an_answer_from_any_other_gateway_process_is_not_stored() -> None:
+    cache = joined(Clock())
+    cache.apply(pb.WatchEvent(gateway_instance="gateway-5"))
+    for other in ("gateway-0", "gateway-9", ""):
+        remember(cache, other, response(instance=other))
+    assert len(cache) == 0
+
+
+def test_an_event_without_a_heartbeat_interval_keeps_the_one_given() -> None:
+    clock = Clock()
+    cache = joined(clock, heartbeat_ms=2000)
+    remember(cache, "k", response())
+    cache.apply(pb.WatchEvent(gateway_instance=INSTANCE))
+    clock.now += 2.5
+    assert cache.alive() and cache.fresh("k") is not None
+
+
+def test_evicting_one_answer_keeps_the_subject_s_other_answers_droppable() -> None:
+    clock = Clock()
+    cache = joined(clock, max_entries=2)
+    remember(cache, ("a", 1), response())
+    remember(cache, ("a", 2), response())
+    remember(cache, ("b", 1), response(subject="91440300192317458F"))  # evicts ("a", 1)
+    assert cache.fresh(("a", 2)) is not None
+    cache.apply(pb.WatchEvent(subject_hashes=[hashed(cache, SUBJECT)], gateway_instance=INSTANCE))
+    assert cache.fresh(("a", 2)) is None  # still dropped by the subject's event
+    cache.apply(pb.WatchEvent(everything=True, gateway_instance=INSTANCE))
+    remember(cache, ("c", 1), response())
+    remember(cache, ("c", 2), response())
+    remember(cache, ("c", 3), response())  # evicts ("c", 1): the index must not keep it
+    assert cache._by_hash[hashed(cache, SUBJECT)] == {("c", 2), ("c", 3)}
