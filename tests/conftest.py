@@ -27,13 +27,15 @@ POLICY_DIR = REPO / "policies"
 TEST_DEPARTMENT = "approval"
 TEST_CALLER = "tester"
 
-configure_logging(level="warning")
+configure_logging(level="warning")  # operational logs go to stderr, never into a command's stdout
 # The command line speaks the locale's language: tests read English unless they choose one
 # (tests/test_i18n.py), whatever the machine's locale.
 os.environ["LANGUAGE"] = "en"
 # Property tests must not fail on a slow example when the machine is busy (2 cores, gateways running).
 settings.register_profile("mustcheck", deadline=None)
-settings.load_profile("mustcheck")  # operational logs go to stderr, never into a command's stdout
+# scripts/mutation runs a module's tests once per mutant: fewer examples keep a run within the hour.
+settings.register_profile("mutation", deadline=None, max_examples=15)
+settings.load_profile(os.environ.get("MUSTCHECK_HYPOTHESIS_PROFILE", "mustcheck"))
 
 
 @pytest.fixture(scope="session")

@@ -269,7 +269,7 @@ def test_watch_streams_per_caller_are_bounded_by_the_grant(
         with pytest.raises(grpc.RpcError) as raised:
             next(third)
         assert raised.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "2" in (raised.value.details() or "")
+        assert "already holds 2 Watch streams" in (raised.value.details() or "")
         open_streams.pop().cancel()
         # Once a stream has ended, its place is free again.
         assert wait_until(lambda: gateway.watch.subscribers == 1)

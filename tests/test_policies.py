@@ -10,7 +10,7 @@ import pytest
 
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.policy import PolicyError, PolicySet, load_policies
-from mustcheck_gateway.policy.model import ListKind, MeasureKind
+from mustcheck_gateway.policy.model import Issuer, ListKind, MeasureKind
 
 from conftest import POLICY_DIR
 
@@ -101,17 +101,22 @@ def test_duplicate_ids_are_refused(policy_copy: Path) -> None:
     assert any("catalog.toml" in p and "duplicate matter" in p for p in problems)
 
 
-def test_industry_measures_cannot_be_mandatory(policy: PolicySet, policy_copy: Path) -> None:
-    industry = next(m for m in policy.measures.values() if m.issuer.value != "government")
+@pytest.mark.parametrize("issuer", [Issuer.INDUSTRY, Issuer.MARKET])
+def test_industry_measures_cannot_be_mandatory(policy: PolicySet, policy_copy: Path, issuer: Issuer) -> None:
+    """R13: neither an industry body's nor a market body's measure may be mandatory (each issuer on its
+    own: the test once took the first non-government measure, a market one, and let industry through)."""
+    measure = next(m for m in policy.measures.values() if m.issuer is issuer and not m.mandatory)
     path = policy_copy / "measures.toml"
     text = path.read_text(encoding="utf-8")
-    start = text.index(f'id = "{industry.id}"')
+    start = text.index(f'id = "{measure.id}"')
     flag = text.index("mandatory = false", start)
+    assert flag < text.index("[[measure]]", start)  # the flag edited is this measure's own
     path.write_text(
         text[:flag] + "mandatory = true" + text[flag + len("mandatory = false") :], encoding="utf-8"
     )
     problems = _problems(policy_copy)
-    assert any(industry.id in p and "can only be recommended (R13)" in p for p in problems)
+    expected = f"a measure issued by a {issuer.value} body can only be recommended (R13)"
+    assert f"measures.toml: measure ({measure.id}).mandatory: {expected}" in problems
 
 
 def test_broken_toml_is_reported_with_its_file(policy_copy: Path) -> None:

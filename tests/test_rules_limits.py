@@ -1,0 +1,185 @@
+"""Rate limits, person quotas and the failed-authentication throttle, on a clock the test moves.
+
+The clock is a plain number the test sets (the limiters take a ``monotonic`` function); every expected
+wait is worked out by hand from the token-bucket rule: tokens = min(burst, tokens + elapsed × rate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mustcheck_gateway.auth.peers import FailedAuthLimit, PeerThrottle, peer_address
+from mustcheck_gateway.auth.ratelimit import PersonQuota, RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_allows_its_burst_then_asks_to_wait_for_the_missing_tokens() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert [limiter.take("a", 2.0, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", 2.0, 3) == pytest.approx(0.5)  # one token missing at 2/s
+    assert limiter.take("a", 2.0, 3, count=3) == pytest.approx(1.5)
+    clock.now += 0.5  # one token back
+    assert limiter.take("a", 2.0, 3) == 0.0
+    assert limiter.take("a", 2.0, 3) == pytest.approx(0.5)
+    clock.now += 100  # refills to the burst, never beyond
+    assert limiter.take("a", 2.0, 3, count=3) == 0.0
+    assert limiter.take("a", 2.0, 3) == pytest.approx(0.5)
+    assert limiter.take("b", 2.0, 3, count=3) == 0.0  # each caller has its own bucket
+
+
+def test_a_take_of_exactly_the_tokens_left_is_allowed() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert limiter.take("a", 1.0, 4, count=4) == 0.0
+    clock.now += 2.0
+    assert limiter.take("a", 1.0, 4, count=2) == 0.0
+    assert limiter.take("a", 1.0, 4, count=1) == pytest.approx(1.0)
+
+
+def test_a_changed_grant_starts_a_full_bucket_and_a_zero_rate_never_refills() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0
+    assert limiter.take("a", 1.0, 5, count=5) == 0.0  # burst changed
+    assert limiter.take("a", 3.0, 5, count=5) == 0.0  # rate changed
+    assert limiter.take("a", 0.0, 1) == 0.0
+    clock.now += 10_000
+    assert limiter.take("a", 0.0, 1) == float("inf")
+    assert limiter.take("a", 0.0, 2, count=3) == float("inf")
+
+
+def test_person_quota_counts_per_caller_and_china_standard_day() -> None:
+    quota = PersonQuota()
+    # 15:59:59 UTC is 23:59:59 in Beijing; 16:00 UTC is the next day there.
+    evening = dt.datetime(2026, 6, 1, 15, 59, 59, tzinfo=dt.UTC)
+    midnight = dt.datetime(2026, 6, 1, 16, 0, 0, tzinfo=dt.UTC)
+    assert PersonQuota.day_of(evening) == dt.date(2026, 6, 1)
+    assert PersonQuota.day_of(midnight) == dt.date(2026, 6, 2)
+    assert [quota.take("a", evening, 2) for _ in range(3)] == [True, True, False]
+    assert quota.used("a", evening) == 2
+    assert quota.take("a", midnight, 2) and quota.used("a", midnight) == 1
+    assert quota.take("b", evening, 2)
+    assert not quota.take("c", evening, 0)  # a zero quota allows no person lookup
+    quota.seed("d", dt.date(2026, 6, 1), 5)
+    quota.seed("d", dt.date(2026, 6, 1), 3)  # never lowers what was counted
+    assert quota.used("d", evening) == 5 and not quota.take("d", evening, 5) and quota.take("d", evening, 6)
+
+
+@pytest.mark.parametrize(
+    ("peer", "address"),
+    [
+        ("ipv4:127.0.0.1:53412", "127.0.0.1"),
+        ("ipv6:[::1]:53412", "::1"),
+        ("ipv6:[2001:db8::7]:443", "2001:db8::7"),
+        ("ipv4:10.0.0.1", "10.0.0.1"),
+        ("unix:/tmp/socket", "unix:/tmp/socket"),
+        ("ipv4:", "ipv4:"),
+        ("", ""),
+    ],
+)
+def test_the_peer_address_drops_the_port(peer: str, address: str) -> None:
+    assert peer_address(peer) == address
+
+
+def test_a_peer_is_throttled_after_its_burst_with_one_alert_and_aggregated_refusals() -> None:
+    clock = Clock()
+    throttle = PeerThrottle(FailedAuthLimit(burst=3, per_second=0.5, window_s=10.0), monotonic=clock)
+    alerts: list[int] = []
+    throttle.on_alert = lambda: alerts.append(1)
+    assert [throttle.failed("p", "token.unknown") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert throttle.due() == []
+    wait = throttle.failed("p", "token.unknown", items=4)
+    assert wait == pytest.approx(6.0)  # 3 tokens missing at 0.5/s
+    assert alerts == [1]
+    (alert,) = throttle.due()
+    assert alert.kind == "alert" and alert.detail["peer"] == "p" and alert.detail["burst"] == 3
+    assert throttle.failed("p", "token.expired", items=0) == pytest.approx(6.0)
+    assert alerts == [1]  # one alert per episode
+    assert throttle.failed("q", "token.unknown") == 0.0  # another peer is not throttled
+    clock.now += 10.0  # the window closes: one aggregate record for both refusals
+    (aggregate,) = throttle.due()
+    assert aggregate.kind == "refused" and aggregate.outcome == "throttled"
+    assert aggregate.detail["requests"] == 2 and aggregate.detail["items"] == 5
+    assert aggregate.detail["reasons"] == {"token.expired": 1, "token.unknown": 1}
+
+
+def test_the_throttle_lifts_only_when_the_bucket_is_full_again() -> None:
+    clock = Clock()
+    throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=1.0, window_s=60.0), monotonic=clock)
+    assert throttle.failed("p", "r") == 0.0 and throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == pytest.approx(2.0)
+    clock.now += 1.0  # one token back, still throttled
+    assert throttle.failed("p", "r") == pytest.approx(1.0)
+    clock.now += 0.5  # the wait is never under a second
+    assert throttle.failed("p", "r") == 1.0
+    clock.now += 2.0  # full again: a new episode
+    assert throttle.failed("p", "r") == 0.0
+    assert len([e for e in throttle.due(everything=True) if e.kind == "alert"]) == 1
+
+
+def test_everything_closes_open_windows_and_requeued_records_come_first() -> None:
+    clock = Clock()
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0, window_s=60.0), monotonic=clock)
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")
+    first = throttle.due()
+    assert [e.kind for e in first] == ["alert"]
+    assert throttle.due() == []  # the window is still open
+    throttle.requeue(first)
+    assert [e.kind for e in throttle.due(everything=True)] == ["alert", "refused"]
+    assert throttle.due(everything=True) == []
+
+
+def test_a_zero_rate_waits_an_hour() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=0.0), monotonic=Clock())
+    assert throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == 3600.0
+
+
+def test_the_least_recent_peer_is_evicted_with_its_aggregate() -> None:
+    clock = Clock()
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0), monotonic=clock, max_peers=2)
+    throttle.failed("a", "r")
+    throttle.failed("a", "r")  # a is throttled, its window open
+    assert [e.kind for e in throttle.due()] == ["alert"]
+    throttle.failed("b", "r")
+    throttle.failed("a", "r")  # a is used again: b is now the least recent
+    throttle.failed("c", "r")  # evicts b (no window: nothing to write)
+    assert throttle.due() == []
+    throttle.failed("d", "r")  # evicts a, whose open window is written
+    (aggregate,) = throttle.due()
+    assert aggregate.detail["peer"] == "a" and aggregate.detail["requests"] == 2
+
+
+def test_a_large_burst_keeps_its_bucket() -> None:
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", 1.0, int("1000"), count=1000) == 0.0  # a burst no small-int cache holds
+    assert limiter.take("a", 1.0, int("1000")) == pytest.approx(1.0)
+
+
+def test_a_quota_already_exceeded_stays_exceeded() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), 5)  # counted by another gateway, before the quota was lowered
+    assert not quota.take("a", at, 3)
+
+
+def test_a_window_closes_after_window_s_whatever_the_clock_reads() -> None:
+    clock = Clock()
+    clock.now = 5.0  # a monotonic clock may start small
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0, window_s=10.0), monotonic=clock)
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")
+    assert [e.kind for e in throttle.due()] == ["alert"]
+    clock.now = 15.0
+    assert [e.kind for e in throttle.due()] == ["refused"]
