@@ -259,3 +259,13 @@ def test_an_id_number_written_with_separators_is_masked(spelling: str) -> None:
             continue  # an unknown number spaced out character by character is no ID-number shape
         digits = "".join(char for char in masked if char.isdigit())
         assert number[6:14] not in digits, masked  # the birth date is gone, however it was written
+
+
+def test_an_id_number_glued_to_other_digits_keeps_its_birth_date_hidden() -> None:
+    # Free text can glue a number to the digits before or after it ("…:0" + the number), or cut it, so
+    # that its birth date stands elsewhere than an 18-digit number's positions 7-14.
+    number = new_citizen_id()
+    for text in (f"0{number[:17]}", f"12{number}", f"{number}0", f"9{number[:16]}", f"{number[3:]}123"):
+        masked = mask_id_shapes(f"编号：{text}")
+        assert number[6:14] not in masked, masked
+    assert mask_id_shapes("914403001922038216") == "914403001922038216"  # an organisation's code: no date

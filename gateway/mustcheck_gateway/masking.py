@@ -104,12 +104,18 @@ def _month_day(month: str, day: str) -> bool:
 def _mask_run(match: re.Match[str]) -> str:
     run = match.group(0)
     digits = run.translate(_FULL_WIDTH_DIGITS)
-    if len(run) in (14, 15, 18) and not _date_shaped(digits):
+    # Where a birth date (YYYYMMDD) stands in the run: an ID number glued to other digits or cut short
+    # moves it from the position it has in an 18-digit number.
+    dates = [at for at in range(len(digits) - 7) if _full_birth_date(digits[at : at + 8])]
+    if len(run) in (14, 15, 18) and not dates and not _date_shaped(digits):
         return run  # e.g. an all-digit credit code: an organisation's, published by law
     if len(run) in (14, 15) and _full_birth_date(digits[6:14]):
         # An 18-digit number cut short: its last four digits are part of the birth date; keep the region only.
         return run[:6] + "*" * (len(run) - 6)
-    return mask_id(run)
+    masked = mask_id(run)
+    if all(at >= 6 and at + 8 <= len(run) - 4 for at in dates):
+        return masked  # every birth date in it falls where the mask hides
+    return "*" * len(run)  # a date the usual mask would leave showing: nothing of the run is kept
 
 
 # An 18-character ID number written in its usual groups with separators: region, birth date, the rest.
