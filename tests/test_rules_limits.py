@@ -79,8 +79,8 @@ def test_person_quota_counts_per_caller_and_china_standard_day() -> None:
     ("peer", "address"),
     [
         ("ipv4:127.0.0.1:53412", "127.0.0.1"),
-        ("ipv6:[::1]:53412", "::1"),
-        ("ipv6:[2001:db8::7]:443", "2001:db8::7"),
+        ("ipv6:[::1]:53412", "::/64"),  # an IPv6 peer is its /64: one host holds a whole /64
+        ("ipv6:[2001:db8::7]:443", "2001:db8::/64"),
         ("ipv4:10.0.0.1", "10.0.0.1"),
         ("unix:/tmp/socket", "unix:/tmp/socket"),
         ("ipv4:", "ipv4:"),
@@ -118,11 +118,11 @@ def test_the_throttle_lifts_only_when_the_bucket_is_full_again() -> None:
     throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=1.0, window_s=60.0), monotonic=clock)
     assert throttle.failed("p", "r") == 0.0 and throttle.failed("p", "r") == 0.0
     assert throttle.failed("p", "r") == pytest.approx(2.0)
-    clock.now += 1.0  # one token back, still throttled
-    assert throttle.failed("p", "r") == pytest.approx(1.0)
-    clock.now += 0.5  # the wait is never under a second
-    assert throttle.failed("p", "r") == 1.0
-    clock.now += 2.0  # full again: a new episode
+    clock.now += 1.0  # one token back, still throttled: and a failure now starts the quiet period again
+    assert throttle.failed("p", "r") == pytest.approx(2.0)
+    clock.now += 1.5  # not quiet long enough since the last failure
+    assert throttle.failed("p", "r") == pytest.approx(2.0)
+    clock.now += 2.0  # quiet for a whole allowance's time: a new episode
     assert throttle.failed("p", "r") == 0.0
     assert len([e for e in throttle.due(everything=True) if e.kind == "alert"]) == 1
 
