@@ -113,7 +113,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
 
     # -- helpers -----------------------------------------------------------------------
 
-    async def _admin(self, context: Context, action: str, target: str) -> Caller:
+    async def _admin(self, context: Context) -> Caller:
         """The authenticated admin making this call; anyone else is refused. Every refusal of this
         service, here or later in a handler, is audited by :class:`~.refusals.RefusalAudit`."""
         caller = self.access.caller(context)
@@ -144,7 +144,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
     # -- callers -----------------------------------------------------------------------
 
     async def CreateCaller(self, request: pb.CreateCallerRequest, context: Context) -> pb.CallerInfo:
-        admin = await self._admin(context, "callers.add", request.caller_id)
+        admin = await self._admin(context)
         caller = self._validated_caller(request)
         await self._record(
             admin,
@@ -195,7 +195,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         )
 
     async def DisableCaller(self, request: pb.CallerRef, context: Context) -> pb.CallerInfo:
-        admin = await self._admin(context, "callers.disable", request.caller_id)
+        admin = await self._admin(context)
         caller = replace(self._snapshot_caller(request.caller_id), disabled=True)
         await self._record(admin, "callers.disable", caller.caller_id, {"disabled": True})
         self.store.put_caller(caller)
@@ -203,12 +203,12 @@ class AdminService(pb_grpc.AdminServiceServicer):
         return caller_message(caller, caller.caller_id in self.access.registry.snapshot().grants)
 
     async def GetCaller(self, request: pb.CallerRef, context: Context) -> pb.CallerInfo:
-        await self._admin(context, "callers.show", request.caller_id)
+        await self._admin(context)
         caller = self._snapshot_caller(request.caller_id)
         return caller_message(caller, caller.caller_id in self.access.registry.snapshot().grants)
 
     async def ListCallers(self, request: pb.ListCallersRequest, context: Context) -> pb.ListCallersResponse:
-        await self._admin(context, "callers.list", "")
+        await self._admin(context)
         snapshot = self.access.registry.snapshot()
         return pb.ListCallersResponse(
             callers=[
@@ -221,7 +221,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
     # -- grants ------------------------------------------------------------------------
 
     async def SetGrant(self, request: pb.SetGrantRequest, context: Context) -> pb.Grant:
-        admin = await self._admin(context, "grants.set", request.grant.caller_id)
+        admin = await self._admin(context)
         grant = self._validated_grant(request.grant)
         message = grant_message(grant, grant.caller_id)
         await self._record(
@@ -296,7 +296,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         )
 
     async def RevokeGrant(self, request: pb.CallerRef, context: Context) -> pb.Grant:
-        admin = await self._admin(context, "grants.revoke", request.caller_id)
+        admin = await self._admin(context)
         caller = self._snapshot_caller(request.caller_id)
         await self._record(admin, "grants.revoke", caller.caller_id, {})
         self.store.delete_grant(caller.caller_id)
@@ -304,14 +304,14 @@ class AdminService(pb_grpc.AdminServiceServicer):
         return grant_message(None, caller.caller_id)
 
     async def GetGrant(self, request: pb.CallerRef, context: Context) -> pb.Grant:
-        await self._admin(context, "grants.show", request.caller_id)
+        await self._admin(context)
         caller = self._snapshot_caller(request.caller_id)
         return grant_message(self.access.registry.snapshot().grants.get(caller.caller_id), caller.caller_id)
 
     # -- tokens ------------------------------------------------------------------------
 
     async def IssueToken(self, request: pb.IssueTokenRequest, context: Context) -> pb.IssuedToken:
-        admin = await self._admin(context, "tokens.issue", request.caller_id)
+        admin = await self._admin(context)
         caller = self._snapshot_caller(request.caller_id)
         ttl = dt.timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else DEFAULT_TOKEN_TTL
         if ttl <= dt.timedelta(0) or ttl > MAX_TOKEN_TTL:
@@ -334,7 +334,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         return pb.IssuedToken(token=token, info=token_message(record, self.clock()))
 
     async def RevokeToken(self, request: pb.RevokeTokenRequest, context: Context) -> pb.TokenInfo:
-        admin = await self._admin(context, "tokens.revoke", request.token_id)
+        admin = await self._admin(context)
         known = {token.token_id for token in self.access.registry.snapshot().tokens}
         if request.token_id not in known:
             raise NotFound(f"no token {echo(request.token_id)}", reason="token.unknown")
@@ -347,7 +347,7 @@ class AdminService(pb_grpc.AdminServiceServicer):
         return token_message(record, self.clock())
 
     async def ListTokens(self, request: pb.ListTokensRequest, context: Context) -> pb.ListTokensResponse:
-        await self._admin(context, "tokens.list", request.caller_id)
+        await self._admin(context)
         at = self.clock()
         return pb.ListTokensResponse(
             tokens=[

@@ -86,7 +86,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         self.clock = clock
         self.legacy = legacy
 
-    async def _authorised(self, context: Context, action: str) -> Caller:
+    async def _authorised(self, context: Context) -> Caller:
         """The admin making this call; anyone else is refused (every refusal of this service is audited
         by :class:`~.refusals.RefusalAudit`)."""
         caller = self.access.caller(context)
@@ -98,7 +98,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     ) -> pb.EntryChange:
         """Authorise, validate (a refusal is audited too, by the interceptor), audit the change, then
         write it."""
-        caller = await self._authorised(context, action)
+        caller = await self._authorised(context)
         entry, history_action, detail = prepare()
         await self._note(caller, action, detail)
         return await self._write(entry, caller, history_action)
@@ -129,7 +129,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     async def Import(
         self, request_iterator: AsyncIterator[pb.ImportChunk], context: Context
     ) -> pb.ImportReport:
-        caller = await self._authorised(context, "lists.import")
+        caller = await self._authorised(context)
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("header"):
             raise InvalidArgument(
@@ -379,7 +379,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
 
     async def History(self, request: pb.SubjectRef, context: Context) -> pb.HistoryResponse:
         subject = normalise(request.subject)
-        caller = await self._authorised(context, "lists.history")
+        caller = await self._authorised(context)
         await self._note(caller, "lists.history", {}, subject=subject or None)
         records = await self._run(lambda: self.store.history_of_subject(subject))
         grant = self.access.registry.snapshot().grants.get(caller.caller_id)
@@ -401,7 +401,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         )
 
     async def AllowLegacy(self, request: pb.LegacyCode, context: Context) -> pb.LegacyCodeResponse:
-        caller = await self._authorised(context, "lists.allow-legacy")
+        caller = await self._authorised(context)
         code = normalise(request.code)
         reason = request.reason.strip()
         if not reason:
@@ -459,7 +459,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     ) -> Caller:
         """Authorise, validate (a refusal is audited by :class:`~.refusals.RefusalAudit`, with its reason),
         then audit the change."""
-        caller = await self._authorised(context, action)
+        caller = await self._authorised(context)
         detail = validate()
         await self._note(caller, action, detail)
         return caller
@@ -470,9 +470,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
         self, request: pb.DataCompleteness, context: Context
     ) -> pb.DataCompletenessResponse:
         if not request.complete_since.strip():
-            await self._note(
-                await self._authorised(context, "lists.data-completeness"), "lists.data-completeness", {}
-            )
+            await self._note(await self._authorised(context), "lists.data-completeness", {})
         else:
             reason = request.reason.strip()
             since = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -506,7 +504,7 @@ class ListsService(pb_grpc.ListsServiceServicer):
     # -- export ------------------------------------------------------------------------
 
     async def Export(self, request: pb.ExportListsRequest, context: Context) -> AsyncIterator[pb.ListsChunk]:
-        caller = await self._authorised(context, "lists.export")
+        caller = await self._authorised(context)
         export_format = request.format or "jsonl"
         if export_format not in ("jsonl", "csv"):
             raise InvalidArgument("format must be csv or jsonl", reason="export.format")
