@@ -244,3 +244,15 @@ def test_a_report_whose_text_repeats_the_subject_is_refused_and_audited_not_inte
     assert isinstance(gateway.audit, AuditLog)
     (record,) = [r for r in gateway.audit.query(kind="feedback", limit=1000) if "A-REPEAT-1" in str(r.detail)]
     assert record.status == "INVALID_ARGUMENT" and subject not in str(record.detail)
+
+
+def test_a_malformed_import_chunk_is_audited_once(gateway: Gateway, target: str, admin_token: str) -> None:
+    assert isinstance(gateway.audit, AuditLog)
+    before = gateway.audit.last_seq
+    with grpc.insecure_channel(target) as channel:
+        upload = channel.stream_unary(IMPORT, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError):
+            upload(iter([GARBAGE["undecodable"]]), metadata=auth_metadata(admin_token), timeout=10)
+    added = list(gateway.audit.records(since_seq=before + 1))
+    malformed = [r for r in added if r.detail.get("reason") == "request.malformed"]
+    assert len(malformed) == 1 and malformed[0].kind == "malformed_request"

@@ -64,11 +64,14 @@ async def _decoded(request: Any, method: str, context: Context, observe: Malform
         log.warning("malformed_request", method=method)
         if observe is not None:
             await observe(method, context)
-        raise InvalidArgument(
+        refusal = InvalidArgument(
             "the request could not be decoded: it is not a well-formed protobuf message of this method "
             "(or a string field is not valid UTF-8)",
             reason="request.malformed",
         )
+        # Audited once, by the observer: a streaming handler that meets it mid-stream records no second one.
+        refusal.accounted = observe is not None
+        raise refusal
     return request
 
 
