@@ -155,22 +155,30 @@ def parse_journal(name: str, data: bytes) -> JournalContents:
     return JournalContents(rows, checkpoints, None, offset, stranded=stranded)
 
 
+def _whole_frame_end(data: bytes, offset: int) -> int | None:
+    """Where the whole, checksummed frame starting at ``offset`` ends; None if none starts there."""
+    header = data[offset : offset + _HEADER.size]
+    if len(header) < _HEADER.size or header[:4] != MAGIC:
+        return None
+    _, length, checksum = _HEADER.unpack(header)
+    stop: int = offset + _HEADER.size + int(length)
+    if not length or stop > len(data) or zlib.crc32(data[offset + _HEADER.size : stop]) != checksum:
+        return None
+    return stop
+
+
 def _stranded_rows(name: str, data: bytes, start: int) -> list[tuple[Any, ...]]:
     """The records of whole, checksummed frames anywhere after ``start``."""
     rows: list[tuple[Any, ...]] = []
     checkpoints: list[tuple[Any, ...]] = []
     position = data.find(MAGIC, start)
     while position >= 0:
-        header = data[position : position + _HEADER.size]
-        if len(header) == _HEADER.size:
-            _, length, checksum = _HEADER.unpack(header)
-            stop = position + _HEADER.size + length
-            payload = data[position + _HEADER.size : stop]
-            if length and stop <= len(data) and zlib.crc32(payload) == checksum:
-                _entries(name, payload, f"frame at offset {position}", rows, checkpoints)
-                position = data.find(MAGIC, stop)
-                continue
-        position = data.find(MAGIC, position + 1)
+        stop = _whole_frame_end(data, position)
+        if stop is None:
+            position = data.find(MAGIC, position + 1)
+            continue
+        _entries(name, data[position + _HEADER.size : stop], f"frame at offset {position}", rows, checkpoints)
+        position = data.find(MAGIC, stop)
     return rows
 
 
@@ -197,15 +205,9 @@ def intact_prefix(data: bytes) -> bytes:
         text = data.split(b"\0", 1)[0]
         return text[: text.rfind(b"\n") + 1]
     offset = 0
-    while True:
-        header = data[offset : offset + _HEADER.size]
-        if len(header) < _HEADER.size or header[:4] != MAGIC:
-            return data[:offset]
-        _, length, checksum = _HEADER.unpack(header)
-        stop = offset + _HEADER.size + length
-        if not length or stop > len(data) or zlib.crc32(data[offset + _HEADER.size : stop]) != checksum:
-            return data[:offset]
+    while (stop := _whole_frame_end(data, offset)) is not None:
         offset = stop
+    return data[:offset]
 
 
 def read_journal(path: Path) -> JournalContents:
