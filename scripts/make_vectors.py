@@ -62,7 +62,7 @@ def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONUTF8": "1", "LANGUAGE": "en"},  # its English line
     )
     assert process.stdout is not None
     for line in process.stdout:
