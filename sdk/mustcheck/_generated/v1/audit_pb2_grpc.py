@@ -93,7 +93,7 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """INVALID_ARGUMENT: audit.format (jsonl or csv), audit.limit.
+        """INVALID_ARGUMENT: audit.format (jsonl or csv).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,7 +59,7 @@ class AuditServiceStub:
     INTERNAL: audit.integrity (the records asked for fail a check).
     """
     Export: _grpc.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]
-    """INVALID_ARGUMENT: audit.format (jsonl or csv), audit.limit."""
+    """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
     Coverage: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]
     """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
     mandatory measures applied?
@@ -84,7 +84,7 @@ class AuditServiceAsyncStub(AuditServiceStub):
     INTERNAL: audit.integrity (the records asked for fail a check).
     """
     Export: _aio.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]  # type: ignore[assignment]
-    """INVALID_ARGUMENT: audit.format (jsonl or csv), audit.limit."""
+    """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
     Coverage: _aio.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]  # type: ignore[assignment]
     """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
     mandatory measures applied?
@@ -130,7 +130,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.ExportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audit_pb2.ExportChunk], _abc.AsyncIterator[_audit_pb2.ExportChunk]]:
-        """INVALID_ARGUMENT: audit.format (jsonl or csv), audit.limit."""
+        """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
 
     @_abc_1.abstractmethod
     def Coverage(
