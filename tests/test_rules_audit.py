@@ -32,7 +32,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mustcheck.merkle import SHA256, Frontier, TreeHasher, root_from_inclusion_proof, verify_consistency
+from mustcheck.merkle import (
+    SHA256,
+    Frontier,
+    TreeHasher,
+    consistency_proof,
+    inclusion_proof,
+    root_from_inclusion_proof,
+    subtrees_of,
+    verify_consistency,
+)
 from mustcheck.tree_head import ALGORITHMS, HASHERS, TreeHead, leaf_data, sign_tree_head, unb64
 from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, verify_log
 from mustcheck_gateway.audit.chain import ChainWalker
@@ -980,3 +989,33 @@ def test_a_stored_tree_is_checked_against_a_signed_head(log_dir: Path) -> None:
         assert read_node(connection, 0, 99) is None
         insert_nodes(connection, [(0, 99, b"x")])
         assert read_node(connection, 0, 99) == b"x"
+
+
+@pytest.mark.parametrize("size", [257, 300, 301, 513])
+def test_proofs_of_trees_past_256_leaves_agree_with_the_rfc(size: int) -> None:
+    """Positions and sizes past 256 are distinct int objects in CPython: an identity test (``is``)
+    where an equality is meant fails only there."""
+    leaves = [oracle_leaf(i.to_bytes(2, "big")) for i in range(size)]
+    root = oracle_mth(leaves)
+    subtree = subtrees_of(SHA256, leaves)
+    for index in sorted({0, 255, 256, 257, size - 3, size - 2, size - 1} - {size}):
+        path = oracle_path(index, leaves)
+        assert inclusion_proof(index, size, subtree) == path
+        assert root_from_inclusion_proof(SHA256, index, size, leaves[index], path) == root
+    for old in sorted({1, 256, 257, 258, size - 2, size - 1} - {size, size + 1}):
+        proof = oracle_subproof(old, leaves, True)
+        assert consistency_proof(old, size, subtree) == proof
+        assert verify_consistency(SHA256, old, size, oracle_mth(leaves[:old]), root, proof)
+
+
+def test_a_gap_of_one_record_past_seq_256_is_named_as_one() -> None:
+    records = chained(302)
+    assert walk([*records[:299], *records[300:]])[1] == "sequence gap: 301 follows 299 (record 300 deleted)"
+    assert (
+        walk([*records[:299], *records[301:]])[1] == "sequence gap: 302 follows 299 (records 300–301 deleted)"
+    )
+    late = ChainWalker(after_seq=299, after_hash=records[298].record_hash)
+    assert (
+        walk(records[300:], late)[1]
+        == "sequence gap: the log starts at 301, expected 300 (record 300 deleted)"
+    )
