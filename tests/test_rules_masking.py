@@ -106,3 +106,26 @@ def test_id_shaped_runs_at_their_boundaries(text: str, expected: str) -> None:
 
 def test_empty_text_passes_through() -> None:
     assert mask_id_shapes("") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A birth date inside a long run where the usual mask hides it (positions 8–15): first six and last
+        # four kept.
+        ("12345678199003071234", "123456**********1234"),
+        # One whose last digit the usual mask would leave showing (it ends at position 17 of 20): all hidden.
+        ("12345678919900307123", "********************"),
+        # One at positions 12–19 of 22: its last two digits would show; all hidden.
+        ("0000000000001990030712", "**********************"),
+        # One at the start of a 20-digit run: the kept first six would show it; all hidden.
+        ("19900307123456789012", "********************"),
+    ],
+)
+def test_a_birth_date_anywhere_in_a_long_run_is_never_left_showing(text: str, expected: str) -> None:
+    assert mask_id_shapes(text) == expected
+
+
+def test_a_grouped_number_without_a_birth_date_is_left_as_written() -> None:
+    assert mask_id_shapes("电话 110108 12345678 1234") == "电话 110108 12345678 1234"
+    assert mask_id_shapes("证件 110108 19900307 123X") == "证件 110108********123X"
