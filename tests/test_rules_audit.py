@@ -287,6 +287,23 @@ def test_a_rewritten_record_without_its_hash_recomputed_is_altered() -> None:
     assert problem == "record 3: hash does not match its content (altered)"
 
 
+def test_any_alteration_is_found_whichever_way_its_hash_sorts() -> None:
+    """A recomputed hash that sorts before the stored one and one that sorts after: both are found."""
+    records = chained(3)
+    orders = set()
+    for delta in range(1, 17):
+        altered = dataclasses.replace(records[1], latency_us=records[1].latency_us + delta)
+        orders.add(compute_record_hash(altered) < altered.record_hash)
+        assert walk([records[0], altered])[1] == "record 2: hash does not match its content (altered)"
+    assert orders == {True, False}
+
+
+def test_a_detail_that_is_not_plain_json_is_refused_before_it_is_stored() -> None:
+    for value in (float("nan"), float("inf"), {1, 2}):
+        with pytest.raises(ValueError, match="audit event detail is not JSON-serialisable"):
+            AuditEvent(kind="check", caller_id="approval", detail={"x": value})
+
+
 def test_the_first_record_must_link_to_the_genesis_hash() -> None:
     first = chained(1)[0]
     forged = rehashed(first, prev_hash="1" * 64)
@@ -624,9 +641,10 @@ def forge(directory: Path, first: int, last: int, **changes: Any) -> None:
         for seq in range(first, last + 1):
             column = {**rows[seq], **(changes if seq == first else {}), "prev_hash": prev_hash}
             column["record_hash"] = oracle_record_hash(prev_hash, column)
+            names = [name for name in RECORD_COLUMNS if name != "seq"]
             connection.execute(
-                "UPDATE audit_records SET outcome = ?, prev_hash = ?, record_hash = ? WHERE seq = ?",
-                (column["outcome"], column["prev_hash"], column["record_hash"], seq),
+                f"UPDATE audit_records SET {', '.join(f'{name} = ?' for name in names)} WHERE seq = ?",
+                (*(column[name] for name in names), seq),
             )
             prev_hash = column["record_hash"]
 
@@ -685,6 +703,16 @@ def test_a_forged_record_relinked_to_the_end_is_found_by_the_signed_tree_head(lo
         r"\(the audit database\) signed \(rewritten\)",
         reason,
     ), reason
+
+
+def test_a_record_s_other_fields_rewritten_and_relinked_are_found_by_the_signed_tree_head(
+    log_dir: Path,
+) -> None:
+    """The purpose is not among a receipt's answer fields: the leaf covers it through the record's hash."""
+    forge(log_dir, 21, 25, purpose="改写的用途")
+    forget_checkpoints_after(log_dir, 20)
+    seq, reason = problem(log_dir)
+    assert seq == 25 and reason.startswith("the log's first 25 records do not have the root"), reason
 
 
 def test_a_forged_record_relinked_is_found_by_a_receipt_s_tree_head(log_dir: Path) -> None:
