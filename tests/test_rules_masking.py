@@ -129,3 +129,20 @@ def test_a_birth_date_anywhere_in_a_long_run_is_never_left_showing(text: str, ex
 def test_a_grouped_number_without_a_birth_date_is_left_as_written() -> None:
     assert mask_id_shapes("电话 110108 12345678 1234") == "电话 110108 12345678 1234"
     assert mask_id_shapes("证件 110108 19900307 123X") == "证件 110108********123X"
+
+
+def test_a_named_id_is_masked_however_free_text_spells_it() -> None:
+    # Full width (U+FF10–U+FF19, U+FF21–U+FF3A), lower case, separators between its characters.
+    number = "AB12345678901CD"
+    masked = "AB1234*****01CD"
+    for spelt in (
+        "ＡＢ１２３４５６７８９０１ＣＤ",
+        "ab12345678901cd",
+        "AB 1234-5678 901CD",
+        "Ａb12345678901cＤ",
+    ):
+        assert Masker().text(f"证号{spelt}。", ids=[number]) == f"证号{masked}。", spelt
+
+
+def test_a_birth_date_at_the_very_end_of_a_long_run_is_hidden() -> None:
+    assert mask_id_shapes("12345678901219900307") == "*" * 20
