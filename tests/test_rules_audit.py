@@ -43,7 +43,7 @@ from mustcheck.merkle import (
     verify_consistency,
 )
 from mustcheck.tree_head import ALGORITHMS, HASHERS, TreeHead, leaf_data, sign_tree_head, unb64
-from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, verify_log
+from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, retention_limit, verify_log
 from mustcheck_gateway.audit.chain import ChainWalker
 from mustcheck_gateway.audit.errors import AuditIntegrityError
 from mustcheck_gateway.audit.record import (
@@ -1047,3 +1047,61 @@ def test_a_gap_of_one_record_past_seq_256_is_named_as_one() -> None:
         walk(records[300:], late)[1]
         == "sequence gap: the log starts at 301, expected 300 (record 300 deleted)"
     )
+
+
+def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
+    old = now - dt.timedelta(days=4 * 365)
+    log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
+    log.append_many_sync(
+        dataclasses.replace(log_event(number), at=old + dt.timedelta(minutes=number))
+        for number in range(1, 11)
+    )
+    log.append_many_sync(log_event(number) for number in range(11, 16))
+    log.close()  # the records reach the database's index
+    before = oracle_leaves(rows_of(tmp_path))
+    assert len(before) == 15
+    log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
+    assert log.prune(before=retention_limit(now), now=now, by="records-officer") == 10
+    log.close()
+    rows = rows_of(tmp_path)
+    assert [row[0] for row in rows] == list(range(11, 17))  # 16: the prune's own record
+    log_id = log_id_of(tmp_path)
+    report = verified(tmp_path, log_id=log_id)
+    assert report.ok, report.reason
+    assert (report.first_seq, report.last_seq, report.records_checked) == (11, 16, 6)
+    assert report.state is not None and report.state.size == 16
+    assert report.state.root() == oracle_mth([*before, *oracle_leaves(rows)[-1:]])
+    pruned_head = head_for(tmp_path, 12, root=oracle_mth(before[:12]))
+    assert verified(tmp_path, heads=[(pruned_head, "a receipt")]).ok
+
+    anchor_hash = (
+        sqlite3.connect(tmp_path / "audit.sqlite3")
+        .execute("SELECT record_hash FROM audit_prune_anchors WHERE seq = 10")
+        .fetchone()[0]
+    )
+    copy = tmp_path.parent / "stray"
+    shutil.copytree(tmp_path, copy)
+    with closing(connect(copy)) as connection:
+        others = ", ".join(RECORD_COLUMNS[1:])
+        connection.execute(f"INSERT INTO audit_records SELECT 9, {others} FROM audit_records WHERE seq = 11")
+    assert problem(copy) == (9, "record 9 precedes the prune anchor at seq 10 but is present")
+    with closing(connect(tmp_path)) as connection:
+        connection.execute("UPDATE audit_prune_anchors SET record_hash = ? WHERE seq = 10", ("0" * 64,))
+    seq, reason = problem(tmp_path)
+    assert seq == 10 and reason.startswith(
+        "prune anchor at seq 10 is not backed by a signed prune checkpoint"
+    )
+    with closing(connect(tmp_path)) as connection:
+        connection.execute("UPDATE audit_prune_anchors SET record_hash = ? WHERE seq = 10", (anchor_hash,))
+        connection.execute("UPDATE audit_records SET prev_hash = ? WHERE seq = 11", ("1" * 64,))
+    assert problem(tmp_path) == (
+        11,
+        "record 11: previous-hash link broken (deleted or reordered records before it)",
+    )
+    with closing(connect(tmp_path)) as connection:
+        connection.execute("UPDATE audit_records SET prev_hash = ? WHERE seq = 11", (anchor_hash,))
+        connection.execute("DELETE FROM audit_tree_nodes WHERE level = 3 AND idx = 0")
+    pruned_before_tree = verified(tmp_path, log_id=log_id)
+    assert pruned_before_tree.ok and pruned_before_tree.state is None  # nothing to rebuild the tree from
+    assert pruned_before_tree.tree_heads_checked == 0
