@@ -384,3 +384,18 @@ def test_the_gateway_signs_first_format_receipts_with_its_current_key(tmp_path: 
         ).key_id
         == rotated
     )
+
+
+def test_a_receipt_s_text_is_utf_8_not_escaped() -> None:
+    fields = {**FIELDS, "caller": "住建局审批", "matter": "住建-0001"}
+    compact = sign_receipt(fields, "sign-1", SIGNER)
+    assert compact == first_format(fields)
+    assert "住建局审批".encode() in unb64(compact.split(".")[1])
+    assert verify_receipt(first_format(fields), KEYS).caller == "住建局审批"
+    leaves, head = log_of(2)
+    chinese = {**answer(1), "caller": "住建局审批"}
+    leaves[0] = leaf_of(1, chinese)
+    head = sign_tree_head("log-1", 2, mth(leaves), "2026-12-04T08:31:00.000000+00:00", "sign-1", SIGNER)
+    compact = by_hand(1, leaves, head, answer=chinese)
+    assert encode_receipt(chinese, record_hash(1), path(0, leaves), head) == compact
+    assert verify_receipt(compact, KEYS).caller == "住建局审批"
