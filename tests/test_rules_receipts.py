@@ -294,6 +294,8 @@ def test_a_first_format_receipt_has_one_spelling() -> None:
     for compact, message in [
         (good + ".x", r"expected mcr1.<payload>.<signature>"),
         ("mcr0" + good[4:], r"expected mcr1"),
+        ("mcr9" + good[4:], r"expected mcr1"),
+        ("MCR1" + good[4:], r"expected mcr1"),
         (f"{prefix}.{payload}=.{signature}", "must be unpadded base64url"),
         (f"{prefix}.{payload}.{signature}=", "must be unpadded base64url"),
         (first_format({}).replace(first_format({}).split(".")[1], b64(b"\xff")), "payload is not readable"),
