@@ -401,3 +401,17 @@ def test_a_receipt_s_text_is_utf_8_not_escaped() -> None:
     compact = by_hand(1, leaves, head, answer=chinese)
     assert encode_receipt(chinese, record_hash(1), path(0, leaves), head) == compact
     assert verify_receipt(compact, KEYS).caller == "住建局审批"
+
+
+def test_a_signature_with_unused_bits_set_is_refused_however_it_sorts() -> None:
+    """The last character of a 64-byte signature carries 4 unused bits: canonical ``w`` (0b110000) with them
+    set is one of ``x``–``z``, ``0``–``9``, ``-``, ``_`` — some sort before ``w``, some after."""
+    for number in range(200):
+        compact = first_format({**FIELDS, "id": f"r-{number}"})
+        if compact.endswith("w"):
+            break
+    else:
+        pytest.fail("no signature ends in w")
+    for spelt in "xyz0189-_":
+        with pytest.raises(InvalidReceipt, match="must be unpadded base64url"):
+            verify_receipt(compact[:-1] + spelt, KEYS)
