@@ -334,3 +334,19 @@ def test_a_decision_tolerance_of_one_second_is_the_least(copy: Path) -> None:
         text.replace("decision_tolerance_s = 1\n", "decision_tolerance_s = 0\n", 1), encoding="utf-8"
     )
     assert any(p.endswith("decision_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
+
+
+def test_a_freshness_tolerance_of_one_second_is_the_least(copy: Path) -> None:
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    start = text.index("freshness_tolerance_s = ")
+    end = text.index("\n", start)
+    (copy / "catalog.toml").write_text(
+        text[:start] + "freshness_tolerance_s = 1" + text[end:], encoding="utf-8"
+    )
+    least = min(load_policies(copy).matters.values(), key=lambda m: m.freshness_tolerance_s)
+    assert least.freshness_tolerance_s == 1
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    (copy / "catalog.toml").write_text(
+        text.replace("freshness_tolerance_s = 1\n", "freshness_tolerance_s = 0\n", 1), encoding="utf-8"
+    )
+    assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
