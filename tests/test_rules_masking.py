@@ -120,6 +120,8 @@ def test_empty_text_passes_through() -> None:
         ("0000000000001990030712", "**********************"),
         # One at the start of a 20-digit run: the kept first six would show it; all hidden.
         ("19900307123456789012", "********************"),
+        # One at position 5: the kept first six would show its first digit; all hidden.
+        ("12345199003071234567", "********************"),
     ],
 )
 def test_a_birth_date_anywhere_in_a_long_run_is_never_left_showing(text: str, expected: str) -> None:
