@@ -45,6 +45,7 @@ from mustcheck.merkle import (
 from mustcheck.tree_head import ALGORITHMS, HASHERS, TreeHead, leaf_data, sign_tree_head, unb64
 from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, retention_limit, verify_log
 from mustcheck_gateway.audit.chain import ChainWalker
+from mustcheck_gateway.audit.checkpoint import CheckpointKind, signed_bytes
 from mustcheck_gateway.audit.errors import AuditIntegrityError
 from mustcheck_gateway.audit.record import (
     GENESIS_HASH,
@@ -1105,3 +1106,109 @@ def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path
     pruned_before_tree = verified(tmp_path, log_id=log_id)
     assert pruned_before_tree.ok and pruned_before_tree.state is None  # nothing to rebuild the tree from
     assert pruned_before_tree.tree_heads_checked == 0
+
+
+# --- checkpoints and their mirror file ----------------------------------------------------------------------
+
+
+def test_forged_checkpoints_and_mirror_lines_are_named(log_dir: Path) -> None:
+    forged = base64.b64encode(bytes(64)).decode()
+    mirror = log_dir / "checkpoints.jsonl"
+    lines = mirror.read_text().splitlines()
+    mirror.write_text("".join(line + "\n" for line in [*lines, "not a checkpoint"]))
+    assert problem(log_dir) == (None, "checkpoints.jsonl line 4 is not a valid checkpoint")
+    line = json.loads(lines[0])
+    line.update(seq=30, signature=forged)
+    mirror.write_text("".join(text + "\n" for text in [*lines, "", json.dumps(line)]))
+    assert problem(log_dir) == (30, "checkpoints.jsonl line 5: checkpoint at seq 30: signature invalid")
+    mirror.write_text("".join(text + "\n" for text in lines))
+    with closing(connect(log_dir)) as connection:
+        connection.execute("UPDATE audit_checkpoints SET signature = ? WHERE seq = 20", (forged,))
+    report = verified(log_dir)
+    assert (report.problem_seq, report.reason) == (20, "checkpoint at seq 20: signature invalid")
+    assert (report.checkpoints_checked, report.mirror_entries_checked) == (1, 0)
+
+
+def test_a_checkpoint_names_the_record_it_signed(log_dir: Path) -> None:
+    forge(log_dir, 17, 25, purpose="rewritten")
+    assert problem(log_dir) == (
+        20,
+        "checkpoint at seq 20: record 20 does not have the signed hash (rewritten)",
+    )
+    with closing(connect(log_dir)) as connection:
+        connection.execute("DELETE FROM audit_records WHERE seq > 16")
+    assert problem(log_dir) == (
+        20,
+        "checkpoint at seq 20 refers to a record that is missing: the log was truncated",
+    )
+
+
+def test_the_mirror_file_and_the_database_must_agree(log_dir: Path) -> None:
+    mirror = log_dir / "checkpoints.jsonl"
+    lines = mirror.read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [10, 20, 25]
+    mirror.write_text("".join(line + "\n" for line in [lines[0], lines[2]]))
+    assert problem(log_dir) == (
+        20,
+        "checkpoint at seq 20 is in the database but missing from checkpoints.jsonl "
+        "(the mirror file was edited)",
+    )
+    mirror.write_text("".join(line + "\n" for line in lines[:2]))
+    assert verified(log_dir).ok  # the last one may still be on its way to the file
+    mirror.write_text("".join(line + "\n" for line in lines))
+    with closing(connect(log_dir)) as connection:
+        connection.execute("DELETE FROM audit_checkpoints WHERE seq = 10")
+    assert problem(log_dir) == (
+        10,
+        "checkpoint rows missing from the database but present in checkpoints.jsonl (seq 10): records or "
+        "checkpoints were deleted",
+    )
+    mirror.unlink()
+    assert problem(log_dir) == (None, "checkpoints.jsonl is missing but the database has 2 checkpoints")
+    with closing(connect(log_dir)) as connection:
+        connection.execute("DELETE FROM audit_checkpoints")
+    assert problem(log_dir) == (
+        None,
+        "25 records but no signed checkpoint: nothing shows the log was not cut off or rewritten "
+        "(checkpoints deleted?)",
+    )
+
+
+def test_a_mirror_line_that_differs_from_its_row_is_named(log_dir: Path) -> None:
+    mirror = log_dir / "checkpoints.jsonl"
+    lines = mirror.read_text().splitlines()
+    keyring = KeyRing.load_or_create(log_dir / "keys")
+    with closing(connect(log_dir)) as connection:
+        kind, seq, at, key_id = connection.execute(
+            "SELECT kind, seq, at, key_id FROM audit_checkpoints WHERE seq = 20"
+        ).fetchone()
+    # A genuine signature, by the log's own key, over another record hash: the line verifies on its own.
+    signed = signed_bytes(CheckpointKind(kind), seq, "f" * 64, dt.datetime.fromisoformat(at), key_id)
+    signature = base64.b64encode(keyring.signer(key_id).sign(signed)).decode()
+    line = json.loads(lines[1])
+    line.update(record_hash="f" * 64, signature=signature)
+    mirror.write_text("".join(text + "\n" for text in [lines[0], json.dumps(line), lines[2]]))
+    assert problem(log_dir) == (20, "checkpoint at seq 20 differs between the database and checkpoints.jsonl")
+
+
+def test_a_live_log_s_journal_records_are_verified_too(tmp_path: Path) -> None:
+    log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
+    try:
+        log.append_many_sync(log_event(number) for number in range(1, 7))
+        report = verified(tmp_path)
+        assert report.ok, report.reason
+        assert (report.first_seq, report.last_seq, report.records_checked) == (1, 6, 6)
+    finally:
+        log.close()
+    assert verified(tmp_path).records_checked == 6
+    unreadable = tmp_path.parent / "unreadable"
+    shutil.copytree(tmp_path, unreadable)
+    with closing(connect(unreadable)) as connection:
+        connection.execute("UPDATE audit_records SET detail = '[1]' WHERE seq = 3")
+    assert problem(unreadable) == (
+        3,
+        "record 3: stored fields cannot be read (detail is not a JSON object) (altered)",
+    )
+    unknown = verify_log(tmp_path / "audit.sqlite3", tmp_path / "no-such-keys")
+    assert unknown.problem_seq == 4
+    assert (unknown.reason or "").endswith("which is not among the public keys")
