@@ -1212,3 +1212,13 @@ def test_a_live_log_s_journal_records_are_verified_too(tmp_path: Path) -> None:
     unknown = verify_log(tmp_path / "audit.sqlite3", tmp_path / "no-such-keys")
     assert unknown.problem_seq == 4
     assert (unknown.reason or "").endswith("which is not among the public keys")
+
+
+def test_a_record_whose_seq_is_not_a_number_is_named_without_one(log_dir: Path) -> None:
+    with closing(connect(log_dir)) as connection:
+        others = ", ".join(RECORD_COLUMNS[1:])
+        connection.execute(
+            f"INSERT INTO audit_records SELECT 'x', {others} FROM audit_records WHERE seq = 25"
+        )
+    seq, reason = problem(log_dir)
+    assert seq is None and reason.startswith("record x: stored fields cannot be read"), (seq, reason)

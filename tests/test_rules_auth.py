@@ -125,3 +125,12 @@ def test_a_grant_s_defaults_are_the_strict_ones() -> None:
     assert grant.purpose_required and grant.authorization_ref_required_for_persons
     assert (grant.rate_per_second, grant.burst, grant.daily_person_quota) == (50.0, 100, 0)
     assert grant.valid_from is None and grant.valid_until is None
+
+
+def test_a_grant_cannot_be_changed_once_made() -> None:
+    import dataclasses
+
+    grant = Grant(CALLER.caller_id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        grant.purpose_required = False  # type: ignore[misc]
+    assert grant.purpose_required

@@ -350,3 +350,16 @@ def test_a_freshness_tolerance_of_one_second_is_the_least(copy: Path) -> None:
         text.replace("freshness_tolerance_s = 1\n", "freshness_tolerance_s = 0\n", 1), encoding="utf-8"
     )
     assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
+
+
+def test_a_punishment_of_zero_months_is_refused_and_every_bad_row_is_named(copy: Path) -> None:
+    text = (copy / "memoranda.toml").read_text(encoding="utf-8")
+    (copy / "memoranda.toml").write_text(
+        text.replace("punish_months = 24\n", "punish_months = 0\n", 1).replace(
+            "punish_months = 36\n", "punish_months = -1\n", 1
+        ),
+        encoding="utf-8",
+    )
+    problems = load_problems(copy)
+    assert any(p.endswith("punish_months: must be at least 1, got 0") for p in problems), problems
+    assert any(p.endswith("punish_months: must be at least 1, got -1") for p in problems), problems
