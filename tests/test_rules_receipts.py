@@ -415,3 +415,32 @@ def test_a_signature_with_unused_bits_set_is_refused_however_it_sorts() -> None:
     for spelt in "xyz0189-_":
         with pytest.raises(InvalidReceipt, match="must be unpadded base64url"):
             verify_receipt(compact[:-1] + spelt, KEYS)
+
+
+def test_a_receipt_cannot_be_changed_once_read() -> None:
+    import dataclasses
+
+    receipt = verify_receipt(first_format(FIELDS), KEYS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        receipt.outcome = "restrictions"  # type: ignore[misc]
+
+
+def test_a_receipt_with_too_few_parts_or_a_payload_in_another_spelling_is_refused() -> None:
+    for compact in ("mcr1", "mcr1.abc", "mcr2.abc.def"):
+        with pytest.raises(InvalidReceipt, match="not a receipt"):
+            verify_receipt(compact, KEYS)
+    # JSON with spaces after its separators (sorts below the canonical text) and with its keys out of order
+    # (sorts above it): neither is the one spelling.
+    good = first_format(FIELDS)
+    _, _, signature = good.split(".")
+    for payload in (
+        json.dumps({**FIELDS, "kid": "sign-1"}, sort_keys=True).encode(),
+        json.dumps({"kid": "sign-1", **FIELDS}).encode(),
+    ):
+        refused(f"mcr1.{b64(payload)}.{signature}", "not canonical JSON")
+    leaves, head = log_of(2)
+    for payload in (
+        json.dumps({"answer": answer(1), "head": head.body()}, sort_keys=True).encode(),
+        json.dumps({"head": head.body(), "answer": answer(1)}).encode(),
+    ):
+        refused(by_hand(1, leaves, head, payload=payload), "not canonical JSON")
