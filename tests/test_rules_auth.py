@@ -13,7 +13,7 @@ import pytest
 
 from mustcheck.identifiers import SubjectKind
 from mustcheck_gateway.auth.authorize import check_subject, grant_for_matter
-from mustcheck_gateway.auth.model import Caller, Grant
+from mustcheck_gateway.auth.model import Caller, Grant, TokenRecord
 from mustcheck_gateway.errors import PermissionDenied
 from mustcheck_gateway.policy import PolicySet
 from mustcheck_gateway.policy.model import Matter
@@ -134,3 +134,8 @@ def test_a_grant_cannot_be_changed_once_made() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         grant.purpose_required = False  # type: ignore[misc]
     assert grant.purpose_required
+    at = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    token = TokenRecord("t-1", CALLER.caller_id, "0" * 64, at, at + dt.timedelta(days=1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.revoked_at = at  # type: ignore[misc]
+    assert token.active_at(at) and not token.active_at(at + dt.timedelta(days=1))
