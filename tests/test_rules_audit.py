@@ -50,6 +50,7 @@ from mustcheck_gateway.audit.errors import AuditIntegrityError
 from mustcheck_gateway.audit.record import (
     GENESIS_HASH,
     RECORD_COLUMNS,
+    TAIL_CUT_OUTCOME,
     AuditRecord,
     PendingRecord,
     compute_record_hash,
@@ -1222,3 +1223,20 @@ def test_a_record_whose_seq_is_not_a_number_is_named_without_one(log_dir: Path) 
         )
     seq, reason = problem(log_dir)
     assert seq is None and reason.startswith("record x: stored fields cannot be read"), (seq, reason)
+
+
+def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path: Path) -> None:
+    log = AuditLog.open(tmp_path, checkpoint_every=10, checkpoint_interval_s=3600)
+    log.append_many_sync(
+        [
+            AuditEvent(kind="admin", caller_id="", outcome=TAIL_CUT_OUTCOME),
+            AuditEvent(kind="check", caller_id="approval", outcome=TAIL_CUT_OUTCOME),  # not the gateway's
+        ]
+    )
+    log.close()
+    report = verified(tmp_path)
+    assert report.ok and report.repairs == ("record 1 says a torn journal tail was cut off at start",)
+    assert str(report) == (
+        "audit log verifies (2 records, 1 checkpoints, 1 mirror entries checked); "
+        "repaired: record 1 says a torn journal tail was cut off at start"
+    )
