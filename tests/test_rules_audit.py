@@ -385,6 +385,12 @@ def test_a_frontier_s_root_is_the_rfc_root(size: int) -> None:
     assert frontier.root() == oracle_mth(leaves)
 
 
+def test_a_tree_hasher_cannot_be_changed_once_made() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SHA256.algorithm = "sm3"  # type: ignore[misc]
+    assert SHA256.algorithm == "sha256"
+
+
 def test_a_tree_hasher_is_named_by_its_algorithm() -> None:
     other = TreeHasher("double", lambda data: hashlib.sha256(hashlib.sha256(data).digest()).digest())
     assert other.leaf(b"x") == hashlib.sha256(hashlib.sha256(b"\x00x").digest()).digest()
@@ -885,9 +891,8 @@ def test_a_tampered_report_says_so(log_dir: Path) -> None:
         "(3 records, 3 checkpoints, 3 mirror entries checked)"
     )
     assert (report.first_seq, report.last_seq) == (1, 3)
-    assert verify_log(log_dir / "missing.sqlite3", log_dir / "keys" / "public").reason.startswith(  # type: ignore[union-attr]
-        "cannot open the audit database"
-    )
+    missing = verify_log(log_dir / "missing.sqlite3", log_dir / "keys" / "public")
+    assert not missing.ok and (missing.reason or "").startswith("cannot open the audit database")
 
 
 # --- the tree module itself ---------------------------------------------------------------------------------
@@ -1231,12 +1236,13 @@ def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path
         [
             AuditEvent(kind="admin", caller_id="", outcome=TAIL_CUT_OUTCOME),
             AuditEvent(kind="check", caller_id="approval", outcome=TAIL_CUT_OUTCOME),  # not the gateway's
+            AuditEvent(kind="admin", caller_id="", outcome="audit.key_rotated"),  # another admin record
         ]
     )
     log.close()
     report = verified(tmp_path)
     assert report.ok and report.repairs == ("record 1 says a torn journal tail was cut off at start",)
     assert str(report) == (
-        "audit log verifies (2 records, 1 checkpoints, 1 mirror entries checked); "
+        "audit log verifies (3 records, 1 checkpoints, 1 mirror entries checked); "
         "repaired: record 1 says a torn journal tail was cut off at start"
     )

@@ -125,6 +125,7 @@ def test_a_grant_s_defaults_are_the_strict_ones() -> None:
     assert grant.purpose_required and grant.authorization_ref_required_for_persons
     assert (grant.rate_per_second, grant.burst, grant.daily_person_quota) == (50.0, 100, 0)
     assert grant.valid_from is None and grant.valid_until is None
+    assert grant.max_watch_streams == 4
 
 
 def test_a_grant_cannot_be_changed_once_made() -> None:
