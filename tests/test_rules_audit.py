@@ -1246,3 +1246,19 @@ def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path
         "audit log verifies (3 records, 1 checkpoints, 1 mirror entries checked); "
         "repaired: record 1 says a torn journal tail was cut off at start"
     )
+
+
+def test_the_tree_catches_up_past_256_records(log_dir: Path) -> None:
+    """Seqs past 256 are distinct int objects in CPython: an identity test where an equality is meant fails
+    only there. (Copies of record 25 under new seqs: catching up reads records, it does not verify them.)"""
+    with closing(connect(log_dir)) as connection:
+        others = ", ".join(RECORD_COLUMNS[1:])
+        connection.execute(
+            "WITH RECURSIVE n(x) AS (SELECT 26 UNION ALL SELECT x + 1 FROM n WHERE x < 300) "
+            f"INSERT INTO audit_records SELECT n.x, {others} FROM n, audit_records WHERE seq = 25"
+        )
+        connection.execute("DELETE FROM audit_tree_nodes")
+        tree = stored_tree(connection, SHA256)
+        assert catch_up(connection, tree, 0) == 300
+        assert tree.root() == oracle_mth(oracle_leaves(rows_of(log_dir)))
+        assert stored_size(connection) == 300
