@@ -148,3 +148,9 @@ def test_a_named_id_is_masked_however_free_text_spells_it() -> None:
 
 def test_a_birth_date_at_the_very_end_of_a_long_run_is_hidden() -> None:
     assert mask_id_shapes("12345678901219900307") == "*" * 20
+
+
+def test_a_first_generation_month_and_day_count_only_in_a_15_digit_run() -> None:
+    # 14 digits with a month (03) and a day (07) at positions 8–12 and no YYYYMMDD anywhere: not an ID shape.
+    assert mask_id_shapes("12345678030712") == "12345678030712"
+    assert mask_id_shapes("123456780307123") == "123456*****7123"
