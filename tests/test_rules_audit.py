@@ -409,6 +409,12 @@ def test_truncated_extended_or_misplaced_inclusion_proofs_lead_nowhere(size: int
             assert root_from_inclusion_proof(SHA256, index, size, leaves[index], path[:-1]) is None
     assert root_from_inclusion_proof(SHA256, -1, size, leaves[0], []) is None
     assert root_from_inclusion_proof(SHA256, size, size, leaves[0], []) is None
+    for beyond in (size + 1, size + 2, 2 * size + 1):
+        for index in range(size):
+            assert (
+                root_from_inclusion_proof(SHA256, beyond, size, leaves[index], oracle_path(index, leaves))
+                is None
+            )
 
 
 @pytest.mark.parametrize("new", [2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
@@ -982,8 +988,8 @@ def test_a_record_s_leaf_and_a_pruned_record_s_placeholder(log_dir: Path) -> Non
         assert tree.root() == oracle_mth([*placeholders, *leaves[3:]])
         assert stored_tree(connection, SHA256).root() == tree.root()
         connection.execute("DELETE FROM audit_tree_nodes")
-        connection.execute("DELETE FROM audit_records WHERE seq = 7")
-        with pytest.raises(AuditIntegrityError, match="record 7 is missing before record 8"):
+        connection.execute("DELETE FROM audit_records WHERE seq = 8")
+        with pytest.raises(AuditIntegrityError, match="record 8 is missing before record 9"):
             catch_up(connection, stored_tree(connection, SHA256), 3)
 
 
@@ -1262,3 +1268,35 @@ def test_the_tree_catches_up_past_256_records(log_dir: Path) -> None:
         assert catch_up(connection, tree, 0) == 300
         assert tree.root() == oracle_mth(oracle_leaves(rows_of(log_dir)))
         assert stored_size(connection) == 300
+        assert consistency_problem(tree, head_for(log_dir, 301, root=bytes(32))) == (
+            f"the log ends at record 300 but a tree head signed {HEAD_AT} covers 301: record 301 is missing "
+            "(the log was cut or rewound)"
+        )
+
+
+def test_a_verification_s_report_and_state_cannot_be_changed(log_dir: Path) -> None:
+    report = verified(log_dir, log_id=log_id_of(log_dir))
+    assert report.state is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.ok = False  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.state.size = 3  # type: ignore[misc]
+
+
+def test_an_incremental_verification_still_compares_the_stored_tree(log_dir: Path) -> None:
+    """The records before the state are not walked again: the stored nodes over them are compared through the
+    stored root."""
+    state = verified(log_dir, log_id=log_id_of(log_dir)).state
+    with closing(connect(log_dir)) as connection:
+        connection.execute("UPDATE audit_tree_nodes SET hash = ? WHERE level = 4 AND idx = 0", (bytes(32),))
+    assert problem(log_dir, log_id=log_id_of(log_dir), state=state) == (
+        None,
+        "the stored tree nodes do not match the records (altered)",
+    )
+
+
+def test_unreadable_checkpoint_rows_are_named(log_dir: Path) -> None:
+    with closing(connect(log_dir)) as connection:
+        connection.execute("UPDATE audit_checkpoints SET at = 'yesterday' WHERE seq = 10")
+    seq, reason = problem(log_dir)
+    assert seq is None and reason.startswith("checkpoint or prune anchor rows cannot be read ("), reason
