@@ -363,3 +363,18 @@ def test_a_punishment_of_zero_months_is_refused_and_every_bad_row_is_named(copy:
     problems = load_problems(copy)
     assert any(p.endswith("punish_months: must be at least 1, got 0") for p in problems), problems
     assert any(p.endswith("punish_months: must be at least 1, got -1") for p in problems), problems
+
+
+def test_a_duplicate_row_does_not_hide_the_problems_of_the_rows_after_it(copy: Path) -> None:
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    first = text.index("[[matter]]")
+    second = text.index("[[matter]]", first + 1)
+    duplicated = text[:second] + text[first:second] + text[second:]
+    last = duplicated.rindex("freshness_tolerance_s = ")
+    end = duplicated.index("\n", last)
+    (copy / "catalog.toml").write_text(
+        duplicated[:last] + "freshness_tolerance_s = 0" + duplicated[end:], encoding="utf-8"
+    )
+    problems = load_problems(copy)
+    assert any("duplicate matter 'MOHURD-0001'" in p for p in problems), problems
+    assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in problems), problems
