@@ -1,0 +1,197 @@
+"""The HTTP routes: ``POST /v1/<Rpc>`` through the shared pipeline, ``GET /openapi.json``, ``GET /healthz``.
+
+A request body is the RPC's request message in protobuf's JSON mapping (both field spellings; unknown
+fields refused); an answer is the response message in that mapping (lowerCamelCase names, fields with
+default values written out). A body that cannot be read as the request — not JSON, an unknown field, a
+wrong type, a wrong content type, more than :data:`..bounds.MAX_RECEIVE_BYTES` — is refused by the
+pipeline's malformed-request step, so that it is audited once, as gRPC's undecodable messages are.
+Nothing a caller sends can make the answer a stack trace: an unexpected failure is a 500 with a
+reference for the operators' log.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import grpc
+import structlog
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+
+from ..bounds import MAX_RECEIVE_BYTES
+from ..errors import GatewayError, InvalidArgument, ResourceExhausted
+from ..interceptors import Undecodable
+from .context import HttpAbort, HttpCallContext, certificate_common_name, grpc_peer
+from .errors import JSON_CONTENT_TYPE, error_body, error_response, json_response
+from .pipeline import HTTP_METHODS, CallPipeline
+
+log = structlog.get_logger("mustcheck.gateway")
+
+OPENAPI_RESOURCE = "openapi.json"
+_CHUNK = 64 * 1024
+
+
+class _Health:
+    """The gateway's gRPC health servicer, asked for the whole server's status."""
+
+    def __init__(self, servicer: Any) -> None:
+        self.servicer = servicer
+
+    async def serving(self) -> bool:
+        if self.servicer is None:
+            return True
+        context = HttpCallContext(authorization=None, peer="", common_name=None)
+        answer = await self.servicer.Check(health_pb2.HealthCheckRequest(service=""), context)
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def openapi_document() -> bytes:
+    """The committed OpenAPI document (scripts/generate_openapi.py writes it from the proto)."""
+    return resources.files(__package__).joinpath(OPENAPI_RESOURCE).read_bytes()
+
+
+def make_app(pipeline: CallPipeline, health_servicer: Any = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_RECEIVE_BYTES + 1, middlewares=[_no_stack_traces])
+    document = openapi_document()
+    health = _Health(health_servicer)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type=JSON_CONTENT_TYPE, charset="utf-8")
+
+    async def healthz(request: web.Request) -> web.Response:
+        serving = await health.serving()
+        return json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
+        )
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)
+    for method in HTTP_METHODS:
+        app.router.add_post(f"/v1/{method}", _rpc(pipeline, method))
+    return app
+
+
+def _context(request: web.Request) -> HttpCallContext:
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    host, port = (
+        (peername[0], peername[1]) if isinstance(peername, tuple) and len(peername) >= 2 else (None, None)
+    )
+    certificate = transport.get_extra_info("peercert") if transport is not None else None
+    return HttpCallContext(
+        authorization=request.headers.get("Authorization"),
+        peer=grpc_peer(host, port),
+        common_name=certificate_common_name(certificate),
+    )
+
+
+def _rpc(pipeline: CallPipeline, method: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    request_type = pipeline.request_type(method)
+
+    async def handle(request: web.Request) -> web.Response:
+        context = _context(request)
+        message = await _decode(request, request_type)
+        try:
+            answer = await pipeline.call(method, message, context)
+        except HttpAbort as refused:
+            return error_response(refused.code, refused.details, refused.trailers)
+        return json_response(json_format.MessageToDict(answer, always_print_fields_with_no_presence=True))
+
+    return handle
+
+
+async def _decode(request: web.Request, request_type: type[Message]) -> Message | Undecodable:
+    """The request message, or the refusal that the pipeline's malformed-request step answers."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_RECEIVE_BYTES:
+        return Undecodable(_too_large(declared))
+    body = await _read(request)
+    if body is None:
+        return Undecodable(_too_large(None))
+    if not body:
+        body = b"{}"  # an empty body is the empty message (ReceiptKeys needs nothing else)
+    elif request.content_type != JSON_CONTENT_TYPE or (request.charset or "utf-8").lower() not in (
+        "utf-8",
+        "utf8",
+    ):
+        shown = request.headers.get("Content-Type", "")[:64]
+        return Undecodable(
+            InvalidArgument(
+                f"the body must be JSON (Content-Type: application/json, UTF-8); got {shown!r}",
+                reason="request.content_type",
+            )
+        )
+    message = request_type()
+    try:
+        json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=False, max_recursion_depth=32)
+    except (json_format.ParseError, ValueError, RecursionError, TypeError) as error:
+        return Undecodable(
+            InvalidArgument(
+                f"the body is not a {request_type.DESCRIPTOR.full_name} in protobuf's JSON mapping: "
+                f"{_first_line(error)}",
+                reason="request.malformed",
+            )
+        )
+    return message
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+def _too_large(declared: int | None) -> GatewayError:
+    size = f"{declared:,} bytes" if declared is not None else f"over {MAX_RECEIVE_BYTES:,} bytes"
+    return ResourceExhausted(
+        f"the body is {size}; the gateway accepts at most {MAX_RECEIVE_BYTES:,} bytes",
+        reason="request.too_large",
+    )
+
+
+async def _read(request: web.Request) -> bytes | None:
+    """The body, or None once it passes the bound (what is past it is never read into memory)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(_CHUNK):
+        size += len(chunk)
+        if size > MAX_RECEIVE_BYTES:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@web.middleware
+async def _no_stack_traces(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status == 405:
+            code, reason = grpc.StatusCode.UNIMPLEMENTED, "request.method"
+        elif error.status == 404:
+            code, reason = grpc.StatusCode.NOT_FOUND, "request.path"
+        else:
+            code, reason = grpc.StatusCode.INVALID_ARGUMENT, "request.malformed"
+        message = f"{request.method} {request.path[:128]}: {error.reason}"
+        body = error_body(code, reason, message)
+        return web.Response(
+            body=json.dumps(body).encode(),
+            status=error.status,
+            content_type=JSON_CONTENT_TYPE,
+            charset="utf-8",
+            headers={"Allow": error.headers["Allow"]} if "Allow" in error.headers else None,
+        )
+    except Exception as error:
+        reference = uuid.uuid4().hex[:12]
+        log.error("unhandled_http_error", path=request.path[:128], reference=reference, exc_info=error)
+        return json_response(
+            error_body(grpc.StatusCode.INTERNAL, "internal", f"internal error (reference {reference})"),
+            status=500,
+        )
