@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -24,7 +25,9 @@ from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.auth.certs import init_certificates
+from mustcheck_gateway.auth.peers import FailedAuthLimit
 from mustcheck_gateway.bounds import MAX_RECEIVE_BYTES
+from mustcheck_gateway.http import binding
 from mustcheck_gateway.http.binding import openapi_document
 from mustcheck_gateway.server import ConfigError, Gateway, GatewayConfig, GatewayThread, TLSFiles
 
@@ -363,3 +366,43 @@ def test_mutual_tls_maps_the_client_certificate_to_its_caller(tmp_path: Path) ->
         bare = ssl.create_default_context(cafile=str(certs / "ca.pem"))
         with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
             request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, context=bare)
+
+
+def test_a_body_that_trickles_in_is_refused_with_408_and_audited(
+    http_gateway: Gateway, base_url: str, http_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(binding, "BODY_TIMEOUT_S", 0.5)
+    audit = audit_of(http_gateway)
+    before = len(audit.query(kind="malformed_request", caller_id="http-tester", limit=10_000))
+    port = http_gateway.http_port
+    assert port is not None
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /v1/Check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + http_token.encode() + b'\r\nContent-Length: 100\r\n\r\n{"sub'
+        )
+        reply = connection.recv(65536).decode()
+        connection.sendall(b" " * 95)  # the rest, which the gateway reads and discards after answering
+    assert reply.startswith("HTTP/1.1 408"), reply
+    assert '"reasonCode":"request.timeout"' in reply
+    assert len(audit.query(kind="malformed_request", caller_id="http-tester", limit=10_000)) == before + 1
+
+
+def test_failed_authentications_are_throttled_across_both_bindings(tmp_path: Path) -> None:
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        failed_auth_limit=FailedAuthLimit(burst=2, per_second=0.001),
+    )
+    with GatewayThread(config) as gateway:
+        message = check_pb2.CheckRequest(subject=new_uscc(), matter="MOF-0001")
+        for _ in range(2):  # the peer's allowance, spent over gRPC
+            with pytest.raises(grpc.RpcError) as refused:
+                grpc_check(f"127.0.0.1:{gateway.port}", "mct_" + "B" * 43, message)
+            assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        url = f"http://127.0.0.1:{gateway.http_port}/v1/Check"
+        answer = request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, token="mct_" + "B" * 43)
+        _assert_refused(answer, 429, "RESOURCE_EXHAUSTED", "auth.throttled")
+        assert int(answer.headers["Retry-After"]) >= 1

@@ -11,6 +11,7 @@ reference for the operators' log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,8 @@ log = structlog.get_logger("mustcheck.gateway")
 
 OPENAPI_RESOURCE = "openapi.json"
 _CHUNK = 64 * 1024
+# A body must arrive within this time: a client trickling bytes holds no buffer open for long.
+BODY_TIMEOUT_S = 30.0
 
 
 class _Health:
@@ -111,7 +114,13 @@ async def _decode(request: web.Request, request_type: type[Message]) -> Message 
     declared = request.content_length
     if declared is not None and declared > MAX_RECEIVE_BYTES:
         return Undecodable(_too_large(declared))
-    body = await _read(request)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            body = await _read(request)
+    except TimeoutError:
+        return Undecodable(
+            InvalidArgument(f"the body did not arrive within {BODY_TIMEOUT_S:g} s", reason="request.timeout")
+        )
     if body is None:
         return Undecodable(_too_large(None))
     if not body:

@@ -33,6 +33,7 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
 # Refusals of the HTTP request itself, whose HTTP status says more than the gRPC status's.
 HTTP_STATUS_BY_REASON: Mapping[str, int] = {
     "request.too_large": 413,
+    "request.timeout": 408,
     "request.content_type": 415,
     "request.method": 405,
     "request.path": 404,

@@ -65,7 +65,13 @@ class HttpListener:
         host, port = split_listen(listen)
         await pipeline.prepare()
         runner = web.AppRunner(
-            make_app(pipeline, health), access_log=None, handle_signals=False, shutdown_timeout=grace_s
+            make_app(pipeline, health),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=grace_s,
+            # A body refused unread (too large, too slow) is read and discarded for at most 2 s after the
+            # answer (so that a client still sending reads it), then the connection closes.
+            lingering_time=2.0,
         )
         await runner.setup()
         site = web.TCPSite(
