@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import signal
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +36,7 @@ from mustcheck_gateway.server import ConfigError, Gateway, GatewayConfig, Gatewa
 
 from conftest import POLICY_DIR
 from factories import days, make_entry, new_uscc
+from processes import ServeProcess
 from provision import provision
 
 INVALID_USCC = "914403001922038217"  # a published code with its check character changed
@@ -406,3 +410,51 @@ def test_failed_authentications_are_throttled_across_both_bindings(tmp_path: Pat
         answer = request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, token="mct_" + "B" * 43)
         _assert_refused(answer, 429, "RESOURCE_EXHAUSTED", "auth.throttled")
         assert int(answer.headers["Retry-After"]) >= 1
+
+
+def test_the_answers_name_no_library_version(base_url: str) -> None:
+    assert request(f"{base_url}/healthz", method="GET").headers["Server"] == "mustcheck"
+
+
+def test_an_http_port_in_use_refuses_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = GatewayConfig(
+            data_dir=tmp_path / "data",
+            listen="127.0.0.1:0",
+            http_listen=f"127.0.0.1:{port}",
+            policy_dir=POLICY_DIR,
+        )
+        with pytest.raises(ConfigError, match="cannot listen for HTTP"):
+            GatewayThread(config).start()
+    # The refused start let go of its data directory: a gateway starts on it at once.
+    with GatewayThread(
+        GatewayConfig(data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    ):
+        pass
+
+
+def test_serve_http_answers_until_sigterm(tmp_path: Path) -> None:
+    served = ServeProcess(tmp_path / "data", "--http", "127.0.0.1:0")
+    try:
+        port = _http_port(served)
+        health = request(f"http://127.0.0.1:{port}/healthz", method="GET")
+        assert health.status == 200 and health.json == {"status": "SERVING"}
+        refused = request(f"http://127.0.0.1:{port}/v1/Check", {"subject": new_uscc(), "matter": "MOF-0001"})
+        _assert_refused(refused, 401, "UNAUTHENTICATED", "credentials.missing")
+    finally:
+        served.stop(signal.SIGTERM)
+    assert served.process.returncode == 0
+
+
+def _http_port(served: ServeProcess) -> int:
+    """The HTTP port ``serve`` printed (on the line after the gRPC one, which ServeProcess waited for)."""
+    for _ in range(300):
+        for line in list(served.lines):
+            found = re.search(r"HTTP/JSON binding on port (\d+)", line)
+            if found:
+                return int(found.group(1))
+        time.sleep(0.1)
+    raise AssertionError("serve printed no HTTP port:\n" + "".join(served.lines))

@@ -73,11 +73,17 @@ def make_app(pipeline: CallPipeline, health_servicer: Any = None) -> web.Applica
             {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
         )
 
+    app.on_response_prepare.append(_plain_server_header)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     for method in HTTP_METHODS:
         app.router.add_post(f"/v1/{method}", _rpc(pipeline, method))
     return app
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No library or Python version in the answers' ``Server`` header."""
+    response.headers["Server"] = "mustcheck"
 
 
 def _context(request: web.Request) -> HttpCallContext:
