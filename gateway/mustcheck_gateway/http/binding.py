@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2
 from ..bounds import MAX_RECEIVE_BYTES
 from ..errors import GatewayError, InvalidArgument, ResourceExhausted
 from ..interceptors import Undecodable
-from .context import HttpAbort, HttpCallContext, certificate_common_name, grpc_peer
+from .context import METADATA_HEADERS, HttpAbort, HttpCallContext, certificate_common_name, grpc_peer
 from .errors import JSON_CONTENT_TYPE, error_body, error_response, json_response
 from .pipeline import HTTP_METHODS, CallPipeline
 
@@ -49,7 +49,7 @@ class _Health:
     async def serving(self) -> bool:
         if self.servicer is None:
             return True
-        context = HttpCallContext(authorization=None, peer="", common_name=None)
+        context = HttpCallContext(peer="", common_name=None)
         answer = await self.servicer.Check(health_pb2.HealthCheckRequest(service=""), context)
         return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
@@ -94,7 +94,7 @@ def _context(request: web.Request) -> HttpCallContext:
     )
     certificate = transport.get_extra_info("peercert") if transport is not None else None
     return HttpCallContext(
-        authorization=request.headers.get("Authorization"),
+        metadata=[(key, request.headers[key]) for key in METADATA_HEADERS if key in request.headers],
         peer=grpc_peer(host, port),
         common_name=certificate_common_name(certificate),
     )
@@ -188,12 +188,12 @@ async def _no_stack_traces(
     try:
         return await handler(request)
     except web.HTTPException as error:
-        if error.status == 405:
-            code, reason = grpc.StatusCode.UNIMPLEMENTED, "request.method"
-        elif error.status == 404:
-            code, reason = grpc.StatusCode.NOT_FOUND, "request.path"
+        # No call was made (not audited): an unknown path is NOT_FOUND, another HTTP method or a request
+        # the HTTP layer refused is INVALID_ARGUMENT, with aiohttp's HTTP status.
+        if error.status == 404:
+            code, reason = grpc.StatusCode.NOT_FOUND, "not_found"
         else:
-            code, reason = grpc.StatusCode.INVALID_ARGUMENT, "request.malformed"
+            code, reason = grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"
         message = f"{request.method} {request.path[:128]}: {error.reason}"
         body = error_body(code, reason, message)
         return web.Response(

@@ -17,6 +17,10 @@ import grpc
 
 from ..auth.authenticate import AUTHORIZATION_KEY
 
+# Request headers that travel as call metadata: the credentials, and the caller's W3C trace context (for
+# an interceptor that continues the caller's trace).
+METADATA_HEADERS = (AUTHORIZATION_KEY, "traceparent", "tracestate")
+
 
 class HttpAbort(grpc.aio.AbortError):
     """The pipeline refused the call: its gRPC status, message and trailing metadata."""
@@ -58,15 +62,16 @@ def certificate_common_name(certificate: Mapping[str, Any] | None) -> str | None
 class HttpCallContext:
     """What the pipeline asks of a call, answered from an HTTP request."""
 
-    def __init__(self, *, authorization: str | None, peer: str, common_name: str | None) -> None:
-        self._metadata: tuple[tuple[str, str], ...] = (
-            ((AUTHORIZATION_KEY, authorization),) if authorization is not None else ()
-        )
+    def __init__(
+        self, *, metadata: Sequence[tuple[str, str]] = (), peer: str, common_name: str | None
+    ) -> None:
+        self._metadata = tuple(metadata)
         self._peer = peer
         self._auth: dict[str, list[bytes]] = (
             {"x509_common_name": [common_name.encode()]} if common_name is not None else {}
         )
         self.trailers: tuple[tuple[str, str], ...] = ()
+        self._code: grpc.StatusCode | None = None
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -80,5 +85,14 @@ class HttpCallContext:
     def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, str]]) -> None:
         self.trailers = tuple(trailing_metadata)
 
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.trailers
+
+    def code(self) -> grpc.StatusCode | None:
+        """The status the call was aborted with (None while it has not been)."""
+        return self._code
+
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> NoReturn:
-        raise HttpAbort(code, details, [*self.trailers, *trailing_metadata])
+        self._code = code
+        self.trailers = (*self.trailers, *trailing_metadata)
+        raise HttpAbort(code, details, self.trailers)

@@ -35,8 +35,6 @@ HTTP_STATUS_BY_REASON: Mapping[str, int] = {
     "request.too_large": 413,
     "request.timeout": 408,
     "request.content_type": 415,
-    "request.method": 405,
-    "request.path": 404,
 }
 JSON_CONTENT_TYPE = "application/json"
 
