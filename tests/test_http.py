@@ -197,11 +197,11 @@ def test_a_batch_over_http_answers_each_item_as_grpc_does(
     assert second["error"]["reason"].startswith("uscc.")
 
 
-def _assert_refused(answer: Answer, status: int, code: str, reason_code: str) -> None:
+def _assert_refused(answer: Answer, status: int, code: str, reason_code: str, reason: str = "") -> None:
     assert answer.status == status, answer.raw
     assert answer.json["code"] == code
     assert answer.json["reasonCode"] == reason_code
-    assert answer.json["reason"] == "REASON_" + reason_code.replace(".", "_").upper()
+    assert answer.json["reason"] == (reason or "REASON_" + reason_code.replace(".", "_").upper())
     assert answer.json["message"] and "Traceback" not in answer.json["message"]
 
 
@@ -258,7 +258,7 @@ def test_a_field_over_its_bound_is_refused_and_audited(
     audit = audit_of(http_gateway)
     before = len(audit.query(caller_id="http-tester", kind="check", limit=10_000))
     answer = request(f"{base_url}/v1/Check", {"subject": "9" * 100, "matter": "MOF-0001"}, token=http_token)
-    _assert_refused(answer, 400, "INVALID_ARGUMENT", "subject.too_long")
+    _assert_refused(answer, 400, "INVALID_ARGUMENT", "subject.too_long", "REASON_FIELD_TOO_LONG")
     assert "9" * 65 not in answer.json["message"]
     assert len(audit.query(caller_id="http-tester", kind="check", limit=10_000)) == before + 1
 

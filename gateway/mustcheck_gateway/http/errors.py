@@ -40,7 +40,14 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 def reason_name(code: str) -> str:
-    """The Reason enum value name of a dotted reason code: ``grant.purpose`` → ``REASON_GRANT_PURPOSE``."""
+    """The Reason enum value name of a dotted reason code: ``grant.purpose`` → ``REASON_GRANT_PURPOSE``;
+    a field's bound, ``purpose.too_long`` → ``REASON_FIELD_TOO_LONG`` (``…too_many`` likewise).
+
+    The contract's own ``mustcheck_gateway.errors.reason_name`` (from proto/mustcheck/v1/reasons.proto)
+    replaces this rule where it exists."""
+    for family in ("too_long", "too_many"):
+        if code.endswith("." + family):
+            return f"REASON_FIELD_{family.upper()}"
     return "REASON_" + code.replace(".", "_").upper()
 
 
