@@ -33,9 +33,10 @@ from mustcheck_gateway.bounds import MAX_RECEIVE_BYTES
 from mustcheck_gateway.http import binding
 from mustcheck_gateway.http.binding import openapi_document
 from mustcheck_gateway.server import ConfigError, Gateway, GatewayConfig, GatewayThread, TLSFiles
+from mustcheck_gateway.store import PersonRole
 
 from conftest import POLICY_DIR
-from factories import days, make_entry, new_uscc
+from factories import days, make_entry, new_citizen_id, new_uscc
 from processes import ServeProcess
 from provision import provision
 
@@ -172,6 +173,25 @@ def test_http_and_grpc_answers_are_equal_field_for_field_and_each_leaves_one_aud
         token=http_token,
     )
     assert ack.status == 200 and ack.json["backedByCheck"] is True and ack.json["duplicate"] is False
+
+
+def test_a_person_is_masked_alike_on_both_bindings(
+    http_gateway: Gateway, grpc_target: str, base_url: str, http_token: str
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    person = new_citizen_id()
+    company = make_entry(
+        new_uscc(), effective=now - days(30), persons=((person, "赵六一", PersonRole.LEGAL_REPRESENTATIVE),)
+    )
+    http_gateway.store.write_entries([company], actor="test", action="add")
+    over_grpc = grpc_check(grpc_target, http_token, check_pb2.CheckRequest(subject=person, matter="MOF-0001"))
+    over_http = request(f"{base_url}/v1/Check", {"subject": person, "matter": "MOF-0001"}, token=http_token)
+    assert over_http.status == 200, over_http.json
+    parsed = json_format.ParseDict(over_http.json, check_pb2.CheckResponse())
+    assert _comparable(parsed) == _comparable(over_grpc)
+    assert parsed.subject != person and person[6:14] not in over_http.raw.decode()  # R9: birth date masked
+    assert parsed.memberships and parsed.memberships[0].via.organization_code == company.subject_code
+    assert parsed.human_review_required  # R13, as on gRPC
 
 
 def test_a_batch_over_http_answers_each_item_as_grpc_does(
