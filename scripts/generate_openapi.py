@@ -281,7 +281,7 @@ _ERRORS: dict[str, str] = {
     "403": "PERMISSION_DENIED: no grant for this matter, subject kind or purpose.",
     "404": "NOT_FOUND: an unknown matter.",
     "408": "The body did not arrive within 30 seconds (reason request.timeout).",
-    "413": "The body is over the bound of 4 MiB (reason request.too_large).",
+    "413": "The body is over 4 MiB, or holds over 20,000 JSON values (reason request.too_large).",
     "415": "The body is not JSON in UTF-8 (reason request.content_type).",
     "429": "RESOURCE_EXHAUSTED: over the grant's rate or quota, or a throttled address; Retry-After in "
     "seconds where known.",

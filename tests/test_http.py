@@ -30,7 +30,7 @@ from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.auth.certs import init_certificates
 from mustcheck_gateway.auth.peers import FailedAuthLimit
 from mustcheck_gateway.bounds import MAX_RECEIVE_BYTES
-from mustcheck_gateway.http import binding
+from mustcheck_gateway.http import decode
 from mustcheck_gateway.http.binding import openapi_document
 from mustcheck_gateway.server import ConfigError, Gateway, GatewayConfig, GatewayThread, TLSFiles
 from mustcheck_gateway.store import PersonRole
@@ -217,6 +217,12 @@ def test_a_batch_over_http_answers_each_item_as_grpc_does(
     assert second["error"]["reason"].startswith("uscc.")
 
 
+def test_a_batch_over_1000_subjects_is_refused_as_on_grpc(base_url: str, http_token: str) -> None:
+    body = {"subjects": [new_uscc() for _ in range(1001)], "matter": "MOF-0001", "purpose": PURPOSE}
+    answer = request(f"{base_url}/v1/BatchCheck", body, token=http_token)
+    _assert_refused(answer, 400, "INVALID_ARGUMENT", "batch.too_large")
+
+
 def _assert_refused(answer: Answer, status: int, code: str, reason_code: str, reason: str = "") -> None:
     assert answer.status == status, answer.raw
     assert answer.json["code"] == code
@@ -257,6 +263,14 @@ def test_bad_bodies_get_400_413_415_each_audited_once(
         (b"subject=x", "application/x-www-form-urlencoded", 415, "INVALID_ARGUMENT", "request.content_type"),
         (b"{}", "application/json; charset=latin-1", 415, "INVALID_ARGUMENT", "request.content_type"),
         (b" " * (MAX_RECEIVE_BYTES + 1), "application/json", 413, "RESOURCE_EXHAUSTED", "request.too_large"),
+        # Under 4 MiB, but more values than protobuf's JSON mapping is given to convert.
+        (
+            json.dumps({"subjects": ["a"] * 800_000}).encode(),
+            "application/json",
+            413,
+            "RESOURCE_EXHAUSTED",
+            "request.too_large",
+        ),
     ]
     for body, content_type, status, code, reason in cases:
         before = len(malformed())
@@ -392,7 +406,7 @@ def test_mutual_tls_maps_the_client_certificate_to_its_caller(tmp_path: Path) ->
 def test_a_body_that_trickles_in_is_refused_with_408_and_audited(
     http_gateway: Gateway, base_url: str, http_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(binding, "BODY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(decode, "BODY_TIMEOUT_S", 0.5)
     audit = audit_of(http_gateway)
     before = len(audit.query(kind="malformed_request", caller_id="http-tester", limit=10_000))
     port = http_gateway.http_port

@@ -2,16 +2,15 @@
 
 A request body is the RPC's request message in protobuf's JSON mapping (both field spellings; unknown
 fields refused); an answer is the response message in that mapping (lowerCamelCase names, fields with
-default values written out). A body that cannot be read as the request — not JSON, an unknown field, a
-wrong type, a wrong content type, more than :data:`..bounds.MAX_RECEIVE_BYTES` — is refused by the
-pipeline's malformed-request step, so that it is audited once, as gRPC's undecodable messages are.
+default values written out). A body that cannot be read as the request (:mod:`.decode`: not JSON, an
+unknown field, a wrong type, a wrong content type, too large, too slow) is refused by the pipeline's
+malformed-request step, so that it is audited once, as gRPC's undecodable messages are.
 Nothing a caller sends can make the answer a stack trace: an unexpected failure is a 500 with a
 reference for the operators' log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,22 +21,17 @@ import grpc
 import structlog
 from aiohttp import web
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from ..bounds import MAX_RECEIVE_BYTES
-from ..errors import GatewayError, InvalidArgument, ResourceExhausted
-from ..interceptors import Undecodable
 from .context import METADATA_HEADERS, HttpAbort, HttpCallContext, certificate_common_name, grpc_peer
+from .decode import decode
 from .errors import JSON_CONTENT_TYPE, error_body, error_response, json_response
 from .pipeline import HTTP_METHODS, CallPipeline
 
 log = structlog.get_logger("mustcheck.gateway")
 
 OPENAPI_RESOURCE = "openapi.json"
-_CHUNK = 64 * 1024
-# A body must arrive within this time: a client trickling bytes holds no buffer open for long.
-BODY_TIMEOUT_S = 30.0
 
 
 class _Health:
@@ -105,7 +99,7 @@ def _rpc(pipeline: CallPipeline, method: str) -> Callable[[web.Request], Awaitab
 
     async def handle(request: web.Request) -> web.Response:
         context = _context(request)
-        message = await _decode(request, request_type)
+        message = await decode(request, request_type)
         try:
             answer = await pipeline.call(method, message, context)
         except HttpAbort as refused:
@@ -113,72 +107,6 @@ def _rpc(pipeline: CallPipeline, method: str) -> Callable[[web.Request], Awaitab
         return json_response(json_format.MessageToDict(answer, always_print_fields_with_no_presence=True))
 
     return handle
-
-
-async def _decode(request: web.Request, request_type: type[Message]) -> Message | Undecodable:
-    """The request message, or the refusal that the pipeline's malformed-request step answers."""
-    declared = request.content_length
-    if declared is not None and declared > MAX_RECEIVE_BYTES:
-        return Undecodable(_too_large(declared))
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            body = await _read(request)
-    except TimeoutError:
-        return Undecodable(
-            InvalidArgument(f"the body did not arrive within {BODY_TIMEOUT_S:g} s", reason="request.timeout")
-        )
-    if body is None:
-        return Undecodable(_too_large(None))
-    if not body:
-        body = b"{}"  # an empty body is the empty message (ReceiptKeys needs nothing else)
-    elif request.content_type != JSON_CONTENT_TYPE or (request.charset or "utf-8").lower() not in (
-        "utf-8",
-        "utf8",
-    ):
-        shown = request.headers.get("Content-Type", "")[:64]
-        return Undecodable(
-            InvalidArgument(
-                f"the body must be JSON (Content-Type: application/json, UTF-8); got {shown!r}",
-                reason="request.content_type",
-            )
-        )
-    message = request_type()
-    try:
-        json_format.Parse(body.decode("utf-8"), message, ignore_unknown_fields=False, max_recursion_depth=32)
-    except (json_format.ParseError, ValueError, RecursionError, TypeError) as error:
-        return Undecodable(
-            InvalidArgument(
-                f"the body is not a {request_type.DESCRIPTOR.full_name} in protobuf's JSON mapping: "
-                f"{_first_line(error)}",
-                reason="request.malformed",
-            )
-        )
-    return message
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
-def _too_large(declared: int | None) -> GatewayError:
-    size = f"{declared:,} bytes" if declared is not None else f"over {MAX_RECEIVE_BYTES:,} bytes"
-    return ResourceExhausted(
-        f"the body is {size}; the gateway accepts at most {MAX_RECEIVE_BYTES:,} bytes",
-        reason="request.too_large",
-    )
-
-
-async def _read(request: web.Request) -> bytes | None:
-    """The body, or None once it passes the bound (what is past it is never read into memory)."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(_CHUNK):
-        size += len(chunk)
-        if size > MAX_RECEIVE_BYTES:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 @web.middleware
