@@ -72,9 +72,7 @@ class CallPipeline:
         for method in HTTP_METHODS:
             raw = self._raw[method]
             handler = await self._intercepted(method, raw)
-            input_type = (
-                check_pb2.DESCRIPTOR.services_by_name["CheckService"].methods_by_name[method].input_type
-            )
+            input_type = _SERVICE_DESCRIPTOR.methods_by_name[method].input_type
             request_type: type[Message] = getattr(check_pb2, input_type.name)
             self._handlers[method] = (cast(Unary, handler.unary_unary), request_type)
 
@@ -96,10 +94,7 @@ class CallPipeline:
         return cast(Message, await handler(request, context))
 
 
-def _wrap(
-    interceptor: grpc.aio.ServerInterceptor[Any, Any],
-    then: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-) -> Continuation:
+def _wrap(interceptor: Interceptor, then: Continuation) -> Continuation:
     async def continuation(details: grpc.HandlerCallDetails) -> Any:
         return await interceptor.intercept_service(then, details)
 
