@@ -89,6 +89,15 @@ def register(commands: Subparsers) -> None:
     )
     add_policies_option(parser)
     parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=_(
+            "also serve the HTTP/JSON binding (POST /v1/Check, /v1/BatchCheck, /v1/ReportOutcome, "
+            "/v1/ReceiptKeys; GET /openapi.json) on this address, with the same TLS options; off by "
+            "default (docs/http.md)"
+        ),
+    )
+    parser.add_argument(
         "--tls-cert", type=Path, metavar="FILE", help=_("server certificate (PEM): serve TLS")
     )
     parser.add_argument("--tls-key", type=Path, metavar="FILE", help=_("the server certificate's key (PEM)"))
@@ -152,6 +161,14 @@ def register(commands: Subparsers) -> None:
             "says NOT_SERVING until space is freed (default {megabytes}; 0: no watermark)"
         ).format(megabytes=DEFAULT_MIN_FREE_MB),
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help=_(
+            "OpenTelemetry: a server span per call under the caller's W3C trace context, without "
+            "identifiers (needs the extra mustcheck[otel] and a configured OpenTelemetry SDK)"
+        ),
+    )
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
 
@@ -165,6 +182,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
     return GatewayConfig(
         data_dir=options.data_dir,
         listen=options.listen,
+        http_listen=options.http,
         policy_dir=options.policies or default_policy_dir(),
         tls=tls,
         insecure=options.insecure,
@@ -175,6 +193,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         import_workers=max(0, options.import_workers),
         drain_s=max(0.0, options.drain_seconds),
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),
+        tracing=options.otel,
     )
 
 
@@ -210,5 +229,10 @@ async def _serve(config: GatewayConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if gateway.http_port is not None:
+        # Not "listening on port": tests/processes.py reads the gRPC port from that line.
+        print(
+            _("HTTP/JSON binding on port {port}").format(port=gateway.http_port), file=sys.stderr, flush=True
+        )
     await stopping.wait()
     await gateway.stop()
