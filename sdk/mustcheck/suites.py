@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -191,7 +191,7 @@ def load_public_key(pem: bytes | str) -> PublicKey:
         return PublicKey.sm2(point)
     try:
         loaded = serialization.load_der_public_key(der)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
         raise ValueError(f"not a usable public key: {error}") from None
     if not isinstance(loaded, Ed25519PublicKey):
         raise ValueError("neither an Ed25519 nor an SM2 public key")
