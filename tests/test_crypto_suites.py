@@ -266,3 +266,14 @@ def test_the_sdk_names_the_extra_it_needs_for_an_sm2_receipt(sm_gateway: tuple[P
         timeout=60,
     ).stdout
     assert "pip install 'mustcheck[sm]'" in out
+
+
+def test_the_demo_runs_on_the_sm_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    demo_dir = tmp_path / "demo"
+    arguments = ["demo", "--crypto", "sm", "--data-dir", str(demo_dir), "--listen", "127.0.0.1:0"]
+    assert main([*arguments, "--subjects", "100", "--exit-after-tour"]) == 0
+    assert "receipt" in capsys.readouterr().out
+    assert (demo_dir / "keys" / "suite").read_text().strip() == "sm"
+    (public,) = (demo_dir / "keys" / "public").glob("sign-*.pem")
+    assert load_public_key(public.read_bytes()).algorithm == "sm2"
+    assert main(["audit", "verify", "--data-dir", str(demo_dir)]) == 0
