@@ -97,11 +97,10 @@ def read_suite(directory: Path) -> ServerSuite:
     path = directory / SUITE_FILE_NAME
     if not path.exists():
         return server_suite(DEFAULT_SUITE_NAME)
-    name = path.read_text(encoding="utf-8").strip()
     try:
-        return server_suite(name)
-    except ValueError as error:
-        raise KeyRingError(f"{path}: {error}") from None
+        return server_suite(path.read_bytes()[:64].decode("utf-8").strip())
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise KeyRingError(f"{path}: not a crypto suite's name ({error})") from None
 
 
 def _available(suite: ServerSuite) -> None:
