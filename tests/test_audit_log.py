@@ -197,7 +197,8 @@ def test_search_by_subject_and_reveal_survive_key_rotation(tmp_path: Path) -> No
 def test_the_key_ring_writes_secret_files_0600_and_public_keys_apart(tmp_path: Path) -> None:
     ring = KeyRing.load_or_create(tmp_path / "keys")
     secrets = sorted(p.name for p in (tmp_path / "keys").iterdir() if p.is_file())
-    assert [name.split("-")[0] for name in secrets] == ["enc", "hmac", "sign"]
+    assert [name.split("-")[0] for name in secrets] == ["enc", "hmac", "sign", "suite"]
+    assert (tmp_path / "keys" / "suite").read_text() == "international\n"  # the default suite, recorded
     for name in secrets:
         assert stat.S_IMODE((tmp_path / "keys" / name).stat().st_mode) == 0o600
     new_sign = ring.rotate("sign")

@@ -129,16 +129,20 @@ def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: st
     assert result.receipt is not None
     compact = result.receipt.compact
     assert verify_receipt(compact, keys).compact == compact
-    prefix, payload, proof, signature = compact.split(".")
+    parts = compact.split(".")
+    prefix, payload, proof, signature = parts
     prefix = f"{prefix}.{payload}"
     payload = proof
-    # The signature (64 bytes) leaves 4 unused bits in its last character: flipping one spells the same
-    # bytes, which a lenient decoder takes.
-    last = _B64URL.index(signature[-1])
-    same_bytes = f"{prefix}.{payload}.{signature[:-1]}{_B64URL[last ^ 1]}"
-    assert _lenient_b64(same_bytes.split(".")[-1]) == _lenient_b64(signature)
-    variants = [
-        same_bytes,
+    variants = []
+    # A part whose length is not a multiple of 3 bytes leaves unused bits in its last character (an
+    # Ed25519 signature's 64 bytes: 4; an SM2 DER signature of 70 or 71 bytes: 4 or 2; of 72: none):
+    # flipping one spells the same bytes, which a lenient decoder takes.
+    index = next((i for i in (3, 2, 1) if len(_lenient_b64(parts[i])) % 3), None)
+    if index is not None:
+        respelt = parts[index][:-1] + _B64URL[_B64URL.index(parts[index][-1]) ^ 1]
+        assert _lenient_b64(respelt) == _lenient_b64(parts[index]) and respelt != parts[index]
+        variants.append(".".join([*parts[:index], respelt, *parts[index + 1 :]]))
+    variants += [
         f"{prefix}.{payload}.{signature}==",
         f"{prefix}.{payload}=.{signature}",
         f"{prefix}.{payload}.{signature[:20]}!{signature[20:]}",

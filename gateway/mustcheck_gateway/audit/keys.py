@@ -151,7 +151,7 @@ class KeyRing:
             _available(server_suite(chosen))
             # Another process creating the ring at the same time wins: its choice is read below.
             with contextlib.suppress(FileExistsError):
-                _write_new(suite_file, f"{chosen}\n".encode(), 0o644)
+                _write_new(suite_file, f"{chosen}\n".encode(), 0o600)
         ring = cls(directory)
         if suite is not None and ring.suite.name != suite:
             raise SuiteMismatch(
