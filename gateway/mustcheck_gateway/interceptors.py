@@ -18,11 +18,11 @@ import structlog
 from .audit.errors import AuditUnavailable
 from .bounds import shown_message
 from .errors import (
-    REASON_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     GatewayError,
     InvalidArgument,
     ResourceExhausted,
+    reason_trailers,
 )
 from .store.base import StoreUnavailable
 
@@ -85,18 +85,18 @@ async def _decoded_stream(
 async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
     """Abort the call with the status ``error`` carries, or INTERNAL with a reference for operators."""
     if isinstance(error, GatewayError):
-        trailers = [(REASON_METADATA_KEY, error.reason)]
+        trailers = [*reason_trailers(error.reason)]
         if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
             trailers.append((RETRY_AFTER_METADATA_KEY, str(max(1, round(error.retry_after_s * 1000)))))
         context.set_trailing_metadata(tuple(trailers))
         await context.abort(error.status, shown_message(error.message))
     if isinstance(error, StoreUnavailable):
         log.warning("store_unavailable", method=method, error=str(error))
-        context.set_trailing_metadata(((REASON_METADATA_KEY, "store.unavailable"),))
+        context.set_trailing_metadata(reason_trailers("store.unavailable"))
         await context.abort(grpc.StatusCode.UNAVAILABLE, "the list store is unavailable; try again shortly")
     if isinstance(error, AuditUnavailable):  # no answer leaves without its durable record (R10)
         log.warning("audit_unavailable", method=method, error=str(error))
-        context.set_trailing_metadata(((REASON_METADATA_KEY, "audit.unavailable"),))
+        context.set_trailing_metadata(reason_trailers("audit.unavailable"))
         # Why (a full disk, a restarting writer) is for operators' logs; the caller learns what to do.
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,
@@ -104,7 +104,7 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
         )
     reference = uuid.uuid4().hex[:12]
     log.error("unhandled_error", method=method, reference=reference, exc_info=error)
-    context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))
+    context.set_trailing_metadata(reason_trailers("internal"))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 

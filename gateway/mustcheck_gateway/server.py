@@ -53,6 +53,8 @@ from .lists_service import LegacyCodes, ListsService
 from .lookup_cache import DEFAULT_CACHE_ENTRIES, LookupCache
 from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
+from .observability.tracing import available as tracing_available
+from .observability.tracing import tracing_interceptors
 from .policy import PolicySet, default_policy_dir, load_policies
 from .private_files import make_private
 from .quota_seed import seed_person_quota
@@ -123,6 +125,8 @@ class GatewayConfig:
     # The crypto suite (international or sm, crypto/suites.py): a new key ring is made of it; an existing
     # one of another suite is refused. None: the key ring's (international for a new one).
     crypto: str | None = None
+    # OpenTelemetry server spans under the callers' W3C trace context (serve --otel; extra mustcheck[otel]).
+    tracing: bool = False
 
 
 class ConfigError(Exception):
@@ -225,7 +229,10 @@ def is_loopback(listen: str) -> bool:
 
 
 def check_listener(config: GatewayConfig) -> None:
-    """Refuse plaintext on a non-loopback address unless ``insecure``; then warn on every start."""
+    """Refuse plaintext on a non-loopback address unless ``insecure``; then warn on every start. Refuse
+    tracing without OpenTelemetry installed."""
+    if config.tracing and not tracing_available():
+        raise ConfigError("tracing needs OpenTelemetry: pip install 'mustcheck[otel]'")
     if config.tls is not None or is_loopback(config.listen):
         return
     if not config.insecure:
@@ -328,6 +335,7 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         server = grpc.aio.server(
             # The refusal audit runs inside the error mapping: it sees the domain exceptions.
             interceptors=[
+                *tracing_interceptors(config.tracing),
                 ErrorMapping(on_malformed=MalformedRequestAudit(access, sink)),
                 RefusalAudit(access, sink),
             ],

@@ -36,6 +36,7 @@ from .errors import (
     ResourceExhausted,
     Unauthenticated,
     echo,
+    reason_value,
 )
 from .evaluation import Evaluation
 from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
@@ -536,6 +537,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                                 code=error.status.value[0],
                                 message=shown_message(error.message),
                                 reason=error.reason,
+                                reason_name=reason_value(error.reason),
                             ),
                         )
                     )

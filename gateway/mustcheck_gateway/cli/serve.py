@@ -153,6 +153,14 @@ def register(commands: Subparsers) -> None:
             "says NOT_SERVING until space is freed (default {megabytes}; 0: no watermark)"
         ).format(megabytes=DEFAULT_MIN_FREE_MB),
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help=_(
+            "OpenTelemetry: a server span per call under the caller's W3C trace context, without "
+            "identifiers (needs the extra mustcheck[otel] and a configured OpenTelemetry SDK)"
+        ),
+    )
     add_crypto_option(parser)
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
@@ -191,6 +199,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         drain_s=max(0.0, options.drain_seconds),
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),
         crypto=options.crypto,
+        tracing=options.otel,
     )
 
 

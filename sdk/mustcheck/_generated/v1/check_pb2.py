@@ -23,63 +23,65 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mustcheck._generated.v1 import reasons_pb2 as mustcheck_dot_v1_dot_reasons__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x15\n\ras_of_version\x18\x06 \x01(\x03\x12.\n\nas_of_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\xeb\x04\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07receipt\x18\x0e \x01(\t\x12\x1d\n\x15\x66reshness_tolerance_s\x18\x0f \x01(\x03\x12)\n\tfail_mode\x18\x10 \x01(\x0e\x32\x16.mustcheck.v1.FailMode\x12\x1c\n\x14green_channel_reason\x18\x11 \x01(\t\x12\x37\n\x13\x64\x61ta_complete_since\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10gateway_instance\x18\x13 \x01(\t\"\x93\x01\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12\x30\n\rsubject_kinds\x18\x05 \x03(\x0e\x32\x19.mustcheck.v1.SubjectKind\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"\x14\n\x12ReceiptKeysRequest\"\x9a\x01\n\x13ReceiptKeysResponse\x12M\n\x0fpublic_keys_pem\x18\x01 \x03(\x0b\x32\x34.mustcheck.v1.ReceiptKeysResponse.PublicKeysPemEntry\x1a\x34\n\x12PublicKeysPemEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\rOutcomeReport\x12\x0f\n\x07receipt\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x18\n\x10\x61pplied_measures\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\"~\n\nOutcomeAck\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61\x63ked_by_check\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x0cWatchRequest\x12\x1a\n\rafter_version\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08hash_key\x18\x02 \x01(\x0c\x42\x10\n\x0e_after_version\"\xc7\x01\n\nWatchEvent\x12\x14\n\x0c\x64\x61ta_version\x18\x01 \x01(\x03\x12\x16\n\x0esubject_hashes\x18\x02 \x03(\x0c\x12\x12\n\neverything\x18\x03 \x01(\x08\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x18\n\x10gateway_instance\x18\x07 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\xa8\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04\x12\x1e\n\x1aOUTCOME_LISTED_NO_MEASURES\x10\x05*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*V\n\x08\x46\x61ilMode\x12\x19\n\x15\x46\x41IL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41IL_MODE_CLOSED\x10\x01\x12\x19\n\x15\x46\x41IL_MODE_SERVE_STALE\x10\x02*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xfe\x02\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponse\x12R\n\x0bReceiptKeys\x12 .mustcheck.v1.ReceiptKeysRequest\x1a!.mustcheck.v1.ReceiptKeysResponse\x12\x46\n\rReportOutcome\x12\x1b.mustcheck.v1.OutcomeReport\x1a\x18.mustcheck.v1.OutcomeAck\x12?\n\x05Watch\x12\x1a.mustcheck.v1.WatchRequest\x1a\x18.mustcheck.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1amustcheck/v1/reasons.proto\"\xd3\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x15\n\ras_of_version\x18\x06 \x01(\x03\x12.\n\nas_of_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\xeb\x04\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07receipt\x18\x0e \x01(\t\x12\x1d\n\x15\x66reshness_tolerance_s\x18\x0f \x01(\x03\x12)\n\tfail_mode\x18\x10 \x01(\x0e\x32\x16.mustcheck.v1.FailMode\x12\x1c\n\x14green_channel_reason\x18\x11 \x01(\t\x12\x37\n\x13\x64\x61ta_complete_since\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10gateway_instance\x18\x13 \x01(\t\"\x93\x01\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12\x30\n\rsubject_kinds\x18\x05 \x03(\x0e\x32\x19.mustcheck.v1.SubjectKind\"e\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12)\n\x0breason_name\x18\x04 \x01(\x0e\x32\x14.mustcheck.v1.Reason\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"\x14\n\x12ReceiptKeysRequest\"\x9a\x01\n\x13ReceiptKeysResponse\x12M\n\x0fpublic_keys_pem\x18\x01 \x03(\x0b\x32\x34.mustcheck.v1.ReceiptKeysResponse.PublicKeysPemEntry\x1a\x34\n\x12PublicKeysPemEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\rOutcomeReport\x12\x0f\n\x07receipt\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x18\n\x10\x61pplied_measures\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\"~\n\nOutcomeAck\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61\x63ked_by_check\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x0cWatchRequest\x12\x1a\n\rafter_version\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08hash_key\x18\x02 \x01(\x0c\x42\x10\n\x0e_after_version\"\xc7\x01\n\nWatchEvent\x12\x14\n\x0c\x64\x61ta_version\x18\x01 \x01(\x03\x12\x16\n\x0esubject_hashes\x18\x02 \x03(\x0c\x12\x12\n\neverything\x18\x03 \x01(\x08\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x18\n\x10gateway_instance\x18\x07 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\xa8\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04\x12\x1e\n\x1aOUTCOME_LISTED_NO_MEASURES\x10\x05*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*V\n\x08\x46\x61ilMode\x12\x19\n\x15\x46\x41IL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41IL_MODE_CLOSED\x10\x01\x12\x19\n\x15\x46\x41IL_MODE_SERVE_STALE\x10\x02*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xfe\x02\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponse\x12R\n\x0bReceiptKeys\x12 .mustcheck.v1.ReceiptKeysRequest\x1a!.mustcheck.v1.ReceiptKeysResponse\x12\x46\n\rReportOutcome\x12\x1b.mustcheck.v1.OutcomeReport\x1a\x18.mustcheck.v1.OutcomeAck\x12?\n\x05Watch\x12\x1a.mustcheck.v1.WatchRequest\x1a\x18.mustcheck.v1.WatchEvent0\x01\x42o\n\x10org.mustcheck.v1B\nCheckProtoP\x01Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\xaa\x02\x0cMustCheck.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mustcheck.v1.check_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020org.mustcheck.v1B\nCheckProtoP\001Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\252\002\014MustCheck.V1'
   _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._loaded_options = None
   _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_options = b'8\001'
-  _globals['_SUBJECTKIND']._serialized_start=2934
-  _globals['_SUBJECTKIND']._serialized_end=3033
-  _globals['_OUTCOME']._serialized_start=3036
-  _globals['_OUTCOME']._serialized_end=3204
-  _globals['_LISTKIND']._serialized_start=3206
-  _globals['_LISTKIND']._serialized_end=3283
-  _globals['_ENTRYSTATUS']._serialized_start=3286
-  _globals['_ENTRYSTATUS']._serialized_end=3441
-  _globals['_FAILMODE']._serialized_start=3443
-  _globals['_FAILMODE']._serialized_end=3529
-  _globals['_MEASUREKIND']._serialized_start=3531
-  _globals['_MEASUREKIND']._serialized_end=3631
-  _globals['_CHECKREQUEST']._serialized_start=76
-  _globals['_CHECKREQUEST']._serialized_end=287
-  _globals['_LINK']._serialized_start=289
-  _globals['_LINK']._serialized_end=363
-  _globals['_MEMBERSHIP']._serialized_start=366
-  _globals['_MEMBERSHIP']._serialized_end=873
-  _globals['_LEGALBASIS']._serialized_start=875
-  _globals['_LEGALBASIS']._serialized_end=922
-  _globals['_MEASURE']._serialized_start=925
-  _globals['_MEASURE']._serialized_end=1142
-  _globals['_CHECKRESPONSE']._serialized_start=1145
-  _globals['_CHECKRESPONSE']._serialized_end=1764
-  _globals['_BATCHCHECKREQUEST']._serialized_start=1767
-  _globals['_BATCHCHECKREQUEST']._serialized_end=1914
-  _globals['_ITEMERROR']._serialized_start=1916
-  _globals['_ITEMERROR']._serialized_end=1974
-  _globals['_BATCHCHECKITEM']._serialized_start=1977
-  _globals['_BATCHCHECKITEM']._serialized_end=2107
-  _globals['_BATCHCHECKRESPONSE']._serialized_start=2109
-  _globals['_BATCHCHECKRESPONSE']._serialized_end=2196
-  _globals['_RECEIPTKEYSREQUEST']._serialized_start=2198
-  _globals['_RECEIPTKEYSREQUEST']._serialized_end=2218
-  _globals['_RECEIPTKEYSRESPONSE']._serialized_start=2221
-  _globals['_RECEIPTKEYSRESPONSE']._serialized_end=2375
-  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_start=2323
-  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_end=2375
-  _globals['_OUTCOMEREPORT']._serialized_start=2378
-  _globals['_OUTCOMEREPORT']._serialized_end=2522
-  _globals['_OUTCOMEACK']._serialized_start=2524
-  _globals['_OUTCOMEACK']._serialized_end=2650
-  _globals['_WATCHREQUEST']._serialized_start=2652
-  _globals['_WATCHREQUEST']._serialized_end=2730
-  _globals['_WATCHEVENT']._serialized_start=2733
-  _globals['_WATCHEVENT']._serialized_end=2932
-  _globals['_CHECKSERVICE']._serialized_start=3634
-  _globals['_CHECKSERVICE']._serialized_end=4016
+  _globals['_SUBJECTKIND']._serialized_start=3005
+  _globals['_SUBJECTKIND']._serialized_end=3104
+  _globals['_OUTCOME']._serialized_start=3107
+  _globals['_OUTCOME']._serialized_end=3275
+  _globals['_LISTKIND']._serialized_start=3277
+  _globals['_LISTKIND']._serialized_end=3354
+  _globals['_ENTRYSTATUS']._serialized_start=3357
+  _globals['_ENTRYSTATUS']._serialized_end=3512
+  _globals['_FAILMODE']._serialized_start=3514
+  _globals['_FAILMODE']._serialized_end=3600
+  _globals['_MEASUREKIND']._serialized_start=3602
+  _globals['_MEASUREKIND']._serialized_end=3702
+  _globals['_CHECKREQUEST']._serialized_start=104
+  _globals['_CHECKREQUEST']._serialized_end=315
+  _globals['_LINK']._serialized_start=317
+  _globals['_LINK']._serialized_end=391
+  _globals['_MEMBERSHIP']._serialized_start=394
+  _globals['_MEMBERSHIP']._serialized_end=901
+  _globals['_LEGALBASIS']._serialized_start=903
+  _globals['_LEGALBASIS']._serialized_end=950
+  _globals['_MEASURE']._serialized_start=953
+  _globals['_MEASURE']._serialized_end=1170
+  _globals['_CHECKRESPONSE']._serialized_start=1173
+  _globals['_CHECKRESPONSE']._serialized_end=1792
+  _globals['_BATCHCHECKREQUEST']._serialized_start=1795
+  _globals['_BATCHCHECKREQUEST']._serialized_end=1942
+  _globals['_ITEMERROR']._serialized_start=1944
+  _globals['_ITEMERROR']._serialized_end=2045
+  _globals['_BATCHCHECKITEM']._serialized_start=2048
+  _globals['_BATCHCHECKITEM']._serialized_end=2178
+  _globals['_BATCHCHECKRESPONSE']._serialized_start=2180
+  _globals['_BATCHCHECKRESPONSE']._serialized_end=2267
+  _globals['_RECEIPTKEYSREQUEST']._serialized_start=2269
+  _globals['_RECEIPTKEYSREQUEST']._serialized_end=2289
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_start=2292
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_end=2446
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_start=2394
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_end=2446
+  _globals['_OUTCOMEREPORT']._serialized_start=2449
+  _globals['_OUTCOMEREPORT']._serialized_end=2593
+  _globals['_OUTCOMEACK']._serialized_start=2595
+  _globals['_OUTCOMEACK']._serialized_end=2721
+  _globals['_WATCHREQUEST']._serialized_start=2723
+  _globals['_WATCHREQUEST']._serialized_end=2801
+  _globals['_WATCHEVENT']._serialized_start=2804
+  _globals['_WATCHEVENT']._serialized_end=3003
+  _globals['_CHECKSERVICE']._serialized_start=3705
+  _globals['_CHECKSERVICE']._serialized_end=4087
 # @@protoc_insertion_point(module_scope)
