@@ -145,12 +145,9 @@ class TreeHead:
             unknown = self.key_id
             return f"tree head of size {self.size}: signed with key {unknown}, which is not a known key"
         key = public_key_of(found)
-        if key is None or key.algorithm != suite.signature:
-            return (
-                f"tree head of size {self.size}: key {self.key_id} is not an {suite.signature} public key "
-                f"(the head names {suite.signature})"
-            )
-        if not key.verify(self.signature, self.signed_bytes() if signed is None else signed):
+        # A key that is not a public key, or one of the other suite's algorithm, cannot have made it.
+        message = self.signed_bytes() if signed is None else signed
+        if key is None or key.algorithm != suite.signature or not key.verify(self.signature, message):
             return f"tree head of size {self.size}: signature invalid"
         return None
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mustcheck.merkle import Frontier, TreeHasher, verify_consistency
+from mustcheck.merkle import SHA256, Frontier, TreeHasher, verify_consistency
 from mustcheck.suites import DEFAULT_SUITE, SUITES, PublicKey, Suite
 from mustcheck.tree_head import TreeHead, b64, unb64
 
@@ -105,7 +105,8 @@ class TreeState:
     last_hash: str
     frontier: tuple[bytes, ...]
 
-    def root(self, hasher: TreeHasher) -> bytes:
+    def root(self, hasher: TreeHasher = SHA256) -> bytes:
+        """The root of the kept frontier under the log's tree hash (SHA-256 unless the suite says SM3)."""
         return Frontier(hasher, self.size, list(self.frontier)).root()
 
     def to_json(self) -> str:

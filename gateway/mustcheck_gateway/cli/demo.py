@@ -77,6 +77,11 @@ def register(commands: Subparsers) -> None:
         help=_("address to listen on (default {address})").format(address=DEFAULT_LISTEN),
     )
     parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=_("also serve the HTTP/JSON binding on this address (off by default; docs/http.md)"),
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DEMO_DIR,
@@ -137,6 +142,7 @@ def run(options: argparse.Namespace) -> int:
     config = GatewayConfig(
         data_dir=options.data_dir,
         listen=options.listen,
+        http_listen=options.http,
         policy_dir=default_policy_dir(),
         crypto=options.crypto,
     )
@@ -196,6 +202,15 @@ def run(options: argparse.Namespace) -> int:
             )
             + "\n"
         )
+        if gateway.http_port is not None:
+            http_host = options.http.rsplit(":", 1)[0]
+            print(
+                _("HTTP/JSON binding: http://{address}/v1/Check (OpenAPI: /openapi.json)").format(
+                    address=f"{http_host}:{gateway.http_port}"
+                )
+                + "\n",
+                flush=True,
+            )
         cases = showcase(DEMO_SEED, today, gateway.policy)
         with Client(address, token=token_file.read_text().strip(), timeout=5) as client:
             tour(client, cases, gateway.policy)

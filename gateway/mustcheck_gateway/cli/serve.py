@@ -90,6 +90,15 @@ def register(commands: Subparsers) -> None:
     )
     add_policies_option(parser)
     parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=_(
+            "also serve the HTTP/JSON binding (POST /v1/Check, /v1/BatchCheck, /v1/ReportOutcome, "
+            "/v1/ReceiptKeys; GET /openapi.json) on this address, with the same TLS options; off by "
+            "default (docs/http.md)"
+        ),
+    )
+    parser.add_argument(
         "--tls-cert", type=Path, metavar="FILE", help=_("server certificate (PEM): serve TLS")
     )
     parser.add_argument("--tls-key", type=Path, metavar="FILE", help=_("the server certificate's key (PEM)"))
@@ -188,6 +197,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
     return GatewayConfig(
         data_dir=options.data_dir,
         listen=options.listen,
+        http_listen=options.http,
         policy_dir=options.policies or default_policy_dir(),
         tls=tls,
         insecure=options.insecure,
@@ -235,5 +245,10 @@ async def _serve(config: GatewayConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if gateway.http_port is not None:
+        # Not "listening on port": tests/processes.py reads the gRPC port from that line.
+        print(
+            _("HTTP/JSON binding on port {port}").format(port=gateway.http_port), file=sys.stderr, flush=True
+        )
     await stopping.wait()
     await gateway.stop()

@@ -481,6 +481,18 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Status INVALID_ARGUMENT: lists Export with an as_of that is not a date or instant. Caller: send
     YYYY-MM-DD or an ISO 8601 instant.
     """
+    REASON_REQUEST_CONTENT_TYPE: _Reason.ValueType  # 114
+    """Status INVALID_ARGUMENT, HTTP 415 (HTTP/JSON binding only): the body is not sent as
+    application/json; audited. Caller: send "Content-Type: application/json".
+    """
+    REASON_REQUEST_TOO_LARGE: _Reason.ValueType  # 115
+    """Status RESOURCE_EXHAUSTED, HTTP 413 (HTTP/JSON binding only): the body is over the 4 MiB bound;
+    or it holds too many JSON values; audited. Caller: send fewer subjects per batch.
+    """
+    REASON_REQUEST_TIMEOUT: _Reason.ValueType  # 116
+    """Status INVALID_ARGUMENT, HTTP 408 (HTTP/JSON binding only): the body did not arrive within 30 s; audited. Caller: check the
+    network and send the body at once.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
 
@@ -918,6 +930,18 @@ red, black or nothing.
 REASON_EXPORT_AS_OF: Reason.ValueType  # 113
 """Status INVALID_ARGUMENT: lists Export with an as_of that is not a date or instant. Caller: send
 YYYY-MM-DD or an ISO 8601 instant.
+"""
+REASON_REQUEST_CONTENT_TYPE: Reason.ValueType  # 114
+"""Status INVALID_ARGUMENT, HTTP 415 (HTTP/JSON binding only): the body is not sent as
+application/json; audited. Caller: send "Content-Type: application/json".
+"""
+REASON_REQUEST_TOO_LARGE: Reason.ValueType  # 115
+"""Status RESOURCE_EXHAUSTED, HTTP 413 (HTTP/JSON binding only): the body is over the 4 MiB bound;
+or it holds too many JSON values; audited. Caller: send fewer subjects per batch.
+"""
+REASON_REQUEST_TIMEOUT: Reason.ValueType  # 116
+"""Status INVALID_ARGUMENT, HTTP 408 (HTTP/JSON binding only): the body did not arrive within 30 s; audited. Caller: check the
+network and send the body at once.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
