@@ -298,6 +298,9 @@ def verify_receipt(compact: str, public_keys: Mapping[str, Any]) -> Receipt:
         )
     loaded = public_key_of(key)
     if loaded is None:
+        pem = key.encode() if isinstance(key, str) else key
+        if isinstance(pem, bytes) and b"-----BEGIN PUBLIC KEY-----" in pem:
+            raise InvalidReceipt(f"key {key_id} is not an Ed25519 public key (nor an SM2 one)")
         raise InvalidReceipt(f"key {key_id} is not a PEM public key")
     if not loaded.verify(signature, DOMAIN + payload):
         raise InvalidReceipt("the signature does not match: the receipt was altered or signed by another key")
