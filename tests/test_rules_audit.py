@@ -42,6 +42,7 @@ from mustcheck.merkle import (
     subtrees_of,
     verify_consistency,
 )
+from mustcheck.suites import SM3
 from mustcheck.tree_head import ALGORITHMS, HASHERS, TreeHead, leaf_data, sign_tree_head, unb64
 from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, retention_limit, verify_log
 from mustcheck_gateway.audit.chain import ChainWalker
@@ -371,7 +372,7 @@ def test_the_tree_hasher_is_rfc_9162_sha256() -> None:
     assert SHA256.node(left, right) == oracle_node(left, right)
     assert SHA256.node(left, right) != SHA256.node(right, left)
     assert SHA256.leaf(left + right) != SHA256.node(left, right)  # no leaf passes for a node
-    assert HASHERS == {"sha256": SHA256}
+    assert HASHERS == {"sha256": SHA256, "sm3": SM3}  # the sm suite's tree hash beside it (docs/crypto.md)
 
 
 @pytest.mark.parametrize("size", [*range(0, 18), 31, 32, 33, 63, 64, 65])
@@ -501,8 +502,8 @@ def test_a_forged_or_foreign_tree_head_is_named() -> None:
         assert strange.signature_problem({"sign-1": PUBLIC}) == (
             f"tree head of size 3: unknown algorithms {algorithms}"
         )
-    with pytest.raises(ValueError, match="unknown tree hash algorithm 'sm3'"):
-        _ = dataclasses.replace(head, algorithms={"hash": "sm3"}).hasher
+    with pytest.raises(ValueError, match="unknown tree hash algorithm 'sha3-256'"):
+        _ = dataclasses.replace(head, algorithms={"hash": "sha3-256"}).hasher
 
 
 def test_a_tree_head_is_read_only_from_its_exact_fields() -> None:

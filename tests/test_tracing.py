@@ -5,6 +5,7 @@ span; no span carries an identifier, a purpose or a token, and a refusal's span 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -47,8 +48,15 @@ def traced_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         yield target, token
 
 
-def _spans(name: str, kind: trace.SpanKind) -> list[ReadableSpan]:
-    return [span for span in EXPORTER.get_finished_spans() if span.name == name and span.kind is kind]
+def _spans(name: str, kind: trace.SpanKind, count: int = 1) -> list[ReadableSpan]:
+    """The finished spans of this name and kind, once there are ``count`` of them (or after 10 s): the
+    server ends its span after the answer is sent, so a client may return before it is finished."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [span for span in EXPORTER.get_finished_spans() if span.name == name and span.kind is kind]
+        if len(spans) >= count or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.01)
 
 
 def _no_secrets(spans: list[ReadableSpan], *secrets: str) -> None:
@@ -160,7 +168,7 @@ def test_an_http_call_continues_the_callers_trace_through_the_same_interceptor(
                     assert response.status == status
             except urllib.error.HTTPError as error:
                 assert error.code == status
-    answered, refused = _spans(CHECK, trace.SpanKind.SERVER)
+    answered, refused = _spans(CHECK, trace.SpanKind.SERVER, count=2)
     for span in (answered, refused):
         assert span.context is not None and span.context.trace_id == int(trace_id, 16)
         assert span.parent is not None and span.parent.span_id == int(parent_id, 16) and span.parent.is_remote

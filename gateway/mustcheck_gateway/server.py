@@ -126,6 +126,9 @@ class GatewayConfig:
     failed_auth_limit: FailedAuthLimit = field(default_factory=FailedAuthLimit)
     # Below this much free space on the data directory's disk, checks get UNAVAILABLE (0: no watermark).
     audit_min_free_mb: float = DEFAULT_MIN_FREE_MB
+    # The crypto suite (international or sm, crypto/suites.py): a new key ring is made of it; an existing
+    # one of another suite is refused. None: the key ring's (international for a new one).
+    crypto: str | None = None
     # OpenTelemetry server spans under the callers' W3C trace context (serve --otel; extra mustcheck[otel]).
     tracing: bool = False
 
@@ -301,9 +304,12 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
                 min_free_mb=config.audit_min_free_mb,
                 published_head=None if published is None else head_checkpoint(published),
                 published_tree_head="" if published is None else published.tree_head,
+                crypto=config.crypto,
             )
             if config.audit_enabled
-            else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
+            else NoAudit(
+                ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto))
+            )
         )
     except BaseException:
         store.close()

@@ -573,7 +573,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         if self.receipts is None:
             return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
         key_id, digest = self.receipts.protector.keyed_hash(joined)
-        return f"hmac-sha256:{key_id}:{digest}"
+        return f"{self.receipts.protector.suite.public.keyed_hash_name}:{key_id}:{digest}"
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]

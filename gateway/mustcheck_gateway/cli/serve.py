@@ -8,8 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ..audit import AuditIntegrityError
+from ..audit import AuditIntegrityError, KeyRingError
 from ..audit.space import DEFAULT_MIN_FREE_MB
+from ..crypto.suites import SUITE_NAMES
 from ..i18n import _
 from ..import_workers import default_import_workers
 from ..lookup_cache import DEFAULT_CACHE_ENTRIES
@@ -169,8 +170,22 @@ def register(commands: Subparsers) -> None:
             "identifiers (needs the extra mustcheck[otel] and a configured OpenTelemetry SDK)"
         ),
     )
+    add_crypto_option(parser)
     add_logging_options(parser, default_level="info")
     parser.set_defaults(run=run)
+
+
+def add_crypto_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--crypto",
+        choices=SUITE_NAMES,
+        default=None,
+        help=_(
+            "the crypto suite, chosen when the key ring is created and kept with it: international "
+            "(Ed25519, SHA-256, AES-GCM) or sm (SM2, SM3, SM4); a key ring of another suite is refused "
+            "(default: the key ring's; international for a new one)"
+        ),
+    )
 
 
 def config_from(options: argparse.Namespace) -> GatewayConfig:
@@ -193,6 +208,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         import_workers=max(0, options.import_workers),
         drain_s=max(0.0, options.drain_seconds),
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),
+        crypto=options.crypto,
         tracing=options.otel,
     )
 
@@ -205,7 +221,7 @@ def run(options: argparse.Namespace) -> int:
         return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     except ConfigError as error:
         return fail(_("refusing to start: {error}").format(error=error), EXIT_INVALID)
-    except (StoreError, AuditIntegrityError) as error:
+    except (StoreError, AuditIntegrityError, KeyRingError) as error:
         return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     return EXIT_OK
 
