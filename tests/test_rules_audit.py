@@ -1301,3 +1301,10 @@ def test_unreadable_checkpoint_rows_are_named(log_dir: Path) -> None:
         connection.execute("UPDATE audit_checkpoints SET at = 'yesterday' WHERE seq = 10")
     seq, reason = problem(log_dir)
     assert seq is None and reason.startswith("checkpoint or prune anchor rows cannot be read ("), reason
+
+
+def test_unreadable_public_keys_are_named_with_nothing_checked(log_dir: Path) -> None:
+    (log_dir / "keys" / "public" / "sign-0009-0badbad0.pem").write_text("not a key")
+    report = verified(log_dir)
+    assert not report.ok and (report.reason or "").startswith("cannot read the keys or the mirror file: ")
+    assert (report.records_checked, report.checkpoints_checked, report.mirror_entries_checked) == (0, 0, 0)
