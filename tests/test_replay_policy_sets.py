@@ -8,6 +8,7 @@ changed policy folder in between, talked to through the SDK.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import pytest
 
 from mustcheck import Client, InvalidRequest, PermissionDenied, Receipt
 from mustcheck_gateway.audit import AuditEvent, AuditLog, AuditRecord, verify_data_dir
+from mustcheck_gateway.cli.main import main
 from mustcheck_gateway.policy.sets import load_served
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
@@ -181,7 +183,9 @@ def test_every_receipt_of_a_mixed_run_replays_to_its_answer(deployment: Deployme
         assert replays[0].detail["replayed_department"] in {"samr", "approval", "mof"}
 
 
-def test_replays_are_refused_by_name(deployment: Deployment, tmp_path: Path) -> None:
+def test_replays_are_refused_by_name(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     now = dt.datetime.now(dt.UTC)
     subject = new_uscc()
     lost_policies = changed_policies(tmp_path / "policies-lost")
@@ -237,6 +241,20 @@ def test_replays_are_refused_by_name(deployment: Deployment, tmp_path: Path) -> 
             pytest.raises(PermissionDenied, match="auditor"),
         ):
             client.check(subject, "", replay_of=kept)
+        # The command line: `mustcheck check SUBJECT --matter M --replay-of RECEIPT|REF`.
+        token_file = tmp_path / "auditor.token"
+        token_file.write_text(auditor)
+        options = ["--gateway", _target(gateway), "--token-file", str(token_file), "--json"]
+        for replay_of in (kept.compact, kept.receipt_id):
+            capsys.readouterr()
+            assert main(["check", subject, "--matter", "MOF-0001", "--replay-of", replay_of, *options]) == 0
+            shown = json.loads(capsys.readouterr().out)
+            assert shown["outcome"] == kept.outcome
+            assert [m["id"] for m in shown["measures"]] == list(kept.measure_ids)
+        assert main(["check", subject, "--matter", "SAMR-0002", "--replay-of", lost.compact, *options]) == 2
+        assert lost_digest in capsys.readouterr().err
+        assert main(["check", subject, "--matter", "MOF-0001", "--replay-of", "mcr2.x", *options]) == 2
+        assert "not a receipt" in capsys.readouterr().err
         refusals = [r for r in _records(gateway) if r.kind == "replay" and r.status != "OK"]
         assert refusals and all(r.policy_set == load_served(POLICY_DIR).digest for r in refusals)
 
