@@ -20,7 +20,7 @@ import pytest
 from mustcheck import Client, InvalidRequest, PermissionDenied, Receipt
 from mustcheck_gateway.audit import AuditEvent, AuditLog, AuditRecord, verify_data_dir
 from mustcheck_gateway.cli.main import main
-from mustcheck_gateway.policy.sets import load_served
+from mustcheck_gateway.policy.sets import PolicySetError, digest_of, from_stored, load_served
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
 from backends import BACKENDS, StoreAt, store_at
@@ -226,10 +226,13 @@ def test_replays_are_refused_by_name(
             with pytest.raises(InvalidRequest) as other:
                 client.check(subject, "", replay_of=f"0123456789abcdef-{kept.audit_seq}")
             assert other.value.reason == "replay.other_log"
-            for malformed in ("x", "-1", "12-", "1" * 40, "log id-1"):
+            for malformed in ("x", "-1", "12-", "1" * 40, "log id-1", "１２", "0", "1\n2"):
                 with pytest.raises(InvalidRequest) as bad:
                     client.check(subject, "", replay_of=malformed)
                 assert bad.value.reason == "replay.reference", malformed
+            with pytest.raises(InvalidRequest) as flood:
+                client.check(subject, "", replay_of="a" * 5000 + "-1")
+            assert flood.value.reason == "replay_of.too_long"
             with pytest.raises(InvalidRequest) as missing:
                 client.check(subject, "", replay_of="999999")
             assert missing.value.reason == "replay.record"
@@ -342,3 +345,19 @@ def test_records_written_before_digests_verify_and_are_refused_by_name(
         assert records[-1].policy_set == load_served(POLICY_DIR).digest
     report = verify_data_dir(data_dir)
     assert report.ok, report
+
+
+def test_a_stored_policy_set_is_read_only_under_its_own_digest() -> None:
+    served = load_served(POLICY_DIR)
+    assert from_stored(served.digest, served.text).policy == served.policy
+    altered = served.text.replace('"mandatory":true', '"mandatory":false', 1)
+    assert altered != served.text
+    with pytest.raises(PolicySetError, match="does not match its digest"):
+        from_stored(served.digest, altered)
+    for digest in ("md5:" + "0" * 32, "", served.digest.upper(), served.digest[:-1]):
+        with pytest.raises(PolicySetError):
+            from_stored(digest, served.text)
+    # Valid JSON under its digest, but no policy set: refused with what is wrong, never a traceback.
+    nonsense = "{}"
+    with pytest.raises(PolicySetError, match="cannot be loaded"):
+        from_stored(digest_of(nonsense), nonsense)
