@@ -384,7 +384,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
             try:
                 draft.caller = self.access.caller(context)
                 if request.replay_of:
-                    answer, grant = await self._replay_record(draft, request)
+                    answer, grant = await self._replay_record(draft.caller, draft, request)
                 elif replay:
                     answer, grant = self._replay(draft.caller, request, self.engine.matter(request.matter))
                 else:
@@ -425,19 +425,18 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self._log(draft.kind, draft, "OK")
         return response
 
-    async def _replay_record(self, draft: _Draft, request: pb.CheckRequest) -> tuple[CheckAnswer, Grant]:
+    async def _replay_record(
+        self, caller: Caller, draft: _Draft, request: pb.CheckRequest
+    ) -> tuple[CheckAnswer, Grant]:
         """Replay of one audited check (auditor role): as the original caller, with the record's policy set
         (check/replay.py)."""
-        assert draft.caller is not None
-        self.access.require_role(draft.caller, ROLE_AUDITOR)
+        self.access.require_role(caller, ROLE_AUDITOR)
         if self.replays is None:
             raise FailedPrecondition("this gateway replays no records", reason="replay.no_log")
         replayed = await self.replays.replay(request)
         draft.extra = replayed.detail
         draft.matter = replayed.answer.evaluation.matter.code
-        return replayed.answer, self.access.registry.snapshot().grants.get(
-            draft.caller.caller_id
-        ) or AUDITOR_VIEW
+        return replayed.answer, self.access.registry.snapshot().grants.get(caller.caller_id) or AUDITOR_VIEW
 
     def _replay(self, caller: Caller, request: pb.CheckRequest, matter: Matter) -> tuple[CheckAnswer, Grant]:
         """Point-in-time replay (auditor role): the answer as it was at a data version and instant."""
