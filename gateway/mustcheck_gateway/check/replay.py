@@ -111,7 +111,7 @@ class Replays:
             )
         policy = self._policy(record, reference)
         matter = self._matter(record, request.matter, policy, reference)
-        kind = SubjectKind(record.subject_kind) if record.subject_kind else None
+        kind = _subject_kind(record, reference)
         subject = self.engine.subject(request.subject, kind, record.at)
         self._same_subject(record, subject.code, reference)
         if record.data_version > (current := self.engine.store.data_version()):
@@ -197,3 +197,12 @@ class Replays:
 def _resolve(policy: PolicySet, code: str) -> Matter | None:
     code = code.strip()
     return policy.matters.get(code) or policy.matters.get(code.upper())
+
+
+def _subject_kind(record: AuditRecord, reference: str) -> SubjectKind | None:
+    try:
+        return SubjectKind(record.subject_kind) if record.subject_kind else None
+    except ValueError:  # a check's record names a kind the gateway knows; only a forged one does not
+        raise FailedPrecondition(
+            f"record {reference} names no known subject kind", reason="replay.not_a_check"
+        ) from None
