@@ -183,3 +183,11 @@ def test_a_window_closes_after_window_s_whatever_the_clock_reads() -> None:
     assert [e.kind for e in throttle.due()] == ["alert"]
     clock.now = 15.0
     assert [e.kind for e in throttle.due()] == ["refused"]
+
+
+def test_a_throttled_peer_waits_at_least_a_second_and_the_defaults_are_documented() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=4.0), monotonic=Clock())
+    assert throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == 1.0  # a quarter of a second's wait is told as one second
+    limit = FailedAuthLimit()
+    assert (limit.burst, limit.per_second, limit.window_s) == (50, 2.0, 10.0)

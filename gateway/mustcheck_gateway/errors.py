@@ -1,19 +1,43 @@
 """Domain exceptions of the gateway; each carries the gRPC status it maps to.
 
 Handlers raise these; one interceptor (``interceptors.ErrorMapping``) turns them
-into a status, a message and a machine-readable reason in the trailing metadata
-key ``mustcheck-reason``. Nothing else calls ``context.abort``.
+into a status, a message and a machine-readable reason in the trailing metadata:
+``mustcheck-reason`` the dotted code (``grant.purpose``), ``mustcheck-reason-name`` the name of its
+``Reason`` value in proto/mustcheck/v1/reasons.proto (``REASON_GRANT_PURPOSE``, :func:`reason_name`).
+Every reason raised here must have a value there (tests/test_reasons.py scans the code for them).
+Nothing else calls ``context.abort``.
 """
 
 from __future__ import annotations
 
 import grpc
 
+from mustcheck._generated.v1 import reasons_pb2
+from mustcheck._reasons import reason_name as _reason_name
+
 REASON_METADATA_KEY = "mustcheck-reason"
+REASON_NAME_METADATA_KEY = "mustcheck-reason-name"
 # An error message quotes at most this many characters of a request's input (``echo``), and is never
 # longer than MAX_MESSAGE in all: a 1 MB field cannot make a 1 MB reply.
 MAX_ECHO = 64
 MAX_MESSAGE = 512
+
+
+def reason_name(code: str) -> str:
+    """The ``Reason`` enum value name of a dotted reason code (``grant.purpose`` ->
+    ``REASON_GRANT_PURPOSE``; ``purpose.too_long`` -> ``REASON_FIELD_TOO_LONG``); ``REASON_UNSPECIFIED``
+    for a code the proto does not list."""
+    return _reason_name(code)
+
+
+def reason_value(code: str) -> reasons_pb2.Reason.ValueType:
+    """The ``Reason`` enum number of a dotted reason code (as :func:`reason_name`)."""
+    return reasons_pb2.Reason.Value(_reason_name(code))
+
+
+def reason_trailers(code: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The trailing metadata that names a refusal's reason: its dotted code and its enum value name."""
+    return ((REASON_METADATA_KEY, code), (REASON_NAME_METADATA_KEY, _reason_name(code)))
 
 
 def echo(value: str) -> str:

@@ -18,11 +18,11 @@ import structlog
 from .audit.errors import AuditUnavailable
 from .bounds import shown_message
 from .errors import (
-    REASON_METADATA_KEY,
     RETRY_AFTER_METADATA_KEY,
     GatewayError,
     InvalidArgument,
     ResourceExhausted,
+    reason_trailers,
 )
 from .store.base import StoreUnavailable
 
@@ -32,16 +32,20 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Told of each request that could not be decoded (the method, the call) before it is refused: the audit.
-MalformedObserver: TypeAlias = Callable[[str, Context], Awaitable[None]]
+MalformedObserver: TypeAlias = Callable[[str, Context, GatewayError], Awaitable[None]]
 
 
-class _Undecodable:
-    """Stands for a request whose bytes could not be decoded."""
+class Undecodable:
+    """Stands for a request whose bytes could not be decoded, with the refusal to answer it (another
+    binding passes its own: the HTTP binding's malformed JSON, wrong content type, oversized body)."""
 
-    __slots__ = ()
+    __slots__ = ("refusal",)
+
+    def __init__(self, refusal: GatewayError | None = None) -> None:
+        self.refusal = refusal
 
 
-_UNDECODABLE = _Undecodable()
+_UNDECODABLE = Undecodable()
 
 
 def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -60,15 +64,15 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 async def _decoded(request: Any, method: str, context: Context, observe: MalformedObserver | None) -> Any:
-    if request is _UNDECODABLE:
-        log.warning("malformed_request", method=method)
-        if observe is not None:
-            await observe(method, context)
-        refusal = InvalidArgument(
+    if isinstance(request, Undecodable):
+        refusal = request.refusal or InvalidArgument(
             "the request could not be decoded: it is not a well-formed protobuf message of this method "
             "(or a string field is not valid UTF-8)",
             reason="request.malformed",
         )
+        log.warning("malformed_request", method=method, reason=refusal.reason)
+        if observe is not None:
+            await observe(method, context, refusal)
         # Audited once, by the observer: a streaming handler that meets it mid-stream records no second one.
         refusal.accounted = observe is not None
         raise refusal
@@ -85,18 +89,18 @@ async def _decoded_stream(
 async def _abort(error: BaseException, context: Context, method: str) -> NoReturn:
     """Abort the call with the status ``error`` carries, or INTERNAL with a reference for operators."""
     if isinstance(error, GatewayError):
-        trailers = [(REASON_METADATA_KEY, error.reason)]
+        trailers = [*reason_trailers(error.reason)]
         if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
             trailers.append((RETRY_AFTER_METADATA_KEY, str(max(1, round(error.retry_after_s * 1000)))))
         context.set_trailing_metadata(tuple(trailers))
         await context.abort(error.status, shown_message(error.message))
     if isinstance(error, StoreUnavailable):
         log.warning("store_unavailable", method=method, error=str(error))
-        context.set_trailing_metadata(((REASON_METADATA_KEY, "store.unavailable"),))
+        context.set_trailing_metadata(reason_trailers("store.unavailable"))
         await context.abort(grpc.StatusCode.UNAVAILABLE, "the list store is unavailable; try again shortly")
     if isinstance(error, AuditUnavailable):  # no answer leaves without its durable record (R10)
         log.warning("audit_unavailable", method=method, error=str(error))
-        context.set_trailing_metadata(((REASON_METADATA_KEY, "audit.unavailable"),))
+        context.set_trailing_metadata(reason_trailers("audit.unavailable"))
         # Why (a full disk, a restarting writer) is for operators' logs; the caller learns what to do.
         await context.abort(
             grpc.StatusCode.UNAVAILABLE,
@@ -104,7 +108,7 @@ async def _abort(error: BaseException, context: Context, method: str) -> NoRetur
         )
     reference = uuid.uuid4().hex[:12]
     log.error("unhandled_error", method=method, reference=reference, exc_info=error)
-    context.set_trailing_metadata(((REASON_METADATA_KEY, "internal"),))
+    context.set_trailing_metadata(reason_trailers("internal"))
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (reference {reference})")
 
 

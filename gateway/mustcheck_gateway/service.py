@@ -37,6 +37,7 @@ from .errors import (
     ResourceExhausted,
     Unauthenticated,
     echo,
+    reason_value,
 )
 from .evaluation import Evaluation
 from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
@@ -554,6 +555,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                                 code=error.status.value[0],
                                 message=shown_message(error.message),
                                 reason=error.reason,
+                                reason_name=reason_value(error.reason),
                             ),
                         )
                     )
@@ -589,7 +591,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         if self.receipts is None:
             return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
         key_id, digest = self.receipts.protector.keyed_hash(joined)
-        return f"hmac-sha256:{key_id}:{digest}"
+        return f"{self.receipts.protector.suite.public.keyed_hash_name}:{key_id}:{digest}"
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]

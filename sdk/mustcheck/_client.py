@@ -43,6 +43,7 @@ from ._generated.v1 import check_pb2 as pb
 from ._generated.v1 import check_pb2_grpc as pb_grpc
 from ._models import BatchResult, CheckResult, OutcomeAck
 from ._retry import Attempts, RetryPolicy
+from ._tracing import client_span
 from .identifiers import IdentifierError, SubjectKind, normalise, validate_subject
 from .receipts import Receipt
 
@@ -246,16 +247,20 @@ class Client(_BaseClient):
     def _call(self, method: Callable[..., Response], request: Any, timeout: float | None) -> Response:
         """One RPC with its deadline; UNAVAILABLE is retried with backoff while time is left."""
         attempts = self._attempts(timeout)
-        while True:
-            try:
-                return method(request, timeout=attempts.timeout(), metadata=self._metadata)
-            except grpc.RpcError as rpc_error:
-                error = self._error(rpc_error)
-                error.__cause__ = rpc_error
-            delay = attempts.backoff(error)
-            if delay is None:
-                raise error
-            time.sleep(delay)
+        with client_span(method, self._metadata) as (span, metadata):
+            while True:
+                try:
+                    response = method(request, timeout=attempts.timeout(), metadata=metadata)
+                    span.succeeded()
+                    return response
+                except grpc.RpcError as rpc_error:
+                    error = self._error(rpc_error)
+                    error.__cause__ = rpc_error
+                delay = attempts.backoff(error)
+                if delay is None:
+                    span.failed(error.code, error.reason)
+                    raise error
+                time.sleep(delay)
 
     def _watch(self) -> None:
         """Follow the change stream until closed, re-opening it (resumed) whenever it breaks."""
@@ -401,16 +406,20 @@ class AsyncClient(_BaseClient):
     ) -> Response:
         """One RPC with its deadline; UNAVAILABLE is retried with backoff while time is left."""
         attempts = self._attempts(timeout)
-        while True:
-            try:
-                return await method(request, timeout=attempts.timeout(), metadata=self._metadata)
-            except grpc.RpcError as rpc_error:
-                error = self._error(rpc_error)
-                error.__cause__ = rpc_error
-            delay = attempts.backoff(error)
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
+        with client_span(method, self._metadata) as (span, metadata):
+            while True:
+                try:
+                    response = await method(request, timeout=attempts.timeout(), metadata=metadata)
+                    span.succeeded()
+                    return response
+                except grpc.RpcError as rpc_error:
+                    error = self._error(rpc_error)
+                    error.__cause__ = rpc_error
+                delay = attempts.backoff(error)
+                if delay is None:
+                    span.failed(error.code, error.reason)
+                    raise error
+                await asyncio.sleep(delay)
 
     def _ensure_watching(self) -> None:
         if self.cache is not None and self._watcher is None:

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ._errors import error_for
 from ._generated.v1 import check_pb2 as pb
+from ._generated.v1 import reasons_pb2
 from ._models import (
     BatchItem,
     BatchResult,
@@ -131,8 +132,12 @@ def batch_result(message: pb.BatchCheckResponse, subjects: list[str]) -> BatchRe
             items.append(BatchItem(item.index, subject, check_result(item.result), None))
         else:
             code = _status_code(item.error.code)
+            error = item.error
+            # An older gateway sends no reason_name (0): then it is derived from the dotted code.
+            known = error.reason_name in reasons_pb2.Reason.values()
+            name = reasons_pb2.Reason.Name(error.reason_name) if error.reason_name and known else ""
             items.append(
-                BatchItem(item.index, subject, None, error_for(code, item.error.message, item.error.reason))
+                BatchItem(item.index, subject, None, error_for(code, error.message, error.reason, name))
             )
     return BatchResult(tuple(items), message.data_version)
 

@@ -16,6 +16,10 @@
 
 ``CheckUnavailable`` is never a "no record": an approval flow that must check stops
 (or escalates to a person) when it sees one. Each error says whether retrying can help.
+
+Every error carries the gateway's reason twice: ``reason``, the dotted code (``grant.purpose``), and
+``reason_name``, the name of its ``Reason`` value in proto/mustcheck/v1/reasons.proto
+(``REASON_GRANT_PURPOSE``; ``REASON_UNSPECIFIED`` when the gateway gave none or one this SDK lacks).
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from typing import Any
 
 import grpc
 
+from ._reasons import reason_name as _reason_name
+
 REASON_METADATA_KEY = "mustcheck-reason"
+REASON_NAME_METADATA_KEY = "mustcheck-reason-name"
 RETRY_AFTER_METADATA_KEY = "retry-after-ms"
 
 
@@ -34,13 +41,20 @@ class MustCheckError(Exception):
     retryable: bool = False
 
     def __init__(
-        self, message: str, *, code: grpc.StatusCode | None = None, reason: str = "", rule: str = ""
+        self,
+        message: str,
+        *,
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        rule: str = "",
+        reason_name: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
         self.rule = rule
+        self.reason_name = reason_name or _reason_name(reason)
 
 
 class InvalidRequest(MustCheckError):
@@ -102,8 +116,9 @@ _BY_CODE: dict[grpc.StatusCode, type[MustCheckError]] = {
 }
 
 
-def error_for(code: grpc.StatusCode, message: str, reason: str = "") -> MustCheckError:
-    """The most specific SDK error for a status code and the gateway's reason."""
+def error_for(code: grpc.StatusCode, message: str, reason: str = "", reason_name: str = "") -> MustCheckError:
+    """The most specific SDK error for a status code and the gateway's reason (``reason_name``: its
+    ``Reason`` value's name where the gateway sent it, else derived from ``reason``)."""
     if reason == "matter.unknown":
         cls: type[MustCheckError] = UnknownMatter
     elif reason.startswith(("uscc.", "id.", "subject.")):
@@ -111,7 +126,7 @@ def error_for(code: grpc.StatusCode, message: str, reason: str = "") -> MustChec
     else:
         cls = _BY_CODE.get(code, GatewayFault)
     rule = reason if cls is InvalidSubject else ""
-    return cls(message, code=code, reason=reason, rule=rule)
+    return cls(message, code=code, reason=reason, rule=rule, reason_name=reason_name)
 
 
 def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
@@ -124,7 +139,12 @@ def from_rpc_error(error: grpc.RpcError) -> MustCheckError:
         trailers[key] = value if isinstance(value, str) else bytes(value).decode()
     if code is None:
         code = grpc.StatusCode.UNKNOWN
-    mapped = error_for(code, details, trailers.get(REASON_METADATA_KEY, ""))
+    mapped = error_for(
+        code,
+        details,
+        trailers.get(REASON_METADATA_KEY, ""),
+        trailers.get(REASON_NAME_METADATA_KEY, ""),
+    )
     retry_ms = trailers.get(RETRY_AFTER_METADATA_KEY, "")
     if isinstance(mapped, RateLimited) and retry_ms.isdigit():
         mapped.retry_after = int(retry_ms) / 1000
@@ -164,7 +184,13 @@ def explain_transport(error: MustCheckError, *, tls: bool, client_certificate: b
         why = "the gateway closed the connection at once: if it uses TLS, connect with its CA (ca= / --ca)"
     else:
         return error
-    return type(error)(f"{why} ({details})", code=error.code, reason=error.reason, rule=error.rule)
+    return type(error)(
+        f"{why} ({details})",
+        code=error.code,
+        reason=error.reason,
+        rule=error.rule,
+        reason_name=error.reason_name,
+    )
 
 
 # How OpenSSL (BoringSSL) words a server certificate that this side could not verify.

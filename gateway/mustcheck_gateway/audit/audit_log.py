@@ -147,8 +147,12 @@ class AuditLog:
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
+        crypto: str | None = None,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
+
+        ``crypto`` names the crypto suite: a new key ring is made of it, an existing one must be of it
+        (:class:`~.keys.SuiteMismatch` otherwise); None: the key ring's (international for a new one).
 
         ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
         copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
@@ -156,7 +160,7 @@ class AuditLog:
         log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
-        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME)
+        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
         return cls(
             data_dir / file_name,
             keyring,
@@ -529,7 +533,7 @@ class AuditLog:
 
     def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """The consistency proof from the tree of ``old_size`` records to that of ``new_size``."""
-        return self._store.tree_consistency(old_size, new_size)
+        return self._store.tree_consistency(old_size, new_size, self.keyring.suite.public.hasher)
 
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         """The checkpoint of ``kind`` with the highest seq, if there is one."""

@@ -90,62 +90,73 @@ class AdminServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateCaller(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: caller.id, caller.exists, caller.department, caller.roles, caller.tls_identity.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisableCaller(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: caller.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCaller(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: caller.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListCallers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Statuses: only the common ones.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetGrant(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: grant.matters, grant.subject_kinds, grant.visible_fields, grant.rate,
+        grant.quota, grant.watch_streams, grant.validity. NOT_FOUND: caller.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeGrant(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: caller.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetGrant(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: caller.unknown. A caller without a grant is OK with active false.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IssueToken(self, request, context):
         """The token is in the response once; the gateway keeps only its hash.
+        INVALID_ARGUMENT: token.ttl. NOT_FOUND: caller.unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeToken(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND: token.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTokens(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Statuses: only the common ones.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -8,6 +8,16 @@ Bounds: every string, bytes and repeated field of every request is bounded — i
 ids 64 characters, names and labels 200, notes and reasons 2,000, row JSON 64 KiB, other strings
 256, repeated fields 1,000 values (see README "Bounds"). Over a bound: INVALID_ARGUMENT naming the
 field, audited. Every refused call of this service is audited with the caller and token id presented.
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto). Common to every RPC of this service:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  PERMISSION_DENIED   role.admin (the caller lacks the admin role);
+  RESOURCE_EXHAUSTED  auth.throttled;
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable, store.unavailable;
+  INTERNAL            internal (with a reference for the operators).
 """
 
 from collections import abc as _abc
@@ -39,31 +49,57 @@ class AdminServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AdminServiceAsyncStub: ...
     CreateCaller: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateCallerRequest, _admin_pb2.CallerInfo]
+    """INVALID_ARGUMENT: caller.id, caller.exists, caller.department, caller.roles, caller.tls_identity."""
     DisableCaller: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.CallerInfo]
+    """NOT_FOUND: caller.unknown."""
     GetCaller: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.CallerInfo]
+    """NOT_FOUND: caller.unknown."""
     ListCallers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCallersRequest, _admin_pb2.ListCallersResponse]
+    """Statuses: only the common ones."""
     SetGrant: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetGrantRequest, _admin_pb2.Grant]
+    """INVALID_ARGUMENT: grant.matters, grant.subject_kinds, grant.visible_fields, grant.rate,
+      grant.quota, grant.watch_streams, grant.validity. NOT_FOUND: caller.unknown.
+    """
     RevokeGrant: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.Grant]
+    """NOT_FOUND: caller.unknown."""
     GetGrant: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.Grant]
+    """NOT_FOUND: caller.unknown. A caller without a grant is OK with active false."""
     IssueToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.IssueTokenRequest, _admin_pb2.IssuedToken]
-    """The token is in the response once; the gateway keeps only its hash."""
+    """The token is in the response once; the gateway keeps only its hash.
+    INVALID_ARGUMENT: token.ttl. NOT_FOUND: caller.unknown.
+    """
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeTokenRequest, _admin_pb2.TokenInfo]
+    """NOT_FOUND: token.unknown."""
     ListTokens: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListTokensRequest, _admin_pb2.ListTokensResponse]
+    """Statuses: only the common ones."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCaller: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateCallerRequest, _admin_pb2.CallerInfo]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: caller.id, caller.exists, caller.department, caller.roles, caller.tls_identity."""
     DisableCaller: _aio.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.CallerInfo]  # type: ignore[assignment]
+    """NOT_FOUND: caller.unknown."""
     GetCaller: _aio.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.CallerInfo]  # type: ignore[assignment]
+    """NOT_FOUND: caller.unknown."""
     ListCallers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCallersRequest, _admin_pb2.ListCallersResponse]  # type: ignore[assignment]
+    """Statuses: only the common ones."""
     SetGrant: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetGrantRequest, _admin_pb2.Grant]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: grant.matters, grant.subject_kinds, grant.visible_fields, grant.rate,
+      grant.quota, grant.watch_streams, grant.validity. NOT_FOUND: caller.unknown.
+    """
     RevokeGrant: _aio.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.Grant]  # type: ignore[assignment]
+    """NOT_FOUND: caller.unknown."""
     GetGrant: _aio.UnaryUnaryMultiCallable[_admin_pb2.CallerRef, _admin_pb2.Grant]  # type: ignore[assignment]
+    """NOT_FOUND: caller.unknown. A caller without a grant is OK with active false."""
     IssueToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.IssueTokenRequest, _admin_pb2.IssuedToken]  # type: ignore[assignment]
-    """The token is in the response once; the gateway keeps only its hash."""
+    """The token is in the response once; the gateway keeps only its hash.
+    INVALID_ARGUMENT: token.ttl. NOT_FOUND: caller.unknown.
+    """
     RevokeToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeTokenRequest, _admin_pb2.TokenInfo]  # type: ignore[assignment]
+    """NOT_FOUND: token.unknown."""
     ListTokens: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListTokensRequest, _admin_pb2.ListTokensResponse]  # type: ignore[assignment]
+    """Statuses: only the common ones."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -71,49 +107,58 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _admin_pb2.CreateCallerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]: ...
+    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]:
+        """INVALID_ARGUMENT: caller.id, caller.exists, caller.department, caller.roles, caller.tls_identity."""
 
     @_abc_1.abstractmethod
     def DisableCaller(
         self,
         request: _admin_pb2.CallerRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]: ...
+    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]:
+        """NOT_FOUND: caller.unknown."""
 
     @_abc_1.abstractmethod
     def GetCaller(
         self,
         request: _admin_pb2.CallerRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]: ...
+    ) -> _typing.Union[_admin_pb2.CallerInfo, _abc.Awaitable[_admin_pb2.CallerInfo]]:
+        """NOT_FOUND: caller.unknown."""
 
     @_abc_1.abstractmethod
     def ListCallers(
         self,
         request: _admin_pb2.ListCallersRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.ListCallersResponse, _abc.Awaitable[_admin_pb2.ListCallersResponse]]: ...
+    ) -> _typing.Union[_admin_pb2.ListCallersResponse, _abc.Awaitable[_admin_pb2.ListCallersResponse]]:
+        """Statuses: only the common ones."""
 
     @_abc_1.abstractmethod
     def SetGrant(
         self,
         request: _admin_pb2.SetGrantRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]: ...
+    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]:
+        """INVALID_ARGUMENT: grant.matters, grant.subject_kinds, grant.visible_fields, grant.rate,
+          grant.quota, grant.watch_streams, grant.validity. NOT_FOUND: caller.unknown.
+        """
 
     @_abc_1.abstractmethod
     def RevokeGrant(
         self,
         request: _admin_pb2.CallerRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]: ...
+    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]:
+        """NOT_FOUND: caller.unknown."""
 
     @_abc_1.abstractmethod
     def GetGrant(
         self,
         request: _admin_pb2.CallerRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]: ...
+    ) -> _typing.Union[_admin_pb2.Grant, _abc.Awaitable[_admin_pb2.Grant]]:
+        """NOT_FOUND: caller.unknown. A caller without a grant is OK with active false."""
 
     @_abc_1.abstractmethod
     def IssueToken(
@@ -121,20 +166,24 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.IssueTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.IssuedToken, _abc.Awaitable[_admin_pb2.IssuedToken]]:
-        """The token is in the response once; the gateway keeps only its hash."""
+        """The token is in the response once; the gateway keeps only its hash.
+        INVALID_ARGUMENT: token.ttl. NOT_FOUND: caller.unknown.
+        """
 
     @_abc_1.abstractmethod
     def RevokeToken(
         self,
         request: _admin_pb2.RevokeTokenRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.TokenInfo, _abc.Awaitable[_admin_pb2.TokenInfo]]: ...
+    ) -> _typing.Union[_admin_pb2.TokenInfo, _abc.Awaitable[_admin_pb2.TokenInfo]]:
+        """NOT_FOUND: token.unknown."""
 
     @_abc_1.abstractmethod
     def ListTokens(
         self,
         request: _admin_pb2.ListTokensRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.ListTokensResponse, _abc.Awaitable[_admin_pb2.ListTokensResponse]]: ...
+    ) -> _typing.Union[_admin_pb2.ListTokensResponse, _abc.Awaitable[_admin_pb2.ListTokensResponse]]:
+        """Statuses: only the common ones."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

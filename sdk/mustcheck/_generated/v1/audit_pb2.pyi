@@ -8,6 +8,16 @@ Bounds: every string, bytes and repeated field of every request is bounded — i
 ids 64 characters, names and labels 200, notes and reasons 2,000, row JSON 64 KiB, other strings
 256, repeated fields 1,000 values (see README "Bounds"). Over a bound: INVALID_ARGUMENT naming the
 field, audited. Every refused call of this service is audited with the caller and token id presented.
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto). Common to every RPC of this service:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  PERMISSION_DENIED   role.auditor (the caller lacks the auditor role);
+  RESOURCE_EXHAUSTED  auth.throttled;
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable, store.unavailable;
+  INTERNAL            internal (with a reference for the operators).
 """
 
 from collections import abc as _abc

@@ -70,25 +70,31 @@ class AuditServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Verify(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every RPC: FAILED_PRECONDITION audit.off when the gateway runs without its audit log.
+        OK with ok false (and first_bad_seq, reason) when the log fails a check: never an error status.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Query(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: audit.limit (1 to 10,000).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Reveal(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """PERMISSION_DENIED: role.reveal. INVALID_ARGUMENT: audit.reveal (1 to 100 seqs), audit.purpose.
+        INTERNAL: audit.integrity (the records asked for fail a check).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: audit.format (jsonl or csv).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -96,6 +102,7 @@ class AuditServiceServicer:
     def Coverage(self, request, context):
         """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
         mandatory measures applied?
+        Statuses: only the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +110,7 @@ class AuditServiceServicer:
 
     def Stats(self, request, context):
         """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month.
+        INVALID_ARGUMENT: stats.by, stats.bucket.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -8,6 +8,16 @@ Bounds: every string, bytes and repeated field of every request is bounded — i
 ids 64 characters, names and labels 200, notes and reasons 2,000, row JSON 64 KiB, other strings
 256, repeated fields 1,000 values (see README "Bounds"). Over a bound: INVALID_ARGUMENT naming the
 field, audited. Every refused call of this service is audited with the caller and token id presented.
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto). Common to every RPC of this service:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  PERMISSION_DENIED   role.auditor (the caller lacks the auditor role);
+  RESOURCE_EXHAUSTED  auth.throttled;
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable, store.unavailable;
+  INTERNAL            internal (with a reference for the operators).
 """
 
 from collections import abc as _abc
@@ -39,29 +49,51 @@ class AuditServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuditServiceAsyncStub: ...
     Verify: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyRequest, _audit_pb2.VerifyResponse]
+    """Every RPC: FAILED_PRECONDITION audit.off when the gateway runs without its audit log.
+    OK with ok false (and first_bad_seq, reason) when the log fails a check: never an error status.
+    """
     Query: _grpc.UnaryUnaryMultiCallable[_audit_pb2.AuditQuery, _audit_pb2.AuditRecords]
+    """INVALID_ARGUMENT: audit.limit (1 to 10,000)."""
     Reveal: _grpc.UnaryUnaryMultiCallable[_audit_pb2.RevealRequest, _audit_pb2.RevealResponse]
+    """PERMISSION_DENIED: role.reveal. INVALID_ARGUMENT: audit.reveal (1 to 100 seqs), audit.purpose.
+    INTERNAL: audit.integrity (the records asked for fail a check).
+    """
     Export: _grpc.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]
+    """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
     Coverage: _grpc.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]
     """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
     mandatory measures applied?
+    Statuses: only the common ones.
     """
     Stats: _grpc.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsReport]
-    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
+    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month.
+    INVALID_ARGUMENT: stats.by, stats.bucket.
+    """
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Verify: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyRequest, _audit_pb2.VerifyResponse]  # type: ignore[assignment]
+    """Every RPC: FAILED_PRECONDITION audit.off when the gateway runs without its audit log.
+    OK with ok false (and first_bad_seq, reason) when the log fails a check: never an error status.
+    """
     Query: _aio.UnaryUnaryMultiCallable[_audit_pb2.AuditQuery, _audit_pb2.AuditRecords]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: audit.limit (1 to 10,000)."""
     Reveal: _aio.UnaryUnaryMultiCallable[_audit_pb2.RevealRequest, _audit_pb2.RevealResponse]  # type: ignore[assignment]
+    """PERMISSION_DENIED: role.reveal. INVALID_ARGUMENT: audit.reveal (1 to 100 seqs), audit.purpose.
+    INTERNAL: audit.integrity (the records asked for fail a check).
+    """
     Export: _aio.UnaryStreamMultiCallable[_audit_pb2.ExportRequest, _audit_pb2.ExportChunk]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
     Coverage: _aio.UnaryUnaryMultiCallable[_audit_pb2.CoverageRequest, _audit_pb2.CoverageReport]  # type: ignore[assignment]
     """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
     mandatory measures applied?
+    Statuses: only the common ones.
     """
     Stats: _aio.UnaryUnaryMultiCallable[_audit_pb2.StatsRequest, _audit_pb2.StatsReport]  # type: ignore[assignment]
-    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
+    """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month.
+    INVALID_ARGUMENT: stats.by, stats.bucket.
+    """
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -69,28 +101,36 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _audit_pb2.VerifyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.VerifyResponse, _abc.Awaitable[_audit_pb2.VerifyResponse]]: ...
+    ) -> _typing.Union[_audit_pb2.VerifyResponse, _abc.Awaitable[_audit_pb2.VerifyResponse]]:
+        """Every RPC: FAILED_PRECONDITION audit.off when the gateway runs without its audit log.
+        OK with ok false (and first_bad_seq, reason) when the log fails a check: never an error status.
+        """
 
     @_abc_1.abstractmethod
     def Query(
         self,
         request: _audit_pb2.AuditQuery,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.AuditRecords, _abc.Awaitable[_audit_pb2.AuditRecords]]: ...
+    ) -> _typing.Union[_audit_pb2.AuditRecords, _abc.Awaitable[_audit_pb2.AuditRecords]]:
+        """INVALID_ARGUMENT: audit.limit (1 to 10,000)."""
 
     @_abc_1.abstractmethod
     def Reveal(
         self,
         request: _audit_pb2.RevealRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_audit_pb2.RevealResponse, _abc.Awaitable[_audit_pb2.RevealResponse]]: ...
+    ) -> _typing.Union[_audit_pb2.RevealResponse, _abc.Awaitable[_audit_pb2.RevealResponse]]:
+        """PERMISSION_DENIED: role.reveal. INVALID_ARGUMENT: audit.reveal (1 to 100 seqs), audit.purpose.
+        INTERNAL: audit.integrity (the records asked for fail a check).
+        """
 
     @_abc_1.abstractmethod
     def Export(
         self,
         request: _audit_pb2.ExportRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_audit_pb2.ExportChunk], _abc.AsyncIterator[_audit_pb2.ExportChunk]]: ...
+    ) -> _typing.Union[_abc.Iterator[_audit_pb2.ExportChunk], _abc.AsyncIterator[_audit_pb2.ExportChunk]]:
+        """INVALID_ARGUMENT: audit.format (jsonl or csv)."""
 
     @_abc_1.abstractmethod
     def Coverage(
@@ -100,6 +140,7 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_audit_pb2.CoverageReport, _abc.Awaitable[_audit_pb2.CoverageReport]]:
         """应查必查 and 奖惩到位: per must-check matter, were approvals backed by checks, and were the
         mandatory measures applied?
+        Statuses: only the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -108,6 +149,8 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _audit_pb2.StatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.StatsReport, _abc.Awaitable[_audit_pb2.StatsReport]]:
-        """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month."""
+        """跟踪问效: checks counted by department, matter, memorandum, measure or outcome, per day or month.
+        INVALID_ARGUMENT: stats.by, stats.bucket.
+        """
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

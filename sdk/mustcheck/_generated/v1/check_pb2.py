@@ -23,63 +23,65 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from mustcheck._generated.v1 import reasons_pb2 as mustcheck_dot_v1_dot_reasons__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x15\n\ras_of_version\x18\x06 \x01(\x03\x12.\n\nas_of_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treplay_of\x18\x08 \x01(\t\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\xeb\x04\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07receipt\x18\x0e \x01(\t\x12\x1d\n\x15\x66reshness_tolerance_s\x18\x0f \x01(\x03\x12)\n\tfail_mode\x18\x10 \x01(\x0e\x32\x16.mustcheck.v1.FailMode\x12\x1c\n\x14green_channel_reason\x18\x11 \x01(\t\x12\x37\n\x13\x64\x61ta_complete_since\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10gateway_instance\x18\x13 \x01(\t\"\x93\x01\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12\x30\n\rsubject_kinds\x18\x05 \x03(\x0e\x32\x19.mustcheck.v1.SubjectKind\":\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"\x14\n\x12ReceiptKeysRequest\"\x9a\x01\n\x13ReceiptKeysResponse\x12M\n\x0fpublic_keys_pem\x18\x01 \x03(\x0b\x32\x34.mustcheck.v1.ReceiptKeysResponse.PublicKeysPemEntry\x1a\x34\n\x12PublicKeysPemEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\rOutcomeReport\x12\x0f\n\x07receipt\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x18\n\x10\x61pplied_measures\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\"~\n\nOutcomeAck\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61\x63ked_by_check\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x0cWatchRequest\x12\x1a\n\rafter_version\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08hash_key\x18\x02 \x01(\x0c\x42\x10\n\x0e_after_version\"\xc7\x01\n\nWatchEvent\x12\x14\n\x0c\x64\x61ta_version\x18\x01 \x01(\x03\x12\x16\n\x0esubject_hashes\x18\x02 \x03(\x0c\x12\x12\n\neverything\x18\x03 \x01(\x08\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x18\n\x10gateway_instance\x18\x07 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\xa8\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04\x12\x1e\n\x1aOUTCOME_LISTED_NO_MEASURES\x10\x05*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*V\n\x08\x46\x61ilMode\x12\x19\n\x15\x46\x41IL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41IL_MODE_CLOSED\x10\x01\x12\x19\n\x15\x46\x41IL_MODE_SERVE_STALE\x10\x02*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xfe\x02\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponse\x12R\n\x0bReceiptKeys\x12 .mustcheck.v1.ReceiptKeysRequest\x1a!.mustcheck.v1.ReceiptKeysResponse\x12\x46\n\rReportOutcome\x12\x1b.mustcheck.v1.OutcomeReport\x1a\x18.mustcheck.v1.OutcomeAck\x12?\n\x05Watch\x12\x1a.mustcheck.v1.WatchRequest\x1a\x18.mustcheck.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/check.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1amustcheck/v1/reasons.proto\"\xe6\x01\n\x0c\x43heckRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12/\n\x0csubject_kind\x18\x05 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x15\n\ras_of_version\x18\x06 \x01(\x03\x12.\n\nas_of_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treplay_of\x18\x08 \x01(\t\"J\n\x04Link\x12\x19\n\x11organization_code\x18\x01 \x01(\t\x12\x19\n\x11organization_name\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xfb\x03\n\nMembership\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12$\n\x04list\x18\x02 \x01(\x0e\x32\x16.mustcheck.v1.ListKind\x12\x15\n\rmemorandum_id\x18\x03 \x01(\t\x12\x18\n\x10memorandum_title\x18\x04 \x01(\t\x12\x1d\n\x15initiating_department\x18\x05 \x01(\t\x12)\n\x06status\x18\x06 \x01(\x0e\x32\x19.mustcheck.v1.EntryStatus\x12\x10\n\x08severity\x18\x07 \x01(\t\x12\x19\n\x11\x64\x65\x63ision_document\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x31\n\rdecision_date\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cpunish_until\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rdisplay_until\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08in_force\x18\x0e \x01(\x08\x12\x1f\n\x03via\x18\x0f \x01(\x0b\x32\x12.mustcheck.v1.Link\"/\n\nLegalBasis\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\x0f\n\x07section\x18\x02 \x01(\t\"\xd9\x01\n\x07Measure\x12\n\n\x02id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.MeasureKind\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmandatory\x18\x04 \x01(\x08\x12-\n\x0blegal_basis\x18\x05 \x01(\x0b\x32\x18.mustcheck.v1.LegalBasis\x12\x15\n\rmemorandum_id\x18\x06 \x01(\t\x12 \n\x18implementing_departments\x18\x07 \x03(\t\x12\x10\n\x08\x65ntry_id\x18\x08 \x01(\t\"\xeb\x04\n\rCheckResponse\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12/\n\x0csubject_kind\x18\x02 \x01(\x0e\x32\x19.mustcheck.v1.SubjectKind\x12\x14\n\x0csubject_name\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\x12&\n\x07outcome\x18\x05 \x01(\x0e\x32\x15.mustcheck.v1.Outcome\x12-\n\x0bmemberships\x18\x06 \x03(\x0b\x32\x18.mustcheck.v1.Membership\x12\'\n\x08measures\x18\x07 \x03(\x0b\x32\x15.mustcheck.v1.Measure\x12\x15\n\rgreen_channel\x18\x08 \x01(\x08\x12\x1d\n\x15human_review_required\x18\t \x01(\x08\x12\x15\n\rreview_notice\x18\n \x01(\t\x12\x13\n\x0blegacy_code\x18\x0b \x01(\x08\x12\x14\n\x0c\x64\x61ta_version\x18\x0c \x01(\x03\x12.\n\nchecked_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07receipt\x18\x0e \x01(\t\x12\x1d\n\x15\x66reshness_tolerance_s\x18\x0f \x01(\x03\x12)\n\tfail_mode\x18\x10 \x01(\x0e\x32\x16.mustcheck.v1.FailMode\x12\x1c\n\x14green_channel_reason\x18\x11 \x01(\t\x12\x37\n\x13\x64\x61ta_complete_since\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10gateway_instance\x18\x13 \x01(\t\"\x93\x01\n\x11\x42\x61tchCheckRequest\x12\x10\n\x08subjects\x18\x01 \x03(\t\x12\x0e\n\x06matter\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x04 \x01(\t\x12\x30\n\rsubject_kinds\x18\x05 \x03(\x0e\x32\x19.mustcheck.v1.SubjectKind\"e\n\tItemError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12)\n\x0breason_name\x18\x04 \x01(\x0e\x32\x14.mustcheck.v1.Reason\"\x82\x01\n\x0e\x42\x61tchCheckItem\x12\r\n\x05index\x18\x01 \x01(\x05\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.mustcheck.v1.CheckResponseH\x00\x12(\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.mustcheck.v1.ItemErrorH\x00\x42\x08\n\x06\x61nswer\"W\n\x12\x42\x61tchCheckResponse\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.BatchCheckItem\x12\x14\n\x0c\x64\x61ta_version\x18\x02 \x01(\x03\"\x14\n\x12ReceiptKeysRequest\"\x9a\x01\n\x13ReceiptKeysResponse\x12M\n\x0fpublic_keys_pem\x18\x01 \x03(\x0b\x32\x34.mustcheck.v1.ReceiptKeysResponse.PublicKeysPemEntry\x1a\x34\n\x12PublicKeysPemEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\rOutcomeReport\x12\x0f\n\x07receipt\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x18\n\x10\x61pplied_measures\x18\x04 \x03(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\"~\n\nOutcomeAck\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61\x63ked_by_check\x18\x02 \x01(\x08\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12/\n\x0breported_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x0cWatchRequest\x12\x1a\n\rafter_version\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x08hash_key\x18\x02 \x01(\x0c\x42\x10\n\x0e_after_version\"\xc7\x01\n\nWatchEvent\x12\x14\n\x0c\x64\x61ta_version\x18\x01 \x01(\x03\x12\x16\n\x0esubject_hashes\x18\x02 \x03(\x0c\x12\x12\n\neverything\x18\x03 \x01(\x08\x12\x11\n\theartbeat\x18\x04 \x01(\x08\x12+\n\x07sent_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15heartbeat_interval_ms\x18\x06 \x01(\x05\x12\x18\n\x10gateway_instance\x18\x07 \x01(\t*c\n\x0bSubjectKind\x12\x1c\n\x18SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19SUBJECT_KIND_ORGANIZATION\x10\x01\x12\x17\n\x13SUBJECT_KIND_PERSON\x10\x02*\xa8\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTCOME_NO_RECORD\x10\x01\x12\x16\n\x12OUTCOME_INCENTIVES\x10\x02\x12\x18\n\x14OUTCOME_RESTRICTIONS\x10\x03\x12\x1b\n\x17OUTCOME_UNDER_OBJECTION\x10\x04\x12\x1e\n\x1aOUTCOME_LISTED_NO_MEASURES\x10\x05*M\n\x08ListKind\x12\x19\n\x15LIST_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLIST_KIND_RED\x10\x01\x12\x13\n\x0fLIST_KIND_BLACK\x10\x02*\x9b\x01\n\x0b\x45ntryStatus\x12\x1c\n\x18\x45NTRY_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45NTRY_STATUS_ACTIVE\x10\x01\x12 \n\x1c\x45NTRY_STATUS_UNDER_OBJECTION\x10\x02\x12\x19\n\x15\x45NTRY_STATUS_REPAIRED\x10\x03\x12\x18\n\x14\x45NTRY_STATUS_REVOKED\x10\x04*V\n\x08\x46\x61ilMode\x12\x19\n\x15\x46\x41IL_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46\x41IL_MODE_CLOSED\x10\x01\x12\x19\n\x15\x46\x41IL_MODE_SERVE_STALE\x10\x02*d\n\x0bMeasureKind\x12\x1c\n\x18MEASURE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16MEASURE_KIND_INCENTIVE\x10\x01\x12\x1b\n\x17MEASURE_KIND_PUNISHMENT\x10\x02\x32\xfe\x02\n\x0c\x43heckService\x12@\n\x05\x43heck\x12\x1a.mustcheck.v1.CheckRequest\x1a\x1b.mustcheck.v1.CheckResponse\x12O\n\nBatchCheck\x12\x1f.mustcheck.v1.BatchCheckRequest\x1a .mustcheck.v1.BatchCheckResponse\x12R\n\x0bReceiptKeys\x12 .mustcheck.v1.ReceiptKeysRequest\x1a!.mustcheck.v1.ReceiptKeysResponse\x12\x46\n\rReportOutcome\x12\x1b.mustcheck.v1.OutcomeReport\x1a\x18.mustcheck.v1.OutcomeAck\x12?\n\x05Watch\x12\x1a.mustcheck.v1.WatchRequest\x1a\x18.mustcheck.v1.WatchEvent0\x01\x42o\n\x10org.mustcheck.v1B\nCheckProtoP\x01Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\xaa\x02\x0cMustCheck.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mustcheck.v1.check_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\020org.mustcheck.v1B\nCheckProtoP\001Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\252\002\014MustCheck.V1'
   _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._loaded_options = None
   _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_options = b'8\001'
-  _globals['_SUBJECTKIND']._serialized_start=2953
-  _globals['_SUBJECTKIND']._serialized_end=3052
-  _globals['_OUTCOME']._serialized_start=3055
-  _globals['_OUTCOME']._serialized_end=3223
-  _globals['_LISTKIND']._serialized_start=3225
-  _globals['_LISTKIND']._serialized_end=3302
-  _globals['_ENTRYSTATUS']._serialized_start=3305
-  _globals['_ENTRYSTATUS']._serialized_end=3460
-  _globals['_FAILMODE']._serialized_start=3462
-  _globals['_FAILMODE']._serialized_end=3548
-  _globals['_MEASUREKIND']._serialized_start=3550
-  _globals['_MEASUREKIND']._serialized_end=3650
-  _globals['_CHECKREQUEST']._serialized_start=76
-  _globals['_CHECKREQUEST']._serialized_end=306
-  _globals['_LINK']._serialized_start=308
-  _globals['_LINK']._serialized_end=382
-  _globals['_MEMBERSHIP']._serialized_start=385
-  _globals['_MEMBERSHIP']._serialized_end=892
-  _globals['_LEGALBASIS']._serialized_start=894
-  _globals['_LEGALBASIS']._serialized_end=941
-  _globals['_MEASURE']._serialized_start=944
-  _globals['_MEASURE']._serialized_end=1161
-  _globals['_CHECKRESPONSE']._serialized_start=1164
-  _globals['_CHECKRESPONSE']._serialized_end=1783
-  _globals['_BATCHCHECKREQUEST']._serialized_start=1786
-  _globals['_BATCHCHECKREQUEST']._serialized_end=1933
-  _globals['_ITEMERROR']._serialized_start=1935
-  _globals['_ITEMERROR']._serialized_end=1993
-  _globals['_BATCHCHECKITEM']._serialized_start=1996
-  _globals['_BATCHCHECKITEM']._serialized_end=2126
-  _globals['_BATCHCHECKRESPONSE']._serialized_start=2128
-  _globals['_BATCHCHECKRESPONSE']._serialized_end=2215
-  _globals['_RECEIPTKEYSREQUEST']._serialized_start=2217
-  _globals['_RECEIPTKEYSREQUEST']._serialized_end=2237
-  _globals['_RECEIPTKEYSRESPONSE']._serialized_start=2240
-  _globals['_RECEIPTKEYSRESPONSE']._serialized_end=2394
-  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_start=2342
-  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_end=2394
-  _globals['_OUTCOMEREPORT']._serialized_start=2397
-  _globals['_OUTCOMEREPORT']._serialized_end=2541
-  _globals['_OUTCOMEACK']._serialized_start=2543
-  _globals['_OUTCOMEACK']._serialized_end=2669
-  _globals['_WATCHREQUEST']._serialized_start=2671
-  _globals['_WATCHREQUEST']._serialized_end=2749
-  _globals['_WATCHEVENT']._serialized_start=2752
-  _globals['_WATCHEVENT']._serialized_end=2951
-  _globals['_CHECKSERVICE']._serialized_start=3653
-  _globals['_CHECKSERVICE']._serialized_end=4035
+  _globals['_SUBJECTKIND']._serialized_start=3024
+  _globals['_SUBJECTKIND']._serialized_end=3123
+  _globals['_OUTCOME']._serialized_start=3126
+  _globals['_OUTCOME']._serialized_end=3294
+  _globals['_LISTKIND']._serialized_start=3296
+  _globals['_LISTKIND']._serialized_end=3373
+  _globals['_ENTRYSTATUS']._serialized_start=3376
+  _globals['_ENTRYSTATUS']._serialized_end=3531
+  _globals['_FAILMODE']._serialized_start=3533
+  _globals['_FAILMODE']._serialized_end=3619
+  _globals['_MEASUREKIND']._serialized_start=3621
+  _globals['_MEASUREKIND']._serialized_end=3721
+  _globals['_CHECKREQUEST']._serialized_start=104
+  _globals['_CHECKREQUEST']._serialized_end=334
+  _globals['_LINK']._serialized_start=336
+  _globals['_LINK']._serialized_end=410
+  _globals['_MEMBERSHIP']._serialized_start=413
+  _globals['_MEMBERSHIP']._serialized_end=920
+  _globals['_LEGALBASIS']._serialized_start=922
+  _globals['_LEGALBASIS']._serialized_end=969
+  _globals['_MEASURE']._serialized_start=972
+  _globals['_MEASURE']._serialized_end=1189
+  _globals['_CHECKRESPONSE']._serialized_start=1192
+  _globals['_CHECKRESPONSE']._serialized_end=1811
+  _globals['_BATCHCHECKREQUEST']._serialized_start=1814
+  _globals['_BATCHCHECKREQUEST']._serialized_end=1961
+  _globals['_ITEMERROR']._serialized_start=1963
+  _globals['_ITEMERROR']._serialized_end=2064
+  _globals['_BATCHCHECKITEM']._serialized_start=2067
+  _globals['_BATCHCHECKITEM']._serialized_end=2197
+  _globals['_BATCHCHECKRESPONSE']._serialized_start=2199
+  _globals['_BATCHCHECKRESPONSE']._serialized_end=2286
+  _globals['_RECEIPTKEYSREQUEST']._serialized_start=2288
+  _globals['_RECEIPTKEYSREQUEST']._serialized_end=2308
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_start=2311
+  _globals['_RECEIPTKEYSRESPONSE']._serialized_end=2465
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_start=2413
+  _globals['_RECEIPTKEYSRESPONSE_PUBLICKEYSPEMENTRY']._serialized_end=2465
+  _globals['_OUTCOMEREPORT']._serialized_start=2468
+  _globals['_OUTCOMEREPORT']._serialized_end=2612
+  _globals['_OUTCOMEACK']._serialized_start=2614
+  _globals['_OUTCOMEACK']._serialized_end=2740
+  _globals['_WATCHREQUEST']._serialized_start=2742
+  _globals['_WATCHREQUEST']._serialized_end=2820
+  _globals['_WATCHEVENT']._serialized_start=2823
+  _globals['_WATCHEVENT']._serialized_end=3022
+  _globals['_CHECKSERVICE']._serialized_start=3724
+  _globals['_CHECKSERVICE']._serialized_end=4106
 # @@protoc_insertion_point(module_scope)

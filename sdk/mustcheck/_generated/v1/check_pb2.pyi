@@ -11,6 +11,18 @@ Bounds: every string, bytes and repeated field of every request is bounded (the 
 characters / 1,024 bytes / 1,000 values where none is given); a request over a bound is refused with
 INVALID_ARGUMENT naming the field (reason "<field>.too_long" or "<field>.too_many") and audited. The
 gateway accepts messages of at most 4 MiB (RESOURCE_EXHAUSTED beyond).
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto); RESOURCE_EXHAUSTED may carry
+retry-after-ms. Each RPC below lists its statuses with their reasons. Common to every RPC:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  RESOURCE_EXHAUSTED  auth.throttled (too many failed authentications from the address);
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable (nothing is answered that the audit log cannot record),
+                      store.unavailable; also the connection's own failures (no reason);
+  INTERNAL            internal (the message carries a reference for the operators).
+Every refusal of a call that reached the gateway's code is audited.
 """
 
 from collections import abc as _abc
@@ -19,6 +31,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from mustcheck._generated.v1 import reasons_pb2 as _reasons_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -540,21 +553,27 @@ class ItemError(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REASON_NAME_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """A google.rpc.Code value (the same numbers as gRPC status codes)."""
     message: _builtins.str
     reason: _builtins.str
-    """Machine-readable reason, e.g. "uscc.check_character"."""
+    """Machine-readable reason, e.g. "uscc.check_character" (the dotted code, as the mustcheck-reason
+    trailer carries it).
+    """
+    reason_name: _reasons_pb2.Reason.ValueType
+    """The same reason as a Reason value (in JSON its name, e.g. "REASON_USCC_CHECK_CHARACTER")."""
     def __init__(
         self,
         *,
         code: _builtins.int = ...,
         message: _builtins.str = ...,
         reason: _builtins.str = ...,
+        reason_name: _reasons_pb2.Reason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "reason", b"reason", "reason_name", b"reason_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,14 +66,25 @@ class CheckServiceServicer:
 
     def Check(self, request, context):
         """Checks one subject for one matter.
+        OK: the answer, with its receipt (signed proof that its audit record is in the log).
+        INVALID_ARGUMENT: matter.missing; subject.empty, subject.ambiguous, uscc.* and id.* (the R1 rule
+        the identifier breaks); subject_kind.unknown; replay.as_of_version, replay.as_of_time.
+        NOT_FOUND: matter.unknown.
+        PERMISSION_DENIED: grant.missing, grant.expired, grant.matter, grant.subject_kind, grant.purpose,
+        grant.authorization_ref; role.auditor (a replay, as_of_*, without the auditor role).
+        RESOURCE_EXHAUSTED: rate_limited (retry-after-ms), quota.persons.
+        UNAVAILABLE, INTERNAL, UNAUTHENTICATED: as for every RPC (header).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchCheck(self, request, context):
-        """Checks up to 1,000 subjects for one matter. A bad identifier fails only
-        its own item, which carries its own status.
+        """Checks up to 1,000 subjects for one matter. A bad identifier fails only its own item, which
+        carries its own status and reason (ItemError: subject.*, uscc.*, id.*); every other refusal fails
+        the whole batch, with the statuses and reasons of Check and:
+        INVALID_ARGUMENT: batch.empty, batch.too_large, batch.subject_kinds.
+        RESOURCE_EXHAUSTED: rate_limited counts every subject of the batch; quota.persons its persons.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +92,7 @@ class CheckServiceServicer:
 
     def ReceiptKeys(self, request, context):
         """The public keys that receipts are signed with, current and past (PEM by key id).
+        Any authenticated caller. Statuses: only those common to every RPC (header).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +101,12 @@ class CheckServiceServicer:
     def ReportOutcome(self, request, context):
         """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
         applied. Idempotent per approval id.
+        OK: acknowledged (duplicate true when this exact report was received before).
+        INVALID_ARGUMENT: feedback.approval_id, feedback.decision, feedback.receipt (the receipt does not
+        verify), feedback.matter, feedback.measures (measures the receipt does not carry).
+        PERMISSION_DENIED: feedback.receipt_caller (another caller's receipt).
+        FAILED_PRECONDITION: feedback.conflict (the approval id was reported with other content),
+        feedback.stale_receipt, feedback.no_receipts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +118,10 @@ class CheckServiceServicer:
         changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
         event names only subjects this caller checked through the same gateway process within the longest
         freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
+        INVALID_ARGUMENT: watch.hash_key (not 16 to 64 bytes), watch.after_version (negative).
+        PERMISSION_DENIED: watch.no_grant. RESOURCE_EXHAUSTED: watch.streams.
+        FAILED_PRECONDITION: watch.unavailable (the gateway has no change stream).
+        UNAVAILABLE: the gateway is shutting down (the stream ends; resume with after_version).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,6 +11,18 @@ Bounds: every string, bytes and repeated field of every request is bounded (the 
 characters / 1,024 bytes / 1,000 values where none is given); a request over a bound is refused with
 INVALID_ARGUMENT naming the field (reason "<field>.too_long" or "<field>.too_many") and audited. The
 gateway accepts messages of at most 4 MiB (RESOURCE_EXHAUSTED beyond).
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto); RESOURCE_EXHAUSTED may carry
+retry-after-ms. Each RPC below lists its statuses with their reasons. Common to every RPC:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  RESOURCE_EXHAUSTED  auth.throttled (too many failed authentications from the address);
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable (nothing is answered that the audit log cannot record),
+                      store.unavailable; also the connection's own failures (no reason);
+  INTERNAL            internal (the message carries a reference for the operators).
+Every refusal of a call that reached the gateway's code is audited.
 """
 
 from collections import abc as _abc
@@ -42,16 +54,36 @@ class CheckServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CheckServiceAsyncStub: ...
     Check: _grpc.UnaryUnaryMultiCallable[_check_pb2.CheckRequest, _check_pb2.CheckResponse]
-    """Checks one subject for one matter."""
+    """Checks one subject for one matter.
+    OK: the answer, with its receipt (signed proof that its audit record is in the log).
+    INVALID_ARGUMENT: matter.missing; subject.empty, subject.ambiguous, uscc.* and id.* (the R1 rule
+      the identifier breaks); subject_kind.unknown; replay.as_of_version, replay.as_of_time.
+    NOT_FOUND: matter.unknown.
+    PERMISSION_DENIED: grant.missing, grant.expired, grant.matter, grant.subject_kind, grant.purpose,
+      grant.authorization_ref; role.auditor (a replay, as_of_*, without the auditor role).
+    RESOURCE_EXHAUSTED: rate_limited (retry-after-ms), quota.persons.
+    UNAVAILABLE, INTERNAL, UNAUTHENTICATED: as for every RPC (header).
+    """
     BatchCheck: _grpc.UnaryUnaryMultiCallable[_check_pb2.BatchCheckRequest, _check_pb2.BatchCheckResponse]
-    """Checks up to 1,000 subjects for one matter. A bad identifier fails only
-    its own item, which carries its own status.
+    """Checks up to 1,000 subjects for one matter. A bad identifier fails only its own item, which
+    carries its own status and reason (ItemError: subject.*, uscc.*, id.*); every other refusal fails
+    the whole batch, with the statuses and reasons of Check and:
+    INVALID_ARGUMENT: batch.empty, batch.too_large, batch.subject_kinds.
+    RESOURCE_EXHAUSTED: rate_limited counts every subject of the batch; quota.persons its persons.
     """
     ReceiptKeys: _grpc.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]
-    """The public keys that receipts are signed with, current and past (PEM by key id)."""
+    """The public keys that receipts are signed with, current and past (PEM by key id).
+    Any authenticated caller. Statuses: only those common to every RPC (header).
+    """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_check_pb2.OutcomeReport, _check_pb2.OutcomeAck]
     """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
     applied. Idempotent per approval id.
+    OK: acknowledged (duplicate true when this exact report was received before).
+    INVALID_ARGUMENT: feedback.approval_id, feedback.decision, feedback.receipt (the receipt does not
+      verify), feedback.matter, feedback.measures (measures the receipt does not carry).
+    PERMISSION_DENIED: feedback.receipt_caller (another caller's receipt).
+    FAILED_PRECONDITION: feedback.conflict (the approval id was reported with other content),
+      feedback.stale_receipt, feedback.no_receipts.
     """
     Watch: _grpc.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]
     """The change stream: one event for each data version with the keyed hashes of the subjects it
@@ -59,22 +91,46 @@ class CheckServiceStub:
     changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
     event names only subjects this caller checked through the same gateway process within the longest
     freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
+    INVALID_ARGUMENT: watch.hash_key (not 16 to 64 bytes), watch.after_version (negative).
+    PERMISSION_DENIED: watch.no_grant. RESOURCE_EXHAUSTED: watch.streams.
+    FAILED_PRECONDITION: watch.unavailable (the gateway has no change stream).
+    UNAVAILABLE: the gateway is shutting down (the stream ends; resume with after_version).
     """
 
 @_typing.type_check_only
 class CheckServiceAsyncStub(CheckServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Check: _aio.UnaryUnaryMultiCallable[_check_pb2.CheckRequest, _check_pb2.CheckResponse]  # type: ignore[assignment]
-    """Checks one subject for one matter."""
+    """Checks one subject for one matter.
+    OK: the answer, with its receipt (signed proof that its audit record is in the log).
+    INVALID_ARGUMENT: matter.missing; subject.empty, subject.ambiguous, uscc.* and id.* (the R1 rule
+      the identifier breaks); subject_kind.unknown; replay.as_of_version, replay.as_of_time.
+    NOT_FOUND: matter.unknown.
+    PERMISSION_DENIED: grant.missing, grant.expired, grant.matter, grant.subject_kind, grant.purpose,
+      grant.authorization_ref; role.auditor (a replay, as_of_*, without the auditor role).
+    RESOURCE_EXHAUSTED: rate_limited (retry-after-ms), quota.persons.
+    UNAVAILABLE, INTERNAL, UNAUTHENTICATED: as for every RPC (header).
+    """
     BatchCheck: _aio.UnaryUnaryMultiCallable[_check_pb2.BatchCheckRequest, _check_pb2.BatchCheckResponse]  # type: ignore[assignment]
-    """Checks up to 1,000 subjects for one matter. A bad identifier fails only
-    its own item, which carries its own status.
+    """Checks up to 1,000 subjects for one matter. A bad identifier fails only its own item, which
+    carries its own status and reason (ItemError: subject.*, uscc.*, id.*); every other refusal fails
+    the whole batch, with the statuses and reasons of Check and:
+    INVALID_ARGUMENT: batch.empty, batch.too_large, batch.subject_kinds.
+    RESOURCE_EXHAUSTED: rate_limited counts every subject of the batch; quota.persons its persons.
     """
     ReceiptKeys: _aio.UnaryUnaryMultiCallable[_check_pb2.ReceiptKeysRequest, _check_pb2.ReceiptKeysResponse]  # type: ignore[assignment]
-    """The public keys that receipts are signed with, current and past (PEM by key id)."""
+    """The public keys that receipts are signed with, current and past (PEM by key id).
+    Any authenticated caller. Statuses: only those common to every RPC (header).
+    """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_check_pb2.OutcomeReport, _check_pb2.OutcomeAck]  # type: ignore[assignment]
     """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
     applied. Idempotent per approval id.
+    OK: acknowledged (duplicate true when this exact report was received before).
+    INVALID_ARGUMENT: feedback.approval_id, feedback.decision, feedback.receipt (the receipt does not
+      verify), feedback.matter, feedback.measures (measures the receipt does not carry).
+    PERMISSION_DENIED: feedback.receipt_caller (another caller's receipt).
+    FAILED_PRECONDITION: feedback.conflict (the approval id was reported with other content),
+      feedback.stale_receipt, feedback.no_receipts.
     """
     Watch: _aio.UnaryStreamMultiCallable[_check_pb2.WatchRequest, _check_pb2.WatchEvent]  # type: ignore[assignment]
     """The change stream: one event for each data version with the keyed hashes of the subjects it
@@ -82,6 +138,10 @@ class CheckServiceAsyncStub(CheckServiceStub):
     changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
     event names only subjects this caller checked through the same gateway process within the longest
     freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
+    INVALID_ARGUMENT: watch.hash_key (not 16 to 64 bytes), watch.after_version (negative).
+    PERMISSION_DENIED: watch.no_grant. RESOURCE_EXHAUSTED: watch.streams.
+    FAILED_PRECONDITION: watch.unavailable (the gateway has no change stream).
+    UNAVAILABLE: the gateway is shutting down (the stream ends; resume with after_version).
     """
 
 class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -91,7 +151,16 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _check_pb2.CheckRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_check_pb2.CheckResponse, _abc.Awaitable[_check_pb2.CheckResponse]]:
-        """Checks one subject for one matter."""
+        """Checks one subject for one matter.
+        OK: the answer, with its receipt (signed proof that its audit record is in the log).
+        INVALID_ARGUMENT: matter.missing; subject.empty, subject.ambiguous, uscc.* and id.* (the R1 rule
+          the identifier breaks); subject_kind.unknown; replay.as_of_version, replay.as_of_time.
+        NOT_FOUND: matter.unknown.
+        PERMISSION_DENIED: grant.missing, grant.expired, grant.matter, grant.subject_kind, grant.purpose,
+          grant.authorization_ref; role.auditor (a replay, as_of_*, without the auditor role).
+        RESOURCE_EXHAUSTED: rate_limited (retry-after-ms), quota.persons.
+        UNAVAILABLE, INTERNAL, UNAUTHENTICATED: as for every RPC (header).
+        """
 
     @_abc_1.abstractmethod
     def BatchCheck(
@@ -99,8 +168,11 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _check_pb2.BatchCheckRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_check_pb2.BatchCheckResponse, _abc.Awaitable[_check_pb2.BatchCheckResponse]]:
-        """Checks up to 1,000 subjects for one matter. A bad identifier fails only
-        its own item, which carries its own status.
+        """Checks up to 1,000 subjects for one matter. A bad identifier fails only its own item, which
+        carries its own status and reason (ItemError: subject.*, uscc.*, id.*); every other refusal fails
+        the whole batch, with the statuses and reasons of Check and:
+        INVALID_ARGUMENT: batch.empty, batch.too_large, batch.subject_kinds.
+        RESOURCE_EXHAUSTED: rate_limited counts every subject of the batch; quota.persons its persons.
         """
 
     @_abc_1.abstractmethod
@@ -109,7 +181,9 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _check_pb2.ReceiptKeysRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_check_pb2.ReceiptKeysResponse, _abc.Awaitable[_check_pb2.ReceiptKeysResponse]]:
-        """The public keys that receipts are signed with, current and past (PEM by key id)."""
+        """The public keys that receipts are signed with, current and past (PEM by key id).
+        Any authenticated caller. Statuses: only those common to every RPC (header).
+        """
 
     @_abc_1.abstractmethod
     def ReportOutcome(
@@ -119,6 +193,12 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_check_pb2.OutcomeAck, _abc.Awaitable[_check_pb2.OutcomeAck]]:
         """Execution feedback (执行反馈, 33号 §18, §23): what the approval decided and which measures it
         applied. Idempotent per approval id.
+        OK: acknowledged (duplicate true when this exact report was received before).
+        INVALID_ARGUMENT: feedback.approval_id, feedback.decision, feedback.receipt (the receipt does not
+          verify), feedback.matter, feedback.measures (measures the receipt does not carry).
+        PERMISSION_DENIED: feedback.receipt_caller (another caller's receipt).
+        FAILED_PRECONDITION: feedback.conflict (the approval id was reported with other content),
+          feedback.stale_receipt, feedback.no_receipts.
         """
 
     @_abc_1.abstractmethod
@@ -132,6 +212,10 @@ class CheckServiceServicer(metaclass=_abc_1.ABCMeta):
         changes so that a silent stream is detected. Caches drop what an event names. Needs a grant; an
         event names only subjects this caller checked through the same gateway process within the longest
         freshness tolerance of its grant's matters; at most the grant's max_watch_streams at once.
+        INVALID_ARGUMENT: watch.hash_key (not 16 to 64 bytes), watch.after_version (negative).
+        PERMISSION_DENIED: watch.no_grant. RESOURCE_EXHAUSTED: watch.streams.
+        FAILED_PRECONDITION: watch.unavailable (the gateway has no change stream).
+        UNAVAILABLE: the gateway is shutting down (the stream ends; resume with after_version).
         """
 
 def add_CheckServiceServicer_to_server(servicer: CheckServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

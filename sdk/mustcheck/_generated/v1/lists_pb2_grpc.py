@@ -104,61 +104,75 @@ class ListsServiceServicer:
         either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
         (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
         bad (unless skip_invalid), nor if the stream stops before `end`.
+        INVALID_ARGUMENT: import.header, import.source, import.input, import.complete_since. Bad rows are
+        not an error status: the report lists them (problems) and applied is false.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddEntry(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: row.json, row.invalid. FAILED_PRECONDITION: entry.exists.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateEntry(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: row.json, row.invalid. NOT_FOUND: entry.unknown.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def OpenObjection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not active).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResolveObjection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: entry.ref, objection.resolution, objection.corrected, row.invalid.
+        NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not under objection).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Repair(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown.
+        FAILED_PRECONDITION: entry.status, repair.too_early (before the minimum publication period ends).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Revoke(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def History(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Statuses: only the common ones (an unknown subject has an empty history).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AllowLegacy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """INVALID_ARGUMENT: legacy.reason, legacy.valid (the code passes every checksum), uscc.* (not a
+        well-formed code).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisallowLegacy(self, request, context):
-        """Withdraws an administrator-admitted legacy code (R1); audited like every change.
+        """INVALID_ARGUMENT: legacy.reason. FAILED_PRECONDITION: legacy.policy (admitted by the policy file).
+        Withdraws an administrator-admitted legacy code (R1); audited like every change.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +181,7 @@ class ListsServiceServicer:
     def SetDataCompleteness(self, request, context):
         """Records since when the store holds complete list data (R6: the green channel needs three
         complete years); audited like every change. An empty `complete_since` reads it.
+        INVALID_ARGUMENT: completeness.date (malformed or in the future), completeness.reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +189,7 @@ class ListsServiceServicer:
 
     def Export(self, request, context):
         """Entries in force, persons masked (R9), ready for publication.
+        INVALID_ARGUMENT: export.format, export.list, export.as_of.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

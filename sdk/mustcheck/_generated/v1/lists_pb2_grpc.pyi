@@ -9,6 +9,16 @@ Bounds: every string, bytes and repeated field of every request is bounded — i
 ids 64 characters, names and labels 200, notes and reasons 2,000, row JSON 64 KiB, other strings
 256, repeated fields 1,000 values (see README "Bounds"). Over a bound: INVALID_ARGUMENT naming the
 field, audited. Every refused call of this service is audited with the caller and token id presented.
+
+Errors: every refusal is a gRPC status with the trailers mustcheck-reason (the dotted code) and
+mustcheck-reason-name (its Reason value, reasons.proto). Common to every RPC of this service:
+  UNAUTHENTICATED     credentials.missing, credentials.mismatch, token.unknown, token.revoked,
+                      token.expired, caller.unknown, caller.disabled, certificate.unknown;
+  PERMISSION_DENIED   role.admin (the caller lacks the admin role);
+  RESOURCE_EXHAUSTED  auth.throttled;
+  INVALID_ARGUMENT    request.malformed, <field>.too_long, <field>.too_many;
+  UNAVAILABLE         audit.unavailable, store.unavailable;
+  INTERNAL            internal (with a reference for the operators).
 """
 
 from collections import abc as _abc
@@ -44,23 +54,44 @@ class ListsServiceStub:
     either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
     (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
     bad (unless skip_invalid), nor if the stream stops before `end`.
+    INVALID_ARGUMENT: import.header, import.source, import.input, import.complete_since. Bad rows are
+    not an error status: the report lists them (problems) and applied is false.
     """
     AddEntry: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: row.json, row.invalid. FAILED_PRECONDITION: entry.exists."""
     UpdateEntry: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: row.json, row.invalid. NOT_FOUND: entry.unknown."""
     OpenObjection: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not active)."""
     ResolveObjection: _grpc.UnaryUnaryMultiCallable[_lists_pb2.ObjectionResolution, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: entry.ref, objection.resolution, objection.corrected, row.invalid.
+    NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not under objection).
+    """
     Repair: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown.
+    FAILED_PRECONDITION: entry.status, repair.too_early (before the minimum publication period ends).
+    """
     Revoke: _grpc.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status."""
     History: _grpc.UnaryUnaryMultiCallable[_lists_pb2.SubjectRef, _lists_pb2.HistoryResponse]
+    """Statuses: only the common ones (an unknown subject has an empty history)."""
     AllowLegacy: _grpc.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]
+    """INVALID_ARGUMENT: legacy.reason, legacy.valid (the code passes every checksum), uscc.* (not a
+    well-formed code).
+    """
     DisallowLegacy: _grpc.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]
-    """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+    """INVALID_ARGUMENT: legacy.reason. FAILED_PRECONDITION: legacy.policy (admitted by the policy file).
+    Withdraws an administrator-admitted legacy code (R1); audited like every change.
+    """
     SetDataCompleteness: _grpc.UnaryUnaryMultiCallable[_lists_pb2.DataCompleteness, _lists_pb2.DataCompletenessResponse]
     """Records since when the store holds complete list data (R6: the green channel needs three
     complete years); audited like every change. An empty `complete_since` reads it.
+    INVALID_ARGUMENT: completeness.date (malformed or in the future), completeness.reason.
     """
     Export: _grpc.UnaryStreamMultiCallable[_lists_pb2.ExportListsRequest, _lists_pb2.ListsChunk]
-    """Entries in force, persons masked (R9), ready for publication."""
+    """Entries in force, persons masked (R9), ready for publication.
+    INVALID_ARGUMENT: export.format, export.list, export.as_of.
+    """
 
 @_typing.type_check_only
 class ListsServiceAsyncStub(ListsServiceStub):
@@ -70,23 +101,44 @@ class ListsServiceAsyncStub(ListsServiceStub):
     either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
     (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
     bad (unless skip_invalid), nor if the stream stops before `end`.
+    INVALID_ARGUMENT: import.header, import.source, import.input, import.complete_since. Bad rows are
+    not an error status: the report lists them (problems) and applied is false.
     """
     AddEntry: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: row.json, row.invalid. FAILED_PRECONDITION: entry.exists."""
     UpdateEntry: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryRow, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: row.json, row.invalid. NOT_FOUND: entry.unknown."""
     OpenObjection: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not active)."""
     ResolveObjection: _aio.UnaryUnaryMultiCallable[_lists_pb2.ObjectionResolution, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: entry.ref, objection.resolution, objection.corrected, row.invalid.
+    NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not under objection).
+    """
     Repair: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown.
+    FAILED_PRECONDITION: entry.status, repair.too_early (before the minimum publication period ends).
+    """
     Revoke: _aio.UnaryUnaryMultiCallable[_lists_pb2.EntryAction, _lists_pb2.EntryChange]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status."""
     History: _aio.UnaryUnaryMultiCallable[_lists_pb2.SubjectRef, _lists_pb2.HistoryResponse]  # type: ignore[assignment]
+    """Statuses: only the common ones (an unknown subject has an empty history)."""
     AllowLegacy: _aio.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]  # type: ignore[assignment]
+    """INVALID_ARGUMENT: legacy.reason, legacy.valid (the code passes every checksum), uscc.* (not a
+    well-formed code).
+    """
     DisallowLegacy: _aio.UnaryUnaryMultiCallable[_lists_pb2.LegacyCode, _lists_pb2.LegacyCodeResponse]  # type: ignore[assignment]
-    """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+    """INVALID_ARGUMENT: legacy.reason. FAILED_PRECONDITION: legacy.policy (admitted by the policy file).
+    Withdraws an administrator-admitted legacy code (R1); audited like every change.
+    """
     SetDataCompleteness: _aio.UnaryUnaryMultiCallable[_lists_pb2.DataCompleteness, _lists_pb2.DataCompletenessResponse]  # type: ignore[assignment]
     """Records since when the store holds complete list data (R6: the green channel needs three
     complete years); audited like every change. An empty `complete_since` reads it.
+    INVALID_ARGUMENT: completeness.date (malformed or in the future), completeness.reason.
     """
     Export: _aio.UnaryStreamMultiCallable[_lists_pb2.ExportListsRequest, _lists_pb2.ListsChunk]  # type: ignore[assignment]
-    """Entries in force, persons masked (R9), ready for publication."""
+    """Entries in force, persons masked (R9), ready for publication.
+    INVALID_ARGUMENT: export.format, export.list, export.as_of.
+    """
 
 class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -99,6 +151,8 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         either as read from a JSON Lines file (`lines`, parsed by the gateway) or as items
         (`rows`: JSON Lines, each {"line": N, "row": {...}}). Nothing is applied if any row is
         bad (unless skip_invalid), nor if the stream stops before `end`.
+        INVALID_ARGUMENT: import.header, import.source, import.input, import.complete_since. Bad rows are
+        not an error status: the report lists them (problems) and applied is false.
         """
 
     @_abc_1.abstractmethod
@@ -106,56 +160,70 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _lists_pb2.EntryRow,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: row.json, row.invalid. FAILED_PRECONDITION: entry.exists."""
 
     @_abc_1.abstractmethod
     def UpdateEntry(
         self,
         request: _lists_pb2.EntryRow,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: row.json, row.invalid. NOT_FOUND: entry.unknown."""
 
     @_abc_1.abstractmethod
     def OpenObjection(
         self,
         request: _lists_pb2.EntryAction,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not active)."""
 
     @_abc_1.abstractmethod
     def ResolveObjection(
         self,
         request: _lists_pb2.ObjectionResolution,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: entry.ref, objection.resolution, objection.corrected, row.invalid.
+        NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status (not under objection).
+        """
 
     @_abc_1.abstractmethod
     def Repair(
         self,
         request: _lists_pb2.EntryAction,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown.
+        FAILED_PRECONDITION: entry.status, repair.too_early (before the minimum publication period ends).
+        """
 
     @_abc_1.abstractmethod
     def Revoke(
         self,
         request: _lists_pb2.EntryAction,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]: ...
+    ) -> _typing.Union[_lists_pb2.EntryChange, _abc.Awaitable[_lists_pb2.EntryChange]]:
+        """INVALID_ARGUMENT: entry.ref. NOT_FOUND: entry.unknown. FAILED_PRECONDITION: entry.status."""
 
     @_abc_1.abstractmethod
     def History(
         self,
         request: _lists_pb2.SubjectRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.HistoryResponse, _abc.Awaitable[_lists_pb2.HistoryResponse]]: ...
+    ) -> _typing.Union[_lists_pb2.HistoryResponse, _abc.Awaitable[_lists_pb2.HistoryResponse]]:
+        """Statuses: only the common ones (an unknown subject has an empty history)."""
 
     @_abc_1.abstractmethod
     def AllowLegacy(
         self,
         request: _lists_pb2.LegacyCode,
         context: _ServicerContext,
-    ) -> _typing.Union[_lists_pb2.LegacyCodeResponse, _abc.Awaitable[_lists_pb2.LegacyCodeResponse]]: ...
+    ) -> _typing.Union[_lists_pb2.LegacyCodeResponse, _abc.Awaitable[_lists_pb2.LegacyCodeResponse]]:
+        """INVALID_ARGUMENT: legacy.reason, legacy.valid (the code passes every checksum), uscc.* (not a
+        well-formed code).
+        """
 
     @_abc_1.abstractmethod
     def DisallowLegacy(
@@ -163,7 +231,9 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lists_pb2.LegacyCode,
         context: _ServicerContext,
     ) -> _typing.Union[_lists_pb2.LegacyCodeResponse, _abc.Awaitable[_lists_pb2.LegacyCodeResponse]]:
-        """Withdraws an administrator-admitted legacy code (R1); audited like every change."""
+        """INVALID_ARGUMENT: legacy.reason. FAILED_PRECONDITION: legacy.policy (admitted by the policy file).
+        Withdraws an administrator-admitted legacy code (R1); audited like every change.
+        """
 
     @_abc_1.abstractmethod
     def SetDataCompleteness(
@@ -173,6 +243,7 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_lists_pb2.DataCompletenessResponse, _abc.Awaitable[_lists_pb2.DataCompletenessResponse]]:
         """Records since when the store holds complete list data (R6: the green channel needs three
         complete years); audited like every change. An empty `complete_since` reads it.
+        INVALID_ARGUMENT: completeness.date (malformed or in the future), completeness.reason.
         """
 
     @_abc_1.abstractmethod
@@ -181,6 +252,8 @@ class ListsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lists_pb2.ExportListsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_lists_pb2.ListsChunk], _abc.AsyncIterator[_lists_pb2.ListsChunk]]:
-        """Entries in force, persons masked (R9), ready for publication."""
+        """Entries in force, persons masked (R9), ready for publication.
+        INVALID_ARGUMENT: export.format, export.list, export.as_of.
+        """
 
 def add_ListsServiceServicer_to_server(servicer: ListsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,1 @@
+"""Observability across systems: OpenTelemetry traces (the optional extra ``mustcheck[otel]``)."""
