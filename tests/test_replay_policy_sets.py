@@ -361,3 +361,27 @@ def test_a_stored_policy_set_is_read_only_under_its_own_digest() -> None:
     nonsense = "{}"
     with pytest.raises(PolicySetError, match="cannot be loaded"):
         from_stored(digest_of(nonsense), nonsense)
+
+
+def test_a_replay_in_a_deployment_of_the_sm_suite_equals_the_receipt(tmp_path: Path) -> None:
+    """The subject is compared with the record's keyed hash of the deployment's suite (HMAC-SM3 here)."""
+    config = GatewayConfig(
+        data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR, crypto="sm"
+    )
+    subject = new_uscc()
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        admin = gateway.admin_token_file.read_text().strip()
+        token = provision(_target(gateway), admin, "caller-samr", department="samr")
+        auditor = provision(_target(gateway), admin, "auditor", roles=["auditor"], grant=False)
+        now = dt.datetime.now(dt.UTC)
+        gateway.store.write_entries([make_entry(subject, effective=now - days(3))], actor="t", action="add")
+        with Client(_target(gateway), token=token) as client:
+            receipt = client.check(subject, "SAMR-0002").receipt
+        assert receipt is not None and receipt.measure_ids
+        with Client(_target(gateway), token=auditor) as client:
+            replayed = client.check(subject, "", replay_of=receipt)
+            assert tuple(m.id for m in replayed.measures) == receipt.measure_ids
+            with pytest.raises(InvalidRequest) as wrong:
+                client.check(new_uscc(), "", replay_of=receipt)
+            assert wrong.value.reason == "replay.subject"

@@ -188,7 +188,7 @@ class Replays:
                 "the subject cannot be compared",
                 reason="replay.subject",
             ) from None
-        if not hmac.compare_digest(subject_hash(key, code), record.subject_hash or ""):
+        if not hmac.compare_digest(subject_hash(key, code, self.keyring.suite), record.subject_hash or ""):
             raise InvalidArgument(
                 f"the subject is not the one record {reference} names", reason="replay.subject"
             )
