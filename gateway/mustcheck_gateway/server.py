@@ -45,6 +45,7 @@ from .bootstrap import bootstrap_admin
 from .bounds import MAX_RECEIVE_BYTES
 from .chain_heads import HeadPublisher, head_checkpoint, published_head, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
+from .check.replay import Replays
 from .checks import CheckEngine, Clock, utc_now
 from .data_lock import DataDirInUse, DataDirLock
 from .http.listener import HttpListener, HttpTLS
@@ -57,7 +58,9 @@ from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .observability.tracing import available as tracing_available
 from .observability.tracing import tracing_interceptors
-from .policy import PolicySet, default_policy_dir, load_policies
+from .policy import PolicySet, default_policy_dir
+from .policy.served import keep_served
+from .policy.sets import ServedPolicySet, load_served
 from .private_files import make_private
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
@@ -271,7 +274,8 @@ def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
 
 
 async def start_gateway(config: GatewayConfig) -> Gateway:
-    policy = load_policies(config.policy_dir)  # raises PolicyError: refuse to start on bad policies
+    served = load_served(config.policy_dir)  # raises PolicyError: refuse to start on bad policies
+    policy = served.policy
     if config.admin_department not in policy.departments:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
@@ -282,7 +286,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     except DataDirInUse as error:
         raise ConfigError(str(error)) from None
     try:
-        gateway = await _start(config, policy)
+        gateway = await _start(config, served)
     except BaseException:
         data_lock.release()
         raise
@@ -291,7 +295,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     return gateway
 
 
-async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
+async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
+    policy = served.policy
     store = open_store(config.data_dir, url=config.store_url)
     # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
     published = published_head(store, replica_id(config.data_dir)) if config.audit_enabled else None
@@ -314,6 +319,14 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
     except BaseException:
         store.close()
         raise
+    try:  # every record names the policy set in force; the store keeps it for replays
+        keep_served(store, served, replica=replica_id(config.data_dir), at=config.clock())
+    except BaseException:
+        audit.close()
+        store.close()
+        raise
+    if isinstance(audit, AuditLog):
+        audit.policy_set = served.digest
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
     sink: AuditSink = metered
@@ -366,6 +379,13 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
             receipts,
             watch,
             lambda method, seconds: metrics.latency.labels(method).observe(seconds),
+            replays=Replays(
+                engine,
+                audit if isinstance(audit, AuditLog) else None,
+                replica_id(config.data_dir),
+                audit.keyring if isinstance(audit, AuditLog) else None,
+                served=served.digest,
+            ),
         )
         check_pb2_grpc.add_CheckServiceServicer_to_server(check_service, server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(

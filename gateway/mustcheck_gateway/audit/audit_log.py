@@ -109,6 +109,8 @@ class AuditLog:
         )
         self.published_head = published_head  # the newest head published to the store (no rewind past it)
         self.published_tree_head = published_tree_head  # its tree head (JSON): the log must be consistent
+        # The digest of the policy set the gateway serves: every record names it (``record.POLICY_SET_KEY``).
+        self.policy_set = ""
         self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
         self._state = threading.Lock()
         self._closing = False
@@ -308,7 +310,7 @@ class AuditLog:
 
     def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
         now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now) for event in events]
+        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
 
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""
