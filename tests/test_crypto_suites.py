@@ -194,17 +194,22 @@ def test_a_signature_openssl_makes_with_an_sm2_key_verifies(tmp_path: Path) -> N
     assert not key.verify(signed.stdout, b"mustcheck!")
 
 
-def test_an_sm_gateway_is_audited_end_to_end(
-    sm_gateway: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    data_dir, target, token = sm_gateway
-    with Client(target, token=token) as client:
-        batch = client.batch_check([new_uscc() for _ in range(5)], "MOF-0001")
-        keys = client.receipt_keys()
+def test_an_sm_gateway_is_audited_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "data"
+    config = GatewayConfig(data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR, crypto="sm")
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        target = f"127.0.0.1:{gateway.port}"
+        token = provision(target, gateway.admin_token_file.read_text().strip(), "gm-audited")
+        with Client(target, token=token) as client:
+            batch = client.batch_check([new_uscc() for _ in range(5)], "MOF-0001")
+            keys = client.receipt_keys()
+    # Stopped: the journal is indexed, so the database holds the newest head (a running gateway indexes
+    # its journal in the background, and `audit prove` reads the database).
     receipts = [item.result.receipt.compact for item in batch.items if item.result and item.result.receipt]
     assert len(receipts) == 5
     assert len({verify_receipt(receipt, keys).tree_head.signature for receipt in receipts}) == 1  # type: ignore[union-attr]
-    held = data_dir.parent / "held.txt"
+    held = tmp_path / "held.txt"
     held.write_text("\n".join(receipts) + "\n")
     capsys.readouterr()
     assert main(["audit", "verify", "--data-dir", str(data_dir), "--receipts", str(held)]) == 0
