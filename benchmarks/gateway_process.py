@@ -69,6 +69,7 @@ async def serve(options: argparse.Namespace) -> None:
         audit_enabled=not options.no_audit,
         store_url=options.store,
         lookup_cache_entries=options.lookup_cache_entries,
+        crypto=options.crypto,
     )
     gateway = await start_gateway(config)
     rows = (
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--lookup-cache-entries", type=int, default=DEFAULT_CACHE_ENTRIES)
     parser.add_argument("--strict-grant", action="store_true", help="purpose and authorisation ref required")
     parser.add_argument("--store", metavar="URL", help="a postgresql:// store shared by replicas")
+    parser.add_argument("--crypto", choices=("international", "sm"), help="the crypto suite (docs/crypto.md)")
     parser.add_argument("--no-load", action="store_true", help="the store holds the data already")
     options = parser.parse_args()
     configure_logging(level="warning")

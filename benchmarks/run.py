@@ -1,6 +1,6 @@
 """The benchmark harness (issue "Speed and freshness"): one command, every target, one JSON line.
 
-    python benchmarks/run.py [--quick] [--no-store-cache]
+    python benchmarks/run.py [--quick] [--no-store-cache] [--crypto international|sm]
 
 In one run it starts, each in a child process, the real gateway (bearer-token authentication, a
 production grant, masking, the audit log and receipts on: `gateway_process.py --strict-grant`) and a
@@ -819,6 +819,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short phases; stores of 10k and 100k entries")
     parser.add_argument("--no-store-cache", action="store_true", help="build the scale stores afresh")
     parser.add_argument(
+        "--crypto", choices=("international", "sm"), default="international", help="the gateway's suite"
+    )
+    parser.add_argument(
         "--store-cache", type=Path, default=Path(tempfile.gettempdir()) / "mustcheck-bench-stores"
     )
     asyncio.run(run(parser.parse_args()))
@@ -832,14 +835,16 @@ async def run(options: argparse.Namespace) -> None:
     started = time.perf_counter()
     say(
         f"# {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} "
-        f"{'--quick' if options.quick else 'full run'}; Python {platform.python_version()}, "
+        f"{'--quick' if options.quick else 'full run'}, crypto suite {options.crypto}; "
+        f"Python {platform.python_version()}, "
         f"grpcio {grpc.__version__}, {os.cpu_count()} cores shared by the load generator (this process) "
         "and the servers; nothing pinned"
     )
     figures: Figures = {}
     with tempfile.TemporaryDirectory(prefix="mustcheck-run-") as work_name:
         work = Path(work_name)
-        with child("gateway_process.py", "--data-dir", str(work / "gateway"), "--strict-grant") as gateway:
+        gateway_args = ("--data-dir", str(work / "gateway"), "--strict-grant", "--crypto", options.crypto)
+        with child("gateway_process.py", *gateway_args) as gateway:
             pairs, responses_file = await record(gateway, work)
             with child("echo_process.py", "--responses", str(responses_file)) as echo:
                 await phase_closed(settings, echo, gateway, pairs, figures)

@@ -46,6 +46,7 @@ class Module:
     target: float
     functions: tuple[str, ...]  # empty: every function in the files
     deferred: str  # why this module is not run now; empty when it is
+    timeout: float  # seconds a mutant's test run may take before it counts as killed (a loop)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def load_settings() -> Settings:
             target=float(entry.get("target", table["target"])),
             functions=tuple(entry.get("functions", ())),
             deferred=str(entry.get("deferred", "")),
+            timeout=float(entry.get("timeout", table["timeout"])),
         )
         for name, entry in table["modules"].items()
     }
@@ -152,7 +154,7 @@ def write_config(module: Module, settings: Settings) -> Path:
     config.write_text(
         "[cosmic-ray]\n"
         f"module-path = [{paths}]\n"
-        f"timeout = {settings.timeout}\n"
+        f"timeout = {module.timeout}\n"
         "excluded-modules = []\n"
         f'test-command = "{test_command(module)}"\n'
         "[cosmic-ray.distributor]\n"
@@ -315,7 +317,25 @@ def report(module: Module, result: Score) -> str:
     )
 
 
+def run_in_parallel(chosen: list[Module], arguments: argparse.Namespace) -> int:
+    """Each module in its own process, ``--jobs`` at a time, the largest first (so the last to start are
+    the quick ones); each prints its own line when it ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(module: Module) -> int:
+        command = [sys.executable, __file__, module.name]
+        command += ["--recheck"] * arguments.recheck + ["--fresh"] * arguments.fresh
+        command += [f"--sample={arguments.sample}"] if arguments.sample is not None else []
+        return subprocess.run(command, check=False).returncode
+
+    order = sorted(chosen, key=lambda module: -sum((ROOT / p).stat().st_size for p in module.paths))
+    with ThreadPoolExecutor(max_workers=arguments.jobs) as pool:
+        codes = list(pool.map(one, order))
+    return 1 if any(codes) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    global TREE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -335,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--seeded", action="store_true", help="run the hand-seeded bugs against their named tests and stop"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N modules side by side, each in its own process and copy of the tree (default 1)",
     )
     arguments = parser.parse_args(argv)
 
@@ -360,7 +387,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if arguments.seeded:
-        global TREE
         TREE = RESULTS / "seeded-tree"  # its own copy: a module's run may be going on in the other
         copy_tree()
         survived = 0
@@ -370,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "killed  " if killed else "SURVIVED"
             print(f"{verdict} {seeded.bug}\n         by {seeded.test}", flush=True)
         return 1 if survived else 0
-    copy_tree()
+    if arguments.jobs > 1 and len(chosen) > 1:
+        return run_in_parallel(chosen, arguments)
     below = False
     for module in chosen:
+        TREE = RESULTS / f"tree-{module.name}"  # each module its own copy: modules may run side by side
+        copy_tree()
         if arguments.recheck:
             forget_survivors(module)
         result = run(module, settings, fresh=arguments.fresh, sample=arguments.sample)

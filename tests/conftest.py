@@ -1,7 +1,8 @@
 """Fixtures that start the real thing: the gateway on 127.0.0.1:0 with the real policies/ folder
 and a temporary store; tests talk to it through the SDK over the network. The gateway and the store
 fixtures run on every backend: SQLite, and PostgreSQL when ``MUSTCHECK_TEST_POSTGRES`` is set (else
-those cases are skipped, saying why)."""
+those cases are skipped, saying why). The gateway runs once per crypto suite too (international and
+sm, docs/crypto.md), and ``crypto_suite`` parametrises a test that makes its own log or gateway."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.logs import configure_logging
 from mustcheck_gateway.policy import PolicySet, load_policies
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
@@ -57,18 +59,41 @@ def store(store_location: StoreAt) -> Iterator[SqliteStore | PostgresStore]:
     opened.close()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+CRYPTO_SUITES = ("international", "sm")
+
+
+@pytest.fixture(params=CRYPTO_SUITES)
+def crypto_suite(request: pytest.FixtureRequest) -> str:
+    """A crypto suite's name, once for each: for tests that open their own audit log or gateway."""
+    return str(request.param)
+
+
+@pytest.fixture(
+    scope="session",
+    params=[(backend, suite) for backend in BACKENDS for suite in CRYPTO_SUITES],
+    ids=[f"{backend}-{suite}" for backend in BACKENDS for suite in CRYPTO_SUITES],
+)
 def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """The gateway every end-to-end test talks to, once on each backend (PostgreSQL: a fresh schema)."""
-    with store_at(request.param, tmp_path_factory.mktemp("gateway")) as location:
+    """The gateway every end-to-end test talks to, once on each backend (PostgreSQL: a fresh schema) and
+    crypto suite."""
+    backend, suite = request.param
+    with store_at(backend, tmp_path_factory.mktemp("gateway")) as location:
         config = GatewayConfig(
             data_dir=location.data_dir,
             listen="127.0.0.1:0",
             policy_dir=POLICY_DIR,
             store_url=location.url,
+            crypto=suite,
         )
         with GatewayThread(config) as running:
             yield running
+
+
+@pytest.fixture(scope="session")
+def gateway_suite(gateway: Gateway) -> str:
+    """The crypto suite of the session's gateway (its key ring's)."""
+    assert isinstance(gateway.audit, AuditLog)
+    return gateway.audit.keyring.suite.name
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from mustcheck.identifiers import normalise
 from mustcheck_gateway.audit import (
     AuditError,
     AuditEvent,
@@ -67,8 +71,10 @@ def database_bytes(data_dir: Path) -> bytes:
 
 
 @pytest.fixture
-def audit(tmp_path: Path) -> Iterator[AuditLog]:
-    log = AuditLog.open(tmp_path / "data", checkpoint_every=1000, checkpoint_interval_s=60)
+def audit(tmp_path: Path, crypto_suite: str) -> Iterator[AuditLog]:
+    log = AuditLog.open(
+        tmp_path / "data", checkpoint_every=1000, checkpoint_interval_s=60, crypto=crypto_suite
+    )
     yield log
     log.close()
 
@@ -111,6 +117,23 @@ def test_a_record_holds_every_field_and_the_subject_only_protected(audit: AuditL
     assert record.prev_hash == "0" * 64 and record.record_hash == compute_record_hash(record)
     assert subject not in repr(record) and subject not in json.dumps(record.as_export())
     assert subject.encode() not in database_bytes(audit.path.parent)  # WAL included: the log is still open
+    # The suite's algorithms, checked with an independent implementation: HMAC-SHA256 and AES-256-GCM, or
+    # HMAC-SM3 and SM4-GCM (ciphertext = nonce || sealed || tag, bound to the key ids and the hash).
+    suite = audit.keyring.suite.name
+    mac = crypto_hmac.HMAC(
+        audit.keyring.secret("hmac", record.hmac_key_id), hashes.SM3() if suite == "sm" else hashes.SHA256()
+    )
+    mac.update(normalise(subject).encode())
+    assert record.subject_hash == mac.finalize().hex()
+    enc_key = audit.keyring.secret("enc", record.enc_key_id)
+    blob = base64.b64decode(record.subject_enc or "")
+    block = algorithms.SM4(enc_key) if suite == "sm" else algorithms.AES(enc_key)
+    decryptor = Cipher(block, modes.GCM(blob[:12], blob[-16:])).decryptor()
+    decryptor.authenticate_additional_data(
+        f"mustcheck.audit.subject.v1\n{record.enc_key_id}\n{record.hmac_key_id}\n{record.subject_hash}".encode()
+    )
+    assert decryptor.update(blob[12:-16]) + decryptor.finalize() == subject.encode()
+    assert len(enc_key) == (16 if suite == "sm" else 32)
     audit.close()
     assert subject.encode() not in database_bytes(audit.path.parent)
 
@@ -174,7 +197,8 @@ def test_search_by_subject_and_reveal_survive_key_rotation(tmp_path: Path) -> No
 def test_the_key_ring_writes_secret_files_0600_and_public_keys_apart(tmp_path: Path) -> None:
     ring = KeyRing.load_or_create(tmp_path / "keys")
     secrets = sorted(p.name for p in (tmp_path / "keys").iterdir() if p.is_file())
-    assert [name.split("-")[0] for name in secrets] == ["enc", "hmac", "sign"]
+    assert [name.split("-")[0] for name in secrets] == ["enc", "hmac", "sign", "suite"]
+    assert (tmp_path / "keys" / "suite").read_text() == "international\n"  # the default suite, recorded
     for name in secrets:
         assert stat.S_IMODE((tmp_path / "keys" / name).stat().st_mode) == 0o600
     new_sign = ring.rotate("sign")
@@ -296,9 +320,11 @@ def test_a_checkpoint_falls_due_by_time_with_few_records(audit: AuditLog, tmp_pa
     log.close()
 
 
-def test_signing_key_rotation_and_verification_with_only_public_keys(tmp_path: Path) -> None:
+def test_signing_key_rotation_and_verification_with_only_public_keys(
+    tmp_path: Path, crypto_suite: str
+) -> None:
     data = tmp_path / "data"
-    log = AuditLog.open(data, checkpoint_every=5, checkpoint_interval_s=60)
+    log = AuditLog.open(data, checkpoint_every=5, checkpoint_interval_s=60, crypto=crypto_suite)
     log.append_many_sync(check_event(new_uscc()) for _ in range(5))
     first_kid = log.keyring.current_id("sign")
     new_kid = log.keyring.rotate("sign")
@@ -324,9 +350,10 @@ def test_signing_key_rotation_and_verification_with_only_public_keys(tmp_path: P
 
 
 @pytest.fixture
-def closed_log(tmp_path: Path) -> Path:
-    """A closed log of 25 records with checkpoints at 10, 20 and (on close) 25; returns its directory."""
-    log = AuditLog.open(tmp_path, checkpoint_every=10, checkpoint_interval_s=60)
+def closed_log(tmp_path: Path, crypto_suite: str) -> Path:
+    """A closed log of 25 records with checkpoints at 10, 20 and (on close) 25, of each crypto suite;
+    returns its directory."""
+    log = AuditLog.open(tmp_path, checkpoint_every=10, checkpoint_interval_s=60, crypto=crypto_suite)
     log.append_many_sync(check_event(new_uscc(), detail={"n": i}) for i in range(1, 26))
     log.close()
     assert log.verify().ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import signal
 import sqlite3
 import threading
@@ -221,7 +222,12 @@ def test_offline_verify_finds_reordered_records(
         connection.execute("UPDATE audit_records SET seq = 60 WHERE seq = 61")
         connection.execute("UPDATE audit_records SET seq = 61 WHERE seq = -1")
     code, out = _verify(stopped_gateway_dir, capsys)
-    assert code == 1 and ("record 60" in out or "record 61" in out)
+    # The row that now stands at 60 links to the old record 60, not to 59: the walk stops there.
+    assert code == 1
+    assert out == (
+        "TAMPERED: record 60: previous-hash link broken (deleted or reordered records before it)\n"
+        "(first bad record: 60; 59 records checked before it)\n"
+    )
 
 
 def test_offline_verify_finds_a_truncated_tail(
@@ -231,7 +237,14 @@ def test_offline_verify_finds_a_truncated_tail(
         connection.execute("DELETE FROM audit_records WHERE seq > 120")
         connection.execute("DELETE FROM audit_checkpoints WHERE seq > 120")
     code, out = _verify(stopped_gateway_dir, capsys)
-    assert code == 1 and ("truncated" in out or "deleted" in out)
+    # The checkpoints' rows went with the records, but their mirror lines are still in checkpoints.jsonl.
+    assert code == 1
+    assert re.fullmatch(
+        r"TAMPERED: checkpoint rows missing from the database but present in checkpoints\.jsonl "
+        r"\(seq (\d+)\): records or checkpoints were deleted\n"
+        r"\(first bad record: \1; 120 records checked before it\)\n",
+        out,
+    ), out
 
 
 def test_offline_verify_needs_only_public_keys(

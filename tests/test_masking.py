@@ -158,8 +158,9 @@ def test_a_masked_caller_never_sees_a_persons_name_or_id_number_in_free_text(
         assert leaks([text for answer in answers for text in strings(answer)], who, number) == []
         # This example's rows only: the shared gateway's export also holds other tests' entries, whose
         # free text may by chance hold a name this example drew.
+        # Another test's person may share the masked form (first six and last four characters).
         own_rows = [row for row in exported.splitlines() if company in row or f'"{mask_id(person)}"' in row]
-        assert len(own_rows) == 2
+        assert sum(company in row for row in own_rows) == 1 and len(own_rows) >= 2
         assert leaks(own_rows, who, number) == []
         assert leaks([text for history in histories for text in strings(history)], who, number) == []
 

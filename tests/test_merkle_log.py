@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mustcheck import Client, InvalidReceipt, verify_receipt
 from mustcheck.merkle import SHA256
 from mustcheck.receipts import encode_receipt, parse_receipt, sign_receipt
-from mustcheck.tree_head import ALGORITHMS, TreeHead, sign_tree_head
+from mustcheck.tree_head import TreeHead, sign_tree_head
 from mustcheck_gateway.audit import KeyKind, KeyRing
 from mustcheck_gateway.audit.tree import MerkleTree
 from mustcheck_gateway.cli import main
+from mustcheck_gateway.crypto.suites import server_suite
 from mustcheck_gateway.server import GatewayConfig, GatewayThread
 from mustcheck_gateway.store import AuditHead, ListStore, open_store
 from mustcheck_gateway.store.audit_heads import HeadRejected
@@ -34,9 +35,11 @@ MATTER = "MOF-0001"
 class Deployment:
     """A gateway on a data directory of its own, started and stopped at will; one caller."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, crypto: str = "international") -> None:
         self.data_dir = data_dir
-        self.config = GatewayConfig(data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+        self.config = GatewayConfig(
+            data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR, crypto=crypto
+        )
         self.token = ""
 
     def clients(self) -> Iterator[Client]:
@@ -100,8 +103,10 @@ def cut_from_the_end(data_dir: Path, count: int) -> int:
     return keep
 
 
-def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(tmp_path: Path) -> None:
-    deployment = Deployment(tmp_path)
+def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(
+    tmp_path: Path, crypto_suite: str
+) -> None:
+    deployment = Deployment(tmp_path, crypto_suite)
     receipts, keys = checked(deployment, batches=1, singles=1)
     assert len(receipts) == 101
     verified = [verify_receipt(receipt, keys) for receipt in receipts]
@@ -111,7 +116,7 @@ def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(tmp_
     head = verified[0].tree_head
     assert head is not None
     replica = (tmp_path / "replica.id").read_text().strip()
-    assert head.log_id == replica and dict(head.algorithms) == dict(ALGORITHMS)
+    assert head.log_id == replica and dict(head.algorithms) == server_suite(crypto_suite).public.algorithms
     assert head.size >= max(receipt.audit_seq for receipt in verified[:100])
     assert verified[100].tree_head is not None and verified[100].tree_head.size > head.size
     assert all(receipt.leaf_index == receipt.audit_seq - 1 for receipt in verified)
@@ -125,9 +130,9 @@ def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(tmp_
 
 @pytest.mark.parametrize("cut", [1, 10, 328])
 def test_records_cut_from_the_end_are_found_by_an_auditor_holding_a_receipt(
-    tmp_path: Path, cut: int, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cut: int, capsys: pytest.CaptureFixture[str], crypto_suite: str
 ) -> None:
-    deployment = Deployment(tmp_path)
+    deployment = Deployment(tmp_path, crypto_suite)
     receipts, _ = checked(deployment, batches=4, singles=1)
     newest = parse_receipt(receipts[-1])
     keep = cut_from_the_end(tmp_path, cut)
@@ -142,9 +147,9 @@ def test_records_cut_from_the_end_are_found_by_an_auditor_holding_a_receipt(
 
 
 def test_an_incremental_verification_keeps_its_state_and_finds_a_cut_without_receipts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crypto_suite: str
 ) -> None:
-    deployment = Deployment(tmp_path)
+    deployment = Deployment(tmp_path, crypto_suite)
     checked(deployment, batches=1, singles=2)
     state = tmp_path / "auditor.state"
     assert main(["audit", "verify", "--data-dir", str(tmp_path), "--state", str(state)]) == 0
@@ -161,9 +166,9 @@ def test_an_incremental_verification_keeps_its_state_and_finds_a_cut_without_rec
 
 
 def test_forged_heads_and_altered_tree_nodes_are_found(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crypto_suite: str
 ) -> None:
-    deployment = Deployment(tmp_path)
+    deployment = Deployment(tmp_path, crypto_suite)
     receipts, keys = checked(deployment, batches=0, singles=3)
     connection = sqlite3.connect(tmp_path / "audit.sqlite3")
     with connection:
@@ -183,13 +188,13 @@ def test_forged_heads_and_altered_tree_nodes_are_found(
     assert "stored tree nodes do not match" in capsys.readouterr().out
     connection.close()
     # A receipt whose head a stranger signed is refused, by the SDK and by `audit verify --receipts`.
-    stranger = KeyRing.load_or_create(tmp_path / "stranger-keys")
+    stranger = KeyRing.load_or_create(tmp_path / "stranger-keys", crypto_suite)
     kid = stranger.current_id(KeyKind.SIGN)
     genuine = parse_receipt(receipts[-1])
     assert genuine.tree_head is not None
     head = genuine.tree_head
     forged_head = sign_tree_head(
-        head.log_id, head.size, head.root, head.at, head.key_id, stranger.signer(kid)
+        head.log_id, head.size, head.root, head.at, head.key_id, stranger.signer(kid), stranger.suite.public
     )
     prefix, payload, proof, _ = receipts[-1].split(".")
     forged = (
@@ -301,9 +306,9 @@ def test_the_store_keeps_a_tree_head_only_with_a_consistency_proof(store: ListSt
 
 
 def test_a_cut_log_is_found_against_the_tree_head_published_to_the_store(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], crypto_suite: str
 ) -> None:
-    deployment = Deployment(tmp_path)
+    deployment = Deployment(tmp_path, crypto_suite)
     checked(deployment, batches=0, singles=3)
     checked(deployment, batches=0, singles=2)  # a second run: its head extends the first one's
     store = open_store(tmp_path)
@@ -320,8 +325,10 @@ def test_a_cut_log_is_found_against_the_tree_head_published_to_the_store(
     assert "cut from the end" in out and "published to the store" in out and f"ends at record {keep}" in out
 
 
-def test_a_writer_refuses_a_stored_tree_that_does_not_extend_its_signed_head(tmp_path: Path) -> None:
-    deployment = Deployment(tmp_path)
+def test_a_writer_refuses_a_stored_tree_that_does_not_extend_its_signed_head(
+    tmp_path: Path, crypto_suite: str
+) -> None:
+    deployment = Deployment(tmp_path, crypto_suite)
     checked(deployment, batches=0, singles=3)
     connection = sqlite3.connect(tmp_path / "audit.sqlite3")
     with connection:  # the oldest subtree of every level replaced: the tree's root is not the signed one

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mustcheck import Client, InvalidReceipt, verify_receipt
 from mustcheck.receipts import parse_receipt, sign_receipt
+from mustcheck.suites import load_public_key
 from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.cli import main
+from mustcheck_gateway.crypto.suites import server_suite
 from mustcheck_gateway.server import Gateway
 
 from factories import new_citizen_id, new_uscc
@@ -64,7 +65,7 @@ def _tamper(compact: str, **changes: object) -> str:
 ALTERED = "signature does not match|inclusion proof does not lead to the signed root"
 
 
-def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> None:
+def test_altered_or_foreign_receipts_are_refused(target: str, token: str, gateway_suite: str) -> None:
     with Client(target, token=token) as client:
         result = client.check(new_uscc(), "MOF-0001")
         keys = client.receipt_keys()
@@ -84,14 +85,15 @@ def test_altered_or_foreign_receipts_are_refused(target: str, token: str) -> Non
     prefix, payload, proof, signature = compact.split(".")
     head = parse_receipt(compact).tree_head
     assert head is not None
-    stranger_head = base64.urlsafe_b64encode(Ed25519PrivateKey.generate().sign(head.signed_bytes()))
+    assert head.suite is not None and head.suite.name == gateway_suite  # the head names its suite
+    stranger = server_suite(gateway_suite).generate_signer()  # a key of the same suite, not the gateway's
+    stranger_head = base64.urlsafe_b64encode(stranger.sign(head.signed_bytes()))
     with pytest.raises(InvalidReceipt, match="signature does not match"):
         verify_receipt(f"{prefix}.{payload}.{proof}.{stranger_head.rstrip(b'=').decode()}", keys)
     if len(proof) > 86:  # the record hash and at least one proof hash: drop the last hash
         short = base64.urlsafe_b64encode(base64.urlsafe_b64decode(proof + "=" * (-len(proof) % 4))[:-32])
         with pytest.raises(InvalidReceipt, match=ALTERED):
             verify_receipt(f"{prefix}.{payload}.{short.rstrip(b'=').decode()}.{signature}", keys)
-    stranger = Ed25519PrivateKey.generate()
     fields = {
         "id": "x",
         "caller": "tester",
@@ -127,16 +129,20 @@ def test_a_receipt_has_one_string_and_every_other_spelling_is_refused(target: st
     assert result.receipt is not None
     compact = result.receipt.compact
     assert verify_receipt(compact, keys).compact == compact
-    prefix, payload, proof, signature = compact.split(".")
+    parts = compact.split(".")
+    prefix, payload, proof, signature = parts
     prefix = f"{prefix}.{payload}"
     payload = proof
-    # The signature (64 bytes) leaves 4 unused bits in its last character: flipping one spells the same
-    # bytes, which a lenient decoder takes.
-    last = _B64URL.index(signature[-1])
-    same_bytes = f"{prefix}.{payload}.{signature[:-1]}{_B64URL[last ^ 1]}"
-    assert _lenient_b64(same_bytes.split(".")[-1]) == _lenient_b64(signature)
-    variants = [
-        same_bytes,
+    variants = []
+    # A part whose length is not a multiple of 3 bytes leaves unused bits in its last character (an
+    # Ed25519 signature's 64 bytes: 4; an SM2 DER signature of 70 or 71 bytes: 4 or 2; of 72: none):
+    # flipping one spells the same bytes, which a lenient decoder takes.
+    index = next((i for i in (3, 2, 1) if len(_lenient_b64(parts[i])) % 3), None)
+    if index is not None:
+        respelt = parts[index][:-1] + _B64URL[_B64URL.index(parts[index][-1]) ^ 1]
+        assert _lenient_b64(respelt) == _lenient_b64(parts[index]) and respelt != parts[index]
+        variants.append(".".join([*parts[:index], respelt, *parts[index + 1 :]]))
+    variants += [
         f"{prefix}.{payload}.{signature}==",
         f"{prefix}.{payload}=.{signature}",
         f"{prefix}.{payload}.{signature[:20]}!{signature[20:]}",
@@ -196,13 +202,15 @@ def test_receipts_verify_offline_from_the_command_line(
     assert "INVALID" in capsys.readouterr().out
 
 
-def test_a_receipt_signed_before_a_key_rotation_still_verifies(tmp_path: Path) -> None:
+def test_a_receipt_signed_before_a_key_rotation_still_verifies(tmp_path: Path, crypto_suite: str) -> None:
     from mustcheck_gateway.server import GatewayConfig, GatewayThread
 
     from conftest import POLICY_DIR
     from provision import provision
 
-    config = GatewayConfig(data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR)
+    config = GatewayConfig(
+        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, crypto=crypto_suite
+    )
     with GatewayThread(config) as gateway:
         assert gateway.admin_token_file is not None
         target = f"127.0.0.1:{gateway.port}"
@@ -215,11 +223,18 @@ def test_a_receipt_signed_before_a_key_rotation_still_verifies(tmp_path: Path) -
         keys = client.receipt_keys()
     assert before is not None and after is not None and before.key_id != after.key_id
     assert len(keys) == 2
+    # rotate-key keeps the key ring's suite: both keys, and both heads, are of it.
+    assert {load_public_key(pem).algorithm for pem in keys.values()} == {
+        server_suite(crypto_suite).public.signature
+    }
+    for receipt in (before, after):
+        head = parse_receipt(receipt.compact).tree_head
+        assert head is not None and head.suite is not None and head.suite.name == crypto_suite
     assert verify_receipt(before.compact, keys).key_id == before.key_id
     assert verify_receipt(after.compact, keys).key_id == after.key_id
 
 
-def test_a_gateway_without_its_audit_log_still_signs_receipts(tmp_path: Path) -> None:
+def test_a_gateway_without_its_audit_log_still_signs_receipts(tmp_path: Path, crypto_suite: str) -> None:
     """The benchmarks' baseline (``audit_enabled=False``) does a check's other work, receipts included."""
     from mustcheck_gateway.server import GatewayConfig, GatewayThread, NoAudit
 
@@ -227,7 +242,11 @@ def test_a_gateway_without_its_audit_log_still_signs_receipts(tmp_path: Path) ->
     from provision import provision
 
     config = GatewayConfig(
-        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, audit_enabled=False
+        data_dir=tmp_path,
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        audit_enabled=False,
+        crypto=crypto_suite,
     )
     with GatewayThread(config) as gateway:
         assert isinstance(gateway.audit, NoAudit) and gateway.admin_token_file is not None

@@ -13,7 +13,7 @@ import pytest
 
 from mustcheck.identifiers import SubjectKind
 from mustcheck_gateway.auth.authorize import check_subject, grant_for_matter
-from mustcheck_gateway.auth.model import Caller, Grant
+from mustcheck_gateway.auth.model import Caller, Grant, TokenRecord
 from mustcheck_gateway.errors import PermissionDenied
 from mustcheck_gateway.policy import PolicySet
 from mustcheck_gateway.policy.model import Matter
@@ -125,3 +125,18 @@ def test_a_grant_s_defaults_are_the_strict_ones() -> None:
     assert grant.purpose_required and grant.authorization_ref_required_for_persons
     assert (grant.rate_per_second, grant.burst, grant.daily_person_quota) == (50.0, 100, 0)
     assert grant.valid_from is None and grant.valid_until is None
+    assert grant.max_watch_streams == 4
+
+
+def test_a_grant_cannot_be_changed_once_made() -> None:
+    import dataclasses
+
+    grant = Grant(CALLER.caller_id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        grant.purpose_required = False  # type: ignore[misc]
+    assert grant.purpose_required
+    at = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    token = TokenRecord("t-1", CALLER.caller_id, "0" * 64, at, at + dt.timedelta(days=1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.revoked_at = at  # type: ignore[misc]
+    assert token.active_at(at) and not token.active_at(at + dt.timedelta(days=1))

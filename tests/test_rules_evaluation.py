@@ -169,6 +169,24 @@ def test_a_responsible_person_is_found_among_several_and_only_once(policy: Polic
     assert check(policy, [], T0 - TICK, person=person, linked=[company]).memberships == ()
 
 
+def test_a_person_linked_to_a_shown_entry_after_one_no_longer_shown_is_found(policy: PolicySet) -> None:
+    person = new_citizen_id()
+    revoked = make_entry(
+        new_uscc(),
+        effective=T0,
+        status=EntryStatus.REVOKED,
+        status_changed_at=T0 + days(1),
+        persons=((person, "乙", PersonRole.PRINCIPAL),),
+    )
+    shown = make_entry(new_uscc(), effective=T0, persons=((person, "乙", PersonRole.LEGAL_REPRESENTATIVE),))
+    result = check(
+        policy, [], T0 + days(2), person=person, linked=[revoked, shown], matter="ORGANIZATION-0001"
+    )
+    (membership,) = result.memberships
+    assert membership.entry == shown
+    assert membership.via is not None and membership.via.role is PersonRole.LEGAL_REPRESENTATIVE
+
+
 def test_black_entries_are_listed_first_then_in_force_then_by_id(policy: PolicySet) -> None:
     code = new_uscc()
     red = make_entry(code, memorandum="a-grade-taxpayers", list_kind=ListKind.RED, effective=T0 - days(5))

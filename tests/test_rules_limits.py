@@ -183,3 +183,32 @@ def test_a_window_closes_after_window_s_whatever_the_clock_reads() -> None:
     assert [e.kind for e in throttle.due()] == ["alert"]
     clock.now = 15.0
     assert [e.kind for e in throttle.due()] == ["refused"]
+
+
+def test_a_throttled_peer_waits_at_least_a_second_and_the_defaults_are_documented() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=4.0), monotonic=Clock())
+    assert throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == 1.0  # a quarter of a second's wait is told as one second
+    limit = FailedAuthLimit()
+    assert (limit.burst, limit.per_second, limit.window_s) == (50, 2.0, 10.0)
+
+
+def test_a_wait_counts_the_tokens_left_and_a_lowered_rate_starts_a_full_bucket() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock)
+    assert limiter.take("a", 2.0, 3, count=3) == 0.0
+    clock.now += 0.5  # one token back
+    assert limiter.take("a", 2.0, 3, count=3) == pytest.approx(1.0)  # two missing at 2/s
+    assert limiter.take("a", 1.0, 3, count=3) == 0.0  # the rate lowered, the burst the same: a new bucket
+
+
+def test_requeued_records_go_before_those_already_due() -> None:
+    clock = Clock()
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0, window_s=60.0), monotonic=clock)
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")
+    first = throttle.due()
+    throttle.failed("q", "r")
+    throttle.failed("q", "r")  # q's alert is due now, not yet taken
+    throttle.requeue(first)
+    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("alert", "p"), ("alert", "q")]

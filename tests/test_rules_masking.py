@@ -106,3 +106,51 @@ def test_id_shaped_runs_at_their_boundaries(text: str, expected: str) -> None:
 
 def test_empty_text_passes_through() -> None:
     assert mask_id_shapes("") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A birth date inside a long run where the usual mask hides it (positions 8–15): first six and last
+        # four kept.
+        ("12345678199003071234", "123456**********1234"),
+        # One whose last digit the usual mask would leave showing (it ends at position 17 of 20): all hidden.
+        ("12345678919900307123", "********************"),
+        # One at positions 12–19 of 22: its last two digits would show; all hidden.
+        ("0000000000001990030712", "**********************"),
+        # One at the start of a 20-digit run: the kept first six would show it; all hidden.
+        ("19900307123456789012", "********************"),
+        # One at position 5: the kept first six would show its first digit; all hidden.
+        ("12345199003071234567", "********************"),
+    ],
+)
+def test_a_birth_date_anywhere_in_a_long_run_is_never_left_showing(text: str, expected: str) -> None:
+    assert mask_id_shapes(text) == expected
+
+
+def test_a_grouped_number_without_a_birth_date_is_left_as_written() -> None:
+    assert mask_id_shapes("电话 110108 12345678 1234") == "电话 110108 12345678 1234"
+    assert mask_id_shapes("证件 110108 19900307 123X") == "证件 110108********123X"
+
+
+def test_a_named_id_is_masked_however_free_text_spells_it() -> None:
+    # Full width (U+FF10–U+FF19, U+FF21–U+FF3A), lower case, separators between its characters.
+    number = "AB12345678901CD"
+    masked = "AB1234*****01CD"
+    for spelt in (
+        "ＡＢ１２３４５６７８９０１ＣＤ",
+        "ab12345678901cd",
+        "AB 1234-5678 901CD",
+        "Ａb12345678901cＤ",
+    ):
+        assert Masker().text(f"证号{spelt}。", ids=[number]) == f"证号{masked}。", spelt
+
+
+def test_a_birth_date_at_the_very_end_of_a_long_run_is_hidden() -> None:
+    assert mask_id_shapes("12345678901219900307") == "*" * 20
+
+
+def test_a_first_generation_month_and_day_count_only_in_a_15_digit_run() -> None:
+    # 14 digits with a month (03) and a day (07) at positions 8–12 and no YYYYMMDD anywhere: not an ID shape.
+    assert mask_id_shapes("12345678030712") == "12345678030712"
+    assert mask_id_shapes("123456780307123") == "123456*****7123"

@@ -334,3 +334,47 @@ def test_a_decision_tolerance_of_one_second_is_the_least(copy: Path) -> None:
         text.replace("decision_tolerance_s = 1\n", "decision_tolerance_s = 0\n", 1), encoding="utf-8"
     )
     assert any(p.endswith("decision_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
+
+
+def test_a_freshness_tolerance_of_one_second_is_the_least(copy: Path) -> None:
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    start = text.index("freshness_tolerance_s = ")
+    end = text.index("\n", start)
+    (copy / "catalog.toml").write_text(
+        text[:start] + "freshness_tolerance_s = 1" + text[end:], encoding="utf-8"
+    )
+    least = min(load_policies(copy).matters.values(), key=lambda m: m.freshness_tolerance_s)
+    assert least.freshness_tolerance_s == 1
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    (copy / "catalog.toml").write_text(
+        text.replace("freshness_tolerance_s = 1\n", "freshness_tolerance_s = 0\n", 1), encoding="utf-8"
+    )
+    assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in load_problems(copy))
+
+
+def test_a_punishment_of_zero_months_is_refused_and_every_bad_row_is_named(copy: Path) -> None:
+    text = (copy / "memoranda.toml").read_text(encoding="utf-8")
+    (copy / "memoranda.toml").write_text(
+        text.replace("punish_months = 24\n", "punish_months = 0\n", 1).replace(
+            "punish_months = 36\n", "punish_months = -1\n", 1
+        ),
+        encoding="utf-8",
+    )
+    problems = load_problems(copy)
+    assert any(p.endswith("punish_months: must be at least 1, got 0") for p in problems), problems
+    assert any(p.endswith("punish_months: must be at least 1, got -1") for p in problems), problems
+
+
+def test_a_duplicate_row_does_not_hide_the_problems_of_the_rows_after_it(copy: Path) -> None:
+    text = (copy / "catalog.toml").read_text(encoding="utf-8")
+    first = text.index("[[matter]]")
+    second = text.index("[[matter]]", first + 1)
+    duplicated = text[:second] + text[first:second] + text[second:]
+    last = duplicated.rindex("freshness_tolerance_s = ")
+    end = duplicated.index("\n", last)
+    (copy / "catalog.toml").write_text(
+        duplicated[:last] + "freshness_tolerance_s = 0" + duplicated[end:], encoding="utf-8"
+    )
+    problems = load_problems(copy)
+    assert any("duplicate matter 'MOHURD-0001'" in p for p in problems), problems
+    assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in problems), problems

@@ -244,6 +244,9 @@ def test_an_event_without_a_heartbeat_interval_keeps_the_one_given() -> None:
     cache.apply(pb.WatchEvent(gateway_instance=INSTANCE))
     clock.now += 2.5
     assert cache.alive() and cache.fresh("k") is not None
+    cache.apply(pb.WatchEvent(heartbeat_interval_ms=-1000, gateway_instance=INSTANCE))  # a nonsense interval
+    clock.now += 2.5
+    assert cache.alive() and cache.fresh("k") is not None
 
 
 def test_evicting_one_answer_keeps_the_subject_s_other_answers_droppable() -> None:

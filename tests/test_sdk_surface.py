@@ -25,6 +25,7 @@ EXPECTED_ALL = {
     "GatewayFault",
     "GatewayUnreachable",
     "InvalidReceipt",
+    "SuiteUnavailable",
     "InvalidRequest",
     "InvalidSubject",
     "LegalBasis",
@@ -54,6 +55,7 @@ def test_public_surface_is_pinned() -> None:
         "identifiers",
         "merkle",
         "receipts",
+        "suites",
         "tree_head",
     }
     assert public <= EXPECTED_ALL, f"exported but not in __all__: {public - EXPECTED_ALL}"

@@ -27,6 +27,7 @@ TABLES = (
     "subject_changes",
     "audit_heads",
     "data_completeness",
+    "policy_sets",
 )
 
 

@@ -4,6 +4,10 @@ span; no span carries an identifier, a purpose or a token, and a refusal's span 
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +48,15 @@ def traced_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         yield target, token
 
 
-def _spans(name: str, kind: trace.SpanKind) -> list[ReadableSpan]:
-    return [span for span in EXPORTER.get_finished_spans() if span.name == name and span.kind is kind]
+def _spans(name: str, kind: trace.SpanKind, count: int = 1) -> list[ReadableSpan]:
+    """The finished spans of this name and kind, once there are ``count`` of them (or after 10 s): the
+    server ends its span after the answer is sent, so a client may return before it is finished."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [span for span in EXPORTER.get_finished_spans() if span.name == name and span.kind is kind]
+        if len(spans) >= count or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.01)
 
 
 def _no_secrets(spans: list[ReadableSpan], *secrets: str) -> None:
@@ -123,3 +134,43 @@ def test_tracing_without_opentelemetry_is_refused_at_start(
     monkeypatch.setattr(tracing, "trace", None)
     with pytest.raises(ConfigError, match=r"mustcheck\[otel\]"):
         check_listener(GatewayConfig(data_dir=tmp_path, listen="127.0.0.1:0", tracing=True))
+
+
+def test_an_http_call_continues_the_callers_trace_through_the_same_interceptor(
+    traced_gateway: tuple[str, str], tmp_path: Path
+) -> None:
+    """The HTTP/JSON binding runs the gRPC interceptors, tracing among them: a caller's traceparent header
+    is continued, and a refusal's span names its reason code (docs/http.md)."""
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        tracing=True,
+    )
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        token = provision(f"127.0.0.1:{gateway.port}", gateway.admin_token_file.read_text().strip(), "h")
+        trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+        EXPORTER.clear()
+        for subject, status in ((new_uscc(), 200), ("914403001922038217", 400)):
+            call = urllib.request.Request(
+                f"http://127.0.0.1:{gateway.http_port}/v1/Check",
+                data=json.dumps({"subject": subject, "matter": "MOF-0001"}).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {token}",
+                    "traceparent": f"00-{trace_id}-{parent_id}-01",
+                },
+            )
+            try:
+                with urllib.request.urlopen(call, timeout=30) as response:
+                    assert response.status == status
+            except urllib.error.HTTPError as error:
+                assert error.code == status
+    answered, refused = _spans(CHECK, trace.SpanKind.SERVER, count=2)
+    for span in (answered, refused):
+        assert span.context is not None and span.context.trace_id == int(trace_id, 16)
+        assert span.parent is not None and span.parent.span_id == int(parent_id, 16) and span.parent.is_remote
+    assert refused.attributes is not None and refused.attributes["mustcheck.reason"] == "uscc.check_character"
+    _no_secrets([answered, refused], "914403001922038217", token)

@@ -62,6 +62,7 @@ TEXT_LIMITS: dict[str, int] = {
     "file_name": 255,
     "list": 16,
     "as_of": 64,
+    "replay_of": 128,
     "format": 16,
     "outcome": 64,
     "kind": 64,

@@ -92,10 +92,13 @@ class CheckEngine:
         *,
         as_of_version: int | None = None,
         current_version: int | None = None,
+        policy: PolicySet | None = None,
     ) -> CheckAnswer:
         """The answer now, or — replay — with the list data as it was at ``as_of_version``.
 
         ``current_version``: the store's data version, read by the caller just before (see ``Lookups``).
+        ``policy``: the policy set to answer with (a replay's, as the audit record names it); default the
+        one this gateway serves.
         """
         person = subject.kind is SubjectKind.PERSON
         if as_of_version is None:
@@ -108,7 +111,7 @@ class CheckEngine:
             linked_entries=lookup.linked,
             matter=matter,
             department=department,
-            policy=self.policy,
+            policy=self.policy if policy is None else policy,
             at=at,
             complete_since=lookup.complete_since,
         )

@@ -14,9 +14,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from mustcheck.receipts import InvalidReceipt, verify_receipt
+from mustcheck.suites import PublicKey
 
 from .errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from .policy.model import Matter, PolicySet
@@ -76,7 +75,7 @@ def from_receipt(
     decision: str,
     applied: tuple[str, ...],
     note: str,
-    public_keys: Mapping[str, Ed25519PublicKey],
+    public_keys: Mapping[str, PublicKey],
     policy: PolicySet,
     at: dt.datetime,
 ) -> Feedback:

@@ -32,16 +32,20 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 # Told of each request that could not be decoded (the method, the call) before it is refused: the audit.
-MalformedObserver: TypeAlias = Callable[[str, Context], Awaitable[None]]
+MalformedObserver: TypeAlias = Callable[[str, Context, GatewayError], Awaitable[None]]
 
 
-class _Undecodable:
-    """Stands for a request whose bytes could not be decoded."""
+class Undecodable:
+    """Stands for a request whose bytes could not be decoded, with the refusal to answer it (another
+    binding passes its own: the HTTP binding's malformed JSON, wrong content type, oversized body)."""
 
-    __slots__ = ()
+    __slots__ = ("refusal",)
+
+    def __init__(self, refusal: GatewayError | None = None) -> None:
+        self.refusal = refusal
 
 
-_UNDECODABLE = _Undecodable()
+_UNDECODABLE = Undecodable()
 
 
 def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -60,15 +64,15 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 async def _decoded(request: Any, method: str, context: Context, observe: MalformedObserver | None) -> Any:
-    if request is _UNDECODABLE:
-        log.warning("malformed_request", method=method)
-        if observe is not None:
-            await observe(method, context)
-        refusal = InvalidArgument(
+    if isinstance(request, Undecodable):
+        refusal = request.refusal or InvalidArgument(
             "the request could not be decoded: it is not a well-formed protobuf message of this method "
             "(or a string field is not valid UTF-8)",
             reason="request.malformed",
         )
+        log.warning("malformed_request", method=method, reason=refusal.reason)
+        if observe is not None:
+            await observe(method, context, refusal)
         # Audited once, by the observer: a streaming handler that meets it mid-stream records no second one.
         refusal.accounted = observe is not None
         raise refusal

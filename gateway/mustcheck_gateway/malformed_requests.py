@@ -1,8 +1,9 @@
 """Audit records for requests that are no well-formed message (R10: bad input is audited too).
 
 The error interceptor answers such a request INVALID_ARGUMENT before any handler sees it; this records
-it first: the method, and the caller where its credentials say who it is (the bytes may be garbage, the
-metadata need not be).
+it first: the method, the reason, and the caller where its credentials say who it is (the bytes may be
+garbage, the metadata need not be). The HTTP binding's undecodable requests (malformed JSON, unknown
+fields, a wrong content type, a body over the size bound) are recorded here too, one record each.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ class MalformedRequestAudit:
         self.access = access
         self.audit = audit
 
-    async def __call__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def __call__(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], refusal: GatewayError
+    ) -> None:
         caller: Caller | None = None
         try:
             caller = self.access.caller(context)
-        except GatewayError as refusal:
-            if refusal.accounted:  # a throttled peer: its aggregated record counts this request (O(1))
+        except GatewayError as unauthenticated:
+            if (
+                unauthenticated.accounted
+            ):  # a throttled peer: its aggregated record counts this request (O(1))
                 return
         await self.audit.append(
             AuditEvent(
@@ -38,7 +43,7 @@ class MalformedRequestAudit:
                 caller_id=caller.caller_id if caller else "",
                 department=caller.department if caller else "",
                 outcome="invalid_input",
-                status="INVALID_ARGUMENT",
-                detail={"reason": "request.malformed", "method": method[:128]},
+                status=refusal.status.name,
+                detail={"reason": refusal.reason, "method": method[:128]},
             )
         )

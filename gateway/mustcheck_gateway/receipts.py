@@ -1,9 +1,9 @@
-"""Signing receipts (R11) with the gateway's Ed25519 keys (those of the audit log's key ring).
+"""Signing receipts (R11) with the gateway's signing keys (those of the audit log's key ring, of its suite).
 
 With the audit log on, receipts are proofs (``mcr2``): the audit writer process makes them when it
 commits the records, as inclusion proofs against the one tree head it signs per commit
 (:meth:`.audit.writer.GroupCommitWriter.receipt`, docs/receipts.md). This signer makes receipts of the
-first format (``mcr1``, one Ed25519 signature each) only for a gateway without its audit log (the
+first format (``mcr1``, one signature each) only for a gateway without its audit log (the
 benchmarks' baseline): they name ``audit_seq`` 0.
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-
-from cryptography.hazmat.primitives import serialization
 
 from mustcheck.receipts import sign_receipt
 
@@ -50,9 +48,4 @@ class ReceiptSigner:
         return self.sign(PendingRecord.from_event(event, self.protector, dt.datetime.now(dt.UTC)), 0)
 
     def public_keys_pem(self) -> dict[str, str]:
-        return {
-            key_id: key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ).decode()
-            for key_id, key in self.keyring.public_keys().items()
-        }
+        return {key_id: key.pem().decode() for key_id, key in self.keyring.public_keys().items()}

@@ -45,8 +45,11 @@ from .bootstrap import bootstrap_admin
 from .bounds import MAX_RECEIVE_BYTES
 from .chain_heads import HeadPublisher, head_checkpoint, published_head, replica_id
 from .change_feed import DEFAULT_POLL_INTERVAL_S, ChangeFeed
+from .check.replay import Replays
 from .checks import CheckEngine, Clock, utc_now
 from .data_lock import DataDirInUse, DataDirLock
+from .http.listener import HttpListener, HttpTLS
+from .http.pipeline import CallPipeline
 from .import_workers import ImportWorkers, default_import_workers
 from .interceptors import ErrorMapping
 from .lists_service import LegacyCodes, ListsService
@@ -55,7 +58,9 @@ from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .observability.tracing import available as tracing_available
 from .observability.tracing import tracing_interceptors
-from .policy import PolicySet, default_policy_dir, load_policies
+from .policy import PolicySet, default_policy_dir
+from .policy.served import keep_served
+from .policy.sets import ServedPolicySet, load_served
 from .private_files import make_private
 from .quota_seed import seed_person_quota
 from .receipts import ReceiptSigner
@@ -98,6 +103,8 @@ class GatewayConfig:
     tls: TLSFiles | None = None
     # Plaintext on a non-loopback address needs this, and is warned about on every start.
     insecure: bool = False
+    # The HTTP/JSON binding on HOST:PORT (None: not served); TLS and --insecure as for gRPC (docs/http.md).
+    http_listen: str | None = None
     # Department of the first admin caller created on an empty store.
     admin_department: str = DEFAULT_ADMIN_DEPARTMENT
     clock: Clock = utc_now
@@ -122,6 +129,9 @@ class GatewayConfig:
     failed_auth_limit: FailedAuthLimit = field(default_factory=FailedAuthLimit)
     # Below this much free space on the data directory's disk, checks get UNAVAILABLE (0: no watermark).
     audit_min_free_mb: float = DEFAULT_MIN_FREE_MB
+    # The crypto suite (international or sm, crypto/suites.py): a new key ring is made of it; an existing
+    # one of another suite is refused. None: the key ring's (international for a new one).
+    crypto: str | None = None
     # OpenTelemetry server spans under the callers' W3C trace context (serve --otel; extra mustcheck[otel]).
     tracing: bool = False
 
@@ -188,6 +198,11 @@ class Gateway:
     refusals: RefusalFlusher | None = None
     data_lock: DataDirLock | None = None
     audit_health: AuditHealth | None = None
+    http: HttpListener | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.health is not None:
@@ -198,6 +213,8 @@ class Gateway:
         self.watch.close()  # open streams end, so that the grace period is not spent waiting on them
         if self.audit_health is not None:
             await self.audit_health.stop()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
         if self.refusals is not None:  # the throttled peers' last counts, before the log closes
             await self.refusals.stop()
@@ -226,22 +243,23 @@ def is_loopback(listen: str) -> bool:
 
 
 def check_listener(config: GatewayConfig) -> None:
-    """Refuse plaintext on a non-loopback address unless ``insecure``; then warn on every start. Refuse
-    tracing without OpenTelemetry installed."""
+    """Refuse plaintext on a non-loopback address unless ``insecure``; then warn on every start. The
+    HTTP/JSON listener, if any, is held to the same rule. Refuse tracing without OpenTelemetry installed."""
     if config.tracing and not tracing_available():
         raise ConfigError("tracing needs OpenTelemetry: pip install 'mustcheck[otel]'")
-    if config.tls is not None or is_loopback(config.listen):
-        return
-    if not config.insecure:
-        raise ConfigError(
-            f"refusing a plaintext listener on non-loopback address {config.listen}: "
-            "give --tls-cert/--tls-key, or --insecure to accept the risk"
+    for listen, binding in ((config.listen, "gRPC"), (config.http_listen, "HTTP")):
+        if listen is None or config.tls is not None or is_loopback(listen):
+            continue
+        if not config.insecure:
+            raise ConfigError(
+                f"refusing a plaintext {binding} listener on non-loopback address {listen}: "
+                "give --tls-cert/--tls-key, or --insecure to accept the risk"
+            )
+        log.warning(
+            "insecure_listener",
+            listen=listen,
+            message=f"plaintext {binding} on a non-loopback address: tokens and answers travel in clear",
         )
-    log.warning(
-        "insecure_listener",
-        listen=config.listen,
-        message="plaintext gRPC on a non-loopback address: tokens and answers travel in clear",
-    )
 
 
 def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
@@ -256,7 +274,8 @@ def _add_port(server: grpc.aio.Server, config: GatewayConfig) -> int:
 
 
 async def start_gateway(config: GatewayConfig) -> Gateway:
-    policy = load_policies(config.policy_dir)  # raises PolicyError: refuse to start on bad policies
+    served = load_served(config.policy_dir)  # raises PolicyError: refuse to start on bad policies
+    policy = served.policy
     if config.admin_department not in policy.departments:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
@@ -267,7 +286,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     except DataDirInUse as error:
         raise ConfigError(str(error)) from None
     try:
-        gateway = await _start(config, policy)
+        gateway = await _start(config, served)
     except BaseException:
         data_lock.release()
         raise
@@ -276,7 +295,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     return gateway
 
 
-async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
+async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
+    policy = served.policy
     store = open_store(config.data_dir, url=config.store_url)
     # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
     published = published_head(store, replica_id(config.data_dir)) if config.audit_enabled else None
@@ -289,17 +309,29 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
                 min_free_mb=config.audit_min_free_mb,
                 published_head=None if published is None else head_checkpoint(published),
                 published_tree_head="" if published is None else published.tree_head,
+                crypto=config.crypto,
             )
             if config.audit_enabled
-            else NoAudit(ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME)))
+            else NoAudit(
+                ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto))
+            )
         )
     except BaseException:
         store.close()
         raise
+    try:  # every record names the policy set in force; the store keeps it for replays
+        keep_served(store, served, replica=replica_id(config.data_dir), at=config.clock())
+    except BaseException:
+        audit.close()
+        store.close()
+        raise
+    if isinstance(audit, AuditLog):
+        audit.policy_set = served.digest
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
     sink: AuditSink = metered
     server: grpc.aio.Server | None = None
+    http: HttpListener | None = None
     import_workers: ImportWorkers | None = None
     try:
         admin_token_file = await bootstrap_admin(
@@ -326,29 +358,36 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
         # One gateway per port: without SO_REUSEPORT (gRPC's default sets it) a second gateway's bind on a
         # port in use fails, instead of the kernel silently splitting connections between the two.
+        # The refusal audit runs inside the error mapping: it sees the domain exceptions. The HTTP binding
+        # runs its calls through these same interceptors (http/pipeline.py).
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
+            *tracing_interceptors(config.tracing),
+            ErrorMapping(on_malformed=MalformedRequestAudit(access, sink)),
+            RefusalAudit(access, sink),
+        ]
         server = grpc.aio.server(
-            # The refusal audit runs inside the error mapping: it sees the domain exceptions.
-            interceptors=[
-                *tracing_interceptors(config.tracing),
-                ErrorMapping(on_malformed=MalformedRequestAudit(access, sink)),
-                RefusalAudit(access, sink),
-            ],
+            interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
         )
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
         receipts = audit.receipts if isinstance(audit, NoAudit) else ReceiptSigner(audit.keyring)
-        check_pb2_grpc.add_CheckServiceServicer_to_server(
-            CheckService(
+        check_service = CheckService(
+            engine,
+            access,
+            sink,
+            receipts,
+            watch,
+            lambda method, seconds: metrics.latency.labels(method).observe(seconds),
+            replays=Replays(
                 engine,
-                access,
-                sink,
-                receipts,
-                watch,
-                lambda method, seconds: metrics.latency.labels(method).observe(seconds),
+                audit if isinstance(audit, AuditLog) else None,
+                replica_id(config.data_dir),
+                audit.keyring if isinstance(audit, AuditLog) else None,
+                served=served.digest,
             ),
-            server,
         )
+        check_pb2_grpc.add_CheckServiceServicer_to_server(check_service, server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminService(store, policy, access, sink, config.clock), server
         )
@@ -372,6 +411,8 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         # Metrics first: a metrics port in use fails the start before the gRPC listener is taken.
         metrics_port = metrics.serve(config.metrics_listen) if config.metrics_listen else None
         await server.start()
+        if config.http_listen is not None:
+            http = await _start_http(config, CallPipeline(check_service, interceptors), health)
         refusals = RefusalFlusher(access.peers, sink)
         refusals.start()
         feed.start()
@@ -389,6 +430,8 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         if heads is not None:
             heads.start()
     except BaseException:
+        if http is not None:
+            await http.stop()
         if server is not None:
             await server.stop(None)
         if import_workers is not None:
@@ -414,6 +457,7 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         data_version=store.data_version(),
         audit=config.audit_enabled,
         metrics_port=metrics_port,
+        http_port=http.port if http is not None else None,
     )
     return Gateway(
         server,
@@ -435,7 +479,19 @@ async def _start(config: GatewayConfig, policy: PolicySet) -> Gateway:
         drain_s=config.drain_s,
         refusals=refusals,
         audit_health=audit_health,
+        http=http,
     )
+
+
+async def _start_http(config: GatewayConfig, pipeline: CallPipeline, health: Any) -> HttpListener:
+    assert config.http_listen is not None
+    tls = HttpTLS(config.tls.cert, config.tls.key, config.tls.client_ca) if config.tls is not None else None
+    try:
+        return await HttpListener.start(config.http_listen, pipeline, tls=tls, health=health)
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"cannot listen for HTTP on {config.http_listen}: the address is in use or not available"
+        ) from None
 
 
 def _register_gauges(

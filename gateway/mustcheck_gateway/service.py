@@ -25,6 +25,7 @@ from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, Caller, Grant
 from .bounds import shown_message
+from .check.replay import Replays
 from .checks import MAX_BATCH, CheckAnswer, CheckEngine
 from .china_time import CHINA_STANDARD_TIME
 from .errors import (
@@ -267,8 +268,10 @@ class CheckService(pb_grpc.CheckServiceServicer):
         receipts: ReceiptSigner | None,
         watch: WatchSource | None = None,
         observe_latency: Callable[[str, float], None] = _no_observer,
+        replays: Replays | None = None,
     ) -> None:
         self.engine = engine
+        self.replays = replays
         self.access = access
         self.audit = audit
         self.receipts = receipts
@@ -369,7 +372,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
     async def _check(
         self, request: pb.CheckRequest, context: Context, announcement: Announcement
     ) -> pb.CheckResponse:
-        replay = request.as_of_version != 0 or request.HasField("as_of_time")
+        replay = request.as_of_version != 0 or request.HasField("as_of_time") or bool(request.replay_of)
         draft = _Draft(
             "replay" if replay else "check",
             request.matter,
@@ -381,10 +384,12 @@ class CheckService(pb_grpc.CheckServiceServicer):
         try:
             try:
                 draft.caller = self.access.caller(context)
-                matter = self.engine.matter(request.matter)
-                if replay:
-                    answer, grant = self._replay(draft.caller, request, matter)
+                if request.replay_of:
+                    answer, grant = await self._replay_record(draft.caller, draft, request)
+                elif replay:
+                    answer, grant = self._replay(draft.caller, request, self.engine.matter(request.matter))
                 else:
+                    matter = self.engine.matter(request.matter)
                     at = self.engine.clock()
                     grant = self.access.grant(draft.caller, matter, request.purpose, at)
                     self.access.throttle(draft.caller, grant)
@@ -420,6 +425,19 @@ class CheckService(pb_grpc.CheckServiceServicer):
             response.receipt = receipts[0]
         self._log(draft.kind, draft, "OK")
         return response
+
+    async def _replay_record(
+        self, caller: Caller, draft: _Draft, request: pb.CheckRequest
+    ) -> tuple[CheckAnswer, Grant]:
+        """Replay of one audited check (auditor role): as the original caller, with the record's policy set
+        (check/replay.py)."""
+        self.access.require_role(caller, ROLE_AUDITOR)
+        if self.replays is None:
+            raise FailedPrecondition("this gateway replays no records", reason="replay.no_log")
+        replayed = await self.replays.replay(request)
+        draft.extra = replayed.detail
+        draft.matter = replayed.answer.evaluation.matter.code
+        return replayed.answer, self.access.registry.snapshot().grants.get(caller.caller_id) or AUDITOR_VIEW
 
     def _replay(self, caller: Caller, request: pb.CheckRequest, matter: Matter) -> tuple[CheckAnswer, Grant]:
         """Point-in-time replay (auditor role): the answer as it was at a data version and instant."""
@@ -573,7 +591,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
         if self.receipts is None:
             return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
         key_id, digest = self.receipts.protector.keyed_hash(joined)
-        return f"hmac-sha256:{key_id}:{digest}"
+        return f"{self.receipts.protector.suite.public.keyed_hash_name}:{key_id}:{digest}"
 
     def _failure_events(self, draft: _Draft, error: GatewayError) -> list[AuditEvent]:
         events = [self._failure_event(draft, error)]

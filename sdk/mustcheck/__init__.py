@@ -40,6 +40,7 @@ from ._models import (
 from ._retry import RetryPolicy
 from .identifiers import SubjectKind
 from .receipts import InvalidReceipt, Receipt, verify_receipt
+from .suites import SuiteUnavailable
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "Receipt",
     "RetryPolicy",
     "SubjectKind",
+    "SuiteUnavailable",
     "TLSConfig",
     "UnknownMatter",
     "__version__",

@@ -293,11 +293,14 @@ class Client(_BaseClient):
         timeout: float | None = None,
         as_of_version: int | None = None,
         as_of_time: dt.datetime | None = None,
+        replay_of: Receipt | str | None = None,
     ) -> CheckResult:
-        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
-        then (auditor role only; never cached)."""
+        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` show the data as it was then,
+        as the auditor; ``replay_of`` (a receipt, or an audit record's reference ``<log id>-<seq>``) replays
+        that check as it was answered: the original caller's department and policy set (auditor role
+        only; never cached; ``matter`` may be empty)."""
         key = None
-        if self.cache is not None and as_of_version is None and as_of_time is None:
+        if self.cache is not None and as_of_version is None and as_of_time is None and replay_of is None:
             key = self._cache_key(subject, matter, purpose, authorization_ref, subject_kind)
             cached = self.cache.fresh(key)
             if cached is not None:
@@ -305,6 +308,8 @@ class Client(_BaseClient):
         request = self._check_request(
             subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
         )
+        if replay_of is not None:
+            request.replay_of = replay_reference(replay_of)
         try:
             response = self._call(self._stub.Check, request, timeout)
         except MustCheckError as error:
@@ -450,11 +455,14 @@ class AsyncClient(_BaseClient):
         timeout: float | None = None,
         as_of_version: int | None = None,
         as_of_time: dt.datetime | None = None,
+        replay_of: Receipt | str | None = None,
     ) -> CheckResult:
-        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` replay the answer as it was
-        then (auditor role only; never cached)."""
+        """Check ``subject`` for ``matter``. ``as_of_version``/``as_of_time`` show the data as it was then,
+        as the auditor; ``replay_of`` (a receipt, or an audit record's reference ``<log id>-<seq>``) replays
+        that check as it was answered: the original caller's department and policy set (auditor role
+        only; never cached; ``matter`` may be empty)."""
         key = None
-        if self.cache is not None and as_of_version is None and as_of_time is None:
+        if self.cache is not None and as_of_version is None and as_of_time is None and replay_of is None:
             self._ensure_watching()
             key = self._cache_key(subject, matter, purpose, authorization_ref, subject_kind)
             cached = self.cache.fresh(key)
@@ -463,6 +471,8 @@ class AsyncClient(_BaseClient):
         request = self._check_request(
             subject, matter, purpose, authorization_ref, subject_kind, as_of_version, as_of_time
         )
+        if replay_of is not None:
+            request.replay_of = replay_reference(replay_of)
         try:
             response = await self._call(self._stub.Check, request, timeout)
         except MustCheckError as error:
@@ -525,3 +535,11 @@ class AsyncClient(_BaseClient):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def replay_reference(replay_of: Receipt | str) -> str:
+    """The audit record a replay names: a proof receipt's id (``<log id>-<seq>``), the record seq of a
+    receipt of the first format, or the reference as given."""
+    if isinstance(replay_of, Receipt):
+        return replay_of.receipt_id if replay_of.tree_head is not None else str(replay_of.audit_seq)
+    return replay_of

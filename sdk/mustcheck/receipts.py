@@ -26,13 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from ._errors import MustCheckError
 from .merkle import verify_inclusion
-from .tree_head import ANSWER_FIELDS, TreeHead, canonical_json, leaf_data
+from .suites import public_key_of
+from .tree_head import ANSWER_FIELDS, Signer, TreeHead, canonical_json, leaf_data
 
 __all__ = [
     "InvalidReceipt",
@@ -119,7 +116,7 @@ def _canonical_json(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sign_receipt(fields: Mapping[str, Any], key_id: str, signer: Ed25519PrivateKey) -> str:
+def sign_receipt(fields: Mapping[str, Any], key_id: str, signer: Signer) -> str:
     """The compact receipt for ``fields`` (the gateway's side)."""
     payload = _canonical_json({**fields, "kid": key_id})
     signature = signer.sign(DOMAIN + payload)
@@ -221,16 +218,19 @@ def _proof_split(compact: str) -> tuple[Receipt, bytes, dict[str, Any]]:
 _verified_heads: dict[tuple[bytes, bytes, bytes], bool] = {}
 
 
-def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
+def _verify_proof_receipt(compact: str, public_keys: Mapping[str, Any]) -> Receipt:
     receipt, proof, answer = _proof_split(compact)
     head = receipt.tree_head
     assert head is not None
-    key = public_keys.get(head.key_id)
-    if key is None:
+    found = public_keys.get(head.key_id)
+    if found is None:
         raise InvalidReceipt(
             f"signed with key {head.key_id}, which is not among the {len(public_keys)} known keys"
         )
-    material = key if isinstance(key, bytes) else key.public_bytes_raw()
+    key = public_key_of(found)
+    if key is None:
+        raise InvalidReceipt(f"key {head.key_id} is not a PEM public key")
+    material = key.algorithm.encode() + key.raw
     signed = head.signed_bytes()
     cache_key = (signed, head.signature, material)
     if cache_key not in _verified_heads:
@@ -278,12 +278,14 @@ def _receipt(data: dict[str, Any], compact: str) -> Receipt:
         raise InvalidReceipt("the receipt's fields are not readable") from None
 
 
-def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | bytes]) -> Receipt:
+def verify_receipt(compact: str, public_keys: Mapping[str, Any]) -> Receipt:
     """The receipt, if it is genuine, else :class:`InvalidReceipt` saying why.
 
     A proof receipt (``mcr2``) is genuine if its tree head is signed by the named key and its inclusion
     proof leads from the answer's leaf to the head's root; one of the first format (``mcr1``) if its own
-    signature is valid under the named key.
+    signature is valid under the named key. ``public_keys`` maps key ids to PEM public keys (or key
+    objects) of either suite (:mod:`.suites`); a receipt of the SM suite needs the extra ``mustcheck[sm]``,
+    and without it raises :class:`~.suites.SuiteUnavailable` naming the extra.
     """
     if compact.startswith(PROOF_PREFIX + "."):
         return _verify_proof_receipt(compact, public_keys)
@@ -294,20 +296,14 @@ def verify_receipt(compact: str, public_keys: Mapping[str, Ed25519PublicKey | by
         raise InvalidReceipt(
             f"signed with key {key_id}, which is not among the {len(public_keys)} known keys"
         )
-    if isinstance(key, bytes):
-        try:
-            loaded = serialization.load_pem_public_key(key)
-        except ValueError:
-            raise InvalidReceipt(f"key {key_id} is not a PEM public key") from None
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise InvalidReceipt(f"key {key_id} is not an Ed25519 public key")
-        key = loaded
-    try:
-        key.verify(signature, DOMAIN + payload)
-    except InvalidSignature:
-        raise InvalidReceipt(
-            "the signature does not match: the receipt was altered or signed by another key"
-        ) from None
+    loaded = public_key_of(key)
+    if loaded is None:
+        pem = key.encode() if isinstance(key, str) else key
+        if isinstance(pem, bytes) and b"-----BEGIN PUBLIC KEY-----" in pem:
+            raise InvalidReceipt(f"key {key_id} is not an Ed25519 public key (nor an SM2 one)")
+        raise InvalidReceipt(f"key {key_id} is not a PEM public key")
+    if not loaded.verify(signature, DOMAIN + payload):
+        raise InvalidReceipt("the signature does not match: the receipt was altered or signed by another key")
     return _receipt(data, compact)
 
 

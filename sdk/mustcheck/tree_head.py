@@ -2,9 +2,9 @@
 
 A *tree head* says "the log ``log_id`` holds ``size`` records and the Merkle tree over them (RFC 9162,
 :mod:`.merkle`) has root ``root``", with the time it was signed, the signing key's id and the names of
-its algorithms (``hash`` for the tree, ``sig`` for the signature), so that another suite (SM3/SM2)
-slots in without a change of format. The signature covers a domain tag and the canonical JSON of every
-field but the signature.
+its algorithms (``hash`` for the tree, ``sig`` for the signature): ``sha256``/``ed25519`` or
+``sm3``/``sm2`` (:mod:`.suites`), so that a verifier picks the suite from the head itself. The
+signature covers a domain tag and the canonical JSON of every field but the signature.
 
 A *leaf* is one audit record, as the canonical JSON of the answer it records (the fields a receipt
 carries) and the record's hash in the audit chain: a receipt can rebuild its leaf from what it carries,
@@ -14,17 +14,13 @@ and an auditor from the stored record.
 from __future__ import annotations
 
 import base64
-import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from .merkle import SHA256, TreeHasher
+from .merkle import TreeHasher
+from .suites import INTERNATIONAL, SUITES, Suite, public_key_of, suite_of
 
 __all__ = [
     "ALGORITHMS",
@@ -37,8 +33,8 @@ __all__ = [
 
 HEAD_DOMAIN = b"mustcheck.tree_head.v1\n"
 LEAF_DOMAIN = b"mustcheck.leaf.v1\n"
-ALGORITHMS: Mapping[str, str] = {"hash": "sha256", "sig": "ed25519"}
-HASHERS: Mapping[str, TreeHasher] = {"sha256": SHA256}
+ALGORITHMS: Mapping[str, str] = INTERNATIONAL.algorithms
+HASHERS: Mapping[str, TreeHasher] = {suite.hasher.algorithm: suite.hasher for suite in SUITES.values()}
 # The answer's fields, as a receipt carries them and a leaf records them.
 # (``seq``: the audit record's sequence number; ``at``: the record's instant; ``version``: the data
 # version answered from; ``subject``/``key``: the subject's keyed hash and the HMAC key's id.)
@@ -138,54 +134,43 @@ class TreeHead:
     def signature_problem(self, public_keys: Mapping[str, Any], signed: bytes | None = None) -> str | None:
         """None if the head is signed by its key id's key under a known suite, else why not.
 
-        ``public_keys`` maps key ids to Ed25519 public keys (objects, or PEM bytes).
+        ``public_keys`` maps key ids to public keys (:class:`~.suites.PublicKey`, Ed25519 key objects, or
+        PEM). A head of the SM suite needs the extra ``mustcheck[sm]`` (:class:`~.suites.SuiteUnavailable`).
         """
-        verify = _VERIFIERS.get(self.algorithms.get("sig", ""))
-        if verify is None or self.algorithms.get("hash") not in HASHERS:
+        suite = self.suite
+        if suite is None:
             return f"tree head of size {self.size}: unknown algorithms {dict(self.algorithms)}"
-        key = public_keys.get(self.key_id)
-        if key is None:
+        found = public_keys.get(self.key_id)
+        if found is None:
             unknown = self.key_id
             return f"tree head of size {self.size}: signed with key {unknown}, which is not a known key"
-        if not verify(key, self.signature, self.signed_bytes() if signed is None else signed):
+        key = public_key_of(found)
+        # A key that is not a public key, or one of the other suite's algorithm, cannot have made it.
+        message = self.signed_bytes() if signed is None else signed
+        if key is None or key.algorithm != suite.signature or not key.verify(self.signature, message):
             return f"tree head of size {self.size}: signature invalid"
         return None
 
-
-@functools.lru_cache(maxsize=64)
-def _load_pem(pem: bytes) -> Ed25519PublicKey | None:
-    try:
-        loaded = serialization.load_pem_public_key(pem)
-    except ValueError:
-        return None
-    return loaded if isinstance(loaded, Ed25519PublicKey) else None
+    @property
+    def suite(self) -> Suite | None:
+        """The suite the head names (None: algorithms no suite has)."""
+        return suite_of(self.algorithms)
 
 
-def _load_ed25519(key: Any) -> Ed25519PublicKey | None:
-    if isinstance(key, Ed25519PublicKey):
-        return key
-    if isinstance(key, bytes):
-        return _load_pem(key)  # loaded once: a verifier checks many receipts with the same keys
-    return None
-
-
-def _verify_ed25519(key: Any, signature: bytes, message: bytes) -> bool:
-    public = _load_ed25519(key)
-    if public is None:
-        return False
-    try:
-        public.verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
-
-
-_VERIFIERS: Mapping[str, Callable[[Any, bytes, bytes], bool]] = {"ed25519": _verify_ed25519}
+class Signer(Protocol):
+    def sign(self, data: bytes) -> bytes: ...
 
 
 def sign_tree_head(
-    log_id: str, size: int, root: bytes, at: str, key_id: str, signer: Ed25519PrivateKey
+    log_id: str,
+    size: int,
+    root: bytes,
+    at: str,
+    key_id: str,
+    signer: Signer,
+    suite: Suite = INTERNATIONAL,
 ) -> TreeHead:
-    """A tree head signed with ``signer`` (the gateway's side)."""
-    unsigned = TreeHead(log_id, size, root, at, key_id, dict(ALGORITHMS), b"")
-    return TreeHead(log_id, size, root, at, key_id, dict(ALGORITHMS), signer.sign(unsigned.signed_bytes()))
+    """A tree head signed with ``signer`` (the gateway's side), naming ``suite``'s algorithms."""
+    algorithms = suite.algorithms
+    unsigned = TreeHead(log_id, size, root, at, key_id, algorithms, b"")
+    return TreeHead(log_id, size, root, at, key_id, algorithms, signer.sign(unsigned.signed_bytes()))

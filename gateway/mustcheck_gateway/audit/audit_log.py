@@ -109,6 +109,8 @@ class AuditLog:
         )
         self.published_head = published_head  # the newest head published to the store (no rewind past it)
         self.published_tree_head = published_tree_head  # its tree head (JSON): the log must be consistent
+        # The digest of the policy set the gateway serves: every record names it (``record.POLICY_SET_KEY``).
+        self.policy_set = ""
         self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
         self._state = threading.Lock()
         self._closing = False
@@ -145,8 +147,12 @@ class AuditLog:
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
+        crypto: str | None = None,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
+
+        ``crypto`` names the crypto suite: a new key ring is made of it, an existing one must be of it
+        (:class:`~.keys.SuiteMismatch` otherwise); None: the key ring's (international for a new one).
 
         ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
         copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
@@ -154,7 +160,7 @@ class AuditLog:
         log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
-        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME)
+        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
         return cls(
             data_dir / file_name,
             keyring,
@@ -304,7 +310,7 @@ class AuditLog:
 
     def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
         now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now) for event in events]
+        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
 
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""
@@ -527,7 +533,7 @@ class AuditLog:
 
     def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """The consistency proof from the tree of ``old_size`` records to that of ``new_size``."""
-        return self._store.tree_consistency(old_size, new_size)
+        return self._store.tree_consistency(old_size, new_size, self.keyring.suite.public.hasher)
 
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         """The checkpoint of ``kind`` with the highest seq, if there is one."""

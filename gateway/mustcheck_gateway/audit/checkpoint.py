@@ -1,4 +1,5 @@
-"""Signed checkpoints: (last seq covered, that record's hash, time, signing key id) under Ed25519.
+"""Signed checkpoints: (last seq covered, that record's hash, time, signing key id) under the key ring's
+suite (Ed25519, or SM2 with SM3: the key id's public key says which).
 
 A ``chain`` checkpoint is written at least every N records or T seconds; a ``prune`` checkpoint is
 written by a prune for the last record it deletes, and is what makes the prune anchor trustworthy.
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from mustcheck.suites import PublicKey, public_key_of
+from mustcheck.tree_head import Signer
 
 from ..store.codec import format_instant, parse_instant
 
@@ -83,27 +84,26 @@ def sign_checkpoint(
     record_hash: str,
     *,
     key_id: str,
-    signer: Ed25519PrivateKey,
+    signer: Signer,
     at: dt.datetime,
 ) -> Checkpoint:
     signature = signer.sign(signed_bytes(kind, seq, record_hash, at, key_id))
     return Checkpoint(kind, seq, record_hash, at, key_id, base64.b64encode(signature).decode())
 
 
-def signature_problem(checkpoint: Checkpoint, public_keys: Mapping[str, Ed25519PublicKey]) -> str | None:
+def signature_problem(checkpoint: Checkpoint, public_keys: Mapping[str, PublicKey]) -> str | None:
     """None if the signature verifies under its key id's public key, else why not."""
-    public_key = public_keys.get(checkpoint.key_id)
+    public_key = public_key_of(public_keys.get(checkpoint.key_id))
     if public_key is None:
         unknown = checkpoint.key_id
         return f"{checkpoint.describe()}: signed with key {unknown}, which is not among the public keys"
     try:
         signature = base64.b64decode(checkpoint.signature, validate=True)
-        public_key.verify(
-            signature,
-            signed_bytes(
-                checkpoint.kind, checkpoint.seq, checkpoint.record_hash, checkpoint.at, checkpoint.key_id
-            ),
-        )
-    except (InvalidSignature, binascii.Error, ValueError):
+    except (binascii.Error, ValueError):
+        return f"{checkpoint.describe()}: signature invalid"
+    signed = signed_bytes(
+        checkpoint.kind, checkpoint.seq, checkpoint.record_hash, checkpoint.at, checkpoint.key_id
+    )
+    if not public_key.verify(signature, signed):
         return f"{checkpoint.describe()}: signature invalid"
     return None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from mustcheck.suites import PublicKey
 
 from .checkpoint import Checkpoint, signature_problem
 from .errors import AuditIntegrityError
@@ -85,9 +85,7 @@ def mirror_head(path: Path) -> Head | None:
     return newest((line.checkpoint for line in read_mirror(path) if line.checkpoint), MIRROR_FILE_NAME)
 
 
-def check_no_rewind(
-    log: LogView, heads: Iterable[Head | None], public_keys: Mapping[str, Ed25519PublicKey]
-) -> None:
+def check_no_rewind(log: LogView, heads: Iterable[Head | None], public_keys: Mapping[str, PublicKey]) -> None:
     """Raise :class:`AuditIntegrityError` (a tamper alarm) unless ``log`` extends every head."""
     for head in heads:
         if head is None:

@@ -1,11 +1,16 @@
-"""The audit key ring: HMAC, AES and Ed25519 keys in one directory, each file named by its key id.
+"""The audit key ring: HMAC, cipher and signing keys in one directory, each file named by its key id.
 
 Layout of the directory (``DATA_DIR/keys`` by default)::
 
-    hmac-0001-3f9a0c1e.key     32 random bytes, hex; keys the subject hash (search)
-    enc-0001-77b2d410.key      32 random bytes, hex; AES-256-GCM key (authorised reveal)
-    sign-0001-c0ffee12.pem     Ed25519 private key, PKCS#8 PEM; signs checkpoints
+    suite                      the crypto suite, chosen when the ring is created: international or sm
+    hmac-0001-3f9a0c1e.key     32 random bytes, hex; keys the subject hash (HMAC-SHA256 / HMAC-SM3)
+    enc-0001-77b2d410.key      random bytes, hex; AES-256-GCM key (32) / SM4-GCM key (16) (reveal)
+    sign-0001-c0ffee12.pem     Ed25519 / SM2 private key, PKCS#8 PEM; signs checkpoints and tree heads
     public/sign-0001-c0ffee12.pem   its public key (SubjectPublicKeyInfo PEM), for offline verification
+
+The suite (:mod:`..crypto.suites`) is the deployment's for good: a ring without a ``suite`` file was made
+before suites existed and is ``international``; opening a ring for another suite is refused
+(:class:`SuiteMismatch`), and rotation makes keys of the ring's suite.
 
 A key id is ``<kind>-<number>-<random>``; the current key of a kind is the one with the highest
 number. Rotation adds a new current key and keeps the old ones, so records and checkpoints written
@@ -15,6 +20,7 @@ directory 0700); public key files may be copied anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -25,14 +31,16 @@ from enum import StrEnum
 from pathlib import Path
 
 import structlog
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from mustcheck.suites import PublicKey, SuiteUnavailable, load_public_key
+
+from ..crypto.suites import DEFAULT_SUITE_NAME, ServerSuite, Signer, server_suite
 from .errors import KeyRingError
 
 log = structlog.get_logger("mustcheck.audit")
 
 PUBLIC_DIR_NAME = "public"
+SUITE_FILE_NAME = "suite"
 SECRET_KEY_BYTES = 32
 _KEY_ID = re.compile(r"^(?P<kind>hmac|enc|sign)-(?P<number>\d{4,})-(?P<token>[0-9a-f]{8})$")
 
@@ -64,25 +72,46 @@ def _write_new(path: Path, content: bytes, mode: int) -> None:
         os.close(descriptor)
 
 
-def _public_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+class SuiteMismatch(KeyRingError):
+    """The key ring is of another crypto suite than the one asked for."""
 
 
-def load_public_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
-    """The Ed25519 public keys in ``directory`` (``<key id>.pem``), by key id: all verification needs."""
-    keys: dict[str, Ed25519PublicKey] = {}
+def load_public_keys(directory: Path) -> dict[str, PublicKey]:
+    """The public keys in ``directory`` (``<key id>.pem``; Ed25519 or SM2), by key id: all verification
+    needs."""
+    keys: dict[str, PublicKey] = {}
     if not directory.is_dir():
         return keys
     for path in sorted(directory.glob("sign-*.pem")):
         if _KEY_ID.match(path.stem) is None:
             continue
-        loaded = serialization.load_pem_public_key(path.read_bytes())
-        if not isinstance(loaded, Ed25519PublicKey):
-            raise KeyRingError(f"{path.name} is not an Ed25519 public key")
-        keys[path.stem] = loaded
+        try:
+            keys[path.stem] = load_public_key(path.read_bytes())
+        except ValueError as error:
+            raise KeyRingError(f"{path.name} is not a usable public key: {error}") from None
     return keys
+
+
+def read_suite(directory: Path) -> ServerSuite:
+    """The suite of the key ring in ``directory`` (``international`` for a ring made before suites)."""
+    path = directory / SUITE_FILE_NAME
+    if not path.exists():
+        return server_suite(DEFAULT_SUITE_NAME)
+    try:
+        return server_suite(path.read_bytes()[:64].decode("utf-8").strip())
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise KeyRingError(f"{path}: not a crypto suite's name ({error})") from None
+
+
+def _available(suite: ServerSuite) -> None:
+    try:
+        suite.check_available()
+    except SuiteUnavailable as error:
+        raise KeyRingError(f"the key ring's crypto suite {suite.name!r} cannot be used: {error}") from None
+
+
+def _has_keys(directory: Path) -> bool:
+    return any(_KEY_ID.match(path.stem) for path in directory.iterdir() if path.is_file())
 
 
 class KeyRing:
@@ -92,7 +121,10 @@ class KeyRing:
         self.directory = directory
         self._lock = threading.Lock()
         self._secrets: dict[KeyKind, dict[str, bytes]] = {KeyKind.HMAC: {}, KeyKind.ENC: {}}
-        self._signers: dict[str, Ed25519PrivateKey] = {}
+        self._signers: dict[str, Signer] = {}
+        if not directory.is_dir():
+            raise KeyRingError(f"key directory {directory} does not exist")
+        self.suite = read_suite(directory)
         # Moves on every rotation, so users may cache the current keys until it changes.
         self.generation = 0
         self._load()
@@ -104,19 +136,37 @@ class KeyRing:
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def load_or_create(cls, directory: Path) -> KeyRing:
-        """Open the key ring in ``directory``, creating it and a first key of every missing kind."""
+    def load_or_create(cls, directory: Path, suite: str | None = None) -> KeyRing:
+        """Open the key ring in ``directory``, creating it and a first key of every missing kind.
+
+        A new ring is of ``suite`` (default: international); an existing one must be of ``suite`` if it is
+        given, else :class:`SuiteMismatch` names both.
+        """
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         (directory / PUBLIC_DIR_NAME).mkdir(mode=0o755, exist_ok=True)
+        suite_file = directory / SUITE_FILE_NAME
+        if not suite_file.exists():
+            # A ring that has keys but no suite file was made before suites: international.
+            chosen = DEFAULT_SUITE_NAME if _has_keys(directory) else (suite or DEFAULT_SUITE_NAME)
+            _available(server_suite(chosen))
+            # Another process creating the ring at the same time wins: its choice is read below.
+            with contextlib.suppress(FileExistsError):
+                _write_new(suite_file, f"{chosen}\n".encode(), 0o600)
         ring = cls(directory)
+        if suite is not None and ring.suite.name != suite:
+            raise SuiteMismatch(
+                f"the audit key ring in {directory} is of the crypto suite {ring.suite.name!r}, but "
+                f"{suite!r} was asked for (--crypto {suite}): a deployment keeps the suite its key ring was "
+                f"created with; start with --crypto {ring.suite.name}, or use a new data directory for "
+                f"{suite!r}"
+            )
+        _available(ring.suite)
         for kind in KeyKind:
             if not ring.key_ids(kind):
                 ring.rotate(kind)
         return ring
 
     def _load(self) -> None:
-        if not self.directory.is_dir():
-            raise KeyRingError(f"key directory {self.directory} does not exist")
         for path in sorted(self.directory.iterdir()):
             match = _KEY_ID.match(path.stem)
             if match is None or not path.is_file():
@@ -131,25 +181,29 @@ class KeyRing:
             if kind is KeyKind.SIGN:
                 self._signers[path.stem] = self._read_signer(path)
             else:
-                self._secrets[kind][path.stem] = self._read_secret(path)
+                self._secrets[kind][path.stem] = self._read_secret(path, kind)
         self._repair_public_keys()
 
-    @staticmethod
-    def _read_secret(path: Path) -> bytes:
+    def _secret_bytes(self, kind: KeyKind) -> int:
+        return self.suite.cipher_key_bytes if kind is KeyKind.ENC else self.suite.hmac_key_bytes
+
+    def _read_secret(self, path: Path, kind: KeyKind) -> bytes:
         try:
             key = bytes.fromhex(path.read_text().strip())
         except ValueError as error:
             raise KeyRingError(f"{path.name} is not a hex-encoded key") from error
-        if len(key) != SECRET_KEY_BYTES:
-            raise KeyRingError(f"{path.name} holds {len(key)} bytes, expected {SECRET_KEY_BYTES}")
+        expected = self._secret_bytes(kind)
+        if len(key) != expected:
+            raise KeyRingError(
+                f"{path.name} holds {len(key)} bytes, expected {expected} (suite {self.suite.name})"
+            )
         return key
 
-    @staticmethod
-    def _read_signer(path: Path) -> Ed25519PrivateKey:
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise KeyRingError(f"{path.name} is not an Ed25519 private key")
-        return loaded
+    def _read_signer(self, path: Path) -> Signer:
+        try:
+            return self.suite.load_signer(path.read_bytes())
+        except ValueError as error:
+            raise KeyRingError(f"{path.name}: {error} (the key ring's suite is {self.suite.name})") from None
 
     def _repair_public_keys(self) -> None:
         """Every signing key has its public key in ``public/`` (rewritten if someone removed it)."""
@@ -159,7 +213,7 @@ class KeyRing:
         for key_id, signer in self._signers.items():
             public_path = self.public_dir / f"{key_id}.pem"
             if not public_path.exists():
-                _write_new(public_path, _public_pem(signer.public_key()), 0o644)
+                _write_new(public_path, signer.public_key().pem(), 0o644)
 
     # -- rotation ----------------------------------------------------------------
 
@@ -172,18 +226,13 @@ class KeyRing:
             key_id = f"{kind.value}-{number:04d}-{secrets.token_hex(4)}"
             path = self.directory / f"{key_id}{_suffix(kind)}"
             if kind is KeyKind.SIGN:
-                signer = Ed25519PrivateKey.generate()
-                pem = signer.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-                _write_new(path, pem, 0o600)
+                signer = self.suite.generate_signer()
+                _write_new(path, signer.private_pem(), 0o600)
                 self.public_dir.mkdir(mode=0o755, exist_ok=True)
-                _write_new(self.public_dir / f"{key_id}.pem", _public_pem(signer.public_key()), 0o644)
+                _write_new(self.public_dir / f"{key_id}.pem", signer.public_key().pem(), 0o644)
                 self._signers[key_id] = signer
             else:
-                secret = secrets.token_bytes(SECRET_KEY_BYTES)
+                secret = secrets.token_bytes(self._secret_bytes(kind))
                 _write_new(path, (secret.hex() + "\n").encode(), 0o600)
                 self._secrets[kind][key_id] = secret
             self.generation += 1
@@ -224,13 +273,13 @@ class KeyRing:
         with self._lock:
             return dict(self._secrets[kind])
 
-    def signer(self, key_id: str) -> Ed25519PrivateKey:
+    def signer(self, key_id: str) -> Signer:
         with self._lock:
             try:
                 return self._signers[key_id]
             except KeyError:
                 raise KeyRingError(f"no signing key {key_id!r} in {self.directory}") from None
 
-    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+    def public_keys(self) -> dict[str, PublicKey]:
         with self._lock:
             return {key_id: signer.public_key() for key_id, signer in self._signers.items()}

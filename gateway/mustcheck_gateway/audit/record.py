@@ -59,6 +59,11 @@ def canonical_json(value: Any) -> str:
 # The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
 TAIL_CUT_OUTCOME = "audit.journal_tail_cut"
 
+# The detail key that names the policy set the gateway served when it wrote the record (its digest,
+# ``policy.sets``): covered by the record's hash, and so by its leaf in the Merkle tree. Records written
+# before it was recorded lack it and verify as before.
+POLICY_SET_KEY = "policy_set"
+
 # Kinds of records that are checks an approval decision may rest on (a replay is not one).
 CHECK_KINDS = frozenset({"check", "batch_item"})
 
@@ -165,9 +170,13 @@ class PendingRecord:
     status: str
     latency_us: int
     detail_json: str
+    # The digest of the policy set in force (empty: none known), stored in the detail under POLICY_SET_KEY.
+    policy_set: str = ""
 
     @classmethod
-    def from_event(cls, event: AuditEvent, protector: SubjectProtector, now: dt.datetime) -> PendingRecord:
+    def from_event(
+        cls, event: AuditEvent, protector: SubjectProtector, now: dt.datetime, policy_set: str = ""
+    ) -> PendingRecord:
         protected = protector.protect(event.subject) if event.subject is not None else None
         return cls(
             format_instant(event.at or now),
@@ -188,6 +197,7 @@ class PendingRecord:
             event.status,
             int(event.latency_us),
             event.detail_json,
+            policy_set,
         )
 
     def as_values(self) -> tuple[Any, ...]:
@@ -201,7 +211,10 @@ class PendingRecord:
         The detail is read back and encoded again so that it is stored exactly as verification will
         encode it (keys that are not strings become strings, in the order of the stored text).
         """
-        columns = _columns(seq, self.at, self, canonical_json(json.loads(self.detail_json)), prev_hash)
+        detail = json.loads(self.detail_json)
+        if self.policy_set:
+            detail[POLICY_SET_KEY] = self.policy_set
+        columns = _columns(seq, self.at, self, canonical_json(detail), prev_hash)
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 
@@ -234,6 +247,12 @@ class AuditRecord:
     detail: Mapping[str, Any]
     prev_hash: str
     record_hash: str
+
+    @property
+    def policy_set(self) -> str:
+        """The digest of the policy set its gateway served ("": written before digests were recorded)."""
+        value = self.detail.get(POLICY_SET_KEY, "")
+        return value if isinstance(value, str) else ""
 
     @property
     def protected_subject(self) -> ProtectedSubject | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mustcheck.merkle import SHA256
+from mustcheck.merkle import TreeHasher
 from mustcheck.tree_head import TreeHead
 
 from ..store.codec import format_instant, parse_instant
@@ -304,11 +304,11 @@ class SqliteAuditStore:
     def latest_tree_head(self) -> TreeHead | None:
         return tree.latest_head(self._reader())
 
-    def tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+    def tree_consistency(self, old_size: int, new_size: int, hasher: TreeHasher) -> list[bytes]:
         """The consistency proof between two sizes of the stored tree (``LookupError`` if not stored)."""
         if old_size in (0, new_size):
             return []
-        return tree.stored_tree(self._reader(), SHA256).consistency(old_size, new_size)
+        return tree.stored_tree(self._reader(), hasher).consistency(old_size, new_size)
 
     def latest_checkpoint(self, kind: CheckpointKind) -> Checkpoint | None:
         row = (

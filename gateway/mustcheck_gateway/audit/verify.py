@@ -1,7 +1,8 @@
 """Offline verification of an audit log: the chain, the signed checkpoints and the mirror file.
 
 Needs only the database file (opened read-only, so a copy will do), ``checkpoints.jsonl`` next to
-it, and the directory of Ed25519 public keys: no secret key. Checks, in this order, and stops at
+it, and the directory of public keys (Ed25519 or SM2: the keys say which suite the log is of, and so
+which hash its tree uses): no secret key. Checks, in this order, and stops at
 the first problem, which it names with a seq and a plain reason:
 
 1. every checkpoint's signature (database rows, then mirror lines);
@@ -40,9 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from mustcheck.merkle import SHA256, Frontier, verify_consistency
+from mustcheck.merkle import SHA256, Frontier, TreeHasher, verify_consistency
+from mustcheck.suites import DEFAULT_SUITE, SUITES, PublicKey, Suite
 from mustcheck.tree_head import TreeHead, b64, unb64
 
 from ..store.sqlite_connections import consistent_read
@@ -105,8 +105,9 @@ class TreeState:
     last_hash: str
     frontier: tuple[bytes, ...]
 
-    def root(self) -> bytes:
-        return Frontier(SHA256, self.size, list(self.frontier)).root()
+    def root(self, hasher: TreeHasher = SHA256) -> bytes:
+        """The root of the kept frontier under the log's tree hash (SHA-256 unless the suite says SM3)."""
+        return Frontier(hasher, self.size, list(self.frontier)).root()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -184,7 +185,7 @@ class _Problem(Exception):
 class _Verification:
     def __init__(
         self,
-        public_keys: Mapping[str, Ed25519PublicKey],
+        public_keys: Mapping[str, PublicKey],
         mirror: list[MirrorLine] | None,
         journal: JournalContents | None = None,
         *,
@@ -193,6 +194,7 @@ class _Verification:
         state: TreeState | None = None,
     ) -> None:
         self.log_id = log_id
+        self.hasher = suite_of_keys(public_keys).hasher
         self.given_heads = heads
         self.state = state
         self.frontier: Frontier | None = None
@@ -218,7 +220,7 @@ class _Verification:
         signed = self._signed_seqs(checkpoints, anchor)
         if self.state is not None:  # verified before: only what follows is walked
             signed = {seq: hashed for seq, hashed in signed.items() if seq > self.state.size}
-            self.roots[self.state.size] = self.state.root()
+            self.roots[self.state.size] = self.state.root(self.hasher)
         heads = [(head, "the audit database") for head in read_heads(connection)] + list(self.given_heads)
         tree_size = stored_size(connection)
         self.nodes = _StoredNodes(connection, tree_size)
@@ -237,7 +239,7 @@ class _Verification:
         if nodes is not None:
             nodes.check(0, index, merged)
         while index & 1:
-            merged = SHA256.node(frontier.nodes.pop(), merged)
+            merged = self.hasher.node(frontier.nodes.pop(), merged)
             index >>= 1
             level += 1
             if nodes is not None:
@@ -256,7 +258,7 @@ class _Verification:
         state = self.state
         try:
             stored = MerkleTree(
-                SHA256, min(tree_size, size), lambda level, index: read_node(connection, level, index)
+                self.hasher, min(tree_size, size), lambda level, index: read_node(connection, level, index)
             )
         except LookupError as error:
             raise _Problem(None, f"the stored tree is incomplete: {error} (deleted)") from None
@@ -289,7 +291,7 @@ class _Verification:
                 except (LookupError, ValueError):
                     proof = None
                 if proof is None or not verify_consistency(
-                    SHA256, head.size, state.size, head.root, state.root(), proof
+                    self.hasher, head.size, state.size, head.root, state.root(self.hasher), proof
                 ):
                     raise _Problem(
                         head.size, f"{where} is not consistent with the last verified head (rewritten)"
@@ -357,7 +359,7 @@ class _Verification:
         self, connection: sqlite3.Connection, anchor: PruneAnchor | None, signed: Mapping[int, str]
     ) -> dict[int, str]:
         start_seq, start_hash = (anchor.seq, anchor.record_hash) if anchor else (0, GENESIS_HASH)
-        self.frontier = Frontier(SHA256)
+        self.frontier = Frontier(self.hasher)
         if self.state is not None and self.state.size >= start_seq:
             state = self.state
             found = connection.execute("SELECT record_hash FROM audit_records WHERE seq = ?", (state.size,))
@@ -369,11 +371,11 @@ class _Verification:
                     "(truncated or rewritten since)",
                 )
             start_seq, start_hash = state.size, state.last_hash
-            self.frontier = Frontier(SHA256, state.size, list(state.frontier))
+            self.frontier = Frontier(self.hasher, state.size, list(state.frontier))
         elif start_seq:
             try:
                 self.frontier = MerkleTree(
-                    SHA256, start_seq, lambda level, index: read_node(connection, level, index)
+                    self.hasher, start_seq, lambda level, index: read_node(connection, level, index)
                 ).frontier
             except LookupError:
                 self.frontier = None  # pruned before the log had a tree: nothing to rebuild it from
@@ -400,7 +402,7 @@ class _Verification:
             if self.first_seq is None:
                 self.first_seq = record.seq
             if self.frontier is not None:
-                self._append_leaf(record_leaf(SHA256, row))
+                self._append_leaf(record_leaf(self.hasher, row))
                 if self.frontier.size in self.wanted:
                     self.roots[self.frontier.size] = self.frontier.root()
             if record.seq in signed:
@@ -479,6 +481,19 @@ class _Verification:
                 )
 
 
+def suite_of_keys(public_keys: Mapping[str, PublicKey]) -> Suite:
+    """The suite a log's public keys are of (a ring's keys are all of its suite); the default if none.
+
+    ``KeyRingError`` if they are of more than one suite.
+    """
+    by_signature = {suite.signature: suite for suite in SUITES.values()}
+    found = {by_signature[key.algorithm] for key in public_keys.values() if key.algorithm in by_signature}
+    if len(found) > 1:
+        names = ", ".join(sorted(suite.name for suite in found))
+        raise KeyRingError(f"the public keys are of more than one crypto suite ({names})")
+    return found.pop() if found else DEFAULT_SUITE
+
+
 def _seq_of(row: Sequence[object]) -> int | None:
     return row[0] if row and isinstance(row[0], int) else None
 
@@ -497,6 +512,7 @@ def verify_log(
     mirror_file = mirror_path or mirror_path_for(db_path)
     try:
         public_keys = load_public_keys(public_keys_dir)
+        suite_of_keys(public_keys)
         # The mirror is read first: anything in it was committed to the database before it was appended.
         mirror = read_mirror(mirror_file) if mirror_file.exists() else None
     except (OSError, KeyRingError, ValueError) as error:

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from mustcheck.merkle import SHA256
+from mustcheck.merkle import TreeHasher
 from mustcheck.receipts import encode_receipt
 from mustcheck.tree_head import TreeHead, sign_tree_head
 
@@ -174,6 +174,11 @@ class GroupCommitWriter:
     @property
     def last_seq(self) -> int:
         return self._last_seq
+
+    @property
+    def _hasher(self) -> TreeHasher:
+        """The tree's hash: the key ring's suite's (SHA-256 or SM3)."""
+        return self._keyring.suite.public.hasher
 
     def use_keyring(self, keyring: KeyRing) -> None:
         """Sign later checkpoints with this key ring's current key (after a rotation elsewhere)."""
@@ -409,7 +414,7 @@ class GroupCommitWriter:
         connection = self._store.connect()
         try:
             with transaction(connection) as writing:
-                tree = merkle_tree.stored_tree(writing, SHA256)
+                tree = merkle_tree.stored_tree(writing, self._hasher)
                 added = merkle_tree.catch_up(writing, tree, self._store.pruned_through())
                 newest = merkle_tree.latest_head(writing)
         except LookupError as error:  # nodes the stored tree's right edge needs were deleted
@@ -423,7 +428,7 @@ class GroupCommitWriter:
             log.info("audit_tree_caught_up", leaves=added, size=tree.size)
         reader = self._tree_reader = self._store.connect()
         tree = merkle_tree.MerkleTree(
-            SHA256, tree.size, lambda level, index: merkle_tree.read_node(reader, level, index)
+            self._hasher, tree.size, lambda level, index: merkle_tree.read_node(reader, level, index)
         )
         public_keys = load_public_keys(self._keyring.public_dir)
         for head, source in ((newest, "the audit database"), (published, "the store")):
@@ -443,7 +448,7 @@ class GroupCommitWriter:
     def _grow_tree(self, rows: list[tuple[Any, ...]]) -> None:
         """Append the commit's leaves and sign one tree head over the new size (on the writer's thread)."""
         for row in rows:
-            self._tree.append(merkle_tree.record_leaf(SHA256, row))
+            self._tree.append(merkle_tree.record_leaf(self._hasher, row))
         self._unindexed_nodes.extend(self._tree.take_pending())
         key_id = self._keyring.current_id(KeyKind.SIGN)
         self.head = sign_tree_head(
@@ -453,6 +458,7 @@ class GroupCommitWriter:
             dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
             key_id,
             self._keyring.signer(key_id),
+            self._keyring.suite.public,
         )
         self._unindexed_heads.append(self.head)
         self._commit_rows = rows

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mustcheck.merkle import SHA256, verify_inclusion
+from mustcheck.merkle import verify_inclusion
 from mustcheck.receipts import InvalidReceipt, load_public_keys, verify_receipt
 from mustcheck.tree_head import TreeHead
 
@@ -117,11 +117,12 @@ def run_prove(options: argparse.Namespace) -> int:
         rows = list(iter_rows(connection, after_seq=options.seq - 1, until_seq=options.seq))
         if not rows:
             return fail(_("record {seq} is not in the log (pruned?)").format(seq=options.seq), EXIT_INVALID)
-        leaf = record_leaf(SHA256, rows[0])
-        proof = stored_tree(connection, SHA256).inclusion(options.seq - 1, head.size)
+        hasher = head.hasher  # the head names its suite's tree hash (SHA-256 or SM3)
+        leaf = record_leaf(hasher, rows[0])
+        proof = stored_tree(connection, hasher).inclusion(options.seq - 1, head.size)
     finally:
         connection.close()
-    proven = verify_inclusion(SHA256, options.seq - 1, head.size, leaf, proof, head.root)
+    proven = verify_inclusion(hasher, options.seq - 1, head.size, leaf, proof, head.root)
     if options.json:
         print_json(
             {

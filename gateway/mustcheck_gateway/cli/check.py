@@ -15,9 +15,11 @@ from mustcheck import (
     MustCheckError,
     PermissionDenied,
     RateLimited,
+    Receipt,
     SubjectKind,
 )
 from mustcheck.identifiers import IdentifierError, validate_subject
+from mustcheck.receipts import InvalidReceipt, parse_receipt
 
 from ..i18n import _
 from .common import (
@@ -68,6 +70,14 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--timeout", type=float, default=5.0, metavar="SECONDS", help=_("deadline (default 5)")
     )
+    parser.add_argument(
+        "--replay-of",
+        metavar="RECEIPT|REF",
+        help=_(
+            "auditors: replay the audited check a receipt (or a record reference LOG-SEQ) names, as its "
+            "caller's department with the policy set then in force"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help=_("print one JSON object"))
     add_gateway_option(parser)
     parser.set_defaults(run=run)
@@ -78,6 +88,7 @@ def run(options: argparse.Namespace) -> int:
     checksum_error = _checksum_error(options.subject, kind)
     try:
         connection = connection_from(options)
+        replay_of = _replay_of(options.replay_of)
     except UsageError as error:
         return fail(str(error), EXIT_INVALID)
     try:
@@ -90,6 +101,7 @@ def run(options: argparse.Namespace) -> int:
                 purpose=options.purpose,
                 authorization_ref=options.authorization_ref,
                 subject_kind=kind,
+                replay_of=replay_of,
             )
     except InvalidRequest as error:
         return fail(_("invalid input: {message}").format(message=subject_error(error)), EXIT_INVALID)
@@ -120,6 +132,19 @@ def run(options: argparse.Namespace) -> int:
     else:
         print(render_result(result))
     return EXIT_OK
+
+
+def _replay_of(text: str | None) -> Receipt | str | None:
+    """A receipt (its record is replayed) or a record reference, as given."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.startswith("mcr"):
+        return text
+    try:
+        return parse_receipt(text)
+    except InvalidReceipt as error:
+        raise UsageError(_("--replay-of: not a receipt: {message}").format(message=error)) from None
 
 
 def _checksum_error(subject: str, kind: SubjectKind | None) -> IdentifierError | None:

@@ -20,6 +20,7 @@ from mustcheck import Client, InvalidSubject, MustCheckError
 from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
+from ..audit import KeyRingError
 from ..bootstrap import write_secret
 from ..china_time import CHINA_STANDARD_TIME
 from ..data_lock import in_use
@@ -40,6 +41,7 @@ from .common import (
 )
 from .reasons import explained, subject_error
 from .rpc import CallOptions
+from .serve import add_crypto_option
 
 # The demo data's decisions go back less than ten years; it is complete since then (R6).
 DEMO_COMPLETE_YEARS = 10
@@ -75,6 +77,11 @@ def register(commands: Subparsers) -> None:
         help=_("address to listen on (default {address})").format(address=DEFAULT_LISTEN),
     )
     parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=_("also serve the HTTP/JSON binding on this address (off by default; docs/http.md)"),
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=DEFAULT_DEMO_DIR,
@@ -93,6 +100,7 @@ def register(commands: Subparsers) -> None:
     parser.add_argument(
         "--exit-after-tour", action="store_true", help=_("stop after the tour instead of serving")
     )
+    add_crypto_option(parser)
     add_logging_options(parser, default_level="warning")
     parser.set_defaults(run=run)
 
@@ -131,7 +139,13 @@ def fresh_demo_dir(directory: Path) -> None:
 def run(options: argparse.Namespace) -> int:
     configure_logging_from(options)
     today = dt.date.today()
-    config = GatewayConfig(data_dir=options.data_dir, listen=options.listen, policy_dir=default_policy_dir())
+    config = GatewayConfig(
+        data_dir=options.data_dir,
+        listen=options.listen,
+        http_listen=options.http,
+        policy_dir=default_policy_dir(),
+        crypto=options.crypto,
+    )
     gateway_thread = GatewayThread(config)
     try:
         # Two demos started at once on one directory: the second waits, then is refused, rather than
@@ -143,6 +157,8 @@ def run(options: argparse.Namespace) -> int:
         return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     except ConfigError as error:
         return fail(str(error), EXIT_INVALID)
+    except KeyRingError as error:  # --crypto sm without the SM2 library: the message names the extra
+        return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     try:
         rows = generate_rows(options.subjects, DEMO_SEED, today, gateway.policy)
         count, version = load_rows(gateway.store, rows, gateway.policy, actor="demo", action="demo-load")
@@ -186,6 +202,15 @@ def run(options: argparse.Namespace) -> int:
             )
             + "\n"
         )
+        if gateway.http_port is not None:
+            http_host = options.http.rsplit(":", 1)[0]
+            print(
+                _("HTTP/JSON binding: http://{address}/v1/Check (OpenAPI: /openapi.json)").format(
+                    address=f"{http_host}:{gateway.http_port}"
+                )
+                + "\n",
+                flush=True,
+            )
         cases = showcase(DEMO_SEED, today, gateway.policy)
         with Client(address, token=token_file.read_text().strip(), timeout=5) as client:
             tour(client, cases, gateway.policy)

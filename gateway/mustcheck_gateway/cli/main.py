@@ -9,12 +9,14 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
+from mustcheck.suites import SuiteUnavailable
+
 from .. import __version__
 from ..i18n import LANGUAGES, Language, activate
 from ..i18n import _ as _t
 from ..logs import configure_logging
 from . import admin, audit, certs, check, demo, demo_data, lists, policies, receipts, serve, store
-from .common import EXIT_INVALID
+from .common import EXIT_FAILURE, EXIT_INVALID, fail
 
 # As a shell reports a command ended by SIGPIPE.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -68,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except KeyboardInterrupt:
         return 130
+    except SuiteUnavailable as error:  # an SM2 signature met without the SM2 library: name the extra
+        return fail(str(error), EXIT_FAILURE)
     except BrokenPipeError:
         # The reader went away (``mustcheck … | head``): nothing more to say, and no traceback. Standard
         # output is pointed at /dev/null so that the interpreter's own flush at exit stays quiet too.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,15 +125,39 @@ class _Row:
 
 def load_policies(directory: Path) -> PolicySet:
     """Load and validate the folder; raise :class:`PolicyError` listing every problem."""
+    documents, problems = read_documents(directory)
+    return policies_from_documents(documents, problems, where=str(directory))
+
+
+def read_documents(directory: Path) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
+    """Every policy file of the folder, parsed (by file name), and the problems reading them."""
+    documents: dict[str, dict[str, Any]] = {}
     problems: list[Problem] = []
+    for file, _ in FILES.values():
+        try:
+            with (directory / file).open("rb") as handle:
+                documents[file] = tomllib.load(handle)
+        except FileNotFoundError:
+            continue  # reported as missing when the set is built
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            problems.append(Problem(file, "", f"not valid TOML: {error}"))
+    return documents, problems
+
+
+def policies_from_documents(
+    documents: Mapping[str, Any], problems: list[Problem] | None = None, *, where: str
+) -> PolicySet:
+    """The policy set the parsed files describe (``where``: where they came from, for problems)."""
+    problems = [] if problems is None else list(problems)
+    unreadable = {problem.file for problem in problems}
     policy = PolicySet(
-        departments=_index(directory, "departments", _department, problems),
-        matter_kinds=_index(directory, "matter_kinds", _matter_kind, problems),
-        severities=_index(directory, "severities", _severity, problems),
-        memoranda=_index(directory, "memoranda", _memorandum, problems),
-        measures=_index(directory, "measures", _measure, problems),
-        matters=_index(directory, "matters", _matter, problems),
-        legacy_codes=_index(directory, "legacy_codes", _legacy_code, problems),
+        departments=_index(documents, unreadable, where, "departments", _department, problems),
+        matter_kinds=_index(documents, unreadable, where, "matter_kinds", _matter_kind, problems),
+        severities=_index(documents, unreadable, where, "severities", _severity, problems),
+        memoranda=_index(documents, unreadable, where, "memoranda", _memorandum, problems),
+        measures=_index(documents, unreadable, where, "measures", _measure, problems),
+        matters=_index(documents, unreadable, where, "matters", _matter, problems),
+        legacy_codes=_index(documents, unreadable, where, "legacy_codes", _legacy_code, problems),
     )
     problems.extend(validate(policy))
     if problems:
@@ -142,14 +166,16 @@ def load_policies(directory: Path) -> PolicySet:
 
 
 def _index(
-    directory: Path,
+    documents: Mapping[str, Any],
+    unreadable: set[str],
+    where: str,
     name: str,
     build: Callable[[_Row], Any],
     problems: list[Problem],
 ) -> dict[str, Any]:
     file, table = FILES[name]
     items: dict[str, Any] = {}
-    for row in _rows(directory, file, table, problems):
+    for row in _rows(documents, unreadable, where, file, table, problems):
         item = build(row)
         if not row.ok:
             continue
@@ -161,16 +187,22 @@ def _index(
     return items
 
 
-def _rows(directory: Path, file: str, table: str, problems: list[Problem]) -> Iterator[_Row]:
-    path = directory / file
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        problems.append(Problem(file, "", f"file not found in {directory}"))
+def _rows(
+    documents: Mapping[str, Any],
+    unreadable: set[str],
+    where: str,
+    file: str,
+    table: str,
+    problems: list[Problem],
+) -> Iterator[_Row]:
+    if file in unreadable:
         return
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        problems.append(Problem(file, "", f"not valid TOML: {error}"))
+    document = documents.get(file)
+    if document is None:
+        problems.append(Problem(file, "", f"file not found in {where}"))
+        return
+    if not isinstance(document, dict):
+        problems.append(Problem(file, "", "not a TOML document"))
         return
     unknown_tables = sorted(set(document) - {table})
     if unknown_tables:
@@ -182,6 +214,9 @@ def _rows(directory: Path, file: str, table: str, problems: list[Problem]) -> It
         problems.append(Problem(file, table, f"expected one or more [[{table}]] entries"))
         return
     for index, data in enumerate(raw_rows):
+        if not isinstance(data, dict):
+            problems.append(Problem(file, f"{table}[{index}]", "expected a table"))
+            continue
         yield _Row(file, table, index, data, problems)
 
 

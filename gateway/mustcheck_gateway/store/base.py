@@ -23,6 +23,7 @@ from ..policy.model import ListKind
 
 if TYPE_CHECKING:
     from .changes import SubjectChange
+    from .policy_sets import StoredPolicySet
 
 UTC = dt.UTC
 
@@ -258,6 +259,19 @@ class ListStore(Protocol):
 
     def audit_heads(self) -> list[AuditHead]:
         """Every gateway's latest published checkpoint, by replica id."""
+        ...
+
+    def keep_policy_set(self, digest: str, body: str, *, served_by: str, at: dt.datetime) -> bool:
+        """Keep the policy set ``digest`` names (its canonical text ``body``) unless the store holds it;
+        True if it was new. Sets are never deleted (replays load them)."""
+        ...
+
+    def policy_set(self, digest: str) -> StoredPolicySet | None:
+        """The policy set kept under ``digest``, or None."""
+        ...
+
+    def policy_sets(self) -> list[StoredPolicySet]:
+        """Every kept policy set (without its text), oldest first."""
         ...
 
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import completeness
+from . import completeness, policy_sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +179,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         8,
         "each gateway's latest signed tree head of its audit log (a Merkle tree), kept only when extended",
         ("ALTER TABLE audit_heads ADD COLUMN tree_head TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        9,
+        "every policy set a gateway has served, by digest, so that a replay answers with the one in force",
+        (policy_sets.CREATE_TABLE,),
     ),
 )
 

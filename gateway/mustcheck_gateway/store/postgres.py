@@ -27,6 +27,7 @@ from ..auth.codec import (
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
 from . import audit_heads, completeness
+from . import policy_sets as kept_policies
 from .base import (
     AuditHead,
     AuthData,
@@ -348,6 +349,24 @@ class PostgresStore:
     def audit_heads(self) -> list[AuditHead]:
         with self._db.connection() as connection:
             return [audit_heads.head_from_values(row) for row in connection.execute(audit_heads.SELECT)]
+
+    def keep_policy_set(self, digest: str, body: str, *, served_by: str, at: dt.datetime) -> bool:
+        with self._db.connection() as connection:
+            cursor = connection.execute(
+                kept_policies.insert("%s"), kept_policies.values(digest, body, served_by, at)
+            )
+            return bool(cursor.rowcount)
+
+    def policy_set(self, digest: str) -> kept_policies.StoredPolicySet | None:
+        with self._db.connection() as connection:
+            row = connection.execute(kept_policies.select_one("%s"), (digest,)).fetchone()
+        return None if row is None else kept_policies.from_values(row)
+
+    def policy_sets(self) -> list[kept_policies.StoredPolicySet]:
+        with self._db.connection() as connection:
+            return [
+                kept_policies.from_values(row) for row in connection.execute(kept_policies.SELECT_LISTING)
+            ]
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         with self._db.connection() as connection:

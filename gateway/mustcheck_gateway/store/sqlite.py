@@ -30,6 +30,7 @@ from ..auth.codec import (
 from ..auth.model import Caller, Grant, TokenRecord
 from ..feedback import Feedback
 from . import audit_heads, completeness
+from . import policy_sets as kept_policies
 from .base import (
     AuditHead,
     AuthData,
@@ -274,6 +275,22 @@ class SqliteStore:
 
     def audit_heads(self) -> list[AuditHead]:
         return [audit_heads.head_from_values(row) for row in self._connection().execute(audit_heads.SELECT)]
+
+    def keep_policy_set(self, digest: str, body: str, *, served_by: str, at: dt.datetime) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                kept_policies.insert("?"), kept_policies.values(digest, body, served_by, at)
+            )
+            return bool(cursor.rowcount)
+
+    def policy_set(self, digest: str) -> kept_policies.StoredPolicySet | None:
+        row = self._connection().execute(kept_policies.select_one("?"), (digest,)).fetchone()
+        return None if row is None else kept_policies.from_values(row)
+
+    def policy_sets(self) -> list[kept_policies.StoredPolicySet]:
+        return [
+            kept_policies.from_values(row) for row in self._connection().execute(kept_policies.SELECT_LISTING)
+        ]
 
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         return group_changes(self._connection().execute(select_changes("?"), (after, limit)))

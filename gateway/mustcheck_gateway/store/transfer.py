@@ -31,6 +31,7 @@ TABLES = (
     "audit_heads",
     "legacy_codes",
     "data_completeness",
+    "policy_sets",
     "callers",
     "grants",
     "tokens",

@@ -183,6 +183,7 @@ class CheckRequest(_message.Message):
     SUBJECT_KIND_FIELD_NUMBER: _builtins.int
     AS_OF_VERSION_FIELD_NUMBER: _builtins.int
     AS_OF_TIME_FIELD_NUMBER: _builtins.int
+    REPLAY_OF_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
     """Unified social credit code or citizen identity number. Case and
     surrounding spaces are normalised. At most 64 characters.
@@ -198,9 +199,25 @@ class CheckRequest(_message.Message):
     subject_kind: Global___SubjectKind.ValueType
     """Optional: disambiguates an identifier valid as both kinds. A value not defined here is refused."""
     as_of_version: _builtins.int
-    """Point-in-time replay (auditor role only): the list data as of this data version
+    """Point-in-time view (auditor role only): the list data as of this data version
     (0: now; negative or beyond the current version: refused), evaluated at this instant (unset: now;
-    before 2000-01-01 or after now: refused).
+    before 2000-01-01 or after now: refused), as the auditor's department with today's policy set.
+    To replay an answer a caller was given, use replay_of instead.
+    """
+    replay_of: _builtins.str
+    """Replay of one audited check (auditor role only): the audit record's reference, as its receipt names
+    it ("<log id>-<seq>", Receipt.receipt_id of an mcr2 receipt), or "<seq>" for a record of this
+    gateway's own log. The answer is evaluated as the record was: the ORIGINAL caller's department, the
+    record's data version and instant, and the policy set the record names (kept in the store by
+    digest), so that it equals the receipt. subject must be the record's subject (compared by its keyed
+    hash); matter may be empty, else it must be the record's. as_of_version and as_of_time must be unset.
+    At most 128 characters. Refusals: INVALID_ARGUMENT "replay.reference" (malformed), "replay.as_of"
+    (with as_of_*), "replay.subject" / "replay.matter" (not the record's); NOT_FOUND "replay.record" (no
+    such record in this log); FAILED_PRECONDITION "replay.not_a_check" (the record is no answered
+    check), "replay.other_log" (a record of another replica's log), "replay.policy_set_unnamed" (a record
+    written before policy-set digests), "replay.policy_set_missing" (the store does not hold the policy
+    set the record names; the message names its digest) or "replay.policy_set_invalid" (the stored set
+    does not match its digest).
     """
     @_builtins.property
     def as_of_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -214,10 +231,11 @@ class CheckRequest(_message.Message):
         subject_kind: Global___SubjectKind.ValueType = ...,
         as_of_version: _builtins.int = ...,
         as_of_time: _timestamp_pb2.Timestamp | None = ...,
+        replay_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "as_of_version", b"as_of_version", "authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "subject", b"subject", "subject_kind", b"subject_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_time", b"as_of_time", "as_of_version", b"as_of_version", "authorization_ref", b"authorization_ref", "matter", b"matter", "purpose", b"purpose", "replay_of", b"replay_of", "subject", b"subject", "subject_kind", b"subject_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

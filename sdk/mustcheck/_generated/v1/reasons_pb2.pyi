@@ -481,6 +481,65 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Status INVALID_ARGUMENT: lists Export with an as_of that is not a date or instant. Caller: send
     YYYY-MM-DD or an ISO 8601 instant.
     """
+    REASON_REQUEST_CONTENT_TYPE: _Reason.ValueType  # 114
+    """Status INVALID_ARGUMENT, HTTP 415 (HTTP/JSON binding only): the body is not sent as
+    application/json; audited. Caller: send "Content-Type: application/json".
+    """
+    REASON_REQUEST_TOO_LARGE: _Reason.ValueType  # 115
+    """Status RESOURCE_EXHAUSTED, HTTP 413 (HTTP/JSON binding only): the body is over the 4 MiB bound;
+    or it holds too many JSON values; audited. Caller: send fewer subjects per batch.
+    """
+    REASON_REQUEST_TIMEOUT: _Reason.ValueType  # 116
+    """Status INVALID_ARGUMENT, HTTP 408 (HTTP/JSON binding only): the body did not arrive within 30 s; audited. Caller: check the
+    network and send the body at once.
+    """
+    REASON_REPLAY_AS_OF: _Reason.ValueType  # 117
+    """Status INVALID_ARGUMENT: a replay of a record (replay_of) with as_of_version or as_of_time as well.
+    Caller: leave them unset: the record gives the version and instant.
+    """
+    REASON_REPLAY_REFERENCE: _Reason.ValueType  # 118
+    """Status INVALID_ARGUMENT: replay_of is not '<log id>-<seq>' or '<seq>'. Caller: send a receipt's id
+    (Receipt.receipt_id) or a record's seq.
+    """
+    REASON_REPLAY_SUBJECT: _Reason.ValueType  # 119
+    """Status INVALID_ARGUMENT: the subject is not the one the replayed record names (compared by keyed
+    hash); FAILED_PRECONDITION when the record's subject key is not in the key ring. Caller: send the
+    subject of the receipt's check.
+    """
+    REASON_REPLAY_MATTER: _Reason.ValueType  # 120
+    """Status INVALID_ARGUMENT: the matter is not the replayed record's. Caller: leave matter empty or send
+    the record's.
+    """
+    REASON_REPLAY_RECORD: _Reason.ValueType  # 121
+    """Status NOT_FOUND: no audit record with that seq in this gateway's log. Caller: check the reference."""
+    REASON_REPLAY_NOT_A_CHECK: _Reason.ValueType  # 122
+    """Status FAILED_PRECONDITION: the replayed record is no answered check (a refusal, an admin record, a
+    replay). Caller: replay the record of an answered check.
+    """
+    REASON_REPLAY_OTHER_LOG: _Reason.ValueType  # 123
+    """Status FAILED_PRECONDITION: the record is in another gateway replica's audit log. Caller: replay it
+    at the replica that answered.
+    """
+    REASON_REPLAY_NO_LOG: _Reason.ValueType  # 124
+    """Status FAILED_PRECONDITION: the gateway runs without its audit log: there is no record to replay.
+    Caller: ask a gateway that keeps its audit log.
+    """
+    REASON_REPLAY_DATA_VERSION: _Reason.ValueType  # 125
+    """Status FAILED_PRECONDITION: the record was answered from a data version beyond the store's (a store
+    restored from an older backup). Caller: restore the store's newer data first.
+    """
+    REASON_REPLAY_POLICY_SET_UNNAMED: _Reason.ValueType  # 126
+    """Status FAILED_PRECONDITION: the record was written before records named their policy set. Caller:
+    nothing: it cannot be replayed with the policies then in force.
+    """
+    REASON_REPLAY_POLICY_SET_MISSING: _Reason.ValueType  # 127
+    """Status FAILED_PRECONDITION: the store does not hold the policy set the record names (the message
+    names its digest). Caller: start a gateway once with that policy folder to store it.
+    """
+    REASON_REPLAY_POLICY_SET_INVALID: _Reason.ValueType  # 128
+    """Status FAILED_PRECONDITION: the stored policy set does not match its digest or cannot be loaded.
+    Caller: restore the store's policy_sets table from a backup.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
 
@@ -918,6 +977,65 @@ red, black or nothing.
 REASON_EXPORT_AS_OF: Reason.ValueType  # 113
 """Status INVALID_ARGUMENT: lists Export with an as_of that is not a date or instant. Caller: send
 YYYY-MM-DD or an ISO 8601 instant.
+"""
+REASON_REQUEST_CONTENT_TYPE: Reason.ValueType  # 114
+"""Status INVALID_ARGUMENT, HTTP 415 (HTTP/JSON binding only): the body is not sent as
+application/json; audited. Caller: send "Content-Type: application/json".
+"""
+REASON_REQUEST_TOO_LARGE: Reason.ValueType  # 115
+"""Status RESOURCE_EXHAUSTED, HTTP 413 (HTTP/JSON binding only): the body is over the 4 MiB bound;
+or it holds too many JSON values; audited. Caller: send fewer subjects per batch.
+"""
+REASON_REQUEST_TIMEOUT: Reason.ValueType  # 116
+"""Status INVALID_ARGUMENT, HTTP 408 (HTTP/JSON binding only): the body did not arrive within 30 s; audited. Caller: check the
+network and send the body at once.
+"""
+REASON_REPLAY_AS_OF: Reason.ValueType  # 117
+"""Status INVALID_ARGUMENT: a replay of a record (replay_of) with as_of_version or as_of_time as well.
+Caller: leave them unset: the record gives the version and instant.
+"""
+REASON_REPLAY_REFERENCE: Reason.ValueType  # 118
+"""Status INVALID_ARGUMENT: replay_of is not '<log id>-<seq>' or '<seq>'. Caller: send a receipt's id
+(Receipt.receipt_id) or a record's seq.
+"""
+REASON_REPLAY_SUBJECT: Reason.ValueType  # 119
+"""Status INVALID_ARGUMENT: the subject is not the one the replayed record names (compared by keyed
+hash); FAILED_PRECONDITION when the record's subject key is not in the key ring. Caller: send the
+subject of the receipt's check.
+"""
+REASON_REPLAY_MATTER: Reason.ValueType  # 120
+"""Status INVALID_ARGUMENT: the matter is not the replayed record's. Caller: leave matter empty or send
+the record's.
+"""
+REASON_REPLAY_RECORD: Reason.ValueType  # 121
+"""Status NOT_FOUND: no audit record with that seq in this gateway's log. Caller: check the reference."""
+REASON_REPLAY_NOT_A_CHECK: Reason.ValueType  # 122
+"""Status FAILED_PRECONDITION: the replayed record is no answered check (a refusal, an admin record, a
+replay). Caller: replay the record of an answered check.
+"""
+REASON_REPLAY_OTHER_LOG: Reason.ValueType  # 123
+"""Status FAILED_PRECONDITION: the record is in another gateway replica's audit log. Caller: replay it
+at the replica that answered.
+"""
+REASON_REPLAY_NO_LOG: Reason.ValueType  # 124
+"""Status FAILED_PRECONDITION: the gateway runs without its audit log: there is no record to replay.
+Caller: ask a gateway that keeps its audit log.
+"""
+REASON_REPLAY_DATA_VERSION: Reason.ValueType  # 125
+"""Status FAILED_PRECONDITION: the record was answered from a data version beyond the store's (a store
+restored from an older backup). Caller: restore the store's newer data first.
+"""
+REASON_REPLAY_POLICY_SET_UNNAMED: Reason.ValueType  # 126
+"""Status FAILED_PRECONDITION: the record was written before records named their policy set. Caller:
+nothing: it cannot be replayed with the policies then in force.
+"""
+REASON_REPLAY_POLICY_SET_MISSING: Reason.ValueType  # 127
+"""Status FAILED_PRECONDITION: the store does not hold the policy set the record names (the message
+names its digest). Caller: start a gateway once with that policy folder to store it.
+"""
+REASON_REPLAY_POLICY_SET_INVALID: Reason.ValueType  # 128
+"""Status FAILED_PRECONDITION: the stored policy set does not match its digest or cannot be loaded.
+Caller: restore the store's policy_sets table from a backup.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 

@@ -1,0 +1,1 @@
+"""The check pipeline's parts beyond the flat modules: replay of audited checks."""

@@ -1,0 +1,1 @@
+"""The gateway's crypto suites (:mod:`.suites`): what signs, encrypts and keys a deployment's audit log."""
