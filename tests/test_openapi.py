@@ -41,7 +41,7 @@ def test_a_proto_change_makes_the_check_fail(tmp_path: Path) -> None:
     text = check_proto.read_text(encoding="utf-8")
     changed = text.replace(
         "  google.protobuf.Timestamp as_of_time = 7;\n",
-        "  google.protobuf.Timestamp as_of_time = 7;\n  string drifted = 8;\n",
+        "  google.protobuf.Timestamp as_of_time = 7;\n  string drifted = 4242;  // a number no field takes\n",
     )
     assert changed != text
     check_proto.write_text(changed, encoding="utf-8")
