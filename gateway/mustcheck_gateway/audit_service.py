@@ -21,7 +21,8 @@ from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
-from .audit import AuditEvent, AuditIntegrityError, AuditLog, AuditRecord
+from .audit import AuditEvent, AuditIntegrityError, AuditRecord
+from .audit.backends import AnyAuditLog, is_audit_log
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
 from .coverage import BUCKETS, STATS_KEYS, MatterCoverage, coverage, stats
@@ -88,19 +89,19 @@ def filters(query: pb.AuditQuery) -> dict[str, Any]:
 class AuditService(pb_grpc.AuditServiceServicer):
     def __init__(
         self,
-        log: AuditLog | object,
+        log: AnyAuditLog | object,
         access: AccessControl,
         sink: AuditSink,
         policy: PolicySet,
         store: ListStore,
     ) -> None:
-        self.log = log if isinstance(log, AuditLog) else None
+        self.log = log if is_audit_log(log) else None
         self.access = access
         self.sink = sink
         self.policy = policy
         self.store = store
 
-    async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AuditLog]:
+    async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AnyAuditLog]:
         caller = self.access.caller(context)
         for role in (ROLE_AUDITOR, *roles):
             self.access.require_role(caller, role)

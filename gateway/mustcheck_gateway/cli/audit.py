@@ -311,6 +311,8 @@ def _online(options: argparse.Namespace, handler: Handler) -> int:
 
 
 def run_verify(options: argparse.Namespace) -> int:
+    if options.data_dir is None and options.store and is_postgres_url(options.store):
+        return _verify_postgres(options)
     if options.data_dir is None:
         return _online(options, _verify_online)
     database = options.data_dir / DEFAULT_FILE_NAME
@@ -334,6 +336,48 @@ def run_verify(options: argparse.Namespace) -> int:
         ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(
         options, ok, report.records_checked, report.checkpoints_checked, problem_seq, reason, report.repairs
+    )
+
+
+def _verify_postgres(options: argparse.Namespace) -> int:
+    """Every replica's log in the PostgreSQL database, offline (read-only, with the public keys)."""
+    from ..audit.keys import load_public_keys
+    from ..audit.postgres_log import combined, verify_logs
+
+    if options.public_keys is None:
+        return fail(_("--store without --data-dir needs --public-keys DIR"), EXIT_INVALID)
+    try:
+        heads = (
+            []
+            if options.receipts is None
+            else audit_tree.receipt_heads(options.receipts, options.public_keys)
+        )
+        reports = verify_logs(options.store, load_public_keys(options.public_keys), heads=heads)
+    except (OSError, ValueError, AuditError) as error:
+        return fail(str(error), EXIT_INVALID)
+    except Exception as error:  # psycopg's errors: the database cannot be reached or read
+        return fail(
+            _("cannot read the audit logs in {url}: {error}").format(
+                url=redacted(options.store), error=error
+            ),
+            EXIT_INVALID,
+        )
+    if not options.json:
+        for log_id, report in reports:
+            verdict = _("intact") if report.ok else _("TAMPERED")
+            print(
+                _("log {log}: {verdict} ({records} records)").format(
+                    log=log_id, verdict=verdict, records=report.records_checked
+                )
+            )
+    report = combined(reports)
+    return _print_verdict(
+        options,
+        report.ok,
+        report.records_checked,
+        report.checkpoints_checked,
+        report.problem_seq,
+        report.reason,
     )
 
 
