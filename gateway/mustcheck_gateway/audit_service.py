@@ -22,9 +22,11 @@ from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
 from .audit import AuditEvent, AuditIntegrityError, AuditRecord
+from .audit.audit_log import AuditLog
 from .audit.backends import AnyAuditLog, is_audit_log
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
+from .chain_heads import replica_id
 from .coverage import BUCKETS, STATS_KEYS, MatterCoverage, coverage, stats
 from .errors import GatewayError, InvalidArgument
 from .masking import mask_id_shapes
@@ -64,6 +66,7 @@ def record_message(record: AuditRecord) -> pb.AuditRecord:
         status=record.status,
         latency_us=record.latency_us,
         detail_json=json.dumps(dict(record.detail), ensure_ascii=False, sort_keys=True),
+        log_id=record.log_id,
     )
 
 
@@ -161,10 +164,24 @@ class AuditService(pb_grpc.AuditServiceServicer):
             raise InvalidArgument(f"reveal takes 1 to {MAX_REVEAL} sequence numbers", reason="audit.reveal")
         if not request.purpose.strip():
             raise InvalidArgument("a reveal needs a stated purpose", reason="audit.purpose")
-        try:
-            revealed = await self._run(
-                partial(log.reveal, list(request.seqs), by=caller.caller_id, purpose=request.purpose)
+        reveal: Callable[[], list[tuple[int, str | None]]]
+        if isinstance(log, AuditLog):
+            if request.log_id and request.log_id != replica_id(log.path.parent):
+                raise InvalidArgument(
+                    f"this gateway keeps only its own log, not {request.log_id!r}: ask that replica",
+                    reason="audit.log_id",
+                )
+            reveal = partial(log.reveal, list(request.seqs), by=caller.caller_id, purpose=request.purpose)
+        else:
+            reveal = partial(
+                log.reveal,
+                list(request.seqs),
+                by=caller.caller_id,
+                purpose=request.purpose,
+                log_id=request.log_id.strip() or None,
             )
+        try:
+            revealed = await self._run(reveal)
         except AuditIntegrityError as error:
             raise GatewayError(f"cannot reveal: {error}", reason="audit.integrity") from None
         return pb.RevealResponse(
@@ -188,7 +205,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     matter=request.matter or None,
                     limit=10**9,
                 ),
-                self.store.feedback_check_seqs(),
+                self.store.feedback_check_refs(),
                 department=request.department or None,
                 matter=request.matter or None,
             )
@@ -209,6 +226,9 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     ],
                     restricted_checks_without_feedback=len(row.restricted_check_seqs),
                     restricted_check_seqs=row.restricted_check_seqs[:1000],
+                    restricted_checks=[
+                        pb.RecordRef(log_id=log_id, seq=seq) for log_id, seq in row.restricted_checks[:1000]
+                    ],
                     mandatory_due=row.mandatory_due,
                     mandatory_applied=row.mandatory_applied,
                 )

@@ -158,6 +158,12 @@ def register(commands: Subparsers) -> None:
     )
     reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
     reveal.add_argument("--purpose", required=True, help=_("why the subjects are needed"))
+    reveal.add_argument(
+        "--log",
+        default="",
+        metavar="LOG_ID",
+        help=_("the log the records are in (audit query shows it; default: the gateway's own)"),
+    )
     reveal.add_argument("--json", action="store_true")
     add_gateway_option(reveal)
     reveal.set_defaults(run=lambda options: _online(options, _reveal))
@@ -538,8 +544,10 @@ def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord
                 .astimezone(CHINA_STANDARD_TIME)
                 .strftime("%Y-%m-%d %H:%M:%S CST")
             )
+            # On PostgreSQL a record is named by its log (the replica that wrote it) and its seq.
+            named = f"{record.log_id}/{record.seq}" if record.log_id else f"{record.seq:>8}"
             print(
-                f"{record.seq:>8}  {at}  {record.kind}  {record.caller_id or '-'}  "
+                f"{named}  {at}  {record.kind}  {record.caller_id or '-'}  "
                 f"{record.department or '-'}  "
                 f"{record.matter or '-'}  {record.subject_kind or '-'}  {record.subject_hash[:16] or '-'}  "
                 f"{record.outcome}  {record.status}  {record.data_version}"
@@ -547,7 +555,8 @@ def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord
 
 
 def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
-    response = audit.Reveal(pb.RevealRequest(seqs=options.seqs, purpose=options.purpose), **call)
+    request = pb.RevealRequest(seqs=options.seqs, purpose=options.purpose, log_id=options.log)
+    response = audit.Reveal(request, **call)
     if options.json:
         print_json([{"seq": item.seq, "subject": item.subject or None} for item in response.subjects])
     else:
@@ -584,6 +593,8 @@ def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call
                 {"approval_id": m.approval_id, "measure_id": m.measure_id} for m in row.mandatory_not_applied
             ],
             "restricted_checks_without_feedback": row.restricted_checks_without_feedback,
+            # Each named by its log and seq: the records of several replicas' logs are covered.
+            "restricted_checks": [{"log_id": ref.log_id, "seq": ref.seq} for ref in row.restricted_checks],
         }
         for row in report.matters
     ]

@@ -180,6 +180,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "each gateway's latest signed tree head of its audit log (a Merkle tree), kept only when extended",
         ("ALTER TABLE audit_heads ADD COLUMN tree_head TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        10,
+        "feedback names the audit log of the check it rests on: a record is (log id, seq) in a deployment",
+        ("ALTER TABLE feedback ADD COLUMN check_log TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
