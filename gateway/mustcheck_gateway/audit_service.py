@@ -40,6 +40,7 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_REVEAL = 100
+MAX_LOG_ID = 128  # a replica id is 16 hex digits; anything far longer is not one
 EXPORT_CHUNK = 64 * 1024
 
 
@@ -164,6 +165,8 @@ class AuditService(pb_grpc.AuditServiceServicer):
             raise InvalidArgument(f"reveal takes 1 to {MAX_REVEAL} sequence numbers", reason="audit.reveal")
         if not request.purpose.strip():
             raise InvalidArgument("a reveal needs a stated purpose", reason="audit.purpose")
+        if len(request.log_id) > MAX_LOG_ID:
+            raise InvalidArgument(f"log_id is at most {MAX_LOG_ID} characters", reason="audit.log_id")
         reveal: Callable[[], list[tuple[int, str | None]]]
         if isinstance(log, AuditLog):
             if request.log_id and request.log_id != replica_id(log.path.parent):

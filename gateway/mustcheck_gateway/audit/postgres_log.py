@@ -117,6 +117,7 @@ class PostgresAuditLog:
             connection = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
             bind_log(connection, self.log_id)
             self._local.connection = connection
+            self._local.bound = self.log_id
             with self._readers_lock:
                 self._readers.append(connection)
         return connection
