@@ -37,6 +37,7 @@ from conftest import POLICY_DIR
 from factories import days, make_entry, new_uscc
 from processes import ServeProcess
 from provision import provision
+from threads import wait_until
 
 MATTER = "MOF-0001"
 
@@ -236,8 +237,6 @@ class ReceiptLoad:
 def test_a_gateway_killed_under_load_loses_no_answered_record(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from threads import wait_until
-
     data_dir = tmp_path / "killed"
     gateway = ServeProcess(data_dir, "--store", url)
     load: ReceiptLoad | None = None
@@ -296,6 +295,9 @@ def test_a_check_through_one_replica_is_found_proven_and_covered_through_another
         with GatewayThread(_config(url, tmp_path / "replica-b")) as second:
             caller = _token(first, "approver")
             auditor = _token(first, "auditor-pg", roles=("auditor",), grant=False)
+            revealer = _token(first, "revealer-pg", roles=("auditor", "reveal"), grant=False)
+            # Issued through A; B's registry takes them up within a second.
+            assert wait_until(lambda: second.access.registry.snapshot().version >= first.store.auth_version())
             log_a = first.audit.log_id  # type: ignore[union-attr]
             log_b = second.audit.log_id  # type: ignore[union-attr]
             assert log_a != log_b
@@ -330,6 +332,16 @@ def test_a_check_through_one_replica_is_found_proven_and_covered_through_another
             pending = {(ref["log_id"], int(ref["seq"])) for ref in row.get("restricted_checks", [])}
             assert (log_a, other.receipt.audit_seq) in pending  # the unreported check, named by its log
             assert (log_a, seq) not in pending  # the reported one is covered
+            # Revealed through B (the reveal role), naming A's log; exported through B with log ids.
+            token_file.write_text(revealer)
+            reveal = ["audit", "reveal", *on_b, "--log", log_a, str(seq), "--purpose", "核查", "--json"]
+            assert main(reveal) == 0
+            assert json.loads(capsys.readouterr().out) == [{"seq": seq, "subject": subject}]
+            exported = tmp_path / "export.jsonl"
+            assert main(["audit", "export", *on_b, "--format", "jsonl", "--out", str(exported)]) == 0
+            logs = {json.loads(line)["log_id"] for line in exported.read_text().splitlines()}
+            assert logs == {log_a, log_b}
+            token_file.write_text(auditor)
             # Verify through B covers both replicas' logs.
             assert main(["audit", "verify", *on_b, "--json"]) == 0
             assert json.loads(capsys.readouterr().out)["ok"] is True
