@@ -122,6 +122,7 @@ class PostgresWriter:
         self.failure: str | None = None
         self.head: TreeHead | None = None
         self._connection: Connection | None = None
+        self._months: set[dt.date] = set()  # months whose record partition is known to exist
         self._open()
 
     # -- state, read back from the database -----------------------------------------------
@@ -331,7 +332,10 @@ class PostgresWriter:
             ):
                 checkpoints.append(self._sign_checkpoint(seq, prev_hash))
             values = [record_values(self.log_id, row) for row in rows]
-            ensure_partitions(connection, {month_of(value[1]) for value in values})
+            months = {month_of(value[1]) for value in values} - self._months
+            if months:  # a month's first record: its partition is made first (once per writer and month)
+                ensure_partitions(connection, months)
+                self._months |= months
             with connection.transaction(), connection.cursor() as cursor:
                 if values:
                     cursor.executemany(RECORD_INSERT, values)
@@ -373,6 +377,7 @@ class PostgresWriter:
         log.error("audit_commit_failed", log_id=self.log_id, error=repr(error))
         self.failed_at = time.monotonic()
         self.failure = f"the audit database cannot be written now: {error}"
+        self._months.clear()  # a partition may have been dropped (a prune): look again
         if self._connection is not None:
             with contextlib.suppress(psycopg.Error):
                 self._connection.close()
