@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mustcheck._channel import auth_metadata, sync_channel
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.demo_data import generate_rows
 from mustcheck_gateway.list_rows import load_rows
 from mustcheck_gateway.logs import configure_logging
@@ -68,6 +68,7 @@ async def serve(options: argparse.Namespace) -> None:
         listen="127.0.0.1:0",
         audit_enabled=not options.no_audit,
         store_url=options.store,
+        audit_store=options.audit_store,
         lookup_cache_entries=options.lookup_cache_entries,
         crypto=options.crypto,
     )
@@ -98,7 +99,7 @@ async def serve(options: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     audit = gateway.audit
-    if isinstance(audit, AuditLog) and audit.commits:
+    if is_audit_log(audit) and audit.commits:
         print(
             f"# audit: {audit.last_seq} records in {audit.commits} commits "
             f"({audit.last_seq / audit.commits:.1f} records a commit)",
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--store", metavar="URL", help="a postgresql:// store shared by replicas")
     parser.add_argument("--crypto", choices=("international", "sm"), help="the crypto suite (docs/crypto.md)")
     parser.add_argument("--no-load", action="store_true", help="the store holds the data already")
+    parser.add_argument(
+        "--audit-store", metavar="URL|embedded", help="where the audit log goes (serve's option)"
+    )
     options = parser.parse_args()
     configure_logging(level="warning")
     asyncio.run(serve(options))

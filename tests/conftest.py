@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.logs import configure_logging
 from mustcheck_gateway.policy import PolicySet, load_policies
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
@@ -92,7 +92,7 @@ def gateway(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def gateway_suite(gateway: Gateway) -> str:
     """The crypto suite of the session's gateway (its key ring's)."""
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     return gateway.audit.keyring.suite.name
 
 

@@ -26,6 +26,7 @@ from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import admin_pb2, check_pb2, check_pb2_grpc
 from mustcheck_gateway.admin_service import issue_token
 from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.auth.certs import init_certificates
 from mustcheck_gateway.auth.model import ROLE_ADMIN, Caller, Grant
 from mustcheck_gateway.bootstrap import bootstrap_admin
@@ -457,7 +458,7 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         unbound = _tls_caller(target, client_tls("transport"), admin_token, "other-system", "other-system")
         loose = _tls_caller(target, client_tls("transport"), admin_token, "loose-system")
         audit = gateway.audit
-        assert isinstance(audit, AuditLog)
+        assert is_audit_log(audit)
         refused_before = len(audit.query(kind="check", outcome="denied", limit=10_000))
 
         # Both name the same caller: answered (the token decides, the certificate agrees).
@@ -572,6 +573,6 @@ def test_an_exhausted_person_quota_raises_one_alert_a_day_not_one_an_item(
             client.check(new_citizen_id(), "MOF-0001")
     assert receipt is not None
     assert all(item.error is not None and item.error.reason == "quota.persons" for item in batch.items)
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     alerts = [r for r in gateway.audit.query(kind="alert", caller_id=receipt.caller, limit=1000)]
     assert len(alerts) == 1 and alerts[0].detail["reason"] == "quota.persons"

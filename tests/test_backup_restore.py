@@ -52,7 +52,12 @@ def test_a_backup_taken_under_load_restores_to_a_working_verifiable_gateway(
     if url is not None:
         pg_dump, pg_restore = _pg_tool("pg_dump"), _pg_tool("pg_restore")
     config = GatewayConfig(
-        data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR, checkpoint_every=50, store_url=url
+        data_dir=data_dir,
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        checkpoint_every=50,
+        store_url=url,
+        audit_store="embedded",  # the backup of a data directory: its files
     )
     before: list[str] = []
     with GatewayThread(config) as gateway:
@@ -113,7 +118,11 @@ def test_a_backup_taken_under_load_restores_to_a_working_verifiable_gateway(
     verdict = verify_data_dir(data_dir)
     assert verdict.ok, verdict
     restored_config = GatewayConfig(
-        data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url
+        data_dir=data_dir,
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        store_url=url,
+        audit_store="embedded",
     )
     with GatewayThread(restored_config) as gateway:
         assert isinstance(gateway.audit, AuditLog)

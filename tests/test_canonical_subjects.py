@@ -20,7 +20,7 @@ from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
 from mustcheck.identifiers import citizen_id_check_character, validate_uscc
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.policy.model import ListKind
 from mustcheck_gateway.server import Gateway
 
@@ -83,7 +83,7 @@ def test_full_width_form_is_the_same_subject(
     assert [m.entry_id for m in wide_result.memberships] == [m.entry_id for m in ascii_result.memberships]
     assert ascii_result.receipt is not None and wide_result.receipt is not None
     assert wide_result.receipt.subject_hash == ascii_result.receipt.subject_hash
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     seqs = {record.seq for record in gateway.audit.query(subject=code, kind="check")}
     assert {ascii_result.receipt.audit_seq, wide_result.receipt.audit_seq} <= seqs
 

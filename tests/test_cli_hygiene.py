@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mustcheck import Client
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.cli.dates import DATE_TYPES
 from mustcheck_gateway.cli.main import EXIT_BROKEN_PIPE, build_parser
@@ -69,7 +69,7 @@ def test_receipts_verify_with_a_folder_of_private_keys_says_so(
 ) -> None:
     with Client(target, token=token) as client:
         receipt = client.check(new_uscc(), "MOF-0001").receipt
-    assert receipt is not None and isinstance(gateway.audit, AuditLog)
+    assert receipt is not None and is_audit_log(gateway.audit)
     keys = gateway.audit.keyring.directory  # the gateway's own keys/: private signing keys
     assert main(["receipts", "verify", receipt.compact, "--public-keys", str(keys)]) == 2
     said = capsys.readouterr().err

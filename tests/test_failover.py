@@ -50,7 +50,9 @@ def two_gateways(
     its own copy of one SQLite store."""
     first_dir, second_dir = tmp_path / "a", tmp_path / "b"
     with store_at(backend, first_dir) as location:
-        options = ("--store", location.url) if location.url else ()
+        # Each replica's log in its data directory, read back below (the PostgreSQL log's own SIGKILL test
+        # is in test_audit_postgres.py).
+        options = ("--store", location.url, "--audit-store", "embedded") if location.url else ()
         seed = ServeProcess(first_dir, *options)
         token = provision(
             f"127.0.0.1:{seed.port}", (first_dir / "admin.token").read_text().strip(), "failover"

@@ -27,7 +27,7 @@ from mustcheck._errors import GatewayUnreachable, PermissionDenied
 from mustcheck._generated.v1 import admin_pb2, check_pb2, check_pb2_grpc
 from mustcheck._retry import Attempts
 from mustcheck.identifiers import citizen_id_check_character
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.auth.model import DEFAULT_WATCH_STREAMS
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import EntryStatus, ListStore, PersonRole
@@ -207,7 +207,7 @@ def test_watch_is_no_oracle_about_subjects_the_caller_never_checked(
     candidates = _candidates(person, 1000)
     key = b"chosen by the attacker"
     audit = gateway.audit
-    assert isinstance(audit, AuditLog)
+    assert is_audit_log(audit)
     with grpc.insecure_channel(target) as channel:
         stub = check_pb2_grpc.CheckServiceStub(channel)
         refused: Any = stub.Watch(check_pb2.WatchRequest(hash_key=key), metadata=auth_metadata(stranger))
@@ -256,7 +256,7 @@ def test_watch_streams_per_caller_are_bounded_by_the_grant(
     admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
     token = provision(target, admin_token, "two-streams", max_watch_streams=2)
     audit = gateway.audit
-    assert isinstance(audit, AuditLog)
+    assert is_audit_log(audit)
     metadata = auth_metadata(token)
     with grpc.insecure_channel(target) as channel:
         stub = check_pb2_grpc.CheckServiceStub(channel)
@@ -289,7 +289,7 @@ def test_a_client_refused_its_stream_checks_without_its_cache_and_does_not_hamme
     admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
     token = provision(target, admin_token, "one-stream", max_watch_streams=1)
     audit = gateway.audit
-    assert isinstance(audit, AuditLog)
+    assert is_audit_log(audit)
 
     def refusals() -> int:
         return len(audit.query(kind="watch", caller_id="one-stream", outcome="refused", limit=100))
@@ -317,7 +317,7 @@ def test_a_stream_ends_when_its_callers_grant_is_revoked(
     admin_token = gateway.admin_token_file.read_text().strip()  # type: ignore[union-attr]
     token = provision(target, admin_token, "loses-grant")
     audit = gateway.audit
-    assert isinstance(audit, AuditLog)
+    assert is_audit_log(audit)
     admin, admin_channel = admin_stub(target)
     with grpc.insecure_channel(target) as channel, admin_channel:
         stub = check_pb2_grpc.CheckServiceStub(channel)
@@ -373,7 +373,7 @@ def test_watch_refuses_strangers_and_weak_keys(
     target: str, token: str, gateway: Gateway, metadata: Any, key: bytes, code: grpc.StatusCode
 ) -> None:
     audit = gateway.audit
-    assert isinstance(audit, AuditLog)
+    assert is_audit_log(audit)
 
     def refusals() -> int:
         records = audit.query(kind="watch", outcome="refused", limit=10_000)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mustcheck import Client
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
@@ -72,7 +72,7 @@ def test_a_fresh_store_grants_nobody_until_completeness_is_recorded(
     cst = dt.timezone(dt.timedelta(hours=8))
     assert dt.datetime.fromisoformat(shown["complete_since"]) == dt.datetime(2019, 1, 1, tzinfo=cst)
     # Every setting is audited, with its reason.
-    assert isinstance(fresh.audit, AuditLog)
+    assert is_audit_log(fresh.audit)
     actions = [r.detail.get("action") for r in fresh.audit.query(kind="admin", limit=1000)]
     assert actions.count("lists.data-complete-since") == 2
     # Without a reason, or in the future, nothing is recorded.

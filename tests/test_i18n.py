@@ -16,6 +16,7 @@ import pytest
 
 from mustcheck import Client, GatewayUnreachable
 from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.cli.reasons import TRANSPORT_TEXT, explained
 from mustcheck_gateway.i18n import LOCALE_DIR, activate, language_from_environment
@@ -449,7 +450,7 @@ def test_receipts_verify_and_audit_prove_speak_chinese(
 ) -> None:
     with Client(target, token=token) as client:
         receipt = client.check(new_uscc(), "MOF-0001").receipt
-    assert receipt is not None and isinstance(gateway.audit, AuditLog)
+    assert receipt is not None and is_audit_log(gateway.audit)
     public = gateway.audit.keyring.directory / "public"
     assert main(["receipts", "verify", receipt.compact, "--public-keys", str(public)]) == 0
     assert capsys.readouterr().out.startswith("有效：回执 ")
@@ -457,5 +458,10 @@ def test_receipts_verify_and_audit_prove_speak_chinese(
     assert capsys.readouterr().out.startswith("valid: receipt ")
     assert main(["receipts", "verify", receipt.compact[:-4] + "AAAA", "--public-keys", str(public)]) == 1
     assert capsys.readouterr().out.startswith("无效：")
-    assert main(["audit", "prove", "999999999", "--data-dir", str(gateway.audit.path.parent)]) == 2
+    where = (
+        ["--data-dir", str(gateway.audit.path.parent)]
+        if isinstance(gateway.audit, AuditLog)
+        else ["--store", gateway.audit.url, "--log", gateway.audit.log_id]
+    )
+    assert main(["audit", "prove", "999999999", *where]) == 2
     assert "不在最新树头的覆盖范围内" in capsys.readouterr().err

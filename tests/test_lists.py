@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mustcheck import Client, Outcome
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway
 from mustcheck_gateway.store import SqliteStore
@@ -123,7 +123,7 @@ def test_history_views_are_audited_with_the_subject_protected(
     subject = new_citizen_id()
     assert lists(admin_args, "history", subject) == 0
     assert "no entries" in capsys.readouterr().out
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     (record,) = gateway.audit.query(subject=subject, kind="admin")
     assert record.detail["action"] == "lists.history" and subject not in json.dumps(record.as_export())
 
@@ -320,7 +320,7 @@ def test_disallow_legacy_withdraws_and_admitting_twice_changes_nothing(
         assert caught.value.rule == "uscc.check_character"
         assert lists(admin_args, "disallow-legacy", code, "--reason", "again") == 0
         assert "nothing changed" in capsys.readouterr().out
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     withdrawals = [
         r.detail
         for r in gateway.audit.query(kind="admin", limit=1000)

@@ -55,7 +55,9 @@ def test_the_gateway_keeps_its_lists_in_postgresql(first: Gateway) -> None:
     assert isinstance(first.store, PostgresStore)
     assert first.admin_token_file is not None
     data_dir = first.admin_token_file.parent
-    assert (data_dir / "audit.sqlite3").is_file()  # the audit log stays in the data directory
+    # The audit log goes to the same database by default (docs/audit-log.md): no audit file is made.
+    assert getattr(first.audit, "backend", None) == "postgresql"
+    assert not (data_dir / "audit.sqlite3").exists()
     assert not (data_dir / "mustcheck.sqlite3").exists()
 
 

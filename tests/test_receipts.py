@@ -11,7 +11,7 @@ import pytest
 from mustcheck import Client, InvalidReceipt, verify_receipt
 from mustcheck.receipts import parse_receipt, sign_receipt
 from mustcheck.suites import load_public_key
-from mustcheck_gateway.audit import AuditLog
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.crypto.suites import server_suite
 from mustcheck_gateway.server import Gateway
@@ -30,7 +30,7 @@ def test_every_allowed_answer_carries_a_verifiable_receipt(target: str, token: s
     receipt = verify_receipt(result.receipt.compact, keys)
     assert (receipt.caller, receipt.matter, receipt.outcome) == ("tester", "MOF-0001", result.outcome.value)
     assert receipt.data_version == result.data_version and subject not in receipt.compact
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     (record,) = gateway.audit.query(subject=subject, kind="check")
     assert record.seq == receipt.audit_seq and record.subject_hash == receipt.subject_hash
     assert record.at == receipt.issued_at

@@ -30,6 +30,7 @@ from mustcheck._generated.v1 import (
     lists_pb2_grpc,
 )
 from mustcheck_gateway.audit import AuditLog, AuditRecord
+from mustcheck_gateway.audit.backends import is_audit_log
 from mustcheck_gateway.auth.peers import FailedAuthLimit, PeerThrottle, peer_address
 from mustcheck_gateway.bounds import COUNT_LIMITS, DEFAULT_TEXT, MAX_RECEIVE_BYTES, TEXT_LIMITS
 from mustcheck_gateway.refusals import kind_of
@@ -43,12 +44,12 @@ BOGUS_TOKEN = "mct_0123456789ab_" + "A" * 43
 
 
 def new_records(gateway: Gateway, since: int) -> list[AuditRecord]:
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     return list(gateway.audit.records(since_seq=since + 1))
 
 
 def last_seq(gateway: Gateway) -> int:
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     return gateway.audit.last_seq
 
 
@@ -482,7 +483,7 @@ def test_audited_free_text_never_carries_an_id_number(gateway: Gateway, target: 
         client.check(
             subject, "MOF-0001", purpose=f"核查{subject}及其法定代表人{other}", authorization_ref=other
         )
-    assert isinstance(gateway.audit, AuditLog)
+    assert is_audit_log(gateway.audit)
     (record,) = gateway.audit.query(subject=subject, kind="check")
     for text in (record.purpose, record.authorization_ref):
         assert subject not in text and other not in text and other[6:14] not in text

@@ -36,6 +36,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway
                     listen="127.0.0.1:0",
                     policy_dir=POLICY_DIR,
                     store_url=url,
+                    audit_store="embedded",  # each replica's own files: the PostgreSQL log has its own tests
                     watch_heartbeat_s=0.2,
                     checkpoint_interval_s=0.3,
                 )

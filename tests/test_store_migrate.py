@@ -3,6 +3,7 @@ Skipped, saying why, when MUSTCHECK_TEST_POSTGRES is unset (``.ci/run`` always s
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def test_a_sqlite_store_moves_to_postgresql_whole_and_keeps_serving(
         with Client(f"127.0.0.1:{gateway.port}", token=token) as client:
             result = client.check(listed, MATTER)
             assert result.receipt is not None
+            held = [client.check(new_uscc(), MATTER).receipt for _ in range(20)]
             client.report_outcome(
                 result.receipt, "APP-1", "rejected", [m.id for m in result.mandatory_measures]
             )
@@ -54,7 +56,18 @@ def test_a_sqlite_store_moves_to_postgresql_whole_and_keeps_serving(
     with fresh_schema() as url:
         assert main(["store", "migrate", "--from", f"sqlite:{data_dir}", "--to", url]) == 0
         out = capsys.readouterr().out
-        assert "entry_history: 2" in out and "tokens:" in out and "audit chain" in out and "intact" in out
+        assert "entry_history: 2" in out and "tokens:" in out and "audit log" in out and "intact" in out
+        # The audit log moved with its proofs: receipts issued before prove against the moved log.
+        receipts = tmp_path / "receipts.txt"
+        receipts.write_text("\n".join(r.compact for r in [result.receipt, *held] if r is not None) + "\n")
+        keys = data_dir / "keys" / "public"
+        verify = ["audit", "verify", "--store", url, "--public-keys", str(keys), "--receipts", str(receipts)]
+        assert main(verify) == 0, capsys.readouterr().out
+        capsys.readouterr()
+        log_id = (data_dir / "replica.id").read_text().strip()
+        seq = str(result.receipt.audit_seq)
+        assert main(["audit", "prove", seq, "--store", url, "--log", log_id, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["proven"] is True
         target = PostgresStore(url)
         try:
             assert (
@@ -70,7 +83,15 @@ def test_a_sqlite_store_moves_to_postgresql_whole_and_keeps_serving(
         # The same data directory (audit log, keys) with the store in PostgreSQL: same caller, same answer.
         config = GatewayConfig(data_dir=data_dir, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url)
         with GatewayThread(config) as moved, Client(f"127.0.0.1:{moved.port}", token=token) as client:
-            assert client.check(listed, MATTER).outcome is Outcome.RESTRICTIONS
+            assert getattr(moved.audit, "backend", None) == "postgresql"  # the log continues there
+            after = client.check(listed, MATTER)
+            assert after.outcome is Outcome.RESTRICTIONS
+            assert after.receipt is not None and after.receipt.audit_seq > result.receipt.audit_seq
+        assert main(verify) == 0
+        capsys.readouterr()
+        # Moving the same log again is refused and changes nothing.
+        assert main(["store", "migrate", "--from", f"sqlite:{data_dir}", "--to", url, "--audit-only"]) == 1
+        assert "already holds the audit log" in capsys.readouterr().err
 
         # A second copy into the now filled database is refused and changes nothing.
         assert main(["store", "migrate", "--from", f"sqlite:{data_dir}", "--to", url]) == 1

@@ -56,7 +56,9 @@ def test_a_store_outage_fails_closed_is_audited_and_heals(
 ) -> None:
     server, url = own_database
     database = urlsplit(url).path.lstrip("/")
-    config = GatewayConfig(data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url)
+    config = GatewayConfig(
+        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url, audit_store="embedded"
+    )
     with GatewayThread(config) as gateway:
         assert gateway.admin_token_file is not None
         target = f"127.0.0.1:{gateway.port}"
@@ -99,7 +101,12 @@ def test_an_uncached_lookup_fails_with_unavailable_within_the_sdks_default_deadl
     server, url = own_database
     database = urlsplit(url).path.lstrip("/")
     config = GatewayConfig(
-        data_dir=tmp_path, listen="127.0.0.1:0", policy_dir=POLICY_DIR, store_url=url, lookup_cache_entries=0
+        data_dir=tmp_path,
+        listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        store_url=url,
+        lookup_cache_entries=0,
+        audit_store="embedded",
     )
     with GatewayThread(config) as gateway:
         assert gateway.admin_token_file is not None

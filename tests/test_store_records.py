@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,7 @@ from mustcheck_gateway.admin_service import issue_token
 from mustcheck_gateway.auth.model import Caller, Grant
 from mustcheck_gateway.feedback import Feedback
 from mustcheck_gateway.store import StoreError
+from mustcheck_gateway.store.feedback_codec import FEEDBACK_COLUMNS, feedback_values
 from mustcheck_gateway.store.postgres import PostgresStore
 from mustcheck_gateway.store.sqlite import SqliteStore
 
@@ -93,6 +96,30 @@ def test_feedback_round_trips(store: Store, now: dt.datetime) -> None:
     assert store.feedback_between(now + dt.timedelta(hours=1), None) == [late]
     assert store.feedback_between(None, now + dt.timedelta(hours=1)) == [early]
     assert store.feedback_check_seqs() == {11, 12}
+    named = dataclasses.replace(_feedback("A-3", now, seq=11), check_log="replica-b")
+    store.add_feedback(named)
+    assert store.get_feedback("clerk", "A-3") == named
+    # A check is named by (log id, seq): seq 11 of replica-b is not seq 11 of the unnamed (older) report.
+    assert store.feedback_check_refs() == {("", 11), ("", 12), ("replica-b", 11)}
+
+
+def test_feedback_given_before_logs_were_named_stays_readable(tmp_path: Path, now: dt.datetime) -> None:
+    """A store of the previous schema (no ``check_log``) is migrated; its feedback reads as naming no log."""
+    path = tmp_path / "old.sqlite3"
+    SqliteStore(path).close()
+    values = feedback_values(_feedback("OLD-1", now, seq=7))[:-1]  # the columns of the previous schema
+    with sqlite3.connect(path) as old:
+        old.execute("ALTER TABLE feedback DROP COLUMN check_log")
+        old.execute("DELETE FROM schema_migrations WHERE version = 10")
+        marks = ", ".join("?" for _ in values)
+        old.execute(f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS[:-1])}) VALUES ({marks})", values)
+    reopened = SqliteStore(path)
+    try:
+        read = reopened.get_feedback("clerk", "OLD-1")
+        assert read is not None and read.check_seq == 7 and read.check_log == ""
+        assert reopened.feedback_check_refs() == {("", 7)}
+    finally:
+        reopened.close()
 
 
 def test_legacy_codes_move_the_data_version(store: Store, now: dt.datetime) -> None:

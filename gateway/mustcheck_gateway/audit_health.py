@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 from grpc_health.v1 import health_pb2
 
-from .audit import AuditError, AuditLog
+from .audit import AuditError
+from .audit.backends import AnyAuditLog
 from .tasks import cancelled
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -25,7 +26,7 @@ DEFAULT_POLL_S = 0.1
 
 class AuditHealth:
     def __init__(
-        self, audit: AuditLog, health: Any, services: Sequence[str], *, interval_s: float = DEFAULT_POLL_S
+        self, audit: AnyAuditLog, health: Any, services: Sequence[str], *, interval_s: float = DEFAULT_POLL_S
     ) -> None:
         self.audit = audit
         self.health = health

@@ -21,9 +21,12 @@ from mustcheck._generated.v1 import audit_pb2 as pb
 from mustcheck._generated.v1 import audit_pb2_grpc as pb_grpc
 from mustcheck.identifiers import normalise
 
-from .audit import AuditEvent, AuditIntegrityError, AuditLog, AuditRecord
+from .audit import AuditEvent, AuditIntegrityError, AuditRecord
+from .audit.audit_log import AuditLog
+from .audit.backends import AnyAuditLog, is_audit_log
 from .auth.access import AccessControl
 from .auth.model import ROLE_AUDITOR, ROLE_REVEAL, Caller
+from .chain_heads import replica_id
 from .coverage import BUCKETS, STATS_KEYS, MatterCoverage, coverage, stats
 from .errors import GatewayError, InvalidArgument
 from .masking import mask_id_shapes
@@ -37,6 +40,7 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_REVEAL = 100
+MAX_LOG_ID = 128  # a replica id is 16 hex digits; anything far longer is not one
 EXPORT_CHUNK = 64 * 1024
 
 
@@ -63,6 +67,7 @@ def record_message(record: AuditRecord) -> pb.AuditRecord:
         status=record.status,
         latency_us=record.latency_us,
         detail_json=json.dumps(dict(record.detail), ensure_ascii=False, sort_keys=True),
+        log_id=record.log_id,
     )
 
 
@@ -88,19 +93,19 @@ def filters(query: pb.AuditQuery) -> dict[str, Any]:
 class AuditService(pb_grpc.AuditServiceServicer):
     def __init__(
         self,
-        log: AuditLog | object,
+        log: AnyAuditLog | object,
         access: AccessControl,
         sink: AuditSink,
         policy: PolicySet,
         store: ListStore,
     ) -> None:
-        self.log = log if isinstance(log, AuditLog) else None
+        self.log = log if is_audit_log(log) else None
         self.access = access
         self.sink = sink
         self.policy = policy
         self.store = store
 
-    async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AuditLog]:
+    async def _auditor(self, context: Context, *roles: str) -> tuple[Caller, AnyAuditLog]:
         caller = self.access.caller(context)
         for role in (ROLE_AUDITOR, *roles):
             self.access.require_role(caller, role)
@@ -160,10 +165,26 @@ class AuditService(pb_grpc.AuditServiceServicer):
             raise InvalidArgument(f"reveal takes 1 to {MAX_REVEAL} sequence numbers", reason="audit.reveal")
         if not request.purpose.strip():
             raise InvalidArgument("a reveal needs a stated purpose", reason="audit.purpose")
-        try:
-            revealed = await self._run(
-                partial(log.reveal, list(request.seqs), by=caller.caller_id, purpose=request.purpose)
+        if len(request.log_id) > MAX_LOG_ID:
+            raise InvalidArgument(f"log_id is at most {MAX_LOG_ID} characters", reason="audit.log_id")
+        reveal: Callable[[], list[tuple[int, str | None]]]
+        if isinstance(log, AuditLog):
+            if request.log_id and request.log_id != replica_id(log.path.parent):
+                raise InvalidArgument(
+                    f"this gateway keeps only its own log, not {request.log_id!r}: ask that replica",
+                    reason="audit.log_id",
+                )
+            reveal = partial(log.reveal, list(request.seqs), by=caller.caller_id, purpose=request.purpose)
+        else:
+            reveal = partial(
+                log.reveal,
+                list(request.seqs),
+                by=caller.caller_id,
+                purpose=request.purpose,
+                log_id=request.log_id.strip() or None,
             )
+        try:
+            revealed = await self._run(reveal)
         except AuditIntegrityError as error:
             raise GatewayError(f"cannot reveal: {error}", reason="audit.integrity") from None
         return pb.RevealResponse(
@@ -187,7 +208,7 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     matter=request.matter or None,
                     limit=10**9,
                 ),
-                self.store.feedback_check_seqs(),
+                self.store.feedback_check_refs(),
                 department=request.department or None,
                 matter=request.matter or None,
             )
@@ -208,6 +229,9 @@ class AuditService(pb_grpc.AuditServiceServicer):
                     ],
                     restricted_checks_without_feedback=len(row.restricted_check_seqs),
                     restricted_check_seqs=row.restricted_check_seqs[:1000],
+                    restricted_checks=[
+                        pb.RecordRef(log_id=log_id, seq=seq) for log_id, seq in row.restricted_checks[:1000]
+                    ],
                     mandatory_due=row.mandatory_due,
                     mandatory_applied=row.mandatory_applied,
                 )

@@ -33,13 +33,14 @@ class MatterCoverage:
     mandatory_due: int = 0
     mandatory_applied: int = 0
     restricted_check_seqs: list[int] = field(default_factory=list)
+    restricted_checks: list[tuple[str, int]] = field(default_factory=list)  # (log id, seq)
 
 
 def coverage(
     policy: PolicySet,
     feedback: Iterable[Feedback],
     checks: Iterable[AuditRecord],
-    followed_seqs: set[int],
+    followed: set[tuple[str, int]],
     *,
     department: str | None = None,
     matter: str | None = None,
@@ -68,6 +69,8 @@ def coverage(
                     row.mandatory_applied += 1
                 else:
                     row.mandatory_not_applied.append((report.approval_id, measure_id))
+    unnamed = {seq for log_id, seq in followed if not log_id}  # feedback naming no log: by seq
+    any_log = {seq for _, seq in followed}
     for record in checks:
         row = rows.get(record.matter)
         if (
@@ -75,10 +78,23 @@ def coverage(
             and record.kind in CHECK_KINDS
             and record.status == "OK"
             and record.outcome == "restrictions"
-            and record.seq not in followed_seqs
+            and not _followed(record, followed, unnamed, any_log)
         ):
             row.restricted_check_seqs.append(record.seq)
+            row.restricted_checks.append((record.log_id, record.seq))
     return list(rows.values())
+
+
+def _followed(
+    record: AuditRecord, followed: set[tuple[str, int]], unnamed: set[int], any_log: set[int]
+) -> bool:
+    """Whether feedback rests on ``record``: named by (log id, seq); feedback that names no log (given
+    before logs were named) matches by seq, as does a record of the embedded log (which has no log id)."""
+    if record.seq in unnamed:
+        return True
+    if not record.log_id:
+        return record.seq in any_log
+    return (record.log_id, record.seq) in followed
 
 
 def stats(records: Iterable[AuditRecord], *, by: str, bucket: str) -> list[tuple[str, str, int]]:

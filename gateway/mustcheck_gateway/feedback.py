@@ -40,6 +40,10 @@ class Feedback:
     check_measures: tuple[str, ...]
     checked_at: dt.datetime | None
     reported_at: dt.datetime
+    # The audit log the check is in (its receipt's tree head names it): with ``check_seq`` it names the
+    # record in a deployment of several replicas. "" for feedback given before logs were named, or on a
+    # receipt of the previous format (matched by seq alone, as then).
+    check_log: str = ""
 
     @property
     def backed(self) -> bool:
@@ -118,4 +122,5 @@ def from_receipt(
         check_measures=receipt.measure_ids,
         checked_at=receipt.issued_at,
         reported_at=at,
+        check_log=receipt.tree_head.log_id if receipt.tree_head is not None else "",
     )

@@ -33,7 +33,8 @@ from mustcheck._generated.v1 import (
 )
 
 from .admin_service import AdminService
-from .audit import KEYS_DIR_NAME, AuditEvent, AuditLog, KeyRing
+from .audit import KEYS_DIR_NAME, AuditError, AuditEvent, AuditLog, KeyRing
+from .audit.backends import AnyAuditLog, audit_store_for, is_audit_log, open_postgres_log
 from .audit.space import DEFAULT_MIN_FREE_MB
 from .audit_health import AuditHealth
 from .audit_service import AuditService
@@ -113,6 +114,9 @@ class GatewayConfig:
     # Only benchmarks turn auditing off, to measure what it costs (R10 wants it on).
     audit_enabled: bool = True
     store_url: str | None = None
+    # Where the audit log goes: a postgresql:// URL, "embedded" (the data directory's files), or None:
+    # PostgreSQL when the store is, else the files (audit/backends.py).
+    audit_store: str | None = None
     # Subject data kept in memory until a write touches it (0 turns the cache off).
     lookup_cache_entries: int = DEFAULT_CACHE_ENTRIES
     # How often the change feed looks for writes made by other processes, and Watch's heartbeat.
@@ -183,7 +187,7 @@ class Gateway:
     store: ListStore
     policy: PolicySet
     engine: CheckEngine
-    audit: AuditLog | NoAudit
+    audit: AnyAuditLog | NoAudit
     access: AccessControl
     admin_token_file: Path | None
     import_workers: ImportWorkers
@@ -298,11 +302,42 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
 async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
     policy = served.policy
     store = open_store(config.data_dir, url=config.store_url)
-    # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
-    published = published_head(store, replica_id(config.data_dir)) if config.audit_enabled else None
     try:
-        audit: AuditLog | NoAudit = (
-            AuditLog.open(
+        # The key ring decides the suite (a ring of another suite than --crypto is refused here).
+        suite = KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto).suite.name
+    except BaseException:
+        store.close()
+        raise
+    try:
+        audit_url = (
+            audit_store_for(config.audit_store, config.store_url, suite) if config.audit_enabled else None
+        )
+    except AuditError as error:
+        store.close()
+        raise ConfigError(str(error)) from None
+    # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
+    published = (
+        published_head(store, replica_id(config.data_dir))
+        if config.audit_enabled and audit_url is None
+        else None
+    )
+    try:
+        audit: AnyAuditLog | NoAudit
+        if not config.audit_enabled:
+            audit = NoAudit(
+                ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto))
+            )
+        elif audit_url is not None:
+            audit = open_postgres_log(
+                audit_url,
+                replica_id(config.data_dir),
+                config.data_dir / KEYS_DIR_NAME,
+                checkpoint_every=config.checkpoint_every,
+                checkpoint_interval_s=config.checkpoint_interval_s,
+                crypto=config.crypto,
+            )
+        else:
+            audit = AuditLog.open(
                 config.data_dir,
                 checkpoint_every=config.checkpoint_every,
                 checkpoint_interval_s=config.checkpoint_interval_s,
@@ -311,11 +346,6 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
                 published_tree_head="" if published is None else published.tree_head,
                 crypto=config.crypto,
             )
-            if config.audit_enabled
-            else NoAudit(
-                ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto))
-            )
-        )
     except BaseException:
         store.close()
         raise
@@ -325,7 +355,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         audit.close()
         store.close()
         raise
-    if isinstance(audit, AuditLog):
+    if is_audit_log(audit):
         audit.policy_set = served.digest
     metrics = GatewayMetrics()
     metered = MeteredAudit(audit, metrics)
@@ -339,7 +369,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         )
         registry = AuthRegistry(store)
         access = AccessControl(registry, Authenticator(registry, config.clock), config.failed_auth_limit)
-        if isinstance(audit, AuditLog):
+        if is_audit_log(audit):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
         import_workers = ImportWorkers(config.import_workers)
@@ -381,9 +411,9 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
             lambda method, seconds: metrics.latency.labels(method).observe(seconds),
             replays=Replays(
                 engine,
-                audit if isinstance(audit, AuditLog) else None,
+                audit if is_audit_log(audit) else None,
                 replica_id(config.data_dir),
-                audit.keyring if isinstance(audit, AuditLog) else None,
+                audit.keyring if is_audit_log(audit) else None,
                 served=served.digest,
             ),
         )
@@ -442,7 +472,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         raise
     for service in ("", *SERVICE_NAMES):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
-    audit_health = AuditHealth(audit, health, ("", *SERVICE_NAMES)) if isinstance(audit, AuditLog) else None
+    audit_health = AuditHealth(audit, health, ("", *SERVICE_NAMES)) if is_audit_log(audit) else None
     if audit_health is not None:
         audit_health.start()
     log.info(
@@ -453,6 +483,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         mutual_tls=bool(config.tls and config.tls.client_ca),
         data_dir=str(config.data_dir),
         store=redacted(config.store_url) if config.store_url else "sqlite",
+        audit_store=redacted(audit_url) if audit_url else "embedded",
         policies=str(config.policy_dir),
         data_version=store.data_version(),
         audit=config.audit_enabled,
@@ -496,7 +527,7 @@ async def _start_http(config: GatewayConfig, pipeline: CallPipeline, health: Any
 
 def _register_gauges(
     metrics: GatewayMetrics,
-    audit: AuditLog | NoAudit,
+    audit: AnyAuditLog | NoAudit,
     cache: LookupCache,
     watch: WatchStreams,
     metered: MeteredAudit,
@@ -511,7 +542,7 @@ def _register_gauges(
     metrics.gauge(
         "mustcheck_audit_waiting_records", "Audit records requests are waiting on", lambda: metered.waiting
     )
-    if isinstance(audit, AuditLog):
+    if is_audit_log(audit):
         log_ = audit
         metrics.gauge(
             "mustcheck_audit_queue_depth", "Audit records queued for commit", lambda: log_.queue_depth

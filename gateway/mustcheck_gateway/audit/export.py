@@ -36,14 +36,20 @@ def write_jsonl(records: Iterable[AuditRecord], out: TextIO, *, include_cipherte
     return count
 
 
-def write_csv(records: Iterable[AuditRecord], out: TextIO, *, include_ciphertext: bool = False) -> int:
-    """One row per record; ``measure_ids`` and ``detail`` as JSON text; empty cells for no subject."""
+def write_csv(
+    records: Iterable[AuditRecord], out: TextIO, *, include_ciphertext: bool = False, log_ids: bool = False
+) -> int:
+    """One row per record; ``measure_ids`` and ``detail`` as JSON text; empty cells for no subject;
+    ``log_ids`` puts each record's log id first (the records of several logs, on PostgreSQL)."""
     columns = [c for c in RECORD_COLUMNS if include_ciphertext or c != CIPHERTEXT_FIELD]
+    if log_ids:
+        columns.insert(0, "log_id")
     writer = csv.writer(out)
     writer.writerow(columns)
     count = 0
     for record in records:
         values = _exported(record, include_ciphertext)
+        values.setdefault("log_id", record.log_id)
         values["measure_ids"] = canonical_json(values["measure_ids"])
         values["detail"] = canonical_json(values["detail"])
         writer.writerow(inert_row("" if values[name] is None else values[name] for name in columns))
@@ -57,10 +63,11 @@ def export_records(
     format: ExportFormat = "jsonl",
     *,
     include_ciphertext: bool = False,
+    log_ids: bool = False,
 ) -> int:
     """Write ``records`` to ``out``; return how many were written."""
     if format == "jsonl":
         return write_jsonl(records, out, include_ciphertext=include_ciphertext)
     if format == "csv":
-        return write_csv(records, out, include_ciphertext=include_ciphertext)
+        return write_csv(records, out, include_ciphertext=include_ciphertext, log_ids=log_ids)
     raise ValueError(f"unknown export format {format!r}; use 'jsonl' or 'csv'")

@@ -247,6 +247,14 @@ class AuditRecord:
     detail: Mapping[str, Any]
     prev_hash: str
     record_hash: str
+    # The log (gateway replica) the record is in: named on the shared PostgreSQL backend, where one
+    # database holds every replica's log ("" on the embedded backend: the gateway's own log).
+    log_id: str = ""
+
+    @property
+    def leaf_index(self) -> int:
+        """The record's leaf in its log's Merkle tree (``seq − 1``)."""
+        return self.seq - 1
 
     @property
     def policy_set(self) -> str:
@@ -285,6 +293,8 @@ class AuditRecord:
         """The record as plain JSON values (the subject only as hash and ciphertext)."""
         exported: dict[str, Any] = {}
         for f in dataclasses.fields(self):
+            if f.name == "log_id" and not self.log_id:
+                continue  # the embedded backend's records: exported as they always were
             value = getattr(self, f.name)
             if isinstance(value, dt.datetime):
                 value = format_instant(value)

@@ -542,6 +542,35 @@ def verify_log(
         problem = _Problem(None, f"checkpoint or prune anchor rows cannot be read ({error}) (altered)")
     finally:
         connection.close()
+    return _report(verification, problem, log_id)
+
+
+def verify_bound(
+    connection: Any,
+    public_keys: Mapping[str, PublicKey],
+    *,
+    log_id: str,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    state: TreeState | None = None,
+    database_error: type[Exception] = sqlite3.Error,
+) -> VerifyReport:
+    """Verify one log through a connection that shows it under the embedded table names (a PostgreSQL
+    connection bound to the log, :mod:`.postgres_schema`), inside the caller's snapshot. There is no
+    journal and no mirror file: the database's commits are the log's durability."""
+    verification = _Verification(public_keys, [], None, log_id=log_id, heads=heads, state=state)
+    problem: _Problem | None = None
+    try:
+        verification.run(connection)
+    except _Problem as found:
+        problem = found
+    except database_error as error:
+        problem = _Problem(None, f"cannot read the audit database: {error}")
+    except (ValueError, TypeError) as error:
+        problem = _Problem(None, f"checkpoint or prune anchor rows cannot be read ({error}) (altered)")
+    return _report(verification, problem, log_id)
+
+
+def _report(verification: _Verification, problem: _Problem | None, log_id: str | None) -> VerifyReport:
     return VerifyReport(
         ok=problem is None,
         records_checked=verification.walker.checked,

@@ -75,11 +75,17 @@ class Replays:
                 "as_of_time unset",
                 reason="replay.as_of",
             )
-        reference, seq = self._reference(request.replay_of)
+        reference, seq, log = self._reference(request.replay_of)
         # Reading the log waits for the writer to index what it journaled: off the event loop.
-        return await asyncio.get_running_loop().run_in_executor(None, self._replay, request, reference, seq)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._replay, request, reference, seq, log
+        )
 
-    def _reference(self, text: str) -> tuple[str, int]:
+    def _shared(self) -> bool:
+        """Whether the log backend holds every replica's log (PostgreSQL): any record can be replayed."""
+        return getattr(self.log, "backend", None) == "postgresql"
+
+    def _reference(self, text: str) -> tuple[str, int, str]:
         match = _REFERENCE.fullmatch(text.strip())
         if match is None:
             raise InvalidArgument(
@@ -87,20 +93,26 @@ class Replays:
                 reason="replay.reference",
             )
         log, seq = match.group("log"), int(match.group("seq"))
+        if log is not None and log != self.log_id and self._shared():
+            return f"{log}-{seq}", seq, log
         if log is not None and log != self.log_id:
             raise FailedPrecondition(
                 f"record {log}-{seq} is in the audit log of another gateway replica ({log}); this gateway "
                 f"replays records of its own log ({self.log_id}): ask the replica that answered",
                 reason="replay.other_log",
             )
-        return f"{self.log_id}-{seq}", seq
+        return f"{self.log_id}-{seq}", seq, self.log_id
 
-    def _replay(self, request: pb.CheckRequest, reference: str, seq: int) -> Replayed:
+    def _replay(self, request: pb.CheckRequest, reference: str, seq: int, log_id: str) -> Replayed:
         if self.log is None:
             raise FailedPrecondition(
                 "this gateway runs without its audit log: it has no record to replay", reason="replay.no_log"
             )
-        record = next(iter(self.log.records(since_seq=seq, until_seq=seq)), None)
+        if log_id != self.log_id:  # another replica's log in the shared database
+            records = self.log.records(since_seq=seq, until_seq=seq, log_id=log_id)  # type: ignore[call-arg]
+        else:
+            records = self.log.records(since_seq=seq, until_seq=seq)
+        record = next(iter(records), None)
         if record is None:
             raise NotFound(f"no record {reference} in this gateway's audit log", reason="replay.record")
         if record.kind not in CHECK_KINDS or record.status != "OK" or record.subject_hash is None:

@@ -158,6 +158,12 @@ def register(commands: Subparsers) -> None:
     )
     reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
     reveal.add_argument("--purpose", required=True, help=_("why the subjects are needed"))
+    reveal.add_argument(
+        "--log",
+        default="",
+        metavar="LOG_ID",
+        help=_("the log the records are in (audit query shows it; default: the gateway's own)"),
+    )
     reveal.add_argument("--json", action="store_true")
     add_gateway_option(reveal)
     reveal.set_defaults(run=lambda options: _online(options, _reveal))
@@ -311,6 +317,8 @@ def _online(options: argparse.Namespace, handler: Handler) -> int:
 
 
 def run_verify(options: argparse.Namespace) -> int:
+    if options.data_dir is None and options.store and is_postgres_url(options.store):
+        return _verify_postgres(options)
     if options.data_dir is None:
         return _online(options, _verify_online)
     database = options.data_dir / DEFAULT_FILE_NAME
@@ -334,6 +342,48 @@ def run_verify(options: argparse.Namespace) -> int:
         ok, problem_seq = reason is None, (None if reason is None else head.seq)
     return _print_verdict(
         options, ok, report.records_checked, report.checkpoints_checked, problem_seq, reason, report.repairs
+    )
+
+
+def _verify_postgres(options: argparse.Namespace) -> int:
+    """Every replica's log in the PostgreSQL database, offline (read-only, with the public keys)."""
+    from ..audit.keys import load_public_keys
+    from ..audit.postgres_log import combined, verify_logs
+
+    if options.public_keys is None:
+        return fail(_("--store without --data-dir needs --public-keys DIR"), EXIT_INVALID)
+    try:
+        heads = (
+            []
+            if options.receipts is None
+            else audit_tree.receipt_heads(options.receipts, options.public_keys)
+        )
+        reports = verify_logs(options.store, load_public_keys(options.public_keys), heads=heads)
+    except (OSError, ValueError, AuditError) as error:
+        return fail(str(error), EXIT_INVALID)
+    except Exception as error:  # psycopg's errors: the database cannot be reached or read
+        return fail(
+            _("cannot read the audit logs in {url}: {error}").format(
+                url=redacted(options.store), error=error
+            ),
+            EXIT_INVALID,
+        )
+    if not options.json:
+        for log_id, report in reports:
+            verdict = _("intact") if report.ok else _("TAMPERED")
+            print(
+                _("log {log}: {verdict} ({records} records)").format(
+                    log=log_id, verdict=verdict, records=report.records_checked
+                )
+            )
+    report = combined(reports)
+    return _print_verdict(
+        options,
+        report.ok,
+        report.records_checked,
+        report.checkpoints_checked,
+        report.problem_seq,
+        report.reason,
     )
 
 
@@ -494,8 +544,10 @@ def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord
                 .astimezone(CHINA_STANDARD_TIME)
                 .strftime("%Y-%m-%d %H:%M:%S CST")
             )
+            # On PostgreSQL a record is named by its log (the replica that wrote it) and its seq.
+            named = f"{record.log_id}/{record.seq}" if record.log_id else f"{record.seq:>8}"
             print(
-                f"{record.seq:>8}  {at}  {record.kind}  {record.caller_id or '-'}  "
+                f"{named}  {at}  {record.kind}  {record.caller_id or '-'}  "
                 f"{record.department or '-'}  "
                 f"{record.matter or '-'}  {record.subject_kind or '-'}  {record.subject_hash[:16] or '-'}  "
                 f"{record.outcome}  {record.status}  {record.data_version}"
@@ -503,7 +555,8 @@ def _print_records(options: argparse.Namespace, records: Sequence[pb.AuditRecord
 
 
 def _reveal(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:
-    response = audit.Reveal(pb.RevealRequest(seqs=options.seqs, purpose=options.purpose), **call)
+    request = pb.RevealRequest(seqs=options.seqs, purpose=options.purpose, log_id=options.log)
+    response = audit.Reveal(request, **call)
     if options.json:
         print_json([{"seq": item.seq, "subject": item.subject or None} for item in response.subjects])
     else:
@@ -540,6 +593,8 @@ def _coverage(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call
                 {"approval_id": m.approval_id, "measure_id": m.measure_id} for m in row.mandatory_not_applied
             ],
             "restricted_checks_without_feedback": row.restricted_checks_without_feedback,
+            # Each named by its log and seq: the records of several replicas' logs are covered.
+            "restricted_checks": [{"log_id": ref.log_id, "seq": ref.seq} for ref in row.restricted_checks],
         }
         for row in report.matters
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from mustcheck.merkle import verify_inclusion
 from mustcheck.receipts import InvalidReceipt, load_public_keys, verify_receipt
@@ -16,6 +17,7 @@ from ..audit.sqlite_log import connect_read_only, iter_rows
 from ..audit.tree import latest_head, record_leaf, stored_tree
 from ..audit.verify import TreeState
 from ..i18n import _
+from ..store.urls import redacted
 from .common import EXIT_INVALID, EXIT_OK, fail, print_json
 
 
@@ -92,17 +94,44 @@ def register_prove(actions: argparse._SubParsersAction[argparse.ArgumentParser])
         ),
     )
     prove.add_argument("seq", type=int, metavar="SEQ")
-    prove.add_argument("--data-dir", type=Path, metavar="DIR", required=True)
+    where = prove.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", type=Path, metavar="DIR")
+    where.add_argument(
+        "--store",
+        metavar="postgresql://…",
+        help=_("the PostgreSQL database that holds the deployment's audit logs (with --log)"),
+    )
+    prove.add_argument(
+        "--log", metavar="LOG_ID", help=_("with --store: the log (replica id) the record is in")
+    )
     prove.add_argument("--json", action="store_true")
     prove.set_defaults(run=run_prove)
 
 
+def _open_log(options: argparse.Namespace) -> Any:
+    """A read connection on the log to prove from: the data directory's file, or one log in PostgreSQL."""
+    if options.store is not None:
+        if not options.log:
+            raise ValueError(_("--store needs --log LOG_ID (each record names its log: see audit query)"))
+        import psycopg
+
+        from ..audit.postgres_schema import LogConnection, bind_log
+
+        try:
+            connection = psycopg.connect(options.store, autocommit=True, connect_timeout=10)
+            bind_log(connection, options.log)
+        except psycopg.Error as error:
+            raise ValueError(str(error)) from None
+        return LogConnection(connection)
+    return connect_read_only(options.data_dir / DEFAULT_FILE_NAME)
+
+
 def run_prove(options: argparse.Namespace) -> int:
-    database = options.data_dir / DEFAULT_FILE_NAME
+    where = redacted(options.store) if options.store is not None else options.data_dir / DEFAULT_FILE_NAME
     try:
-        connection = connect_read_only(database)
+        connection = _open_log(options)
     except (OSError, ValueError) as error:
-        return fail(_("no audit log at {path}: {error}").format(path=database, error=error), EXIT_INVALID)
+        return fail(_("no audit log at {path}: {error}").format(path=where, error=error), EXIT_INVALID)
     try:
         head = latest_head(connection)
         if head is None:

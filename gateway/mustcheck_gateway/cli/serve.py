@@ -85,7 +85,17 @@ def register(commands: Subparsers) -> None:
         help=_(
             "keep the lists, callers and feedback in this PostgreSQL database instead of the embedded "
             "SQLite file, so that several gateways can share them (put the password in PGPASSWORD or "
-            "~/.pgpass rather than the URL). The audit log stays in the data directory."
+            "~/.pgpass rather than the URL). The audit log goes there too, unless --audit-store says "
+            "otherwise."
+        ),
+    )
+    parser.add_argument(
+        "--audit-store",
+        metavar="postgresql://…|embedded",
+        help=_(
+            "where the audit log lives: a PostgreSQL database that every gateway of the deployment shares "
+            "(each appends its own log), or 'embedded' for the data directory's files (default: the "
+            "--store database if given, else the files)"
         ),
     )
     add_policies_option(parser)
@@ -205,6 +215,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         metrics_listen=options.metrics,
         lookup_cache_entries=max(0, options.cache_entries),
         store_url=options.store,
+        audit_store=options.audit_store,
         import_workers=max(0, options.import_workers),
         drain_s=max(0.0, options.drain_seconds),
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),

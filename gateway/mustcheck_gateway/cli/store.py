@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..audit import DEFAULT_FILE_NAME as AUDIT_FILE_NAME
-from ..audit import verify_data_dir
+from ..audit import AuditError, verify_data_dir
 from ..backup import BackupError, backup_data_dir
 from ..i18n import _
 from ..store import DEFAULT_FILE_NAME, StoreError, is_postgres_url, redacted
@@ -48,6 +48,14 @@ def register(commands: Subparsers) -> None:
     )
     migrate.add_argument(
         "--to", dest="target", required=True, metavar="postgresql://…", help=_("an empty database")
+    )
+    migrate.add_argument(
+        "--audit-only",
+        action="store_true",
+        help=_(
+            "move only the data directory's audit log into the database (whose store is already there): "
+            "one replica's log at a time, receipts issued before still prove against it"
+        ),
     )
     migrate.set_defaults(run=run_migrate)
     backup = actions.add_parser(
@@ -99,8 +107,21 @@ def run_migrate(options: argparse.Namespace) -> int:
         )
     path = Path(options.source[len(SQLITE_PREFIX) :])
     store_file = path / DEFAULT_FILE_NAME if path.is_dir() else path
+    if options.audit_only:
+        return _move_audit(path if path.is_dir() else path.parent, options.target)
     if not store_file.is_file():
         return fail(_("no SQLite store at {path}").format(path=store_file), EXIT_INVALID)
+    # The audit log is checked before anything moves: a tampered log stops the migration untouched.
+    audit_file = store_file.parent / AUDIT_FILE_NAME
+    if audit_file.is_file():
+        verdict = verify_data_dir(store_file.parent)
+        if not verdict.ok:
+            return fail(
+                _("audit chain in {directory}: TAMPERED at seq {seq}: {reason}").format(
+                    directory=store_file.parent, seq=verdict.problem_seq, reason=verdict.reason
+                ),
+                EXIT_FAILURE,
+            )
     try:
         report = copy_sqlite_to_postgres(
             store_file,
@@ -116,22 +137,38 @@ def run_migrate(options: argparse.Namespace) -> int:
         print(f"  {table}: {rows}")
     for key, value in report.versions.items():
         print(f"  {key}: {value}")
-    data_dir = store_file.parent
-    audit_file = data_dir / AUDIT_FILE_NAME
     if not audit_file.is_file():
-        print(_("no audit log in {directory}: nothing to verify").format(directory=data_dir))
+        print(_("no audit log in {directory}: nothing to move").format(directory=store_file.parent))
         return EXIT_OK
-    verdict = verify_data_dir(data_dir)
-    if not verdict.ok:
-        return fail(
-            _("audit chain in {directory}: TAMPERED at seq {seq}: {reason}").format(
-                directory=data_dir, seq=verdict.problem_seq, reason=verdict.reason
+    return _move_audit(store_file.parent, options.target)
+
+
+def _move_audit(data_dir: Path, target: str) -> int:
+    """Move the data directory's audit log into PostgreSQL (audit/postgres_migrate.py) and say so."""
+    from ..audit.postgres_migrate import move_audit_log
+
+    try:
+        moved = move_audit_log(
+            data_dir,
+            target,
+            progress=lambda table, rows: print(
+                _("copied {table}: {rows} rows").format(table=table, rows=rows), file=sys.stderr
             ),
-            EXIT_FAILURE,
         )
+    except AuditError as error:
+        return fail(str(error), EXIT_FAILURE)
+    except Exception as error:  # psycopg's errors: the database cannot be reached or written
+        return fail(_("the audit log was not moved: {error}").format(error=error), EXIT_FAILURE)
     print(
-        _("audit chain in {directory}: intact ({records} records, {checkpoints} checkpoints)").format(
-            directory=data_dir, records=verdict.records_checked, checkpoints=verdict.checkpoints_checked
+        _(
+            "audit log {log} moved into {target} and verified there, intact ({records} records, "
+            "{checkpoints} checkpoints, {heads} tree heads); receipts issued before prove against it"
+        ).format(
+            log=moved.log_id,
+            target=redacted(target),
+            records=moved.records,
+            checkpoints=moved.checkpoints,
+            heads=moved.tree_heads,
         )
     )
     return EXIT_OK

@@ -227,6 +227,10 @@ class ListStore(Protocol):
 
     def feedback_check_seqs(self) -> set[int]: ...
 
+    def feedback_check_refs(self) -> set[tuple[str, int]]:
+        """(log id, seq) of every check feedback rests on (log id "": feedback named no log)."""
+        ...
+
     def allow_legacy_code(self, code: str, reason: str, *, actor: str, at: dt.datetime) -> int: ...
 
     def disallow_legacy_code(self, code: str, *, actor: str, at: dt.datetime) -> int | None:

@@ -24,6 +24,7 @@ FEEDBACK_COLUMNS = (
     "check_measures",
     "checked_at",
     "reported_at",
+    "check_log",
 )
 
 
@@ -44,6 +45,7 @@ def feedback_values(feedback: Feedback) -> tuple[Any, ...]:
         json.dumps(list(feedback.check_measures)),
         format_instant(feedback.checked_at) if feedback.checked_at else None,
         format_instant(feedback.reported_at),
+        feedback.check_log,
     )
 
 
@@ -55,4 +57,5 @@ def feedback_from_values(values: Sequence[Any]) -> Feedback:
     row["check_measures"] = tuple(json.loads(row["check_measures"]))
     row["checked_at"] = parse_instant(row["checked_at"]) if row["checked_at"] else None
     row["reported_at"] = parse_instant(row["reported_at"])
+    row["check_log"] = str(row["check_log"] or "")
     return Feedback(**row)

@@ -185,6 +185,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "every policy set a gateway has served, by digest, so that a replay answers with the one in force",
         (policy_sets.CREATE_TABLE,),
     ),
+    Migration(
+        10,
+        "feedback names the audit log of the check it rests on: a record is (log id, seq) in a deployment",
+        ("ALTER TABLE feedback ADD COLUMN check_log TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

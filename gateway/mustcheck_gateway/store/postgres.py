@@ -308,6 +308,11 @@ class PostgresStore:
         with self._db.connection() as connection:
             return {int(seq) for (seq,) in connection.execute("SELECT check_seq FROM feedback")}
 
+    def feedback_check_refs(self) -> set[tuple[str, int]]:
+        with self._db.connection() as connection:
+            rows = connection.execute("SELECT check_log, check_seq FROM feedback")
+            return {(str(log_id), int(seq)) for log_id, seq in rows}
+
     def _feedback(self, where: str, parameters: Sequence[object]) -> list[Feedback]:
         with self._db.connection() as connection:
             rows = connection.execute(f"SELECT {_FEEDBACK} FROM feedback {where}", parameters)

@@ -467,6 +467,10 @@ class SqliteStore:
     def feedback_check_seqs(self) -> set[int]:
         return {int(seq) for (seq,) in self._connection().execute("SELECT check_seq FROM feedback")}
 
+    def feedback_check_refs(self) -> set[tuple[str, int]]:
+        rows = self._connection().execute("SELECT check_log, check_seq FROM feedback")
+        return {(str(log_id), int(seq)) for log_id, seq in rows}
+
     def _feedback(self, where: str, parameters: Sequence[object]) -> list[Feedback]:
         rows = self._connection().execute(f"SELECT {_FEEDBACK_COLUMNS} FROM feedback {where}", parameters)
         return [feedback_from_values(row) for row in rows]

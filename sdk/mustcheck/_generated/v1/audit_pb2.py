@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/audit.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd4\x02\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tcaller_id\x18\x04 \x01(\t\x12\x12\n\ndepartment\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x08 \x01(\t\x12\x14\n\x0csubject_kind\x18\t \x01(\t\x12\x14\n\x0csubject_hash\x18\n \x01(\t\x12\x0f\n\x07outcome\x18\x0b \x01(\t\x12\x13\n\x0bmeasure_ids\x18\x0c \x03(\t\x12\x14\n\x0c\x64\x61ta_version\x18\r \x01(\x03\x12\x0e\n\x06status\x18\x0e \x01(\t\x12\x12\n\nlatency_us\x18\x0f \x01(\x03\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\"\xec\x01\n\nAuditQuery\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcaller_id\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x0e\n\x06matter\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x05\x12\x12\n\nbefore_seq\x18\n \x01(\x03\":\n\x0c\x41uditRecords\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.mustcheck.v1.AuditRecord\"\x0f\n\rVerifyRequest\"i\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07records\x18\x02 \x01(\x03\x12\x13\n\x0b\x63heckpoints\x18\x03 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\".\n\rRevealRequest\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"/\n\x0fRevealedSubject\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0f\n\x07subject\x18\x02 \x01(\t\"A\n\x0eRevealResponse\x12/\n\x08subjects\x18\x01 \x03(\x0b\x32\x1d.mustcheck.v1.RevealedSubject\"I\n\rExportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.mustcheck.v1.AuditQuery\"\x1b\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t\"\x8b\x01\n\x0f\x43overageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\"8\n\rMissedMeasure\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\nmeasure_id\x18\x02 \x01(\t\"\xc4\x02\n\x0eMatterCoverage\x12\x0e\n\x06matter\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x1a\n\x12\x61pprovals_reported\x18\x03 \x01(\x03\x12\x18\n\x10\x61pprovals_backed\x18\x04 \x01(\x03\x12\x1f\n\x17\x61pprovals_without_check\x18\x05 \x03(\t\x12:\n\x15mandatory_not_applied\x18\x06 \x03(\x0b\x32\x1b.mustcheck.v1.MissedMeasure\x12*\n\"restricted_checks_without_feedback\x18\x07 \x01(\x03\x12\x1d\n\x15restricted_check_seqs\x18\x08 \x03(\x03\x12\x15\n\rmandatory_due\x18\t \x01(\x03\x12\x19\n\x11mandatory_applied\x18\n \x01(\x03\"?\n\x0e\x43overageReport\x12-\n\x07matters\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.MatterCoverage\"\x80\x01\n\x0cStatsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\"7\n\x08StatsRow\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x63hecks\x18\x03 \x01(\x03\"3\n\x0bStatsReport\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.mustcheck.v1.StatsRow2\xa4\x03\n\x0c\x41uditService\x12\x43\n\x06Verify\x12\x1b.mustcheck.v1.VerifyRequest\x1a\x1c.mustcheck.v1.VerifyResponse\x12=\n\x05Query\x12\x18.mustcheck.v1.AuditQuery\x1a\x1a.mustcheck.v1.AuditRecords\x12\x43\n\x06Reveal\x12\x1b.mustcheck.v1.RevealRequest\x1a\x1c.mustcheck.v1.RevealResponse\x12\x42\n\x06\x45xport\x12\x1b.mustcheck.v1.ExportRequest\x1a\x19.mustcheck.v1.ExportChunk0\x01\x12G\n\x08\x43overage\x12\x1d.mustcheck.v1.CoverageRequest\x1a\x1c.mustcheck.v1.CoverageReport\x12>\n\x05Stats\x12\x1a.mustcheck.v1.StatsRequest\x1a\x19.mustcheck.v1.StatsReportBo\n\x10org.mustcheck.v1B\nAuditProtoP\x01Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\xaa\x02\x0cMustCheck.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mustcheck/v1/audit.proto\x12\x0cmustcheck.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x02\n\x0b\x41uditRecord\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tcaller_id\x18\x04 \x01(\t\x12\x12\n\ndepartment\x18\x05 \x01(\t\x12\x0e\n\x06matter\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x19\n\x11\x61uthorization_ref\x18\x08 \x01(\t\x12\x14\n\x0csubject_kind\x18\t \x01(\t\x12\x14\n\x0csubject_hash\x18\n \x01(\t\x12\x0f\n\x07outcome\x18\x0b \x01(\t\x12\x13\n\x0bmeasure_ids\x18\x0c \x03(\t\x12\x14\n\x0c\x64\x61ta_version\x18\r \x01(\x03\x12\x0e\n\x06status\x18\x0e \x01(\t\x12\x12\n\nlatency_us\x18\x0f \x01(\x03\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\x12\x0e\n\x06log_id\x18\x11 \x01(\t\"(\n\tRecordRef\x12\x0e\n\x06log_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\"\xec\x01\n\nAuditQuery\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tcaller_id\x18\x03 \x01(\t\x12\x12\n\ndepartment\x18\x04 \x01(\t\x12\x0e\n\x06matter\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\x12\r\n\x05limit\x18\t \x01(\x05\x12\x12\n\nbefore_seq\x18\n \x01(\x03\":\n\x0c\x41uditRecords\x12*\n\x07records\x18\x01 \x03(\x0b\x32\x19.mustcheck.v1.AuditRecord\"\x0f\n\rVerifyRequest\"i\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07records\x18\x02 \x01(\x03\x12\x13\n\x0b\x63heckpoints\x18\x03 \x01(\x03\x12\x15\n\rfirst_bad_seq\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\">\n\rRevealRequest\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x0e\n\x06log_id\x18\x03 \x01(\t\"/\n\x0fRevealedSubject\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0f\n\x07subject\x18\x02 \x01(\t\"A\n\x0eRevealResponse\x12/\n\x08subjects\x18\x01 \x03(\x0b\x32\x1d.mustcheck.v1.RevealedSubject\"I\n\rExportRequest\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.mustcheck.v1.AuditQuery\"\x1b\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\t\"\x8b\x01\n\x0f\x43overageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndepartment\x18\x03 \x01(\t\x12\x0e\n\x06matter\x18\x04 \x01(\t\"8\n\rMissedMeasure\x12\x13\n\x0b\x61pproval_id\x18\x01 \x01(\t\x12\x12\n\nmeasure_id\x18\x02 \x01(\t\"\xf8\x02\n\x0eMatterCoverage\x12\x0e\n\x06matter\x18\x01 \x01(\t\x12\x12\n\ndepartment\x18\x02 \x01(\t\x12\x1a\n\x12\x61pprovals_reported\x18\x03 \x01(\x03\x12\x18\n\x10\x61pprovals_backed\x18\x04 \x01(\x03\x12\x1f\n\x17\x61pprovals_without_check\x18\x05 \x03(\t\x12:\n\x15mandatory_not_applied\x18\x06 \x03(\x0b\x32\x1b.mustcheck.v1.MissedMeasure\x12*\n\"restricted_checks_without_feedback\x18\x07 \x01(\x03\x12\x1d\n\x15restricted_check_seqs\x18\x08 \x03(\x03\x12\x15\n\rmandatory_due\x18\t \x01(\x03\x12\x19\n\x11mandatory_applied\x18\n \x01(\x03\x12\x32\n\x11restricted_checks\x18\x0b \x03(\x0b\x32\x17.mustcheck.v1.RecordRef\"?\n\x0e\x43overageReport\x12-\n\x07matters\x18\x01 \x03(\x0b\x32\x1c.mustcheck.v1.MatterCoverage\"\x80\x01\n\x0cStatsRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\n\n\x02\x62y\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\"7\n\x08StatsRow\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x63hecks\x18\x03 \x01(\x03\"3\n\x0bStatsReport\x12$\n\x04rows\x18\x01 \x03(\x0b\x32\x16.mustcheck.v1.StatsRow2\xa4\x03\n\x0c\x41uditService\x12\x43\n\x06Verify\x12\x1b.mustcheck.v1.VerifyRequest\x1a\x1c.mustcheck.v1.VerifyResponse\x12=\n\x05Query\x12\x18.mustcheck.v1.AuditQuery\x1a\x1a.mustcheck.v1.AuditRecords\x12\x43\n\x06Reveal\x12\x1b.mustcheck.v1.RevealRequest\x1a\x1c.mustcheck.v1.RevealResponse\x12\x42\n\x06\x45xport\x12\x1b.mustcheck.v1.ExportRequest\x1a\x19.mustcheck.v1.ExportChunk0\x01\x12G\n\x08\x43overage\x12\x1d.mustcheck.v1.CoverageRequest\x1a\x1c.mustcheck.v1.CoverageReport\x12>\n\x05Stats\x12\x1a.mustcheck.v1.StatsRequest\x1a\x19.mustcheck.v1.StatsReportBo\n\x10org.mustcheck.v1B\nAuditProtoP\x01Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\xaa\x02\x0cMustCheck.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,39 +34,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020org.mustcheck.v1B\nAuditProtoP\001Z>github.com/mustcheck/mustcheck/gen/go/mustcheck/v1;mustcheckv1\252\002\014MustCheck.V1'
   _globals['_AUDITRECORD']._serialized_start=76
-  _globals['_AUDITRECORD']._serialized_end=416
-  _globals['_AUDITQUERY']._serialized_start=419
-  _globals['_AUDITQUERY']._serialized_end=655
-  _globals['_AUDITRECORDS']._serialized_start=657
-  _globals['_AUDITRECORDS']._serialized_end=715
-  _globals['_VERIFYREQUEST']._serialized_start=717
-  _globals['_VERIFYREQUEST']._serialized_end=732
-  _globals['_VERIFYRESPONSE']._serialized_start=734
-  _globals['_VERIFYRESPONSE']._serialized_end=839
-  _globals['_REVEALREQUEST']._serialized_start=841
-  _globals['_REVEALREQUEST']._serialized_end=887
-  _globals['_REVEALEDSUBJECT']._serialized_start=889
-  _globals['_REVEALEDSUBJECT']._serialized_end=936
-  _globals['_REVEALRESPONSE']._serialized_start=938
-  _globals['_REVEALRESPONSE']._serialized_end=1003
-  _globals['_EXPORTREQUEST']._serialized_start=1005
-  _globals['_EXPORTREQUEST']._serialized_end=1078
-  _globals['_EXPORTCHUNK']._serialized_start=1080
-  _globals['_EXPORTCHUNK']._serialized_end=1107
-  _globals['_COVERAGEREQUEST']._serialized_start=1110
-  _globals['_COVERAGEREQUEST']._serialized_end=1249
-  _globals['_MISSEDMEASURE']._serialized_start=1251
-  _globals['_MISSEDMEASURE']._serialized_end=1307
-  _globals['_MATTERCOVERAGE']._serialized_start=1310
-  _globals['_MATTERCOVERAGE']._serialized_end=1634
-  _globals['_COVERAGEREPORT']._serialized_start=1636
-  _globals['_COVERAGEREPORT']._serialized_end=1699
-  _globals['_STATSREQUEST']._serialized_start=1702
-  _globals['_STATSREQUEST']._serialized_end=1830
-  _globals['_STATSROW']._serialized_start=1832
-  _globals['_STATSROW']._serialized_end=1887
-  _globals['_STATSREPORT']._serialized_start=1889
-  _globals['_STATSREPORT']._serialized_end=1940
-  _globals['_AUDITSERVICE']._serialized_start=1943
-  _globals['_AUDITSERVICE']._serialized_end=2363
+  _globals['_AUDITRECORD']._serialized_end=432
+  _globals['_RECORDREF']._serialized_start=434
+  _globals['_RECORDREF']._serialized_end=474
+  _globals['_AUDITQUERY']._serialized_start=477
+  _globals['_AUDITQUERY']._serialized_end=713
+  _globals['_AUDITRECORDS']._serialized_start=715
+  _globals['_AUDITRECORDS']._serialized_end=773
+  _globals['_VERIFYREQUEST']._serialized_start=775
+  _globals['_VERIFYREQUEST']._serialized_end=790
+  _globals['_VERIFYRESPONSE']._serialized_start=792
+  _globals['_VERIFYRESPONSE']._serialized_end=897
+  _globals['_REVEALREQUEST']._serialized_start=899
+  _globals['_REVEALREQUEST']._serialized_end=961
+  _globals['_REVEALEDSUBJECT']._serialized_start=963
+  _globals['_REVEALEDSUBJECT']._serialized_end=1010
+  _globals['_REVEALRESPONSE']._serialized_start=1012
+  _globals['_REVEALRESPONSE']._serialized_end=1077
+  _globals['_EXPORTREQUEST']._serialized_start=1079
+  _globals['_EXPORTREQUEST']._serialized_end=1152
+  _globals['_EXPORTCHUNK']._serialized_start=1154
+  _globals['_EXPORTCHUNK']._serialized_end=1181
+  _globals['_COVERAGEREQUEST']._serialized_start=1184
+  _globals['_COVERAGEREQUEST']._serialized_end=1323
+  _globals['_MISSEDMEASURE']._serialized_start=1325
+  _globals['_MISSEDMEASURE']._serialized_end=1381
+  _globals['_MATTERCOVERAGE']._serialized_start=1384
+  _globals['_MATTERCOVERAGE']._serialized_end=1760
+  _globals['_COVERAGEREPORT']._serialized_start=1762
+  _globals['_COVERAGEREPORT']._serialized_end=1825
+  _globals['_STATSREQUEST']._serialized_start=1828
+  _globals['_STATSREQUEST']._serialized_end=1956
+  _globals['_STATSROW']._serialized_start=1958
+  _globals['_STATSROW']._serialized_end=2013
+  _globals['_STATSREPORT']._serialized_start=2015
+  _globals['_STATSREPORT']._serialized_end=2066
+  _globals['_AUDITSERVICE']._serialized_start=2069
+  _globals['_AUDITSERVICE']._serialized_end=2489
 # @@protoc_insertion_point(module_scope)

@@ -58,6 +58,7 @@ class AuditRecord(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LATENCY_US_FIELD_NUMBER: _builtins.int
     DETAIL_JSON_FIELD_NUMBER: _builtins.int
+    LOG_ID_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     kind: _builtins.str
     caller_id: _builtins.str
@@ -72,6 +73,11 @@ class AuditRecord(_message.Message):
     status: _builtins.str
     latency_us: _builtins.int
     detail_json: _builtins.str
+    log_id: _builtins.str
+    """The log the record is in (the replica id of the gateway that wrote it): on the PostgreSQL backend
+    one database holds every replica's log, and a record is named by (log_id, seq); its Merkle leaf
+    index is seq - 1. Empty on the embedded backend (the gateway's own log).
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -95,14 +101,39 @@ class AuditRecord(_message.Message):
         status: _builtins.str = ...,
         latency_us: _builtins.int = ...,
         detail_json: _builtins.str = ...,
+        log_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "authorization_ref", b"authorization_ref", "caller_id", b"caller_id", "data_version", b"data_version", "department", b"department", "detail_json", b"detail_json", "kind", b"kind", "latency_us", b"latency_us", "matter", b"matter", "measure_ids", b"measure_ids", "outcome", b"outcome", "purpose", b"purpose", "seq", b"seq", "status", b"status", "subject_hash", b"subject_hash", "subject_kind", b"subject_kind"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "authorization_ref", b"authorization_ref", "caller_id", b"caller_id", "data_version", b"data_version", "department", b"department", "detail_json", b"detail_json", "kind", b"kind", "latency_us", b"latency_us", "log_id", b"log_id", "matter", b"matter", "measure_ids", b"measure_ids", "outcome", b"outcome", "purpose", b"purpose", "seq", b"seq", "status", b"status", "subject_hash", b"subject_hash", "subject_kind", b"subject_kind"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditRecord: _TypeAlias = AuditRecord  # noqa: Y015
+
+@_typing.final
+class RecordRef(_message.Message):
+    """One audit record of a deployment: its log and its seq (Merkle leaf index seq - 1)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOG_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    log_id: _builtins.str
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        log_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_id", b"log_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRef: _TypeAlias = RecordRef  # noqa: Y015
 
 @_typing.final
 class AuditQuery(_message.Message):
@@ -226,7 +257,10 @@ class RevealRequest(_message.Message):
 
     SEQS_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    LOG_ID_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
+    log_id: _builtins.str
+    """The log the seqs are in (AuditRecord.log_id); empty: the answering gateway's own log."""
     @_builtins.property
     def seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -234,10 +268,11 @@ class RevealRequest(_message.Message):
         *,
         seqs: _abc.Iterable[_builtins.int] | None = ...,
         purpose: _builtins.str = ...,
+        log_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "seqs", b"seqs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_id", b"log_id", "purpose", b"purpose", "seqs", b"seqs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,6 +429,7 @@ class MatterCoverage(_message.Message):
     RESTRICTED_CHECK_SEQS_FIELD_NUMBER: _builtins.int
     MANDATORY_DUE_FIELD_NUMBER: _builtins.int
     MANDATORY_APPLIED_FIELD_NUMBER: _builtins.int
+    RESTRICTED_CHECKS_FIELD_NUMBER: _builtins.int
     matter: _builtins.str
     department: _builtins.str
     approvals_reported: _builtins.int
@@ -408,6 +444,12 @@ class MatterCoverage(_message.Message):
     def mandatory_not_applied(self) -> _containers.RepeatedCompositeFieldContainer[Global___MissedMeasure]: ...
     @_builtins.property
     def restricted_check_seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def restricted_checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecordRef]:
+        """The restricted checks without feedback, each named by its log and seq (restricted_check_seqs
+        gives the bare seqs, which are ambiguous when several replicas' logs are covered).
+        """
+
     def __init__(
         self,
         *,
@@ -421,10 +463,11 @@ class MatterCoverage(_message.Message):
         restricted_check_seqs: _abc.Iterable[_builtins.int] | None = ...,
         mandatory_due: _builtins.int = ...,
         mandatory_applied: _builtins.int = ...,
+        restricted_checks: _abc.Iterable[Global___RecordRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_backed", b"approvals_backed", "approvals_reported", b"approvals_reported", "approvals_without_check", b"approvals_without_check", "department", b"department", "mandatory_applied", b"mandatory_applied", "mandatory_due", b"mandatory_due", "mandatory_not_applied", b"mandatory_not_applied", "matter", b"matter", "restricted_check_seqs", b"restricted_check_seqs", "restricted_checks_without_feedback", b"restricted_checks_without_feedback"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_backed", b"approvals_backed", "approvals_reported", b"approvals_reported", "approvals_without_check", b"approvals_without_check", "department", b"department", "mandatory_applied", b"mandatory_applied", "mandatory_due", b"mandatory_due", "mandatory_not_applied", b"mandatory_not_applied", "matter", b"matter", "restricted_check_seqs", b"restricted_check_seqs", "restricted_checks", b"restricted_checks", "restricted_checks_without_feedback", b"restricted_checks_without_feedback"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
