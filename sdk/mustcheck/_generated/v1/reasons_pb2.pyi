@@ -540,6 +540,11 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Status FAILED_PRECONDITION: the stored policy set does not match its digest or cannot be loaded.
     Caller: restore the store's policy_sets table from a backup.
     """
+    REASON_AUDIT_LOG_ID: _Reason.ValueType  # 129
+    """Status INVALID_ARGUMENT: audit Reveal names a log id over its bound, or (embedded audit log) another
+    replica's log, which only that replica keeps. Caller: name a log id of this deployment, or ask the
+    replica that keeps it.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
 
@@ -1036,6 +1041,11 @@ names its digest). Caller: start a gateway once with that policy folder to store
 REASON_REPLAY_POLICY_SET_INVALID: Reason.ValueType  # 128
 """Status FAILED_PRECONDITION: the stored policy set does not match its digest or cannot be loaded.
 Caller: restore the store's policy_sets table from a backup.
+"""
+REASON_AUDIT_LOG_ID: Reason.ValueType  # 129
+"""Status INVALID_ARGUMENT: audit Reveal names a log id over its bound, or (embedded audit log) another
+replica's log, which only that replica keeps. Caller: name a log id of this deployment, or ask the
+replica that keeps it.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
