@@ -116,6 +116,10 @@ class AuditEvent:
             )
         try:
             detail_text = canonical_json(dict(self.detail))
+            if not _string_keys_only(self.detail):
+                # Stored exactly as verification will encode it: keys that are not strings become strings,
+                # in the order of the stored text. Done here, once, so that the writer stores the text as is.
+                detail_text = canonical_json(json.loads(detail_text))
         except (TypeError, ValueError) as error:
             raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
         object.__setattr__(self, "detail_json", detail_text)
@@ -126,6 +130,16 @@ class AuditEvent:
 
 
 SUBJECT_NAMED = "[subject]"
+
+
+def _string_keys_only(value: Any) -> bool:
+    """Whether every mapping in ``value`` (a detail's JSON value) has only string keys: then its canonical
+    JSON reads back and encodes again to the same text."""
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and _string_keys_only(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_string_keys_only(item) for item in value)
+    return True
 
 
 def _named(value: Any, needle: str) -> Any:
@@ -198,10 +212,11 @@ class PendingRecord:
         """The record's hash at ``seq`` after ``prev_hash``, and its stored row.
 
         The columns are encoded once and serve both the hash and the row (this is the writer's hot path).
-        The detail is read back and encoded again so that it is stored exactly as verification will
-        encode it (keys that are not strings become strings, in the order of the stored text).
+        The detail is stored as its text is: :class:`AuditEvent` made it canonical, in the form
+        verification encodes (keys that are not strings made strings), so the writer does not decode and
+        encode it again.
         """
-        columns = _columns(seq, self.at, self, canonical_json(json.loads(self.detail_json)), prev_hash)
+        columns = _columns(seq, self.at, self, self.detail_json, prev_hash)
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 
