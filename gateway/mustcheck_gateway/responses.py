@@ -49,25 +49,31 @@ def set_time(field: Timestamp, instant: dt.datetime) -> None:
 def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
     """The answer as its message. Built in place (repeated fields through ``add``, timestamps set in their
     fields): a message passed to a constructor is copied, and an answer carries several a membership."""
+    response = pb.CheckResponse()
+    fill_check_response(response, answer, masker)
+    return response
+
+
+def fill_check_response(response: pb.CheckResponse, answer: CheckAnswer, masker: Masker) -> None:
+    """:func:`check_response` written into ``response`` (an empty message, e.g. a batch item's result, so
+    that the answer is not copied into its batch response)."""
     evaluation = answer.evaluation
     subject = evaluation.subject
     person = subject.kind is SubjectKind.PERSON
     matter = evaluation.matter
-    response = pb.CheckResponse(
-        subject=masker.person_id(subject.code) if person else subject.code,
-        subject_kind=SUBJECT_KIND_TO_PROTO[subject.kind],
-        subject_name=masker.person_name(evaluation.subject_name) if person else evaluation.subject_name,
-        matter=matter.code,
-        outcome=OUTCOME_TO_PROTO[evaluation.outcome],
-        green_channel=evaluation.green_channel,
-        human_review_required=evaluation.human_review_required,
-        review_notice=evaluation.review_notice,
-        legacy_code=answer.legacy_code,
-        data_version=answer.data_version,
-        freshness_tolerance_s=matter.freshness_tolerance_s,
-        fail_mode=FAIL_MODE_TO_PROTO[matter.fail_mode],
-        green_channel_reason=evaluation.green_channel_reason,
-    )
+    response.subject = masker.person_id(subject.code) if person else subject.code
+    response.subject_kind = SUBJECT_KIND_TO_PROTO[subject.kind]
+    response.subject_name = masker.person_name(evaluation.subject_name) if person else evaluation.subject_name
+    response.matter = matter.code
+    response.outcome = OUTCOME_TO_PROTO[evaluation.outcome]
+    response.green_channel = evaluation.green_channel
+    response.human_review_required = evaluation.human_review_required
+    response.review_notice = evaluation.review_notice
+    response.legacy_code = answer.legacy_code
+    response.data_version = answer.data_version
+    response.freshness_tolerance_s = matter.freshness_tolerance_s
+    response.fail_mode = FAIL_MODE_TO_PROTO[matter.fail_mode]
+    response.green_channel_reason = evaluation.green_channel_reason
     set_time(response.checked_at, answer.checked_at)
     memberships = response.memberships
     for membership in evaluation.memberships:
@@ -77,7 +83,6 @@ def check_response(answer: CheckAnswer, masker: Masker) -> pb.CheckResponse:
         _add_measure(measures, applied)
     if evaluation.data_complete_since is not None:
         set_time(response.data_complete_since, evaluation.data_complete_since)
-    return response
 
 
 def persons_of(entry: ListEntry) -> tuple[list[str], list[str]]:
