@@ -1,33 +1,45 @@
-"""The benchmark harness (issue "Speed and freshness"): one command, every target, one JSON line.
+"""The benchmark harness (issues "Speed and freshness", "Every core of the machine"): one command, every
+target, one JSON line.
 
-    python benchmarks/run.py [--quick] [--no-store-cache] [--crypto international|sm]
+    python benchmarks/run.py [--quick] [--no-store-cache] [--cpus A-B] [--phases cost,closed,...]
+                              [--crypto international|sm]
 
 In one run it starts, each in a child process, the real gateway (bearer-token authentication, a
 production grant, masking, the audit log and receipts on: `gateway_process.py --strict-grant`) and a
 bare grpcio aio echo server (`echo_process.py`) that answers with the recorded bytes of the gateway's
-own answers, so that both carry messages of the same size. The load generator (this process, plain
-asyncio, through the SDK) shares the machine's cores with them; nothing is pinned. Then:
+own answers, so that both carry messages of the same size. The load generator is this process (plain
+asyncio, through the SDK). With ``--cpus A-B`` the servers (gateway with its audit writer, echo) run on
+the lower half of those cores and the generator on the upper half (``--cpus 0-1``: servers on core 0,
+generator on core 1); without it nothing is pinned. Then:
 
-1. closed loop, concurrency 32, `AsyncClient.check`, alternating rounds against echo and gateway;
-2. open loop at 2,000 checks/s on a fixed timetable, latency from each check's scheduled send time
-   (no coordinated omission; a failed check counts with its time until failure and misses the target),
-   against echo and gateway, and the gateway at 500 checks/s for context;
-3. `BatchCheck` of 100 subjects (closed loop, concurrency 4) versus single checks (phase 1);
+1. cost: open loop at 300 checks/s on a fixed timetable (latency from each check's scheduled send
+   time), three alternating rounds of echo and gateway; each round the CPU each server used a check —
+   the gateway's with all its processes (the audit writer) — and its p99. ``cpu_ratio`` and
+   ``p99_ratio`` are the medians of the rounds' gateway ÷ echo; ``checks_per_core`` is 10^6 ÷ the
+   median gateway CPU microseconds a check;
+2. closed loop, concurrency 32, `AsyncClient.check`, alternating rounds against echo and gateway
+   (context: ``qps_ratio``);
+3. `BatchCheck` of 100 subjects (closed loop, concurrency 4) versus single checks (closed loop,
+   concurrency 32) in alternating rounds: ``batch_speedup`` is the median of the rounds' subjects/s ÷
+   checks/s; ``batch_cpu_speedup`` (context) the median of the gateway's CPU a single check ÷ its CPU a
+   batched subject, which a machine shared with other work disturbs less;
 4. SDK cache hits: sync `Client(cache_size=…)`, repeated checks of cached answers on one thread,
    each call timed with `perf_counter_ns`;
 5. change propagation: an SDK holds a cached "no record", an administrator blacklists the subject
    through `ListsService.AddEntry`; time until the SDK's cache has dropped the answer;
-6. scale: stores of 10,000 and 1,000,000 entries (`--quick`: 10,000 and 100,000) written straight
+6. workers: ``benchmarks/workers_bench.py``, where the tree has it, run as a child (with ``--cpus``
+   passed on); its last line is a JSON object with ``workers_speedup`` (closed-loop checks/s with
+   ``--workers 2`` ÷ ``--workers 1``), copied into this run's line; absent, the figure is null;
+7. scale: stores of 10,000 and 1,000,000 entries (`--quick`: 10,000 and 100,000) written straight
    through the store API by `build_store.py`, served side by side by two gateways; checks of distinct
    subjects never checked before (every lookup misses the gateway's cache, which stays on), one at a
    time, in alternating slices; `store.lookup` alone for comparison; each gateway's peak RSS after its
    lookup cache has been filled with distinct subjects.
 
 Built stores are kept (by size, day and schema) under the system's temporary directory (about 1.9 GB
-for a full run) and copied for each run; `--no-store-cache` builds afresh (a full run then takes about
-4.5 minutes instead of 2.5). Its last line is one JSON object with the keys
-echo_qps, gateway_qps, qps_ratio, p99_ms_open_2000, cache_hit_p99_us, cache_hits_per_s,
-batch_speedup, scale_latency_ratio, rss_mb_1m, propagation_p99_ms.
+for a full run) and copied for each run; `--no-store-cache` builds afresh. ``--phases`` runs only the
+phases named (its last line then has only their figures). The last line of a whole run is one JSON
+object with the keys ``KEYS`` (a figure not measured is null).
 """
 
 from __future__ import annotations
@@ -54,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from load import MATTERS, LoadResult, median, memory_mb, percentile, process_cpu
+from load import MATTERS, LoadResult, children, median, memory_mb, percentile, process_cpu
 
 from mustcheck import AsyncClient, Client, Outcome
 from mustcheck._channel import auth_metadata
@@ -72,11 +84,14 @@ from mustcheck_gateway.store.migrations import MIGRATIONS
 HERE = Path(__file__).resolve().parent
 PURPOSE = "benchmark"
 AUTHORIZATION_REF = "bench-authorisation"
-CONTEXT_RATE = 500.0  # an open-loop rate within the gateway's capacity here, for comparison
+COST_RATE = 300.0  # checks/s: the fixed open-loop rate the CPU a check is measured at
+COST_ROUNDS = 3
 PROPAGATION_MATTER = "MOF-0001"  # must-check, fail closed: cached by the SDK within its tolerance
 TARGETS = {
-    "qps_ratio": (">=", 0.5),
-    "p99_ms_open_2000": ("<=", 10.0),
+    "cpu_ratio": ("<=", 2.0),
+    "p99_ratio": ("<=", 2.0),
+    "checks_per_core": (">=", 1000.0),
+    "workers_speedup": (">=", 1.3),
     "cache_hit_p99_us": ("<=", 20.0),
     "cache_hits_per_s": (">=", 50_000.0),
     "batch_speedup": (">=", 10.0),
@@ -91,8 +106,7 @@ class Settings:
     rounds: int
     seconds: float
     concurrency: int
-    open_rate: float
-    open_seconds: float
+    cost_seconds: float
     batch_size: int
     batch_concurrency: int
     hit_calls: int
@@ -104,8 +118,8 @@ class Settings:
     @classmethod
     def of(cls, quick: bool) -> Settings:
         if quick:
-            return cls(1, 2.0, 32, 2000.0, 2.0, 100, 4, 200_000, 20, (10_000, 100_000), 400, 5_000)
-        return cls(3, 5.0, 32, 2000.0, 10.0, 100, 4, 1_000_000, 50, (10_000, 1_000_000), 2_000, 100_000)
+            return cls(1, 2.0, 32, 4.0, 100, 4, 200_000, 20, (10_000, 100_000), 400, 5_000)
+        return cls(3, 5.0, 32, 10.0, 100, 4, 1_000_000, 50, (10_000, 1_000_000), 2_000, 100_000)
 
 
 # -- child processes ---------------------------------------------------------------------------
@@ -121,18 +135,66 @@ class Child:
         return f"127.0.0.1:{self.ready['port']}"
 
     def cpu_seconds(self) -> float:
-        return process_cpu(self.pid)
+        """CPU seconds the process and every process under it (the audit writer, workers) have used."""
+        return tree_cpu(self.pid)
 
     def memory_mb(self) -> dict[str, float]:
         """Resident set now (VmRSS) and at its peak (VmHWM), from the kernel."""
         return memory_mb(self.pid)
 
 
+def tree_cpu(pid: int) -> float:
+    """User plus system CPU seconds of ``pid`` and of every process under it, as far as they still run."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        try:
+            total += process_cpu(each)
+        except OSError:  # ended between the listing and the reading
+            continue
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        direct = children(pid)
+    except OSError:
+        return []
+    return [*direct, *(grandchild for each in direct for grandchild in descendants(each))]
+
+
+def parse_cpus(text: str) -> tuple[set[int], set[int]]:
+    """``A-B`` (or a list such as ``0,2-3``): the lower half of the cores for the servers, the upper half
+    for the load generator. At least two cores are needed."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        cores.update(range(int(first), int(last or first) + 1))
+    ordered = sorted(cores)
+    if len(ordered) < 2:
+        raise ValueError(
+            f"--cpus {text}: at least two cores are needed, one for the servers, one for the load"
+        )
+    servers = (len(ordered) + 1) // 2
+    return set(ordered[:servers]), set(ordered[servers:])
+
+
+SERVER_CPUS: set[int] | None = None  # set by --cpus: where the servers' processes run
+
+
+def _pin_servers() -> None:  # in the child, before it runs: its own children inherit the affinity
+    if SERVER_CPUS is not None:
+        os.sched_setaffinity(0, SERVER_CPUS)
+
+
 @contextmanager
 def child(script: str, *args: str) -> Iterator[Child]:
     """``script`` in a child process that prints one JSON line when ready and stops when stdin closes."""
     process = subprocess.Popen(
-        [sys.executable, str(HERE / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_pin_servers if SERVER_CPUS is not None else None,
     )
     try:
         assert process.stdout is not None
@@ -655,76 +717,124 @@ async def phase_closed(
     figures["qps_ratio"] = figures["gateway_qps"] / figures["echo_qps"]
     say(
         f"median echo {figures['echo_qps']:.0f}/s, gateway {figures['gateway_qps']:.0f}/s: "
-        f"ratio {figures['qps_ratio']:.3f} ({verdict('qps_ratio', figures['qps_ratio'])})"
+        f"ratio {figures['qps_ratio']:.3f} (context: closed-loop rates measure the generator too)"
     )
 
 
-async def phase_open(
+@dataclass(frozen=True)
+class CostRound:
+    cpu_us: float  # server CPU a check (all its processes)
+    generator_us: float
+    p99_ms: float
+    summary: str
+
+
+async def cost_round(server: Child, token: str, pairs: list[Pair], seconds: float, seed: int) -> CostRound:
+    before = (server.cpu_seconds(), cpu_self())
+    opened = await open_loop(server.target, token, pairs, rate=COST_RATE, seconds=seconds, seed=seed)
+    requests = opened.load.requests
+    cpu_us = (server.cpu_seconds() - before[0]) / requests * 1e6
+    generator_us = (cpu_self() - before[1]) / requests * 1e6
+    failed = sum(opened.errors.values())
+    errors = ", ".join(f"{count} {name}" for name, count in opened.errors.most_common()) or "none"
+    # A failed check counts with its time until it failed; any failure makes the latency worthless.
+    p99 = opened.load.percentile(99) if not failed else float("inf")
+    summary = (
+        f"{opened.load.summary()}; errors: {errors}; {opened.late_sends} sent > 1 ms late; CPU a check: "
+        f"server {cpu_us:.0f} us, generator {generator_us:.0f} us"
+    )
+    return CostRound(cpu_us, generator_us, p99, summary)
+
+
+async def phase_cost(
     settings: Settings, echo: Child, gateway: Child, pairs: list[Pair], figures: Figures
 ) -> None:
     say(
-        f"\n## open loop, {settings.open_rate:g} checks/s for {settings.open_seconds:g} s, "
-        "latency from each check's scheduled send time"
+        f"\n## cost: open loop at {COST_RATE:g} checks/s for {settings.cost_seconds:g} s, {COST_ROUNDS} "
+        "alternating rounds; server CPU a check (the gateway with its audit writer), latency from each "
+        "check's scheduled send time"
     )
-    for label, server in (("echo", echo), ("gateway", gateway)):
-        before = (server.cpu_seconds(), cpu_self())
-        opened = await open_loop(
-            server.target,
-            gateway.ready["token"],
+    token = gateway.ready["token"]
+    rounds: dict[str, list[CostRound]] = {"echo": [], "gateway": []}
+    for number in range(1, COST_ROUNDS + 1):
+        order = (("echo", echo), ("gateway", gateway))
+        for label, server in order if number % 2 else order[::-1]:
+            measured = await cost_round(server, token, pairs, settings.cost_seconds, seed=10 + number)
+            rounds[label].append(measured)
+            say(f"round {number} {label:<8} {measured.summary}")
+    cpu_ratios = [g.cpu_us / e.cpu_us for e, g in zip(rounds["echo"], rounds["gateway"], strict=True)]
+    p99_ratios = [g.p99_ms / e.p99_ms for e, g in zip(rounds["echo"], rounds["gateway"], strict=True)]
+    figures["echo_cpu_us"] = median([r.cpu_us for r in rounds["echo"]])
+    figures["gateway_cpu_us"] = median([r.cpu_us for r in rounds["gateway"]])
+    figures["cpu_ratio"] = median(cpu_ratios)
+    figures["p99_ratio"] = median(p99_ratios)
+    figures["checks_per_core"] = 1e6 / figures["gateway_cpu_us"]
+    figures["echo_p99_ms"] = median([r.p99_ms for r in rounds["echo"]])
+    figures["gateway_p99_ms"] = median([r.p99_ms for r in rounds["gateway"]])
+    say(
+        f"CPU a check: gateway {figures['gateway_cpu_us']:.0f} us, echo {figures['echo_cpu_us']:.0f} us; "
+        f"ratio (median of the rounds' {', '.join(f'{r:.2f}' for r in cpu_ratios)}) "
+        f"{figures['cpu_ratio']:.2f} ({verdict('cpu_ratio', figures['cpu_ratio'])})"
+    )
+    say(
+        f"p99: gateway {figures['gateway_p99_ms']:.2f} ms, echo {figures['echo_p99_ms']:.2f} ms; ratio "
+        f"(median of {', '.join(f'{r:.2f}' for r in p99_ratios)}) {figures['p99_ratio']:.2f} "
+        f"({verdict('p99_ratio', figures['p99_ratio'])})"
+    )
+    say(
+        f"checks a core: 10^6 / {figures['gateway_cpu_us']:.0f} us = {figures['checks_per_core']:.0f} "
+        f"({verdict('checks_per_core', figures['checks_per_core'])})"
+    )
+
+
+async def phase_batch(settings: Settings, gateway: Child, pairs: list[Pair], figures: Figures) -> None:
+    say(
+        f"\n## BatchCheck of {settings.batch_size} subjects (closed loop, concurrency "
+        f"{settings.batch_concurrency}) against single checks (closed loop, concurrency "
+        f"{settings.concurrency}), "
+        f"{settings.rounds} alternating rounds"
+    )
+    token = gateway.ready["token"]
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []
+    for number in range(1, settings.rounds + 1):
+        since = (gateway.cpu_seconds(), cpu_self())
+        single = await closed_loop(
+            gateway.target,
+            token,
             pairs,
-            rate=settings.open_rate,
-            seconds=settings.open_seconds,
-            seed=11,
+            concurrency=settings.concurrency,
+            seconds=settings.seconds,
+            seed=number,
         )
-        per_check = (server.cpu_seconds() - before[0]) / opened.load.requests * 1e6
-        generator = (cpu_self() - before[1]) / opened.load.requests * 1e6
-        errors = ", ".join(f"{count} {name}" for name, count in opened.errors.most_common()) or "none"
-        # The bare echo server measured against the same bound shows what this machine allows any server.
+        single_cpu_us = (gateway.cpu_seconds() - since[0]) / single.requests * 1e6
+        single_share = cpu_share(gateway, since, single.seconds)
+        since = (gateway.cpu_seconds(), cpu_self())
+        batched = await batch_loop(
+            gateway.target,
+            token,
+            gateway.ready["subjects"],
+            size=settings.batch_size,
+            concurrency=settings.batch_concurrency,
+            seconds=settings.seconds,
+            seed=5 + number,
+        )
+        item_cpu_us = (gateway.cpu_seconds() - since[0]) / batched.requests * 1e6
+        ratios.append(batched.qps / single.qps)
+        cpu_ratios.append(single_cpu_us / item_cpu_us)
         say(
-            f"open {label:<8} {opened.load.summary()}; errors: {errors}; {opened.late_sends} sent > 1 ms "
-            f"late; CPU a check: server {per_check:.0f} us, generator {generator:.0f} us; p99 "
-            f"{verdict('p99_ms_open_2000', opened.load.percentile(99))}"
+            f"round {number}: single {single.qps:.0f} checks/s ({single_share}; gateway CPU a check "
+            f"{single_cpu_us:.0f} us); batch {batched.qps:.0f} subjects/s in {len(batched.latencies_ms)} "
+            f"batches (a batch: {ms(batched.latencies_ms, 50, 99)}; "
+            f"{cpu_share(gateway, since, batched.seconds)}; "
+            f"gateway CPU a subject {item_cpu_us:.0f} us): x{ratios[-1]:.1f}, by CPU x{cpu_ratios[-1]:.1f}"
         )
-    p99 = figures["p99_ms_open_2000"] = opened.load.percentile(99)
-    failed = sum(opened.errors.values())
-    # A failed check counts with the time until it failed; any failure misses the target on its own.
+    figures["batch_speedup"] = median(ratios)
+    figures["batch_cpu_speedup"] = median(cpu_ratios)
     say(
-        f"gateway p99 {p99:.2f} ms ({verdict('p99_ms_open_2000', p99)}"
-        + (f"; and {failed} of {opened.load.requests} checks failed: MISSED)" if failed else ")")
-    )
-    # Context, not a target: the same timetable at a rate the gateway can sustain on this machine.
-    within = await open_loop(
-        gateway.target,
-        gateway.ready["token"],
-        pairs,
-        rate=CONTEXT_RATE,
-        seconds=settings.open_seconds,
-        seed=13,
-    )
-    say(f"open gateway at {CONTEXT_RATE:g}/s (context): {within.load.summary()}")
-
-
-async def phase_batch(settings: Settings, gateway: Child, figures: Figures) -> None:
-    say(
-        f"\n## BatchCheck of {settings.batch_size} subjects, closed loop, "
-        f"concurrency {settings.batch_concurrency}"
-    )
-    since = (gateway.cpu_seconds(), cpu_self())
-    batched = await batch_loop(
-        gateway.target,
-        gateway.ready["token"],
-        gateway.ready["subjects"],
-        size=settings.batch_size,
-        concurrency=settings.batch_concurrency,
-        seconds=settings.seconds,
-        seed=5,
-    )
-    figures["batch_speedup"] = batched.qps / figures["gateway_qps"]
-    say(
-        f"{batched.qps:.0f} subjects/s in {len(batched.latencies_ms)} batches (a batch: "
-        f"{ms(batched.latencies_ms, 50, 99)}; {cpu_share(gateway, since, batched.seconds)}) against "
-        f"{figures['gateway_qps']:.0f} single checks/s: x{figures['batch_speedup']:.1f} "
-        f"({verdict('batch_speedup', figures['batch_speedup'])})"
+        f"batch_speedup (median of the rounds) x{figures['batch_speedup']:.1f} "
+        f"({verdict('batch_speedup', figures['batch_speedup'])}); context: gateway CPU a single check ÷ "
+        f"gateway CPU a batched subject x{figures['batch_cpu_speedup']:.1f}"
     )
 
 
@@ -756,6 +866,31 @@ async def phase_propagation(settings: Settings, gateway: Child, figures: Figures
         f"({verdict('propagation_p99_ms', figures['propagation_p99_ms'])}); the AddEntry call itself "
         f"{ms(result.write_ms, 50)}; {len(result.latencies_ms)} measured, {result.failures} failed"
     )
+
+
+async def phase_workers(options: argparse.Namespace, figures: Figures) -> None:
+    """``workers_speedup`` from ``workers_bench.py`` (a child), where the tree has it."""
+    say("\n## workers: benchmarks/workers_bench.py")
+    script = HERE / "workers_bench.py"
+    if not script.exists():
+        figures["workers_speedup"] = float("nan")
+        say("not measured: benchmarks/workers_bench.py is not in this tree")
+        return
+    command = [sys.executable, str(script), *(["--cpus", options.cpus] if options.cpus else [])]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
+    lines = finished.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        say(f"  {line}")
+    try:
+        figures["workers_speedup"] = float(json.loads(lines[-1])["workers_speedup"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        figures["workers_speedup"] = float("nan")
+        say(
+            f"workers_bench.py gave no workers_speedup (exit {finished.returncode}): {finished.stderr[-500:]}"
+        )
+        return
+    speedup = figures["workers_speedup"]
+    say(f"workers_speedup {speedup:.2f} ({verdict('workers_speedup', speedup)})")
 
 
 async def phase_scale(
@@ -794,22 +929,30 @@ async def phase_scale(
 
 Figures = dict[str, float]
 KEYS = (
+    "cpu_ratio",
+    "p99_ratio",
+    "checks_per_core",
+    "gateway_cpu_us",
+    "echo_cpu_us",
+    "batch_speedup",
+    "batch_cpu_speedup",
+    "workers_speedup",
     "echo_qps",
     "gateway_qps",
     "qps_ratio",
-    "p99_ms_open_2000",
     "cache_hit_p99_us",
     "cache_hits_per_s",
-    "batch_speedup",
     "scale_latency_ratio",
     "rss_mb_1m",
     "propagation_p99_ms",
 )
+PHASES = ("cost", "closed", "batch", "hits", "propagation", "workers", "scale")
 
 
-def result_line(figures: Figures) -> str:
-    """The run's last line: one JSON object with exactly ``KEYS`` (``KeyError`` if a figure is missing)."""
-    return json.dumps({key: round(figures[key], 3) for key in KEYS})
+def result_line(figures: Figures, keys: Sequence[str] = KEYS) -> str:
+    """The run's last line: one JSON object with exactly ``keys`` (``KeyError`` if a figure is missing);
+    a figure that could not be measured (NaN) is null."""
+    return json.dumps({key: None if figures[key] != figures[key] else round(figures[key], 3) for key in keys})
 
 
 def main() -> None:
@@ -822,6 +965,12 @@ def main() -> None:
         "--crypto", choices=("international", "sm"), default="international", help="the gateway's suite"
     )
     parser.add_argument(
+        "--cpus", metavar="A-B", help="pin the servers to the lower half of these cores, the load to the rest"
+    )
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"the phases to run, of {','.join(PHASES)} (default: all)"
+    )
+    parser.add_argument(
         "--store-cache", type=Path, default=Path(tempfile.gettempdir()) / "mustcheck-bench-stores"
     )
     asyncio.run(run(parser.parse_args()))
@@ -829,7 +978,18 @@ def main() -> None:
 
 async def run(options: argparse.Namespace) -> None:
     """Every phase on one event loop (grpc's aio poller outlives a loop, so one loop for the run)."""
+    global SERVER_CPUS
     settings = Settings.of(options.quick)
+    phases = [phase.strip() for phase in options.phases.split(",") if phase.strip()]
+    if unknown := set(phases) - set(PHASES):
+        raise SystemExit(
+            f"--phases: unknown {', '.join(sorted(unknown))}; the phases are {', '.join(PHASES)}"
+        )
+    pinned = "nothing pinned"
+    if options.cpus:
+        SERVER_CPUS, generator_cpus = parse_cpus(options.cpus)
+        os.sched_setaffinity(0, generator_cpus)
+        pinned = f"servers on cores {sorted(SERVER_CPUS)}, generator on cores {sorted(generator_cpus)}"
     today = dt.date.today()
     cache_root = None if options.no_store_cache else options.store_cache
     started = time.perf_counter()
@@ -837,8 +997,8 @@ async def run(options: argparse.Namespace) -> None:
         f"# {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} "
         f"{'--quick' if options.quick else 'full run'}, crypto suite {options.crypto}; "
         f"Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}, {os.cpu_count()} cores shared by the load generator (this process) "
-        "and the servers; nothing pinned"
+        f"grpcio {grpc.__version__}, {os.cpu_count()} cores; {pinned}; load average "
+        f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}"
     )
     figures: Figures = {}
     with tempfile.TemporaryDirectory(prefix="mustcheck-run-") as work_name:
@@ -847,14 +1007,26 @@ async def run(options: argparse.Namespace) -> None:
         with child("gateway_process.py", *gateway_args) as gateway:
             pairs, responses_file = await record(gateway, work)
             with child("echo_process.py", "--responses", str(responses_file)) as echo:
-                await phase_closed(settings, echo, gateway, pairs, figures)
-                await phase_open(settings, echo, gateway, pairs, figures)
-            await phase_batch(settings, gateway, figures)
-            await phase_hits(settings, gateway, pairs, figures)
-            await phase_propagation(settings, gateway, figures)
-        await phase_scale(settings, work, cache_root, today, options.quick, figures)
-    say(f"\n# run took {time.perf_counter() - started:.0f} s")
-    print(result_line(figures), flush=True)
+                if "cost" in phases:
+                    await phase_cost(settings, echo, gateway, pairs, figures)
+                if "closed" in phases:
+                    await phase_closed(settings, echo, gateway, pairs, figures)
+            if "batch" in phases:
+                await phase_batch(settings, gateway, pairs, figures)
+            if "hits" in phases:
+                await phase_hits(settings, gateway, pairs, figures)
+            if "propagation" in phases:
+                await phase_propagation(settings, gateway, figures)
+        if "workers" in phases:
+            await phase_workers(options, figures)
+        if "scale" in phases:
+            await phase_scale(settings, work, cache_root, today, options.quick, figures)
+    say(
+        f"\n# run took {time.perf_counter() - started:.0f} s; load average now "
+        f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}"
+    )
+    keys = KEYS if set(phases) == set(PHASES) else [key for key in KEYS if key in figures]
+    print(result_line(figures, keys), flush=True)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,18 @@ def audit(tmp_path: Path, crypto_suite: str) -> Iterator[AuditLog]:
 # -- records and protected subjects ---------------------------------------------------------------
 
 
+def test_a_detail_with_keys_that_are_not_strings_is_stored_as_verification_encodes_it(tmp_path: Path) -> None:
+    # The writer stores the detail's text as the event encoded it: keys that are not strings must already
+    # be strings there, in the order of the stored text, or the log would not verify.
+    log = AuditLog.open(tmp_path / "data", checkpoint_every=1000, checkpoint_interval_s=60)
+    detail = {10: "ten", 9: {True: [1, {2: "two"}]}}  # sorted as numbers 9, 10; as text "10", "9"
+    log.append_sync(check_event(new_uscc(), detail=detail))
+    (record,) = log.records()
+    assert record.detail == {"10": "ten", "9": {"true": [1, {"2": "two"}]}}
+    log.close()
+    assert log.verify().ok
+
+
 def test_a_record_holds_every_field_and_the_subject_only_protected(audit: AuditLog) -> None:
     subject = new_citizen_id()
     at = dt.datetime(2025, 3, 1, 8, 30, tzinfo=dt.UTC)

@@ -33,6 +33,7 @@ from mustcheck import (
 )
 from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import check_pb2, check_pb2_grpc
+from mustcheck_gateway.audit import AuditLog
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 from mustcheck_gateway.store import PersonRole
 
@@ -215,6 +216,51 @@ def test_batch_check_fails_only_the_bad_item(client: Any, gateway: Gateway, now:
     assert batch.items[1].subject == "914403001922038217"
     assert len(batch.results) == 2 and len(batch.errors) == 2
     assert batch.data_version >= 1
+
+
+def test_a_batch_answers_each_subject_as_a_single_check_does(
+    client: Any, gateway: Gateway, now: dt.datetime
+) -> None:
+    # A batch reads its subjects together (one store read for those the cache lacks): each item's answer
+    # is still the one a single check gives, and its audit records stand in item order.
+    person, company = new_citizen_id(), new_uscc()
+    listed = make_entry(
+        company, effective=now - days(1), persons=((person, "张三", PersonRole.LEGAL_REPRESENTATIVE),)
+    )
+    gateway.store.write_entries([listed], actor="test", action="add")
+    subjects = [person, "not-an-id", company, new_uscc(), company, new_citizen_id()]
+    assert isinstance(gateway.audit, AuditLog)
+    last_seq = max((record.seq for record in gateway.audit.records()), default=0)
+    batch = client.batch_check(subjects, "MOF-0001", purpose="审批", authorization_ref="AUTH-1")
+    batch_records = list(gateway.audit.records(since_seq=last_seq + 1))
+    singles = {
+        subject: client.check(subject, "MOF-0001", purpose="审批", authorization_ref="AUTH-1")
+        for subject in subjects
+        if subject != "not-an-id"
+    }
+
+    def shown(result: Any) -> tuple[Any, ...]:
+        return (
+            result.subject,
+            result.outcome,
+            [(m.entry_id, m.reason, m.decision_document, m.in_force) for m in result.memberships],
+            [m.id for m in result.measures],
+        )
+
+    assert [item.ok for item in batch.items] == [True, False, True, True, True, True]
+    for subject, item in zip(subjects, batch.items, strict=True):
+        if item.ok:
+            assert shown(item.result) == shown(singles[subject]) and item.result.receipt
+    assert batch.items[0].result.outcome is Outcome.RESTRICTIONS  # the person, through the company's entry
+    assert batch.items[0].result.subject != person  # masked
+    assert [(r.kind, r.outcome) for r in batch_records] == [
+        ("batch_item", "restrictions"),
+        ("batch_item", "invalid_input"),
+        ("batch_item", "restrictions"),
+        ("batch_item", "no_record"),
+        ("batch_item", "restrictions"),
+        ("batch_item", "no_record"),
+    ]
 
 
 def test_batch_limits(client: Any, target: str, token: str) -> None:

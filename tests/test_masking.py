@@ -270,3 +270,16 @@ def test_an_id_number_glued_to_other_digits_keeps_its_birth_date_hidden() -> Non
         masked = mask_id_shapes(f"编号：{text}")
         assert number[6:14] not in masked, masked
     assert mask_id_shapes("914403001922038216") == "914403001922038216"  # an organisation's code: no date
+
+
+def test_a_known_id_number_is_found_however_it_is_spelled_and_only_where_it_stands() -> None:
+    # The masker looks for each known number in a folded copy of the text before matching its spellings:
+    # full-width digits, separators between any characters, an x of either case are all still found.
+    number = new_citizen_id()[:17] + "X"
+    wide = number.translate(FULL_WIDTH)
+    for spelled in (wide, f"{wide[:6]}-{wide[6:14]} {wide[14:]}", " ".join(number.lower())):
+        assert Masker().text(f"当事人{spelled}，已列入", ids=[number]) == f"当事人{mask_id(number)}，已列入"
+    # Another person's number in the same text is masked by its ID-number shape, not mistaken for this one.
+    other = new_citizen_id()
+    masked = Masker().text(f"当事人{other}", ids=[number])
+    assert masked == f"当事人{mask_id(other)}" and number[6:14] not in masked

@@ -327,3 +327,39 @@ def test_a_legacy_code_can_be_withdrawn_once(store: Store) -> None:
     assert version is not None and code not in store.legacy_codes()
     assert store.disallow_legacy_code(code, actor="admin", at=at) is None
     assert store.data_version() == version
+
+
+def test_a_batch_of_lookups_reads_what_each_lookup_reads(store: Store, now: dt.datetime) -> None:
+    # One read for a batch's subjects (lookup_many) gives each subject exactly what lookup gives it alone:
+    # its own entries, and for a person the organisations' entries naming them, in entry order.
+    first, second, alone = new_citizen_id(), new_citizen_id(), new_citizen_id()
+    company, other, unlisted = new_uscc(), new_uscc(), new_uscc()
+    entries = [
+        make_entry(
+            company,
+            effective=now,
+            persons=(
+                (first, "张三", PersonRole.LEGAL_REPRESENTATIVE),
+                (second, "李四", PersonRole.PRINCIPAL),
+            ),
+        ),
+        make_entry(company, effective=now, list_kind=ListKind.RED, memorandum="tax-a-grade"),
+        make_entry(other, effective=now, persons=((first, "张三", PersonRole.LEGAL_REPRESENTATIVE),)),
+        make_entry(alone, effective=now, kind=SubjectKind.PERSON, name="王五"),
+    ]
+    store.write_entries(entries, actor="test", action="add")
+    asked = [
+        (company, False),
+        (first, True),
+        (unlisted, False),
+        (alone, True),
+        (second, True),
+        (company, False),  # twice in one batch
+        (first, False),  # a person's number asked as if no person: no linked entries
+        (other, False),
+    ]
+    many = store.lookup_many(asked)
+    assert many == [store.lookup(code, person=person) for code, person in asked]
+    assert [len(lookup.own) for lookup in many] == [2, 0, 0, 1, 0, 2, 0, 1]
+    assert [len(lookup.linked) for lookup in many] == [0, 2, 0, 0, 1, 0, 0, 0]
+    assert store.lookup_many([]) == []

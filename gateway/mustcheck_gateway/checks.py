@@ -7,7 +7,7 @@ domain objects. ``clock`` is injectable so that tests can check at chosen instan
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,6 +44,10 @@ class Lookups(Protocol):
     """
 
     def lookup(self, subject_code: str, *, person: bool, current: int | None = None) -> Lookup: ...
+
+    def lookup_many(self, subjects: Sequence[tuple[str, bool]], *, current: int) -> list[Lookup]:
+        """``lookup`` of each ``(subject code, person)``, those not at hand read from the store together."""
+        ...
 
     def current_version(self) -> int:
         """The data version lookups may be answered as of now."""
@@ -93,15 +97,19 @@ class CheckEngine:
         as_of_version: int | None = None,
         current_version: int | None = None,
         policy: PolicySet | None = None,
+        looked_up: Lookup | None = None,
     ) -> CheckAnswer:
         """The answer now, or — replay — with the list data as it was at ``as_of_version``.
 
-        ``current_version``: the store's data version, read by the caller just before (see ``Lookups``).
+        ``current_version``: the store's data version, read by the caller just before (see ``Lookups``);
+        ``looked_up``: the subject's data, read by the caller with a batch's other subjects.
         ``policy``: the policy set to answer with (a replay's, as the audit record names it); default the
         one this gateway serves.
         """
         person = subject.kind is SubjectKind.PERSON
-        if as_of_version is None:
+        if looked_up is not None:
+            lookup = looked_up
+        elif as_of_version is None:
             lookup = self.lookups.lookup(subject.code, person=person, current=current_version)
         else:
             lookup = self.store.lookup_as_of(subject.code, person=person, data_version=as_of_version)

@@ -19,7 +19,7 @@ before the epoch moved is returned but not stored.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -81,6 +81,32 @@ class LookupCache:
                 if epoch == self._epoch:
                     self._entries[key] = loaded
         return loaded
+
+    def lookup_many(self, subjects: Sequence[tuple[str, bool]], *, current: int) -> list[Lookup]:
+        """``lookup`` of each ``(subject code, person)`` as of ``current``: the subjects the cache does not
+        hold are read from the store together (one snapshot, a few statements)."""
+        self.feed.catch_up(current)
+        with self._lock:
+            found = [self._entries.get(key) for key in subjects]
+            epoch = self._epoch
+        missing = sorted({key for key, cached in zip(subjects, found, strict=True) if cached is None})
+        self.hits += len(subjects) - len(missing)
+        loaded: dict[tuple[str, bool], Lookup] = {}
+        if missing:
+            self.misses += len(missing)
+            loaded = dict(zip(missing, self.store.lookup_many(missing), strict=True))
+            if self._enabled:
+                with self._lock:
+                    if epoch == self._epoch:
+                        self._entries.update(loaded)
+        return [
+            loaded[key]
+            if cached is None
+            else cached
+            if cached.data_version == current
+            else replace(cached, data_version=current)
+            for key, cached in zip(subjects, found, strict=True)
+        ]
 
     def current_version(self) -> int:
         """The store's data version as this gateway may rely on now (see the module's docstring)."""

@@ -55,7 +55,16 @@ class Masker:
             for name in sorted({name for name in names if name}, key=len, reverse=True):
                 text = text.replace(name, mask_name(name))
         if PERSON_ID not in self.visible:
+            folded: str | None = None
             for number in sorted({number for number in ids if number}, key=len, reverse=True):
+                key = _folded_id(number)
+                if key is not None:
+                    # Most free text names none of the ids: look for the id in one folded copy of the text
+                    # before building (and caching) the pattern of its every spelling.
+                    folded = folded if folded is not None else text.translate(_FOLD)
+                    if key not in folded:
+                        continue
+                    folded = None  # the text changes below
                 text = _spelled(number).sub(mask_id(number), text)
             text = mask_id_shapes(text)
         return text
@@ -64,6 +73,22 @@ class Masker:
 # What people put between the groups of an ID number they write out: spaces (the ideographic one too)
 # and hyphens, e.g. "110108 19900307 123X" or "110108-19900307-123X".
 _SEPARATOR = "[ \u3000\\-‐－]?"
+
+
+# Free text folded so that every spelling ``_spelled`` matches of an id of digits and X becomes one string:
+# separators dropped, full-width digits and X made half-width, X lower case. Char by char, so a spelling's
+# folded form stands in the folded text wherever the spelling stands in the text.
+_FOLD: dict[int, int | str | None] = {ord(separator): None for separator in " \u3000-‐－"}
+_FOLD.update({0xFF10 + digit: ord("0") + digit for digit in range(10)})
+_FOLD.update({ord("X"): "x", ord("Ｘ"): "x", ord("ｘ"): "x"})
+_ID_CHARACTERS = frozenset("0123456789Xx")
+
+
+def _folded_id(number: str) -> str | None:
+    """``number`` as it stands in folded text; None for an id of other characters (no quick search)."""
+    if not _ID_CHARACTERS.issuperset(number):
+        return None
+    return number.translate(_FOLD)
 
 
 @functools.lru_cache(maxsize=4096)

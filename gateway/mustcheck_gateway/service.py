@@ -19,7 +19,7 @@ import structlog
 
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck._generated.v1 import check_pb2_grpc as pb_grpc
-from mustcheck.identifiers import SubjectKind
+from mustcheck.identifiers import SubjectKind, ValidSubject
 
 from .audit import Announcement, AuditEvent
 from .auth.access import AccessControl
@@ -44,7 +44,7 @@ from .feedback import MAX_APPROVAL_ID, Feedback, from_receipt, validate_decision
 from .masking import Masker, mask_id_shapes
 from .policy.model import Matter
 from .receipts import ReceiptSigner
-from .responses import SUBJECT_KIND_FROM_PROTO, check_response
+from .responses import SUBJECT_KIND_FROM_PROTO, check_response, fill_check_response
 from .store.base import StoreUnavailable
 
 log = structlog.get_logger("mustcheck.gateway")
@@ -235,6 +235,11 @@ def _batch_kinds(request: pb.BatchCheckRequest) -> list[SubjectKind | None]:
             reason="batch.subject_kinds",
         )
     return [_subject_kind(kind) for kind in request.subject_kinds]  # an undefined kind is refused
+
+
+def _refusal_events(refusals: dict[int, tuple[list[AuditEvent], GatewayError]]) -> list[AuditEvent]:
+    """The refused items' events, in item order (the order they were refused in)."""
+    return [event for events, _ in refusals.values() for event in events]
 
 
 class WatchSource(Protocol):
@@ -522,53 +527,78 @@ class CheckService(pb_grpc.CheckServiceServicer):
             for subject in request.subjects
         ]
         masker = Masker(grant.visible_fields)
-        items: list[pb.BatchCheckItem] = []
-        events: list[AuditEvent] = []
-        answered: list[tuple[int, int]] = []  # (item, its audit event) of each allowed item
-        version = 0
         # The store's version learnt once for the whole batch (not once an item): every item is answered
         # as of at least this version, and the gateway's cache has caught up with it before any answer.
         current = self.engine.lookups.current_version()
         undo_watch: list[Callable[[], None]] = []
+        # Each item validated and its access checked: its refusal, or the subject to look up.
+        refusals: dict[int, tuple[list[AuditEvent], GatewayError]] = {}
+        passed: list[tuple[int, _Draft, ValidSubject]] = []
         try:
             for index, draft in enumerate(drafts):
                 try:
                     subject = self.engine.subject(draft.subject, kinds[index], at)
                     self.access.subject(caller, grant, subject, request.authorization_ref, at)
-                    if self.watch is not None:
-                        undo_watch.append(self.watch.checked(caller.caller_id, subject.code))
-                    answer = self.engine.answer(
-                        subject, matter, caller.department, at, current_version=current
-                    )
                 except Exception as error:
                     if not isinstance(error, _PER_ITEM_ERRORS):
                         # Everything checked so far, and this item, is audited before the call fails.
                         await self.audit.append_many(
-                            [*events, _internal_error(draft, error)], announcement=announcement
+                            [*_refusal_events(refusals), _internal_error(draft, error)],
+                            announcement=announcement,
                         )
                         raise
-                    events.extend(self._failure_events(draft, error))
-                    items.append(
-                        pb.BatchCheckItem(
-                            index=index,
-                            error=pb.ItemError(
-                                code=error.status.value[0],
-                                message=shown_message(error.message),
-                                reason=error.reason,
-                                reason_name=reason_value(error.reason),
-                            ),
-                        )
-                    )
+                    refusals[index] = (self._failure_events(draft, error), error)
                     continue
-                version = max(version, answer.data_version)
-                answered.append((len(items), len(events)))
-                events.append(
-                    draft.event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)
+                if self.watch is not None:  # before the lookup: no change after it goes unnamed
+                    undo_watch.append(self.watch.checked(caller.caller_id, subject.code))
+                passed.append((index, draft, subject))
+            # One read for the batch: the subjects the gateway's cache does not hold, from the store together.
+            try:
+                looked_up = self.engine.lookups.lookup_many(
+                    [(subject.code, subject.kind is SubjectKind.PERSON) for _, _, subject in passed],
+                    current=current,
                 )
-                result = check_response(answer, masker)
+                answers = {
+                    index: self.engine.answer(
+                        subject, matter, caller.department, at, current_version=current, looked_up=lookup
+                    )
+                    for (index, _, subject), lookup in zip(passed, looked_up, strict=True)
+                }
+            except Exception as error:
+                # Every item is audited before the call fails: the refusals, and each looked-up subject.
+                await self.audit.append_many(
+                    [
+                        *_refusal_events(refusals),
+                        *(_internal_error(draft, error) for _, draft, _ in passed),
+                    ],
+                    announcement=announcement,
+                )
+                raise
+            response = pb.BatchCheckResponse()
+            events: list[AuditEvent] = []
+            answered: list[tuple[int, int]] = []  # (item, its audit event) of each allowed item
+            version = 0
+            drafted = {index: draft for index, draft, _ in passed}
+            for index in range(len(drafts)):
+                item = response.items.add(index=index)
+                refusal = refusals.get(index)
+                if refusal is not None:
+                    refusal_events, item_error = refusal
+                    events += refusal_events
+                    item.error.code = item_error.status.value[0]
+                    item.error.message = shown_message(item_error.message)
+                    item.error.reason = item_error.reason
+                    item.error.reason_name = reason_value(item_error.reason)
+                    continue
+                answer = answers[index]
+                version = max(version, answer.data_version)
+                answered.append((index, len(events)))
+                events.append(
+                    drafted[index].event(status="OK", outcome=answer.evaluation.outcome.value, answer=answer)
+                )
+                fill_check_response(item.result, answer, masker)
                 if self.watch is not None:
-                    result.gateway_instance = self.watch.instance
-                items.append(pb.BatchCheckItem(index=index, result=result))
+                    item.result.gateway_instance = self.watch.instance
             _, receipts = await self.audit.append_receipted(
                 events,
                 [event_index for _, event_index in answered] if self.receipts is not None else (),
@@ -580,9 +610,10 @@ class CheckService(pb_grpc.CheckServiceServicer):
             raise
         if receipts:  # one for each allowed item, in order
             for (item_index, _), receipt in zip(answered, receipts, strict=True):
-                items[item_index].result.receipt = receipt
+                response.items[item_index].result.receipt = receipt
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
-        return pb.BatchCheckResponse(items=items, data_version=version or self.engine.store.data_version())
+        response.data_version = version or self.engine.store.data_version()
+        return response
 
     def _digest(self, subjects: Sequence[str]) -> str:
         """A digest of a refused batch's subjects (joined by newlines): keyed, as the audit log hashes

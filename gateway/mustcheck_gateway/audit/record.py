@@ -121,6 +121,10 @@ class AuditEvent:
             )
         try:
             detail_text = canonical_json(dict(self.detail))
+            if not _string_keys_only(self.detail):
+                # Stored exactly as verification will encode it: keys that are not strings become strings,
+                # in the order of the stored text. Done here, once, so that the writer stores the text as is.
+                detail_text = canonical_json(json.loads(detail_text))
         except (TypeError, ValueError) as error:
             raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
         object.__setattr__(self, "detail_json", detail_text)
@@ -131,6 +135,16 @@ class AuditEvent:
 
 
 SUBJECT_NAMED = "[subject]"
+
+
+def _string_keys_only(value: Any) -> bool:
+    """Whether every mapping in ``value`` (a detail's JSON value) has only string keys: then its canonical
+    JSON reads back and encodes again to the same text."""
+    if isinstance(value, Mapping):
+        return all(isinstance(key, str) and _string_keys_only(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_string_keys_only(item) for item in value)
+    return True
 
 
 def _named(value: Any, needle: str) -> Any:
@@ -208,8 +222,8 @@ class PendingRecord:
         """The record's hash at ``seq`` after ``prev_hash``, and its stored row.
 
         The columns are encoded once and serve both the hash and the row (this is the writer's hot path).
-        The detail is read back and encoded again so that it is stored exactly as verification will
-        encode it (keys that are not strings become strings, in the order of the stored text).
+        :class:`AuditEvent` made the detail canonical; it is decoded and encoded once more here only to add
+        the policy set's digest in its sorted place (the form verification encodes).
         """
         detail = json.loads(self.detail_json)
         if self.policy_set:

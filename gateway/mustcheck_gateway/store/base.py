@@ -173,6 +173,11 @@ class ListStore(Protocol):
         """The subject's entries and the data version, read in one consistent snapshot."""
         ...
 
+    def lookup_many(self, subjects: Sequence[tuple[str, bool]]) -> list[Lookup]:
+        """``lookup`` of each ``(subject code, person)``, in order, all in one consistent snapshot and a
+        few statements (a batch's subjects: one round trip, not one per subject)."""
+        ...
+
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
         """The subject's entries as they were at ``data_version`` (point-in-time replay)."""
         ...

@@ -41,6 +41,7 @@ from .base import (
     Lookup,
     StoreError,
 )
+from .bulk_lookup import lookups_from, subjects_to_read
 from .changes import (
     EVERYTHING,
     SubjectChange,
@@ -143,6 +144,31 @@ class PostgresStore:
                 own=_entries(connection, "WHERE subject_code = %s ORDER BY entry_id", (subject_code,)),
                 linked=_entries_naming(connection, subject_code) if person else [],
                 complete_since=_complete_since(connection, version),
+            )
+
+    def lookup_many(self, subjects: Sequence[tuple[str, bool]]) -> list[Lookup]:
+        codes, persons = subjects_to_read(subjects)
+        with self._db.snapshot() as connection:
+            version = _data_version(connection)
+            own = _entries(connection, "WHERE subject_code = ANY(%s) ORDER BY entry_id", (codes,))
+            naming: list[tuple[str, ListEntry]] = []
+            if persons:
+                named: dict[str, set[str]] = {}  # entry id -> the persons asked about whom it names
+                for entry_id, person_id in connection.execute(
+                    "SELECT entry_id, person_id FROM entry_persons WHERE person_id = ANY(%s)", (persons,)
+                ):
+                    named.setdefault(entry_id, set()).add(person_id)
+                if named:
+                    for entry in _entries(
+                        connection, "WHERE entry_id = ANY(%s) ORDER BY entry_id", (sorted(named),)
+                    ):
+                        naming += [(person_id, entry) for person_id in sorted(named[entry.entry_id])]
+            return lookups_from(
+                subjects,
+                data_version=version,
+                complete_since=_complete_since(connection, version),
+                own=own,
+                naming=naming,
             )
 
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:

@@ -44,6 +44,7 @@ from .base import (
     Lookup,
     StoreError,
 )
+from .bulk_lookup import chunks, lookups_from, subjects_to_read
 from .changes import (
     EVERYTHING,
     SubjectChange,
@@ -144,6 +145,38 @@ class SqliteStore:
                 own=self.entries_for_subject(subject_code),
                 linked=self.entries_naming_person(subject_code) if person else [],
                 complete_since=self._complete_since(version),
+            )
+
+    def lookup_many(self, subjects: Sequence[tuple[str, bool]]) -> list[Lookup]:
+        codes, persons = subjects_to_read(subjects)
+        with consistent_read(self._connection()) as connection:
+            version = self.data_version()
+            own: list[ListEntry] = []
+            for part in chunks(codes):
+                marks = ", ".join("?" for _ in part)
+                own += self._entries(
+                    f"{_SELECT_ENTRIES} WHERE subject_code IN ({marks}) ORDER BY entry_id", part
+                )
+            named: dict[str, set[str]] = {}  # entry id -> the persons asked about whom it names
+            for part in chunks(persons):
+                marks = ", ".join("?" for _ in part)
+                for entry_id, person_id in connection.execute(
+                    f"SELECT entry_id, person_id FROM entry_persons WHERE person_id IN ({marks})", part
+                ):
+                    named.setdefault(entry_id, set()).add(person_id)
+            naming: list[tuple[str, ListEntry]] = []
+            for part in chunks(sorted(named)):
+                marks = ", ".join("?" for _ in part)
+                for entry in self._entries(
+                    f"{_SELECT_ENTRIES} WHERE entry_id IN ({marks}) ORDER BY entry_id", part
+                ):
+                    naming += [(person_id, entry) for person_id in sorted(named[entry.entry_id])]
+            return lookups_from(
+                subjects,
+                data_version=version,
+                complete_since=self._complete_since(version),
+                own=own,
+                naming=naming,
             )
 
     def lookup_as_of(self, subject_code: str, *, person: bool, data_version: int) -> Lookup:
