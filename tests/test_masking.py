@@ -214,7 +214,9 @@ def test_coverage_masks_id_numbers_in_approval_ids(target: str, token: str, admi
             audit_pb2.CoverageRequest(matter="MOF-0001"), metadata=auth_metadata(auditor), timeout=10
         )
     shown = [a for row in report.matters for a in row.approvals_without_check]
-    assert f"审批-{person[:6]}********{person[-4:]}" in shown
+    # Usually the first six and last four digits stay; a number with a second date-shaped window that the
+    # usual mask would leave showing (about 1 in 350 random ones) is masked whole.
+    assert f"审批-{person[:6]}********{person[-4:]}" in shown or f"审批-{'*' * 18}" in shown
     assert all(person not in a for a in shown)
     assert all(person[6:14] not in a for a in shown)
 
