@@ -23,9 +23,15 @@ AnyAuditLog: TypeAlias = "AuditLog | PostgresAuditLog"
 EMBEDDED = "embedded"
 
 
+def holds_every_replica(value: object) -> bool:
+    """Whether ``value`` is the PostgreSQL audit log, which holds the logs of every replica (checked by its
+    ``backend`` attribute, so that callers need not import psycopg)."""
+    return getattr(value, "backend", None) == "postgresql"
+
+
 def is_audit_log(value: object) -> TypeGuard[AnyAuditLog]:
     """Whether ``value`` is an audit log of either backend (not the gateway's stand-in with audit off)."""
-    return isinstance(value, AuditLog) or getattr(value, "backend", None) == "postgresql"
+    return isinstance(value, AuditLog) or holds_every_replica(value)
 
 
 def audit_store_for(

@@ -222,13 +222,15 @@ class PendingRecord:
         """The record's hash at ``seq`` after ``prev_hash``, and its stored row.
 
         The columns are encoded once and serve both the hash and the row (this is the writer's hot path).
-        :class:`AuditEvent` made the detail canonical; it is decoded and encoded once more here only to add
-        the policy set's digest in its sorted place (the form verification encodes).
+        :class:`AuditEvent` made the detail canonical; only a record naming a policy set has it decoded and
+        encoded once more, to add the set's digest in its sorted place (the form verification encodes).
         """
-        detail = json.loads(self.detail_json)
+        detail_text = self.detail_json
         if self.policy_set:
+            detail = json.loads(detail_text)
             detail[POLICY_SET_KEY] = self.policy_set
-        columns = _columns(seq, self.at, self, canonical_json(detail), prev_hash)
+            detail_text = canonical_json(detail)
+        columns = _columns(seq, self.at, self, detail_text, prev_hash)
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from mustcheck._generated.v1 import check_pb2 as pb
 from mustcheck.identifiers import SubjectKind
 
+from ..audit.backends import holds_every_replica
 from ..audit.errors import KeyRingError
 from ..audit.keys import KeyKind, KeyRing
 from ..audit.protect import subject_hash
@@ -81,10 +82,6 @@ class Replays:
             None, self._replay, request, reference, seq, log
         )
 
-    def _shared(self) -> bool:
-        """Whether the log backend holds every replica's log (PostgreSQL): any record can be replayed."""
-        return getattr(self.log, "backend", None) == "postgresql"
-
     def _reference(self, text: str) -> tuple[str, int, str]:
         match = _REFERENCE.fullmatch(text.strip())
         if match is None:
@@ -93,7 +90,8 @@ class Replays:
                 reason="replay.reference",
             )
         log, seq = match.group("log"), int(match.group("seq"))
-        if log is not None and log != self.log_id and self._shared():
+        # The PostgreSQL log holds every replica's: any record of the deployment can be replayed.
+        if log is not None and log != self.log_id and holds_every_replica(self.log):
             return f"{log}-{seq}", seq, log
         if log is not None and log != self.log_id:
             raise FailedPrecondition(
