@@ -8,6 +8,7 @@ with its status and then raised for the interceptor to map.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -140,8 +141,12 @@ def free_text(text: str, subject: str) -> str:
     subject (stored only in protected form, R10) named rather than written out."""
     needle = subject.strip()
     if needle and needle in text:
-        text = text.replace(needle, "[subject]")
-    return mask_id_shapes(text)
+        return mask_id_shapes(text.replace(needle, "[subject]"))
+    return _masked_text(text)
+
+
+# A caller's purpose and reference, masked once for all the items of a batch (and for its next checks).
+_masked_text = functools.lru_cache(maxsize=256)(mask_id_shapes)
 
 
 def _subject_kind(value: int) -> SubjectKind | None:
@@ -253,6 +258,10 @@ class WatchSource(Protocol):
     def checked(self, caller_id: str, subject: str) -> Callable[[], None]:
         """A caller passed its grant for ``subject``: its streams may name the subject's changes.
         Returns the undo, for a check that ends without an audited answer."""
+        ...
+
+    def checked_many(self, caller_id: str, subjects: Sequence[str]) -> Callable[[], None]:
+        """:meth:`checked` for the subjects of a batch, at one instant; one undo for all of them."""
         ...
 
 
@@ -549,9 +558,11 @@ class CheckService(pb_grpc.CheckServiceServicer):
                         raise
                     refusals[index] = (self._failure_events(draft, error), error)
                     continue
-                if self.watch is not None:  # before the lookup: no change after it goes unnamed
-                    undo_watch.append(self.watch.checked(caller.caller_id, subject.code))
                 passed.append((index, draft, subject))
+            if self.watch is not None and passed:  # before the lookup: no change after it goes unnamed
+                undo_watch.append(
+                    self.watch.checked_many(caller.caller_id, [subject.code for _, _, subject in passed])
+                )
             # One read for the batch: the subjects the gateway's cache does not hold, from the store together.
             try:
                 looked_up = self.engine.lookups.lookup_many(
