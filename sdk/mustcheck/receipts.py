@@ -160,8 +160,13 @@ def encode_receipt(answer: Mapping[str, Any], record_hash: str, proof: list[byte
     The payload is ``canonical_json({"answer": answer, "head": head.body()})``, written as its two
     parts: all receipts of one commit (a whole batch) share the head, encoded once for them.
     """
+    return encode_receipt_json(canonical_json(dict(answer)), record_hash, proof, head)
+
+
+def encode_receipt_json(answer_json: bytes, record_hash: str, proof: list[bytes], head: TreeHead) -> str:
+    """:func:`encode_receipt` of an answer already encoded (``canonical_json(answer)``, as its leaf was)."""
     head_json, signature = _head_parts(head)
-    payload = b'{"answer":' + canonical_json(dict(answer)) + b',"head":' + head_json + b"}"
+    payload = b'{"answer":' + answer_json + b',"head":' + head_json + b"}"
     proven = bytes.fromhex(record_hash) + b"".join(proof)
     return f"{PROOF_PREFIX}.{_b64(payload)}.{_b64(proven)}.{signature}"
 

@@ -53,8 +53,12 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 
 
+# ``json.dumps`` with these options builds an encoder each call: one, made once, encodes every record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 # The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
