@@ -8,7 +8,6 @@ with its status and then raised for the interceptor to map.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -99,6 +98,8 @@ class _Draft:
     # Who refused credentials named (a revoked or expired token), and more detail for the record.
     presented: Unauthenticated | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's texts already masked (shared by the items of one batch; None: masked when needed).
+    masked: dict[str, str] | None = None
 
     def refused_by(self, error: GatewayError) -> _Draft:
         if isinstance(error, Unauthenticated) and self.caller is None:
@@ -120,8 +121,8 @@ class _Draft:
             caller_id=caller_id,
             department=self.caller.department if self.caller else "",
             matter=self.matter,
-            purpose=free_text(self.purpose, self.subject),
-            authorization_ref=free_text(self.authorization_ref, self.subject),
+            purpose=free_text(self.purpose, self.subject, self.masked),
+            authorization_ref=free_text(self.authorization_ref, self.subject, self.masked),
             subject=self.subject or None,
             subject_kind=evaluation.subject.kind.value if evaluation else "",
             outcome=outcome,
@@ -136,17 +137,21 @@ class _Draft:
         )
 
 
-def free_text(text: str, subject: str) -> str:
+def free_text(text: str, subject: str, masked: dict[str, str] | None = None) -> str:
     """A caller's free text as the audit log keeps it: ID-number-shaped strings masked, and the checked
-    subject (stored only in protected form, R10) named rather than written out."""
+    subject (stored only in protected form, R10) named rather than written out.
+
+    ``masked``: texts already masked, kept by a batch for its items (they share purpose and reference).
+    """
     needle = subject.strip()
     if needle and needle in text:
         return mask_id_shapes(text.replace(needle, "[subject]"))
-    return _masked_text(text)
-
-
-# A caller's purpose and reference, masked once for all the items of a batch (and for its next checks).
-_masked_text = functools.lru_cache(maxsize=256)(mask_id_shapes)
+    if masked is None:
+        return mask_id_shapes(text)
+    shown = masked.get(text)
+    if shown is None:
+        shown = masked[text] = mask_id_shapes(text)
+    return shown
 
 
 def _subject_kind(value: int) -> SubjectKind | None:
@@ -523,6 +528,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 )
             self._log("batch_check", refused, error.status.name)
             raise
+        masked: dict[str, str] = {}  # purpose and reference masked once for the batch's items
         drafts = [
             _Draft(
                 "batch_item",
@@ -532,6 +538,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 subject,
                 started=refused.started,
                 caller=caller,
+                masked=masked,
             )
             for subject in request.subjects
         ]
