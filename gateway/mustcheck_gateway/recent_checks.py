@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
 _NEVER = float("-inf")
@@ -62,6 +62,30 @@ class RecentChecks:
             _, at = subjects.popitem(last=False)
             self._forgotten[caller_id] = max(self._forgotten.get(caller_id, _NEVER), at)
         return previous
+
+    def note_many(self, caller_id: str, subjects: Iterable[str]) -> dict[str, float | None]:
+        """:meth:`note` for several subjects at one instant; returns each one's previous note (of its
+        first occurrence), for :meth:`withdraw_many`."""
+        now = self.clock()
+        noted = self._by_caller.get(caller_id)
+        if noted is None:
+            noted = self._by_caller[caller_id] = OrderedDict()
+        previous: dict[str, float | None] = {}
+        for subject in subjects:
+            if subject not in previous:
+                previous[subject] = noted.get(subject)
+            noted[subject] = now
+            noted.move_to_end(subject)
+        self._prune(noted, now)
+        while len(noted) > self.max_per_caller:
+            _, at = noted.popitem(last=False)
+            self._forgotten[caller_id] = max(self._forgotten.get(caller_id, _NEVER), at)
+        return previous
+
+    def withdraw_many(self, caller_id: str, previous: dict[str, float | None]) -> None:
+        """Undo :meth:`note_many`."""
+        for subject, at in previous.items():
+            self.withdraw(caller_id, subject, at)
 
     def withdraw(self, caller_id: str, subject: str, previous: float | None) -> None:
         """Undo :meth:`note` for a check that ended without its audit record: the subject's changes are

@@ -98,6 +98,8 @@ class _Draft:
     # Who refused credentials named (a revoked or expired token), and more detail for the record.
     presented: Unauthenticated | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The caller's texts already masked (shared by the items of one batch; None: masked when needed).
+    masked: dict[str, str] | None = None
 
     def refused_by(self, error: GatewayError) -> _Draft:
         if isinstance(error, Unauthenticated) and self.caller is None:
@@ -119,8 +121,8 @@ class _Draft:
             caller_id=caller_id,
             department=self.caller.department if self.caller else "",
             matter=self.matter,
-            purpose=free_text(self.purpose, self.subject),
-            authorization_ref=free_text(self.authorization_ref, self.subject),
+            purpose=free_text(self.purpose, self.subject, self.masked),
+            authorization_ref=free_text(self.authorization_ref, self.subject, self.masked),
             subject=self.subject or None,
             subject_kind=evaluation.subject.kind.value if evaluation else "",
             outcome=outcome,
@@ -135,13 +137,21 @@ class _Draft:
         )
 
 
-def free_text(text: str, subject: str) -> str:
+def free_text(text: str, subject: str, masked: dict[str, str] | None = None) -> str:
     """A caller's free text as the audit log keeps it: ID-number-shaped strings masked, and the checked
-    subject (stored only in protected form, R10) named rather than written out."""
+    subject (stored only in protected form, R10) named rather than written out.
+
+    ``masked``: texts already masked, kept by a batch for its items (they share purpose and reference).
+    """
     needle = subject.strip()
     if needle and needle in text:
-        text = text.replace(needle, "[subject]")
-    return mask_id_shapes(text)
+        return mask_id_shapes(text.replace(needle, "[subject]"))
+    if masked is None:
+        return mask_id_shapes(text)
+    shown = masked.get(text)
+    if shown is None:
+        shown = masked[text] = mask_id_shapes(text)
+    return shown
 
 
 def _subject_kind(value: int) -> SubjectKind | None:
@@ -253,6 +263,10 @@ class WatchSource(Protocol):
     def checked(self, caller_id: str, subject: str) -> Callable[[], None]:
         """A caller passed its grant for ``subject``: its streams may name the subject's changes.
         Returns the undo, for a check that ends without an audited answer."""
+        ...
+
+    def checked_many(self, caller_id: str, subjects: Sequence[str]) -> Callable[[], None]:
+        """:meth:`checked` for the subjects of a batch, at one instant; one undo for all of them."""
         ...
 
 
@@ -514,6 +528,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 )
             self._log("batch_check", refused, error.status.name)
             raise
+        masked: dict[str, str] = {}  # purpose and reference masked once for the batch's items
         drafts = [
             _Draft(
                 "batch_item",
@@ -523,6 +538,7 @@ class CheckService(pb_grpc.CheckServiceServicer):
                 subject,
                 started=refused.started,
                 caller=caller,
+                masked=masked,
             )
             for subject in request.subjects
         ]
@@ -549,9 +565,11 @@ class CheckService(pb_grpc.CheckServiceServicer):
                         raise
                     refusals[index] = (self._failure_events(draft, error), error)
                     continue
-                if self.watch is not None:  # before the lookup: no change after it goes unnamed
-                    undo_watch.append(self.watch.checked(caller.caller_id, subject.code))
                 passed.append((index, draft, subject))
+            if self.watch is not None and passed:  # before the lookup: no change after it goes unnamed
+                undo_watch.append(
+                    self.watch.checked_many(caller.caller_id, [subject.code for _, _, subject in passed])
+                )
             # One read for the batch: the subjects the gateway's cache does not hold, from the store together.
             try:
                 looked_up = self.engine.lookups.lookup_many(

@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -83,6 +83,11 @@ class WatchStreams:
         for a check that ends without its audit record."""
         previous = self.recent.note(caller_id, subject)
         return lambda: self.recent.withdraw(caller_id, subject, previous)
+
+    def checked_many(self, caller_id: str, subjects: Sequence[str]) -> Callable[[], None]:
+        """:meth:`checked` for the subjects of a batch, at one instant; one undo for all of them."""
+        previous = self.recent.note_many(caller_id, subjects)
+        return lambda: self.recent.withdraw_many(caller_id, previous)
 
     def close(self) -> None:
         """End every stream at its next wake-up (the gateway is stopping; subscribers reconnect)."""

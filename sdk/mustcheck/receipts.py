@@ -155,10 +155,32 @@ def parse_receipt(compact: str) -> Receipt:
 
 
 def encode_receipt(answer: Mapping[str, Any], record_hash: str, proof: list[bytes], head: TreeHead) -> str:
-    """The compact proof receipt (the gateway's side): ``answer`` holds :data:`ANSWER_FIELDS`."""
-    payload = canonical_json({"answer": dict(answer), "head": head.body()})
+    """The compact proof receipt (the gateway's side): ``answer`` holds :data:`ANSWER_FIELDS`.
+
+    The payload is ``canonical_json({"answer": answer, "head": head.body()})``, written as its two
+    parts: all receipts of one commit (a whole batch) share the head, encoded once for them.
+    """
+    return encode_receipt_json(canonical_json(dict(answer)), record_hash, proof, head)
+
+
+def encode_receipt_json(answer_json: bytes, record_hash: str, proof: list[bytes], head: TreeHead) -> str:
+    """:func:`encode_receipt` of an answer already encoded (``canonical_json(answer)``, as its leaf was)."""
+    head_json, signature = _head_parts(head)
+    payload = b'{"answer":' + answer_json + b',"head":' + head_json + b"}"
     proven = bytes.fromhex(record_hash) + b"".join(proof)
-    return f"{PROOF_PREFIX}.{_b64(payload)}.{_b64(proven)}.{_b64(head.signature)}"
+    return f"{PROOF_PREFIX}.{_b64(payload)}.{_b64(proven)}.{signature}"
+
+
+# The last head a receipt was encoded for: its body as canonical JSON and its signature, base64url.
+_last_head: tuple[TreeHead, bytes, str] | None = None
+
+
+def _head_parts(head: TreeHead) -> tuple[bytes, str]:
+    global _last_head
+    last = _last_head
+    if last is None or last[0] is not head:
+        last = _last_head = (head, canonical_json(head.body()), _b64(head.signature))
+    return last[1], last[2]
 
 
 _NOT_CANONICAL = "the receipt is not in its canonical form"

@@ -310,7 +310,12 @@ class AuditLog:
 
     def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
         now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
+        # The items of a batch share their instant: written as text once for all of them.
+        instants: dict[dt.datetime, str] = {}
+        return [
+            PendingRecord.from_event(event, self._protector, now, self.policy_set, instants)
+            for event in events
+        ]
 
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""

@@ -74,12 +74,14 @@ class JournalContents:
     stranded: list[tuple[Any, ...]] = field(default_factory=list)
 
 
+# A frame's lines, as ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` writes them, with
+# one encoder made once (``json.dumps`` with options builds one each call).
+_FRAME_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_frame(rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> bytes:
-    lines = [json.dumps({"r": list(row)}, ensure_ascii=False, separators=(",", ":")) for row in rows]
-    lines += [
-        json.dumps({"c": list(checkpoint.to_row())}, ensure_ascii=False, separators=(",", ":"))
-        for checkpoint in checkpoints
-    ]
+    lines = [_FRAME_LINE.encode({"r": list(row)}) for row in rows]
+    lines += [_FRAME_LINE.encode({"c": list(checkpoint.to_row())}) for checkpoint in checkpoints]
     payload = ("".join(line + "\n" for line in lines)).encode()
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,8 +53,12 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 
 
+# ``json.dumps`` with these options builds an encoder each call: one, made once, encodes every record.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 # The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
@@ -103,6 +108,7 @@ class AuditEvent:
             raise ValueError("an audit event's time must be timezone-aware")
         object.__setattr__(self, "measure_ids", tuple(self.measure_ids))
         needle = (self.subject or "").strip()
+        detail_text = _detail_json(self.detail)
         # The raw subject is stored only in protected form (R10): where a caller's text repeats it (a
         # purpose, a decision, a note), it is named, not written out — and the record is still written.
         # Only what could be an identifier (15 characters or more) is looked for: a short hostile subject
@@ -111,22 +117,19 @@ class AuditEvent:
         if len(needle) >= _SHORTEST_IDENTIFIER:
             for name in ("purpose", "authorization_ref"):
                 object.__setattr__(self, name, getattr(self, name).replace(needle, SUBJECT_NAMED))
-            object.__setattr__(
-                self,
-                "detail",
-                {
-                    key: value if key == "reason" else _named(value, needle)
-                    for key, value in dict(self.detail).items()
-                },
-            )
-        try:
-            detail_text = canonical_json(dict(self.detail))
-            if not _string_keys_only(self.detail):
-                # Stored exactly as verification will encode it: keys that are not strings become strings,
-                # in the order of the stored text. Done here, once, so that the writer stores the text as is.
-                detail_text = canonical_json(json.loads(detail_text))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
+            # The detail's values are walked only where its JSON text may hold the subject: a subject that
+            # JSON writes as it is (no quote, backslash or control character) and is not in the text is in
+            # none of its strings (most details: a reason and memoranda).
+            if needle in detail_text or _JSON_ESCAPED.search(needle):
+                object.__setattr__(
+                    self,
+                    "detail",
+                    {
+                        key: value if key == "reason" else _named(value, needle)
+                        for key, value in dict(self.detail).items()
+                    },
+                )
+                detail_text = _detail_json(self.detail)
         object.__setattr__(self, "detail_json", detail_text)
 
     def __repr__(self) -> str:  # the raw subject never goes into a log line or traceback
@@ -135,6 +138,23 @@ class AuditEvent:
 
 
 SUBJECT_NAMED = "[subject]"
+
+# The characters canonical JSON (``ensure_ascii=False``) escapes: quote, backslash and the control
+# characters below U+0020. Every other character it writes as it is.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+def _detail_json(detail: Mapping[str, Any]) -> str:
+    """The detail as it is stored: canonical JSON, checked to be serialisable."""
+    try:
+        detail_text = canonical_json(dict(detail))
+        if not _string_keys_only(detail):
+            # Stored exactly as verification will encode it: keys that are not strings become strings,
+            # in the order of the stored text. Done here, once, so that the writer stores the text as is.
+            detail_text = canonical_json(json.loads(detail_text))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"audit event detail is not JSON-serialisable: {error}") from error
+    return detail_text
 
 
 def _string_keys_only(value: Any) -> bool:
@@ -189,11 +209,23 @@ class PendingRecord:
 
     @classmethod
     def from_event(
-        cls, event: AuditEvent, protector: SubjectProtector, now: dt.datetime, policy_set: str = ""
+        cls,
+        event: AuditEvent,
+        protector: SubjectProtector,
+        now: dt.datetime,
+        policy_set: str = "",
+        instants: dict[dt.datetime, str] | None = None,
     ) -> PendingRecord:
+        """``instants``: instants already written as text (shared by the events of one append)."""
         protected = protector.protect(event.subject) if event.subject is not None else None
+        at = event.at or now
+        at_text = instants.get(at) if instants is not None else None
+        if at_text is None:
+            at_text = format_instant(at)
+            if instants is not None:
+                instants[at] = at_text
         return cls(
-            format_instant(event.at or now),
+            at_text,
             event.kind,
             event.caller_id,
             event.department,

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mustcheck.merkle import Frontier, TreeHasher, consistency_proof, inclusion_proof
-from mustcheck.tree_head import TreeHead, leaf_data
+from mustcheck.receipts import encode_receipt_json
+from mustcheck.tree_head import TreeHead, canonical_json, leaf_data, leaf_data_json
 
 from .record import RECORD_COLUMNS
 
 _COLUMN = {name: index for index, name in enumerate(RECORD_COLUMNS)}
+_RECORD_HASH = _COLUMN["record_hash"]
 # A record a prune deleted before its log had a tree: its leaf can no longer be built from its content.
 PRUNED_LEAF = b"mustcheck.leaf.pruned_before_tree.v1\n"
 
@@ -47,6 +49,22 @@ def answer_fields(row: Sequence[Any]) -> dict[str, Any]:
 def record_leaf(hasher: TreeHasher, row: Sequence[Any]) -> bytes:
     """The leaf hash of a stored record."""
     return hasher.leaf(leaf_data(answer_fields(row), str(row[_COLUMN["record_hash"]])))
+
+
+def commit_leaves(hasher: TreeHasher, rows: Sequence[Sequence[Any]]) -> tuple[list[bytes], list[bytes]]:
+    """The leaf hashes of a commit's stored records (as :func:`record_leaf`), and their answers as
+    canonical JSON, encoded once for the leaves and for the receipts (:func:`row_receipt`)."""
+    answers = [canonical_json(answer_fields(row)) for row in rows]
+    leaves = [
+        hasher.leaf(leaf_data_json(answer, str(row[_RECORD_HASH])))
+        for answer, row in zip(answers, rows, strict=True)
+    ]
+    return leaves, answers
+
+
+def row_receipt(answer_json: bytes, row: Sequence[Any], proof: list[bytes], head: TreeHead) -> str:
+    """The proof receipt of a stored record whose answer :func:`commit_leaves` encoded."""
+    return encode_receipt_json(answer_json, str(row[_RECORD_HASH]), proof, head)
 
 
 def pruned_leaf(hasher: TreeHasher, seq: int) -> bytes:

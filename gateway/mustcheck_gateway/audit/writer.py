@@ -41,7 +41,6 @@ from typing import Any, Protocol
 import structlog
 
 from mustcheck.merkle import TreeHasher
-from mustcheck.receipts import encode_receipt
 from mustcheck.tree_head import TreeHead, sign_tree_head
 
 from ..store.sqlite_connections import transaction
@@ -156,6 +155,7 @@ class GroupCommitWriter:
         self._unindexed_nodes: list[merkle_tree.Node] = []
         self._unindexed_heads: list[TreeHead] = []
         self._commit_rows: list[tuple[Any, ...]] = []
+        self._commit_answers: list[bytes] = []  # their answers as canonical JSON (tree.commit_leaves)
         self._journal = Journal(journal_path)
         self._unindexed_rows: list[tuple[Any, ...]] = []
         self._unindexed_checkpoints: list[Checkpoint] = []
@@ -447,8 +447,9 @@ class GroupCommitWriter:
 
     def _grow_tree(self, rows: list[tuple[Any, ...]]) -> None:
         """Append the commit's leaves and sign one tree head over the new size (on the writer's thread)."""
-        for row in rows:
-            self._tree.append(merkle_tree.record_leaf(self._hasher, row))
+        leaves, self._commit_answers = merkle_tree.commit_leaves(self._hasher, rows)
+        for leaf in leaves:
+            self._tree.append(leaf)
         self._unindexed_nodes.extend(self._tree.take_pending())
         key_id = self._keyring.current_id(KeyKind.SIGN)
         self.head = sign_tree_head(
@@ -469,7 +470,7 @@ class GroupCommitWriter:
         first = int(self._commit_rows[0][0])
         row = self._commit_rows[seq - first]
         proof = self._tree.inclusion(seq - 1, self.head.size)
-        return encode_receipt(merkle_tree.answer_fields(row), str(row[-1]), proof, self.head)
+        return merkle_tree.row_receipt(self._commit_answers[seq - first], row, proof, self.head)
 
     def _settle(
         self, batch: list[Submission], *, seqs: list[list[int]] | None = None, error: Exception | None = None
