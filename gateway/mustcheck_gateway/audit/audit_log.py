@@ -38,6 +38,7 @@ from .heads import Head, LogView, extension_problem
 from .journal import journal_path_for
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror, mirror_path_for
+from .outage import AVAILABLE_AGAIN, Outage
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord, PendingRecord
@@ -117,8 +118,7 @@ class AuditLog:
         self._down: str | None = None  # why the writer process is not running (None: it is)
         self._restarter: threading.Thread | None = None
         self.writer_restarts = 0
-        self._refused = 0  # appends refused since the log became unavailable
-        self._unavailable_since: tuple[dt.datetime, str] | None = None
+        self._outage = Outage()  # since when and why appends are refused, and how many were
         self._lock = WriterLock(db_path)
         try:
             self._store = SqliteAuditStore(db_path)
@@ -148,11 +148,13 @@ class AuditLog:
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
         crypto: str | None = None,
+        keyring: KeyRing | None = None,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
         ``crypto`` names the crypto suite: a new key ring is made of it, an existing one must be of it
         (:class:`~.keys.SuiteMismatch` otherwise); None: the key ring's (international for a new one).
+        ``keyring``: the key ring the caller already loaded (then ``keys_dir`` and ``crypto`` are unused).
 
         ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
         copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
@@ -160,7 +162,8 @@ class AuditLog:
         log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
-        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
+        if keyring is None:
+            keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
         return cls(
             data_dir / file_name,
             keyring,
@@ -255,12 +258,7 @@ class AuditLog:
 
     def unavailable(self) -> str | None:
         """Why appends are refused now (None: they are taken): the writer is down or the disk nearly full."""
-        reason = self._down or self.space.low() or self._writer.recent_failure()
-        if reason is not None and self._unavailable_since is None:
-            with self._state:
-                if self._unavailable_since is None:
-                    self._unavailable_since = (dt.datetime.now(dt.UTC), reason)
-        return reason
+        return self._outage.seen(self._down or self.space.low() or self._writer.recent_failure())
 
     def sign_head(self) -> None:
         """Sign a checkpoint for the records no checkpoint covers yet (e.g. to publish it on stop)."""
@@ -276,25 +274,19 @@ class AuditLog:
         reason = self.unavailable()
         if reason is None:
             return
-        with self._state:
-            self._refused += 1
+        self._outage.refused(reason)
         raise AuditUnavailable(reason)
 
     def note_available(self) -> bool:
         """Whether appends are taken again; if so and they were refused, record how many, and since when."""
         if self.unavailable() is not None:
             return False
-        with self._state:
-            since, self._unavailable_since = self._unavailable_since, None
-            refused, self._refused = self._refused, 0
-        if since is None:
+        detail = self._outage.detail()
+        if detail is None:
             return True
-        log.warning("audit_available_again", refused=refused)
-        self._append_system(
-            self._writer,
-            "audit.available_again",
-            {"refused": refused, "since": format_instant(since[0]), "why": since[1]},
-        )
+        log.warning("audit_available_again", refused=detail["refused"])
+        self._append_system(self._writer, AVAILABLE_AGAIN, detail)
+        self._outage.ended(detail)
         return True
 
     def _restore_mirror(self) -> None:
@@ -398,8 +390,14 @@ class AuditLog:
 
     # -- reading ---------------------------------------------------------------------
 
-    def records(self, *, since_seq: int | None = None, until_seq: int | None = None) -> Iterator[AuditRecord]:
-        """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive."""
+    def records(
+        self, *, since_seq: int | None = None, until_seq: int | None = None, log_id: str | None = None
+    ) -> Iterator[AuditRecord]:
+        """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive. ``log_id`` (the
+        PostgreSQL log's parameter, which holds every replica's log) must be None: this file holds only
+        this replica's log."""
+        if log_id is not None:
+            raise ValueError(f"the embedded audit log holds only this replica's log, not log {log_id}")
         self._writer.flush()
         return self._store.records(since_seq=since_seq, until_seq=until_seq)
 

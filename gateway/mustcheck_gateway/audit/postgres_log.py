@@ -35,6 +35,7 @@ from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditIntegrityError, AuditLogClosed, AuditUnavailable
 from .export import ExportFormat, export_records
 from .keys import KeyKind, KeyRing, load_public_keys
+from .outage import AVAILABLE_AGAIN, Outage
 from .postgres_schema import (
     Connection,
     LogConnection,
@@ -98,6 +99,7 @@ class PostgresAuditLog:
         self._readers: list[Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._outage = Outage()  # since when and why appends are refused, and how many were
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
             migrate(connection)
         self._writer = PostgresWriter(
@@ -139,12 +141,24 @@ class PostgresAuditLog:
     # -- availability ---------------------------------------------------------------------
 
     def unavailable(self) -> str | None:
+        """Why appends are refused now (None: they are taken): the last commit failed a moment ago."""
         if self._closed:
             return "the audit log is closed"
-        return self._writer.recent_failure()
+        return self._outage.seen(self._writer.recent_failure())
 
     def note_available(self) -> bool:
-        return self.unavailable() is None
+        """Whether appends are taken again; if so and they were refused, record the outage (since when,
+        why, how many refused) as the embedded log does. ``AuditUnavailable`` if that record cannot be
+        committed after all (the outage is kept and recorded at the next try)."""
+        if self.unavailable() is not None:
+            return False
+        detail = self._outage.detail()
+        if detail is None:
+            return True
+        self.append_sync(AuditEvent(kind="admin", caller_id="system", outcome=AVAILABLE_AGAIN, detail=detail))
+        self._outage.ended(detail)
+        log.warning("audit_available_again", log_id=self.log_id, refused=detail["refused"])
+        return True
 
     # -- appending --------------------------------------------------------------------------
 
@@ -162,6 +176,7 @@ class PostgresAuditLog:
             raise AuditLogClosed("the audit log is closed")
         reason = self._writer.recent_failure()
         if reason is not None:
+            self._outage.refused(reason)
             raise AuditUnavailable(reason)
 
     async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
@@ -196,7 +211,11 @@ class PostgresAuditLog:
         finally:
             if announcement is not None:
                 announcement.release()
-        seqs, receipts = await waiter
+        try:
+            seqs, receipts = await waiter
+        except AuditUnavailable as error:  # its commit failed: the request is refused
+            self._outage.refused(str(error))
+            raise
         return list(seqs), list(receipts)
 
     def append_sync(self, event: AuditEvent) -> int:
@@ -520,17 +539,57 @@ def verify_one(
         connection.close()
 
 
+def newest_tree_heads(url: str) -> list[tuple[str, TreeHead | None]]:
+    """Every log in the database (by log id) and its newest signed tree head (None: none signed yet).
+    Empty when the database holds no audit log (its audit tables were never made)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+        found = connection.execute("SELECT to_regclass('audit_log_tree_heads')").fetchone()
+        if found is None or found[0] is None:
+            return []
+        ids = [str(row[0]) for row in connection.execute("SELECT log_id FROM audit_logs ORDER BY log_id")]
+        newest = {
+            str(log_id): TreeHead.from_json(str(head))
+            for log_id, head in connection.execute(
+                "SELECT DISTINCT ON (log_id) log_id, head FROM audit_log_tree_heads "
+                "ORDER BY log_id, size DESC, at DESC"
+            )
+        }
+    return [(log_id, newest.get(log_id)) for log_id in sorted(set(ids) | set(newest))]
+
+
 def verify_logs(
-    url: str, public_keys: Mapping[str, PublicKey], *, heads: Sequence[tuple[TreeHead, str]] = ()
+    url: str,
+    public_keys: Mapping[str, PublicKey],
+    *,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    states: Mapping[str, TreeState] | None = None,
 ) -> list[tuple[str, VerifyReport]]:
     """Every log in the database, verified; ``heads`` (e.g. from receipts) go to the log they name.
-    A head that names a log the database does not hold is reported as a missing log."""
+    A head that names a log the database does not hold is reported as a missing log. A log with one of
+    ``states`` (the last verified head an auditor kept, by log id) is verified incrementally from it."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
         ids = [str(row[0]) for row in connection.execute("SELECT log_id FROM audit_logs ORDER BY log_id")]
+    kept = states or {}
     results = [
-        (log_id, verify_one(url, log_id, public_keys, heads=[(h, s) for h, s in heads if h.log_id == log_id]))
+        (
+            log_id,
+            verify_one(
+                url,
+                log_id,
+                public_keys,
+                heads=[(h, s) for h, s in heads if h.log_id == log_id],
+                state=kept.get(log_id),
+            ),
+        )
         for log_id in ids
     ]
+    for log_id, state in kept.items():
+        if log_id not in ids:
+            reason = (
+                f"the verification state names the log {log_id}, verified through record {state.size}, but "
+                "the database holds no such log (deleted)"
+            )
+            results.append((log_id, VerifyReport(False, 0, 0, 0, problem_seq=1, reason=reason)))
     for head, source in heads:
         if head.log_id not in ids:
             reason = (
