@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,34 @@ def test_an_outage_of_the_audit_database_refuses_checks_and_is_recorded_when_it_
         assert "cannot be written" in recovered.detail["why"] and recovered.detail["since"]
     keys = tmp_path / "gateway" / KEYS_DIR_NAME / "public"
     assert main(["audit", "verify", "--store", url, "--public-keys", str(keys)]) == 0
+
+
+# -- the test schema's teardown --------------------------------------------------------------------
+
+
+def test_a_schema_is_dropped_while_a_connection_still_holds_its_log_views(tmp_path: Path) -> None:
+    """``bind_log`` makes temporary views of the schema's tables in the reader's session; a teardown
+    that meets them locked (a closing connection still dropping them) waits a bounded time and tries
+    again instead of hanging or deadlocking."""
+    from mustcheck_gateway.audit.postgres_schema import bind_log
+
+    from backends import drop_schema, postgres_url
+
+    with fresh_schema() as schema_url:
+        PostgresAuditLog(schema_url, "log-a", KeyRing.load_or_create(tmp_path / "keys")).close()
+        holder = psycopg.connect(schema_url, autocommit=True)
+        bind_log(holder, "log-a")
+        holder.execute("BEGIN")
+        holder.execute("SELECT COUNT(*) FROM audit_records").fetchone()  # locks the view until it ends
+        schema = str(holder.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
+        release = threading.Timer(3.0, holder.close)  # longer than one try's lock timeout
+        release.start()
+        try:
+            drop_schema(postgres_url(), schema)
+        finally:
+            release.join()
+        with psycopg.connect(postgres_url()) as connection:
+            left = connection.execute(
+                "SELECT COUNT(*) FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+        assert left is not None and left[0] == 0
