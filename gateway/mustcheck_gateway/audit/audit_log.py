@@ -15,7 +15,6 @@ a record then says how many were refused. :meth:`AuditLog.unavailable` says why 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -23,7 +22,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
@@ -33,7 +32,6 @@ from ..store.codec import format_instant
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
 from .exclusive import WriterLock
-from .export import ExportFormat, export_records
 from .heads import Head, LogView, extension_problem
 from .journal import journal_path_for
 from .keys import KeyKind, KeyRing
@@ -41,6 +39,7 @@ from .mirror import CheckpointMirror, mirror_path_for
 from .outage import AVAILABLE_AGAIN, Outage
 from .protect import SubjectProtector
 from .query import AuditFilter
+from .reading import FilteredReads
 from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord, PendingRecord
 from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
@@ -80,7 +79,7 @@ def _log_level() -> str:
     return str(logging.getLevelName(level)).lower()
 
 
-class AuditLog:
+class AuditLog(FilteredReads):
     """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
@@ -401,98 +400,16 @@ class AuditLog:
         self._writer.flush()
         return self._store.records(since_seq=since_seq, until_seq=until_seq)
 
-    def _filter(
-        self,
-        *,
-        since: dt.datetime | None,
-        until: dt.datetime | None,
-        caller_id: str | None,
-        department: str | None,
-        matter: str | None,
-        outcome: str | None,
-        kind: str | None,
-        subject: str | None,
-    ) -> AuditFilter:
-        return AuditFilter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject_hashes=None if subject is None else tuple(self._protector.search_hashes(subject)),
-        )
+    # -- the auditor's reads: query and export (reading.FilteredReads) ---------------------
 
-    def query(
-        self,
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> list[AuditRecord]:
-        """The newest ``limit`` records matching every given filter (and older than ``before_seq``, when
-        given), oldest first (newest last).
-
-        ``subject`` is the raw identifier; it is hashed under every HMAC key id (old ones too) and
-        never stored or returned. ``since`` is inclusive, ``until`` exclusive.
-        """
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        if before_seq is not None:
-            criteria = dataclasses.replace(criteria, before_seq=before_seq)
+    def _settle(self) -> None:
         self._writer.flush()
+
+    def _newest(self, criteria: AuditFilter, limit: int) -> list[AuditRecord]:
         return self._store.query(criteria, limit=limit)
 
-    def export(
-        self,
-        out: TextIO,
-        format: ExportFormat = "jsonl",
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        include_ciphertext: bool = False,
-    ) -> int:
-        """Write every matching record (seq order) as JSON Lines or CSV; return how many.
-
-        The subject is exported as its keyed hash only; ``include_ciphertext`` adds ``subject_enc``
-        (needed to re-hash the exported records against the chain, useless without the AES key).
-        """
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        self._writer.flush()
-        return export_records(
-            self._store.matching(criteria), out, format, include_ciphertext=include_ciphertext
-        )
+    def _every(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
+        return self._store.matching(criteria)
 
     def reveal(
         self, seqs: Sequence[int], *, by: str = "unspecified", purpose: str = ""

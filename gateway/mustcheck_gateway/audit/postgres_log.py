@@ -19,7 +19,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import psycopg
 import structlog
@@ -33,7 +33,6 @@ from . import tree as merkle_tree
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditIntegrityError, AuditLogClosed, AuditUnavailable
-from .export import ExportFormat, export_records
 from .keys import KeyKind, KeyRing, load_public_keys
 from .outage import AVAILABLE_AGAIN, Outage
 from .postgres_schema import (
@@ -47,6 +46,7 @@ from .postgres_schema import (
 from .postgres_writer import Flush, PostgresWriter, Submission, resolver
 from .protect import SubjectProtector
 from .query import AuditFilter
+from .reading import FilteredReads
 from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord, PendingRecord
 from .remote_writer import Announcement
 from .retention import check_prune_allowed
@@ -73,10 +73,11 @@ class DroppedPartition:
     month: dt.date
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(FilteredReads):
     """This replica's audit log in the shared PostgreSQL database, and every replica's log for reading."""
 
     backend = "postgresql"
+    _export_log_ids = True
 
     def __init__(
         self,
@@ -321,39 +322,10 @@ class PostgresAuditLog:
         for row in rows:
             yield _record((*row, wanted))
 
-    def _filter(self, **criteria: Any) -> AuditFilter:
-        subject = criteria.pop("subject", None)
-        return AuditFilter(
-            **criteria,
-            subject_hashes=None if subject is None else tuple(self._protector.search_hashes(subject)),
-        )
+    # -- the auditor's reads: query and export (reading.FilteredReads) ---------------------
 
-    def query(
-        self,
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> list[AuditRecord]:
+    def _newest(self, criteria: AuditFilter, limit: int) -> list[AuditRecord]:
         """The newest ``limit`` matching records of every log (by time), oldest first."""
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-            before_seq=before_seq,
-        )
         where, parameters = _where(criteria)
         rows = (
             self._reader()
@@ -365,7 +337,7 @@ class PostgresAuditLog:
         )
         return [_record(row) for row in reversed(rows)]
 
-    def _matching(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
+    def _every(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
         """Every matching record of every log, by log then seq, a page at a time."""
         where, parameters = _where(criteria)
         joiner = " AND " if where else " WHERE "
@@ -384,35 +356,6 @@ class PostgresAuditLog:
             if len(rows) < PAGE_SIZE:
                 return
             last = (str(rows[-1][-1]), int(rows[-1][0]))
-
-    def export(
-        self,
-        out: TextIO,
-        format: ExportFormat = "jsonl",
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        include_ciphertext: bool = False,
-    ) -> int:
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        return export_records(
-            self._matching(criteria), out, format, include_ciphertext=include_ciphertext, log_ids=True
-        )
 
     def reveal(
         self, seqs: Sequence[int], *, by: str = "unspecified", purpose: str = "", log_id: str | None = None
