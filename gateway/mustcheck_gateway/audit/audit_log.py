@@ -29,6 +29,7 @@ import structlog
 from mustcheck.tree_head import TreeHead
 
 from ..store.codec import format_instant
+from .appending import AppendFront
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
 from .exclusive import WriterLock
@@ -40,7 +41,7 @@ from .outage import AVAILABLE_AGAIN, Outage
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .reading import FilteredReads
-from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord, PendingRecord
+from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord
 from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
@@ -79,7 +80,7 @@ def _log_level() -> str:
     return str(logging.getLevelName(level)).lower()
 
 
-class AuditLog(FilteredReads):
+class AuditLog(FilteredReads, AppendFront):
     """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
@@ -299,34 +300,9 @@ class AuditLog(FilteredReads):
 
     # -- appending -------------------------------------------------------------------
 
-    def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
-        now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
-
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""
         return self._writer.announce()
-
-    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
-        """Log one event; resolves to its seq once it is on disk."""
-        return (await self.append_many([event], announcement=announcement))[0]
-
-    async def append_many(
-        self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
-    ) -> list[int]:
-        """Log several events (e.g. a batch's items) in one commit; resolves to their seqs, in order."""
-        return (await self._append(events, (), announcement))[0]
-
-    async def append_receipted(
-        self,
-        events: Iterable[AuditEvent],
-        receipts_for: Sequence[int],
-        *,
-        announcement: Announcement | None = None,
-    ) -> tuple[list[int], list[str]]:
-        """Like :meth:`append_many`, and the receipts (R11) of the events at ``receipts_for`` (allowed
-        checks), in that order: signed by the writer process as soon as it has given them their seqs."""
-        return await self._append(events, receipts_for, announcement)
 
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
@@ -350,10 +326,6 @@ class AuditLog(FilteredReads):
             seqs, receipts = outcome
             return list(seqs), list(receipts)
         return outcome, []
-
-    def append_sync(self, event: AuditEvent) -> int:
-        """Log one event, blocking until it is on disk; return its seq."""
-        return self.append_many_sync([event])[0]
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
         self._admit()
@@ -422,13 +394,7 @@ class AuditLog(FilteredReads):
         seqs = [int(seq) for seq in seqs]
         self.append_sync(AuditEvent(kind="reveal", caller_id=by, purpose=purpose, detail={"seqs": seqs}))
         self._writer.flush()
-        found = self._store.records_by_seq(seqs)
-        revealed: list[tuple[int, str | None]] = []
-        for seq in seqs:
-            record = found.get(seq)
-            protected = record.protected_subject if record else None
-            revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
-        return revealed
+        return self._revealed(seqs, self._store.records_by_seq(seqs))
 
     def count_by_caller(
         self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str

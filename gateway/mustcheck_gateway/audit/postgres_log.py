@@ -30,6 +30,7 @@ from mustcheck.tree_head import TreeHead
 
 from ..store.codec import format_instant
 from . import tree as merkle_tree
+from .appending import AppendFront
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditIntegrityError, AuditLogClosed, AuditUnavailable
@@ -47,7 +48,7 @@ from .postgres_writer import Flush, PostgresWriter, Submission, resolver
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .reading import FilteredReads
-from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord, PendingRecord
+from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord
 from .remote_writer import Announcement
 from .retention import check_prune_allowed
 from .sqlite_log import _where, read_prune_anchors
@@ -73,7 +74,7 @@ class DroppedPartition:
     month: dt.date
 
 
-class PostgresAuditLog(FilteredReads):
+class PostgresAuditLog(FilteredReads, AppendFront):
     """This replica's audit log in the shared PostgreSQL database, and every replica's log for reading."""
 
     backend = "postgresql"
@@ -168,10 +169,6 @@ class PostgresAuditLog(FilteredReads):
         self._writer.announce()
         return Announcement(self._writer)
 
-    def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
-        now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
-
     def _admit(self) -> None:
         if self._closed:
             raise AuditLogClosed("the audit log is closed")
@@ -179,23 +176,6 @@ class PostgresAuditLog(FilteredReads):
         if reason is not None:
             self._outage.refused(reason)
             raise AuditUnavailable(reason)
-
-    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
-        return (await self.append_many([event], announcement=announcement))[0]
-
-    async def append_many(
-        self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
-    ) -> list[int]:
-        return (await self._append(events, (), announcement))[0]
-
-    async def append_receipted(
-        self,
-        events: Iterable[AuditEvent],
-        receipts_for: Sequence[int],
-        *,
-        announcement: Announcement | None = None,
-    ) -> tuple[list[int], list[str]]:
-        return await self._append(events, receipts_for, announcement)
 
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
@@ -218,9 +198,6 @@ class PostgresAuditLog(FilteredReads):
             self._outage.refused(str(error))
             raise
         return list(seqs), list(receipts)
-
-    def append_sync(self, event: AuditEvent) -> int:
-        return self.append_many_sync([event])[0]
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
         self._admit()
@@ -372,13 +349,7 @@ class PostgresAuditLog(FilteredReads):
             .execute(f"{_SELECT} WHERE log_id = %s AND seq = ANY(%s)", (wanted, seqs))
             .fetchall()
         )
-        found = {int(row[0]): _record(row) for row in rows}
-        revealed: list[tuple[int, str | None]] = []
-        for seq in seqs:
-            record = found.get(seq)
-            protected = record.protected_subject if record else None
-            revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
-        return revealed
+        return self._revealed(seqs, {int(row[0]): _record(row) for row in rows})
 
     def count_by_caller(
         self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str
