@@ -8,6 +8,7 @@ of its own, made for it and dropped after it; the store's connections reach it b
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,8 +58,24 @@ def fresh_schema() -> Iterator[str]:
     try:
         yield in_schema(url, schema)
     finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(url, schema)
+
+
+def drop_schema(url: str, schema: str, *, tries: int = 20) -> None:
+    """Drop ``schema`` and all in it. A connection that is closing may still be dropping its temporary
+    views of the schema's tables (the audit log's ``bind_log``): a CASCADE then waits on, or deadlocks
+    with, it. So each try waits a bounded time for its locks and a failed one is tried again."""
+    statement = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(url, autocommit=True) as connection:
+                connection.execute("SET lock_timeout = '2s'")
+                connection.execute(statement)
+            return
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 @dataclass(frozen=True)

@@ -303,8 +303,10 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
     policy = served.policy
     store = open_store(config.data_dir, url=config.store_url)
     try:
-        # The key ring decides the suite (a ring of another suite than --crypto is refused here).
-        suite = KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto).suite.name
+        # The key ring decides the suite (a ring of another suite than --crypto is refused here). It is
+        # loaded once, here, and handed to the audit log (or its stand-in).
+        keyring = KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto)
+        suite = keyring.suite.name
     except BaseException:
         store.close()
         raise
@@ -324,14 +326,12 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
     try:
         audit: AnyAuditLog | NoAudit
         if not config.audit_enabled:
-            audit = NoAudit(
-                ReceiptSigner(KeyRing.load_or_create(config.data_dir / KEYS_DIR_NAME, config.crypto))
-            )
+            audit = NoAudit(ReceiptSigner(keyring))
         elif audit_url is not None:
             audit = open_postgres_log(
                 audit_url,
                 replica_id(config.data_dir),
-                config.data_dir / KEYS_DIR_NAME,
+                keyring,
                 checkpoint_every=config.checkpoint_every,
                 checkpoint_interval_s=config.checkpoint_interval_s,
                 crypto=config.crypto,
@@ -344,7 +344,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
                 min_free_mb=config.audit_min_free_mb,
                 published_head=None if published is None else head_checkpoint(published),
                 published_tree_head="" if published is None else published.tree_head,
-                crypto=config.crypto,
+                keyring=keyring,
             )
     except BaseException:
         store.close()

@@ -15,7 +15,6 @@ a record then says how many were refused. :meth:`AuditLog.unavailable` says why 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -23,24 +22,26 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 import structlog
 
 from mustcheck.tree_head import TreeHead
 
 from ..store.codec import format_instant
+from .appending import AppendFront
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
 from .exclusive import WriterLock
-from .export import ExportFormat, export_records
 from .heads import Head, LogView, extension_problem
 from .journal import journal_path_for
 from .keys import KeyKind, KeyRing
 from .mirror import CheckpointMirror, mirror_path_for
+from .outage import AVAILABLE_AGAIN, Outage
 from .protect import SubjectProtector
 from .query import AuditFilter
-from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord, PendingRecord
+from .reading import FilteredReads
+from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord
 from .remote_writer import Announcement, RemoteWriter, WriterSettings
 from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
@@ -79,7 +80,7 @@ def _log_level() -> str:
     return str(logging.getLevelName(level)).lower()
 
 
-class AuditLog:
+class AuditLog(FilteredReads, AppendFront):
     """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
@@ -117,8 +118,7 @@ class AuditLog:
         self._down: str | None = None  # why the writer process is not running (None: it is)
         self._restarter: threading.Thread | None = None
         self.writer_restarts = 0
-        self._refused = 0  # appends refused since the log became unavailable
-        self._unavailable_since: tuple[dt.datetime, str] | None = None
+        self._outage = Outage()  # since when and why appends are refused, and how many were
         self._lock = WriterLock(db_path)
         try:
             self._store = SqliteAuditStore(db_path)
@@ -148,11 +148,13 @@ class AuditLog:
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
         crypto: str | None = None,
+        keyring: KeyRing | None = None,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
         ``crypto`` names the crypto suite: a new key ring is made of it, an existing one must be of it
         (:class:`~.keys.SuiteMismatch` otherwise); None: the key ring's (international for a new one).
+        ``keyring``: the key ring the caller already loaded (then ``keys_dir`` and ``crypto`` are unused).
 
         ``index_every`` and ``index_interval_s`` (tests only) say how often journaled records are
         copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
@@ -160,7 +162,8 @@ class AuditLog:
         log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
-        keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
+        if keyring is None:
+            keyring = KeyRing.load_or_create(keys_dir or data_dir / KEYS_DIR_NAME, crypto)
         return cls(
             data_dir / file_name,
             keyring,
@@ -255,12 +258,7 @@ class AuditLog:
 
     def unavailable(self) -> str | None:
         """Why appends are refused now (None: they are taken): the writer is down or the disk nearly full."""
-        reason = self._down or self.space.low() or self._writer.recent_failure()
-        if reason is not None and self._unavailable_since is None:
-            with self._state:
-                if self._unavailable_since is None:
-                    self._unavailable_since = (dt.datetime.now(dt.UTC), reason)
-        return reason
+        return self._outage.seen(self._down or self.space.low() or self._writer.recent_failure())
 
     def sign_head(self) -> None:
         """Sign a checkpoint for the records no checkpoint covers yet (e.g. to publish it on stop)."""
@@ -276,25 +274,19 @@ class AuditLog:
         reason = self.unavailable()
         if reason is None:
             return
-        with self._state:
-            self._refused += 1
+        self._outage.refused(reason)
         raise AuditUnavailable(reason)
 
     def note_available(self) -> bool:
         """Whether appends are taken again; if so and they were refused, record how many, and since when."""
         if self.unavailable() is not None:
             return False
-        with self._state:
-            since, self._unavailable_since = self._unavailable_since, None
-            refused, self._refused = self._refused, 0
-        if since is None:
+        detail = self._outage.detail()
+        if detail is None:
             return True
-        log.warning("audit_available_again", refused=refused)
-        self._append_system(
-            self._writer,
-            "audit.available_again",
-            {"refused": refused, "since": format_instant(since[0]), "why": since[1]},
-        )
+        log.warning("audit_available_again", refused=detail["refused"])
+        self._append_system(self._writer, AVAILABLE_AGAIN, detail)
+        self._outage.ended(detail)
         return True
 
     def _restore_mirror(self) -> None:
@@ -308,39 +300,9 @@ class AuditLog:
 
     # -- appending -------------------------------------------------------------------
 
-    def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
-        now = dt.datetime.now(dt.UTC)
-        # The items of a batch share their instant: written as text once for all of them.
-        instants: dict[dt.datetime, str] = {}
-        return [
-            PendingRecord.from_event(event, self._protector, now, self.policy_set, instants)
-            for event in events
-        ]
-
     def announce(self) -> Announcement:
         """A request that will append is under way: group commit may wait for it (use ``with``)."""
         return self._writer.announce()
-
-    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
-        """Log one event; resolves to its seq once it is on disk."""
-        return (await self.append_many([event], announcement=announcement))[0]
-
-    async def append_many(
-        self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
-    ) -> list[int]:
-        """Log several events (e.g. a batch's items) in one commit; resolves to their seqs, in order."""
-        return (await self._append(events, (), announcement))[0]
-
-    async def append_receipted(
-        self,
-        events: Iterable[AuditEvent],
-        receipts_for: Sequence[int],
-        *,
-        announcement: Announcement | None = None,
-    ) -> tuple[list[int], list[str]]:
-        """Like :meth:`append_many`, and the receipts (R11) of the events at ``receipts_for`` (allowed
-        checks), in that order: signed by the writer process as soon as it has given them their seqs."""
-        return await self._append(events, receipts_for, announcement)
 
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
@@ -364,10 +326,6 @@ class AuditLog:
             seqs, receipts = outcome
             return list(seqs), list(receipts)
         return outcome, []
-
-    def append_sync(self, event: AuditEvent) -> int:
-        """Log one event, blocking until it is on disk; return its seq."""
-        return self.append_many_sync([event])[0]
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
         self._admit()
@@ -403,103 +361,27 @@ class AuditLog:
 
     # -- reading ---------------------------------------------------------------------
 
-    def records(self, *, since_seq: int | None = None, until_seq: int | None = None) -> Iterator[AuditRecord]:
-        """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive."""
+    def records(
+        self, *, since_seq: int | None = None, until_seq: int | None = None, log_id: str | None = None
+    ) -> Iterator[AuditRecord]:
+        """Stored records in seq order, ``since_seq`` and ``until_seq`` inclusive. ``log_id`` (the
+        PostgreSQL log's parameter, which holds every replica's log) must be None: this file holds only
+        this replica's log."""
+        if log_id is not None:
+            raise ValueError(f"the embedded audit log holds only this replica's log, not log {log_id}")
         self._writer.flush()
         return self._store.records(since_seq=since_seq, until_seq=until_seq)
 
-    def _filter(
-        self,
-        *,
-        since: dt.datetime | None,
-        until: dt.datetime | None,
-        caller_id: str | None,
-        department: str | None,
-        matter: str | None,
-        outcome: str | None,
-        kind: str | None,
-        subject: str | None,
-    ) -> AuditFilter:
-        return AuditFilter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject_hashes=None if subject is None else tuple(self._protector.search_hashes(subject)),
-        )
+    # -- the auditor's reads: query and export (reading.FilteredReads) ---------------------
 
-    def query(
-        self,
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> list[AuditRecord]:
-        """The newest ``limit`` records matching every given filter (and older than ``before_seq``, when
-        given), oldest first (newest last).
-
-        ``subject`` is the raw identifier; it is hashed under every HMAC key id (old ones too) and
-        never stored or returned. ``since`` is inclusive, ``until`` exclusive.
-        """
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        if before_seq is not None:
-            criteria = dataclasses.replace(criteria, before_seq=before_seq)
+    def _settle(self) -> None:
         self._writer.flush()
+
+    def _newest(self, criteria: AuditFilter, limit: int) -> list[AuditRecord]:
         return self._store.query(criteria, limit=limit)
 
-    def export(
-        self,
-        out: TextIO,
-        format: ExportFormat = "jsonl",
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        include_ciphertext: bool = False,
-    ) -> int:
-        """Write every matching record (seq order) as JSON Lines or CSV; return how many.
-
-        The subject is exported as its keyed hash only; ``include_ciphertext`` adds ``subject_enc``
-        (needed to re-hash the exported records against the chain, useless without the AES key).
-        """
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        self._writer.flush()
-        return export_records(
-            self._store.matching(criteria), out, format, include_ciphertext=include_ciphertext
-        )
+    def _every(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
+        return self._store.matching(criteria)
 
     def reveal(
         self, seqs: Sequence[int], *, by: str = "unspecified", purpose: str = ""
@@ -512,13 +394,7 @@ class AuditLog:
         seqs = [int(seq) for seq in seqs]
         self.append_sync(AuditEvent(kind="reveal", caller_id=by, purpose=purpose, detail={"seqs": seqs}))
         self._writer.flush()
-        found = self._store.records_by_seq(seqs)
-        revealed: list[tuple[int, str | None]] = []
-        for seq in seqs:
-            record = found.get(seq)
-            protected = record.protected_subject if record else None
-            revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
-        return revealed
+        return self._revealed(seqs, self._store.records_by_seq(seqs))
 
     def count_by_caller(
         self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str

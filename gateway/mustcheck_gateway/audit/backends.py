@@ -56,17 +56,19 @@ def audit_store_for(
 def open_postgres_log(
     url: str,
     log_id: str,
-    keys_dir: Path,
+    keys: Path | KeyRing,
     *,
     checkpoint_every: int = 1000,
     checkpoint_interval_s: float = 10.0,
     crypto: str | None = None,
 ) -> PostgresAuditLog:
-    """This replica's log (``log_id``) in the PostgreSQL database at ``url`` (keys from ``keys_dir``).
+    """This replica's log (``log_id``) in the PostgreSQL database at ``url``, signed with ``keys`` (a key
+    ring the caller loaded, or the directory to load it from).
 
     The PostgreSQL log is of the international suite only (SHA-256 tree, Ed25519 heads): a key ring or a
     ``crypto`` of another suite is refused, naming it."""
-    keys = KeyRing.load_or_create(keys_dir, crypto)
+    if isinstance(keys, Path):
+        keys = KeyRing.load_or_create(keys, crypto)
     if keys.suite.name != DEFAULT_SUITE_NAME:
         raise AuditError(
             f"the audit log on PostgreSQL supports only the {DEFAULT_SUITE_NAME!r} crypto suite, not "

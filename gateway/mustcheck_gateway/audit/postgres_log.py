@@ -19,7 +19,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import psycopg
 import structlog
@@ -30,11 +30,12 @@ from mustcheck.tree_head import TreeHead
 
 from ..store.codec import format_instant
 from . import tree as merkle_tree
+from .appending import AppendFront
 from .chain import ChainWalker
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditIntegrityError, AuditLogClosed, AuditUnavailable
-from .export import ExportFormat, export_records
 from .keys import KeyKind, KeyRing, load_public_keys
+from .outage import AVAILABLE_AGAIN, Outage
 from .postgres_schema import (
     Connection,
     LogConnection,
@@ -46,7 +47,8 @@ from .postgres_schema import (
 from .postgres_writer import Flush, PostgresWriter, Submission, resolver
 from .protect import SubjectProtector
 from .query import AuditFilter
-from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord, PendingRecord
+from .reading import FilteredReads
+from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord
 from .remote_writer import Announcement
 from .retention import check_prune_allowed
 from .sqlite_log import _where, read_prune_anchors
@@ -72,10 +74,11 @@ class DroppedPartition:
     month: dt.date
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(FilteredReads, AppendFront):
     """This replica's audit log in the shared PostgreSQL database, and every replica's log for reading."""
 
     backend = "postgresql"
+    _export_log_ids = True
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class PostgresAuditLog:
         self._readers: list[Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._outage = Outage()  # since when and why appends are refused, and how many were
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
             migrate(connection)
         self._writer = PostgresWriter(
@@ -139,12 +143,24 @@ class PostgresAuditLog:
     # -- availability ---------------------------------------------------------------------
 
     def unavailable(self) -> str | None:
+        """Why appends are refused now (None: they are taken): the last commit failed a moment ago."""
         if self._closed:
             return "the audit log is closed"
-        return self._writer.recent_failure()
+        return self._outage.seen(self._writer.recent_failure())
 
     def note_available(self) -> bool:
-        return self.unavailable() is None
+        """Whether appends are taken again; if so and they were refused, record the outage (since when,
+        why, how many refused) as the embedded log does. ``AuditUnavailable`` if that record cannot be
+        committed after all (the outage is kept and recorded at the next try)."""
+        if self.unavailable() is not None:
+            return False
+        detail = self._outage.detail()
+        if detail is None:
+            return True
+        self.append_sync(AuditEvent(kind="admin", caller_id="system", outcome=AVAILABLE_AGAIN, detail=detail))
+        self._outage.ended(detail)
+        log.warning("audit_available_again", log_id=self.log_id, refused=detail["refused"])
+        return True
 
     # -- appending --------------------------------------------------------------------------
 
@@ -153,33 +169,13 @@ class PostgresAuditLog:
         self._writer.announce()
         return Announcement(self._writer)
 
-    def _prepare(self, events: Iterable[AuditEvent]) -> list[PendingRecord]:
-        now = dt.datetime.now(dt.UTC)
-        return [PendingRecord.from_event(event, self._protector, now, self.policy_set) for event in events]
-
     def _admit(self) -> None:
         if self._closed:
             raise AuditLogClosed("the audit log is closed")
         reason = self._writer.recent_failure()
         if reason is not None:
+            self._outage.refused(reason)
             raise AuditUnavailable(reason)
-
-    async def append(self, event: AuditEvent, *, announcement: Announcement | None = None) -> int:
-        return (await self.append_many([event], announcement=announcement))[0]
-
-    async def append_many(
-        self, events: Iterable[AuditEvent], *, announcement: Announcement | None = None
-    ) -> list[int]:
-        return (await self._append(events, (), announcement))[0]
-
-    async def append_receipted(
-        self,
-        events: Iterable[AuditEvent],
-        receipts_for: Sequence[int],
-        *,
-        announcement: Announcement | None = None,
-    ) -> tuple[list[int], list[str]]:
-        return await self._append(events, receipts_for, announcement)
 
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
@@ -196,11 +192,12 @@ class PostgresAuditLog:
         finally:
             if announcement is not None:
                 announcement.release()
-        seqs, receipts = await waiter
+        try:
+            seqs, receipts = await waiter
+        except AuditUnavailable as error:  # its commit failed: the request is refused
+            self._outage.refused(str(error))
+            raise
         return list(seqs), list(receipts)
-
-    def append_sync(self, event: AuditEvent) -> int:
-        return self.append_many_sync([event])[0]
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
         self._admit()
@@ -302,39 +299,10 @@ class PostgresAuditLog:
         for row in rows:
             yield _record((*row, wanted))
 
-    def _filter(self, **criteria: Any) -> AuditFilter:
-        subject = criteria.pop("subject", None)
-        return AuditFilter(
-            **criteria,
-            subject_hashes=None if subject is None else tuple(self._protector.search_hashes(subject)),
-        )
+    # -- the auditor's reads: query and export (reading.FilteredReads) ---------------------
 
-    def query(
-        self,
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        limit: int = 100,
-        before_seq: int | None = None,
-    ) -> list[AuditRecord]:
+    def _newest(self, criteria: AuditFilter, limit: int) -> list[AuditRecord]:
         """The newest ``limit`` matching records of every log (by time), oldest first."""
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-            before_seq=before_seq,
-        )
         where, parameters = _where(criteria)
         rows = (
             self._reader()
@@ -346,7 +314,7 @@ class PostgresAuditLog:
         )
         return [_record(row) for row in reversed(rows)]
 
-    def _matching(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
+    def _every(self, criteria: AuditFilter) -> Iterator[AuditRecord]:
         """Every matching record of every log, by log then seq, a page at a time."""
         where, parameters = _where(criteria)
         joiner = " AND " if where else " WHERE "
@@ -366,35 +334,6 @@ class PostgresAuditLog:
                 return
             last = (str(rows[-1][-1]), int(rows[-1][0]))
 
-    def export(
-        self,
-        out: TextIO,
-        format: ExportFormat = "jsonl",
-        *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        caller_id: str | None = None,
-        department: str | None = None,
-        matter: str | None = None,
-        outcome: str | None = None,
-        kind: str | None = None,
-        subject: str | None = None,
-        include_ciphertext: bool = False,
-    ) -> int:
-        criteria = self._filter(
-            since=since,
-            until=until,
-            caller_id=caller_id,
-            department=department,
-            matter=matter,
-            outcome=outcome,
-            kind=kind,
-            subject=subject,
-        )
-        return export_records(
-            self._matching(criteria), out, format, include_ciphertext=include_ciphertext, log_ids=True
-        )
-
     def reveal(
         self, seqs: Sequence[int], *, by: str = "unspecified", purpose: str = "", log_id: str | None = None
     ) -> list[tuple[int, str | None]]:
@@ -410,13 +349,7 @@ class PostgresAuditLog:
             .execute(f"{_SELECT} WHERE log_id = %s AND seq = ANY(%s)", (wanted, seqs))
             .fetchall()
         )
-        found = {int(row[0]): _record(row) for row in rows}
-        revealed: list[tuple[int, str | None]] = []
-        for seq in seqs:
-            record = found.get(seq)
-            protected = record.protected_subject if record else None
-            revealed.append((seq, self._protector.reveal(protected, seq=seq) if protected else None))
-        return revealed
+        return self._revealed(seqs, {int(row[0]): _record(row) for row in rows})
 
     def count_by_caller(
         self, since: dt.datetime, *, kinds: Sequence[str], subject_kind: str
@@ -520,17 +453,57 @@ def verify_one(
         connection.close()
 
 
+def newest_tree_heads(url: str) -> list[tuple[str, TreeHead | None]]:
+    """Every log in the database (by log id) and its newest signed tree head (None: none signed yet).
+    Empty when the database holds no audit log (its audit tables were never made)."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+        found = connection.execute("SELECT to_regclass('audit_log_tree_heads')").fetchone()
+        if found is None or found[0] is None:
+            return []
+        ids = [str(row[0]) for row in connection.execute("SELECT log_id FROM audit_logs ORDER BY log_id")]
+        newest = {
+            str(log_id): TreeHead.from_json(str(head))
+            for log_id, head in connection.execute(
+                "SELECT DISTINCT ON (log_id) log_id, head FROM audit_log_tree_heads "
+                "ORDER BY log_id, size DESC, at DESC"
+            )
+        }
+    return [(log_id, newest.get(log_id)) for log_id in sorted(set(ids) | set(newest))]
+
+
 def verify_logs(
-    url: str, public_keys: Mapping[str, PublicKey], *, heads: Sequence[tuple[TreeHead, str]] = ()
+    url: str,
+    public_keys: Mapping[str, PublicKey],
+    *,
+    heads: Sequence[tuple[TreeHead, str]] = (),
+    states: Mapping[str, TreeState] | None = None,
 ) -> list[tuple[str, VerifyReport]]:
     """Every log in the database, verified; ``heads`` (e.g. from receipts) go to the log they name.
-    A head that names a log the database does not hold is reported as a missing log."""
+    A head that names a log the database does not hold is reported as a missing log. A log with one of
+    ``states`` (the last verified head an auditor kept, by log id) is verified incrementally from it."""
     with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
         ids = [str(row[0]) for row in connection.execute("SELECT log_id FROM audit_logs ORDER BY log_id")]
+    kept = states or {}
     results = [
-        (log_id, verify_one(url, log_id, public_keys, heads=[(h, s) for h, s in heads if h.log_id == log_id]))
+        (
+            log_id,
+            verify_one(
+                url,
+                log_id,
+                public_keys,
+                heads=[(h, s) for h, s in heads if h.log_id == log_id],
+                state=kept.get(log_id),
+            ),
+        )
         for log_id in ids
     ]
+    for log_id, state in kept.items():
+        if log_id not in ids:
+            reason = (
+                f"the verification state names the log {log_id}, verified through record {state.size}, but "
+                "the database holds no such log (deleted)"
+            )
+            results.append((log_id, VerifyReport(False, 0, 0, 0, problem_seq=1, reason=reason)))
     for head, source in heads:
         if head.log_id not in ids:
             reason = (

@@ -36,8 +36,11 @@ _CACHED_SETS = 16
 
 
 class RecordSource(Protocol):
+    """A log replay reads records from: either backend (``log_id`` None: the gateway's own log; the
+    embedded log holds no other, the PostgreSQL log holds every replica's)."""
+
     def records(
-        self, *, since_seq: int | None = None, until_seq: int | None = None
+        self, *, since_seq: int | None = None, until_seq: int | None = None, log_id: str | None = None
     ) -> Iterator[AuditRecord]: ...
 
 
@@ -106,10 +109,10 @@ class Replays:
             raise FailedPrecondition(
                 "this gateway runs without its audit log: it has no record to replay", reason="replay.no_log"
             )
-        if log_id != self.log_id:  # another replica's log in the shared database
-            records = self.log.records(since_seq=seq, until_seq=seq, log_id=log_id)  # type: ignore[call-arg]
-        else:
-            records = self.log.records(since_seq=seq, until_seq=seq)
+        # Another replica's log is read only from the shared database (_reference refuses it otherwise).
+        records = self.log.records(
+            since_seq=seq, until_seq=seq, log_id=None if log_id == self.log_id else log_id
+        )
         record = next(iter(records), None)
         if record is None:
             raise NotFound(f"no record {reference} in this gateway's audit log", reason="replay.record")

@@ -115,7 +115,8 @@ def register(commands: Subparsers) -> None:
         help=_("list every gateway's audit chain and its published head"),
         description=_(
             "List the audit chains that make up the record (one per gateway, docs/scaling.md): "
-            "replica id, the last signed checkpoint each published, and when."
+            "replica id, the last signed checkpoint each published, and when; with a postgresql:// URL "
+            "also every replica's log in the database and its newest signed tree head."
         ),
     )
     heads.add_argument(
@@ -327,7 +328,7 @@ def run_verify(options: argparse.Namespace) -> int:
     public_keys = options.public_keys or options.data_dir / KEYS_DIR_NAME / "public"
     try:
         heads = [] if options.receipts is None else audit_tree.receipt_heads(options.receipts, public_keys)
-        state = audit_tree.read_state(options)
+        state = audit_tree.read_state(options, read_replica_id(options.data_dir))
         head = None if not options.store else _published_head(options.data_dir, options.store)
         if head is not None and head.tree_head:
             heads.append(audit_tree.published_tree_head(head.tree_head))
@@ -358,7 +359,9 @@ def _verify_postgres(options: argparse.Namespace) -> int:
             if options.receipts is None
             else audit_tree.receipt_heads(options.receipts, options.public_keys)
         )
-        reports = verify_logs(options.store, load_public_keys(options.public_keys), heads=heads)
+        states = audit_tree.read_states(options)
+        public = load_public_keys(options.public_keys)
+        reports = verify_logs(options.store, public, heads=heads, states=states)
     except (OSError, ValueError, AuditError) as error:
         return fail(str(error), EXIT_INVALID)
     except Exception as error:  # psycopg's errors: the database cannot be reached or read
@@ -377,6 +380,8 @@ def _verify_postgres(options: argparse.Namespace) -> int:
                 )
             )
     report = combined(reports)
+    if report.ok:  # every log verified: each one's next verification starts from here
+        audit_tree.write_states(options.state, [r.state for _, r in reports if r.state is not None])
     return _print_verdict(
         options,
         report.ok,
@@ -418,31 +423,83 @@ def run_heads(options: argparse.Namespace) -> int:
         heads = store.audit_heads()
     finally:
         store.close()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "replica": head.replica,
+            "backend": "embedded",
             "seq": head.seq,
             "record_hash": head.record_hash,
             "key_id": head.key_id,
             "signed_at": head.signed_at.isoformat(),
             "published_at": head.published_at.isoformat(),
+            "tree_head": head.tree_head or None,
         }
         for head in heads
     ]
+    if is_postgres_url(options.store):
+        try:
+            rows += _postgres_heads(options.store)
+        except Exception as error:  # psycopg's errors, or a stored head that cannot be read
+            return fail(
+                _("cannot read the audit logs in {url}: {error}").format(
+                    url=redacted(options.store), error=error
+                ),
+                EXIT_INVALID,
+            )
     if options.json:
         print_json(rows)
-    else:
-        for row in rows:
-            print(
-                f"{row['replica']}  through record {row['seq']}  "
-                f"signed {shown_instant(str(row['signed_at']))}  ({row['key_id']})"
-            )
+        return EXIT_OK
+    for row in rows:
+        if row["backend"] == "postgresql":
+            if row["seq"] is None:
+                print(_("{log}  (log in the database; no signed tree head yet)").format(log=row["replica"]))
+            else:
+                line = _("{log}  (log in the database)  tree head of {size} records, signed {at}  ({key})")
+                at = shown_instant(str(row["signed_at"]))
+                print(line.format(log=row["replica"], size=row["seq"], at=at, key=row["key_id"]))
+            continue
+        print(
+            f"{row['replica']}  through record {row['seq']}  "
+            f"signed {shown_instant(str(row['signed_at']))}  ({row['key_id']})"
+        )
+    embedded = sum(1 for row in rows if row["backend"] == "embedded")
+    if embedded:
         print(
             _("{count} audit chain(s): verify each gateway's data directory with --store").format(
-                count=len(rows)
+                count=embedded
             )
         )
+    if len(rows) > embedded:
+        print(
+            _(
+                "{count} audit log(s) in the database: verify them all with "
+                "audit verify --store URL --public-keys DIR"
+            ).format(count=len(rows) - embedded)
+        )
+    if not rows:
+        print(_("no audit chain or audit log found"))
     return EXIT_OK
+
+
+def _postgres_heads(url: str) -> list[dict[str, Any]]:
+    """Every log in the PostgreSQL audit tables and its newest signed tree head."""
+    from ..audit.postgres_log import newest_tree_heads
+
+    rows: list[dict[str, Any]] = []
+    for log_id, head in newest_tree_heads(url):
+        rows.append(
+            {
+                "replica": log_id,
+                "backend": "postgresql",
+                "seq": None if head is None else head.size,
+                "record_hash": None,
+                "key_id": None if head is None else head.key_id,
+                "signed_at": None if head is None else head.at,
+                "published_at": None,
+                "tree_head": None if head is None else head.to_json(),
+            }
+        )
+    return rows
 
 
 def _verify_online(options: argparse.Namespace, audit: pb_grpc.AuditServiceStub, call: CallOptions) -> int:

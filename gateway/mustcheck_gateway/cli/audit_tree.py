@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,17 @@ from mustcheck.receipts import InvalidReceipt, load_public_keys, verify_receipt
 from mustcheck.tree_head import TreeHead
 
 from ..audit import DEFAULT_FILE_NAME, KEYS_DIR_NAME
+from ..audit.errors import AuditIntegrityError
+from ..audit.journal import journal_path_for, read_journal
 from ..audit.sqlite_log import connect_read_only, iter_rows
 from ..audit.tree import latest_head, record_leaf, stored_tree
 from ..audit.verify import TreeState
 from ..i18n import _
 from ..store.urls import redacted
 from .common import EXIT_INVALID, EXIT_OK, fail, print_json
+
+# How long ``prove`` waits for a running gateway to index a record it holds in its journal.
+INDEX_WAIT_S = 2.0
 
 
 def add_verify_options(verify: argparse.ArgumentParser) -> None:
@@ -27,7 +34,7 @@ def add_verify_options(verify: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help=_(
-            "with --data-dir: receipts an auditor holds, one per line; the log must still hold every "
+            "receipts an auditor holds, one per line; the log must still hold every "
             "record their signed tree heads cover (records cut from the end are reported)"
         ),
     )
@@ -36,8 +43,8 @@ def add_verify_options(verify: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help=_(
-            "with --data-dir: the auditor's verification state: verify incrementally from the head it "
-            "names and write the new one there when the log verifies"
+            "the auditor's verification state (one line per log): verify each log incrementally from "
+            "the head it names and write the new ones there when the logs verify"
         ),
     )
     verify.add_argument("--full", action="store_true", help=_("with --state: verify the whole log again"))
@@ -66,18 +73,41 @@ def published_tree_head(text: str) -> tuple[TreeHead, str]:
     return TreeHead.from_json(text), "the tree head published to the store"
 
 
-def read_state(options: argparse.Namespace) -> TreeState | None:
+def read_states(options: argparse.Namespace) -> dict[str, TreeState]:
+    """The auditor's verification states, by log id (one line each; none with ``--full`` or no file)."""
     path: Path | None = options.state
     if path is None or options.full or not path.exists():
-        return None
-    return TreeState.from_json(path.read_text(encoding="utf-8"))
+        return {}
+    states: dict[str, TreeState] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            state = TreeState.from_json(line)
+        except ValueError as error:
+            raise ValueError(f"{path.name} line {number}: {error}") from None
+        states[state.log_id] = state
+    return states
+
+
+def read_state(options: argparse.Namespace, log_id: str | None = None) -> TreeState | None:
+    """The state of the one log of a data directory (``log_id``, its replica id, where known)."""
+    states = read_states(options)
+    if log_id is not None and log_id in states:
+        return states[log_id]
+    return next(iter(states.values())) if len(states) == 1 else None
 
 
 def write_state(path: Path | None, state: TreeState | None) -> None:
-    if path is None or state is None:
+    write_states(path, [] if state is None else [state])
+
+
+def write_states(path: Path | None, states: Sequence[TreeState]) -> None:
+    """Keep ``states`` (one line per log) in ``path``, replacing what it held, atomically."""
+    if path is None or not states:
         return
     partial = path.with_name(path.name + ".tmp")
-    partial.write_text(state.to_json() + "\n", encoding="utf-8")
+    partial.write_text("".join(state.to_json() + "\n" for state in states), encoding="utf-8")
     os.replace(partial, path)
 
 
@@ -126,6 +156,47 @@ def _open_log(options: argparse.Namespace) -> Any:
     return connect_read_only(options.data_dir / DEFAULT_FILE_NAME)
 
 
+def _journaled(options: argparse.Namespace) -> bool:
+    """Whether record SEQ is in the data directory's journal: durable, answered, not yet indexed (the
+    running gateway copies it into the database, under a new signed tree head, within moments)."""
+    if options.store is not None:
+        return False  # the PostgreSQL log commits records and their tree head together: no journal
+    try:
+        journal = read_journal(journal_path_for(options.data_dir / DEFAULT_FILE_NAME))
+    except (OSError, AuditIntegrityError):
+        return False
+    return any(int(row[0]) == options.seq for row in journal.rows)
+
+
+def _covering_head(options: argparse.Namespace, connection: Any) -> tuple[TreeHead | None, bool]:
+    """The newest tree head, and whether it covers record SEQ. A record still in the journal of a
+    running gateway is waited for, a short while, until the gateway has indexed it."""
+    deadline = time.monotonic() + INDEX_WAIT_S
+    while True:
+        head = latest_head(connection)
+        covered = head is not None and 1 <= options.seq <= head.size
+        if covered or time.monotonic() >= deadline or not _journaled(options):
+            return head, covered
+        time.sleep(0.05)
+
+
+def _not_covered(options: argparse.Namespace, head: TreeHead) -> int:
+    if options.seq >= 1 and _journaled(options):
+        return fail(
+            _(
+                "record {seq} is not covered by the newest tree head (size {size}) yet: it is durable in "
+                "the journal, but its gateway has not indexed it under a signed tree head; retry in a moment"
+            ).format(seq=options.seq, size=head.size),
+            EXIT_INVALID,
+        )
+    return fail(
+        _("record {seq} is not covered by the newest tree head (size {size})").format(
+            seq=options.seq, size=head.size
+        ),
+        EXIT_INVALID,
+    )
+
+
 def run_prove(options: argparse.Namespace) -> int:
     where = redacted(options.store) if options.store is not None else options.data_dir / DEFAULT_FILE_NAME
     try:
@@ -133,16 +204,11 @@ def run_prove(options: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         return fail(_("no audit log at {path}: {error}").format(path=where, error=error), EXIT_INVALID)
     try:
-        head = latest_head(connection)
+        head, covered = _covering_head(options, connection)
         if head is None:
             return fail(_("the log has no signed tree head yet: start its gateway once"), EXIT_INVALID)
-        if not 1 <= options.seq <= head.size:
-            return fail(
-                _("record {seq} is not covered by the newest tree head (size {size})").format(
-                    seq=options.seq, size=head.size
-                ),
-                EXIT_INVALID,
-            )
+        if not covered:
+            return _not_covered(options, head)
         rows = list(iter_rows(connection, after_seq=options.seq - 1, until_seq=options.seq))
         if not rows:
             return fail(_("record {seq} is not in the log (pruned?)").format(seq=options.seq), EXIT_INVALID)
