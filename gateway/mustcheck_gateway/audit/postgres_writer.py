@@ -1,7 +1,8 @@
 """Group commit into PostgreSQL: the writer thread of one replica's log in the shared database.
 
 The writer takes every submission waiting (and, while requests announced in the gateway are on their
-way, waits up to the group window for them), gives the records consecutive seqs of its log, chains
+way, waits up to the group window for them; with none announced, up to ``GROUP_LINGER_S``), gives
+the records consecutive seqs of its log, chains
 them, appends their leaves to the log's Merkle tree and signs ONE tree head over the new size; then
 writes records, new tree nodes, the head (and a chain checkpoint when one falls due) in ONE
 transaction. Only after that transaction commits are the seqs and receipts handed back: no answer
@@ -58,7 +59,7 @@ MAX_RECORDS_PER_COMMIT = 5000
 DEFAULT_GROUP_WINDOW_S = 0.002
 # How long a commit waits for more records when no request has announced one (as the embedded
 # writer's GROUP_LINGER_S): a record that comes within it shares the commit's transaction and head.
-GROUP_LINGER_S = 0.0005
+GROUP_LINGER_S = 0.001
 FAILURE_HOLD_S = 1.0
 STOP = object()
 

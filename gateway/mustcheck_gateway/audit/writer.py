@@ -3,7 +3,8 @@
 The writer runs in the audit writer process (:mod:`.writer_process`) and takes submissions (a list of
 protected records and the token its gateway knows them by), flushes and the stop from its
 :class:`Inbox`, the request pipe. It takes everything that is waiting (and, while requests announced
-in the gateway are still on their way, waits up to the group window for them), assigns consecutive
+in the gateway are still on their way, waits up to the group window for them; with none announced,
+up to ``GROUP_LINGER_S`` for one that comes anyway), assigns consecutive
 sequence numbers, links each record to the previous one's hash, appends them with any checkpoints
 that fall due to the journal, syncs it once, and reports every submission's seqs through ``deliver``.
 So requests never wait for one sync each.
@@ -97,7 +98,7 @@ class Inbox(Protocol):
 DEFAULT_GROUP_WINDOW_S = 0.002
 # How long a commit waits for more records when no request has announced one: a record that comes
 # within it shares the commit's sync, tree head and signature. Chosen by measurement (RESULTS.md).
-GROUP_LINGER_S = 0.0005
+GROUP_LINGER_S = 0.001
 
 
 def _name_os_thread(name: str) -> None:
