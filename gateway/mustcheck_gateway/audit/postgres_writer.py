@@ -1,7 +1,8 @@
 """Group commit into PostgreSQL: the writer thread of one replica's log in the shared database.
 
 The writer takes every submission waiting (and, while requests announced in the gateway are on their
-way, waits up to the group window for them), gives the records consecutive seqs of its log, chains
+way, waits up to the group window for them; with none announced, up to ``GROUP_LINGER_S``), gives
+the records consecutive seqs of its log, chains
 them, appends their leaves to the log's Merkle tree and signs ONE tree head over the new size; then
 writes records, new tree nodes, the head (and a chain checkpoint when one falls due) in ONE
 transaction. Only after that transaction commits are the seqs and receipts handed back: no answer
@@ -56,6 +57,9 @@ log = structlog.get_logger("mustcheck.audit")
 
 MAX_RECORDS_PER_COMMIT = 5000
 DEFAULT_GROUP_WINDOW_S = 0.002
+# How long a commit waits for more records when no request has announced one (as the embedded
+# writer's GROUP_LINGER_S): a record that comes within it shares the commit's transaction and head.
+GROUP_LINGER_S = 0.001
 FAILURE_HOLD_S = 1.0
 STOP = object()
 
@@ -103,6 +107,7 @@ class PostgresWriter:
         checkpoint_every: int,
         checkpoint_interval_s: float,
         group_window_s: float = DEFAULT_GROUP_WINDOW_S,
+        linger_s: float = GROUP_LINGER_S,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -112,6 +117,7 @@ class PostgresWriter:
         self._every = checkpoint_every
         self._interval = checkpoint_interval_s
         self._window = group_window_s
+        self._linger = min(group_window_s, linger_s)
         self.inbox: queue.Queue[object] = queue.Queue()
         self._announced = 0
         self._announced_lock = threading.Lock()
@@ -256,7 +262,8 @@ class PostgresWriter:
         except queue.Empty:
             return batch, flushes, False
         count = 0
-        deadline = time.monotonic() + self._window
+        first = time.monotonic()
+        deadline, linger_until = first + self._window, first + self._linger
         while True:
             if item is STOP:
                 return batch, flushes, True
@@ -272,8 +279,8 @@ class PostgresWriter:
                 continue
             except queue.Empty:
                 pass
-            remaining = deadline - time.monotonic()
-            if flushes or self._announced <= 0 or remaining <= 0:
+            remaining = (deadline if self._announced > 0 else linger_until) - time.monotonic()
+            if flushes or remaining <= 0:
                 return batch, flushes, False
             try:
                 item = self.inbox.get(timeout=remaining)
@@ -336,7 +343,8 @@ class PostgresWriter:
             if months:  # a month's first record: its partition is made first (once per writer and month)
                 ensure_partitions(connection, months)
                 self._months |= months
-            with connection.transaction(), connection.cursor() as cursor:
+            # One pipeline: BEGIN, the rows of each table, COMMIT and one sync, in one round trip.
+            with connection.pipeline(), connection.transaction(), connection.cursor() as cursor:
                 if values:
                     cursor.executemany(RECORD_INSERT, values)
                 self._insert_nodes(connection, nodes)
@@ -363,9 +371,11 @@ class PostgresWriter:
         self.commits += 1 if rows else 0
         self.last_commit_latency_s = time.perf_counter() - started
         first = rows[0][0] if rows else 0
+        outcomes: list[tuple[Callable[[Any], None], Any]] = []
         for submission, assigned in zip(batch, seqs, strict=True):
             receipts = [self._receipt(rows[assigned[index] - first]) for index in submission.receipts_for]
-            submission.resolve((assigned, receipts))
+            outcomes.append((submission.resolve, (assigned, receipts)))
+        resolve_all(outcomes)
 
     def _receipt(self, row: tuple[Any, ...]) -> str:
         assert self.head is not None
@@ -385,8 +395,7 @@ class PostgresWriter:
         outcome: Exception = (
             error if isinstance(error, AuditIntegrityError) else AuditUnavailable(self.failure)
         )
-        for submission in batch:
-            submission.resolve(outcome)
+        resolve_all([(submission.resolve, outcome) for submission in batch])
 
     def recent_failure(self) -> str | None:
         if self.failure is not None and time.monotonic() - self.failed_at < FAILURE_HOLD_S:
@@ -394,19 +403,48 @@ class PostgresWriter:
         return None
 
 
-def resolver(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> Callable[[Any], None]:
-    """Resolve ``waiter`` on its loop from the writer's thread (a cancelled waiter is skipped)."""
+class LoopResolver:
+    """Resolves one waiter on its event loop from the writer's thread (a cancelled waiter is skipped)."""
 
-    def settle(outcome: Any) -> None:
-        if waiter.done():
+    __slots__ = ("loop", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
+        self.loop = loop
+        self.waiter = waiter
+
+    def settle(self, outcome: Any) -> None:
+        """On the waiter's loop."""
+        if self.waiter.done():
             return
         if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
+            self.waiter.set_exception(outcome)
         else:
-            waiter.set_result(outcome)
+            self.waiter.set_result(outcome)
 
-    def resolve(outcome: Any) -> None:
+    def __call__(self, outcome: Any) -> None:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, outcome)
+            self.loop.call_soon_threadsafe(self.settle, outcome)
 
-    return resolve
+
+def resolver(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> Callable[[Any], None]:
+    """Resolve ``waiter`` on its loop from the writer's thread (a cancelled waiter is skipped)."""
+    return LoopResolver(loop, waiter)
+
+
+def _settle_all(settled: list[tuple[LoopResolver, Any]]) -> None:
+    for resolve, outcome in settled:
+        resolve.settle(outcome)
+
+
+def resolve_all(outcomes: list[tuple[Callable[[Any], None], Any]]) -> None:
+    """Resolve one commit's submissions: ONE wake-up of each event loop for all of its waiters (a
+    cross-thread wake-up per waiter cost the loop as much as the rest of its share of the commit)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopResolver, Any]]] = {}
+    for resolve, outcome in outcomes:
+        if isinstance(resolve, LoopResolver):
+            by_loop.setdefault(resolve.loop, []).append((resolve, outcome))
+        else:
+            resolve(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle_all, settled)

@@ -3,7 +3,8 @@
 The writer runs in the audit writer process (:mod:`.writer_process`) and takes submissions (a list of
 protected records and the token its gateway knows them by), flushes and the stop from its
 :class:`Inbox`, the request pipe. It takes everything that is waiting (and, while requests announced
-in the gateway are still on their way, waits up to the group window for them), assigns consecutive
+in the gateway are still on their way, waits up to the group window for them; with none announced,
+up to ``GROUP_LINGER_S`` for one that comes anyway), assigns consecutive
 sequence numbers, links each record to the previous one's hash, appends them with any checkpoints
 that fall due to the journal, syncs it once, and reports every submission's seqs through ``deliver``.
 So requests never wait for one sync each.
@@ -94,6 +95,9 @@ class Inbox(Protocol):
 
 # How long a commit may wait for records that requests in progress have announced.
 DEFAULT_GROUP_WINDOW_S = 0.002
+# How long a commit waits for more records when no request has announced one: a record that comes
+# within it shares the commit's sync, tree head and signature. Chosen by measurement (RESULTS.md).
+GROUP_LINGER_S = 0.001
 
 
 def _name_os_thread(name: str) -> None:
@@ -114,6 +118,7 @@ class GroupCommitWriter:
         checkpoint_every: int,
         checkpoint_interval_s: float,
         group_window_s: float = DEFAULT_GROUP_WINDOW_S,
+        linger_s: float = GROUP_LINGER_S,
         journal_path: Path,
         index_every: int | None = None,
         index_interval_s: float | None = None,
@@ -133,6 +138,7 @@ class GroupCommitWriter:
         self._interval = checkpoint_interval_s
         self._inbox = inbox
         self._window = group_window_s
+        self._linger = linger_s
         # Requests in progress in the gateway that will submit a record.
         self._announced = announced
         self._index_every = index_every
@@ -259,7 +265,8 @@ class GroupCommitWriter:
         except queue.Empty:
             return batch, flushes, False
         count = 0
-        deadline = time.monotonic() + self._window
+        first = time.monotonic()
+        deadline, linger_until = first + self._window, first + min(self._window, self._linger)
         while True:
             if item is STOP:
                 return batch, flushes, True  # everything submitted before close() is queued ahead of it
@@ -275,8 +282,9 @@ class GroupCommitWriter:
                 continue
             except queue.Empty:
                 pass
-            remaining = deadline - time.monotonic()
-            if flushes or self._announced.value <= 0 or remaining <= 0:
+            until = deadline if self._announced.value > 0 else linger_until
+            remaining = until - time.monotonic()
+            if flushes or remaining <= 0:
                 return batch, flushes, False
             try:
                 item = self._inbox.get(timeout=remaining)
