@@ -863,6 +863,8 @@ def test_an_incremental_verification_walks_only_what_follows(log_dir: Path) -> N
         25,
         "record 25, the last one verified before, is missing or changed (truncated or rewritten since)",
     )
+    # Whichever way the changed hash sorts against the record's ("f…" above it, "0…" below it).
+    assert problem(log_dir, log_id=log_id, state=dataclasses.replace(state, last_hash="0" * 64))[0] == 25
     forge(log_dir, 27, 27, outcome="cleared")
     assert problem(log_dir, log_id=log_id, state=state)[0] == 28
 
@@ -1069,7 +1071,15 @@ def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path
     log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
     log.append_many_sync(
         dataclasses.replace(log_event(number), at=old + dt.timedelta(minutes=number))
-        for number in range(1, 11)
+        for number in range(1, 6)
+    )
+    log.close()
+    early = verified(tmp_path, log_id=log_id_of(tmp_path)).state  # from before the records pruned below
+    assert early is not None and early.size == 5
+    log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
+    log.append_many_sync(
+        dataclasses.replace(log_event(number), at=old + dt.timedelta(minutes=number))
+        for number in range(6, 11)
     )
     log.append_many_sync(log_event(number) for number in range(11, 16))
     log.close()  # the records reach the database's index
@@ -1086,6 +1096,10 @@ def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path
     assert (report.first_seq, report.last_seq, report.records_checked) == (11, 16, 6)
     assert report.state is not None and report.state.size == 16
     assert report.state.root() == oracle_mth([*before, *oracle_leaves(rows)[-1:]])
+    # A state older than the prune anchor is of no use: the walk starts from the anchor, as without one.
+    from_early = verified(tmp_path, log_id=log_id, state=early)
+    assert from_early.ok, from_early.reason
+    assert (from_early.first_seq, from_early.last_seq, from_early.records_checked) == (11, 16, 6)
     pruned_head = head_for(tmp_path, 12, root=oracle_mth(before[:12]))
     assert verified(tmp_path, heads=[(pruned_head, "a receipt")]).ok
 
@@ -1227,6 +1241,15 @@ def test_a_live_log_s_journal_records_are_verified_too(tmp_path: Path) -> None:
     assert (unknown.reason or "").endswith("which is not among the public keys")
 
 
+def test_an_unreadable_journal_is_named_and_never_verifies(log_dir: Path) -> None:
+    journal = log_dir / "audit.journal"
+    assert journal.with_suffix(".sqlite3") == log_dir / "audit.sqlite3"
+    journal.write_bytes(b"not a journal frame")
+    report = verified(log_dir)
+    assert not report.ok and report.tampered
+    assert report.reason == "audit.journal: no frame starts at offset 0 (altered or damaged)"
+
+
 def test_a_record_whose_seq_is_not_a_number_is_named_without_one(log_dir: Path) -> None:
     with closing(connect(log_dir)) as connection:
         others = ", ".join(RECORD_COLUMNS[1:])
@@ -1244,13 +1267,14 @@ def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path
             AuditEvent(kind="admin", caller_id="", outcome=TAIL_CUT_OUTCOME),
             AuditEvent(kind="check", caller_id="approval", outcome=TAIL_CUT_OUTCOME),  # not the gateway's
             AuditEvent(kind="admin", caller_id="", outcome="audit.key_rotated"),  # another admin record
+            AuditEvent(kind="access", caller_id="", outcome=TAIL_CUT_OUTCOME),  # a kind sorting before it
         ]
     )
     log.close()
     report = verified(tmp_path)
     assert report.ok and report.repairs == ("record 1 says a torn journal tail was cut off at start",)
     assert str(report) == (
-        "audit log verifies (3 records, 1 checkpoints, 1 mirror entries checked); "
+        "audit log verifies (4 records, 1 checkpoints, 1 mirror entries checked); "
         "repaired: record 1 says a torn journal tail was cut off at start"
     )
 
