@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,6 +214,9 @@ def test_sm2_published_signature_example() -> None:
     assert key.verify(published, b"message digest")
     assert not key.verify(published, b"message digesT")
     assert not key.verify(sm2.encode_signature(SM2_R, SM2_S + 1), b"message digest")
+    # A key whose algorithm's name was read from text (an equal string, not the module's constant).
+    named = PublicKey("".join(("sm", "2")), SM2_PUBLIC)
+    assert named.verify(published, b"message digest") and named.der() == key.der()
     # Signing with the published private key: a fresh k each time, each signature verifies.
     signer = server_suite("sm").load_signer(
         sm2.pem("PRIVATE KEY", sm2.private_key_der(SM2_PRIVATE, SM2_PUBLIC))
@@ -304,6 +309,8 @@ def test_public_keys_are_subject_public_key_info_with_the_sm2_oid() -> None:
             bytes.fromhex("2A811CCF5501822D"), bytes.fromhex("2A8648CE3D030107")
         ),
         "trailing byte": expected + b"\x00",
+        "five length bytes": b"\x30\x85\x00\x00\x00\x00" + expected[1:],
+        "zero length bytes": b"\x30\x80" + expected[2:],
     }
     for why, bad in refused.items():
         assert sm2.public_key_from_der(bad) is None, why
@@ -406,6 +413,33 @@ def test_a_signature_openssl_makes_with_an_sm2_key_verifies(tmp_path: Path) -> N
     # OpenSSL's PKCS#8 key signs as ours (its private key read, its public key recomputed).
     signer = server_suite("sm").load_signer(generated.stdout)
     assert signer.public_key() == key and key.verify(signer.sign(b"m"), b"m")
+
+
+def test_without_the_sm2_library_sm3_works_and_sm2_names_the_extra() -> None:
+    """In a fresh interpreter where the SM2 library cannot be imported: SM3 falls back to OpenSSL's or
+    cryptography's and still gives GB/T 32905's digest; an SM2 signature is refused naming the extra."""
+    script = (
+        "import sys\n"
+        "sys.modules['gmssl_pyx'] = None  # the library is not installed\n"
+        "from mustcheck import _sm2\n"
+        "from mustcheck.suites import SuiteUnavailable, PublicKey\n"
+        "print(_sm2.sm3(b'abc').hex())\n"
+        "try:\n"
+        "    PublicKey.sm2(bytes.fromhex(sys.argv[1])).verify(bytes.fromhex(sys.argv[2]), b'm')\n"
+        "except SuiteUnavailable as error:\n"
+        "    print(error)\n"
+    )
+    signature = sm2.encode_signature(SM2_R, SM2_S).hex()
+    out = subprocess.run(
+        [sys.executable, "-c", script, SM2_PUBLIC.hex(), signature],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    digest, refusal = out.stdout.splitlines()
+    assert digest == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+    assert refusal == "SM2 signatures need the SM2 library: install it with pip install 'mustcheck[sm]'"
 
 
 # -- the key ring ------------------------------------------------------------------------------------
