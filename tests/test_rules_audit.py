@@ -48,6 +48,7 @@ from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, rete
 from mustcheck_gateway.audit.chain import ChainWalker
 from mustcheck_gateway.audit.checkpoint import CheckpointKind, signed_bytes
 from mustcheck_gateway.audit.errors import AuditIntegrityError
+from mustcheck_gateway.audit.journal import Journal
 from mustcheck_gateway.audit.record import (
     GENESIS_HASH,
     RECORD_COLUMNS,
@@ -1248,6 +1249,32 @@ def test_an_unreadable_journal_is_named_and_never_verifies(log_dir: Path) -> Non
     report = verified(log_dir)
     assert not report.ok and report.tampered
     assert report.reason == "audit.journal: no frame starts at offset 0 (altered or damaged)"
+
+
+def test_records_in_whole_frames_past_an_erased_stretch_of_the_journal_are_named(log_dir: Path) -> None:
+    """A journal whose first frame was zeroed, with a whole frame after it: if that frame holds records the
+    database lacks, acknowledged records would vanish unseen, so the log is tampered; if it holds only
+    records the database has (indexed, then the journal emptied), nothing is lost."""
+    last = rows_of(log_dir)[-1]
+    journal_path = log_dir / "audit.journal"
+    for seqs, lost in (((26, 27), True), ((24, 25), False)):
+        journal_path.unlink(missing_ok=True)
+        journal = Journal(journal_path)
+        journal.append([(seqs[0], *last[1:])], [])
+        first_frame = journal.size
+        journal.append([(seqs[1], *last[1:])], [])
+        journal.close()
+        data = journal_path.read_bytes()
+        journal_path.write_bytes(bytes(first_frame) + data[first_frame:])
+        if lost:
+            assert problem(log_dir) == (
+                26,
+                "the journal: records 27–27 lie in whole frames beyond a zeroed stretch of the journal (from "
+                "offset 0): part of the journal was erased (altered or damaged)",
+            )
+        else:
+            report = verified(log_dir)
+            assert report.ok, report.reason
 
 
 def test_a_record_whose_seq_is_not_a_number_is_named_without_one(log_dir: Path) -> None:
