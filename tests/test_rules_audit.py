@@ -1306,6 +1306,24 @@ def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path
     )
 
 
+def test_a_live_log_whose_journal_runs_past_the_stored_tree_verifies(tmp_path: Path) -> None:
+    """Records 1-3 indexed (the stored tree has 3 leaves), record 4 only in the journal: the node over
+    leaves 1-4 that record 4 completes is not stored yet, and is not compared (it is no deleted node)."""
+    log = AuditLog.open(
+        tmp_path, checkpoint_every=100, checkpoint_interval_s=3600, index_every=3, index_interval_s=3600
+    )
+    try:
+        log.append_many_sync(log_event(number) for number in range(1, 4))
+        log.append_many_sync([log_event(4)])  # the writer indexed 1-3 before it took this one
+        with closing(connect(tmp_path)) as connection:
+            assert stored_size(connection) == 3
+        report = verified(tmp_path)
+        assert report.ok, report.reason
+        assert (report.first_seq, report.last_seq, report.records_checked) == (1, 4, 4)
+    finally:
+        log.close()
+
+
 def test_a_log_past_256_records_verifies(tmp_path: Path) -> None:
     """Node indexes past 256 are distinct int objects in CPython: comparing the stored node's index with the
     one wanted by identity would call every such node missing."""
