@@ -1249,6 +1249,9 @@ def test_an_unreadable_journal_is_named_and_never_verifies(log_dir: Path) -> Non
     report = verified(log_dir)
     assert not report.ok and report.tampered
     assert report.reason == "audit.journal: no frame starts at offset 0 (altered or damaged)"
+    # Nothing was checked: no count claims otherwise.
+    counts = (report.records_checked, report.checkpoints_checked, report.mirror_entries_checked)
+    assert counts == (0, 0, 0) and report.problem_seq is None
 
 
 def test_records_in_whole_frames_past_an_erased_stretch_of_the_journal_are_named(log_dir: Path) -> None:
