@@ -419,6 +419,19 @@ def test_truncated_extended_or_misplaced_inclusion_proofs_lead_nowhere(size: int
             )
 
 
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_no_inclusion_proof_is_made_for_a_leaf_outside_the_tree(size: int) -> None:
+    leaves = [oracle_leaf(bytes([i])) for i in range(size)]
+
+    def subtree(start: int, end: int) -> bytes:
+        return oracle_mth(leaves[start:end])
+
+    assert inclusion_proof(size - 1, size, subtree) == oracle_path(size - 1, leaves)
+    for index in (-1, size, size + 1, 2 * size + 1):
+        with pytest.raises(ValueError, match=f"leaf {index} is not in a tree of {size} leaves"):
+            inclusion_proof(index, size, subtree)
+
+
 @pytest.mark.parametrize("new", [2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
 def test_truncated_extended_or_reversed_consistency_proofs_fail(new: int) -> None:
     leaves = [oracle_leaf(bytes([i])) for i in range(new)]
