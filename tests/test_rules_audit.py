@@ -420,7 +420,7 @@ def test_truncated_extended_or_misplaced_inclusion_proofs_lead_nowhere(size: int
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 8])
-def test_no_inclusion_proof_is_made_for_a_leaf_outside_the_tree(size: int) -> None:
+def test_no_proof_is_made_for_a_leaf_or_a_size_outside_the_tree(size: int) -> None:
     leaves = [oracle_leaf(bytes([i])) for i in range(size)]
 
     def subtree(start: int, end: int) -> bytes:
@@ -430,6 +430,10 @@ def test_no_inclusion_proof_is_made_for_a_leaf_outside_the_tree(size: int) -> No
     for index in (-1, size, size + 1, 2 * size + 1):
         with pytest.raises(ValueError, match=f"leaf {index} is not in a tree of {size} leaves"):
             inclusion_proof(index, size, subtree)
+    # Nor a consistency proof from an empty or negative size, or from a larger tree.
+    for old_size in (-1, 0, size + 1):
+        with pytest.raises(ValueError, match=f"no consistency proof from size {old_size} to size {size}"):
+            consistency_proof(old_size, size, subtree)
 
 
 @pytest.mark.parametrize("new", [2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
