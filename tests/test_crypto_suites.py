@@ -1,11 +1,11 @@
-"""The crypto suites (docs/crypto.md): the standards' published vectors, OpenSSL 3 verifying what an SM
-gateway signs (a tree head and a receipt), standard key and signature formats, a gateway refusing a key
-ring of the other suite, and the SDK naming the extra it needs for SM2."""
+"""The crypto suites end to end (docs/crypto.md): OpenSSL 3 verifying what an SM gateway signs (a tree head
+and a receipt), an SM gateway audited, a gateway refusing a key ring of the other suite, and the SDK naming
+the extra it needs for SM2. The standards' vectors and formats, without a gateway:
+tests/test_rules_suites.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,12 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from sm2_vectors import OPENSSL
+from sm2_vectors import openssl as _openssl
+from sm2_vectors import openssl_verifies as _openssl_verifies
 
 from mustcheck import Client, verify_receipt
-from mustcheck import _sm2 as sm2
 from mustcheck.receipts import parse_receipt
-from mustcheck.suites import SM, SM3, PublicKey, load_public_key, suite_of
+from mustcheck.suites import SM, load_public_key, suite_of
 from mustcheck.tree_head import TreeHead
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.crypto.suites import server_suite
@@ -27,107 +28,6 @@ from mustcheck_gateway.server import GatewayConfig, GatewayThread
 from conftest import POLICY_DIR
 from factories import new_uscc
 from provision import provision
-
-# GB/T 32918.2 / GM/T 0003.5 Annex A: the signature example on the recommended curve, user id
-# 1234567812345678, message "message digest" (the same vector as OpenSSL's test/sm2_internal_test.c).
-SM2_PRIVATE = bytes.fromhex("3945208F7B2144B13F36E38AC6D39F95889393692860B51A42FB81EF4DF7C5B8")
-SM2_PUBLIC = bytes.fromhex(
-    "09F9DF311E5421A150DD7D161E4BC5C672179FAD1833FC076BB08FF356F35020"
-    "CCEA490CE26775A52DC6EA718CC1AA600AED05FBF35E084A6632F6072DA9AD13"
-)
-SM2_Z = bytes.fromhex("B2E14C5C79C6DF5B85F4FE7ED8DB7A262B9DA7E07CCB0EA9F4747B8CCDA8A4F3")
-SM2_E = bytes.fromhex("F0B43E94BA45ACCAACE692ED534382EB17E6AB5A19CE7B31F4486FDFC0D28640")
-SM2_R = int("F5A03B0648D2C4630EEAC513E1BB81A15944DA3827D5B74143AC7EACEEE720B3", 16)
-SM2_S = int("B1B6AA29DF212FD8763182BC0D421CA1BB9038FD1F7F42D4840B69C485BBC1AA", 16)
-OPENSSL = shutil.which("openssl")
-
-
-def test_sm3_published_vectors() -> None:
-    """GB/T 32905 Annex A: "abc" and the 512-bit message "abcd" × 16."""
-    assert SM3.digest(b"abc").hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-    assert (
-        SM3.digest(b"abcd" * 16).hex() == "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
-    )
-    assert SM3.empty_root() == SM3.digest(b"") != bytes(32)
-    # Every SM3 the module may choose (the SM2 library's, OpenSSL's through hashlib, cryptography's) agrees.
-    implementations = [sm2._library_sm3(), sm2._openssl_sm3(), sm2._cryptography_sm3]
-    for sm3 in (found for found in implementations if found is not None):
-        assert sm3(b"abcd" * 16).hex().startswith("debe9ff92275b8a1")
-
-
-def test_sm4_published_vectors() -> None:
-    """GB/T 32907 Annex A (one block), and SM4-GCM as the gateway seals subjects (RFC 8998 A.1)."""
-    key = bytes.fromhex("0123456789abcdeffedcba9876543210")
-    encryptor = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
-    assert (encryptor.update(key) + encryptor.finalize()).hex() == "681edf34d206965e86b3e94f536e4246"
-    cipher = server_suite("sm").cipher(key)
-    nonce = bytes.fromhex("00001234567800000000ABCD")
-    aad = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
-    plain = bytes.fromhex("AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBBCCCCCCCCCCCCCCCCDDDDDDDDDDDDDDDD" * 1)
-    plain += bytes.fromhex("EEEEEEEEEEEEEEEEFFFFFFFFFFFFFFFFEEEEEEEEEEEEEEEEAAAAAAAAAAAAAAAA")
-    sealed = cipher.encrypt(nonce, plain, aad)
-    assert sealed.hex().upper() == (
-        "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
-        "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
-        "83DE3541E4C2B58177E065A9BF7B62EC"
-    )
-    assert cipher.decrypt(nonce, sealed, aad) == plain
-    from mustcheck_gateway.crypto.suites import AuthenticationFailed
-
-    with pytest.raises(AuthenticationFailed):
-        cipher.decrypt(nonce, sealed, aad + b"x")  # bound to its associated data
-
-
-def test_sm2_published_signature_example() -> None:
-    """The library cannot sign with a chosen k, so the published signature is verified, and Z, e and the
-    public key the standard gives are recomputed from its private key."""
-    assert sm2.public_from_private(SM2_PRIVATE) == SM2_PUBLIC
-    assert sm2.user_hash(SM2_PUBLIC) == SM2_Z
-    assert sm2.message_digest(SM2_PUBLIC, b"message digest") == SM2_E
-    published = sm2.encode_signature(SM2_R, SM2_S)
-    key = PublicKey.sm2(SM2_PUBLIC)
-    assert key.verify(published, b"message digest")
-    assert not key.verify(published, b"message digesT")
-    assert not key.verify(sm2.encode_signature(SM2_R, SM2_S + 1), b"message digest")
-    # A signature has one DER spelling: a padded integer or a long-form length is refused.
-    r_bytes = SM2_R.to_bytes(33, "big")
-    padded = b"\x02\x22\x00" + r_bytes + b"\x02\x21" + SM2_S.to_bytes(33, "big")
-    assert not key.verify(b"\x30" + bytes([len(padded)]) + padded, b"message digest")
-    long_form = b"\x30\x81" + published[1:]
-    assert not key.verify(long_form, b"message digest")
-    # Signing with the published private key: a fresh k each time, each signature verifies.
-    signer = server_suite("sm").load_signer(
-        sm2.pem("PRIVATE KEY", sm2.private_key_der(SM2_PRIVATE, SM2_PUBLIC))
-    )
-    first, second = signer.sign(b"message digest"), signer.sign(b"message digest")
-    assert first != second and key.verify(first, b"message digest") and key.verify(second, b"message digest")
-
-
-def test_public_keys_are_subject_public_key_info_with_the_sm2_oid() -> None:
-    der = PublicKey.sm2(SM2_PUBLIC).der()
-    assert der.hex().upper().startswith("3059301306072A8648CE3D020106082A811CCF5501822D034200" + "04")
-    assert load_public_key(PublicKey.sm2(SM2_PUBLIC).pem()) == PublicKey.sm2(SM2_PUBLIC)
-    bad_point = bytearray(der)
-    bad_point[-1] ^= 1  # no longer a point of the curve
-    with pytest.raises(ValueError):
-        load_public_key(sm2.pem("PUBLIC KEY", bytes(bad_point)))
-
-
-def _openssl(*arguments: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    assert OPENSSL is not None
-    return subprocess.run([OPENSSL, *arguments], input=data, capture_output=True, check=False, timeout=60)
-
-
-def _openssl_verifies(tmp_path: Path, public_pem: bytes, message: bytes, signature: bytes) -> bool:
-    (tmp_path / "key.pem").write_bytes(public_pem)
-    (tmp_path / "message").write_bytes(message)
-    (tmp_path / "signature").write_bytes(signature)
-    result = _openssl(
-        "pkeyutl", "-verify", "-pubin", "-inkey", str(tmp_path / "key.pem"), "-rawin",
-        "-in", str(tmp_path / "message"), "-sigfile", str(tmp_path / "signature"),
-        "-digest", "sm3", "-pkeyopt", "distid:1234567812345678",
-    )  # fmt: skip
-    return result.returncode == 0 and b"Signature Verified Successfully" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -175,23 +75,6 @@ def test_openssl_verifies_a_tree_head_and_a_receipt_the_sm_gateway_signed(
     stored = TreeHead.from_json(str(text_head))
     assert json.loads(text_head)["alg"] == {"hash": "sm3", "sig": "sm2"}
     assert _openssl_verifies(tmp_path, public_pem, stored.signed_bytes(), stored.signature)
-
-
-@pytest.mark.skipif(OPENSSL is None, reason="needs Debian's openssl command (OpenSSL 3)")
-def test_a_signature_openssl_makes_with_an_sm2_key_verifies(tmp_path: Path) -> None:
-    generated = _openssl("genpkey", "-algorithm", "SM2")
-    assert generated.returncode == 0, generated.stderr
-    (tmp_path / "private.pem").write_bytes(generated.stdout)
-    public = _openssl("pkey", "-pubout", "-in", str(tmp_path / "private.pem")).stdout
-    (tmp_path / "message").write_bytes(b"mustcheck")
-    signed = _openssl(
-        "pkeyutl", "-sign", "-inkey", str(tmp_path / "private.pem"), "-rawin", "-in",
-        str(tmp_path / "message"), "-digest", "sm3", "-pkeyopt", "distid:1234567812345678",
-    )  # fmt: skip
-    assert signed.returncode == 0, signed.stderr
-    key = load_public_key(public)
-    assert key.algorithm == "sm2" and key.verify(signed.stdout, b"mustcheck")
-    assert not key.verify(signed.stdout, b"mustcheck!")
 
 
 def test_an_sm_gateway_is_audited_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,6 +48,7 @@ from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, rete
 from mustcheck_gateway.audit.chain import ChainWalker
 from mustcheck_gateway.audit.checkpoint import CheckpointKind, signed_bytes
 from mustcheck_gateway.audit.errors import AuditIntegrityError
+from mustcheck_gateway.audit.journal import Journal
 from mustcheck_gateway.audit.record import (
     GENESIS_HASH,
     RECORD_COLUMNS,
@@ -416,6 +417,23 @@ def test_truncated_extended_or_misplaced_inclusion_proofs_lead_nowhere(size: int
                 root_from_inclusion_proof(SHA256, beyond, size, leaves[index], oracle_path(index, leaves))
                 is None
             )
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8])
+def test_no_proof_is_made_for_a_leaf_or_a_size_outside_the_tree(size: int) -> None:
+    leaves = [oracle_leaf(bytes([i])) for i in range(size)]
+
+    def subtree(start: int, end: int) -> bytes:
+        return oracle_mth(leaves[start:end])
+
+    assert inclusion_proof(size - 1, size, subtree) == oracle_path(size - 1, leaves)
+    for index in (-1, size, size + 1, 2 * size + 1):
+        with pytest.raises(ValueError, match=f"leaf {index} is not in a tree of {size} leaves"):
+            inclusion_proof(index, size, subtree)
+    # Nor a consistency proof from an empty or negative size, or from a larger tree.
+    for old_size in (-1, 0, size + 1):
+        with pytest.raises(ValueError, match=f"no consistency proof from size {old_size} to size {size}"):
+            consistency_proof(old_size, size, subtree)
 
 
 @pytest.mark.parametrize("new", [2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
@@ -863,6 +881,8 @@ def test_an_incremental_verification_walks_only_what_follows(log_dir: Path) -> N
         25,
         "record 25, the last one verified before, is missing or changed (truncated or rewritten since)",
     )
+    # Whichever way the changed hash sorts against the record's ("f…" above it, "0…" below it).
+    assert problem(log_dir, log_id=log_id, state=dataclasses.replace(state, last_hash="0" * 64))[0] == 25
     forge(log_dir, 27, 27, outcome="cleared")
     assert problem(log_dir, log_id=log_id, state=state)[0] == 28
 
@@ -1069,7 +1089,15 @@ def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path
     log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
     log.append_many_sync(
         dataclasses.replace(log_event(number), at=old + dt.timedelta(minutes=number))
-        for number in range(1, 11)
+        for number in range(1, 6)
+    )
+    log.close()
+    early = verified(tmp_path, log_id=log_id_of(tmp_path)).state  # from before the records pruned below
+    assert early is not None and early.size == 5
+    log = AuditLog.open(tmp_path, checkpoint_every=4, checkpoint_interval_s=3600)
+    log.append_many_sync(
+        dataclasses.replace(log_event(number), at=old + dt.timedelta(minutes=number))
+        for number in range(6, 11)
     )
     log.append_many_sync(log_event(number) for number in range(11, 16))
     log.close()  # the records reach the database's index
@@ -1086,6 +1114,10 @@ def test_a_pruned_log_verifies_from_its_anchor_and_keeps_its_tree(tmp_path: Path
     assert (report.first_seq, report.last_seq, report.records_checked) == (11, 16, 6)
     assert report.state is not None and report.state.size == 16
     assert report.state.root() == oracle_mth([*before, *oracle_leaves(rows)[-1:]])
+    # A state older than the prune anchor is of no use: the walk starts from the anchor, as without one.
+    from_early = verified(tmp_path, log_id=log_id, state=early)
+    assert from_early.ok, from_early.reason
+    assert (from_early.first_seq, from_early.last_seq, from_early.records_checked) == (11, 16, 6)
     pruned_head = head_for(tmp_path, 12, root=oracle_mth(before[:12]))
     assert verified(tmp_path, heads=[(pruned_head, "a receipt")]).ok
 
@@ -1227,6 +1259,44 @@ def test_a_live_log_s_journal_records_are_verified_too(tmp_path: Path) -> None:
     assert (unknown.reason or "").endswith("which is not among the public keys")
 
 
+def test_an_unreadable_journal_is_named_and_never_verifies(log_dir: Path) -> None:
+    journal = log_dir / "audit.journal"
+    assert journal.with_suffix(".sqlite3") == log_dir / "audit.sqlite3"
+    journal.write_bytes(b"not a journal frame")
+    report = verified(log_dir)
+    assert not report.ok and report.tampered
+    assert report.reason == "audit.journal: no frame starts at offset 0 (altered or damaged)"
+    # Nothing was checked: no count claims otherwise.
+    counts = (report.records_checked, report.checkpoints_checked, report.mirror_entries_checked)
+    assert counts == (0, 0, 0) and report.problem_seq is None
+
+
+def test_records_in_whole_frames_past_an_erased_stretch_of_the_journal_are_named(log_dir: Path) -> None:
+    """A journal whose first frame was zeroed, with a whole frame after it: if that frame holds records the
+    database lacks, acknowledged records would vanish unseen, so the log is tampered; if it holds only
+    records the database has (indexed, then the journal emptied), nothing is lost."""
+    last = rows_of(log_dir)[-1]
+    journal_path = log_dir / "audit.journal"
+    for seqs, lost in (((26, 27), True), ((24, 25), False)):
+        journal_path.unlink(missing_ok=True)
+        journal = Journal(journal_path)
+        journal.append([(seqs[0], *last[1:])], [])
+        first_frame = journal.size
+        journal.append([(seqs[1], *last[1:])], [])
+        journal.close()
+        data = journal_path.read_bytes()
+        journal_path.write_bytes(bytes(first_frame) + data[first_frame:])
+        if lost:
+            assert problem(log_dir) == (
+                26,
+                "the journal: records 27–27 lie in whole frames beyond a zeroed stretch of the journal (from "
+                "offset 0): part of the journal was erased (altered or damaged)",
+            )
+        else:
+            report = verified(log_dir)
+            assert report.ok, report.reason
+
+
 def test_a_record_whose_seq_is_not_a_number_is_named_without_one(log_dir: Path) -> None:
     with closing(connect(log_dir)) as connection:
         others = ", ".join(RECORD_COLUMNS[1:])
@@ -1244,15 +1314,45 @@ def test_a_gateway_s_record_of_a_cut_journal_tail_is_listed_as_a_repair(tmp_path
             AuditEvent(kind="admin", caller_id="", outcome=TAIL_CUT_OUTCOME),
             AuditEvent(kind="check", caller_id="approval", outcome=TAIL_CUT_OUTCOME),  # not the gateway's
             AuditEvent(kind="admin", caller_id="", outcome="audit.key_rotated"),  # another admin record
+            AuditEvent(kind="access", caller_id="", outcome=TAIL_CUT_OUTCOME),  # a kind sorting before it
         ]
     )
     log.close()
     report = verified(tmp_path)
     assert report.ok and report.repairs == ("record 1 says a torn journal tail was cut off at start",)
     assert str(report) == (
-        "audit log verifies (3 records, 1 checkpoints, 1 mirror entries checked); "
+        "audit log verifies (4 records, 1 checkpoints, 1 mirror entries checked); "
         "repaired: record 1 says a torn journal tail was cut off at start"
     )
+
+
+def test_a_live_log_whose_journal_runs_past_the_stored_tree_verifies(tmp_path: Path) -> None:
+    """Records 1-3 indexed (the stored tree has 3 leaves), record 4 only in the journal: the node over
+    leaves 1-4 that record 4 completes is not stored yet, and is not compared (it is no deleted node)."""
+    log = AuditLog.open(
+        tmp_path, checkpoint_every=100, checkpoint_interval_s=3600, index_every=3, index_interval_s=3600
+    )
+    try:
+        log.append_many_sync(log_event(number) for number in range(1, 4))
+        log.append_many_sync([log_event(4)])  # the writer indexed 1-3 before it took this one
+        with closing(connect(tmp_path)) as connection:
+            assert stored_size(connection) == 3
+        report = verified(tmp_path)
+        assert report.ok, report.reason
+        assert (report.first_seq, report.last_seq, report.records_checked) == (1, 4, 4)
+    finally:
+        log.close()
+
+
+def test_a_log_past_256_records_verifies(tmp_path: Path) -> None:
+    """Node indexes past 256 are distinct int objects in CPython: comparing the stored node's index with the
+    one wanted by identity would call every such node missing."""
+    log = AuditLog.open(tmp_path, checkpoint_every=100, checkpoint_interval_s=3600)
+    log.append_many_sync(log_event(number) for number in range(1, 261))
+    log.close()
+    report = verified(tmp_path)
+    assert report.ok, report.reason
+    assert report.records_checked == 260
 
 
 def test_the_tree_catches_up_past_256_records(log_dir: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -174,7 +174,10 @@ class ServerSuite:
             if private is None:
                 raise ValueError("not an SM2 private key (PKCS#8 PEM)")
             return _SM2Signer(private, _sm2.public_from_private(private))
-        loaded = serialization.load_pem_private_key(pem, password=None)
+        try:
+            loaded = serialization.load_pem_private_key(pem, password=None)
+        except UnsupportedAlgorithm as error:  # an SM2 key: cryptography knows no such curve
+            raise ValueError(f"not an Ed25519 private key: {error}") from None
         if not isinstance(loaded, Ed25519PrivateKey):
             raise ValueError("not an Ed25519 private key")
         return _Ed25519Signer(loaded)
