@@ -16,7 +16,7 @@ from .authenticate import Authenticator
 from .authorize import check_subject, grant_for_matter
 from .model import Caller, Grant
 from .peers import FailedAuthLimit, PeerThrottle, peer_address
-from .ratelimit import PersonQuota, RateLimiter
+from .ratelimit import Limiter, PersonQuota, RateLimiter
 from .registry import AuthRegistry
 
 
@@ -26,10 +26,13 @@ class AccessControl:
         registry: AuthRegistry,
         authenticator: Authenticator,
         failed_auth_limit: FailedAuthLimit | None = None,
+        *,
+        limiter: Limiter | None = None,
     ) -> None:
+        """``limiter``: the rate limits' buckets (default: this process's own)."""
         self.registry = registry
         self.authenticator = authenticator
-        self.limiter = RateLimiter()
+        self.limiter: Limiter = limiter or RateLimiter()
         self.person_quota = PersonQuota()
         self.peers = PeerThrottle(failed_auth_limit)
 
