@@ -59,6 +59,7 @@ from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .observability.tracing import available as tracing_available
 from .observability.tracing import tracing_interceptors
+from .person_quota import person_quota_for
 from .policy import PolicySet, default_policy_dir
 from .policy.served import keep_served
 from .policy.sets import ServedPolicySet, load_served
@@ -70,7 +71,7 @@ from .refusals import RefusalAudit, RefusalFlusher
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
-from .workers.limits import SharedRateLimiter
+from .workers.limits import SharedRateLimiter, SharedTable
 
 log = structlog.get_logger("mustcheck.gateway")
 SERVICE_NAMES = tuple(
@@ -102,8 +103,8 @@ class WorkerRole:
 
     index: int
     count: int
-    # The descriptor of the rate-limit table the workers share (workers/limits.py).
-    rate_limits: int
+    # The descriptor of the table of rate limits (and person lookups) the workers share (workers/limits.py).
+    limits: int
 
 
 def worker_log_id(replica: str, worker: WorkerRole | None) -> str:
@@ -392,12 +393,15 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
             store, sink, config.data_dir, config.admin_department, config.clock()
         )
         registry = AuthRegistry(store)
+        # A caller's rate limit is one across the workers of a gateway (workers/limits.py), its daily
+        # person quota one across the workers and, on PostgreSQL, the replicas (person_quota.py).
+        limits = None if config.worker is None else SharedTable(config.worker.limits)
         access = AccessControl(
             registry,
             Authenticator(registry, config.clock),
             config.failed_auth_limit,
-            # A caller's rate limit is one across the workers of a gateway (workers/limits.py).
-            limiter=None if config.worker is None else SharedRateLimiter(config.worker.rate_limits),
+            limiter=None if limits is None else SharedRateLimiter(limits),
+            person_quota=person_quota_for(store, limits),
         )
         if is_audit_log(audit):
             seed_person_quota(access.person_quota, audit, config.clock())

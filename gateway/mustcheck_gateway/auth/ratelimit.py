@@ -30,6 +30,16 @@ class Limiter(Protocol):
         ...
 
 
+class Quota(Protocol):
+    def take(self, caller_id: str, at: dt.datetime, quota: int) -> bool:
+        """Count one person lookup if the quota allows it."""
+        ...
+
+    def seed(self, caller_id: str, day: dt.date, count: int) -> None: ...
+
+    def used(self, caller_id: str, at: dt.datetime) -> int: ...
+
+
 class RateLimiter:
     """Token buckets keyed by caller; the grant's rate and burst apply from the next call."""
 

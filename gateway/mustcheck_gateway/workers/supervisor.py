@@ -39,7 +39,7 @@ from ..private_files import make_private
 from ..server import ConfigError, GatewayConfig, WorkerRole, check_listener
 from ..store import ListStore, open_store
 from .config import config_to_json
-from .limits import SharedRateLimiter
+from .limits import SharedTable
 from .metrics import GatewayMetricsServer
 from .ports import HeldPort, PortInUse
 
@@ -97,7 +97,7 @@ class Supervisor:
         self._store: ListStore | None = None
         self._audit: AuditLog | None = None
         self._heads: HeadPublisher | None = None
-        self._limits: SharedRateLimiter | None = None
+        self._limits: SharedTable | None = None
         self._metrics: GatewayMetricsServer | None = None
         self._lifeline = (-1, -1)
 
@@ -164,7 +164,7 @@ class Supervisor:
                 published=published,
             )
             self._heads.start()
-        self._limits = SharedRateLimiter()
+        self._limits = SharedTable()
         self._lifeline = os.pipe()
         first = self._workers[0]
         await self._spawn(first)
