@@ -76,7 +76,7 @@ class HeldPort:
             holder = _holder(self.path)
             self.release()
             raise PortInUse(
-                f"cannot listen on {listen}: the {what} port {self.port} is held by another gateway{holder}"
+                f"cannot listen on {listen}: the {what} port {self.port} is in use by another gateway{holder}"
             ) from None
         self._lock = descriptor
         os.ftruncate(self._lock, 0)
