@@ -51,13 +51,13 @@ class Workers:
         self.target = f"127.0.0.1:{self.served.port}"
         self.admin = (data_dir / "admin.token").read_text().strip()
 
-    def log_event(self, name: str, *, after: int = 0, timeout: float = 30.0) -> dict[str, object]:
+    def log_event(self, name: str, *, after: int = 0, timeout: float = 30.0) -> dict[str, Any]:
         """The first operational log line ``name`` (JSON) at or after line ``after``, waiting for it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.served.lines[after:]:
                 if f'"{name}"' in line:
-                    event: dict[str, object] = json.loads(line)
+                    event: dict[str, Any] = json.loads(line)
                     return event
             time.sleep(0.05)
         raise AssertionError(f"no {name} in the gateway's log:\n" + "".join(self.served.lines))
