@@ -15,6 +15,8 @@ import json
 import os
 import signal
 
+import structlog
+
 from ..audit import AuditIntegrityError, KeyRingError
 from ..logs import configure_logging
 from ..policy import PolicyError
@@ -34,6 +36,8 @@ def _report(descriptor: int, **fields: object) -> None:
 
 async def _serve(options: argparse.Namespace) -> int:
     config = config_from_json(options.config)
+    if config.worker is not None:  # every log line says which worker wrote it
+        structlog.contextvars.bind_contextvars(worker=config.worker.index)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
