@@ -876,7 +876,12 @@ async def phase_workers(options: argparse.Namespace, figures: Figures) -> None:
         figures["workers_speedup"] = float("nan")
         say("not measured: benchmarks/workers_bench.py is not in this tree")
         return
-    command = [sys.executable, str(script), *(["--cpus", options.cpus] if options.cpus else [])]
+    command = [
+        sys.executable,
+        str(script),
+        *(["--cpus", options.cpus] if options.cpus else []),
+        *(["--quick"] if options.quick else []),
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=3600, check=False)
     lines = finished.stdout.strip().splitlines()
     for line in lines[:-1]:

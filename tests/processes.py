@@ -31,6 +31,9 @@ class ServeProcess:
                 # No drain period unless a test asks for one (a later --drain-seconds wins).
                 "--drain-seconds",
                 "0",
+                # One process unless a test asks for workers (serve's default: one per core).
+                "--workers",
+                "1",
                 *options,
             ],
             stderr=subprocess.PIPE,

@@ -59,6 +59,7 @@ from .malformed_requests import MalformedRequestAudit
 from .metrics import GatewayMetrics, MeteredAudit
 from .observability.tracing import available as tracing_available
 from .observability.tracing import tracing_interceptors
+from .person_quota import person_quota_for
 from .policy import PolicySet, default_policy_dir
 from .policy.served import keep_served
 from .policy.sets import ServedPolicySet, load_served
@@ -70,6 +71,7 @@ from .refusals import RefusalAudit, RefusalFlusher
 from .service import AuditSink, CheckService
 from .store import ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
+from .workers.limits import SharedRateLimiter, SharedTable
 
 log = structlog.get_logger("mustcheck.gateway")
 SERVICE_NAMES = tuple(
@@ -92,6 +94,23 @@ class TLSFiles:
     cert: Path
     key: Path
     client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process is worker ``index`` of a gateway's ``count`` serving one port (``serve --workers``,
+    workers/): its supervisor holds the data directory's lock, the port and the embedded audit log."""
+
+    index: int
+    count: int
+    # The descriptor of the table of rate limits (and person lookups) the workers share (workers/limits.py).
+    limits: int
+
+
+def worker_log_id(replica: str, worker: WorkerRole | None) -> str:
+    """The PostgreSQL audit log a (worker) process appends to: one log per worker, the first the
+    replica's own (a gateway run with one process or many keeps the same first log)."""
+    return replica if worker is None or worker.index == 0 else f"{replica}-w{worker.index}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,8 @@ class GatewayConfig:
     crypto: str | None = None
     # OpenTelemetry server spans under the callers' W3C trace context (serve --otel; extra mustcheck[otel]).
     tracing: bool = False
+    # Set in the worker processes of a multi-process gateway (serve --workers N; workers/).
+    worker: WorkerRole | None = None
 
 
 class ConfigError(Exception):
@@ -284,6 +305,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         raise ConfigError(f"unknown department {config.admin_department!r}; see departments.toml")
     check_listener(config)
     make_private(config.data_dir)
+    if config.worker is not None:  # the supervisor holds the data directory's lock for its workers
+        return await _start(config, served)
     # One gateway per data directory: taken before anything in it is opened, held until stop().
     try:
         data_lock = DataDirLock.acquire(config.data_dir, listen=config.listen)
@@ -320,7 +343,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
     # The log must extend the head this gateway last published (no rewind): AuditLog.open refuses otherwise.
     published = (
         published_head(store, replica_id(config.data_dir))
-        if config.audit_enabled and audit_url is None
+        if config.audit_enabled and audit_url is None and config.worker is None
         else None
     )
     try:
@@ -330,7 +353,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         elif audit_url is not None:
             audit = open_postgres_log(
                 audit_url,
-                replica_id(config.data_dir),
+                worker_log_id(replica_id(config.data_dir), config.worker),
                 keyring,
                 checkpoint_every=config.checkpoint_every,
                 checkpoint_interval_s=config.checkpoint_interval_s,
@@ -345,6 +368,8 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
                 published_head=None if published is None else head_checkpoint(published),
                 published_tree_head="" if published is None else published.tree_head,
                 keyring=keyring,
+                # A worker appends through its supervisor's writer: one log for the whole gateway.
+                attach=config.worker is not None,
             )
     except BaseException:
         store.close()
@@ -368,7 +393,16 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
             store, sink, config.data_dir, config.admin_department, config.clock()
         )
         registry = AuthRegistry(store)
-        access = AccessControl(registry, Authenticator(registry, config.clock), config.failed_auth_limit)
+        # A caller's rate limit is one across the workers of a gateway (workers/limits.py), its daily
+        # person quota one across the workers and, on PostgreSQL, the replicas (person_quota.py).
+        limits = None if config.worker is None else SharedTable(config.worker.limits)
+        access = AccessControl(
+            registry,
+            Authenticator(registry, config.clock),
+            config.failed_auth_limit,
+            limiter=None if limits is None else SharedRateLimiter(limits),
+            person_quota=person_quota_for(store, limits),
+        )
         if is_audit_log(audit):
             seed_person_quota(access.person_quota, audit, config.clock())
         legacy = LegacyCodes(policy, store)
@@ -387,7 +421,9 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         watch = WatchStreams(feed, access, sink, policy, heartbeat_s=config.watch_heartbeat_s)
         _register_gauges(metrics, audit, lookup_cache, watch, metered)
         # One gateway per port: without SO_REUSEPORT (gRPC's default sets it) a second gateway's bind on a
-        # port in use fails, instead of the kernel silently splitting connections between the two.
+        # port in use fails, instead of the kernel silently splitting connections between the two. The
+        # workers of one gateway share its port with SO_REUSEPORT; their supervisor keeps other gateways
+        # off it (workers/ports.py).
         # The refusal audit runs inside the error mapping: it sees the domain exceptions. The HTTP binding
         # runs its calls through these same interceptors (http/pipeline.py).
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
@@ -397,7 +433,10 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
         ]
         server = grpc.aio.server(
             interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES), ("grpc.so_reuseport", 0)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+                ("grpc.so_reuseport", 0 if config.worker is None else 1),
+            ],
         )
         # Receipts (R11) are signed with the gateway's keys, audited or not (so benchmarks compare alike);
         # the audit log's writer process signs them, this signer publishes the keys and reads receipts.
@@ -454,7 +493,7 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
                 interval_s=config.checkpoint_interval_s,
                 published=published,
             )
-            if isinstance(audit, AuditLog)
+            if isinstance(audit, AuditLog) and config.worker is None  # a worker's supervisor publishes
             else None
         )
         if heads is not None:
@@ -518,7 +557,9 @@ async def _start_http(config: GatewayConfig, pipeline: CallPipeline, health: Any
     assert config.http_listen is not None
     tls = HttpTLS(config.tls.cert, config.tls.key, config.tls.client_ca) if config.tls is not None else None
     try:
-        return await HttpListener.start(config.http_listen, pipeline, tls=tls, health=health)
+        return await HttpListener.start(
+            config.http_listen, pipeline, tls=tls, health=health, reuse_port=config.worker is not None
+        )
     except (OSError, ValueError):
         raise ConfigError(
             f"cannot listen for HTTP on {config.http_listen}: the address is in use or not available"

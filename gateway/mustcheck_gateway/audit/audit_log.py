@@ -10,13 +10,22 @@ The log keeps itself writable (docs/audit-log.md): a writer process that dies is
 record says so, and one more if it cut a torn journal tail); below the disk's free-space watermark
 (:mod:`.space`) appends are refused with :class:`~.errors.AuditUnavailable` until space returns, and
 a record then says how many were refused. :meth:`AuditLog.unavailable` says why appends are refused.
+
+A gateway of several worker processes (``serve --workers``) keeps one log: the process that opens it
+with ``workers=True`` holds it and its writer, which also listens for the workers
+(:mod:`.writer_clients`); each worker opens it with ``attach=True``: it submits to that writer, reads
+the same files, and neither takes the log's lock nor starts or records a writer of its own (when the
+writer is restarted, a worker attaches to the new one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +56,7 @@ from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
 from .sqlite_log import SqliteAuditStore
 from .verify import TreeState, VerifyReport, verify_log
+from .writer_clients import SOCKET_NAME
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -95,8 +105,12 @@ class AuditLog(FilteredReads, AppendFront):
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
+        workers: bool = False,
+        attach: bool = False,
     ) -> None:
         self.path = db_path
+        self._attached = attach
+        self._clients: socket.socket | None = None
         self.keyring = keyring
         self.mirror_path = mirror_path_for(db_path)
         self.journal_path = journal_path_for(db_path)
@@ -119,19 +133,38 @@ class AuditLog(FilteredReads, AppendFront):
         self._restarter: threading.Thread | None = None
         self.writer_restarts = 0
         self._outage = Outage()  # since when and why appends are refused, and how many were
-        self._lock = WriterLock(db_path)
+        self._lock = None if attach else WriterLock(db_path)
         try:
             self._store = SqliteAuditStore(db_path)
             self._mirror = CheckpointMirror(self.mirror_path)
             self._protector = SubjectProtector(keyring)
-            self._restore_mirror()
-            self._writer = self._start_writer()
+            if attach:
+                self._writer = RemoteWriter.attach(self.clients_path, keyring, on_exit=self._writer_stopped)
+            else:
+                if workers:
+                    self._clients = _listen(self.clients_path)
+                self._restore_mirror()
+                self._writer = self._start_writer()
         except BaseException:
             store: SqliteAuditStore | None = getattr(self, "_store", None)
             if store is not None:
                 store.close()
-            self._lock.release()
+            self._close_clients()
+            if self._lock is not None:
+                self._lock.release()
             raise
+
+    @property
+    def clients_path(self) -> Path:
+        """Where the writer of a multi-process gateway listens for its workers."""
+        return self.path.parent / SOCKET_NAME
+
+    def _close_clients(self) -> None:
+        if self._clients is not None:
+            self._clients.close()
+            self._clients = None
+            with contextlib.suppress(OSError):
+                _unix_call(self.clients_path, os.unlink)
 
     @classmethod
     def open(
@@ -149,6 +182,8 @@ class AuditLog(FilteredReads, AppendFront):
         published_tree_head: str = "",
         crypto: str | None = None,
         keyring: KeyRing | None = None,
+        workers: bool = False,
+        attach: bool = False,
     ) -> AuditLog:
         """Open (creating the database and the keys on first use) the audit log in ``data_dir``.
 
@@ -160,6 +195,8 @@ class AuditLog(FilteredReads, AppendFront):
         copied into the database (default: every 1,000 records or 50 ms). ``min_free_mb`` is the
         free-space watermark (0: none); ``published_head`` the head last published to the store: the
         log must extend it, and every head it signed, or it does not open (:mod:`.heads`).
+        ``workers``: its writer also takes the appends of this gateway's worker processes, which open
+        the log with ``attach``.
         """
         data_dir.mkdir(parents=True, exist_ok=True)
         if keyring is None:
@@ -174,6 +211,8 @@ class AuditLog(FilteredReads, AppendFront):
             min_free_mb=min_free_mb,
             published_head=published_head,
             published_tree_head=published_tree_head,
+            workers=workers,
+            attach=attach,
         )
 
     # -- the writer process: started, watched, started again -----------------------------
@@ -188,6 +227,7 @@ class AuditLog(FilteredReads, AppendFront):
             published_head=self.published_head,
             published_tree_head=self.published_tree_head,
             on_exit=self._writer_stopped,
+            clients=self._clients,
         )
         if writer.cut is not None:
             offset, length = writer.cut
@@ -228,8 +268,13 @@ class AuditLog(FilteredReads, AppendFront):
                     return
             self._writer.close()  # reap the old process and its pipes
             try:
-                self._restore_mirror()
-                writer = self._start_writer()
+                if self._attached:  # the gateway's writer is being restarted: attach to the new one
+                    writer = RemoteWriter.attach(
+                        self.clients_path, self.keyring, on_exit=self._writer_stopped
+                    )
+                else:
+                    self._restore_mirror()
+                    writer = self._start_writer()
             except AuditIntegrityError as error:  # a tamper alarm: stay down, loudly
                 with self._state:
                     self._down = f"the audit log does not verify: {error}"
@@ -247,6 +292,9 @@ class AuditLog(FilteredReads, AppendFront):
                 self._writer = writer
                 self._down = None
                 self.writer_restarts += 1
+            if self._attached:  # the process that holds the log records the restart
+                log.info("audit_writer_attached_again", last_seq=writer.last_seq)
+                return
             log.warning("audit_writer_restarted", restarts=self.writer_restarts, last_seq=writer.last_seq)
             try:
                 self._append_system(writer, "audit.writer_restarted", {"restarts": self.writer_restarts})
@@ -485,7 +533,9 @@ class AuditLog(FilteredReads, AppendFront):
             restarter.join()
         self._writer.close()
         self._store.close()
-        self._lock.release()
+        self._close_clients()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -494,3 +544,28 @@ class AuditLog(FilteredReads, AppendFront):
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _unix_call(path: Path, call: Any) -> Any:
+    """``call`` a Unix socket's path through its directory's descriptor: a socket's address may hold
+    only 107 bytes, a data directory's path more."""
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        return call(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)
+
+
+def _listen(path: Path) -> socket.socket:
+    """The writer's listening socket for the workers, at ``path`` (a stale one, left by a gateway that
+    was killed, is replaced: the data directory's lock says no other gateway uses it)."""
+    with contextlib.suppress(FileNotFoundError):
+        _unix_call(path, os.unlink)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _unix_call(path, listener.bind)
+        listener.listen(64)
+    except BaseException:
+        listener.close()
+        raise
+    return listener

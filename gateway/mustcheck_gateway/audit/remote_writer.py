@@ -11,6 +11,10 @@ answered on the main pipe, read by a thread.
 If the writer process ends without being told to, every waiter gets :class:`~.errors.AuditUnavailable`
 (nothing it was not told was durable may be answered) and ``on_exit`` is called: the
 :class:`~.audit_log.AuditLog` starts another writer process.
+
+A worker process of a multi-process gateway (``serve --workers``) does not start a writer: it
+attaches (:meth:`RemoteWriter.attach`) to the gateway's over its Unix socket (:mod:`.writer_clients`),
+two connections in place of the pipes, and submits the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import marshal
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +42,7 @@ from .errors import AuditError, AuditLogClosed, AuditUnavailable
 from .keys import KeyRing
 from .record import PendingRecord
 from .writer import DEFAULT_GROUP_WINDOW_S
+from .writer_clients import HELLO, LOOP, MAIN, WELCOME
 
 # After a commit the writer could not make durable, appends are refused this long before one is tried.
 FAILURE_HOLD_S = 1.0
@@ -117,9 +124,12 @@ class RemoteWriter:
         published_head: Checkpoint | None = None,
         published_tree_head: str = "",
         on_exit: Callable[[], None] | None = None,
+        clients: socket.socket | None = None,
     ) -> None:
+        """``clients``: the listening socket the workers of this gateway attach through, if any."""
         self._keyring = keyring
         self._on_exit = on_exit
+        self._sockets: tuple[socket.socket, ...] = ()
         self.cut: tuple[int, int] | None = None  # the torn journal tail the writer cut off at start
         self._announced = SharedCounter()
         requests_in, self._requests = os.pipe()
@@ -147,16 +157,61 @@ class RemoteWriter:
             command += ["--published-head", published_head.to_json()]
         if published_tree_head:
             command += ["--published-tree-head", published_tree_head]
+        passed = [requests_in, answers_out, loop_answers_out, self._announced.descriptor]
+        if clients is not None:
+            command += ["--clients", str(clients.fileno())]
+            passed.append(clients.fileno())
         try:
-            self._process = subprocess.Popen(
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
                 command,
-                pass_fds=(requests_in, answers_out, loop_answers_out, self._announced.descriptor),
+                pass_fds=passed,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
             )
         finally:
             for descriptor in (requests_in, answers_out, loop_answers_out):
                 os.close(descriptor)
+        self._init_state()
+        self._start()
+        self._start_reader()
+
+    @classmethod
+    def attach(
+        cls, path: Path, keyring: KeyRing, *, on_exit: Callable[[], None] | None = None
+    ) -> RemoteWriter:
+        """Attach to the writer of this gateway's log listening at ``path`` (a worker's side); raises
+        :class:`~.errors.AuditUnavailable` if no writer answers there."""
+        self = cls.__new__(cls)
+        self._keyring = keyring
+        self._on_exit = on_exit
+        self.cut = None
+        self._process = None
+        main = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        loop = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            main.settimeout(10.0)
+            _connect(main, path)
+            main.sendall(wire.encode((HELLO, MAIN, None)))
+            welcome, descriptor = _welcome(main)
+            main.settimeout(None)
+            _, ident, slot, stats = welcome
+            self._announced = SharedCounter(descriptor, slot=int(slot))
+            _connect(loop, path)
+            loop.sendall(wire.encode((HELLO, LOOP, int(ident))))
+        except (OSError, ValueError, EOFError) as error:
+            main.close()
+            loop.close()
+            raise AuditUnavailable(f"the audit writer does not answer at {path} ({error})") from None
+        self._sockets = (main, loop)
+        self._requests = self._answers = main.fileno()
+        self._loop_answers = loop.fileno()
+        os.set_blocking(self._loop_answers, False)
+        self._init_state()
+        self._record_stats(tuple(stats))
+        self._start_reader()
+        return self
+
+    def _init_state(self) -> None:
         self._reader = wire.FrameReader(self._answers)
         self._loop_reader = wire.FrameReader(self._loop_answers)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -174,11 +229,13 @@ class RemoteWriter:
         self.commits = 0
         self.checkpoints_written = 0
         self.last_commit_latency_s = 0.0
-        self._start()
+
+    def _start_reader(self) -> None:
         self._thread = threading.Thread(target=self._read_answers, name="mustcheck-audit-acks", daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
+        assert self._process is not None
         messages = self._reader.read()
         if not messages:
             self._process.wait()
@@ -317,6 +374,12 @@ class RemoteWriter:
             self._shut = self._closed = True
         with self._write_lock, contextlib.suppress(OSError):
             wire.write_all(self._requests, wire.encode((wire.CLOSE,)))
+        if self._process is None:  # attached: the writer answers CLOSED, then ends the connection
+            self._thread.join()
+            self._sockets[0].close()
+            self._announced.close()
+            self._detach_loop()
+            return
         os.close(self._requests)
         self._thread.join()
         self._process.wait()
@@ -328,12 +391,12 @@ class RemoteWriter:
         """Stop the loop reading its answer pipe (in the loop's thread), then close the pipe."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            os.close(self._loop_answers)
+            self._close_loop_answers()
             return
 
         def detach() -> None:
             loop.remove_reader(self._loop_answers)
-            os.close(self._loop_answers)
+            self._close_loop_answers()
 
         try:
             running = asyncio.get_running_loop()
@@ -345,12 +408,18 @@ class RemoteWriter:
             try:
                 loop.call_soon_threadsafe(detach)
             except RuntimeError:  # closed meanwhile
-                os.close(self._loop_answers)
+                self._close_loop_answers()
+
+    def _close_loop_answers(self) -> None:
+        if self._sockets:
+            self._sockets[1].close()
+        else:
+            os.close(self._loop_answers)
 
     # -- the reader thread ---------------------------------------------------------
 
     def _read_answers(self) -> None:
-        while (messages := self._reader.read()) is not None:
+        while (messages := self._read_main()) is not None:
             for message in messages:
                 if message[0] == wire.DONE:
                     self._settle(message[1])
@@ -371,6 +440,12 @@ class RemoteWriter:
             self._settle([(token, stopped) for token, _ in left])
         if unexpected and self._on_exit is not None:
             self._on_exit()
+
+    def _read_main(self) -> list[tuple[Any, ...]] | None:
+        try:
+            return self._reader.read()
+        except OSError:  # an attached worker's connection reset: the writer is gone
+            return None
 
     def _record_stats(self, stats: tuple[int, int, int, float]) -> None:
         self.last_seq, self.commits, self.checkpoints_written, self.last_commit_latency_s = stats
@@ -400,3 +475,31 @@ class RemoteWriter:
         for loop, results in deliveries.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
                 loop.call_soon_threadsafe(deliver_to_waiters, results)
+
+
+def _welcome(connection: socket.socket) -> tuple[tuple[Any, ...], int]:
+    """Read the writer's welcome frame and the descriptor of the shared count sent with it."""
+    data, descriptors, _, _ = socket.recv_fds(connection, 1 << 16, 1)
+    if not descriptors:
+        raise ValueError("no welcome from the audit writer")
+    buffer = bytearray(data)
+    while len(buffer) < 4 or len(buffer) < 4 + int.from_bytes(buffer[:4], "little"):
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            os.close(descriptors[0])
+            raise EOFError("the audit writer closed the connection")
+        buffer += chunk
+    message = marshal.loads(bytes(buffer[4 : 4 + int.from_bytes(buffer[:4], "little")]))
+    if not isinstance(message, tuple) or not message or message[0] != WELCOME:
+        os.close(descriptors[0])
+        raise ValueError("an unexpected answer from the audit writer")
+    return message, descriptors[0]
+
+
+def _connect(connection: socket.socket, path: Path) -> None:
+    """Connect through the directory's descriptor: a socket's address holds only 107 bytes."""
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        connection.connect(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)

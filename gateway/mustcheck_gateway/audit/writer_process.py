@@ -10,6 +10,9 @@ checks among them, made here because here is where their seqs and the tree are k
 proofs against the one tree head the writer signs for each commit. It stops,
 after committing everything it was sent and writing a final checkpoint, when told to or when the
 request pipe closes (the gateway is gone: whatever it sent is still made durable).
+
+With ``--clients`` it also takes requests from the worker processes of the same gateway over a Unix
+socket (:mod:`.writer_clients`): one log for the whole gateway, one writer.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import queue
 import select
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +43,7 @@ from .mirror import CheckpointMirror
 from .record import PendingRecord
 from .sqlite_log import SqliteAuditStore
 from .writer import STOP, Flush, GroupCommitWriter, Submission
+from .writer_clients import ClientHub, Item
 
 
 def _write_ready(descriptor: int, data: bytes | memoryview) -> memoryview:
@@ -81,6 +86,7 @@ class _Answers:
         self._answering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
         self._handed_off = 0  # batches of frames the answering thread has not finished writing
         self.writer: GroupCommitWriter | None = None
+        self.hub: ClientHub | None = None  # the workers' connections (--clients), if any
         self.loop_tokens: set[int] = set()
         # token -> (indexes of the rows to sign receipts for, the submission's records)
         self.receipts_due: dict[int, tuple[list[int], list[PendingRecord]]] = {}
@@ -99,6 +105,7 @@ class _Answers:
         """Report one commit's outcomes, each on the pipe its submitter reads (on the writer's thread)."""
         to_loop: list[tuple[int, Any]] = []
         to_main: list[tuple[int, Any]] = []
+        to_clients: dict[int, list[tuple[int, Any]]] = {}
         for token, outcome in outcomes:
             loop = token in self.loop_tokens
             self.loop_tokens.discard(token)
@@ -112,14 +119,27 @@ class _Answers:
                 except Exception as error:  # the records are durable; the checks fail without receipts
                     outcome = f"the receipts could not be made: {error!r}"
             plain: Any = repr(outcome) if isinstance(outcome, BaseException) else outcome
+            if token < 0:  # a worker's (writer_clients): answered under its own token, if it is still there
+                route = self.hub.route(token) if self.hub is not None else None
+                if route is not None:
+                    to_clients.setdefault(route[0], []).append((route[1], plain))
+                continue
             (to_loop if loop else to_main).append((token, plain))
         stats = self.stats()
-        frames: list[tuple[int, bytes]] = []
+        frames: list[tuple[int, bytes]] = [
+            (descriptor, wire.encode((wire.DONE, answered, stats)))
+            for descriptor, answered in to_clients.items()
+        ]
         if to_loop:
             frames.append((self._loop_descriptor, wire.encode((wire.DONE, to_loop, stats))))
         if to_main:
             frames.append((self._descriptor, wire.encode((wire.DONE, to_main, stats))))
         self._post(frames)
+
+    def idle(self) -> bool:
+        """Whether every answer handed to the answering thread has been written."""
+        with self._lock:
+            return self._handed_off == 0
 
     def _post(self, frames: list[tuple[int, bytes]]) -> None:
         """Write ``frames`` now if the pipes take them; hand what is left to the answering thread."""
@@ -129,8 +149,8 @@ class _Answers:
                 for index, (descriptor, data) in enumerate(frames):
                     try:
                         rest = _write_ready(descriptor, data)
-                    except OSError:  # the gateway is gone: nobody waits for these
-                        return
+                    except OSError:  # the gateway (or a worker) is gone: nobody waits for these
+                        continue
                     if rest:
                         left = [(descriptor, rest), *((d, memoryview(b)) for d, b in frames[index + 1 :])]
                         break
@@ -143,8 +163,8 @@ class _Answers:
 
     def _write_later(self, frames: list[tuple[int, memoryview]]) -> None:
         try:
-            with contextlib.suppress(OSError):  # the gateway is gone: nobody waits for these
-                for descriptor, data in frames:
+            for descriptor, data in frames:
+                with contextlib.suppress(OSError):  # the gateway (or a worker) is gone: nobody waits
                     _write_blocking(descriptor, data)
         finally:
             with self._lock:
@@ -163,7 +183,8 @@ class _Answers:
 
 
 class _PipeInbox:
-    """The writer's inbox: requests read straight from the pipe, on the writer's own thread."""
+    """The writer's inbox: requests read straight from the pipe (and the workers' connections, if
+    any), on the writer's own thread."""
 
     def __init__(self, descriptor: int, answers: _Answers, keys_dir: Path) -> None:
         os.set_blocking(descriptor, False)
@@ -176,6 +197,9 @@ class _PipeInbox:
         self._ended = False
 
     def get(self, block: bool = True, timeout: float | None = None) -> object:
+        hub = self._answers.hub
+        if hub is not None:
+            return self._get_with_clients(hub, block, timeout)
         if not self._items and not self._ended:
             if block and not select.select([self._descriptor], [], [], timeout)[0]:
                 raise queue.Empty
@@ -183,6 +207,39 @@ class _PipeInbox:
         if not self._items:
             raise queue.Empty
         return self._items.popleft()
+
+    def _get_with_clients(self, hub: ClientHub, block: bool, timeout: float | None) -> object:
+        hub.sweep(self._answers.idle())
+        if not self._items and not self._ended:
+            if hub.closing and (timeout is None or timeout > 0.05):
+                timeout = 0.05  # come back to close a gone worker's connections once its answers are out
+            ready = select.select([self._descriptor, *hub.descriptors()], [], [], timeout if block else 0)[0]
+            for descriptor in ready:
+                if descriptor == self._descriptor:
+                    self._take(self._reader.read_ready())
+                else:
+                    self._take_client(hub.readable(descriptor))
+        if not self._items:
+            raise queue.Empty
+        return self._items.popleft()
+
+    def _take_client(self, items: list[Item]) -> None:
+        for item in items:
+            if isinstance(item[0], Submission):
+                submission, receipts_for = item
+                if receipts_for:
+                    self._answers.receipts_due[submission.token] = (receipts_for, submission.records)
+                self._items.append(submission)
+                continue
+            flush, token = item
+            if token is not None:  # a worker's flush, answered under the writer's token
+                flush.future.add_done_callback(self._answers.flushed(token))
+            self._items.append(flush)
+
+    def reload_keys(self) -> None:
+        """A worker rotated a key: the files are written; the writer signs with the new ones."""
+        assert self._answers.writer is not None
+        self._answers.writer.use_keyring(KeyRing(self._keys_dir))
 
     def get_nowait(self) -> object:
         return self.get(block=False)
@@ -217,6 +274,8 @@ class _PipeInbox:
 
 def _serve(options: argparse.Namespace, answers: _Answers) -> None:
     store = SqliteAuditStore(options.db)
+    inbox = _PipeInbox(options.requests, answers, options.keys_dir)
+    announced = SharedCounter(options.announced)
     try:
         keyring = KeyRing(options.keys_dir)
         writer = GroupCommitWriter(
@@ -230,8 +289,8 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
             index_every=options.index_every,
             index_interval_s=options.index_interval,
             deliver=answers.done,
-            announced=SharedCounter(options.announced),
-            inbox=_PipeInbox(options.requests, answers, options.keys_dir),
+            announced=announced,
+            inbox=inbox,
             published_head=(
                 None if options.published_head is None else Checkpoint.from_json(options.published_head)
             ),
@@ -246,11 +305,17 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
         answers.send(wire.FAILED, type(error).__name__, str(error))
         return
     answers.writer = writer
+    if options.clients is not None:
+        listener = socket.socket(fileno=options.clients)
+        answers.hub = ClientHub(listener, announced, inbox.reload_keys, answers.stats, answers._post)
     cut = None if writer.cut is None else (writer.cut.offset, writer.cut.length)
     answers.send(wire.READY, writer.last_seq, cut)
     try:
         writer.run()
     finally:
+        if answers.hub is not None:
+            answers.finish()  # every answer out before the workers' connections close
+            answers.hub.close()
         store.close()
         answers.finish()
         answers.send(wire.CLOSED, answers.stats())
@@ -271,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answers", type=int, required=True, help="descriptor to write answers to")
     parser.add_argument("--loop-answers", type=int, required=True, help="descriptor for the event loop's")
     parser.add_argument("--announced", type=int, required=True, help="descriptor of the shared count")
+    parser.add_argument("--clients", type=int, default=None, help="descriptor of the workers' socket")
     parser.add_argument("--published-head", default=None, help="the head last published, as JSON")
     parser.add_argument("--published-tree-head", default=None, help="its signed tree head, as JSON")
     parser.add_argument("--log-level", default="info")

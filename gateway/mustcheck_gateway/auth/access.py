@@ -16,7 +16,7 @@ from .authenticate import Authenticator
 from .authorize import check_subject, grant_for_matter
 from .model import Caller, Grant
 from .peers import FailedAuthLimit, PeerThrottle, peer_address
-from .ratelimit import PersonQuota, RateLimiter
+from .ratelimit import Limiter, PersonQuota, Quota, RateLimiter
 from .registry import AuthRegistry
 
 
@@ -26,11 +26,16 @@ class AccessControl:
         registry: AuthRegistry,
         authenticator: Authenticator,
         failed_auth_limit: FailedAuthLimit | None = None,
+        *,
+        limiter: Limiter | None = None,
+        person_quota: Quota | None = None,
     ) -> None:
+        """``limiter``, ``person_quota``: where rate limits and person lookups are counted (default: in
+        this process)."""
         self.registry = registry
         self.authenticator = authenticator
-        self.limiter = RateLimiter()
-        self.person_quota = PersonQuota()
+        self.limiter: Limiter = limiter or RateLimiter()
+        self.person_quota: Quota = person_quota or PersonQuota()
         self.peers = PeerThrottle(failed_auth_limit)
 
     def caller(self, context: grpc.aio.ServicerContext[Any, Any], *, items: int = 1) -> Caller:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..china_time import CHINA_STANDARD_TIME
 
@@ -21,6 +22,22 @@ class _Bucket:
     updated: float
     rate: float
     burst: int
+
+
+class Limiter(Protocol):
+    def take(self, caller_id: str, rate: float, burst: int, count: int = 1) -> float:
+        """Take ``count`` tokens; return 0 if allowed, else the seconds to wait before retrying."""
+        ...
+
+
+class Quota(Protocol):
+    def take(self, caller_id: str, at: dt.datetime, quota: int) -> bool:
+        """Count one person lookup if the quota allows it."""
+        ...
+
+    def seed(self, caller_id: str, day: dt.date, count: int) -> None: ...
+
+    def used(self, caller_id: str, at: dt.datetime) -> int: ...
 
 
 class RateLimiter:

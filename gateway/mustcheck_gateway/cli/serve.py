@@ -24,6 +24,7 @@ from ..server import (
     start_gateway,
 )
 from ..store import StoreError, is_postgres_url
+from ..workers.supervisor import Supervisor, WorkerFailed, default_workers
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
@@ -153,6 +154,17 @@ def register(commands: Subparsers) -> None:
         ),
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help=_(
+            "gateway processes serving the port, all of one gateway: one audit log, rate limits and "
+            "quotas across them, one metrics scrape; a worker that dies is started again (default: one "
+            "per core; 1: a single process)"
+        ),
+    )
+    parser.add_argument(
         "--drain-seconds",
         type=float,
         default=DEFAULT_DRAIN_S,
@@ -226,8 +238,16 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
 
 def run(options: argparse.Namespace) -> int:
     configure_logging_from(options)
+    workers = default_workers() if options.workers is None else options.workers
+    if workers < 1:
+        return fail(_("refusing to start: --workers must be 1 or more"), EXIT_INVALID)
     try:
-        asyncio.run(_serve(config_from(options)))
+        if workers == 1:
+            asyncio.run(_serve(config_from(options)))
+        else:
+            asyncio.run(_supervise(config_from(options), workers, options))
+    except WorkerFailed as error:
+        return fail(_("refusing to start: {error}").format(error=error), error.code)
     except PolicyError as error:
         return fail(_("refusing to start: {error}").format(error=error), EXIT_FAILURE)
     except ConfigError as error:
@@ -243,23 +263,36 @@ async def _serve(config: GatewayConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     gateway = await start_gateway(config)
-    if gateway.admin_token_file is not None:
+    _announce(gateway.admin_token_file, gateway.port, gateway.http_port)
+    await stopping.wait()
+    await gateway.stop()
+
+
+async def _supervise(config: GatewayConfig, workers: int, options: argparse.Namespace) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    supervisor = Supervisor(config, workers, log_level=options.log_level, log_format=options.log_format)
+    await supervisor.start()
+    _announce(supervisor.admin_token_file, supervisor.port, supervisor.http_port)
+    print(_("{count} worker processes serve it").format(count=workers), file=sys.stderr, flush=True)
+    await stopping.wait()
+    await supervisor.stop()
+
+
+def _announce(admin_token_file: Path | None, port: int, http_port: int | None) -> None:
+    if admin_token_file is not None:
         print(
-            _("first start: the admin caller's token is in {path} (mode 0600)").format(
-                path=gateway.admin_token_file
-            ),
+            _("first start: the admin caller's token is in {path} (mode 0600)").format(path=admin_token_file),
             file=sys.stderr,
         )
     # tests/processes.py reads the port from the English line ("listening on port N").
     print(
-        _("mustcheck gateway listening on port {port} (Ctrl-C stops it)").format(port=gateway.port),
+        _("mustcheck gateway listening on port {port} (Ctrl-C stops it)").format(port=port),
         file=sys.stderr,
         flush=True,
     )
-    if gateway.http_port is not None:
+    if http_port is not None:
         # Not "listening on port": tests/processes.py reads the gRPC port from that line.
-        print(
-            _("HTTP/JSON binding on port {port}").format(port=gateway.http_port), file=sys.stderr, flush=True
-        )
-    await stopping.wait()
-    await gateway.stop()
+        print(_("HTTP/JSON binding on port {port}").format(port=http_port), file=sys.stderr, flush=True)

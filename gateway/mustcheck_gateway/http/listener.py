@@ -61,7 +61,9 @@ class HttpListener:
         tls: HttpTLS | None = None,
         health: Any = None,
         grace_s: float = 2.0,
+        reuse_port: bool = False,
     ) -> HttpListener:
+        """``reuse_port``: share the port with the other workers of the gateway (``serve --workers``)."""
         host, port = split_listen(listen)
         await pipeline.prepare()
         runner = web.AppRunner(
@@ -80,7 +82,7 @@ class HttpListener:
             port,
             ssl_context=server_ssl_context(tls) if tls is not None else None,
             reuse_address=True,
-            reuse_port=False,
+            reuse_port=reuse_port,
         )
         try:
             await site.start()

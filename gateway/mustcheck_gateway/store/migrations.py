@@ -190,6 +190,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "feedback names the audit log of the check it rests on: a record is (log id, seq) in a deployment",
         ("ALTER TABLE feedback ADD COLUMN check_log TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        11,
+        "person lookups by caller and day (China Standard Time): a daily quota is counted where every "
+        "gateway of a deployment counts (used on PostgreSQL; an embedded store's gateway counts in memory)",
+        (
+            """CREATE TABLE person_lookups (
+                caller_id TEXT NOT NULL,
+                day TEXT NOT NULL,
+                used BIGINT NOT NULL,
+                PRIMARY KEY (caller_id, day)
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

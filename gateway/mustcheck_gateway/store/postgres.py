@@ -399,6 +399,39 @@ class PostgresStore:
                 kept_policies.from_values(row) for row in connection.execute(kept_policies.SELECT_LISTING)
             ]
 
+    # -- person lookups counted for the daily quotas, across every gateway of the deployment --------
+
+    def take_person_lookup(self, caller_id: str, day: str, quota: int) -> bool:
+        """Count one person lookup of ``caller_id`` on ``day`` if fewer than ``quota`` are counted (one
+        statement: exact whatever the number of gateways counting at once)."""
+        if quota <= 0:
+            return False
+        with self._db.connection() as connection:
+            row = connection.execute(
+                "INSERT INTO person_lookups (caller_id, day, used) VALUES (%s, %s, 1) "
+                "ON CONFLICT (caller_id, day) DO UPDATE SET used = person_lookups.used + 1 "
+                "WHERE person_lookups.used < %s RETURNING used",
+                (caller_id, day, quota),
+            ).fetchone()
+        return row is not None
+
+    def seed_person_lookups(self, caller_id: str, day: str, count: int) -> None:
+        """Never fewer than ``count`` lookups counted for ``caller_id`` on ``day``."""
+        with self._db.connection() as connection:
+            connection.execute(
+                "INSERT INTO person_lookups (caller_id, day, used) VALUES (%s, %s, %s) "
+                "ON CONFLICT (caller_id, day) DO UPDATE "
+                "SET used = GREATEST(person_lookups.used, excluded.used)",
+                (caller_id, day, count),
+            )
+
+    def person_lookups(self, caller_id: str, day: str) -> int:
+        with self._db.connection() as connection:
+            row = connection.execute(
+                "SELECT used FROM person_lookups WHERE caller_id = %s AND day = %s", (caller_id, day)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def subject_changes(self, after: int, *, limit: int = 1000) -> list[SubjectChange]:
         with self._db.connection() as connection:
             rows = connection.execute(select_changes("%s"), (after, limit))
