@@ -50,18 +50,7 @@ class RecentChecks:
 
     def note(self, caller_id: str, subject: str) -> float | None:
         """``caller_id`` checks ``subject`` now; returns when it was noted before (None: it was not)."""
-        now = self.clock()
-        subjects = self._by_caller.get(caller_id)
-        if subjects is None:
-            subjects = self._by_caller[caller_id] = OrderedDict()
-        previous = subjects.get(subject)
-        subjects[subject] = now
-        subjects.move_to_end(subject)
-        self._prune(subjects, now)
-        while len(subjects) > self.max_per_caller:
-            _, at = subjects.popitem(last=False)
-            self._forgotten[caller_id] = max(self._forgotten.get(caller_id, _NEVER), at)
-        return previous
+        return self.note_many(caller_id, (subject,))[subject]
 
     def note_many(self, caller_id: str, subjects: Iterable[str]) -> dict[str, float | None]:
         """:meth:`note` for several subjects at one instant; returns each one's previous note (of its

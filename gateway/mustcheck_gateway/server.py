@@ -69,7 +69,7 @@ from .receipts import ReceiptSigner
 from .reflection import enable_reflection
 from .refusals import RefusalAudit, RefusalFlusher
 from .service import AuditSink, CheckService
-from .store import ListStore, open_store, redacted
+from .store import AuditHead, ListStore, open_store, redacted
 from .watch import DEFAULT_HEARTBEAT_S, WatchStreams
 from .workers.limits import SharedRateLimiter, SharedTable
 
@@ -322,6 +322,32 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     return gateway
 
 
+def open_embedded_audit(
+    config: GatewayConfig,
+    keyring: KeyRing,
+    published: AuditHead | None,
+    *,
+    workers: bool = False,
+    attach: bool = False,
+) -> AuditLog:
+    """The embedded audit log in ``config``'s data directory, extending the head last ``published``.
+
+    ``workers``: the log's writer serves the worker processes of one gateway (its supervisor opens it);
+    ``attach``: a worker appends through that writer.
+    """
+    return AuditLog.open(
+        config.data_dir,
+        checkpoint_every=config.checkpoint_every,
+        checkpoint_interval_s=config.checkpoint_interval_s,
+        min_free_mb=config.audit_min_free_mb,
+        published_head=None if published is None else head_checkpoint(published),
+        published_tree_head="" if published is None else published.tree_head,
+        keyring=keyring,
+        workers=workers,
+        attach=attach,
+    )
+
+
 async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
     policy = served.policy
     store = open_store(config.data_dir, url=config.store_url)
@@ -360,17 +386,8 @@ async def _start(config: GatewayConfig, served: ServedPolicySet) -> Gateway:
                 crypto=config.crypto,
             )
         else:
-            audit = AuditLog.open(
-                config.data_dir,
-                checkpoint_every=config.checkpoint_every,
-                checkpoint_interval_s=config.checkpoint_interval_s,
-                min_free_mb=config.audit_min_free_mb,
-                published_head=None if published is None else head_checkpoint(published),
-                published_tree_head="" if published is None else published.tree_head,
-                keyring=keyring,
-                # A worker appends through its supervisor's writer: one log for the whole gateway.
-                attach=config.worker is not None,
-            )
+            # A worker appends through its supervisor's writer: one log for the whole gateway.
+            audit = open_embedded_audit(config, keyring, published, attach=config.worker is not None)
     except BaseException:
         store.close()
         raise

@@ -32,11 +32,11 @@ import structlog
 
 from ..audit import KEYS_DIR_NAME, AuditError, AuditLog, KeyRing
 from ..audit.backends import audit_store_for
-from ..chain_heads import HeadPublisher, head_checkpoint, published_head, replica_id
+from ..chain_heads import HeadPublisher, published_head, replica_id
 from ..data_lock import DataDirInUse, DataDirLock
 from ..policy.sets import load_served
 from ..private_files import make_private
-from ..server import ConfigError, GatewayConfig, WorkerRole, check_listener
+from ..server import ConfigError, GatewayConfig, WorkerRole, check_listener, open_embedded_audit
 from ..store import ListStore, open_store
 from .config import config_to_json
 from .limits import SharedTable
@@ -145,16 +145,7 @@ class Supervisor:
             raise ConfigError(str(error)) from None
         if config.audit_enabled and audit_url is None:
             published = published_head(self._store, replica)
-            self._audit = AuditLog.open(
-                config.data_dir,
-                checkpoint_every=config.checkpoint_every,
-                checkpoint_interval_s=config.checkpoint_interval_s,
-                min_free_mb=config.audit_min_free_mb,
-                published_head=None if published is None else head_checkpoint(published),
-                published_tree_head="" if published is None else published.tree_head,
-                keyring=keyring,
-                workers=True,
-            )
+            self._audit = open_embedded_audit(config, keyring, published, workers=True)
             self._audit.policy_set = served.digest
             self._heads = HeadPublisher(
                 self._audit,
