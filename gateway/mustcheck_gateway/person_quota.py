@@ -10,12 +10,13 @@ continues from today's audit records (:mod:`.quota_seed`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .auth.ratelimit import PersonQuota
 from .workers.limits import SharedPersonQuota, SharedTable
 
 
+@runtime_checkable
 class CountingStore(Protocol):
     def take_person_lookup(self, caller_id: str, day: str, quota: int) -> bool: ...
 
@@ -47,8 +48,8 @@ AnyPersonQuota = PersonQuota | SharedPersonQuota | StorePersonQuota
 
 def person_quota_for(store: object, table: SharedTable | None) -> AnyPersonQuota:
     """The store's count if it keeps one (PostgreSQL), else the workers' shared table, else memory."""
-    if hasattr(store, "take_person_lookup"):
-        return StorePersonQuota(store)  # type: ignore[arg-type]
+    if isinstance(store, CountingStore):
+        return StorePersonQuota(store)
     if table is not None:
         return SharedPersonQuota(table)
     return PersonQuota()
