@@ -27,6 +27,7 @@ from mustcheck import Client, RateLimited, RetryPolicy
 from mustcheck_gateway.audit import verify_data_dir
 from mustcheck_gateway.audit.sqlite_log import SqliteAuditStore
 from mustcheck_gateway.auth.registry import DEFAULT_REFRESH_INTERVAL
+from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import GatewayConfig, GatewayThread
 
 from backends import fresh_schema
@@ -256,3 +257,18 @@ def test_a_person_quota_is_exact_across_replicas_and_workers_on_postgresql(tmp_p
             replica.stop()
             workers.stop()
         assert workers.served.process.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--workers", "0"), ("--workers", "-3"), ("--workers", "100000"), ("--import-workers", "100000")],
+)
+def test_a_worker_count_out_of_bounds_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    """A typo such as ``--workers 100000`` would start that many processes: refused, naming the bound."""
+    data_dir = tmp_path / "data"
+    assert main(["--lang", "en", "serve", "--data-dir", str(data_dir), option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"refusing to start: {option} must be from" in err and f"not {value}" in err
+    assert not data_dir.exists()  # nothing was opened, let alone started

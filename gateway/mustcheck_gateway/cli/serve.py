@@ -24,7 +24,7 @@ from ..server import (
     start_gateway,
 )
 from ..store import StoreError, is_postgres_url
-from ..workers.supervisor import Supervisor, WorkerFailed, default_workers
+from ..workers.supervisor import Supervisor, WorkerFailed, default_workers, max_workers
 from .common import (
     EXIT_FAILURE,
     EXIT_INVALID,
@@ -228,7 +228,7 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         lookup_cache_entries=max(0, options.cache_entries),
         store_url=options.store,
         audit_store=options.audit_store,
-        import_workers=max(0, options.import_workers),
+        import_workers=options.import_workers,
         drain_s=max(0.0, options.drain_seconds),
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),
         crypto=options.crypto,
@@ -239,8 +239,22 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
 def run(options: argparse.Namespace) -> int:
     configure_logging_from(options)
     workers = default_workers() if options.workers is None else options.workers
-    if workers < 1:
-        return fail(_("refusing to start: --workers must be 1 or more"), EXIT_INVALID)
+    most = max_workers()
+    if not 1 <= workers <= most:
+        return fail(
+            _("refusing to start: --workers must be from 1 to {most} (four per core), not {workers}").format(
+                most=most, workers=workers
+            ),
+            EXIT_INVALID,
+        )
+    most_importers = default_workers()
+    if not 0 <= options.import_workers <= most_importers:
+        return fail(
+            _(
+                "refusing to start: --import-workers must be from 0 to {most} (one per core), not {count}"
+            ).format(most=most_importers, count=options.import_workers),
+            EXIT_INVALID,
+        )
     try:
         if workers == 1:
             asyncio.run(_serve(config_from(options)))

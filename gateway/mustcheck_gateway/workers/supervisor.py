@@ -66,6 +66,15 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+WORKERS_PER_CORE_AT_MOST = 4
+
+
+def max_workers() -> int:
+    """The most workers ``serve --workers`` starts: four per core. More only take turns on the cores,
+    each with its own memory (a typo such as 100000 would otherwise start that many processes)."""
+    return WORKERS_PER_CORE_AT_MOST * default_workers()
+
+
 @dataclass
 class _Worker:
     index: int
