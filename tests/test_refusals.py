@@ -36,7 +36,7 @@ from mustcheck_gateway.bounds import COUNT_LIMITS, DEFAULT_TEXT, MAX_RECEIVE_BYT
 from mustcheck_gateway.refusals import kind_of
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
-from conftest import POLICY_DIR
+from conftest import POLICY_DIR, TEST_CALLER
 from factories import new_citizen_id, new_uscc
 from provision import admin_stub, provision
 
@@ -401,6 +401,23 @@ def test_repeated_fields_are_bounded_in_count(target: str, admin_token: str) -> 
         )
     assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "grant.matters has 1,001 values" in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -float("inf"), 0.0, -1.0])
+def test_a_grant_s_rate_must_be_a_positive_finite_number(
+    target: str, admin_token: str, token: str, rate: float
+) -> None:
+    """NaN compares false with everything: a bare ``rate <= 0`` check let it (and infinity) through."""
+    admin, channel = admin_stub(target)
+    grant = admin_pb2.Grant(
+        caller_id=TEST_CALLER, matters=["*"], subject_kinds=["organization"], rate_per_second=rate, burst=10
+    )
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        admin.SetGrant(
+            admin_pb2.SetGrantRequest(grant=grant), metadata=auth_metadata(admin_token), timeout=10
+        )
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "rate_per_second must be a positive finite number" in (caught.value.details() or "")
 
 
 def test_a_megabyte_of_purpose_is_refused_and_not_stored(gateway: Gateway, target: str, token: str) -> None:

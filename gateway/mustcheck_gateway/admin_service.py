@@ -7,6 +7,7 @@ check within one second (the registry follows the store's auth version).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -265,9 +266,11 @@ class AdminService(pb_grpc.AdminServiceServicer):
                 f"{', '.join(sorted(VISIBLE_FIELDS))}",
                 reason="grant.visible_fields",
             )
-        if message.rate_per_second <= 0 or message.burst < 1:
+        # NaN compares false with everything, so "rate <= 0" alone lets it (and infinity) through;
+        # JSON spells them "NaN" and "Infinity".
+        if not (math.isfinite(message.rate_per_second) and message.rate_per_second > 0) or message.burst < 1:
             raise InvalidArgument(
-                "rate_per_second must be positive and burst at least 1", reason="grant.rate"
+                "rate_per_second must be a positive finite number and burst at least 1", reason="grant.rate"
             )
         if message.daily_person_quota < 0:
             raise InvalidArgument("daily_person_quota cannot be negative", reason="grant.quota")
