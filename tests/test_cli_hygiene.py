@@ -237,3 +237,39 @@ def test_grants_set_shows_what_changes_and_update_changes_only_what_is_named(
     capsys.readouterr()
     assert main(["admin", "grants", "update", caller, "--rate", "1", *conn]) == 2
     assert "has no grant to update" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "option", "value"),
+    [
+        (["serve", "--drain-seconds"], "--drain-seconds", "inf"),
+        (["serve", "--drain-seconds"], "--drain-seconds", "nan"),
+        (["serve", "--drain-seconds"], "--drain-seconds", "-1"),
+        (["serve", "--audit-min-free-mb"], "--audit-min-free-mb", "nan"),
+        (["serve", "--cache-entries"], "--cache-entries", "-5"),
+        (["serve", "--cache-entries"], "--cache-entries", "99999999999999"),
+        (["check", "X", "--matter", "M", "--timeout"], "--timeout", "0"),
+        (["check", "X", "--matter", "M", "--timeout"], "--timeout", "inf"),
+        (["lists", "import", "rows.csv", "--timeout"], "--timeout", "nan"),
+        (["demo", "--subjects"], "--subjects", "0"),
+        (["admin", "grants", "set", "c", "--rate"], "--rate", "nan"),
+        (["admin", "grants", "update", "c", "--rate"], "--rate", "Infinity"),
+    ],
+)
+def test_a_number_outside_its_option_s_range_is_refused_naming_the_range(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], option: str, value: str
+) -> None:
+    """``float`` parses "inf" and "nan": ``--drain-seconds inf`` never let a SIGTERM stop the gateway."""
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args([*arguments, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: {value!r} is not a" in err and re.search(
+        r"(from|above) \S+ (to|and at most)", err
+    )
+
+
+def test_numbers_inside_their_range_are_read() -> None:
+    parsed = build_parser().parse_args(["serve", "--drain-seconds", "0", "--cache-entries", "0"])
+    assert (parsed.drain_seconds, parsed.cache_entries) == (0.0, 0)
+    assert build_parser().parse_args(["admin", "grants", "update", "c", "--rate", "0.5"]).rate == 0.5

@@ -18,6 +18,7 @@ from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_date
 from .dates import day, day_help
 from .names import policy_names
+from .numbers import finite
 from .rpc import CallOptions, as_dict, stub_command
 
 Handler = Callable[[argparse.Namespace, pb_grpc.AdminServiceStub, CallOptions], int]
@@ -201,7 +202,11 @@ def _grant_options(parser: argparse.ArgumentParser, *, replace: bool) -> None:
         help=_("person lookups need an authorisation reference (default yes)"),
     )
     parser.add_argument(
-        "--rate", type=float, default=default(50.0), metavar="PER_SECOND", help=_("rate limit (default 50/s)")
+        "--rate",
+        type=finite(0.0, 1_000_000.0, above_least=True),
+        default=default(50.0),
+        metavar="PER_SECOND",
+        help=_("rate limit (default 50/s)"),
     )
     parser.add_argument("--burst", type=int, default=default(100), help=_("burst (default 100)"))
     parser.add_argument(

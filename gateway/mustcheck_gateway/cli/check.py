@@ -37,6 +37,7 @@ from .common import (
     render_result,
     result_as_json,
 )
+from .numbers import finite
 from .reasons import explained, subject_error
 from .rpc import exit_code_for
 
@@ -68,7 +69,11 @@ def register(commands: Subparsers) -> None:
         help=_("subject kind, if ambiguous (--kind is a deprecated alias)"),
     )
     parser.add_argument(
-        "--timeout", type=float, default=5.0, metavar="SECONDS", help=_("deadline (default 5)")
+        "--timeout",
+        type=finite(0.0, 3600.0, above_least=True),
+        default=5.0,
+        metavar="SECONDS",
+        help=_("deadline (default 5)"),
     )
     parser.add_argument(
         "--replay-of",

@@ -39,6 +39,7 @@ from .common import (
     fail,
     render_result,
 )
+from .numbers import whole
 from .reasons import explained, subject_error
 from .rpc import CallOptions
 from .serve import add_crypto_option
@@ -92,7 +93,7 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--subjects",
-        type=int,
+        type=whole(1, 1_000_000),
         default=DEMO_SUBJECTS,
         metavar="N",
         help=_("demo subjects to load (default {count})").format(count=DEMO_SUBJECTS),

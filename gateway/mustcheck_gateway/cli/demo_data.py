@@ -13,6 +13,7 @@ from ..list_rows import write_jsonl
 from ..policy import PolicyError, default_policy_dir, load_policies
 from .common import EXIT_FAILURE, EXIT_INVALID, EXIT_OK, Subparsers, add_policies_option, fail
 from .dates import day, day_help
+from .numbers import whole
 
 
 def register(commands: Subparsers) -> None:
@@ -26,7 +27,7 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--subjects",
-        type=int,
+        type=whole(0, 100_000_000),
         default=1000,
         metavar="N",
         help=_("number of subjects (default {count})").format(count=1000),

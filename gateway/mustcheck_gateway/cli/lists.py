@@ -23,6 +23,7 @@ from ..i18n import _
 from .common import EXIT_INVALID, EXIT_OK, Subparsers, fail, print_json, shown_instant
 from .dates import instant_help, instant_text
 from .list_files import GBK, ListFileError, detect_encoding, guess_format, read_items, read_lines
+from .numbers import finite
 from .rpc import CallOptions, as_dict, stub_command, write_text_chunks
 
 Handler = Callable[[argparse.Namespace, pb_grpc.ListsServiceStub, CallOptions], int]
@@ -69,7 +70,7 @@ def register(commands: Subparsers) -> None:
     )
     imports.add_argument(
         "--timeout",
-        type=float,
+        type=finite(0.0, 86_400.0, above_least=True),
         default=3600.0,
         metavar="SECONDS",
         help=_("deadline for the whole import (default 3600)"),

@@ -35,6 +35,7 @@ from .common import (
     configure_logging_from,
     fail,
 )
+from .numbers import finite, whole
 
 DEFAULT_DATA_DIR = Path("mustcheck-data")
 
@@ -49,6 +50,9 @@ def store_url(text: str) -> str:
 
 # Long enough for a load balancer's health check (typically every 1-5 s) to notice a draining gateway.
 DEFAULT_DRAIN_S = 5.0
+MOST_DRAIN_S = 600.0  # a load balancer moves callers in seconds; more only delays a stop
+MOST_CACHE_ENTRIES = 10_000_000
+MOST_MIN_FREE_MB = 1_048_576.0  # a terabyte
 
 
 def register(commands: Subparsers) -> None:
@@ -136,7 +140,7 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--cache-entries",
-        type=int,
+        type=whole(0, MOST_CACHE_ENTRIES),
         default=DEFAULT_CACHE_ENTRIES,
         metavar="N",
         help=_(
@@ -166,7 +170,7 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--drain-seconds",
-        type=float,
+        type=finite(0.0, MOST_DRAIN_S),
         default=DEFAULT_DRAIN_S,
         metavar="S",
         help=_(
@@ -176,7 +180,7 @@ def register(commands: Subparsers) -> None:
     )
     parser.add_argument(
         "--audit-min-free-mb",
-        type=float,
+        type=finite(0.0, MOST_MIN_FREE_MB),
         default=DEFAULT_MIN_FREE_MB,
         metavar="MB",
         help=_(
@@ -225,11 +229,11 @@ def config_from(options: argparse.Namespace) -> GatewayConfig:
         insecure=options.insecure,
         admin_department=options.admin_department,
         metrics_listen=options.metrics,
-        lookup_cache_entries=max(0, options.cache_entries),
+        lookup_cache_entries=options.cache_entries,
         store_url=options.store,
         audit_store=options.audit_store,
         import_workers=options.import_workers,
-        drain_s=max(0.0, options.drain_seconds),
+        drain_s=options.drain_seconds,
         audit_min_free_mb=max(0.0, options.audit_min_free_mb),
         crypto=options.crypto,
         tracing=options.otel,
