@@ -114,6 +114,13 @@ def test_results_are_frozen() -> None:
         result.outcome = mustcheck.Outcome.RESTRICTIONS  # type: ignore[misc]
 
 
-def test_timeout_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="timeout"):
-        mustcheck.Client("127.0.0.1:1", timeout=0)
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_timeout_must_be_positive_and_finite(timeout: float) -> None:
+    """NaN passed ``timeout <= 0`` and failed every call as a bare DeadlineExceeded; infinity never fails
+    closed. Both clients, at construction and per call, name the timeout before any call is made."""
+    with pytest.raises(ValueError, match="timeout must be a positive, finite number"):
+        mustcheck.Client("127.0.0.1:1", timeout=timeout)
+    with pytest.raises(ValueError, match="timeout must be a positive, finite number"):
+        mustcheck.AsyncClient("127.0.0.1:1", timeout=timeout)
+    with mustcheck.Client("127.0.0.1:1") as client, pytest.raises(ValueError, match="got"):
+        client.check("91350100M000100Y43", matter="M", timeout=timeout)

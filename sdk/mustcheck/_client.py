@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -69,6 +70,13 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 
 
+def _check_timeout(timeout: float) -> None:
+    """A deadline is a positive, finite number of seconds (NaN compares false with everything, and an
+    infinite deadline would let a stalled gateway hold an approval forever instead of failing closed)."""
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, got {timeout!r}")
+
+
 class _BaseClient:
     def __init__(
         self,
@@ -81,8 +89,7 @@ class _BaseClient:
         cache_size: int = 0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
+        _check_timeout(timeout)
         self.target = target
         self.tls = tls
         self.timeout = timeout
@@ -92,7 +99,10 @@ class _BaseClient:
         self._metadata = auth_metadata(token)
 
     def _deadline(self, timeout: float | None) -> float:
-        return self.timeout if timeout is None else timeout
+        if timeout is None:
+            return self.timeout
+        _check_timeout(timeout)
+        return timeout
 
     def _attempts(self, timeout: float | None) -> Attempts:
         return Attempts(self.retry, self._deadline(timeout))
