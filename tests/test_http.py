@@ -260,6 +260,11 @@ def test_bad_bodies_get_400_413_415_each_audited_once(
         (b'{"subject": ["x"]}', "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
         (b"[" * 100_000, "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
         (b"\xff\xfe{}", "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
+        # What Python's reader takes and JSON (or one meaning) does not: each was a 500 or read silently.
+        (b'{"subjectKind": 1e400}', "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
+        (b'{"subjectKind": NaN}', "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
+        (b'{"matter": "A", "matter": "B"}', "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
+        (b'"a string"', "application/json", 400, "INVALID_ARGUMENT", "request.malformed"),
         (b"subject=x", "application/x-www-form-urlencoded", 415, "INVALID_ARGUMENT", "request.content_type"),
         (b"{}", "application/json; charset=latin-1", 415, "INVALID_ARGUMENT", "request.content_type"),
         (b" " * (MAX_RECEIVE_BYTES + 1), "application/json", 413, "RESOURCE_EXHAUSTED", "request.too_large"),
@@ -284,6 +289,15 @@ def test_bad_bodies_get_400_413_415_each_audited_once(
         "message"
     ]
     assert "colour" in unknown
+    explained = {
+        b'{"subjectKind": 1e400}': "the number 1e400 is out of range",
+        b'{"subjectKind": -Infinity}': "-Infinity is not a JSON value",
+        b'{"subject": "x", "matter": "A", "matter": "B"}': "the member name 'matter' appears twice",
+        b"[]": "the body must be a JSON object (a mustcheck.v1.CheckRequest), not a JSON array",
+        b"null": "not a JSON null",
+    }
+    for body, message in explained.items():
+        assert message in request(f"{base_url}/v1/Check", body, token=http_token).json["message"], body
 
 
 def test_a_field_over_its_bound_is_refused_and_audited(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -93,9 +94,16 @@ async def _read(request: web.Request) -> bytes | None:
 def _message(body: bytes, request_type: type[Message]) -> Message:
     name = request_type.DESCRIPTOR.full_name
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_object,
+            parse_constant=_not_json_constant,
+            parse_float=_finite_float,
+        )
     except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested past the C parser's limit
         raise _Refused(_malformed(f"the body is not JSON: {_first_line(error)}")) from None
+    if not isinstance(data, dict):
+        raise _Refused(_malformed(f"the body must be a JSON object (a {name}), not a JSON {_kind(data)}"))
     if _values_over(data, MAX_JSON_VALUES):
         raise _Refused(
             ResourceExhausted(
@@ -107,11 +115,49 @@ def _message(body: bytes, request_type: type[Message]) -> Message:
     message = request_type()
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False, max_recursion_depth=32)
-    except (json_format.ParseError, ValueError, RecursionError, TypeError, AttributeError) as error:
+    except (
+        json_format.ParseError,
+        ValueError,
+        OverflowError,
+        RecursionError,
+        TypeError,
+        AttributeError,
+    ) as error:
         raise _Refused(
             _malformed(f"the body is not a {name} in protobuf's JSON mapping: {_first_line(error)}")
         ) from None
     return message
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose member names are unique. RFC 8259 leaves a repeated name's meaning to the
+    reader (Python keeps the last, many proxies and firewalls the first): two readers of one body could
+    see two different requests, so a repeated name is refused."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the member name {key[:64]!r} appears twice in one object")
+            seen.add(key)
+    return data
+
+
+def _not_json_constant(text: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``: Python's reader accepts them, JSON has no such values."""
+    raise ValueError(f"{text} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    """A number with a fraction or an exponent, refused where it overflows to infinity (``1e400``)."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text[:32]} is out of range")
+    return value
+
+
+def _kind(data: Any) -> str:
+    return {list: "array", str: "string", bool: "true or false", type(None): "null"}.get(type(data), "number")
 
 
 def _values_over(data: Any, limit: int) -> bool:
