@@ -272,3 +272,37 @@ def test_a_worker_count_out_of_bounds_is_refused_before_anything_starts(
     err = capsys.readouterr().err
     assert f"refusing to start: {option} must be from" in err and f"not {value}" in err
     assert not data_dir.exists()  # nothing was opened, let alone started
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (``/proc/PID/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: neither gone nor a zombie (an orphan's parent may be slow to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_whose_supervisor_was_killed_drain_quietly_and_end(tmp_path: Path) -> None:
+    """A worker learns that its supervisor is gone from the end of its lifeline pipe. It drains and
+    stops, without spinning a core while it drains (the pipe's end stays readable: a watcher left on it
+    ran on every turn of the event loop), and leaves no process holding the port."""
+    workers = Workers(tmp_path / "data", "--drain-seconds", "3")
+    os.kill(workers.served.process.pid, signal.SIGKILL)
+    workers.served.process.wait(timeout=10)
+    time.sleep(0.5)  # the workers have seen the lifeline end and are draining
+    alive = [pid for pid in workers.pids if _running(pid)]
+    assert alive, "the workers are expected to drain for 3 s"
+    before = {pid: _cpu_seconds(pid) for pid in alive}
+    time.sleep(1.5)
+    spent = {pid: _cpu_seconds(pid) - before[pid] for pid in alive if _running(pid)}
+    assert all(seconds < 0.2 for seconds in spent.values()), spent  # a spinning worker: 0.45-1.5 s
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in workers.pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in workers.pids)

@@ -42,7 +42,14 @@ async def _serve(options: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    loop.add_reader(options.lifeline, stopping.set)  # readable only at its end: the supervisor is gone
+
+    def supervisor_gone() -> None:
+        # Readable only at its end, and then on every turn of the loop: stop watching, or the drain that
+        # follows spins a core.
+        loop.remove_reader(options.lifeline)
+        stopping.set()
+
+    loop.add_reader(options.lifeline, supervisor_gone)
     try:
         gateway = await start_gateway(config)
     except ConfigError as error:
