@@ -104,7 +104,7 @@ def cut_from_the_end(data_dir: Path, count: int) -> int:
 
 
 def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(
-    tmp_path: Path, crypto_suite: str
+    tmp_path: Path, crypto_suite: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     deployment = Deployment(tmp_path, crypto_suite)
     receipts, keys = checked(deployment, batches=1, singles=1)
@@ -126,6 +126,22 @@ def test_a_batch_shares_one_signed_head_and_every_receipt_proves_its_record(
     receipts_file.write_text("\n".join(receipts) + "\n")
     assert main(["audit", "verify", "--data-dir", str(tmp_path), "--receipts", str(receipts_file)]) == 0
     assert main(["audit", "prove", str(verified[5].audit_seq), "--data-dir", str(tmp_path)]) == 0
+    # A file written on another system (CRLF) is read; one that is no receipts file is named, line and all.
+    receipts_file.write_bytes(b"\r\n".join(receipt.encode() for receipt in receipts[:3]) + b"\r\n")
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--receipts", str(receipts_file)]) == 0
+    unreadable = {
+        b"\n" + receipts[0].encode() + b"\n\xff\xfe\n": "receipts.txt line 3: not UTF-8 text",
+        b"mcr2." + b"A" * 5_000_000: "receipts.txt line 1: over 8,192 characters",
+        b"\n\n  \nmcr2.x\n": "receipts.txt line 4: not a genuine receipt",
+    }
+    for content, message in unreadable.items():
+        receipts_file.write_bytes(content)
+        capsys.readouterr()
+        assert main(["audit", "verify", "--data-dir", str(tmp_path), "--receipts", str(receipts_file)]) == 2
+        assert message in capsys.readouterr().err
+    missing = tmp_path / "no-such-file.txt"
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--receipts", str(missing)]) == 2
+    assert f"cannot read the receipts file {missing}: No such file or directory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cut", [1, 10, 328])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..audit.journal import journal_path_for, read_journal
 from ..audit.sqlite_log import connect_read_only, iter_rows
 from ..audit.tree import latest_head, record_leaf, stored_tree
 from ..audit.verify import TreeState
+from ..bounds import TEXT_LIMITS
 from ..i18n import _
 from ..store.urls import redacted
 from .common import EXIT_INVALID, EXIT_OK, fail, print_json
@@ -50,15 +51,17 @@ def add_verify_options(verify: argparse.ArgumentParser) -> None:
     verify.add_argument("--full", action="store_true", help=_("with --state: verify the whole log again"))
 
 
+MOST_RECEIPT_CHARACTERS = TEXT_LIMITS["receipt"]  # the gateway's own bound on a receipt it is sent
+
+
 def receipt_heads(path: Path, public_keys_dir: Path) -> list[tuple[TreeHead, str]]:
-    """The signed tree heads of the receipts in ``path`` (``ValueError`` names a line not genuine)."""
+    """The signed tree heads of the receipts in ``path`` (``ValueError`` names the file and the line that
+    cannot be read or is not a genuine receipt)."""
     keys = load_public_keys(public_keys_dir)
     heads: list[tuple[TreeHead, str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in _receipt_lines(path):
         try:
-            receipt = verify_receipt(line.strip(), keys)
+            receipt = verify_receipt(line, keys)
         except InvalidReceipt as error:
             raise ValueError(f"{path.name} line {number}: not a genuine receipt: {error.message}") from None
         if receipt.tree_head is not None:
@@ -66,6 +69,36 @@ def receipt_heads(path: Path, public_keys_dir: Path) -> list[tuple[TreeHead, str
                 (receipt.tree_head, f"receipt on line {number} of {path.name}, record {receipt.audit_seq}")
             )
     return heads
+
+
+def _receipt_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a receipts file, numbered, each read no further than a receipt's bound (a
+    file of one endless line is refused at the bound, not read into memory)."""
+    try:
+        with path.open("rb") as lines:
+            number = 0
+            while line := lines.readline(MOST_RECEIPT_CHARACTERS + 2):
+                number += 1
+                try:
+                    text = line.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise ValueError(
+                        _(
+                            "{name} line {number}: not UTF-8 text (a receipts file holds one receipt a line)"
+                        ).format(name=path.name, number=number)
+                    ) from None
+                if len(text) > MOST_RECEIPT_CHARACTERS:
+                    raise ValueError(
+                        _("{name} line {number}: over {most:,} characters, longer than any receipt").format(
+                            name=path.name, number=number, most=MOST_RECEIPT_CHARACTERS
+                        )
+                    )
+                if text:
+                    yield number, text
+    except OSError as error:
+        raise ValueError(
+            _("cannot read the receipts file {path}: {reason}").format(path=path, reason=error.strerror)
+        ) from None
 
 
 def published_tree_head(text: str) -> tuple[TreeHead, str]:
