@@ -77,6 +77,33 @@ def test_receipts_verify_with_a_folder_of_private_keys_says_so(
     assert main(["receipts", "verify", receipt.compact, "--public-keys", str(keys / "public")]) == 0
 
 
+def test_receipts_verify_reads_a_receipt_file_and_names_what_is_not_one(
+    gateway: Gateway, target: str, token: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with Client(target, token=token) as client:
+        receipt = client.check(new_uscc(), "MOF-0001").receipt
+    assert receipt is not None and is_audit_log(gateway.audit)
+    public = str(gateway.audit.keyring.directory / "public")
+    held = tmp_path / "receipt.txt"
+    held.write_text(receipt.compact + "\r\n")
+    for argument in (str(held), f"@{held}"):  # a file, with or without the @, its line break not read
+        assert main(["receipts", "verify", argument, "--public-keys", public]) == 0
+    refusals = {
+        b"\xff\xfe": "receipt.txt: not UTF-8 text, so no receipt",
+        b"mcr2." + b"A" * 100_000: "receipt.txt: over 8,192 characters, longer than any receipt",
+    }
+    capsys.readouterr()
+    for content, message in refusals.items():
+        held.write_bytes(content)
+        assert main(["receipts", "verify", str(held), "--public-keys", public]) == 2
+        assert message in capsys.readouterr().err
+    missing = tmp_path / "none.txt"
+    assert main(["receipts", "verify", f"@{missing}", "--public-keys", public]) == 2
+    assert f"cannot read the receipt file {missing}: No such file or directory" in capsys.readouterr().err
+    assert main(["receipts", "verify", str(missing), "--public-keys", public]) == 2
+    assert "is neither a receipt (mcr2.…) nor a file" in capsys.readouterr().err
+
+
 # -- dates, truncated listings, flag names, grants (issue 18, item 5) ---------------------------------
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from mustcheck import Client, InvalidReceipt, MustCheckError, verify_receipt
 from mustcheck.receipts import load_public_keys
 
+from ..bounds import TEXT_LIMITS
 from ..i18n import _
 from .common import (
     EXIT_FAILURE,
@@ -43,7 +44,9 @@ def register(commands: Subparsers) -> None:
         description=_("Verify a receipt with no gateway: exit 0 valid, 1 invalid (saying why)."),
     )
     verify.add_argument(
-        "receipt", metavar="RECEIPT", help=_("the compact receipt (mcr2.… or mcr1.…), or @FILE")
+        "receipt",
+        metavar="RECEIPT",
+        help=_("the compact receipt (mcr2.… or mcr1.…), or a file holding it (@FILE, or FILE)"),
     )
     verify.add_argument(
         "--public-keys",
@@ -64,12 +67,49 @@ def register(commands: Subparsers) -> None:
     keys.set_defaults(run=run_keys)
 
 
-def run_verify(options: argparse.Namespace) -> int:
-    text = options.receipt
+MOST_RECEIPT_CHARACTERS = TEXT_LIMITS["receipt"]  # the gateway's own bound on a receipt it is sent
+
+
+def _receipt_text(argument: str) -> str:
+    """The receipt an argument gives: its text, or the content of ``@FILE`` (or of FILE, where the
+    argument is no receipt's text and names a file), read no further than a receipt's bound."""
+    if argument.startswith("@"):
+        path = Path(argument[1:])
+    elif argument.startswith("mcr"):
+        return argument
+    elif Path(argument).is_file():
+        path = Path(argument)
+    else:
+        raise ValueError(
+            _("{argument!r} is neither a receipt (mcr2.…) nor a file").format(argument=argument[:64])
+        )
     try:
-        if text.startswith("@"):
-            # The file's line break is not part of the receipt, whose one spelling has no white space.
-            text = Path(text[1:]).read_text(encoding="utf-8").strip()
+        with path.open("rb") as file:
+            content = file.read(MOST_RECEIPT_CHARACTERS + 3)
+    except OSError as error:
+        raise ValueError(
+            _("cannot read the receipt file {path}: {reason}").format(path=path, reason=error.strerror)
+        ) from None
+    try:
+        # The file's line break is not part of the receipt, whose one spelling has no white space.
+        text = content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(_("{path}: not UTF-8 text, so no receipt").format(path=path)) from None
+    if len(text) > MOST_RECEIPT_CHARACTERS:
+        raise ValueError(
+            _("{path}: over {most:,} characters, longer than any receipt").format(
+                path=path, most=MOST_RECEIPT_CHARACTERS
+            )
+        )
+    return text
+
+
+def run_verify(options: argparse.Namespace) -> int:
+    try:
+        text = _receipt_text(options.receipt)
+    except ValueError as error:
+        return fail(str(error), EXIT_INVALID)
+    try:
         public_keys = load_public_keys(options.public_keys)
     except (OSError, ValueError) as error:
         return fail(_("cannot read: {error}").format(error=error), EXIT_INVALID)
