@@ -281,6 +281,10 @@ def test_grants_set_shows_what_changes_and_update_changes_only_what_is_named(
         (["demo", "--subjects"], "--subjects", "0"),
         (["admin", "grants", "set", "c", "--rate"], "--rate", "nan"),
         (["admin", "grants", "update", "c", "--rate"], "--rate", "Infinity"),
+        (["audit", "prove", "--data-dir", "d", "--"], "SEQ", "0"),
+        (["audit", "prove", "--data-dir", "d", "--"], "SEQ", str(2**70)),
+        (["audit", "reveal", "--purpose", "p", "--"], "SEQ", "-1"),
+        (["audit", "query", "--before-seq"], "--before-seq", "-1"),
     ],
 )
 def test_a_number_outside_its_option_s_range_is_refused_naming_the_range(

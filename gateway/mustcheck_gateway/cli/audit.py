@@ -49,6 +49,7 @@ from .common import (
 )
 from .dates import day, day_help, instant, instant_help
 from .names import policy_names
+from .numbers import MOST_SEQ, whole
 from .rpc import CallOptions, as_dict, run_with_stub, write_text_chunks
 
 EXIT_TAMPERED = 1
@@ -140,7 +141,7 @@ def register(commands: Subparsers) -> None:
     )
     query.add_argument(
         "--before-seq",
-        type=int,
+        type=whole(0, MOST_SEQ),
         default=0,
         metavar="SEQ",
         help=_("only records older than record SEQ: the next page back, as a truncated listing says"),
@@ -157,7 +158,7 @@ def register(commands: Subparsers) -> None:
             "the reveal is itself audited."
         ),
     )
-    reveal.add_argument("seqs", type=int, nargs="+", metavar="SEQ")
+    reveal.add_argument("seqs", type=whole(1, MOST_SEQ), nargs="+", metavar="SEQ")
     reveal.add_argument("--purpose", required=True, help=_("why the subjects are needed"))
     reveal.add_argument(
         "--log",

@@ -24,6 +24,7 @@ from ..bounds import TEXT_LIMITS
 from ..i18n import _
 from ..store.urls import redacted
 from .common import EXIT_INVALID, EXIT_OK, fail, print_json
+from .numbers import MOST_SEQ, whole
 
 # How long ``prove`` waits for a running gateway to index a record it holds in its journal.
 INDEX_WAIT_S = 2.0
@@ -156,7 +157,7 @@ def register_prove(actions: argparse._SubParsersAction[argparse.ArgumentParser])
             "newest signed tree head, and that head. Runs offline on a (copy of a) data directory."
         ),
     )
-    prove.add_argument("seq", type=int, metavar="SEQ")
+    prove.add_argument("seq", type=whole(1, MOST_SEQ), metavar="SEQ")
     where = prove.add_mutually_exclusive_group(required=True)
     where.add_argument("--data-dir", type=Path, metavar="DIR")
     where.add_argument(

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from ..i18n import _
 
+MOST_SEQ = 2**63 - 1  # an audit record's sequence number is a signed 64-bit integer in both backends
+
 
 def whole(least: int, most: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``least`` to ``most``."""
