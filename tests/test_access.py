@@ -491,6 +491,38 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         assert all(record.detail.get("token_id") for record in refusals)
 
 
+def test_a_certificate_bound_caller_s_token_alone_is_refused(tmp_path: Path) -> None:
+    """A gateway with TLS but no client CA (say, moved behind a TLS terminator) sees no client
+    certificate: a caller bound to one (``--tls-identity``) is refused with its token alone, since a
+    stolen token without its certificate must be worthless; an unbound caller is answered."""
+    certs = tmp_path / "certs"
+    init_certificates(certs, clients=["approval-system"])
+    tls = TLSFiles(certs / "server.pem", certs / "server.key")
+    config = GatewayConfig(data_dir=tmp_path / "data", listen="127.0.0.1:0", policy_dir=POLICY_DIR, tls=tls)
+    server_only = TLSConfig.from_files(certs / "ca.pem")
+    with GatewayThread(config) as gateway:
+        target = f"localhost:{gateway.port}"
+        assert gateway.admin_token_file is not None
+        admin_token = gateway.admin_token_file.read_text().strip()
+        bound = _tls_caller(target, server_only, admin_token, "approval-system", "approval-system")
+        loose = _tls_caller(target, server_only, admin_token, "loose-system")
+        with Client(target, tls=server_only, token=loose) as client:
+            assert client.check(new_uscc(), "MOF-0001").outcome is Outcome.NO_RECORD
+        with (
+            Client(target, tls=server_only, token=bound) as client,
+            pytest.raises(AuthenticationFailed, match="presented none") as raised,
+        ):
+            client.check(new_uscc(), "MOF-0001")
+        assert raised.value.code is grpc.StatusCode.UNAUTHENTICATED
+        assert raised.value.reason == "credentials.mismatch"
+        audit = gateway.audit
+        assert is_audit_log(audit)
+        refused = audit.query(kind="check", outcome="denied", limit=10_000)
+        assert [(record.caller_id, record.detail.get("reason")) for record in refused] == [
+            ("approval-system", "credentials.mismatch")
+        ]
+
+
 def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:
     assert gateway.admin_token_file is not None
     assert gateway.admin_token_file.stat().st_mode & 0o777 == 0o600

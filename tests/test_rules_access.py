@@ -147,6 +147,20 @@ def test_token_and_certificate_must_name_one_caller(world: World) -> None:
     assert world.authenticator.authenticate(own_cert).caller_id == "bound"  # type: ignore[arg-type]
 
 
+def test_a_certificate_bound_caller_s_token_alone_is_refused(world: World) -> None:
+    """RFC 8705's rule for certificate-bound tokens: without its certificate a bound caller's token is
+    worthless, so a stolen token cannot be used from anywhere else. An unbound caller's token alone
+    still works."""
+    world.caller("bound", tls_identity="bound.example")
+    world.caller("plain")
+    bound_token, bound_id = world.token("bound")
+    plain_token, _ = world.token("plain")
+    alone = world.refused(bearer(bound_token))
+    assert (alone.reason, alone.caller_id, alone.token_id) == ("credentials.mismatch", "bound", bound_id)
+    assert "presented none" in alone.message
+    assert world.authenticator.authenticate(bearer(plain_token)).caller_id == "plain"  # type: ignore[arg-type]
+
+
 def access(world: World, limit: FailedAuthLimit | None = None) -> AccessControl:
     return AccessControl(world.registry, world.authenticator, limit)
 

@@ -7,8 +7,10 @@ missing or wrong.
 One identity per call: with mutual TLS and a token, the token names the caller, and the certificate
 must not name another. A call is refused (``credentials.mismatch``) when the certificate's common
 name is mapped to a different caller, or when the token's caller is bound to a certificate identity
-(``--tls-identity``) and the call comes with another certificate. A certificate mapped to no caller
-(a transport certificate) leaves the token to decide.
+(``--tls-identity``) and the call comes with another certificate or with none: a bound caller's token
+is not enough alone (as RFC 8705 has it for certificate-bound tokens, so that a stolen token without
+its certificate is worthless). A certificate mapped to no caller (a transport certificate) leaves an
+unbound token's caller to decide.
 """
 
 from __future__ import annotations
@@ -75,9 +77,11 @@ class Authenticator:
                     **presented,
                 )
             caller = snapshot.callers.get(record.caller_id)
-            identity = certificate_identity(context)
-            if caller is not None and identity is not None:
-                _same_caller(caller, identity, snapshot.by_tls_identity.get(identity), record.token_id)
+            if caller is not None:
+                identity = certificate_identity(context)
+                if identity is not None or caller.tls_identity:
+                    certified = None if identity is None else snapshot.by_tls_identity.get(identity)
+                    _same_caller(caller, identity, certified, record.token_id)
         else:
             identity = certificate_identity(context)
             if identity is None:
@@ -100,15 +104,23 @@ class Authenticator:
         return caller
 
 
-def _same_caller(caller: Caller, identity: str, certified: Caller | None, token_id: str) -> None:
-    """Refuse a call whose certificate (common name ``identity``, mapped to ``certified``) names
-    another caller than its token (``caller``, token ``token_id``). The refusal is audited with the
+def _same_caller(caller: Caller, identity: str | None, certified: Caller | None, token_id: str) -> None:
+    """Refuse a call whose certificate (common name ``identity``, mapped to ``certified``; None: no
+    client certificate) names another caller than its token (``caller``, token ``token_id``), or whose
+    token's caller is bound to a certificate the call did not present. The refusal is audited with the
     token's caller and token id (the certificate's identity is in the message)."""
     presented = {"caller_id": caller.caller_id, "token_id": token_id}
     if certified is not None and certified.caller_id != caller.caller_id:
         raise Unauthenticated(
             f"the client certificate (caller {certified.caller_id}) and the bearer token (caller "
             f"{caller.caller_id}) name different callers",
+            reason="credentials.mismatch",
+            **presented,
+        )
+    if caller.tls_identity and identity is None:
+        raise Unauthenticated(
+            f"caller {caller.caller_id} is bound to a client certificate, and this call presented none: "
+            "its token alone is not enough (connect with mutual TLS and its certificate)",
             reason="credentials.mismatch",
             **presented,
         )
