@@ -157,9 +157,20 @@ def _detail_json(detail: Mapping[str, Any]) -> str:
     return detail_text
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON values with no mapping inside
+
+
 def _string_keys_only(value: Any) -> bool:
     """Whether every mapping in ``value`` (a detail's JSON value) has only string keys: then its canonical
     JSON reads back and encodes again to the same text."""
+    # Plain dicts and lists of plain values (every detail the gateway writes) without the ABC checks.
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _PLAIN and not _string_keys_only(item)):
+                return False
+        return True
+    if type(value) is list:
+        return all(type(item) in _PLAIN or _string_keys_only(item) for item in value)
     if isinstance(value, Mapping):
         return all(isinstance(key, str) and _string_keys_only(item) for key, item in value.items())
     if isinstance(value, list | tuple):
