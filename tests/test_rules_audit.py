@@ -242,6 +242,38 @@ def test_every_stored_column_and_the_previous_hash_are_covered_by_the_hash() -> 
     assert pending(2).chain(2, "1" * 64)[0] != pending(2).chain(2, "2" * 64)[0]
 
 
+# Texts with what JSON escapes (quote, backslash, control characters), what it writes as is (CJK, an
+# astral character, U+2028) and a lone surrogate, as a caller's free text may carry them.
+_TRICKY = ['"', "\\", "\n\t\x00\x1f", "二〇", "\U0001f600", "\u2028", "\ud800", "", "a b"]
+
+
+@pytest.mark.parametrize("tricky", _TRICKY)
+def test_a_record_s_journal_line_and_hash_encoded_in_one_pass_are_as_the_general_encoders_write_them(
+    tricky: str,
+) -> None:
+    # The writer encodes each column once for the hash and the journal line: hash, row and line must be
+    # what chain() and the journal's encoder make, for every kind of column value (null subject columns,
+    # large and negative integers, a policy set added to the detail, a boolean the general way).
+    prev = "cd" * 32
+    for changes in (
+        {"purpose": f"x{tricky}y", "caller_id": tricky, "detail_json": oracle_json({"note": tricky})},
+        {"subject_hash": None, "hmac_key_id": None, "subject_enc": None, "enc_key_id": None},
+        {"data_version": 2**70, "latency_us": -5, "policy_set": f"sha256:{tricky}"},
+        {"data_version": True, "measure_ids": (tricky, "M-2")},
+    ):
+        record = pending(4, **changes)
+        try:
+            expected = record.chain(4, prev)
+        except UnicodeEncodeError:  # a lone surrogate is not UTF-8: refused alike
+            with pytest.raises(UnicodeEncodeError):
+                record.chain_line(4, prev)
+            continue
+        record_hash, row, line = record.chain_line(4, prev)
+        assert (record_hash, row) == expected
+        assert line == json.dumps({"r": list(row)}, ensure_ascii=False, separators=(",", ":"))
+        assert json.loads(line)["r"] == list(row)
+
+
 def test_a_stored_record_with_an_unreadable_field_is_refused() -> None:
     row = list(chained(1)[0].to_row())
     row[RECORD_COLUMNS.index("detail")] = "[1, 2]"

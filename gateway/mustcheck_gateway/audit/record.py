@@ -62,6 +62,18 @@ def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+# The journal's encoder of a row's line (``audit.journal`` writes the same: compact, UTF-8 as is).
+_JOURNAL_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# A column's JSON as both encoders write it (``ensure_ascii=False``): strings by the C function they use,
+# integers by ``int.__repr__`` (``bool`` is not ``int`` here: it is a type of its own), None as null.
+_SCALAR_JSON: dict[type, Any] = {
+    str: json.encoder.encode_basestring,
+    int: int.__repr__,
+    type(None): lambda _: "null",
+}
+
+
 # The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
 TAIL_CUT_OUTCOME = "audit.journal_tail_cut"
 
@@ -278,9 +290,42 @@ class PendingRecord:
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 
+    def chain_line(self, seq: int, prev_hash: str) -> tuple[str, tuple[Any, ...], str]:
+        """:meth:`chain`, and the row's journal line (``{"r":[...]}``, as the journal encodes a row).
+
+        Each column's JSON is written once and serves both the hash's canonical JSON (keys sorted) and
+        the line (columns in order): the same text either encoder writes, as both write a string with
+        the same function and an integer with ``int.__repr__``. A column of another type (none is) is
+        encoded the general way.
+        """
+        detail_text = self.detail_json
+        if self.policy_set:
+            detail = json.loads(detail_text)
+            detail[POLICY_SET_KEY] = self.policy_set
+            detail_text = canonical_json(detail)
+        columns = _columns(seq, self.at, self, detail_text, prev_hash)
+        values = list(columns.values())
+        try:
+            pieces = [_SCALAR_JSON[type(value)](value) for value in values]
+        except KeyError:  # a column that is not a string, an integer or null
+            record_hash = _hash_columns(prev_hash, columns)
+            row = (*values, record_hash)
+            return record_hash, row, _JOURNAL_LINE.encode({"r": list(row)})
+        canonical = ",".join([key + pieces[at] for key, at in _SORTED_COLUMNS])
+        digest = hashlib.sha256(_HASH_DOMAIN)
+        digest.update(prev_hash.encode("ascii", "replace"))
+        digest.update(b"\n")
+        digest.update(f"{{{canonical}}}".encode())
+        record_hash = digest.hexdigest()
+        return record_hash, (*values, record_hash), f'{{"r":[{",".join(pieces)},"{record_hash}"]}}'
+
 
 _PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(PendingRecord))
 _pending_values = operator.attrgetter(*_PENDING_FIELDS)  # the fields' tuple, read in C
+
+# The covered columns as canonical JSON orders them (keys sorted): each key as JSON with its colon, and
+# where the column stands in the row. Every name is plain ASCII: its JSON is itself in quotes.
+_SORTED_COLUMNS = tuple((f'"{name}":', RECORD_COLUMNS.index(name)) for name in sorted(RECORD_COLUMNS[:-1]))
 
 
 @dataclass(frozen=True, slots=True)
