@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -240,6 +240,24 @@ def test_every_stored_column_and_the_previous_hash_are_covered_by_the_hash() -> 
     # The hash covers its own record's previous hash beyond the column: the same columns after another
     # previous hash give another hash (a record moved elsewhere in the chain does not keep its hash).
     assert pending(2).chain(2, "1" * 64)[0] != pending(2).chain(2, "2" * 64)[0]
+
+
+@pytest.mark.parametrize("tricky", ["", '"', "\\", "\n\x00", "二〇", "\U0001f600", "\u2028"])
+def test_an_event_s_detail_is_stored_as_canonical_json_whatever_its_values(tricky: str) -> None:
+    # Flat details (strings, integers, null, lists of strings) are written piece by piece; the rest by the
+    # general encoder: the stored text is canonical JSON either way (keys sorted, compact, UTF-8 as is).
+    details: list[dict[str, Any]] = [
+        {},
+        {"memoranda": [tricky, "M-1"], "token_id": tricky, "reason": ""},
+        {tricky: None, "b": -(2**70), "a": 0},
+        {"memoranda": []},
+        {"flag": True, "ratio": 1.5, "ids": [1, tricky], "nested": {"z": tricky, "a": [None]}},
+    ]
+    for detail in details:
+        event = AuditEvent(kind="check", caller_id="c", detail=detail)
+        assert event.detail_json == oracle_json(detail)
+    numbered = AuditEvent(kind="check", caller_id="c", detail=cast(dict[str, Any], {1: tricky}))
+    assert numbered.detail_json == oracle_json({"1": tricky})
 
 
 # Texts with what JSON escapes (quote, backslash, control characters), what it writes as is (CJK, an
