@@ -5,6 +5,8 @@ tests/test_rules_suites.py."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sqlite3
 import subprocess
@@ -19,7 +21,7 @@ from sm2_vectors import openssl_verifies as _openssl_verifies
 
 from mustcheck import Client, verify_receipt
 from mustcheck.receipts import parse_receipt
-from mustcheck.suites import SM, load_public_key, suite_of
+from mustcheck.suites import INTERNATIONAL, SM, load_public_key, suite_of
 from mustcheck.tree_head import TreeHead
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.crypto.suites import server_suite
@@ -169,3 +171,14 @@ def test_the_demo_runs_on_the_sm_suite(tmp_path: Path, capsys: pytest.CaptureFix
     (public,) = (demo_dir / "keys" / "public").glob("sign-*.pem")
     assert load_public_key(public.read_bytes()).algorithm == "sm2"
     assert main(["audit", "verify", "--data-dir", str(demo_dir)]) == 0
+
+
+@pytest.mark.parametrize("key_bytes", [0, 1, 32, 63, 64, 65, 200])
+def test_the_international_keyed_hash_is_hmac_sha256_for_a_key_of_any_length(key_bytes: int) -> None:
+    # The keyed hash keeps each key's inner and outer states (RFC 2104) to copy: every digest, for keys
+    # shorter than, as long as and longer than SHA-256's block, is the standard library's HMAC, also
+    # after other keys were used in between.
+    keys = [bytes((index * 7 + key_bytes) % 256 for index in range(key_bytes)), b"other key"]
+    for data in (b"", b"110101199003077777", "张三 91110000100000000X".encode() * 20):
+        for key in keys * 2:
+            assert INTERNATIONAL.keyed_hash(key, data) == hmac.new(key, data, hashlib.sha256).digest()

@@ -203,6 +203,23 @@ def test_names_are_masked_longest_first_and_only_without_the_grant() -> None:
     assert Masker({"person_name"}).text(text, names=["张三"]) == text
 
 
+def test_masked_free_text_remembered_for_one_grant_is_not_shown_to_another() -> None:
+    # Masked text is remembered by its text, persons and the fields hidden: asked again with another
+    # grant (or other persons), the same text is masked for that grant, whatever was asked before.
+    text = "张三（110101199003077777）未履行"
+    masked = "张*（110101********7777）未履行"
+    for _ in range(2):
+        assert Masker().text(text, names=["张三"], ids=["110101199003077777"]) == masked
+        assert Masker({"person_name"}).text(text, names=["张三"], ids=["110101199003077777"]) == (
+            "张三（110101********7777）未履行"
+        )
+        assert Masker({"person_id"}).text(text, names=["张三"], ids=["110101199003077777"]) == (
+            "张*（110101199003077777）未履行"
+        )
+        assert Masker({"person_name", "person_id"}).text(text, names=["张三"]) == text
+        assert Masker().text(text, names=["李四"]) == "张三（110101********7777）未履行"
+
+
 def test_coverage_masks_id_numbers_in_approval_ids(target: str, token: str, admin_token: str) -> None:
     person = new_citizen_id()
     approval_id = f"审批-{person}"

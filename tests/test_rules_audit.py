@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -240,6 +240,56 @@ def test_every_stored_column_and_the_previous_hash_are_covered_by_the_hash() -> 
     # The hash covers its own record's previous hash beyond the column: the same columns after another
     # previous hash give another hash (a record moved elsewhere in the chain does not keep its hash).
     assert pending(2).chain(2, "1" * 64)[0] != pending(2).chain(2, "2" * 64)[0]
+
+
+@pytest.mark.parametrize("tricky", ["", '"', "\\", "\n\x00", "二〇", "\U0001f600", "\u2028"])
+def test_an_event_s_detail_is_stored_as_canonical_json_whatever_its_values(tricky: str) -> None:
+    # Flat details (strings, integers, null, lists of strings) are written piece by piece; the rest by the
+    # general encoder: the stored text is canonical JSON either way (keys sorted, compact, UTF-8 as is).
+    details: list[dict[str, Any]] = [
+        {},
+        {"memoranda": [tricky, "M-1"], "token_id": tricky, "reason": ""},
+        {tricky: None, "b": -(2**70), "a": 0},
+        {"memoranda": []},
+        {"flag": True, "ratio": 1.5, "ids": [1, tricky], "nested": {"z": tricky, "a": [None]}},
+    ]
+    for detail in details:
+        event = AuditEvent(kind="check", caller_id="c", detail=detail)
+        assert event.detail_json == oracle_json(detail)
+    numbered = AuditEvent(kind="check", caller_id="c", detail=cast(dict[str, Any], {1: tricky}))
+    assert numbered.detail_json == oracle_json({"1": tricky})
+
+
+# Texts with what JSON escapes (quote, backslash, control characters), what it writes as is (CJK, an
+# astral character, U+2028) and a lone surrogate, as a caller's free text may carry them.
+_TRICKY = ['"', "\\", "\n\t\x00\x1f", "二〇", "\U0001f600", "\u2028", "\ud800", "", "a b"]
+
+
+@pytest.mark.parametrize("tricky", _TRICKY)
+def test_a_record_s_journal_line_and_hash_encoded_in_one_pass_are_as_the_general_encoders_write_them(
+    tricky: str,
+) -> None:
+    # The writer encodes each column once for the hash and the journal line: hash, row and line must be
+    # what chain() and the journal's encoder make, for every kind of column value (null subject columns,
+    # large and negative integers, a policy set added to the detail, a boolean the general way).
+    prev = "cd" * 32
+    for changes in (
+        {"purpose": f"x{tricky}y", "caller_id": tricky, "detail_json": oracle_json({"note": tricky})},
+        {"subject_hash": None, "hmac_key_id": None, "subject_enc": None, "enc_key_id": None},
+        {"data_version": 2**70, "latency_us": -5, "policy_set": f"sha256:{tricky}"},
+        {"data_version": True, "measure_ids": (tricky, "M-2")},
+    ):
+        record = pending(4, **changes)
+        try:
+            expected = record.chain(4, prev)
+        except UnicodeEncodeError:  # a lone surrogate is not UTF-8: refused alike
+            with pytest.raises(UnicodeEncodeError):
+                record.chain_line(4, prev)
+            continue
+        record_hash, row, line = record.chain_line(4, prev)
+        assert (record_hash, row) == expected
+        assert line == json.dumps({"r": list(row)}, ensure_ascii=False, separators=(",", ":"))
+        assert json.loads(line)["r"] == list(row)
 
 
 def test_a_stored_record_with_an_unreadable_field_is_refused() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -97,8 +98,18 @@ def display_end(entry: ListEntry, policy: PolicySet) -> dt.datetime:
     """When the entry stops being shown: its display date, capped by its severity class (R3)."""
     severity = policy.severities.get(entry.severity)
     if entry.list_kind is ListKind.BLACK and severity is not None:
-        return min(entry.display_until, add_months(entry.decision_date, severity.max_months))
+        return min(
+            entry.display_until,
+            _months_after(entry.decision_date, entry.decision_date.tzinfo, severity.max_months),
+        )
     return entry.display_until
+
+
+@functools.lru_cache(maxsize=8192)
+def _months_after(instant: dt.datetime, zone: dt.tzinfo | None, months: int) -> dt.datetime:
+    """:func:`add_months` remembered: an entry's decision date is capped at every check that shows it.
+    ``zone`` is in the key because equal instants in other zones have other calendar dates."""
+    return add_months(instant, months)
 
 
 def is_shown(entry: ListEntry, policy: PolicySet, at: dt.datetime) -> bool:

@@ -51,23 +51,35 @@ class Masker:
         unless the caller may see that field."""
         if not text:
             return text
-        if PERSON_NAME not in self.visible:
-            for name in sorted({name for name in names if name}, key=len, reverse=True):
-                text = text.replace(name, mask_name(name))
-        if PERSON_ID not in self.visible:
-            folded: str | None = None
-            for number in sorted({number for number in ids if number}, key=len, reverse=True):
-                key = _folded_id(number)
-                if key is not None:
-                    # Most free text names none of the ids: look for the id in one folded copy of the text
-                    # before building (and caching) the pattern of its every spelling.
-                    folded = folded if folded is not None else text.translate(_FOLD)
-                    if key not in folded:
-                        continue
-                    folded = None  # the text changes below
-                text = _spelled(number).sub(mask_id(number), text)
-            text = mask_id_shapes(text)
-        return text
+        hide_names, hide_ids = PERSON_NAME not in self.visible, PERSON_ID not in self.visible
+        if not (hide_names or hide_ids):
+            return text
+        # The same entry's text is masked for every answer that shows it: remembered (a pure function of
+        # its arguments), not searched again each time.
+        return _masked_text(text, tuple(names), tuple(ids), hide_names, hide_ids)
+
+
+@functools.lru_cache(maxsize=8192)
+def _masked_text(
+    text: str, names: tuple[str, ...], ids: tuple[str, ...], hide_names: bool, hide_ids: bool
+) -> str:
+    if hide_names:
+        for name in sorted({name for name in names if name}, key=len, reverse=True):
+            text = text.replace(name, mask_name(name))
+    if hide_ids:
+        folded: str | None = None
+        for number in sorted({number for number in ids if number}, key=len, reverse=True):
+            key = _folded_id(number)
+            if key is not None:
+                # Most free text names none of the ids: look for the id in one folded copy of the text
+                # before building (and caching) the pattern of its every spelling.
+                folded = folded if folded is not None else text.translate(_FOLD)
+                if key not in folded:
+                    continue
+                folded = None  # the text changes below
+            text = _spelled(number).sub(mask_id(number), text)
+        text = mask_id_shapes(text)
+    return text
 
 
 # What people put between the groups of an ID number they write out: spaces (the ideographic one too)

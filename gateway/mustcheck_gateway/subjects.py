@@ -7,6 +7,7 @@ with the policy's legacy allow-list, turning failures into ``InvalidSubject``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Collection
 
 from mustcheck.identifiers import IdentifierError, SubjectKind, ValidSubject, validate_subject
@@ -31,7 +32,22 @@ def validate(
     raw: str, kind: SubjectKind | None, legacy_codes: Collection[str], *, today: dt.date
 ) -> ValidSubject:
     try:
+        if isinstance(legacy_codes, frozenset):  # hashable: a subject checked again is not validated again
+            return _validated(raw, kind, legacy_codes, today)
         return validate_subject(raw, kind=kind, legacy_codes=legacy_codes, today=today)
     except IdentifierError as error:
         message = _WITHOUT_DIGITS.get(error.rule, error.message)
         raise InvalidSubject(f"invalid subject: {message} [{error.rule}]", reason=error.rule) from None
+
+
+@functools.lru_cache(maxsize=16384)
+def _validated(
+    raw: str, kind: SubjectKind | None, legacy_codes: frozenset[str], today: dt.date
+) -> ValidSubject:
+    """:func:`validate_subject`, remembered for valid subjects (an invalid one raises and is not kept).
+
+    The answer is a pure function of the arguments: the text, the kind stated, the allow-list (a new set
+    whenever it changes, so a withdrawn legacy code is not admitted from memory) and the day (a birth date
+    in the future). An unstated kind is validated as both kinds once, not at every check of the subject.
+    """
+    return validate_subject(raw, kind=kind, legacy_codes=legacy_codes, today=today)

@@ -71,7 +71,25 @@ SM3 = TreeHasher("sm3", _sm2.sm3)
 
 
 def _hmac_sha256(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
+    """HMAC-SHA256 (RFC 2104), the same digest as ``hmac.new(key, data, hashlib.sha256).digest()``: the
+    key's inner and outer hash states are made once a key and copied (``hmac.new`` sets OpenSSL's HMAC up
+    anew each call, about 5 µs; this is about 1 µs, and the audit log hashes every checked subject)."""
+    inner, outer = _hmac_sha256_states(key)
+    first = inner.copy()
+    first.update(data)
+    second = outer.copy()
+    second.update(first.digest())
+    return second.digest()
+
+
+@functools.lru_cache(maxsize=64)
+def _hmac_sha256_states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    block = hashlib.sha256(key).digest() if len(key) > 64 else key
+    block = block.ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(byte ^ 0x36 for byte in block)),
+        hashlib.sha256(bytes(byte ^ 0x5C for byte in block)),
+    )
 
 
 def _hmac_sm3_openssl(key: bytes, data: bytes) -> bytes:

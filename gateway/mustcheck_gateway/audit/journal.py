@@ -79,10 +79,19 @@ class JournalContents:
 _FRAME_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def encode_frame(rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> bytes:
-    lines = [_FRAME_LINE.encode({"r": list(row)}) for row in rows]
-    lines += [_FRAME_LINE.encode({"c": list(checkpoint.to_row())}) for checkpoint in checkpoints]
-    payload = ("".join(line + "\n" for line in lines)).encode()
+def encode_frame(
+    rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint], row_lines: Sequence[str] | None = None
+) -> bytes:
+    """``row_lines``: the rows' lines already encoded (``PendingRecord.chain_line``), else encoded here."""
+    # A row's line is '{"r":' and the row as an array: the encoder writes a tuple as it writes a list,
+    # so the same bytes as encoding {"r": list(row)}, without the dict and the list made for each row.
+    encode = _FRAME_LINE.encode
+    if row_lines is not None:
+        lines = [f"{line}\n" for line in row_lines]
+    else:
+        lines = [f'{{"r":{encode(row)}}}\n' for row in rows]
+    lines += [f'{{"c":{encode(checkpoint.to_row())}}}\n' for checkpoint in checkpoints]
+    payload = "".join(lines).encode()
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -255,13 +264,19 @@ class Journal:
             raise
         self.capacity += added
 
-    def append(self, rows: Sequence[tuple[Any, ...]], checkpoints: Sequence[Checkpoint]) -> None:
-        """Write the rows and checkpoints as one frame and return once they are on disk.
+    def append(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        checkpoints: Sequence[Checkpoint],
+        row_lines: Sequence[str] | None = None,
+    ) -> None:
+        """Write the rows and checkpoints as one frame and return once they are on disk (``row_lines``:
+        the rows' lines, already encoded).
 
         On failure (a full disk) nothing is acknowledged and what was written of the frame is zeroed
         again, so that the next frame starts on zeros; if even that fails, reopening cuts it off.
         """
-        payload = encode_frame(rows, checkpoints)
+        payload = encode_frame(rows, checkpoints, row_lines)
         if self.size + len(payload) > self.capacity:
             self._grow(self.size + len(payload) - self.capacity)
         try:

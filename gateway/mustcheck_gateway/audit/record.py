@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,19 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 def canonical_json(value: Any) -> str:
     return _CANONICAL.encode(value)
+
+
+# The journal's encoder of a row's line (``audit.journal`` writes the same: compact, UTF-8 as is).
+_JOURNAL_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# A column's JSON as both encoders write it (``ensure_ascii=False``): strings by the C function they use,
+# integers by ``int.__repr__`` (``bool`` is not ``int`` here: it is a type of its own), None as null.
+_encode_text = json.encoder.encode_basestring
+_SCALAR_JSON: dict[type, Any] = {
+    str: _encode_text,
+    int: int.__repr__,
+    type(None): lambda _: "null",
+}
 
 
 # The outcome of the record (kind ``admin``) a gateway writes when it cut a torn journal tail off.
@@ -146,6 +160,10 @@ _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 def _detail_json(detail: Mapping[str, Any]) -> str:
     """The detail as it is stored: canonical JSON, checked to be serialisable."""
+    if type(detail) is dict:
+        text = _flat_canonical_json(detail)
+        if text is not None:
+            return text
     try:
         detail_text = canonical_json(dict(detail))
         if not _string_keys_only(detail):
@@ -157,9 +175,41 @@ def _detail_json(detail: Mapping[str, Any]) -> str:
     return detail_text
 
 
+def _flat_canonical_json(detail: dict[Any, Any]) -> str | None:
+    """:func:`canonical_json` of a detail of string keys whose values are strings, integers, null or lists
+    of strings (every check's detail: its memoranda, a reason, a token id), written piece by piece: the
+    same text, without the general encoder's sorting of items; None for any other detail."""
+    parts = []
+    for key in detail:
+        if type(key) is not str:
+            return None
+    for key in sorted(detail):
+        value = detail[key]
+        encode = _SCALAR_JSON.get(type(value))
+        if encode is not None:
+            piece = encode(value)
+        elif type(value) is list and all(type(item) is str for item in value):
+            piece = f"[{','.join(map(_encode_text, value))}]"
+        else:
+            return None
+        parts.append(f"{_encode_text(key)}:{piece}")
+    return f"{{{','.join(parts)}}}"
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # JSON values with no mapping inside
+
+
 def _string_keys_only(value: Any) -> bool:
     """Whether every mapping in ``value`` (a detail's JSON value) has only string keys: then its canonical
     JSON reads back and encodes again to the same text."""
+    # Plain dicts and lists of plain values (every detail the gateway writes) without the ABC checks.
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _PLAIN and not _string_keys_only(item)):
+                return False
+        return True
+    if type(value) is list:
+        return all(type(item) in _PLAIN or _string_keys_only(item) for item in value)
     if isinstance(value, Mapping):
         return all(isinstance(key, str) and _string_keys_only(item) for key, item in value.items())
     if isinstance(value, list | tuple):
@@ -248,7 +298,7 @@ class PendingRecord:
 
     def as_values(self) -> tuple[Any, ...]:
         """The fields in order, as a plain tuple (what crosses to the writer process)."""
-        return tuple(getattr(self, name) for name in _PENDING_FIELDS)
+        return _pending_values(self)
 
     def chain(self, seq: int, prev_hash: str) -> tuple[str, tuple[Any, ...]]:
         """The record's hash at ``seq`` after ``prev_hash``, and its stored row.
@@ -266,8 +316,42 @@ class PendingRecord:
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
 
+    def chain_line(self, seq: int, prev_hash: str) -> tuple[str, tuple[Any, ...], str]:
+        """:meth:`chain`, and the row's journal line (``{"r":[...]}``, as the journal encodes a row).
+
+        Each column's JSON is written once and serves both the hash's canonical JSON (keys sorted) and
+        the line (columns in order): the same text either encoder writes, as both write a string with
+        the same function and an integer with ``int.__repr__``. A column of another type (none is) is
+        encoded the general way.
+        """
+        detail_text = self.detail_json
+        if self.policy_set:
+            detail = json.loads(detail_text)
+            detail[POLICY_SET_KEY] = self.policy_set
+            detail_text = canonical_json(detail)
+        columns = _columns(seq, self.at, self, detail_text, prev_hash)
+        values = list(columns.values())
+        try:
+            pieces = [_SCALAR_JSON[type(value)](value) for value in values]
+        except KeyError:  # a column that is not a string, an integer or null
+            record_hash = _hash_columns(prev_hash, columns)
+            row = (*values, record_hash)
+            return record_hash, row, _JOURNAL_LINE.encode({"r": list(row)})
+        canonical = ",".join([key + pieces[at] for key, at in _SORTED_COLUMNS])
+        digest = hashlib.sha256(_HASH_DOMAIN)
+        digest.update(prev_hash.encode("ascii", "replace"))
+        digest.update(b"\n")
+        digest.update(f"{{{canonical}}}".encode())
+        record_hash = digest.hexdigest()
+        return record_hash, (*values, record_hash), f'{{"r":[{",".join(pieces)},"{record_hash}"]}}'
+
 
 _PENDING_FIELDS = tuple(f.name for f in dataclasses.fields(PendingRecord))
+_pending_values = operator.attrgetter(*_PENDING_FIELDS)  # the fields' tuple, read in C
+
+# The covered columns as canonical JSON orders them (keys sorted): each key as JSON with its colon, and
+# where the column stands in the row. Every name is plain ASCII: its JSON is itself in quotes.
+_SORTED_COLUMNS = tuple((f'"{name}":', RECORD_COLUMNS.index(name)) for name in sorted(RECORD_COLUMNS[:-1]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -295,6 +295,7 @@ class GroupCommitWriter:
         started = time.perf_counter()
         seq, prev_hash, covered = self._last_seq, self._last_hash, self._covered_seq
         rows: list[tuple[Any, ...]] = []
+        lines: list[str] = []  # the rows' journal lines, encoded with their hashes
         checkpoints: list[Checkpoint] = []
         seqs: list[list[int]] = []
         try:
@@ -302,8 +303,9 @@ class GroupCommitWriter:
                 assigned = []
                 for pending in submission.records:
                     seq += 1
-                    prev_hash, row = pending.chain(seq, prev_hash)
+                    prev_hash, row, line = pending.chain_line(seq, prev_hash)
                     rows.append(row)
+                    lines.append(line)
                     assigned.append(seq)
                     if seq - covered >= self._every:
                         checkpoints.append(self._sign(seq, prev_hash))
@@ -313,7 +315,7 @@ class GroupCommitWriter:
                 # The log's first commit gets a head in its own frame (the cadence is unchanged): a log
                 # never holds records without a signed head, whenever it crashes.
                 checkpoints.append(self._sign(seq, prev_hash))
-            self._journal.append(rows, checkpoints)
+            self._journal.append(rows, checkpoints, lines)
         except Exception as error:
             log.error("audit_commit_failed", records=len(rows), error=repr(error))
             self._settle(batch, error=error)
