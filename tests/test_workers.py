@@ -4,12 +4,15 @@ Two workers on one port both answer (the kernel spreads connections: a new SDK c
 connection), one Prometheus scrape counts both, and the one audit log verifies with the records of
 both; a worker killed with SIGKILL is started again while the other answers; a second gateway on the
 port is refused; a caller at twice its rate against both workers is held to its rate; a daily person
-quota is exact across workers, and across replicas on PostgreSQL (the store counts).
+quota is exact across workers, and across replicas on PostgreSQL (the store counts); a ``Watch``
+stream served by one worker hears of a change made through another.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -21,9 +24,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from mustcheck import Client, RateLimited, RetryPolicy
+from mustcheck._channel import auth_metadata
+from mustcheck._generated.v1 import check_pb2, check_pb2_grpc, lists_pb2, lists_pb2_grpc
 from mustcheck_gateway.audit import verify_data_dir
 from mustcheck_gateway.audit.sqlite_log import SqliteAuditStore
 from mustcheck_gateway.auth.registry import DEFAULT_REFRESH_INTERVAL
@@ -257,6 +263,73 @@ def test_a_person_quota_is_exact_across_replicas_and_workers_on_postgresql(tmp_p
             replica.stop()
             workers.stop()
         assert workers.served.process.returncode == 0
+
+
+def _own_connection(target: str) -> grpc.Channel:
+    """A channel with a connection of its own (gRPC shares one between channels to the same address)."""
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def _blacklisting(subject: str) -> dict[str, Any]:
+    today = dt.date.today()
+    return {
+        "source": "workers-test",
+        "subject_code": subject,
+        "subject_name": "示例建设有限公司",
+        "subject_kind": "organization",
+        "memorandum": "judgment-defaulters",
+        "list_kind": "black",
+        "initiating_department": "court",
+        "decision_document": f"（{today.year}）示例执字第{subject[-6:]}号",
+        "decision_date": (today - dt.timedelta(days=30)).isoformat(),
+        "severity": "serious",
+        "reason": "拒不履行生效判决",
+        "effective_date": (today - dt.timedelta(days=29)).isoformat(),
+        "punish_until": (today + dt.timedelta(days=300)).isoformat(),
+        "display_until": (today + dt.timedelta(days=330)).isoformat(),
+        "responsible_persons": [],
+    }
+
+
+def test_a_watch_stream_on_one_worker_hears_of_a_change_made_through_another(workers: Workers) -> None:
+    """Each worker keeps its own memory of recent checks and follows the one store's change feed: a
+    stream opened on one worker names a change an admin made through a connection the other serves."""
+    token = provision(workers.target, workers.admin, "watcher")
+    subject, key = new_uscc(), b"w" * 32
+    channels: list[grpc.Channel] = []
+    by_worker: dict[str, grpc.Channel] = {}  # a connection each worker answered, by its instance
+    try:
+        for _ in range(60):  # new connections until both workers have answered one
+            channel = _own_connection(workers.target)
+            channels.append(channel)
+            answer = check_pb2_grpc.CheckServiceStub(channel).Check(
+                check_pb2.CheckRequest(subject=subject, matter=MATTER),
+                metadata=auth_metadata(token),
+                timeout=10,
+            )  # the subject checked on this worker: its streams may name it
+            assert answer.gateway_instance
+            by_worker.setdefault(answer.gateway_instance, channel)
+            if len(by_worker) == 2:
+                break
+        assert len(by_worker) == 2, f"{len(channels)} connections all went to one worker"
+        (watched_worker, watched), (other_worker, other) = by_worker.items()
+        stream: Any = check_pb2_grpc.CheckServiceStub(watched).Watch(
+            check_pb2.WatchRequest(hash_key=key), metadata=auth_metadata(token), timeout=60
+        )
+        hello = next(stream)
+        assert hello.heartbeat and hello.gateway_instance == watched_worker
+        change = lists_pb2_grpc.ListsServiceStub(other).AddEntry(
+            lists_pb2.EntryRow(row_json=json.dumps(_blacklisting(subject), ensure_ascii=False)),
+            metadata=auth_metadata(workers.admin),
+            timeout=10,
+        )
+        event = next(e for e in stream if not e.heartbeat and e.data_version >= change.data_version)
+        assert event.gateway_instance == watched_worker != other_worker
+        assert hmac.new(key, subject.encode(), hashlib.sha256).digest() in event.subject_hashes
+        stream.cancel()
+    finally:
+        for channel in channels:
+            channel.close()
 
 
 @pytest.mark.parametrize(

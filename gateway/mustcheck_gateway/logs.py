@@ -35,6 +35,9 @@ def configure_logging(*, level: str = "info", json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        # A line and its newline in one write: print() writes them apart, and with an unbuffered stderr
+        # (PYTHONUNBUFFERED, usual in containers) the processes of one gateway sharing it (supervisor,
+        # workers, audit writer) spliced each other's lines. One write of up to PIPE_BUF bytes is atomic.
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -413,7 +413,9 @@ class CheckService(pb_grpc.CheckServiceServicer):
                     grant = self.access.grant(draft.caller, matter, request.purpose, at)
                     self.access.throttle(draft.caller, grant)
                     subject = self.engine.subject(request.subject, _subject_kind(request.subject_kind), at)
-                    self.access.subject(draft.caller, grant, subject, request.authorization_ref, at)
+                    await self.access.subject_counted(
+                        draft.caller, grant, subject, request.authorization_ref, at
+                    )
                     if self.watch is not None:  # before the lookup: no change after it goes unnamed
                         undo_watch = self.watch.checked(draft.caller.caller_id, subject.code)
                     answer = self.engine.answer(subject, matter, draft.caller.department, at)
@@ -550,11 +552,18 @@ class CheckService(pb_grpc.CheckServiceServicer):
         # Each item validated and its access checked: its refusal, or the subject to look up.
         refusals: dict[int, tuple[list[AuditEvent], GatewayError]] = {}
         passed: list[tuple[int, _Draft, ValidSubject]] = []
+        # Person lookups the store counts (PostgreSQL) are counted after the loop, off the event loop.
+        blocks = self.access.quota_blocks
+        uncounted: list[tuple[int, _Draft, ValidSubject]] = []
         try:
             for index, draft in enumerate(drafts):
                 try:
                     subject = self.engine.subject(draft.subject, kinds[index], at)
-                    self.access.subject(caller, grant, subject, request.authorization_ref, at)
+                    if self.access.subject(
+                        caller, grant, subject, request.authorization_ref, at, count=not blocks
+                    ):
+                        uncounted.append((index, draft, subject))
+                        continue
                 except Exception as error:
                     if not isinstance(error, _PER_ITEM_ERRORS):
                         # Everything checked so far, and this item, is audited before the call fails.
@@ -566,6 +575,8 @@ class CheckService(pb_grpc.CheckServiceServicer):
                     refusals[index] = (self._failure_events(draft, error), error)
                     continue
                 passed.append((index, draft, subject))
+            if uncounted:
+                await self._count_persons(caller, grant, at, uncounted, passed, refusals, announcement)
             if self.watch is not None and passed:  # before the lookup: no change after it goes unnamed
                 undo_watch.append(
                     self.watch.checked_many(caller.caller_id, [subject.code for _, _, subject in passed])
@@ -632,6 +643,38 @@ class CheckService(pb_grpc.CheckServiceServicer):
         self._log("batch_check", drafts[0], "OK", subjects=len(drafts))
         response.data_version = version or self.engine.store.data_version()
         return response
+
+    async def _count_persons(
+        self,
+        caller: Caller,
+        grant: Grant,
+        at: dt.datetime,
+        uncounted: list[tuple[int, _Draft, ValidSubject]],
+        passed: list[tuple[int, _Draft, ValidSubject]],
+        refusals: dict[int, tuple[list[AuditEvent], GatewayError]],
+        announcement: Announcement,
+    ) -> None:
+        """Count the batch's person lookups in the store (in item order, one hop off the event loop):
+        each allowed one joins ``passed``, each over the quota ``refusals``; both stay in item order."""
+        try:
+            taken = await self.access.take_persons(caller, grant, at, len(uncounted))
+        except Exception as error:
+            # Everything checked so far is audited before the call fails, as for an item's own failure.
+            await self.audit.append_many(
+                [*_refusal_events(refusals), *(_internal_error(draft, error) for _, draft, _ in uncounted)],
+                announcement=announcement,
+            )
+            raise
+        for item, allowed in zip(uncounted, taken, strict=True):
+            if allowed:
+                passed.append(item)
+            else:
+                over = self.access.over_quota(caller, grant)
+                refusals[item[0]] = (self._failure_events(item[1], over), over)
+        passed.sort(key=lambda item: item[0])
+        ordered = sorted(refusals.items())
+        refusals.clear()
+        refusals.update(ordered)
 
     def _digest(self, subjects: Sequence[str]) -> str:
         """A digest of a refused batch's subjects (joined by newlines): keyed, as the audit log hashes

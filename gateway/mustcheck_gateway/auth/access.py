@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -75,15 +77,60 @@ class AccessControl:
                 retry_after_s=None if math.isinf(wait) else wait,
             )
 
+    @property
+    def quota_blocks(self) -> bool:
+        """Whether counting a person lookup waits on I/O (the store counts: a round trip to PostgreSQL),
+        so that the gateway counts it off its event loop (:meth:`subject_counted`, :meth:`take_persons`)."""
+        return bool(getattr(self.person_quota, "blocks", False))
+
     def subject(
+        self,
+        caller: Caller,
+        grant: Grant,
+        subject: ValidSubject,
+        authorization_ref: str,
+        at: dt.datetime,
+        *,
+        count: bool = True,
+    ) -> bool:
+        """Refuse a subject the grant does not allow, or a person lookup over the daily quota. Returns
+        whether a person lookup is still to be counted (``count`` False: the caller counts it, with
+        :meth:`take_persons`)."""
+        check_subject(caller, grant, subject.kind, authorization_ref)
+        if subject.kind is not SubjectKind.PERSON:
+            return False
+        if not count:
+            return True
+        if not self.person_quota.take(caller.caller_id, at, grant.daily_person_quota):
+            raise self.over_quota(caller, grant)
+        return False
+
+    async def subject_counted(
         self, caller: Caller, grant: Grant, subject: ValidSubject, authorization_ref: str, at: dt.datetime
     ) -> None:
-        check_subject(caller, grant, subject.kind, authorization_ref)
-        if subject.kind is SubjectKind.PERSON and not self.person_quota.take(
-            caller.caller_id, at, grant.daily_person_quota
-        ):
-            raise ResourceExhausted(
-                f"caller {caller.caller_id} has used its daily quota of "
-                f"{grant.daily_person_quota} person lookups",
-                reason="quota.persons",
-            )
+        """:meth:`subject` on the event loop, with a blocking count taken in the loop's executor."""
+        uncounted = self.subject(caller, grant, subject, authorization_ref, at, count=not self.quota_blocks)
+        if uncounted and not (await self.take_persons(caller, grant, at, 1))[0]:
+            raise self.over_quota(caller, grant)
+
+    async def take_persons(self, caller: Caller, grant: Grant, at: dt.datetime, count: int) -> Sequence[bool]:
+        """Count ``count`` person lookups of ``caller`` in order, in the loop's executor (one hop for
+        them all): whether each was allowed. Once one is refused, so are the rest (the same day)."""
+
+        def take() -> list[bool]:
+            taken: list[bool] = []
+            for _ in range(count):
+                if not self.person_quota.take(caller.caller_id, at, grant.daily_person_quota):
+                    break
+                taken.append(True)
+            return taken + [False] * (count - len(taken))
+
+        return await asyncio.get_running_loop().run_in_executor(None, take)
+
+    @staticmethod
+    def over_quota(caller: Caller, grant: Grant) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"caller {caller.caller_id} has used its daily quota of "
+            f"{grant.daily_person_quota} person lookups",
+            reason="quota.persons",
+        )

@@ -425,6 +425,11 @@ class PostgresStore:
                 (caller_id, day, count),
             )
 
+    def prune_person_lookups(self, before: str) -> int:
+        """Delete the counts of days before ``before`` (ISO dates: they sort as text); how many rows."""
+        with self._db.connection() as connection:
+            return int(connection.execute("DELETE FROM person_lookups WHERE day < %s", (before,)).rowcount)
+
     def person_lookups(self, caller_id: str, day: str) -> int:
         with self._db.connection() as connection:
             row = connection.execute(
