@@ -523,6 +523,15 @@ def test_a_certificate_bound_caller_s_token_alone_is_refused(tmp_path: Path) -> 
         ]
 
 
+def test_a_grant_holds_at_most_64_watch_streams(target: str, admin_token: str) -> None:
+    """The documented bound: 64 is accepted, 65 refused, naming the range."""
+    assert provision(target, admin_token, "watch-64", max_watch_streams=64)
+    with pytest.raises(grpc.RpcError) as caught:
+        provision(target, admin_token, "watch-65", max_watch_streams=65)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_watch_streams must be 0 (the default, 4) to 64" in (caught.value.details() or "")
+
+
 def test_bootstrap_writes_the_admin_token_owner_only(gateway: Gateway) -> None:
     assert gateway.admin_token_file is not None
     assert gateway.admin_token_file.stat().st_mode & 0o777 == 0o600

@@ -147,6 +147,25 @@ def test_token_and_certificate_must_name_one_caller(world: World) -> None:
     assert world.authenticator.authenticate(own_cert).caller_id == "bound"  # type: ignore[arg-type]
 
 
+def test_only_the_authorization_key_carries_the_token(world: World) -> None:
+    """Other metadata (keys sorting before and after ``authorization``) is not read as credentials."""
+    world.caller("m")
+    token, _ = world.token("m")
+    context = Context(
+        (("accept-encoding", "gzip"), ("authorization", f"Bearer {token}"), ("user-agent", "grpc-java"))
+    )
+    assert world.authenticator.authenticate(context).caller_id == "m"  # type: ignore[arg-type]
+
+
+def test_a_bound_caller_s_token_with_any_other_certificate_is_refused(world: World) -> None:
+    """Whatever the other certificate's name sorts like: before or after the bound one."""
+    world.caller("bound", tls_identity="m.example")
+    token, _ = world.token("bound")
+    for other in ("a.example", "z.example"):
+        context = Context((("authorization", f"Bearer {token}"),), cn=other)
+        assert world.refused(context).reason == "credentials.mismatch", other
+
+
 def test_a_certificate_bound_caller_s_token_alone_is_refused(world: World) -> None:
     """RFC 8705's rule for certificate-bound tokens: without its certificate a bound caller's token is
     worthless, so a stolen token cannot be used from anywhere else. An unbound caller's token alone
@@ -202,6 +221,16 @@ def test_the_rate_limit_says_when_to_retry(world: World) -> None:
     assert caught.value.retry_after_s is None and "never within this grant" in caught.value.message
 
 
+def test_a_wait_under_a_second_is_still_a_refusal(world: World) -> None:
+    control = access(world)
+    caller = Caller("fast", "approval")
+    grant = Grant("fast", rate_per_second=10.0, burst=1)
+    control.throttle(caller, grant)
+    with pytest.raises(ResourceExhausted) as caught:
+        control.throttle(caller, grant)  # the next token in 0.1 s
+    assert caught.value.retry_after_s is not None and 0 < caught.value.retry_after_s <= 0.1
+
+
 def test_person_lookups_count_against_the_daily_quota_and_organisations_do_not(world: World) -> None:
     control = access(world)
     caller = Caller("q", "approval")
@@ -235,6 +264,10 @@ def test_failed_authentications_are_throttled_per_peer(world: World) -> None:
         control.caller(bearer(unknown))  # type: ignore[arg-type]
     assert caught.value.retry_after_s is not None and caught.value.retry_after_s > 900
     assert "too many failed authentications from this address" in caught.value.message
+    with pytest.raises(AuthThrottled):
+        control.caller(bearer(unknown), items=5)  # type: ignore[arg-type]  # a batch of 5 subjects
+    aggregates = [event for event in control.peers.due(everything=True) if event.kind == "refused"]
+    assert [(event.detail["requests"], event.detail["items"]) for event in aggregates] == [(2, 6)]
     other_peer = Context((("authorization", f"Bearer {unknown}"),), peer="ipv4:10.0.0.10:5")
     with pytest.raises(Unauthenticated) as plain:
         control.caller(other_peer)  # type: ignore[arg-type]

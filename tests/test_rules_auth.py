@@ -63,6 +63,8 @@ def test_a_grant_covers_all_matters_or_the_matters_of_a_kind(policy: PolicySet) 
     by_kind = Grant(CALLER.caller_id, matters=("MOF-9999", f"kind:{kind}"))
     assert grant_for_matter(CALLER, by_kind, granted, "审批", T0) is by_kind
     assert refusal(Grant(CALLER.caller_id, matters=(kind,)), granted) == "grant.matter"  # no "kind:" prefix
+    # Only "*" itself means every matter: not an empty code, nor a code that sorts before "*".
+    assert refusal(Grant(CALLER.caller_id, matters=("", "!", "(")), granted) == "grant.matter"
 
 
 def test_a_grant_is_valid_from_its_first_instant_until_just_before_valid_until(policy: PolicySet) -> None:
@@ -139,4 +141,6 @@ def test_a_grant_cannot_be_changed_once_made() -> None:
     token = TokenRecord("t-1", CALLER.caller_id, "0" * 64, at, at + dt.timedelta(days=1))
     with pytest.raises(dataclasses.FrozenInstanceError):
         token.revoked_at = at  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        CALLER.department = "other"  # type: ignore[misc]
     assert token.active_at(at) and not token.active_at(at + dt.timedelta(days=1))
