@@ -6,7 +6,7 @@
   if that one is relinked and recomputed too, at the one after it.
 - A leaf: RFC 9162's ``H(0x00 || data)`` over the leaf domain tag and the canonical JSON of the answer and
   the record's chain hash; nodes ``H(0x01 || left || right)``; roots and proofs from the RFC's recursive
-  definitions (tests/test_merkle.py's oracle, repeated here so that this file stands alone).
+  definitions (tests/rfc9162.py, the oracle tests/test_merkle.py and tests/test_rules_receipts.py use too).
 - Tree heads: the signed bytes written out, the signature checked with ``cryptography`` directly.
 
 Pure functions and in-memory SQLite only: no gateway, so that each mutant of the audit modules is judged
@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rfc9162 import oracle_leaf, oracle_mth, oracle_node, oracle_path, oracle_subproof
 
 from mustcheck.merkle import (
     SHA256,
@@ -86,50 +87,6 @@ def oracle_record_hash(prev_hash: str, columns: dict[str, Any]) -> str:
     covered = {name: value for name, value in columns.items() if name != "record_hash"}
     data = b"mustcheck.audit.record.v1\n" + prev_hash.encode() + b"\n" + oracle_json(covered).encode()
     return hashlib.sha256(data).hexdigest()
-
-
-def oracle_leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def oracle_node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def oracle_mth(leaf_hashes: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1 MTH over leaf hashes."""
-    if not leaf_hashes:
-        return hashlib.sha256(b"").digest()
-    if len(leaf_hashes) == 1:
-        return leaf_hashes[0]
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    return oracle_node(oracle_mth(leaf_hashes[:k]), oracle_mth(leaf_hashes[k:]))
-
-
-def oracle_path(m: int, leaf_hashes: list[bytes]) -> list[bytes]:
-    """RFC 9162 §2.1.3.1 PATH(m, D[n])."""
-    if len(leaf_hashes) == 1:
-        return []
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    if m < k:
-        return [*oracle_path(m, leaf_hashes[:k]), oracle_mth(leaf_hashes[k:])]
-    return [*oracle_path(m - k, leaf_hashes[k:]), oracle_mth(leaf_hashes[:k])]
-
-
-def oracle_subproof(m: int, leaf_hashes: list[bytes], whole: bool) -> list[bytes]:
-    """RFC 9162 §2.1.4.1 SUBPROOF(m, D[n], b)."""
-    if m == len(leaf_hashes):
-        return [] if whole else [oracle_mth(leaf_hashes)]
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    if m <= k:
-        return [*oracle_subproof(m, leaf_hashes[:k], whole), oracle_mth(leaf_hashes[k:])]
-    return [*oracle_subproof(m - k, leaf_hashes[k:], False), oracle_mth(leaf_hashes[:k])]
 
 
 def oracle_b64(data: bytes) -> str:
