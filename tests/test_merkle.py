@@ -1,5 +1,6 @@
-"""RFC 9162 Merkle trees: the published Certificate Transparency vectors, and an oracle written here from
-the RFC's recursive definitions (not the module's iterative code) for every size and index up to 40."""
+"""RFC 9162 Merkle trees: the published Certificate Transparency vectors, and an oracle written from the
+RFC's recursive definitions (tests/rfc9162.py, not the module's iterative code) for every size and index up
+to 40."""
 
 from __future__ import annotations
 
