@@ -1,13 +1,13 @@
-"""RFC 9162 Merkle trees: the published Certificate Transparency vectors, and an oracle written here from
-the RFC's recursive definitions (not the module's iterative code) for every size and index up to 40."""
+"""RFC 9162 Merkle trees: the published Certificate Transparency vectors, and an oracle written from the
+RFC's recursive definitions (tests/rfc9162.py, not the module's iterative code) for every size and index up
+to 40."""
 
 from __future__ import annotations
-
-import hashlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rfc9162 import oracle_leaf, oracle_mth, oracle_path, oracle_subproof
 
 from mustcheck.merkle import (
     SHA256,
@@ -77,42 +77,9 @@ CT_CONSISTENCY = {  # (old size, new size): proof
 }
 
 
-# --- the oracle: RFC 9162 §2.1.1–§2.1.4.1, written recursively and with hashlib directly -------------------
-def oracle_leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def oracle_mth(leaves: list[bytes]) -> bytes:
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return oracle_leaf(leaves[0])
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return hashlib.sha256(b"\x01" + oracle_mth(leaves[:k]) + oracle_mth(leaves[k:])).digest()
-
-
-def oracle_path(m: int, leaves: list[bytes]) -> list[bytes]:
-    if len(leaves) == 1:
-        return []
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    if m < k:
-        return [*oracle_path(m, leaves[:k]), oracle_mth(leaves[k:])]
-    return [*oracle_path(m - k, leaves[k:]), oracle_mth(leaves[:k])]
-
-
-def oracle_subproof(m: int, leaves: list[bytes], whole: bool) -> list[bytes]:
-    if m == len(leaves):
-        return [] if whole else [oracle_mth(leaves)]
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    if m <= k:
-        return [*oracle_subproof(m, leaves[:k], whole), oracle_mth(leaves[k:])]
-    return [*oracle_subproof(m - k, leaves[k:], False), oracle_mth(leaves[:k])]
+# --- the oracle (tests/rfc9162.py) takes leaf hashes; these tests' leaves are data -------------------------
+def hashed(leaves: list[bytes]) -> list[bytes]:
+    return [oracle_leaf(leaf) for leaf in leaves]
 
 
 def leaves_of(count: int) -> list[bytes]:
@@ -153,20 +120,20 @@ def test_consistency_proofs_match_the_reference_vectors(old: int, new: int) -> N
 def test_every_proof_of_a_small_tree_agrees_with_the_rfc_definitions(size: int) -> None:
     leaves = leaves_of(size)
     subtree = subtree_over(leaves)
-    root = oracle_mth(leaves)
+    root = oracle_mth(hashed(leaves))
     assert subtree(0, size) == root
     for index in range(size):
         proof = inclusion_proof(index, size, subtree)
-        assert proof == oracle_path(index, leaves)
+        assert proof == oracle_path(index, hashed(leaves))
         assert verify_inclusion(SHA256, index, size, oracle_leaf(leaves[index]), proof, root)
     for old in range(1, size + 1):
         proof = consistency_proof(old, size, subtree)
-        assert proof == oracle_subproof(old, leaves, True)
-        assert verify_consistency(SHA256, old, size, oracle_mth(leaves[:old]), root, proof)
+        assert proof == oracle_subproof(old, hashed(leaves), True)
+        assert verify_consistency(SHA256, old, size, oracle_mth(hashed(leaves[:old])), root, proof)
 
 
 def test_the_empty_tree_is_a_prefix_of_every_tree() -> None:
-    root = oracle_mth(leaves_of(5))
+    root = oracle_mth(hashed(leaves_of(5)))
     assert verify_consistency(SHA256, 0, 5, SHA256.empty_root(), root, [])
     assert not verify_consistency(SHA256, 0, 5, b"\x00" * 32, root, [])
 
@@ -187,7 +154,7 @@ def test_an_altered_inclusion_proof_fails(size: int, data: st.DataObject) -> Non
     leaves = leaves_of(size)
     subtree = subtree_over(leaves)
     index = data.draw(st.integers(0, size - 1))
-    root = oracle_mth(leaves)
+    root = oracle_mth(hashed(leaves))
     leaf = oracle_leaf(leaves[index])
     proof = inclusion_proof(index, size, subtree)
     assert verify_inclusion(SHA256, index, size, leaf, proof, root)
@@ -201,7 +168,7 @@ def test_an_altered_inclusion_proof_fails(size: int, data: st.DataObject) -> Non
     assert not verify_inclusion(SHA256, index, size, oracle_leaf(b"forged"), proof, root)
     other = data.draw(st.integers(0, size - 1).filter(lambda i: i != index))
     assert not verify_inclusion(SHA256, other, size, leaf, proof, root)
-    assert not verify_inclusion(SHA256, index, size, leaf, proof, oracle_mth(leaves[:-1]))
+    assert not verify_inclusion(SHA256, index, size, leaf, proof, oracle_mth(hashed(leaves[:-1])))
     assert not verify_inclusion(SHA256, size, size, leaf, proof, root)
 
 
@@ -210,13 +177,13 @@ def test_a_consistency_proof_fails_for_a_rewritten_or_cut_log(size: int, data: s
     leaves = leaves_of(size)
     old = data.draw(st.integers(1, size - 1))
     proof = consistency_proof(old, size, subtree_over(leaves))
-    old_root, new_root = oracle_mth(leaves[:old]), oracle_mth(leaves)
+    old_root, new_root = oracle_mth(hashed(leaves[:old])), oracle_mth(hashed(leaves))
     assert verify_consistency(SHA256, old, size, old_root, new_root, proof)
     # A record the old head covered, rewritten in the new log: no proof from the new log convinces.
     rewritten = [*leaves]
     rewritten[data.draw(st.integers(0, old - 1))] = b"rewritten"
     forged = consistency_proof(old, size, subtree_over(rewritten))
-    assert not verify_consistency(SHA256, old, size, old_root, oracle_mth(rewritten), forged)
+    assert not verify_consistency(SHA256, old, size, old_root, oracle_mth(hashed(rewritten)), forged)
     # Sizes in the wrong order, or a proof cut short or left out. (A size alone is bound by the signature
     # on the tree head that carries it, not by the proof: some shapes of different sizes share a proof.)
     assert not verify_consistency(SHA256, size, old, new_root, old_root, proof)
@@ -229,5 +196,5 @@ def test_the_frontier_needs_logarithmic_state() -> None:
     leaves = leaves_of(1000)
     for leaf in leaves:
         frontier.append(SHA256.leaf(leaf))
-    assert frontier.root() == oracle_mth(leaves)
+    assert frontier.root() == oracle_mth(hashed(leaves))
     assert len(frontier.nodes) == bin(1000).count("1")

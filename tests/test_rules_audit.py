@@ -6,7 +6,7 @@
   if that one is relinked and recomputed too, at the one after it.
 - A leaf: RFC 9162's ``H(0x00 || data)`` over the leaf domain tag and the canonical JSON of the answer and
   the record's chain hash; nodes ``H(0x01 || left || right)``; roots and proofs from the RFC's recursive
-  definitions (tests/test_merkle.py's oracle, repeated here so that this file stands alone).
+  definitions (tests/rfc9162.py, the oracle tests/test_merkle.py and tests/test_rules_receipts.py use too).
 - Tree heads: the signed bytes written out, the signature checked with ``cryptography`` directly.
 
 Pure functions and in-memory SQLite only: no gateway, so that each mutant of the audit modules is judged
@@ -31,6 +31,7 @@ from typing import Any, cast
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rfc9162 import oracle_leaf, oracle_mth, oracle_node, oracle_path, oracle_subproof
 
 from mustcheck.merkle import (
     SHA256,
@@ -48,7 +49,7 @@ from mustcheck_gateway.audit import AuditEvent, AuditLog, KeyKind, KeyRing, rete
 from mustcheck_gateway.audit.chain import ChainWalker
 from mustcheck_gateway.audit.checkpoint import CheckpointKind, signed_bytes
 from mustcheck_gateway.audit.errors import AuditIntegrityError
-from mustcheck_gateway.audit.journal import Journal
+from mustcheck_gateway.audit.journal import Journal, read_journal
 from mustcheck_gateway.audit.record import (
     GENESIS_HASH,
     RECORD_COLUMNS,
@@ -86,50 +87,6 @@ def oracle_record_hash(prev_hash: str, columns: dict[str, Any]) -> str:
     covered = {name: value for name, value in columns.items() if name != "record_hash"}
     data = b"mustcheck.audit.record.v1\n" + prev_hash.encode() + b"\n" + oracle_json(covered).encode()
     return hashlib.sha256(data).hexdigest()
-
-
-def oracle_leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def oracle_node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def oracle_mth(leaf_hashes: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1 MTH over leaf hashes."""
-    if not leaf_hashes:
-        return hashlib.sha256(b"").digest()
-    if len(leaf_hashes) == 1:
-        return leaf_hashes[0]
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    return oracle_node(oracle_mth(leaf_hashes[:k]), oracle_mth(leaf_hashes[k:]))
-
-
-def oracle_path(m: int, leaf_hashes: list[bytes]) -> list[bytes]:
-    """RFC 9162 §2.1.3.1 PATH(m, D[n])."""
-    if len(leaf_hashes) == 1:
-        return []
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    if m < k:
-        return [*oracle_path(m, leaf_hashes[:k]), oracle_mth(leaf_hashes[k:])]
-    return [*oracle_path(m - k, leaf_hashes[k:]), oracle_mth(leaf_hashes[:k])]
-
-
-def oracle_subproof(m: int, leaf_hashes: list[bytes], whole: bool) -> list[bytes]:
-    """RFC 9162 §2.1.4.1 SUBPROOF(m, D[n], b)."""
-    if m == len(leaf_hashes):
-        return [] if whole else [oracle_mth(leaf_hashes)]
-    k = 1
-    while k * 2 < len(leaf_hashes):
-        k *= 2
-    if m <= k:
-        return [*oracle_subproof(m, leaf_hashes[:k], whole), oracle_mth(leaf_hashes[k:])]
-    return [*oracle_subproof(m - k, leaf_hashes[k:], False), oracle_mth(leaf_hashes[:k])]
 
 
 def oracle_b64(data: bytes) -> str:
@@ -954,9 +911,21 @@ def test_a_verification_state_is_read_strictly() -> None:
         ({k: v for k, v in data.items() if k != "log"}, "not a verification state"),
         ({**data, "size": "x"}, "not a verification state"),
         ({**data, "frontier": ["+"]}, "not a verification state"),
+        # -3 has as many one bits as 3: a negative size would pass for one whose frontier fits.
+        ({**data, "size": -3}, "not a verification state: its size is negative"),
     ]:
         with pytest.raises(ValueError, match=message):
             TreeState.from_json(json.dumps(broken))
+    # The frontier's length is compared with the size's one bits by value, past CPython's shared small ints
+    # (up to 256): a size of 257 one bits has a frontier of 257 nodes.
+    big = TreeState(
+        "log-1", (1 << 257) - 1, "a" * 64, tuple(oracle_leaf(i.to_bytes(2, "big")) for i in range(257))
+    )
+    assert TreeState.from_json(big.to_json()) == big
+    empty = TreeState("log-1", 0, GENESIS_HASH, ())  # a log without records, verified
+    assert TreeState.from_json(empty.to_json()) == empty
+    with pytest.raises(ValueError, match="its frontier does not fit its size"):
+        TreeState.from_json(json.dumps({**json.loads(big.to_json()), "size": 1 << 257}))
 
 
 def test_a_tampered_report_says_so(log_dir: Path) -> None:
@@ -1003,6 +972,12 @@ def test_the_stored_tree_gives_the_rfc_roots_and_proofs(size: int) -> None:
         assert reopened.consistency(old, size) == oracle_subproof(old, leaves, True)
     with pytest.raises(ValueError, match=f"leaves up to {size + 1} are not in a tree of {size}"):
         reopened.subtree(0, size + 1)
+    # An empty or reversed range has no root: named, not a division by its width of zero.
+    for start, end in [(0, 0), (size, size), (size, size - 1), (-1, 1)]:
+        with pytest.raises(
+            ValueError, match=rf"^no leaves in \[{start}, {end}\): a subtree holds at least one$"
+        ):
+            reopened.subtree(start, end)
     reopened.append(oracle_leaf(b"next"))
     assert reopened.root() == oracle_mth([*leaves, oracle_leaf(b"next")])
     # The new leaf's node, and every perfect subtree it completes (those that end at the new size).
@@ -1269,6 +1244,23 @@ def test_the_mirror_file_and_the_database_must_agree(log_dir: Path) -> None:
     )
 
 
+def test_of_checkpoints_deleted_from_the_database_the_lowest_is_named_whatever_the_mirror_s_order(
+    log_dir: Path,
+) -> None:
+    mirror = log_dir / "checkpoints.jsonl"
+    lines = mirror.read_text().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [10, 20, 25]
+    with closing(connect(log_dir)) as connection:
+        connection.execute("DELETE FROM audit_checkpoints WHERE seq < 25")
+    for order in ([0, 1, 2], [1, 0, 2], [2, 1, 0]):
+        mirror.write_text("".join(lines[index] + "\n" for index in order))
+        assert problem(log_dir) == (
+            10,
+            "checkpoint rows missing from the database but present in checkpoints.jsonl (seq 10): records or "
+            "checkpoints were deleted",
+        ), order
+
+
 def test_a_mirror_line_that_differs_from_its_row_is_named(log_dir: Path) -> None:
     mirror = log_dir / "checkpoints.jsonl"
     lines = mirror.read_text().splitlines()
@@ -1394,6 +1386,75 @@ def test_a_live_log_whose_journal_runs_past_the_stored_tree_verifies(tmp_path: P
         log.close()
 
 
+def test_a_live_log_rewritten_below_its_journal_is_found_by_the_head_of_the_stored_tree(
+    tmp_path: Path,
+) -> None:
+    """A live log: records 1-5 indexed (the stored tree has 5 leaves, the database a signed head of size 5),
+    record 6 only in the journal. Records 2-5 are rewritten, each rehashed and relinked, record 6 in the
+    journal relinked to them, and every stored node recomputed (all by the oracles here): the chain, the
+    journal and the stored nodes agree with each other, the only checkpoint (seq 1) still holds, and only the
+    head of size 5 — exactly the stored tree's size, below the log's — still has the old root. The log's
+    root at that size must be rebuilt and compared with it."""
+    live = tmp_path / "live"
+    log = AuditLog.open(
+        live, checkpoint_every=100, checkpoint_interval_s=3600, index_every=5, index_interval_s=3600
+    )
+    copy = tmp_path / "copy"
+    try:
+        log.append_many_sync([log_event(1)])  # the first commit: a checkpoint at seq 1
+        log.append_many_sync(log_event(number) for number in range(2, 6))  # indexed: 5 rows due
+        log.append_many_sync([log_event(6)])  # journaled, not indexed
+        shutil.copytree(live, copy)  # the files as they are while the log runs
+    finally:
+        log.close()
+    old_leaves = oracle_leaves(rows_of(copy))
+    with closing(connect(copy)) as connection:
+        assert stored_size(connection) == 5
+        assert [kind_seq for kind_seq in connection.execute("SELECT kind, seq FROM audit_checkpoints")] == [
+            ("chain", 1)
+        ]
+        heads = {head.size: head for head in read_heads(connection)}
+    assert sorted(heads) == [1, 5] and heads[5].root == oracle_mth(old_leaves)
+    journal_path = copy / "audit.journal"
+    journal_rows = read_journal(journal_path).rows
+    assert [row[0] for row in journal_rows] == [6]
+    report = verified(copy)
+    assert report.ok and (report.records_checked, report.tree_heads_checked) == (6, 2), report.reason
+
+    forge(copy, 2, 5, outcome="cleared")
+    new_rows = rows_of(copy)
+    new_leaves = oracle_leaves(new_rows)
+    assert new_leaves[0] == old_leaves[0] and oracle_mth(new_leaves) != heads[5].root
+    column = dict(zip(RECORD_COLUMNS, journal_rows[0], strict=True))
+    column["prev_hash"] = new_rows[-1][-1]
+    column["record_hash"] = oracle_record_hash(column["prev_hash"], column)
+    journal = Journal(journal_path)
+    journal.clear()
+    journal.append([tuple(column[name] for name in RECORD_COLUMNS)], [])
+    journal.close()
+    with closing(connect(copy)) as connection:
+        nodes = connection.execute("SELECT level, idx FROM audit_tree_nodes").fetchall()
+        assert sorted(nodes) == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (2, 0)]
+        for level, index in nodes:
+            connection.execute(
+                "UPDATE audit_tree_nodes SET hash = ? WHERE level = ? AND idx = ?",
+                (oracle_mth(new_leaves[index << level : (index + 1) << level]), level, index),
+            )
+
+    assert problem(copy) == (
+        5,
+        f"the log's first 5 records do not have the root the tree head of size 5 signed {heads[5].at} "
+        "(the audit database) signed (rewritten)",
+    )
+    # The same head handed in (from a receipt, say) is compared the same way.
+    with closing(connect(copy)) as connection:
+        connection.execute("DELETE FROM audit_tree_heads WHERE size = 5")
+    assert problem(copy, heads=[(heads[5], "a receipt")])[0] == 5
+    # Without that head the rewrite is consistent: nothing else shows it.
+    report = verified(copy)
+    assert report.ok and (report.records_checked, report.last_seq) == (6, 6), report.reason
+
+
 def test_a_log_past_256_records_verifies(tmp_path: Path) -> None:
     """Node indexes past 256 are distinct int objects in CPython: comparing the stored node's index with the
     one wanted by identity would call every such node missing."""
@@ -1436,14 +1497,26 @@ def test_a_verification_s_report_and_state_cannot_be_changed(log_dir: Path) -> N
 
 def test_an_incremental_verification_still_compares_the_stored_tree(log_dir: Path) -> None:
     """The records before the state are not walked again: the stored nodes over them are compared through the
-    stored root."""
+    stored root, whichever way the root the altered node gives sorts against the records' root."""
     state = verified(log_dir, log_id=log_id_of(log_dir)).state
-    with closing(connect(log_dir)) as connection:
-        connection.execute("UPDATE audit_tree_nodes SET hash = ? WHERE level = 4 AND idx = 0", (bytes(32),))
-    assert problem(log_dir, log_id=log_id_of(log_dir), state=state) == (
-        None,
-        "the stored tree nodes do not match the records (altered)",
-    )
+    assert state is not None
+    leaves = oracle_leaves(rows_of(log_dir))
+    root = oracle_mth(leaves)
+    # The stored root of 25 leaves is node(level 4 index 0, the root of leaves 16-24) (RFC 9162 MTH).
+    by_side: dict[bool, bytes] = {}
+    for fill in range(256):
+        altered = bytes([fill]) * 32
+        by_side.setdefault(oracle_node(altered, oracle_mth(leaves[16:])) < root, altered)
+        if len(by_side) == 2:
+            break
+    assert sorted(by_side) == [False, True]
+    for altered in by_side.values():
+        with closing(connect(log_dir)) as connection:
+            connection.execute("UPDATE audit_tree_nodes SET hash = ? WHERE level = 4 AND idx = 0", (altered,))
+        assert problem(log_dir, log_id=log_id_of(log_dir), state=state) == (
+            None,
+            "the stored tree nodes do not match the records (altered)",
+        )
 
 
 def test_unreadable_checkpoint_rows_are_named(log_dir: Path) -> None:

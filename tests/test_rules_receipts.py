@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rfc9162 import oracle_leaf, oracle_mth, oracle_path
 
 from mustcheck.receipts import (
     InvalidReceipt,
@@ -49,30 +50,6 @@ def canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def leaf(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def mth(leaves: list[bytes]) -> bytes:
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
-
-
-def path(m: int, leaves: list[bytes]) -> list[bytes]:
-    if len(leaves) == 1:
-        return []
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    if m < k:
-        return [*path(m, leaves[:k]), mth(leaves[k:])]
-    return [*path(m - k, leaves[k:]), mth(leaves[:k])]
-
-
 SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 KEYS = {"sign-1": SIGNER.public_key()}
@@ -99,12 +76,14 @@ def record_hash(seq: int) -> str:
 def leaf_of(seq: int, answer_: dict[str, Any] | None = None, hashed: str | None = None) -> bytes:
     """docs/receipts.md: the leaf hashes the leaf tag and the canonical JSON of answer and record hash."""
     body = {"answer": answer_ or answer(seq), "record": hashed or record_hash(seq)}
-    return leaf(b"mustcheck.leaf.v1\n" + canonical(body))
+    return oracle_leaf(b"mustcheck.leaf.v1\n" + canonical(body))
 
 
 def log_of(size: int, signer: Ed25519PrivateKey = SIGNER) -> tuple[list[bytes], TreeHead]:
     leaves = [leaf_of(seq) for seq in range(1, size + 1)]
-    head = sign_tree_head("log-1", size, mth(leaves), "2026-12-04T08:31:00.000000+00:00", "sign-1", signer)
+    head = sign_tree_head(
+        "log-1", size, oracle_mth(leaves), "2026-12-04T08:31:00.000000+00:00", "sign-1", signer
+    )
     return leaves, head
 
 
@@ -113,7 +92,7 @@ def by_hand(seq: int, leaves: list[bytes], head: TreeHead, **changes: Any) -> st
     payload = changes.get("payload") or canonical(
         {"answer": changes.get("answer", answer(seq)), "head": changes.get("head_body", head.body())}
     )
-    proof = changes.get("proof", path(seq - 1, leaves))
+    proof = changes.get("proof", oracle_path(seq - 1, leaves))
     proven = bytes.fromhex(changes.get("hashed", record_hash(seq))) + b"".join(proof)
     return f"mcr2.{b64(payload)}.{b64(proven)}.{b64(changes.get('signature', head.signature))}"
 
@@ -123,7 +102,7 @@ def test_a_proof_receipt_is_the_documented_string_and_verifies(size: int) -> Non
     leaves, head = log_of(size)
     for seq in range(1, size + 1):
         compact = by_hand(seq, leaves, head)
-        assert encode_receipt(answer(seq), record_hash(seq), path(seq - 1, leaves), head) == compact
+        assert encode_receipt(answer(seq), record_hash(seq), oracle_path(seq - 1, leaves), head) == compact
         receipt = verify_receipt(compact, KEYS)
         assert receipt == parse_receipt(compact)
         assert (receipt.receipt_id, receipt.audit_seq, receipt.leaf_index) == (f"log-1-{seq}", seq, seq - 1)
@@ -143,7 +122,7 @@ def refused(compact: str, match: str, keys: dict[str, Any] | None = None) -> Non
 
 def test_an_altered_proof_receipt_does_not_lead_to_the_signed_root() -> None:
     leaves, head = log_of(5)
-    proof = path(2, leaves)
+    proof = oracle_path(2, leaves)
     not_proven = "the inclusion proof does not lead to the signed root: record 3 is not proven"
     refused(by_hand(3, leaves, head, answer={**answer(3), "outcome": "restrictions"}), not_proven)
     refused(by_hand(3, leaves, head, answer={**answer(3), "measures": ["M-1"]}), not_proven)
@@ -169,7 +148,7 @@ def test_a_proof_receipt_needs_its_head_signed_by_a_known_key() -> None:
     _, foreign = log_of(5, OTHER)
     refused(by_hand(3, leaves, head, signature=foreign.signature), "the signature does not match")
     # A head grown or shrunk, or given another root, no longer carries its signature.
-    for changed in ({"size": 4}, {"size": 6}, {"root": b64(mth(leaves[:4]))}, {"log": "log-2"}):
+    for changed in ({"size": 4}, {"size": 6}, {"root": b64(oracle_mth(leaves[:4]))}, {"log": "log-2"}):
         regrown = by_hand(3, leaves, head, head_body={**head.body(), **changed})
         refused(regrown, "the signature does not match")
     pem = SIGNER.public_key().public_bytes(
@@ -397,9 +376,11 @@ def test_a_receipt_s_text_is_utf_8_not_escaped() -> None:
     leaves, head = log_of(2)
     chinese = {**answer(1), "caller": "住建局审批"}
     leaves[0] = leaf_of(1, chinese)
-    head = sign_tree_head("log-1", 2, mth(leaves), "2026-12-04T08:31:00.000000+00:00", "sign-1", SIGNER)
+    head = sign_tree_head(
+        "log-1", 2, oracle_mth(leaves), "2026-12-04T08:31:00.000000+00:00", "sign-1", SIGNER
+    )
     compact = by_hand(1, leaves, head, answer=chinese)
-    assert encode_receipt(chinese, record_hash(1), path(0, leaves), head) == compact
+    assert encode_receipt(chinese, record_hash(1), oracle_path(0, leaves), head) == compact
     assert verify_receipt(compact, KEYS).caller == "住建局审批"
 
 

@@ -73,8 +73,8 @@ def pruned_leaf(hasher: TreeHasher, seq: int) -> bytes:
 
 def _perfect(start: int, end: int) -> int | None:
     """The level of ``[start, end)`` if it is a perfect aligned subtree, else None."""
-    width = end - start
-    if width <= 0 or width & (width - 1) or start % width:
+    width = end - start  # at least 1: :meth:`MerkleTree.subtree` refuses an empty range
+    if width & (width - 1) or start % width:
         return None
     return width.bit_length() - 1
 
@@ -143,6 +143,8 @@ class MerkleTree:
         """The root of leaves ``[start, end)`` (``end`` ≤ the size)."""
         if end > self.size:
             raise ValueError(f"leaves up to {end} are not in a tree of {self.size}")
+        if not 0 <= start < end:
+            raise ValueError(f"no leaves in [{start}, {end}): a subtree holds at least one")
         level = _perfect(start, end)
         if level is not None:
             return self.node(level, start >> level)

@@ -128,6 +128,8 @@ class TreeState:
             state = cls(str(data["log"]), int(data["size"]), str(data["last_hash"]), frontier)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a verification state: {error}") from None
+        if state.size < 0:
+            raise ValueError("not a verification state: its size is negative")
         if len(frontier) != state.size.bit_count():
             raise ValueError("not a verification state: its frontier does not fit its size")
         return state
