@@ -321,3 +321,16 @@ def test_the_resume_version_is_never_negative() -> None:
     assert cache.stream_version == 0
     cache.apply(pb.WatchEvent(data_version=-3, gateway_instance=INSTANCE))
     assert cache.stream_version == 0 and cache.watch_request().after_version == 0
+
+
+def test_the_least_tolerance_and_heartbeat_count() -> None:
+    """A tolerance of one second is stored and served; a heartbeat of one millisecond is taken."""
+    clock = Clock()
+    cache = joined(clock, heartbeat_ms=2000)
+    remember(cache, "k", response(tolerance=1))
+    assert len(cache) == 1 and cache.fresh("k") is not None
+    clock.now += 1.0
+    cache.apply(pb.WatchEvent(heartbeat_interval_ms=1, gateway_instance=INSTANCE))
+    assert cache.fresh("k") is not None  # exactly at the tolerance
+    clock.now += 0.002  # past 1.5 heartbeats of 1 ms (and past the tolerance)
+    assert not cache.alive()
