@@ -378,3 +378,56 @@ def test_a_duplicate_row_does_not_hide_the_problems_of_the_rows_after_it(copy: P
     problems = load_problems(copy)
     assert any("duplicate matter 'MOHURD-0001'" in p for p in problems), problems
     assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in problems), problems
+
+
+def test_a_row_with_a_problem_is_left_out_and_its_stand_in_values_raise_nothing_more(copy: Path) -> None:
+    """A missing department is named once: the row is not added to the set, so the empty stand-in the
+    loader returned for it is never checked against the departments ("unknown department ''")."""
+    replace_in(copy / "catalog.toml", 'department = "mohurd"\n', "")
+    assert load_problems(copy) == ["catalog.toml: matter[0] (MOHURD-0001).department: missing"]
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [("", "missing"), ("name = 3\n", "must be str, got int"), ('name = " "\n', "is empty")],
+)
+def test_a_missing_or_mistyped_text_is_named_once_not_also_as_empty(
+    copy: Path, new: str, expected: str
+) -> None:
+    """Fixed: a missing or mistyped text key was also reported as "is empty" (the loader's stand-in)."""
+    replace_in(copy / "catalog.toml", 'name = "建筑工程施工许可证核发"\n', new)
+    assert load_problems(copy) == [f"catalog.toml: matter[0] (MOHURD-0001).name: {expected}"]
+
+
+def test_a_memorandum_may_be_shown_exactly_as_long_as_it_punishes_or_longer(copy: Path) -> None:
+    """display_months ≥ punish_months ≥ 1: one month each is the least; a longer display is allowed;
+    a display of 0 months is named as such (and as shorter than the punishment)."""
+    memoranda = copy / "memoranda.toml"
+    replace_in(memoranda, "punish_months = 12\ndisplay_months = 12", "punish_months = 1\ndisplay_months = 1")
+    replace_in(
+        memoranda, "punish_months = 24\ndisplay_months = 24", "punish_months = 24\ndisplay_months = 30"
+    )
+    loaded = load_policies(copy)
+    months = sorted((m.punish_months, m.display_months) for m in loaded.memoranda.values())
+    assert (1, 1) in months and (24, 30) in months
+    replace_in(memoranda, "punish_months = 1\ndisplay_months = 1", "punish_months = 1\ndisplay_months = 0")
+    found = [p.split(".", 2)[-1] for p in load_problems(copy)]
+    assert found == [
+        "display_months: must be at least 1, got 0",
+        "display_months: is shorter than punish_months (1)",
+    ]
+
+
+@pytest.mark.parametrize("department", ["!nowhere", "(none)", "**", "nowhere"])
+def test_an_unknown_implementing_department_is_named_however_it_sorts(
+    policy: PolicySet, department: str
+) -> None:
+    """Only "*" itself means every department; any other unknown name is named, whether it sorts before
+    "*" or after it."""
+    measure = next(m for m in policy.measures.values() if "*" not in m.implementing_departments)
+    broken = with_measure(
+        policy, measure.id, implementing_departments=(*measure.implementing_departments, department)
+    )
+    assert problems(broken) == [
+        f"measures.toml: measure ({measure.id}).implementing_departments: unknown department {department!r}"
+    ]
