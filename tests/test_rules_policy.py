@@ -431,3 +431,30 @@ def test_an_unknown_implementing_department_is_named_however_it_sorts(
     assert problems(broken) == [
         f"measures.toml: measure ({measure.id}).implementing_departments: unknown department {department!r}"
     ]
+
+
+def test_an_item_that_is_not_a_table_does_not_hide_the_rows_after_it(copy: Path) -> None:
+    """severity.toml written as an inline array whose first item is not a table: that item is named,
+    and every row after it is still read (its own problem named, the rest indexed)."""
+    (copy / "severity.toml").write_text(
+        'severity = [\n  "not a table",\n'
+        '  { class = "minor", name = "轻微失信", published = false, min_months = 0, max_months = 3 },\n'
+        '  { class = "general", name = "一般失信", published = true, min_months = 3, max_months = 12 },\n'
+        '  { class = "serious", name = "严重失信", published = true, min_months = 12, max_months = 0 },\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    found = load_problems(copy)
+    assert found[:3] == [
+        "severity.toml: severity[0]: expected a table",
+        "severity.toml: severity[3] (serious).max_months: must be at least 1, got 0",
+        "severity.toml: severity[3] (serious).min_months: exceeds max_months (0)",
+    ]
+    unknown = {p.rsplit(": ", 1)[-1] for p in found if "unknown severity class" in p}
+    assert unknown == {"unknown severity class 'serious'"}  # only the bad row is left out
+
+
+def test_a_measure_reaches_responsible_persons_only_when_it_says_so(copy: Path) -> None:
+    replace_in(copy / "measures.toml", "reaches_responsible_persons = false\n", "")
+    loaded = load_policies(copy)
+    assert loaded.measures["I-EXEMPLAR"].reaches_responsible_persons is False
