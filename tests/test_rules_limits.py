@@ -212,3 +212,10 @@ def test_requeued_records_go_before_those_already_due() -> None:
     throttle.failed("q", "r")  # q's alert is due now, not yet taken
     throttle.requeue(first)
     assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("alert", "p"), ("alert", "q")]
+
+
+def test_an_equal_rate_read_afresh_keeps_its_bucket() -> None:
+    """A grant read again (another float object of the same value) is the same grant: same bucket."""
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", float("2.5"), 3, count=3) == 0.0
+    assert limiter.take("a", float("2.5"), 3) == pytest.approx(0.4)  # one token missing at 2.5/s
