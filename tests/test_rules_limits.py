@@ -6,6 +6,7 @@ wait is worked out by hand from the token-bucket rule: tokens = min(burst, token
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -219,3 +220,31 @@ def test_an_equal_rate_read_afresh_keeps_its_bucket() -> None:
     limiter = RateLimiter(Clock())
     assert limiter.take("a", float("2.5"), 3, count=3) == 0.0
     assert limiter.take("a", float("2.5"), 3) == pytest.approx(0.4)  # one token missing at 2.5/s
+
+
+def test_a_failure_after_the_window_closes_writes_that_window_and_opens_the_next() -> None:
+    """A throttled peer's failure past window_s closes the open window at once (its aggregate due) and
+    counts itself in a new one; on a clock that starts small."""
+    clock = Clock()
+    clock.now = 5.0
+    throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=0.01, window_s=10.0), monotonic=clock)
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]
+    throttle.failed("p", "r")  # throttled: the alert, and a window opened at 5.0
+    clock.now = 17.0  # 12 s later (0.12 of a token back: still throttled)
+    throttle.failed("p", "r")
+    due = throttle.due()  # the new window, opened at 17.0, is not closed yet
+    assert [(e.kind, e.detail.get("requests")) for e in due] == [("alert", None), ("refused", 1)]
+    clock.now = 27.0
+    assert [(e.kind, e.detail["requests"]) for e in throttle.due()] == [("refused", 1)]
+
+
+def test_an_address_given_as_ipv4_is_never_widened_to_a_network() -> None:
+    """Only an ``ipv6:`` peer is counted by its /64; whatever an ``ipv4:`` peer holds is its host."""
+    assert peer_address("ipv4:[2001:db8::7]:443") == "2001:db8::7"
+
+
+def test_the_failed_authentication_limit_cannot_be_changed_once_made() -> None:
+    limit = FailedAuthLimit()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        limit.burst = 1_000_000  # type: ignore[misc]
+    assert hash(limit) == hash(FailedAuthLimit())
