@@ -211,8 +211,14 @@ def test_requeued_records_go_before_those_already_due() -> None:
     first = throttle.due()
     throttle.failed("q", "r")
     throttle.failed("q", "r")  # q's alert is due now, not yet taken
+    throttle.failed("s", "r")
+    throttle.failed("s", "r")  # and s's
     throttle.requeue(first)
-    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("alert", "p"), ("alert", "q")]
+    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [
+        ("alert", "p"),
+        ("alert", "q"),
+        ("alert", "s"),
+    ]
 
 
 def test_an_equal_rate_read_afresh_keeps_its_bucket() -> None:
@@ -248,3 +254,19 @@ def test_the_failed_authentication_limit_cannot_be_changed_once_made() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         limit.burst = 1_000_000  # type: ignore[misc]
     assert hash(limit) == hash(FailedAuthLimit())
+
+
+def test_a_negative_rate_waits_forever_never_a_negative_wait() -> None:
+    """A rate of zero or less never refills the bucket: once it is short the wait is unbounded (a
+    negative wait would tell the caller to retry at once)."""
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", -1.0, 1) == 0.0
+    assert limiter.take("a", -1.0, 1) == float("inf")
+
+
+def test_a_seeded_count_of_zero_counts_nothing() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), 0)
+    assert quota.used("a", at) == 0
+    assert quota.take("a", at, 1) and not quota.take("a", at, 1)
