@@ -229,19 +229,42 @@ def test_an_equal_rate_read_afresh_keeps_its_bucket() -> None:
 
 
 def test_a_failure_after_the_window_closes_writes_that_window_and_opens_the_next() -> None:
-    """A throttled peer's failure past window_s closes the open window at once (its aggregate due) and
-    counts itself in a new one; on a clock that starts small."""
+    """A throttled peer's failure at or past window_s closes the open window at once (its aggregate due)
+    and counts itself in a new one; on a clock that starts small."""
     clock = Clock()
     clock.now = 5.0
     throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=0.01, window_s=10.0), monotonic=clock)
     assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]
     throttle.failed("p", "r")  # throttled: the alert, and a window opened at 5.0
-    clock.now = 17.0  # 12 s later (0.12 of a token back: still throttled)
+    clock.now = 15.0  # exactly window_s later (0.1 of a token back: still throttled)
     throttle.failed("p", "r")
-    due = throttle.due()  # the new window, opened at 17.0, is not closed yet
+    due = throttle.due()  # the new window, opened at 15.0, is not closed yet
     assert [(e.kind, e.detail.get("requests")) for e in due] == [("alert", None), ("refused", 1)]
-    clock.now = 27.0
+    clock.now = 27.0  # 12 s into the second window
+    throttle.failed("p", "r")
     assert [(e.kind, e.detail["requests"]) for e in throttle.due()] == [("refused", 1)]
+    clock.now = 37.0
+    assert [(e.kind, e.detail["requests"]) for e in throttle.due()] == [("refused", 1)]
+
+
+def test_a_peer_s_tokens_come_back_with_the_time_elapsed_on_a_clock_that_starts_small() -> None:
+    clock = Clock()
+    clock.now = 5.0
+    throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=1.0), monotonic=clock)
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]  # the bucket is empty
+    clock.now = 10.0  # 5 s later: full again
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]
+
+
+def test_a_negative_failure_rate_waits_an_hour() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=-1.0), monotonic=Clock())
+    assert throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == 3600.0
+
+
+@pytest.mark.parametrize("zone", ["eth0", "", "a%b"])
+def test_an_ipv6_peer_s_zone_is_dropped_whatever_it_holds(zone: str) -> None:
+    assert peer_address(f"ipv6:[fe80::1%{zone}]:443") == "fe80::/64"
 
 
 def test_an_address_given_as_ipv4_is_never_widened_to_a_network() -> None:
