@@ -293,3 +293,21 @@ def test_a_seeded_count_of_zero_counts_nothing() -> None:
     quota.seed("a", PersonQuota.day_of(at), 0)
     assert quota.used("a", at) == 0
     assert quota.take("a", at, 1) and not quota.take("a", at, 1)
+
+
+def test_a_caller_with_no_lookup_has_used_none() -> None:
+    assert PersonQuota().used("nobody", dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)) == 0
+
+
+def test_ten_thousand_peers_are_kept_and_the_next_evicts_the_least_recent() -> None:
+    """The documented default bound: 10,000 peers; the 10,001st evicts the least recent (its open window
+    written)."""
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0), monotonic=Clock())
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")  # p is throttled, its window open
+    assert [e.kind for e in throttle.due()] == ["alert"]
+    for n in range(1, 10_000):
+        throttle.failed(f"peer-{n}", "r")  # 10,000 peers with p
+    assert throttle.due() == []
+    throttle.failed("one-more", "r")
+    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("refused", "p")]
