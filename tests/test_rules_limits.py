@@ -311,3 +311,12 @@ def test_ten_thousand_peers_are_kept_and_the_next_evicts_the_least_recent() -> N
     assert throttle.due() == []
     throttle.failed("one-more", "r")
     assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("refused", "p")]
+
+
+def test_a_bucket_refills_with_the_time_elapsed_on_a_clock_that_starts_small() -> None:
+    clock = Clock()
+    clock.now = 5.0
+    limiter = RateLimiter(clock)
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0
+    clock.now = 10.0  # 5 s later: full again
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0
