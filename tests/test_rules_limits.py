@@ -320,3 +320,11 @@ def test_a_bucket_refills_with_the_time_elapsed_on_a_clock_that_starts_small() -
     assert limiter.take("a", 1.0, 2, count=2) == 0.0
     clock.now = 10.0  # 5 s later: full again
     assert limiter.take("a", 1.0, 2, count=2) == 0.0
+
+
+def test_a_refusal_counts_one_item_unless_told_otherwise() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0), monotonic=Clock())
+    for _ in range(3):
+        throttle.failed("p", "r")  # the last two throttled
+    (aggregate,) = [e for e in throttle.due(everything=True) if e.kind == "refused"]
+    assert (aggregate.detail["requests"], aggregate.detail["items"]) == (2, 2)
