@@ -328,3 +328,17 @@ def test_a_refusal_counts_one_item_unless_told_otherwise() -> None:
         throttle.failed("p", "r")  # the last two throttled
     (aggregate,) = [e for e in throttle.due(everything=True) if e.kind == "refused"]
     assert (aggregate.detail["requests"], aggregate.detail["items"]) == (2, 2)
+
+
+def test_a_lowered_burst_starts_a_full_bucket_of_the_new_size() -> None:
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", 1.0, 5, count=5) == 0.0
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0  # the burst lowered: a new bucket
+    assert limiter.take("a", 1.0, 2) == pytest.approx(1.0)
+
+
+def test_a_seed_never_takes_the_count_below_zero() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), -3)
+    assert quota.used("a", at) == 0
