@@ -6,6 +6,7 @@ wait is worked out by hand from the token-bucket rule: tokens = min(burst, token
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -210,5 +211,134 @@ def test_requeued_records_go_before_those_already_due() -> None:
     first = throttle.due()
     throttle.failed("q", "r")
     throttle.failed("q", "r")  # q's alert is due now, not yet taken
+    throttle.failed("s", "r")
+    throttle.failed("s", "r")  # and s's
     throttle.requeue(first)
-    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("alert", "p"), ("alert", "q")]
+    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [
+        ("alert", "p"),
+        ("alert", "q"),
+        ("alert", "s"),
+    ]
+
+
+def test_an_equal_rate_read_afresh_keeps_its_bucket() -> None:
+    """A grant read again (another float object of the same value) is the same grant: same bucket."""
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", float("2.5"), 3, count=3) == 0.0
+    assert limiter.take("a", float("2.5"), 3) == pytest.approx(0.4)  # one token missing at 2.5/s
+
+
+def test_a_failure_after_the_window_closes_writes_that_window_and_opens_the_next() -> None:
+    """A throttled peer's failure at or past window_s closes the open window at once (its aggregate due)
+    and counts itself in a new one; on a clock that starts small."""
+    clock = Clock()
+    clock.now = 5.0
+    throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=0.01, window_s=10.0), monotonic=clock)
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]
+    throttle.failed("p", "r")  # throttled: the alert, and a window opened at 5.0
+    clock.now = 15.0  # exactly window_s later (0.1 of a token back: still throttled)
+    throttle.failed("p", "r")
+    due = throttle.due()  # the new window, opened at 15.0, is not closed yet
+    assert [(e.kind, e.detail.get("requests")) for e in due] == [("alert", None), ("refused", 1)]
+    clock.now = 27.0  # 12 s into the second window
+    throttle.failed("p", "r")
+    assert [(e.kind, e.detail["requests"]) for e in throttle.due()] == [("refused", 1)]
+    clock.now = 37.0
+    assert [(e.kind, e.detail["requests"]) for e in throttle.due()] == [("refused", 1)]
+
+
+def test_a_peer_s_tokens_come_back_with_the_time_elapsed_on_a_clock_that_starts_small() -> None:
+    clock = Clock()
+    clock.now = 5.0
+    throttle = PeerThrottle(FailedAuthLimit(burst=2, per_second=1.0), monotonic=clock)
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]  # the bucket is empty
+    clock.now = 10.0  # 5 s later: full again
+    assert [throttle.failed("p", "r") for _ in range(2)] == [0.0, 0.0]
+
+
+def test_a_negative_failure_rate_waits_an_hour() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=-1.0), monotonic=Clock())
+    assert throttle.failed("p", "r") == 0.0
+    assert throttle.failed("p", "r") == 3600.0
+
+
+@pytest.mark.parametrize("zone", ["eth0", "", "a%b"])
+def test_an_ipv6_peer_s_zone_is_dropped_whatever_it_holds(zone: str) -> None:
+    assert peer_address(f"ipv6:[fe80::1%{zone}]:443") == "fe80::/64"
+
+
+def test_an_address_given_as_ipv4_is_never_widened_to_a_network() -> None:
+    """Only an ``ipv6:`` peer is counted by its /64; whatever an ``ipv4:`` peer holds is its host."""
+    assert peer_address("ipv4:[2001:db8::7]:443") == "2001:db8::7"
+
+
+def test_the_failed_authentication_limit_cannot_be_changed_once_made() -> None:
+    limit = FailedAuthLimit()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        limit.burst = 1_000_000  # type: ignore[misc]
+    assert hash(limit) == hash(FailedAuthLimit())
+
+
+def test_a_negative_rate_waits_forever_never_a_negative_wait() -> None:
+    """A rate of zero or less never refills the bucket: once it is short the wait is unbounded (a
+    negative wait would tell the caller to retry at once)."""
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", -1.0, 1) == 0.0
+    assert limiter.take("a", -1.0, 1) == float("inf")
+
+
+def test_a_seeded_count_of_zero_counts_nothing() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), 0)
+    assert quota.used("a", at) == 0
+    assert quota.take("a", at, 1) and not quota.take("a", at, 1)
+
+
+def test_a_caller_with_no_lookup_has_used_none() -> None:
+    assert PersonQuota().used("nobody", dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)) == 0
+
+
+def test_ten_thousand_peers_are_kept_and_the_next_evicts_the_least_recent() -> None:
+    """The documented default bound: 10,000 peers; the 10,001st evicts the least recent (its open window
+    written)."""
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0), monotonic=Clock())
+    throttle.failed("p", "r")
+    throttle.failed("p", "r")  # p is throttled, its window open
+    assert [e.kind for e in throttle.due()] == ["alert"]
+    for n in range(1, 10_000):
+        throttle.failed(f"peer-{n}", "r")  # 10,000 peers with p
+    assert throttle.due() == []
+    throttle.failed("one-more", "r")
+    assert [(e.kind, e.detail["peer"]) for e in throttle.due()] == [("refused", "p")]
+
+
+def test_a_bucket_refills_with_the_time_elapsed_on_a_clock_that_starts_small() -> None:
+    clock = Clock()
+    clock.now = 5.0
+    limiter = RateLimiter(clock)
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0
+    clock.now = 10.0  # 5 s later: full again
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0
+
+
+def test_a_refusal_counts_one_item_unless_told_otherwise() -> None:
+    throttle = PeerThrottle(FailedAuthLimit(burst=1, per_second=1.0), monotonic=Clock())
+    for _ in range(3):
+        throttle.failed("p", "r")  # the last two throttled
+    (aggregate,) = [e for e in throttle.due(everything=True) if e.kind == "refused"]
+    assert (aggregate.detail["requests"], aggregate.detail["items"]) == (2, 2)
+
+
+def test_a_lowered_burst_starts_a_full_bucket_of_the_new_size() -> None:
+    limiter = RateLimiter(Clock())
+    assert limiter.take("a", 1.0, 5, count=5) == 0.0
+    assert limiter.take("a", 1.0, 2, count=2) == 0.0  # the burst lowered: a new bucket
+    assert limiter.take("a", 1.0, 2) == pytest.approx(1.0)
+
+
+def test_a_seed_never_takes_the_count_below_zero() -> None:
+    quota = PersonQuota()
+    at = dt.datetime(2026, 6, 1, 8, tzinfo=dt.UTC)
+    quota.seed("a", PersonQuota.day_of(at), -3)
+    assert quota.used("a", at) == 0

@@ -378,3 +378,83 @@ def test_a_duplicate_row_does_not_hide_the_problems_of_the_rows_after_it(copy: P
     problems = load_problems(copy)
     assert any("duplicate matter 'MOHURD-0001'" in p for p in problems), problems
     assert any(p.endswith("freshness_tolerance_s: must be at least 1, got 0") for p in problems), problems
+
+
+def test_a_row_with_a_problem_is_left_out_and_its_stand_in_values_raise_nothing_more(copy: Path) -> None:
+    """A missing department is named once: the row is not added to the set, so the empty stand-in the
+    loader returned for it is never checked against the departments ("unknown department ''")."""
+    replace_in(copy / "catalog.toml", 'department = "mohurd"\n', "")
+    assert load_problems(copy) == ["catalog.toml: matter[0] (MOHURD-0001).department: missing"]
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [("", "missing"), ("name = 3\n", "must be str, got int"), ('name = " "\n', "is empty")],
+)
+def test_a_missing_or_mistyped_text_is_named_once_not_also_as_empty(
+    copy: Path, new: str, expected: str
+) -> None:
+    """Fixed: a missing or mistyped text key was also reported as "is empty" (the loader's stand-in)."""
+    replace_in(copy / "catalog.toml", 'name = "建筑工程施工许可证核发"\n', new)
+    assert load_problems(copy) == [f"catalog.toml: matter[0] (MOHURD-0001).name: {expected}"]
+
+
+def test_a_memorandum_may_be_shown_exactly_as_long_as_it_punishes_or_longer(copy: Path) -> None:
+    """display_months ≥ punish_months ≥ 1: one month each is the least; a longer display is allowed;
+    a display of 0 months is named as such (and as shorter than the punishment)."""
+    memoranda = copy / "memoranda.toml"
+    replace_in(memoranda, "punish_months = 12\ndisplay_months = 12", "punish_months = 1\ndisplay_months = 1")
+    replace_in(
+        memoranda, "punish_months = 24\ndisplay_months = 24", "punish_months = 24\ndisplay_months = 30"
+    )
+    loaded = load_policies(copy)
+    months = sorted((m.punish_months, m.display_months) for m in loaded.memoranda.values())
+    assert (1, 1) in months and (24, 30) in months
+    replace_in(memoranda, "punish_months = 1\ndisplay_months = 1", "punish_months = 1\ndisplay_months = 0")
+    found = [p.split(".", 2)[-1] for p in load_problems(copy)]
+    assert found == [
+        "display_months: must be at least 1, got 0",
+        "display_months: is shorter than punish_months (1)",
+    ]
+
+
+@pytest.mark.parametrize("department", ["!nowhere", "(none)", "**", "nowhere"])
+def test_an_unknown_implementing_department_is_named_however_it_sorts(
+    policy: PolicySet, department: str
+) -> None:
+    """Only "*" itself means every department; any other unknown name is named, whether it sorts before
+    "*" or after it."""
+    measure = next(m for m in policy.measures.values() if "*" not in m.implementing_departments)
+    broken = with_measure(
+        policy, measure.id, implementing_departments=(*measure.implementing_departments, department)
+    )
+    assert problems(broken) == [
+        f"measures.toml: measure ({measure.id}).implementing_departments: unknown department {department!r}"
+    ]
+
+
+def test_an_item_that_is_not_a_table_does_not_hide_the_rows_after_it(copy: Path) -> None:
+    """severity.toml written as an inline array whose first item is not a table: that item is named,
+    and every row after it is still read (its own problem named, the rest indexed)."""
+    (copy / "severity.toml").write_text(
+        'severity = [\n  "not a table",\n'
+        '  { class = "minor", name = "轻微失信", published = false, min_months = 0, max_months = 3 },\n'
+        '  { class = "general", name = "一般失信", published = true, min_months = 3, max_months = 12 },\n'
+        '  { class = "serious", name = "严重失信", published = true, min_months = 12, max_months = 0 },\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    found = load_problems(copy)
+    assert found[:3] == [
+        "severity.toml: severity[0]: expected a table",
+        "severity.toml: severity[3] (serious).max_months: must be at least 1, got 0",
+        "severity.toml: severity[3] (serious).min_months: exceeds max_months (0)",
+    ]
+    unknown = {p.rsplit(": ", 1)[-1] for p in found if "unknown severity class" in p}
+    assert unknown == {"unknown severity class 'serious'"}  # only the bad row is left out
+
+
+def test_a_measure_reaches_responsible_persons_only_when_it_says_so(copy: Path) -> None:
+    replace_in(copy / "measures.toml", "reaches_responsible_persons = false\n", "")
+    loaded = load_policies(copy)
+    assert loaded.measures["I-EXEMPLAR"].reaches_responsible_persons is False

@@ -108,6 +108,7 @@ def test_an_answer_is_stored_only_from_the_streams_gateway_and_version() -> None
     remember(cache, "same", response(version=7))
     remember(cache, "other-gateway", response(instance="gateway-2"))
     remember(cache, "no-tolerance", response(tolerance=0))
+    remember(cache, "negative-tolerance", response(tolerance=-5))  # nonsense: never stored either
     assert len(cache) == 1 and cache.fresh("same") is not None
     cache.stream_lost()
     remember(cache, "while-down", response())
@@ -119,6 +120,10 @@ def test_answers_of_another_gateway_process_are_not_served_after_a_reconnect() -
     cache = joined(clock)
     remember(cache, "k", response())
     cache.apply(pb.WatchEvent(gateway_instance="gateway-2"))
+    assert cache.fresh("k") is None
+    cache.apply(pb.WatchEvent(gateway_instance=INSTANCE))
+    remember(cache, "k", response())
+    cache.apply(pb.WatchEvent(gateway_instance="gateway-0"))  # a name sorting before the answer's
     assert cache.fresh("k") is None
 
 
@@ -263,3 +268,69 @@ def test_evicting_one_answer_keeps_the_subject_s_other_answers_droppable() -> No
     remember(cache, ("c", 2), response())
     remember(cache, ("c", 3), response())  # evicts ("c", 1): the index must not keep it
     assert cache._by_hash[hashed(cache, SUBJECT)] == {("c", 2), ("c", 3)}
+
+
+def test_a_stream_that_never_names_its_heartbeat_is_taken_to_beat_each_second() -> None:
+    """Until an event names the interval, the stream is alive for 1.5 × 1 s after its last message."""
+    clock = Clock()
+    cache = AnswerCache(4, clock=clock)
+    assert not cache.alive()  # no message yet
+    cache.apply(pb.WatchEvent(data_version=7, gateway_instance=INSTANCE))  # no heartbeat_interval_ms
+    remember(cache, "k", response())
+    clock.now += 1.5
+    assert cache.alive() and cache.fresh("k") is not None
+    clock.now += 0.001
+    assert not cache.alive() and cache.fresh("k") is None
+
+
+def test_the_tolerance_counts_from_the_answer_whatever_the_clock_reads() -> None:
+    """A monotonic clock may start small: the age is now − fetched, not any other arithmetic."""
+    clock = Clock()
+    clock.now = 10.0
+    cache = joined(clock, heartbeat_ms=3_600_000)
+    remember(cache, "k", response(tolerance=60, serve_stale=True))
+    clock.now = 70.0  # exactly at the tolerance
+    assert cache.fresh("k") is not None and cache.stale("k") is not None
+    clock.now = 75.0  # 65 s old: past it (75 is 5 more than a multiple of 10)
+    assert cache.fresh("k") is None and cache.stale("k") is None
+
+
+def test_a_fail_mode_this_sdk_does_not_know_fails_closed() -> None:
+    """Only FAIL_MODE_SERVE_STALE may be served stale; a mode added by a newer gateway may not."""
+    clock = Clock()
+    cache = joined(clock)
+    for key, mode in (
+        ("closed", pb.FAIL_MODE_CLOSED),
+        ("unspecified", pb.FAIL_MODE_UNSPECIFIED),
+        ("newer", pb.FailMode.ValueType(3)),  # a value this SDK has no name for
+    ):
+        message = response()
+        message.fail_mode = mode
+        remember(cache, key, message)
+    remember(cache, "stale-ok", response(serve_stale=True))
+    assert len(cache) == 4
+    cache.stream_lost()
+    assert cache.stale("stale-ok") is not None
+    assert [cache.stale(key) for key in ("closed", "unspecified", "newer")] == [None, None, None]
+
+
+def test_the_resume_version_is_never_negative() -> None:
+    """The gateway refuses a negative ``after_version``: a new cache stands at version 0, and a nonsense
+    negative version from a stream never takes it below that."""
+    cache = AnswerCache(2, clock=Clock())
+    assert cache.stream_version == 0
+    cache.apply(pb.WatchEvent(data_version=-3, gateway_instance=INSTANCE))
+    assert cache.stream_version == 0 and cache.watch_request().after_version == 0
+
+
+def test_the_least_tolerance_and_heartbeat_count() -> None:
+    """A tolerance of one second is stored and served; a heartbeat of one millisecond is taken."""
+    clock = Clock()
+    cache = joined(clock, heartbeat_ms=2000)
+    remember(cache, "k", response(tolerance=1))
+    assert len(cache) == 1 and cache.fresh("k") is not None
+    clock.now += 1.0
+    cache.apply(pb.WatchEvent(heartbeat_interval_ms=1, gateway_instance=INSTANCE))
+    assert cache.fresh("k") is not None  # exactly at the tolerance
+    clock.now += 0.002  # past 1.5 heartbeats of 1 ms (and past the tolerance)
+    assert not cache.alive()

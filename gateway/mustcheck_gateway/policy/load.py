@@ -63,9 +63,10 @@ class _Row:
         return value
 
     def text(self, key: str, default: str | None = None) -> str:
+        named = len(self.problems)
         value = self._get(key, str, default)
-        if not value.strip() and default is None:
-            self.problem(key, "is empty")
+        if len(self.problems) == named and not value.strip() and default is None:
+            self.problem(key, "is empty")  # a missing or mistyped key is named once, not also as empty
         return value.strip()
 
     def integer(self, key: str, default: int | None = None, *, minimum: int = 0) -> int:
