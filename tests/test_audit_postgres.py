@@ -11,24 +11,28 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
-from mustcheck import Client, MustCheckError, Receipt, verify_receipt
+from mustcheck import CheckUnavailable, Client, MustCheckError, Receipt, RetryPolicy, verify_receipt
 from mustcheck.merkle import SHA256
 from mustcheck.receipts import load_public_keys
 from mustcheck.tree_head import sign_tree_head
-from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditEvent, KeyKind, KeyRing, retention_limit
+from mustcheck_gateway.audit import KEYS_DIR_NAME, AuditEvent, AuditRecord, KeyKind, KeyRing, retention_limit
 from mustcheck_gateway.audit.postgres_log import PostgresAuditLog
 from mustcheck_gateway.audit.postgres_schema import partitions
+from mustcheck_gateway.audit.postgres_writer import log_lock_key
 from mustcheck_gateway.cli import main
 from mustcheck_gateway.server import Gateway, GatewayConfig, GatewayThread
 
@@ -279,6 +283,77 @@ def test_a_gateway_killed_under_load_loses_no_answered_record(
     finally:
         again.stop(signal.SIGTERM)
     assert _verify(url, keys, capsys)[0] == 0
+
+
+# -- the writer process ----------------------------------------------------------------------------
+
+
+def test_the_writer_runs_in_a_process_of_its_own_and_its_death_fails_checks_closed(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The writer (psycopg, hashing, tree, signing) is out of the gateway's process, so out of its
+    interpreter lock. Killed, checks are refused with UNAVAILABLE, saying the audit log cannot record
+    them (none answered without its record), until another writer holds the log; then nothing answered
+    is lost, the restart and the outage are recorded, and the log verifies."""
+    with GatewayThread(_config(url, tmp_path / "gateway")) as gateway:
+        audit = gateway.audit
+        assert isinstance(audit, PostgresAuditLog)
+        writer = audit.writer_pid
+        assert writer is not None and writer != os.getpid()
+        arguments = Path(f"/proc/{writer}/cmdline").read_text().split("\0")
+        assert "mustcheck_gateway.audit.writer_process" in arguments
+        assert arguments[arguments.index("--postgres-log") + 1] == audit.log_id
+        assert not any("postgresql://" in argument for argument in arguments)  # ps would show a password
+        token = _token(gateway, "writer-killer")
+        target = f"127.0.0.1:{gateway.port}"
+        with Client(target, token=token, retry=RetryPolicy(attempts=1)) as client:
+            before = client.check(new_uscc(), MATTER).receipt
+            assert before is not None
+            # Hold the restart off: wait for the log's lock, queued behind the writer's connection, so
+            # that it is this connection's, not a new writer's, once the killed writer's is gone.
+            holder = psycopg.connect(url, autocommit=True)
+            waiting = threading.Thread(
+                target=holder.execute, args=("SELECT pg_advisory_lock(%s)", (log_lock_key(audit.log_id),))
+            )
+            waiting.start()
+            try:
+                os.kill(writer, signal.SIGKILL)
+                waiting.join()
+                assert audit.unavailable() is not None
+                with pytest.raises(CheckUnavailable) as refused:
+                    client.check(new_uscc(), MATTER)
+                assert refused.value.code is grpc.StatusCode.UNAVAILABLE
+                assert "audit log cannot record" in refused.value.message
+                assert audit.writer_restarts == 0
+            finally:
+                waiting.join()
+                holder.close()  # the lock goes with it: a new writer takes the log
+            assert wait_until(lambda: audit.writer_restarts == 1, timeout=30)
+            restarted = audit.writer_pid
+            assert restarted is not None and restarted != writer
+            assert wait_until(lambda: audit.unavailable() is None, timeout=30)
+            after = None
+            while after is None:  # refused (UNAVAILABLE) until the new writer takes records
+                try:
+                    after = client.check(new_uscc(), MATTER).receipt
+                except CheckUnavailable:
+                    time.sleep(0.1)
+            assert after is not None and after.audit_seq > before.audit_seq
+
+        def recorded(outcome: str) -> list[AuditRecord]:
+            return audit.query(kind="admin", caller_id="system", outcome=outcome)
+
+        assert len(recorded("audit.writer_restarted")) == 1
+        # The health loop records the outage once the log takes records again: why, and what it refused.
+        assert wait_until(lambda: len(recorded("audit.available_again")) == 1, timeout=30)
+        [outage] = recorded("audit.available_again")
+        assert outage.detail["refused"] >= 1 and "writer process stopped" in outage.detail["why"]
+    keys = tmp_path / "gateway" / KEYS_DIR_NAME / "public"
+    public = load_public_keys(keys)
+    assert verify_receipt(before.compact, public).audit_seq == before.audit_seq
+    assert verify_receipt(after.compact, public).audit_seq == after.audit_seq
+    code, out = _verify(url, keys, capsys)
+    assert code == 0, out
 
 
 # -- across replicas ------------------------------------------------------------------------------

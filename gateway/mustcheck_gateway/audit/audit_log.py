@@ -23,11 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import logging
 import os
 import socket
-import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +37,7 @@ from mustcheck.tree_head import TreeHead
 from ..store.codec import format_instant
 from .appending import AppendFront
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
-from .errors import AuditError, AuditIntegrityError, AuditUnavailable
+from .errors import AuditError, AuditUnavailable
 from .exclusive import WriterLock
 from .heads import Head, LogView, extension_problem
 from .journal import journal_path_for
@@ -51,12 +48,13 @@ from .protect import SubjectProtector
 from .query import AuditFilter
 from .reading import FilteredReads
 from .record import TAIL_CUT_OUTCOME, AuditEvent, AuditRecord
-from .remote_writer import Announcement, RemoteWriter, WriterSettings
+from .remote_writer import Announcement, EmbeddedStore, RemoteWriter, WriterSettings, current_log_level
 from .retention import check_prune_allowed
 from .space import DEFAULT_MIN_FREE_MB, MIB, FreeSpace
 from .sqlite_log import SqliteAuditStore
 from .verify import TreeState, VerifyReport, verify_log
 from .writer_clients import SOCKET_NAME
+from .writer_keeper import WriterKeeper
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -84,13 +82,7 @@ def verify_data_dir(
     )
 
 
-def _log_level() -> str:
-    """This process's operational log level, for the writer process's own log lines."""
-    level = structlog.get_logger().bind().get_effective_level()
-    return str(logging.getLevelName(level)).lower()
-
-
-class AuditLog(FilteredReads, AppendFront):
+class AuditLog(WriterKeeper, FilteredReads, AppendFront):
     """The tamper-evident audit log of one gateway (one writer process; safe to share across threads)."""
 
     def __init__(
@@ -120,18 +112,14 @@ class AuditLog(FilteredReads, AppendFront):
             checkpoint_interval_s,
             index_every=index_every,
             index_interval_s=index_interval_s,
-            log_level=_log_level(),
+            log_level=current_log_level(),
         )
         self.published_head = published_head  # the newest head published to the store (no rewind past it)
         self.published_tree_head = published_tree_head  # its tree head (JSON): the log must be consistent
         # The digest of the policy set the gateway serves: every record names it (``record.POLICY_SET_KEY``).
         self.policy_set = ""
         self.space = FreeSpace(db_path.parent, int(min_free_mb * MIB))
-        self._state = threading.Lock()
-        self._closing = False
-        self._down: str | None = None  # why the writer process is not running (None: it is)
-        self._restarter: threading.Thread | None = None
-        self.writer_restarts = 0
+        self._keep()
         self._outage = Outage()  # since when and why appends are refused, and how many were
         self._lock = None if attach else WriterLock(db_path)
         try:
@@ -218,14 +206,13 @@ class AuditLog(FilteredReads, AppendFront):
     # -- the writer process: started, watched, started again -----------------------------
 
     def _start_writer(self) -> RemoteWriter:
+        store = EmbeddedStore(
+            self.path, self.journal_path, self.mirror_path, self.published_head, self.published_tree_head
+        )
         writer = RemoteWriter(
-            self.path,
-            self.journal_path,
-            self.mirror_path,
+            store,
             self.keyring,
             self._settings,
-            published_head=self.published_head,
-            published_tree_head=self.published_tree_head,
             on_exit=self._writer_stopped,
             clients=self._clients,
         )
@@ -248,59 +235,14 @@ class AuditLog(FilteredReads, AppendFront):
         event = AuditEvent(kind="admin", caller_id="system", outcome=outcome, detail=detail)
         writer.submit(self._prepare([event])).result()
 
-    def _writer_stopped(self) -> None:
-        """Called when the writer process ended without being told to: start another one."""
-        with self._state:
-            if self._closing:
-                return
-            self._down = "the audit writer process stopped; it is being restarted"
-            self._restarter = threading.Thread(
-                target=self._restart, name="mustcheck-audit-restart", daemon=True
-            )
-            self._restarter.start()
-        log.error("audit_writer_stopped", db=str(self.path))
+    def _new_writer(self) -> RemoteWriter:
+        if self._attached:  # the gateway's writer is being restarted: attach to the new one
+            return RemoteWriter.attach(self.clients_path, self.keyring, on_exit=self._writer_stopped)
+        self._restore_mirror()
+        return self._start_writer()
 
-    def _restart(self) -> None:
-        delay = 0.05
-        while True:
-            with self._state:
-                if self._closing:
-                    return
-            self._writer.close()  # reap the old process and its pipes
-            try:
-                if self._attached:  # the gateway's writer is being restarted: attach to the new one
-                    writer = RemoteWriter.attach(
-                        self.clients_path, self.keyring, on_exit=self._writer_stopped
-                    )
-                else:
-                    self._restore_mirror()
-                    writer = self._start_writer()
-            except AuditIntegrityError as error:  # a tamper alarm: stay down, loudly
-                with self._state:
-                    self._down = f"the audit log does not verify: {error}"
-                log.error("audit_writer_refused", error=str(error))
-                return
-            except Exception as error:  # e.g. no space for the writer to start: try again
-                log.warning("audit_writer_restart_failed", error=repr(error), retry_in_s=delay)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
-                continue
-            with self._state:
-                if self._closing:
-                    writer.close()
-                    return
-                self._writer = writer
-                self._down = None
-                self.writer_restarts += 1
-            if self._attached:  # the process that holds the log records the restart
-                log.info("audit_writer_attached_again", last_seq=writer.last_seq)
-                return
-            log.warning("audit_writer_restarted", restarts=self.writer_restarts, last_seq=writer.last_seq)
-            try:
-                self._append_system(writer, "audit.writer_restarted", {"restarts": self.writer_restarts})
-            except AuditError as error:
-                log.error("audit_restart_not_recorded", error=str(error))
-            return
+    def _where(self) -> dict[str, str]:
+        return {"db": str(self.path)}
 
     # -- availability ----------------------------------------------------------------
 
@@ -349,8 +291,13 @@ class AuditLog(FilteredReads, AppendFront):
     # -- appending -------------------------------------------------------------------
 
     def announce(self) -> Announcement:
-        """A request that will append is under way: group commit may wait for it (use ``with``)."""
-        return self._writer.announce()
+        """A request that will append is under way: group commit may wait for it (use ``with``).
+        ``AuditUnavailable`` (counted as a refusal) while the writer process is gone."""
+        try:
+            return self._writer.announce()
+        except AuditUnavailable as error:
+            self._outage.refused(str(error))
+            raise
 
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
@@ -526,11 +473,7 @@ class AuditLog(FilteredReads, AppendFront):
 
     def close(self) -> None:
         """Commit everything queued, write a final checkpoint, stop the writer, close the file."""
-        with self._state:
-            self._closing = True
-            restarter = self._restarter
-        if restarter is not None:
-            restarter.join()
+        self._stop_keeping()
         self._writer.close()
         self._store.close()
         self._close_clients()

@@ -3,8 +3,12 @@
 :class:`PostgresAuditLog` is the PostgreSQL backend of the audit log: the same calls as
 :class:`~.audit_log.AuditLog` (the embedded backend). This replica appends to its own log (its log id
 is its replica id) through :class:`~.postgres_writer.PostgresWriter`, committed before an answer
-leaves; reads for auditors (query, export, statistics, coverage, reveal, verify) cover every log in
-the database, naming each record by its log id and seq (leaf index ``seq − 1``).
+leaves. That writer runs in a process of its own, as the embedded backend's does
+(:class:`~.remote_writer.RemoteWriter`, :mod:`.writer_process`), so that its work never holds the
+gateway's interpreter lock; if that process dies, appends are refused (``AuditUnavailable``) until
+another has started (:mod:`.writer_keeper`). Reads for auditors (query, export, statistics,
+coverage, reveal, verify) cover every log in the database, naming each record by its log id and
+seq (leaf index ``seq − 1``).
 
 Retention (R14) drops whole month partitions older than the cut-off (at most now − 3 years), after
 leaving, for each log whose oldest records go, a signed prune checkpoint and a prune anchor so that
@@ -44,15 +48,15 @@ from .postgres_schema import (
     month_end,
     partitions,
 )
-from .postgres_writer import Flush, PostgresWriter, Submission, resolver
 from .protect import SubjectProtector
 from .query import AuditFilter
 from .reading import FilteredReads
 from .record import GENESIS_HASH, RECORD_COLUMNS, AuditEvent, AuditRecord
-from .remote_writer import Announcement
+from .remote_writer import Announcement, PostgresStore, RemoteWriter, WriterSettings, current_log_level
 from .retention import check_prune_allowed
 from .sqlite_log import _where, read_prune_anchors
 from .verify import TreeState, VerifyReport, verify_bound
+from .writer_keeper import WriterKeeper
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -74,7 +78,7 @@ class DroppedPartition:
     month: dt.date
 
 
-class PostgresAuditLog(FilteredReads, AppendFront):
+class PostgresAuditLog(WriterKeeper, FilteredReads, AppendFront):
     """This replica's audit log in the shared PostgreSQL database, and every replica's log for reading."""
 
     backend = "postgresql"
@@ -95,7 +99,6 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         self.published_head: Checkpoint | None = None  # the embedded backend's; unused here
         self.published_tree_head = ""
         self.policy_set = ""  # the digest of the policy set served, named in every record (replay)
-        self.writer_restarts = 0
         self._protector = SubjectProtector(keyring)
         self._local = threading.local()
         self._readers: list[Connection] = []
@@ -104,15 +107,30 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         self._outage = Outage()  # since when and why appends are refused, and how many were
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
             migrate(connection)
-        self._writer = PostgresWriter(
-            url,
-            log_id,
-            keyring,
-            checkpoint_every=checkpoint_every,
-            checkpoint_interval_s=checkpoint_interval_s,
+        self._settings = WriterSettings(
+            checkpoint_every, checkpoint_interval_s, log_level=current_log_level()
         )
-        self._thread = threading.Thread(target=self._writer.run, name="mustcheck-audit-pg", daemon=True)
-        self._thread.start()
+        self._keep()
+        self._writer = self._new_writer()
+
+    # -- the writer process (writer_keeper.WriterKeeper) ------------------------------------
+
+    def _new_writer(self) -> RemoteWriter:
+        return RemoteWriter(
+            PostgresStore(self.url, self.log_id), self.keyring, self._settings, on_exit=self._writer_stopped
+        )
+
+    def _append_system(self, writer: RemoteWriter, outcome: str, detail: dict[str, Any]) -> None:
+        event = AuditEvent(kind="admin", caller_id="system", outcome=outcome, detail=detail)
+        writer.submit(self._prepare([event])).result()
+
+    def _where(self) -> dict[str, str]:
+        return {"log_id": self.log_id}
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of this log's writer process (None: none is running)."""
+        return self._writer.pid
 
     # -- connections for reading ------------------------------------------------------------
 
@@ -146,7 +164,7 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         """Why appends are refused now (None: they are taken): the last commit failed a moment ago."""
         if self._closed:
             return "the audit log is closed"
-        return self._outage.seen(self._writer.recent_failure())
+        return self._outage.seen(self._down_reason() or self._writer.recent_failure())
 
     def note_available(self) -> bool:
         """Whether appends are taken again; if so and they were refused, record the outage (since when,
@@ -157,7 +175,7 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         detail = self._outage.detail()
         if detail is None:
             return True
-        self.append_sync(AuditEvent(kind="admin", caller_id="system", outcome=AVAILABLE_AGAIN, detail=detail))
+        self._append_system(self._writer, AVAILABLE_AGAIN, detail)
         self._outage.ended(detail)
         log.warning("audit_available_again", log_id=self.log_id, refused=detail["refused"])
         return True
@@ -165,14 +183,18 @@ class PostgresAuditLog(FilteredReads, AppendFront):
     # -- appending --------------------------------------------------------------------------
 
     def announce(self) -> Announcement:
-        """A request that will append is under way: group commit may wait for it (use ``with``)."""
-        self._writer.announce()
-        return Announcement(self._writer)
+        """A request that will append is under way: group commit may wait for it (use ``with``).
+        ``AuditUnavailable`` (counted as a refusal) while the writer process is gone."""
+        try:
+            return self._writer.announce()
+        except AuditUnavailable as error:
+            self._outage.refused(str(error))
+            raise
 
     def _admit(self) -> None:
         if self._closed:
             raise AuditLogClosed("the audit log is closed")
-        reason = self._writer.recent_failure()
+        reason = self.unavailable()
         if reason is not None:
             self._outage.refused(reason)
             raise AuditUnavailable(reason)
@@ -183,45 +205,40 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         try:
             self._admit()
             pending = self._prepare(events)
-            if not pending:
-                return [], []
-            waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._writer.inbox.put(
-                Submission(pending, receipts_for, resolver(asyncio.get_running_loop(), waiter))
-            )
-        finally:
+        except BaseException:
             if announcement is not None:
                 announcement.release()
+            raise
+        if not pending:
+            if announcement is not None:
+                announcement.release()
+            return [], []
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
-            seqs, receipts = await waiter
-        except AuditUnavailable as error:  # its commit failed: the request is refused
+            self._writer.submit_to(waiter, pending, announcement, receipts_for)
+            # A cancelled request cancels only this waiter: the writer process holds the record and writes it.
+            outcome = await waiter
+        except AuditUnavailable as error:  # its commit failed, or the writer process is gone: refused
             self._outage.refused(str(error))
             raise
-        return list(seqs), list(receipts)
+        if receipts_for:
+            seqs, receipts = outcome
+            return list(seqs), list(receipts)
+        return list(outcome), []
 
     def append_many_sync(self, events: Iterable[AuditEvent]) -> list[int]:
         self._admit()
         pending = self._prepare(events)
         if not pending:
             return []
-        done: threading.Event = threading.Event()
-        outcome: list[Any] = []
-
-        def resolve(result: Any) -> None:
-            outcome.append(result)
-            done.set()
-
-        self._writer.inbox.put(Submission(pending, (), resolve))
-        done.wait()
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return list(outcome[0][0])
+        seqs: list[int] = self._writer.submit(pending).result()
+        return seqs
 
     # -- metrics ---------------------------------------------------------------------------
 
     @property
     def queue_depth(self) -> int:
-        return self._writer.inbox.qsize()
+        return self._writer.queue_depth
 
     @property
     def last_commit_latency_s(self) -> float:
@@ -245,9 +262,7 @@ class PostgresAuditLog(FilteredReads, AppendFront):
         """Sign a chain checkpoint for the records none covers yet."""
         if self._closed:
             return
-        flush = Flush()
-        self._writer.inbox.put(flush)
-        flush.future.result()
+        self._writer.flush(checkpoint=True)
 
     def extends(self, head: Checkpoint) -> str | None:
         return None  # heads live in this database, beside the records: nothing published elsewhere
@@ -411,10 +426,8 @@ class PostgresAuditLog(FilteredReads, AppendFront):
     def close(self) -> None:
         if self._closed:
             return
-        from .postgres_writer import STOP
-
-        self._writer.inbox.put(STOP)
-        self._thread.join()
+        self._stop_keeping()
+        self._writer.close()  # the writer process commits everything sent, signs a checkpoint, stops
         self._closed = True
         with self._readers_lock:
             for connection in self._readers:

@@ -1,4 +1,8 @@
-"""Group commit into PostgreSQL: the writer thread of one replica's log in the shared database.
+"""Group commit into PostgreSQL: the writer of one replica's log in the shared database.
+
+It runs in the audit writer process (:mod:`.writer_process` with ``--postgres-log``), as the
+embedded backend's writer does, so that psycopg, hashing, the tree and signing never hold the
+gateway's interpreter lock; the gateway talks to it through :class:`~.remote_writer.RemoteWriter`.
 
 The writer takes every submission waiting (and, while requests announced in the gateway are on their
 way, waits up to the group window for them; with none announced, up to ``GROUP_LINGER_S``), gives
@@ -10,22 +14,19 @@ leaves before its record is durable (R10).
 
 One writer per log: the writer holds a session advisory lock on its log id for as long as its
 connection lives, so a second gateway with the same log id is refused, and a killed gateway's lock
-goes with its connection. After a failed commit the connection is opened again and the log's state
-is read back from the database (what committed is the truth; nothing of a failed commit was answered).
+goes with its connection (a killed writer process's too). After a failed commit the connection is
+opened again and the log's state is read back from the database (what committed is the truth;
+nothing of a failed commit was answered).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hashlib
 import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -36,6 +37,7 @@ from mustcheck.receipts import encode_receipt
 from mustcheck.tree_head import TreeHead, sign_tree_head
 
 from . import tree as merkle_tree
+from .announced import SharedCounter
 from .checkpoint import Checkpoint, CheckpointKind, sign_checkpoint
 from .errors import AuditError, AuditIntegrityError, AuditUnavailable
 from .heads import LogView, check_no_rewind, newest
@@ -49,9 +51,10 @@ from .postgres_schema import (
     month_of,
     record_values,
 )
-from .record import GENESIS_HASH, PendingRecord
+from .record import GENESIS_HASH
 from .sqlite_log import iter_rows, read_checkpoints, read_prune_anchors
 from .tree import consistency_problem
+from .writer import STOP, Flush, Inbox, Submission
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -60,28 +63,12 @@ DEFAULT_GROUP_WINDOW_S = 0.002
 # How long a commit waits for more records when no request has announced one (as the embedded
 # writer's GROUP_LINGER_S): a record that comes within it shares the commit's transaction and head.
 GROUP_LINGER_S = 0.001
-FAILURE_HOLD_S = 1.0
-STOP = object()
 
 
 def log_lock_key(log_id: str) -> int:
     """The session advisory lock key of one log (a signed 64-bit integer from its id)."""
     digest = hashlib.sha256(b"mustcheck.audit.log\n" + log_id.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@dataclass(slots=True)
-class Submission:
-    records: list[PendingRecord]
-    receipts_for: Sequence[int]
-    resolve: Callable[[Any], None]  # called with (seqs, receipts) or an exception, on the writer's thread
-
-
-@dataclass(slots=True)
-class Flush:
-    """Sign a chain checkpoint for the records none covers yet, then resolve."""
-
-    future: Future[None] = field(default_factory=Future)
 
 
 def open_connection(url: str, log_id: str) -> Connection:
@@ -96,7 +83,8 @@ def open_connection(url: str, log_id: str) -> Connection:
 
 
 class PostgresWriter:
-    """The single writer of one log: :meth:`run` (its thread) commits until told to stop."""
+    """The single writer of one log: :meth:`run` commits what its inbox holds until told to stop, and
+    reports each submission's outcome (its seqs, or the error) to ``deliver`` under its token."""
 
     def __init__(
         self,
@@ -108,6 +96,9 @@ class PostgresWriter:
         checkpoint_interval_s: float,
         group_window_s: float = DEFAULT_GROUP_WINDOW_S,
         linger_s: float = GROUP_LINGER_S,
+        inbox: Inbox,
+        deliver: Callable[[list[tuple[int, Any]]], None],
+        announced: SharedCounter,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval_s <= 0:
             raise ValueError("checkpoint_every must be ≥ 1 and checkpoint_interval_s > 0")
@@ -118,17 +109,17 @@ class PostgresWriter:
         self._interval = checkpoint_interval_s
         self._window = group_window_s
         self._linger = min(group_window_s, linger_s)
-        self.inbox: queue.Queue[object] = queue.Queue()
-        self._announced = 0
-        self._announced_lock = threading.Lock()
+        self.inbox = inbox
+        self._deliver = deliver
+        self._announced = announced  # requests in progress in the gateway that will submit a record
         self.commits = 0
         self.checkpoints_written = 0
         self.last_commit_latency_s = 0.0
-        self.failed_at = float("-inf")
-        self.failure: str | None = None
         self.head: TreeHead | None = None
+        self.last_seq, self.last_hash = 0, GENESIS_HASH  # read from the database by _open
         self._connection: Connection | None = None
         self._months: set[dt.date] = set()  # months whose record partition is known to exist
+        self._commit_rows: list[tuple[Any, ...]] = []  # the rows of the commit being settled (receipts)
         self._open()
 
     # -- state, read back from the database -----------------------------------------------
@@ -219,17 +210,11 @@ class PostgresWriter:
                     [(self.log_id, level, index, digest) for level, index, digest in nodes],
                 )
 
-    # -- announcing (group commit waits for requests on their way) -------------------------
+    def use_keyring(self, keyring: KeyRing) -> None:
+        """Sign later heads with this key ring's current key (after a rotation in the gateway)."""
+        self.keyring = keyring
 
-    def announce(self) -> None:
-        with self._announced_lock:
-            self._announced += 1
-
-    def _release(self) -> None:
-        with self._announced_lock:
-            self._announced -= 1
-
-    # -- the thread --------------------------------------------------------------------
+    # -- the loop, in the writer process ---------------------------------------------------
 
     def run(self) -> None:
         stopping = False
@@ -279,7 +264,7 @@ class PostgresWriter:
                 continue
             except queue.Empty:
                 pass
-            remaining = (deadline if self._announced > 0 else linger_until) - time.monotonic()
+            remaining = (deadline if self._announced.value > 0 else linger_until) - time.monotonic()
             if flushes or remaining <= 0:
                 return batch, flushes, False
             try:
@@ -367,84 +352,33 @@ class PostgresWriter:
             self._covered = seq
             self._last_checkpoint_time = time.monotonic()
             self.checkpoints_written += 1
-        self.failure = None
         self.commits += 1 if rows else 0
         self.last_commit_latency_s = time.perf_counter() - started
-        first = rows[0][0] if rows else 0
-        outcomes: list[tuple[Callable[[Any], None], Any]] = []
-        for submission, assigned in zip(batch, seqs, strict=True):
-            receipts = [self._receipt(rows[assigned[index] - first]) for index in submission.receipts_for]
-            outcomes.append((submission.resolve, (assigned, receipts)))
-        resolve_all(outcomes)
+        if batch:
+            self._commit_rows = rows
+            self._deliver(
+                [(submission.token, assigned) for submission, assigned in zip(batch, seqs, strict=True)]
+            )
 
-    def _receipt(self, row: tuple[Any, ...]) -> str:
-        assert self.head is not None
-        proof = self.tree.inclusion(int(row[0]) - 1, self.head.size)
+    def receipt(self, seq: int) -> str:
+        """The proof receipt of record ``seq`` of the commit being settled (call from ``deliver``)."""
+        assert self.head is not None and self._commit_rows
+        row = self._commit_rows[seq - int(self._commit_rows[0][0])]
+        proof = self.tree.inclusion(seq - 1, self.head.size)
         return encode_receipt(merkle_tree.answer_fields(row), str(row[-1]), proof, self.head)
 
     def _failed(self, error: Exception, batch: list[Submission]) -> None:
         """Nothing of this commit is answered; the next one starts from what the database holds."""
         log.error("audit_commit_failed", log_id=self.log_id, error=repr(error))
-        self.failed_at = time.monotonic()
-        self.failure = f"the audit database cannot be written now: {error}"
         self._months.clear()  # a partition may have been dropped (a prune): look again
         if self._connection is not None:
             with contextlib.suppress(psycopg.Error):
                 self._connection.close()
             self._connection = None
         outcome: Exception = (
-            error if isinstance(error, AuditIntegrityError) else AuditUnavailable(self.failure)
+            error
+            if isinstance(error, AuditIntegrityError)
+            else AuditUnavailable(f"the audit database cannot be written now: {error}")
         )
-        resolve_all([(submission.resolve, outcome) for submission in batch])
-
-    def recent_failure(self) -> str | None:
-        if self.failure is not None and time.monotonic() - self.failed_at < FAILURE_HOLD_S:
-            return self.failure
-        return None
-
-
-class LoopResolver:
-    """Resolves one waiter on its event loop from the writer's thread (a cancelled waiter is skipped)."""
-
-    __slots__ = ("loop", "waiter")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> None:
-        self.loop = loop
-        self.waiter = waiter
-
-    def settle(self, outcome: Any) -> None:
-        """On the waiter's loop."""
-        if self.waiter.done():
-            return
-        if isinstance(outcome, BaseException):
-            self.waiter.set_exception(outcome)
-        else:
-            self.waiter.set_result(outcome)
-
-    def __call__(self, outcome: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            self.loop.call_soon_threadsafe(self.settle, outcome)
-
-
-def resolver(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[Any]) -> Callable[[Any], None]:
-    """Resolve ``waiter`` on its loop from the writer's thread (a cancelled waiter is skipped)."""
-    return LoopResolver(loop, waiter)
-
-
-def _settle_all(settled: list[tuple[LoopResolver, Any]]) -> None:
-    for resolve, outcome in settled:
-        resolve.settle(outcome)
-
-
-def resolve_all(outcomes: list[tuple[Callable[[Any], None], Any]]) -> None:
-    """Resolve one commit's submissions: ONE wake-up of each event loop for all of its waiters (a
-    cross-thread wake-up per waiter cost the loop as much as the rest of its share of the commit)."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopResolver, Any]]] = {}
-    for resolve, outcome in outcomes:
-        if isinstance(resolve, LoopResolver):
-            by_loop.setdefault(resolve.loop, []).append((resolve, outcome))
-        else:
-            resolve(outcome)
-    for loop, settled in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(_settle_all, settled)
+        if batch:
+            self._deliver([(submission.token, outcome) for submission in batch])

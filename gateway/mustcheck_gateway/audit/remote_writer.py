@@ -12,6 +12,9 @@ If the writer process ends without being told to, every waiter gets :class:`~.er
 (nothing it was not told was durable may be answered) and ``on_exit`` is called: the
 :class:`~.audit_log.AuditLog` starts another writer process.
 
+The writer process hosts either backend's writer: :class:`EmbeddedStore` (the files) or
+:class:`PostgresStore` (one replica's log in PostgreSQL), over the same pipes.
+
 A worker process of a multi-process gateway (``serve --workers``) does not start a writer: it
 attaches (:meth:`RemoteWriter.attach`) to the gateway's over its Unix socket (:mod:`.writer_clients`),
 two connections in place of the pipes, and submits the same way.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import marshal
 import os
 import socket
@@ -34,6 +38,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import structlog
 
 from . import errors, wire
 from .announced import SharedCounter
@@ -73,6 +79,12 @@ class Announcement:
         self.release()
 
 
+def current_log_level() -> str:
+    """This process's operational log level, for the writer process's own log lines."""
+    level = structlog.get_logger().bind().get_effective_level()
+    return str(logging.getLevelName(level)).lower()
+
+
 def deliver_to_waiters(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
     """On the waiters' loop: resolve every waiter of one commit (a cancelled one is skipped)."""
     for waiter, outcome in results:
@@ -92,6 +104,49 @@ class WriterSettings:
     index_every: int | None = None
     index_interval_s: float | None = None
     log_level: str = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedStore:
+    """The embedded backend's files, and the heads the log must extend (no rewind)."""
+
+    db_path: Path
+    journal_path: Path
+    mirror_path: Path
+    published_head: Checkpoint | None = None
+    published_tree_head: str = ""
+
+    def arguments(self) -> list[str]:
+        found = [
+            "--db",
+            str(self.db_path),
+            "--journal",
+            str(self.journal_path),
+            "--mirror",
+            str(self.mirror_path),
+        ]
+        if self.published_head is not None:
+            found += ["--published-head", self.published_head.to_json()]
+        if self.published_tree_head:
+            found += ["--published-tree-head", self.published_tree_head]
+        return found
+
+    def environment(self) -> dict[str, str] | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresStore:
+    """One replica's log (``log_id``) in the PostgreSQL database at ``url``."""
+
+    url: str
+    log_id: str
+
+    def arguments(self) -> list[str]:
+        return ["--postgres-log", self.log_id]
+
+    def environment(self) -> dict[str, str] | None:
+        return {**os.environ, wire.URL_VARIABLE: self.url}
 
 
 @dataclass(slots=True)
@@ -115,18 +170,15 @@ class RemoteWriter:
 
     def __init__(
         self,
-        db_path: Path,
-        journal_path: Path,
-        mirror_path: Path,
+        store: EmbeddedStore | PostgresStore,
         keyring: KeyRing,
         settings: WriterSettings,
         *,
-        published_head: Checkpoint | None = None,
-        published_tree_head: str = "",
         on_exit: Callable[[], None] | None = None,
         clients: socket.socket | None = None,
     ) -> None:
-        """``clients``: the listening socket the workers of this gateway attach through, if any."""
+        """Start a writer process for ``store``; ``clients``: the listening socket the workers of this
+        gateway attach through, if any (embedded only)."""
         self._keyring = keyring
         self._on_exit = on_exit
         self._sockets: tuple[socket.socket, ...] = ()
@@ -141,7 +193,7 @@ class RemoteWriter:
             sys.executable,
             "-m",
             "mustcheck_gateway.audit.writer_process",
-            *("--db", str(db_path), "--journal", str(journal_path), "--mirror", str(mirror_path)),
+            *store.arguments(),
             *("--keys-dir", str(keyring.directory), "--log-level", settings.log_level),
             *("--checkpoint-every", str(settings.checkpoint_every)),
             *("--checkpoint-interval", repr(settings.checkpoint_interval_s)),
@@ -153,10 +205,6 @@ class RemoteWriter:
             command += ["--index-every", str(settings.index_every)]
         if settings.index_interval_s is not None:
             command += ["--index-interval", repr(settings.index_interval_s)]
-        if published_head is not None:
-            command += ["--published-head", published_head.to_json()]
-        if published_tree_head:
-            command += ["--published-tree-head", published_tree_head]
         passed = [requests_in, answers_out, loop_answers_out, self._announced.descriptor]
         if clients is not None:
             command += ["--clients", str(clients.fileno())]
@@ -167,6 +215,7 @@ class RemoteWriter:
                 pass_fds=passed,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                env=store.environment(),
             )
         finally:
             for descriptor in (requests_in, answers_out, loop_answers_out):
@@ -211,6 +260,12 @@ class RemoteWriter:
         self._start_reader()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id (None: attached to another process's writer, or it has ended)."""
+        process = self._process
+        return None if process is None or process.poll() is not None else process.pid
+
     def _init_state(self) -> None:
         self._reader = wire.FrameReader(self._answers)
         self._loop_reader = wire.FrameReader(self._loop_answers)
@@ -222,6 +277,8 @@ class RemoteWriter:
         self._write_lock = threading.Lock()
         self._closed = False  # no more submissions: close() was called or the writer process is gone
         self._closed_reason = "the audit log is closed"
+        self._counter_closed = False  # the shared count of announced requests is unmapped
+        self._gone = False  # the writer process ended without being told to
         self._shut = False  # close() has run
         self._pending_records = 0
         self._failed: tuple[float, str] | None = None  # when the last commit failed, and why
@@ -255,7 +312,7 @@ class RemoteWriter:
         for descriptor in (self._requests, self._answers, self._loop_answers):
             with contextlib.suppress(OSError):
                 os.close(descriptor)
-        self._announced.close()
+        self._close_counter()
 
     # -- the caller's side ---------------------------------------------------------
 
@@ -272,19 +329,36 @@ class RemoteWriter:
             return self._pending_records
 
     def announce(self) -> Announcement:
+        """A request that will submit is under way (refused, as submitting is, once the writer is gone:
+        its shared count is unmapped then, and nothing would be answered anyway)."""
         with self._lock:
+            if self._closed:
+                raise self._refusal()
             self._announced.add(1)
         return Announcement(self)
 
+    def _refusal(self) -> AuditError:
+        """Why nothing more is taken (under the lock): the log was closed, or the writer process is gone
+        (retryable, even once the log has reaped it to start another)."""
+        if self._shut and not self._gone:
+            return AuditLogClosed(self._closed_reason)
+        return AuditUnavailable(self._closed_reason)
+
     def _release(self) -> None:
         with self._lock:
-            self._announced.add(-1)
+            if not self._counter_closed:  # announced before the writer went: nobody counts any more
+                self._announced.add(-1)
+
+    def _close_counter(self) -> None:
+        with self._lock:
+            self._counter_closed = True
+            self._announced.close()
 
     def _send(self, message: tuple[Any, ...], waiting: _Waiting, token: int) -> None:
         data = wire.encode(message)
         with self._lock:
             if self._closed:
-                raise (AuditLogClosed if self._shut else AuditUnavailable)(self._closed_reason)
+                raise self._refusal()
             self._waiting[token] = waiting
             self._pending_records += waiting.records
         try:
@@ -377,14 +451,14 @@ class RemoteWriter:
         if self._process is None:  # attached: the writer answers CLOSED, then ends the connection
             self._thread.join()
             self._sockets[0].close()
-            self._announced.close()
+            self._close_counter()
             self._detach_loop()
             return
         os.close(self._requests)
         self._thread.join()
         self._process.wait()
         os.close(self._answers)
-        self._announced.close()
+        self._close_counter()
         self._detach_loop()
 
     def _detach_loop(self) -> None:
@@ -432,6 +506,7 @@ class RemoteWriter:
         with self._lock:
             unexpected = not self._closed
             if unexpected:
+                self._gone = True
                 self._closed_reason = "the audit writer process stopped"
             self._closed = True
             left = list(self._waiting.items())

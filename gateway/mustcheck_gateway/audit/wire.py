@@ -26,6 +26,9 @@ from typing import Any
 from .record import PendingRecord
 
 RECORDS, FLUSH, CLOSE = "records", "flush", "close"
+# The environment variable that carries the database's URL to a writer of the PostgreSQL backend (not
+# its command line, which ``ps`` shows to everyone).
+URL_VARIABLE = "MUSTCHECK_AUDIT_WRITER_URL"
 READY, FAILED, DONE, CLOSED = "ready", "failed", "done", "closed"
 _LENGTH = struct.Struct("<I")
 _PIPE_SIZE = 1 << 20

@@ -13,6 +13,11 @@ request pipe closes (the gateway is gone: whatever it sent is still made durable
 
 With ``--clients`` it also takes requests from the worker processes of the same gateway over a Unix
 socket (:mod:`.writer_clients`): one log for the whole gateway, one writer.
+
+With ``--postgres-log LOG_ID`` it hosts the PostgreSQL backend's writer instead
+(:class:`~.postgres_writer.PostgresWriter`, the database's URL in the environment variable
+``MUSTCHECK_AUDIT_WRITER_URL``, never on the command line where ``ps`` shows it): the same pipes, the
+same answers; the log's lock is the writer's advisory lock in the database, not a file's.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mustcheck.tree_head import TreeHead
 
@@ -44,6 +49,21 @@ from .record import PendingRecord
 from .sqlite_log import SqliteAuditStore
 from .writer import STOP, Flush, GroupCommitWriter, Submission
 from .writer_clients import ClientHub, Item
+
+
+class _Writer(Protocol):
+    """What the answers need of either backend's writer."""
+
+    @property
+    def last_seq(self) -> int: ...
+
+    commits: int
+    checkpoints_written: int
+    last_commit_latency_s: float
+
+    def receipt(self, seq: int) -> str: ...
+
+    def use_keyring(self, keyring: KeyRing) -> None: ...
 
 
 def _write_ready(descriptor: int, data: bytes | memoryview) -> memoryview:
@@ -85,7 +105,7 @@ class _Answers:
         self._lock = threading.Lock()
         self._answering = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answers")
         self._handed_off = 0  # batches of frames the answering thread has not finished writing
-        self.writer: GroupCommitWriter | None = None
+        self.writer: _Writer | None = None
         self.hub: ClientHub | None = None  # the workers' connections (--clients), if any
         self.loop_tokens: set[int] = set()
         # token -> (indexes of the rows to sign receipts for, the submission's records)
@@ -272,6 +292,34 @@ class _PipeInbox:
                 self._items.append(STOP)
 
 
+def _serve_postgres(options: argparse.Namespace, answers: _Answers) -> None:
+    from .postgres_writer import PostgresWriter
+
+    inbox = _PipeInbox(options.requests, answers, options.keys_dir)
+    try:
+        writer = PostgresWriter(
+            os.environ.pop(wire.URL_VARIABLE),
+            options.postgres_log,
+            KeyRing(options.keys_dir),
+            checkpoint_every=options.checkpoint_every,
+            checkpoint_interval_s=options.checkpoint_interval,
+            group_window_s=options.group_window,
+            inbox=inbox,
+            deliver=answers.done,
+            announced=SharedCounter(options.announced),
+        )
+    except Exception as error:
+        answers.send(wire.FAILED, type(error).__name__, str(error))
+        return
+    answers.writer = writer
+    answers.send(wire.READY, writer.last_seq, None)
+    try:
+        writer.run()
+    finally:
+        answers.finish()
+        answers.send(wire.CLOSED, answers.stats())
+
+
 def _serve(options: argparse.Namespace, answers: _Answers) -> None:
     store = SqliteAuditStore(options.db)
     inbox = _PipeInbox(options.requests, answers, options.keys_dir)
@@ -323,9 +371,12 @@ def _serve(options: argparse.Namespace, answers: _Answers) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--journal", type=Path, required=True)
-    parser.add_argument("--mirror", type=Path, required=True)
+    parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--journal", type=Path, default=None)
+    parser.add_argument("--mirror", type=Path, default=None)
+    parser.add_argument(
+        "--postgres-log", default=None, help=f"the log id to write in PostgreSQL (${wire.URL_VARIABLE})"
+    )
     parser.add_argument("--keys-dir", type=Path, required=True)
     parser.add_argument("--checkpoint-every", type=int, required=True)
     parser.add_argument("--checkpoint-interval", type=float, required=True)
@@ -341,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--published-tree-head", default=None, help="its signed tree head, as JSON")
     parser.add_argument("--log-level", default="info")
     options = parser.parse_args(argv)
+    if options.postgres_log is None and None in (options.db, options.journal, options.mirror):
+        parser.error("give --db, --journal and --mirror, or --postgres-log")
+    if options.postgres_log is not None and wire.URL_VARIABLE not in os.environ:
+        parser.error(f"--postgres-log needs the database's URL in ${wire.URL_VARIABLE}")
     # Ctrl-C or a service manager's SIGTERM reach the whole process group: the gateway decides when this
     # process stops (it closes the log, or its end of the request pipe when it exits).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -349,6 +404,13 @@ def main(argv: list[str] | None = None) -> None:
     answers = _Answers(options.answers, options.loop_answers)
     wire.widen(options.answers)
     wire.widen(options.loop_answers)
+    if options.postgres_log is not None:  # the log's lock is the writer's advisory lock in the database
+        try:
+            _serve_postgres(options, answers)
+        finally:
+            os.close(options.answers)
+            os.close(options.loop_answers)
+        return
     try:
         lock = WriterLock(options.db, suffix=".writer-lock", wait=True)
     except Exception as error:
