@@ -290,15 +290,6 @@ class AuditLog(WriterKeeper, FilteredReads, AppendFront):
 
     # -- appending -------------------------------------------------------------------
 
-    def announce(self) -> Announcement:
-        """A request that will append is under way: group commit may wait for it (use ``with``).
-        ``AuditUnavailable`` (counted as a refusal) while the writer process is gone."""
-        try:
-            return self._writer.announce()
-        except AuditUnavailable as error:
-            self._outage.refused(str(error))
-            raise
-
     async def _append(
         self, events: Iterable[AuditEvent], receipts_for: Sequence[int], announcement: Announcement | None
     ) -> tuple[list[int], list[str]]:

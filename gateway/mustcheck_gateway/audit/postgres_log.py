@@ -182,15 +182,6 @@ class PostgresAuditLog(WriterKeeper, FilteredReads, AppendFront):
 
     # -- appending --------------------------------------------------------------------------
 
-    def announce(self) -> Announcement:
-        """A request that will append is under way: group commit may wait for it (use ``with``).
-        ``AuditUnavailable`` (counted as a refusal) while the writer process is gone."""
-        try:
-            return self._writer.announce()
-        except AuditUnavailable as error:
-            self._outage.refused(str(error))
-            raise
-
     def _admit(self) -> None:
         if self._closed:
             raise AuditLogClosed("the audit log is closed")

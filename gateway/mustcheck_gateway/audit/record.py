@@ -307,14 +307,18 @@ class PendingRecord:
         :class:`AuditEvent` made the detail canonical; only a record naming a policy set has it decoded and
         encoded once more, to add the set's digest in its sorted place (the form verification encodes).
         """
-        detail_text = self.detail_json
-        if self.policy_set:
-            detail = json.loads(detail_text)
-            detail[POLICY_SET_KEY] = self.policy_set
-            detail_text = canonical_json(detail)
-        columns = _columns(seq, self.at, self, detail_text, prev_hash)
+        columns = _columns(seq, self.at, self, self._detail_text(), prev_hash)
         record_hash = _hash_columns(prev_hash, columns)
         return record_hash, (*columns.values(), record_hash)
+
+    def _detail_text(self) -> str:
+        """The detail's canonical JSON as the record holds it: with the policy set's digest, where the
+        record names one, in its sorted place."""
+        if not self.policy_set:
+            return self.detail_json
+        detail = json.loads(self.detail_json)
+        detail[POLICY_SET_KEY] = self.policy_set
+        return canonical_json(detail)
 
     def chain_line(self, seq: int, prev_hash: str) -> tuple[str, tuple[Any, ...], str]:
         """:meth:`chain`, and the row's journal line (``{"r":[...]}``, as the journal encodes a row).
@@ -324,12 +328,7 @@ class PendingRecord:
         the same function and an integer with ``int.__repr__``. A column of another type (none is) is
         encoded the general way.
         """
-        detail_text = self.detail_json
-        if self.policy_set:
-            detail = json.loads(detail_text)
-            detail[POLICY_SET_KEY] = self.policy_set
-            detail_text = canonical_json(detail)
-        columns = _columns(seq, self.at, self, detail_text, prev_hash)
+        columns = _columns(seq, self.at, self, self._detail_text(), prev_hash)
         values = list(columns.values())
         try:
             pieces = [_SCALAR_JSON[type(value)](value) for value in values]

@@ -17,8 +17,9 @@ from typing import Any
 
 import structlog
 
-from .errors import AuditError, AuditIntegrityError
-from .remote_writer import RemoteWriter
+from .errors import AuditError, AuditIntegrityError, AuditUnavailable
+from .outage import Outage
+from .remote_writer import Announcement, RemoteWriter
 
 log = structlog.get_logger("mustcheck.audit")
 
@@ -31,6 +32,7 @@ class WriterKeeper:
     :meth:`_append_system`."""
 
     _writer: RemoteWriter
+    _outage: Outage
     _attached: bool = False  # a worker attached to its gateway's writer: it does not record restarts
 
     def _keep(self) -> None:
@@ -39,6 +41,15 @@ class WriterKeeper:
         self._down: str | None = None  # why the writer process is not running (None: it is)
         self._restarter: threading.Thread | None = None
         self.writer_restarts = 0
+
+    def announce(self) -> Announcement:
+        """A request that will append is under way: group commit may wait for it (use ``with``).
+        ``AuditUnavailable`` (counted as a refusal) while the writer process is gone."""
+        try:
+            return self._writer.announce()
+        except AuditUnavailable as error:
+            self._outage.refused(str(error))
+            raise
 
     def _new_writer(self) -> RemoteWriter:
         raise NotImplementedError
