@@ -68,8 +68,9 @@ def unb64(text: str) -> bytes:
 
 
 def leaf_data(answer: Mapping[str, Any], record_hash: str) -> bytes:
-    """The bytes a record's leaf hashes: its answer's fields and its hash in the audit chain."""
-    return LEAF_DOMAIN + canonical_json({"answer": dict(answer), "record": record_hash})
+    """The bytes a record's leaf hashes: its answer's fields and its hash in the audit chain (the
+    canonical JSON of ``{"answer": answer, "record": record_hash}``, written by :func:`leaf_data_json`)."""
+    return leaf_data_json(canonical_json(dict(answer)), record_hash)
 
 
 def leaf_data_json(answer_json: bytes, record_hash: str) -> bytes:
