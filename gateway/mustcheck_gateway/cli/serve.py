@@ -251,7 +251,9 @@ def run(options: argparse.Namespace) -> int:
             ),
             EXIT_INVALID,
         )
-    most_importers = default_workers()
+    # One per core (those this process may run on), and never below the default, which counts every core
+    # of the machine (a container's CPU set may be smaller).
+    most_importers = max(default_workers(), default_import_workers())
     if not 0 <= options.import_workers <= most_importers:
         return fail(
             _(
