@@ -470,7 +470,8 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         mixed = [
             ("approval-system", unbound),  # the certificate names approval-system, the token other-system
             ("approval-system", loose),  # the certificate names approval-system, the token loose-system
-            ("transport", bound),  # approval-system is bound to its own certificate
+            ("transport", bound),  # approval-system is bound to its own certificate: not one mapped to none
+            ("other-system", bound),  # nor one mapped to another caller
         ]
         for certificate, token in mixed:
             with (
@@ -480,12 +481,13 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
                 client.check(new_uscc(), "MOF-0001")
             assert raised.value.code is grpc.StatusCode.UNAUTHENTICATED
         refusals = audit.query(kind="check", outcome="denied", limit=10_000)[refused_before:]
-        assert [record.detail.get("reason") for record in refusals] == ["credentials.mismatch"] * 3
+        assert [record.detail.get("reason") for record in refusals] == ["credentials.mismatch"] * 4
         assert all(record.status == "UNAUTHENTICATED" for record in refusals)
         # Each refusal names who the token said it was, and the token, as every refused credential does.
         assert [record.caller_id for record in refusals] == [
             "other-system",
             "loose-system",
+            "approval-system",
             "approval-system",
         ]
         assert all(record.detail.get("token_id") for record in refusals)

@@ -417,6 +417,115 @@ def test_mutual_tls_maps_the_client_certificate_to_its_caller(tmp_path: Path) ->
             request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, context=bare)
 
 
+def _tls_provision(
+    target: str,
+    credentials: grpc.ChannelCredentials,
+    admin_token: str,
+    caller_id: str,
+    tls_identity: str = "",
+) -> str:
+    """Create a caller granted every matter over the gateway's TLS port; return a token for it."""
+    from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
+
+    metadata = auth_metadata(admin_token)
+    with grpc.secure_channel(target, credentials) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        admin.CreateCaller(
+            admin_pb2.CreateCallerRequest(
+                caller_id=caller_id, department="approval", tls_identity=tls_identity
+            ),
+            metadata=metadata,
+            timeout=10,
+        )
+        grant = admin_pb2.Grant(
+            caller_id=caller_id, matters=["*"], subject_kinds=["organization"], rate_per_second=100, burst=100
+        )
+        admin.SetGrant(admin_pb2.SetGrantRequest(grant=grant), metadata=metadata, timeout=10)
+        issued = admin.IssueToken(
+            admin_pb2.IssueTokenRequest(caller_id=caller_id), metadata=metadata, timeout=10
+        )
+    token: str = issued.token
+    return token
+
+
+def _refusals(gateway: Gateway) -> list[tuple[str, str]]:
+    records = audit_of(gateway).query(kind="check", outcome="denied", limit=10_000)
+    return [(record.caller_id, str(record.detail.get("reason"))) for record in records]
+
+
+def test_a_certificate_bound_caller_s_token_alone_is_refused_over_http(tmp_path: Path) -> None:
+    """RFC 8705 over the HTTP binding: HTTPS without a client CA (as behind a TLS terminator) carries
+    no client certificate, so a caller bound to one (``--tls-identity``) is refused with its token
+    alone (401, ``credentials.mismatch``, audited under the token's caller); an unbound caller's token
+    is answered."""
+    certs = tmp_path / "certs"
+    init_certificates(certs, clients=["approval-system"])
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        tls=TLSFiles(certs / "server.pem", certs / "server.key"),
+    )
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        admin_token = gateway.admin_token_file.read_text().strip()
+        server_only = grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes())
+        target = f"localhost:{gateway.port}"
+        bound = _tls_provision(target, server_only, admin_token, "approval-system", "approval-system")
+        loose = _tls_provision(target, server_only, admin_token, "loose-system")
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        url = f"https://localhost:{gateway.http_port}/v1/Check"
+        answer = request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, token=loose, context=context)
+        assert answer.status == 200, answer.json
+        answer = request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, token=bound, context=context)
+        _assert_refused(answer, 401, "UNAUTHENTICATED", "credentials.mismatch")
+        assert "caller approval-system is bound to a client certificate" in answer.json["message"]
+        assert "presented none" in answer.json["message"]
+        assert _refusals(gateway) == [("approval-system", "credentials.mismatch")]
+
+
+def test_a_bound_caller_s_token_needs_its_own_certificate_over_http(tmp_path: Path) -> None:
+    """With mutual TLS over HTTP: a bound caller's token with its own certificate is answered; with a
+    certificate mapped to another caller, or mapped to none, it is refused (401,
+    ``credentials.mismatch``); an unbound caller's token with an unmapped certificate is answered."""
+    certs = tmp_path / "certs"
+    init_certificates(certs, clients=["approval-system", "other-system", "transport"])
+    config = GatewayConfig(
+        data_dir=tmp_path / "data",
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        policy_dir=POLICY_DIR,
+        tls=TLSFiles(certs / "server.pem", certs / "server.key", certs / "ca.pem"),
+    )
+
+    def https(name: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.load_cert_chain(certs / f"{name}.pem", certs / f"{name}.key")
+        return context
+
+    with GatewayThread(config) as gateway:
+        assert gateway.admin_token_file is not None
+        admin_token = gateway.admin_token_file.read_text().strip()
+        transport = grpc.ssl_channel_credentials(
+            (certs / "ca.pem").read_bytes(),
+            (certs / "transport.key").read_bytes(),
+            (certs / "transport.pem").read_bytes(),
+        )
+        target = f"localhost:{gateway.port}"
+        bound = _tls_provision(target, transport, admin_token, "approval-system", "approval-system")
+        _tls_provision(target, transport, admin_token, "other-system", "other-system")
+        loose = _tls_provision(target, transport, admin_token, "loose-system")
+        url = f"https://localhost:{gateway.http_port}/v1/Check"
+        body = {"subject": new_uscc(), "matter": "MOF-0001"}
+        assert request(url, body, token=bound, context=https("approval-system")).status == 200
+        assert request(url, body, token=loose, context=https("transport")).status == 200
+        for certificate in ("other-system", "transport"):
+            answer = request(url, body, token=bound, context=https(certificate))
+            _assert_refused(answer, 401, "UNAUTHENTICATED", "credentials.mismatch")
+        assert _refusals(gateway) == [("approval-system", "credentials.mismatch")] * 2
+
+
 def test_a_body_that_trickles_in_is_refused_with_408_and_audited(
     http_gateway: Gateway, base_url: str, http_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
