@@ -80,7 +80,15 @@ def _callers(parser: argparse.ArgumentParser) -> None:
         choices=sorted(ROLES),
         help=_("admin, auditor or reveal (repeatable)"),
     )
-    add.add_argument("--tls-identity", default="", metavar="CN", help=_("client certificate common name"))
+    add.add_argument(
+        "--tls-identity",
+        default="",
+        metavar="CN",
+        help=_(
+            "client certificate common name; the caller must then present that certificate on every call "
+            "(its token alone is refused), so bind no caller behind a TLS terminator"
+        ),
+    )
     add.add_argument("--json", action="store_true")
     disable = _command(actions, "disable", _("disable a caller (its tokens stop working)"), _callers_disable)
     disable.add_argument("caller_id", metavar="CALLER_ID")

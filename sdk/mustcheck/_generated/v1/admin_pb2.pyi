@@ -53,7 +53,9 @@ class CallerInfo(_message.Message):
     department: _builtins.str
     """The department whose measures this caller implements (R2)."""
     tls_identity: _builtins.str
-    """The client certificate's common name that authenticates this caller (mTLS)."""
+    """The client certificate's common name that authenticates this caller (mTLS). A caller with one
+    must present that certificate on every call: its token alone is refused (credentials.mismatch).
+    """
     disabled: _builtins.bool
     has_grant: _builtins.bool
     @_builtins.property
