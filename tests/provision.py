@@ -10,8 +10,13 @@ from mustcheck._channel import auth_metadata
 from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
 
 
-def admin_stub(target: str) -> tuple[admin_pb2_grpc.AdminServiceStub, grpc.Channel]:
-    channel = grpc.insecure_channel(target)
+def admin_stub(
+    target: str, credentials: grpc.ChannelCredentials | None = None
+) -> tuple[admin_pb2_grpc.AdminServiceStub, grpc.Channel]:
+    """The admin service at ``target``: plaintext, or over TLS with ``credentials``."""
+    channel = (
+        grpc.insecure_channel(target) if credentials is None else grpc.secure_channel(target, credentials)
+    )
     return admin_pb2_grpc.AdminServiceStub(channel), channel
 
 
@@ -33,9 +38,11 @@ def provision(
     max_watch_streams: int = 0,
     grant: bool = True,
     tls_identity: str = "",
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> str:
-    """Create a caller (with a grant unless ``grant=False``) and return a fresh token for it."""
-    admin, channel = admin_stub(target)
+    """Create a caller (with a grant unless ``grant=False``) and return a fresh token for it (over TLS
+    with ``credentials``)."""
+    admin, channel = admin_stub(target, credentials)
     metadata = auth_metadata(admin_token)
     with channel:
         admin.CreateCaller(

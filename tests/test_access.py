@@ -405,39 +405,6 @@ def test_mutual_tls_maps_the_certificate_to_a_caller(tmp_path: Path) -> None:
             client.check(new_uscc(), "MOF-0001")  # no client certificate: the handshake fails
 
 
-def _tls_caller(target: str, tls: TLSConfig, admin_token: str, caller_id: str, tls_identity: str = "") -> str:
-    """Create a caller granted every matter over a mutual-TLS channel; return a token for it."""
-    from mustcheck._generated.v1 import admin_pb2_grpc
-
-    metadata = auth_metadata(admin_token)
-    with grpc.secure_channel(target, tls.credentials()) as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        admin.CreateCaller(
-            admin_pb2.CreateCallerRequest(
-                caller_id=caller_id, department="approval", tls_identity=tls_identity
-            ),
-            metadata=metadata,
-            timeout=5,
-        )
-        admin.SetGrant(
-            admin_pb2.SetGrantRequest(
-                grant=admin_pb2.Grant(
-                    caller_id=caller_id,
-                    matters=["*"],
-                    subject_kinds=["organization"],
-                    rate_per_second=100,
-                    burst=100,
-                )
-            ),
-            metadata=metadata,
-            timeout=5,
-        )
-        issued = admin.IssueToken(
-            admin_pb2.IssueTokenRequest(caller_id=caller_id), metadata=metadata, timeout=5
-        )
-    return issued.token
-
-
 def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path: Path) -> None:
     """One identity per call: the token names the caller and the certificate must not name another."""
     certs = tmp_path / "certs"
@@ -452,11 +419,23 @@ def test_a_certificate_and_a_token_naming_different_callers_are_refused(tmp_path
         target = f"localhost:{gateway.port}"
         assert gateway.admin_token_file is not None
         admin_token = gateway.admin_token_file.read_text().strip()
-        bound = _tls_caller(
-            target, client_tls("transport"), admin_token, "approval-system", "approval-system"
+        bound = provision(
+            target,
+            admin_token,
+            "approval-system",
+            tls_identity="approval-system",
+            credentials=client_tls("transport").credentials(),
         )
-        unbound = _tls_caller(target, client_tls("transport"), admin_token, "other-system", "other-system")
-        loose = _tls_caller(target, client_tls("transport"), admin_token, "loose-system")
+        unbound = provision(
+            target,
+            admin_token,
+            "other-system",
+            tls_identity="other-system",
+            credentials=client_tls("transport").credentials(),
+        )
+        loose = provision(
+            target, admin_token, "loose-system", credentials=client_tls("transport").credentials()
+        )
         audit = gateway.audit
         assert is_audit_log(audit)
         refused_before = len(audit.query(kind="check", outcome="denied", limit=10_000))
@@ -506,8 +485,14 @@ def test_a_certificate_bound_caller_s_token_alone_is_refused(tmp_path: Path) -> 
         target = f"localhost:{gateway.port}"
         assert gateway.admin_token_file is not None
         admin_token = gateway.admin_token_file.read_text().strip()
-        bound = _tls_caller(target, server_only, admin_token, "approval-system", "approval-system")
-        loose = _tls_caller(target, server_only, admin_token, "loose-system")
+        bound = provision(
+            target,
+            admin_token,
+            "approval-system",
+            tls_identity="approval-system",
+            credentials=server_only.credentials(),
+        )
+        loose = provision(target, admin_token, "loose-system", credentials=server_only.credentials())
         with Client(target, tls=server_only, token=loose) as client:
             assert client.check(new_uscc(), "MOF-0001").outcome is Outcome.NO_RECORD
         with (

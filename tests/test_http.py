@@ -417,37 +417,6 @@ def test_mutual_tls_maps_the_client_certificate_to_its_caller(tmp_path: Path) ->
             request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, context=bare)
 
 
-def _tls_provision(
-    target: str,
-    credentials: grpc.ChannelCredentials,
-    admin_token: str,
-    caller_id: str,
-    tls_identity: str = "",
-) -> str:
-    """Create a caller granted every matter over the gateway's TLS port; return a token for it."""
-    from mustcheck._generated.v1 import admin_pb2, admin_pb2_grpc
-
-    metadata = auth_metadata(admin_token)
-    with grpc.secure_channel(target, credentials) as channel:
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        admin.CreateCaller(
-            admin_pb2.CreateCallerRequest(
-                caller_id=caller_id, department="approval", tls_identity=tls_identity
-            ),
-            metadata=metadata,
-            timeout=10,
-        )
-        grant = admin_pb2.Grant(
-            caller_id=caller_id, matters=["*"], subject_kinds=["organization"], rate_per_second=100, burst=100
-        )
-        admin.SetGrant(admin_pb2.SetGrantRequest(grant=grant), metadata=metadata, timeout=10)
-        issued = admin.IssueToken(
-            admin_pb2.IssueTokenRequest(caller_id=caller_id), metadata=metadata, timeout=10
-        )
-    token: str = issued.token
-    return token
-
-
 def _refusals(gateway: Gateway) -> list[tuple[str, str]]:
     records = audit_of(gateway).query(kind="check", outcome="denied", limit=10_000)
     return [(record.caller_id, str(record.detail.get("reason"))) for record in records]
@@ -472,8 +441,10 @@ def test_a_certificate_bound_caller_s_token_alone_is_refused_over_http(tmp_path:
         admin_token = gateway.admin_token_file.read_text().strip()
         server_only = grpc.ssl_channel_credentials((certs / "ca.pem").read_bytes())
         target = f"localhost:{gateway.port}"
-        bound = _tls_provision(target, server_only, admin_token, "approval-system", "approval-system")
-        loose = _tls_provision(target, server_only, admin_token, "loose-system")
+        bound = provision(
+            target, admin_token, "approval-system", tls_identity="approval-system", credentials=server_only
+        )
+        loose = provision(target, admin_token, "loose-system", credentials=server_only)
         context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
         url = f"https://localhost:{gateway.http_port}/v1/Check"
         answer = request(url, {"subject": new_uscc(), "matter": "MOF-0001"}, token=loose, context=context)
@@ -513,9 +484,11 @@ def test_a_bound_caller_s_token_needs_its_own_certificate_over_http(tmp_path: Pa
             (certs / "transport.pem").read_bytes(),
         )
         target = f"localhost:{gateway.port}"
-        bound = _tls_provision(target, transport, admin_token, "approval-system", "approval-system")
-        _tls_provision(target, transport, admin_token, "other-system", "other-system")
-        loose = _tls_provision(target, transport, admin_token, "loose-system")
+        bound = provision(
+            target, admin_token, "approval-system", tls_identity="approval-system", credentials=transport
+        )
+        provision(target, admin_token, "other-system", tls_identity="other-system", credentials=transport)
+        loose = provision(target, admin_token, "loose-system", credentials=transport)
         url = f"https://localhost:{gateway.http_port}/v1/Check"
         body = {"subject": new_uscc(), "matter": "MOF-0001"}
         assert request(url, body, token=bound, context=https("approval-system")).status == 200
